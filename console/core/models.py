@@ -1,0 +1,293 @@
+"""Snapshots that cross from ``console.core`` to the UI and the CLI.
+
+Every panel renders exactly one of these models; nothing in the UI talks to
+Docker, SQL or HTTP. Models are immutable pydantic objects so a snapshot can
+be handed to another thread or task without copying, recorded to JSON for the
+snapshot tests, and compared to decide whether a redraw is needed.
+
+Rules for changing this module: add fields with defaults, never rename or
+remove one (the UI, the CLI's ``--json`` output and recorded test fixtures
+depend on the names).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Colour = Literal["blue", "green"]
+
+
+class Snapshot(BaseModel):
+    """Base of every snapshot: frozen, with the moment it was taken."""
+
+    model_config = ConfigDict(frozen=True)
+
+    taken_at: datetime
+    """When the source produced this snapshot (timezone-aware, UTC)."""
+
+
+class SourceState(BaseModel):
+    """Liveness of one source, so the UI can mark stale panels with an age."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    """Source name: engine, stats, health, postgres, redis, cost, events."""
+    ok: bool
+    """True when the last attempt succeeded."""
+    last_ok: datetime | None = None
+    """When the source last produced good data (None: never)."""
+    last_error: str | None = None
+    """Short, operator-readable reason of the last failure (no secrets)."""
+    failures: int = 0
+    """Consecutive failures; drives the backoff."""
+    next_retry: datetime | None = None
+    """When the next attempt is due after a failure."""
+
+
+# --- containers -------------------------------------------------------------
+
+
+class ContainerInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    service: str
+    """Compose service name (``com.docker.compose.service`` label)."""
+    colour: Colour | None = None
+    image: str
+    tag: str
+    state: str
+    """running, exited, restarting, paused, created, dead."""
+    health: str | None = None
+    """healthy, unhealthy, starting, or None when the image has no check."""
+    started_at: datetime | None = None
+    restart_count: int = 0
+    ports: list[str] = Field(default_factory=list)
+    """Published ports as ``127.0.0.1:80->80/tcp``."""
+    version: str | None = None
+    """App version label/env of backend containers."""
+
+
+class ContainersSnapshot(Snapshot):
+    project: str
+    containers: list[ContainerInfo] = Field(default_factory=list)
+    serving_colour: Colour | None = None
+    """The colour nginx routes traffic to right now (read from nginx itself)."""
+    engine_version: str | None = None
+
+
+# --- health endpoints -------------------------------------------------------
+
+
+class EndpointResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    """``/api/health``, ``/api/health/database``, ..."""
+    target: Literal["nginx", "blue", "green"]
+    status: int | None = None
+    """HTTP status, None when no response (refused, timeout)."""
+    latency_ms: float | None = None
+    version: str | None = None
+    colour: Colour | None = None
+    error: str | None = None
+
+
+class HealthSnapshot(Snapshot):
+    results: list[EndpointResult] = Field(default_factory=list)
+
+
+# --- docker stats -----------------------------------------------------------
+
+
+class ContainerStats(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    service: str
+    cpu_percent: float
+    """Percent of one core (docker's convention: 200 % = two cores busy)."""
+    mem_usage: int
+    """Bytes, page cache excluded."""
+    mem_limit: int
+    mem_percent: float
+    net_rx_rate: float = 0.0
+    """Bytes per second."""
+    net_tx_rate: float = 0.0
+    blk_read_rate: float = 0.0
+    blk_write_rate: float = 0.0
+    pids: int = 0
+    cpu_history: list[float] = Field(default_factory=list)
+    """Oldest first, one point per sample; bounded length."""
+    mem_history: list[float] = Field(default_factory=list)
+    """Memory percent, oldest first."""
+
+
+class StatsSnapshot(Snapshot):
+    containers: list[ContainerStats] = Field(default_factory=list)
+    total_cpu_percent: float = 0.0
+    total_mem_usage: int = 0
+    host_mem_total: int = 0
+    host_cpus: int = 0
+    refresh_seconds: float | None = None
+    """How long the last full refresh of every container took."""
+
+
+# --- database ---------------------------------------------------------------
+
+
+class SlowQuery(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    query: str
+    calls: int
+    mean_ms: float
+    total_ms: float
+    rows: int
+
+
+class ActiveSession(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    pid: int
+    user: str | None = None
+    application: str | None = None
+    state: str | None = None
+    duration_s: float | None = None
+    wait_event: str | None = None
+    query: str = ""
+
+
+class TableHealth(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    table: str
+    live_tuples: int
+    dead_tuples: int
+    last_vacuum: datetime | None = None
+    last_autovacuum: datetime | None = None
+
+
+class DatabaseSnapshot(Snapshot):
+    slow_queries: list[SlowQuery] = Field(default_factory=list)
+    sessions: list[ActiveSession] = Field(default_factory=list)
+    """Non-idle sessions, longest running first."""
+    connections: int = 0
+    max_connections: int = 0
+    db_size_bytes: int = 0
+    tables: list[TableHealth] = Field(default_factory=list)
+    """Tables with the most dead tuples first."""
+    schema_version: str | None = None
+
+
+# --- quotas -----------------------------------------------------------------
+
+
+class ProviderQuota(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    provider: str
+    """Ledger name: alpha_vantage, finnhub, polygon, newsapi."""
+    label: str
+    """Display name: Alpha Vantage, ..."""
+    used: int
+    limit: int
+    window_seconds: int
+    resets_at: datetime
+    burn_per_hour: float | None = None
+    exhausts_at: datetime | None = None
+    """Projected exhaustion within this window at the current burn, or None."""
+
+
+class QuotaSnapshot(Snapshot):
+    providers: list[ProviderQuota] = Field(default_factory=list)
+    emergency_limit: bool = False
+    emergency_ttl_s: int | None = None
+
+
+# --- cost -------------------------------------------------------------------
+
+
+class CostSnapshot(Snapshot):
+    month_to_date: float
+    daily_projection: float
+    daily_target: float = 1.67
+    month_end_projection: float
+    monthly_budget: float = 50.0
+    components: dict[str, float] = Field(default_factory=dict)
+    """USD per day by component (compute, storage, provider calls, ...)."""
+    cache_hit_rate: float | None = None
+    daily_history: list[tuple[date, float]] = Field(default_factory=list)
+
+
+# --- alerts, events, logs ---------------------------------------------------
+
+
+class Alert(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    rule: str
+    """HighCPUUsage, HighMemoryUsage, HighAPIResponseTime, CostBudgetExceeded."""
+    subject: str
+    """What it is about: a container name, ``host``, ``api``, ``budget``."""
+    value: float
+    threshold: float
+    pending_since: datetime
+    firing: bool
+    """True once the condition held for the rule's ``for`` duration."""
+    message: str
+
+
+class AlertsSnapshot(Snapshot):
+    alerts: list[Alert] = Field(default_factory=list)
+    """Pending and firing; firing first."""
+
+
+class EngineEvent(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    at: datetime
+    container: str
+    service: str | None = None
+    action: str
+    """start, die, stop, kill, restart, health_status: healthy, oom, ..."""
+    detail: str | None = None
+
+
+class EventsSnapshot(Snapshot):
+    events: list[EngineEvent] = Field(default_factory=list)
+    """Newest last, bounded."""
+
+
+class LogLine(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    at: datetime | None
+    container: str
+    stream: Literal["stdout", "stderr"] = "stdout"
+    text: str
+
+
+# --- operations -------------------------------------------------------------
+
+
+class OpEvent(BaseModel):
+    """One step event of an operation, rendered by the ops log and the CLI."""
+
+    model_config = ConfigDict(frozen=True)
+
+    at: datetime
+    op: str
+    """deploy, rollback, backup, restore, migrate, vacuum, cache-flush, ..."""
+    step: str
+    """Machine-friendly step name: preflight, start-idle, wait-healthy, ..."""
+    status: Literal["start", "ok", "fail", "info", "warn", "done"]
+    """``done`` is the last event of a successful op; ``fail`` with step
+    ``result`` the last of a failed one."""
+    message: str
+    data: dict[str, Any] = Field(default_factory=dict)

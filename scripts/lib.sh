@@ -1,0 +1,35 @@
+# shellcheck shell=bash
+# Shared by the set-up scripts: where the repository is and which stack we
+# talk to. Precedence for STACK_NAME, HTTP_PORT, RUN_DIR and
+# STACKDECK_STATE_DIR: the environment, then .env, then the defaults, so
+# several stacks can live side by side on one engine (the tests use that).
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export ROOT
+
+_env_file_value() {  # _env_file_value NAME -> value from .env, or empty
+  [ -f "$ROOT/.env" ] || return 0
+  sed -n "s/^[[:space:]]*$1=//p" "$ROOT/.env" | tail -n 1 | sed -e 's/^"//' -e 's/"$//'
+}
+
+STACK_NAME="${STACK_NAME:-$(_env_file_value STACK_NAME)}"
+STACK_NAME="${STACK_NAME:-investment}"
+HTTP_PORT="${HTTP_PORT:-$(_env_file_value HTTP_PORT)}"
+HTTP_PORT="${HTTP_PORT:-80}"
+RUN_DIR="${RUN_DIR:-$(_env_file_value RUN_DIR)}"
+RUN_DIR="${RUN_DIR:-/run/$STACK_NAME}"
+STACKDECK_STATE_DIR="${STACKDECK_STATE_DIR:-/var/lib/stackdeck/$STACK_NAME}"
+export STACK_NAME HTTP_PORT RUN_DIR STACKDECK_STATE_DIR
+
+case "$STACK_NAME" in
+  ''|*[!a-z0-9_-]*) echo "STACK_NAME must be lower-case letters, digits, - or _ (got '$STACK_NAME')" >&2; exit 64;;
+esac
+
+log() { printf '[%s] %s\n' "$(basename "$0" .sh)" "$*" >&2; }
+die() { printf '[%s] error: %s\n' "$(basename "$0" .sh)" "$*" >&2; exit 1; }
+
+compose() {
+  docker compose -p "$STACK_NAME" --project-directory "$ROOT/compose" \
+    -f "$ROOT/compose/docker-compose.yml" -f "$ROOT/compose/docker-compose.production.yml" \
+    --env-file "$ROOT/.env" --env-file "$STACKDECK_STATE_DIR/deploy.env" "$@"
+}

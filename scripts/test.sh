@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: Docker engine, Compose, images,
+# a stack of its own (project "sdtest" on 127.0.0.1:18080, so a stack someone
+# uses is never touched), the console's virtualenv, lint and types, then every
+# tier: unit, ui (snapshots), integration (real stack), destructive last.
+# Extra arguments go to pytest (e.g. scripts/test.sh tests/unit -x).
+set -euo pipefail
+export STACK_NAME="${STACKDECK_TEST_STACK:-sdtest}"
+export STACKDECK_TEST_STACK="$STACK_NAME"
+export HTTP_PORT="${STACKDECK_TEST_PORT:-18080}"
+unset RUN_DIR STACKDECK_STATE_DIR
+. "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+bash scripts/setup.sh
+bash scripts/venv.sh test,platform
+
+log "ruff"
+.venv/bin/ruff check .
+log "mypy"
+.venv/bin/mypy
+
+export TEXTUAL_ANIMATIONS=none
+exec .venv/bin/python -m pytest -ra -p no:cacheprovider "$@"

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The console's virtualenv (.venv) with stackdeck installed in editable mode.
+# Reinstalls only when pyproject.toml changed, so a second run is instant.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+extras="${1:-}"
+py="${PYTHON:-python3}"
+"$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+  || die "stackdeck needs Python >= 3.11 ($py is $("$py" -V 2>&1))"
+if [ ! -x "$ROOT/.venv/bin/python" ]; then
+  log "creating .venv"
+  "$py" -m venv "$ROOT/.venv"
+fi
+stamp="$ROOT/.venv/.stackdeck-installed"
+want="$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)-$extras"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  log "installing stackdeck${extras:+[$extras]} into .venv"
+  "$ROOT/.venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
+  "$ROOT/.venv/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT${extras:+[$extras]}"
+  echo "$want" > "$stamp"
+fi

@@ -1,0 +1,142 @@
+"""Shared fixtures: the real bundled stack the integration tiers run against.
+
+The stack is the one `scripts/setup.sh` brought up. Which one: the same
+precedence as scripts/lib.sh (environment, then .env, then defaults), with
+``STACKDECK_TEST_STACK`` taking priority over ``STACK_NAME`` so a developer can
+point the tests at a private stack while other stacks run on the engine.
+``scripts/test.sh`` uses a stack of its own (``sdtest`` on port 18080), so
+tests never touch a stack someone else is using.
+
+Tests marked ``destructive`` (deploys, killing containers, stopping the
+database) run after every other test, so the read-only tiers see a calm stack.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    if not path.exists():
+        return values
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        values[key.strip()] = value.strip().strip('"')
+    return values
+
+
+@dataclass
+class Stack:
+    """Where the real stack is and how to reach each part of it."""
+
+    name: str
+    http_port: int
+    run_dir: Path
+    state_dir: Path
+    repo: Path = REPO
+    env: dict[str, str] = field(default_factory=dict)
+    """.env merged with deploy.env (secrets included: never print them)."""
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def pg_dsn(self) -> str:
+        """asyncpg DSN over the bind-mounted unix socket (peer auth as root)."""
+        return f"postgresql://postgres@/investment_db?host={self.run_dir / 'postgresql'}"
+
+    @property
+    def redis_url(self) -> str:
+        """redis-py URL over the bind-mounted unix socket, with the password."""
+        return f"unix://{self.run_dir / 'redis' / 'redis.sock'}?password={self.env['REDIS_PASSWORD']}"
+
+    @property
+    def redis_socket(self) -> Path:
+        return self.run_dir / "redis" / "redis.sock"
+
+    def container(self, service: str) -> str:
+        """Container name of a compose service (db → ``<stack>_db_prod``)."""
+        names = {
+            "redis": "cache",
+            "market-sim": "market_sim",
+        }
+        return f"{self.name}_{names.get(service, service)}_prod"
+
+    def proc_env(self) -> dict[str, str]:
+        """Environment for subprocesses that must address this stack."""
+        env = dict(os.environ)
+        env.update(
+            STACK_NAME=self.name,
+            HTTP_PORT=str(self.http_port),
+            RUN_DIR=str(self.run_dir),
+            STACKDECK_STATE_DIR=str(self.state_dir),
+        )
+        return env
+
+    def compose(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """Run scripts/compose.sh (docker compose with this stack's files and env)."""
+        return subprocess.run(
+            ["bash", str(self.repo / "scripts" / "compose.sh"), *args],
+            env=self.proc_env(),
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=timeout,
+        )
+
+    def reload_env(self) -> None:
+        self.env = {
+            **_read_env_file(self.repo / ".env"),
+            **_read_env_file(self.state_dir / "deploy.env"),
+        }
+
+
+def _resolve_stack() -> Stack:
+    dotenv = _read_env_file(REPO / ".env")
+    name = (
+        os.environ.get("STACKDECK_TEST_STACK")
+        or os.environ.get("STACK_NAME")
+        or dotenv.get("STACK_NAME")
+        or "investment"
+    )
+    port = int(os.environ.get("HTTP_PORT") or dotenv.get("HTTP_PORT") or 80)
+    run_dir = Path(os.environ.get("RUN_DIR") or dotenv.get("RUN_DIR") or f"/run/{name}")
+    state_dir = Path(os.environ.get("STACKDECK_STATE_DIR") or f"/var/lib/stackdeck/{name}")
+    stack = Stack(name=name, http_port=port, run_dir=run_dir, state_dir=state_dir)
+    stack.reload_env()
+    return stack
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    """The running bundled stack; fails (never skips) when it is not up."""
+    s = _resolve_stack()
+    try:
+        r = httpx.get(f"{s.base_url}/api/health", timeout=10)
+    except httpx.HTTPError as exc:
+        pytest.fail(
+            f"stack {s.name!r} does not answer on {s.base_url} ({exc}); "
+            f"bring it up with: STACK_NAME={s.name} HTTP_PORT={s.http_port} bash scripts/setup.sh"
+        )
+    if r.status_code != 200:
+        pytest.fail(f"stack {s.name!r} is up but /api/health answered {r.status_code}: {r.text[:200]}")
+    yield s
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Destructive tests last; within each group the collection order stays."""
+    items.sort(key=lambda item: item.get_closest_marker("destructive") is not None)
