@@ -100,6 +100,12 @@ class EndpointResult(BaseModel):
 
 class HealthSnapshot(Snapshot):
     results: list[EndpointResult] = Field(default_factory=list)
+    p95_seconds: float | None = None
+    """p95 of ``http_request_duration_seconds`` over both colours since the
+    previous scrape (histogram bucket deltas); None until two scrapes, or
+    when no request was served in between."""
+    request_rate: float | None = None
+    """Requests per second served by the backends since the previous scrape."""
 
 
 # --- docker stats -----------------------------------------------------------
@@ -126,6 +132,10 @@ class ContainerStats(BaseModel):
     """Oldest first, one point per sample; bounded length."""
     mem_history: list[float] = Field(default_factory=list)
     """Memory percent, oldest first."""
+    cpu_limit: float | None = None
+    """CPUs the container may use (its ``--cpus`` limit), None when unlimited."""
+    id: str = ""
+    """Container id (short)."""
 
 
 class StatsSnapshot(Snapshot):
@@ -135,7 +145,8 @@ class StatsSnapshot(Snapshot):
     host_mem_total: int = 0
     host_cpus: int = 0
     refresh_seconds: float | None = None
-    """How long the last full refresh of every container took."""
+    """How long the last full refresh of every container took: from the end of
+    the previous refresh until every container had delivered a new sample."""
 
 
 # --- database ---------------------------------------------------------------
@@ -183,6 +194,8 @@ class DatabaseSnapshot(Snapshot):
     tables: list[TableHealth] = Field(default_factory=list)
     """Tables with the most dead tuples first."""
     schema_version: str | None = None
+    warnings: list[str] = Field(default_factory=list)
+    """Parts that could not be read (e.g. pg_stat_statements not installed)."""
 
 
 # --- quotas -----------------------------------------------------------------
@@ -202,6 +215,8 @@ class ProviderQuota(BaseModel):
     burn_per_hour: float | None = None
     exhausts_at: datetime | None = None
     """Projected exhaustion within this window at the current burn, or None."""
+    window: str = ""
+    """``minute`` or ``day``."""
 
 
 class QuotaSnapshot(Snapshot):

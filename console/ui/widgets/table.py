@@ -1,0 +1,117 @@
+"""A DataTable for live lists: rows replaced wholesale, cursor kept, filterable.
+
+Panels hand over the complete list on every snapshot; the table updates the
+cells in place when the set of rows is unchanged (the common case for a
+refresh), and rebuilds otherwise while keeping the cursor on the same row key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.widgets import DataTable
+
+__all__ = ["ListTable", "Row"]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One table row: a stable key, the rendered cells, the text the filter sees."""
+
+    key: str
+    cells: tuple[Text, ...]
+    search: str
+
+
+class ListTable(DataTable[Text]):
+    """Row-cursor DataTable with ``set_rows`` and a case-insensitive filter."""
+
+    BINDINGS = [
+        Binding("home", "scroll_top", "Top", show=False),
+        Binding("end", "scroll_bottom", "Bottom", show=False),
+    ]
+
+    filter_text: reactive[str] = reactive("", init=False)
+    """Only rows whose search text contains this (case-insensitive) are shown."""
+
+    def __init__(
+        self,
+        columns: Sequence[tuple[str, str]],
+        *,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        """``columns``: (key, label) pairs; a label ending in ``>`` is right-aligned."""
+        super().__init__(
+            id=id,
+            classes=classes,
+            cursor_type="row",
+            zebra_stripes=False,
+            show_cursor=True,
+        )
+        self._column_spec = list(columns)
+        self._rows: list[Row] = []
+        self._shown: list[str] = []
+
+    def on_mount(self) -> None:
+        for key, label in self._column_spec:
+            justify = "right" if label.endswith(">") else "left"
+            text = Text(label.rstrip(">"), justify=justify)
+            self.add_column(text, key=key)
+
+    @property
+    def row_count_total(self) -> int:
+        """Rows before filtering."""
+        return len(self._rows)
+
+    @property
+    def shown_keys(self) -> list[str]:
+        """Keys of the rows currently visible, in order."""
+        return list(self._shown)
+
+    @property
+    def cursor_key(self) -> str | None:
+        """Key of the row under the cursor, if any."""
+        if not self._shown or not (0 <= self.cursor_row < len(self._shown)):
+            return None
+        return self._shown[self.cursor_row]
+
+    def set_rows(self, rows: Sequence[Row]) -> None:
+        self._rows = list(rows)
+        self._apply()
+
+    def watch_filter_text(self) -> None:
+        self._apply()
+
+    def _visible(self) -> list[Row]:
+        needle = self.filter_text.strip().lower()
+        if not needle:
+            return self._rows
+        return [row for row in self._rows if needle in row.search.lower()]
+
+    def _apply(self) -> None:
+        if not self.is_mounted:
+            return
+        visible = self._visible()
+        keys = [row.key for row in visible]
+        column_keys = [key for key, _ in self._column_spec]
+        if keys == self._shown:
+            for row in visible:
+                for column_key, cell in zip(column_keys, row.cells, strict=False):
+                    if self.get_cell(row.key, column_key) != cell:
+                        self.update_cell(row.key, column_key, cell)
+            return
+        previous = self.cursor_key
+        previous_index = self.cursor_row
+        self.clear()
+        for row in visible:
+            self.add_row(*row.cells, key=row.key)
+        self._shown = keys
+        if not keys:
+            return
+        index = keys.index(previous) if previous in keys else min(max(previous_index, 0), len(keys) - 1)
+        self.move_cursor(row=index, animate=False, scroll=True)
