@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     """How long a quote is served from Redis before a provider is asked again."""
     unknown_symbol_ttl_s: int = Field(default=3600, ge=1)
     """How long "no provider knows this symbol" is remembered (saves quota)."""
+    unknown_symbol_consensus: int = Field(default=2, ge=1)
+    """Providers that must say "unknown" before the rest are not asked."""
     health_reachability_ttl_s: float = 30.0
     """Age after which /api/health refreshes its provider reachability probe."""
 

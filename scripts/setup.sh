@@ -50,11 +50,20 @@ bash "$ROOT/scripts/images.sh"
 log "starting db and redis (project $STACK_NAME)"
 compose up -d --wait --wait-timeout 180 db redis market-sim
 
-log "migrating the schema (alembic upgrade head)"
-compose run --rm --no-deps -T backend_blue python3 -m alembic upgrade head 2>&1 \
-  | grep -v -e '^INFO  \[alembic.runtime.migration\] \(Context impl\|Will assume\)' >&2 || true
-compose run --rm --no-deps -T backend_blue python3 -m alembic current 2>/dev/null | grep -q '(head)' \
-  || die "migrations did not reach head; see: scripts/compose.sh run --rm backend_blue python3 -m alembic current"
+# Migrations: skipped when the database already reports the newest revision
+# shipped in platform_services/db/migrations/versions (ids are ordered: 0001, 0002, ...).
+head=$(ls "$ROOT/platform_services/db/migrations/versions" | sed -n 's/^\([0-9]\{4\}\)_.*\.py$/\1/p' | sort | tail -n 1)
+current=$(docker exec "${STACK_NAME}_db_prod" psql -U postgres -d investment_db -tAc \
+  "SELECT version FROM schema_migrations ORDER BY version DESC LIMIT 1" 2>/dev/null || true)
+if [ -n "$head" ] && [ "$current" = "$head" ]; then
+  log "schema at $current (head): no migration"
+else
+  log "migrating the schema (alembic upgrade head; database at ${current:-nothing})"
+  compose run --rm --no-deps -T backend_blue python3 -m alembic upgrade head >&2 \
+    || die "alembic upgrade head failed (output above)"
+  compose run --rm --no-deps -T backend_blue python3 -m alembic current 2>/dev/null | grep -q '(head)' \
+    || die "migrations did not reach head; see: scripts/compose.sh run --rm backend_blue python3 -m alembic current"
+fi
 
 # The idle colour stays stopped when a deploy left it so (kept for rollback).
 services=(nginx worker backend_blue backend_green)

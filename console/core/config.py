@@ -118,7 +118,7 @@ PositiveDuration = Annotated[Duration, Field(gt=0)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True, use_attribute_docstrings=True)
 
 
 class AlertRuleSettings(_Section):
@@ -220,6 +220,7 @@ _STACK_VARS: dict[str, str] = {
     "REDIS_PASSWORD": "redis_password",
     "ADMIN_TOKEN": "admin_token",
     "MONTHLY_BUDGET": "monthly_budget",
+    "NEWSAPI_DAILY_LIMIT": "newsapi_daily_limit",
 }
 """Variables of the bundled stack (``.env`` and compose.sh's environment) the
 console understands. ``HTTP_PORT`` is handled apart: it becomes ``base_url``."""
@@ -259,7 +260,9 @@ def read_env_file(path: Path) -> dict[str, str]:
         return values
     except OSError as exc:
         raise ConfigError(
-            f"cannot read {path}: {exc.strerror or exc}", source=str(path), expected="a readable .env file"
+            f"cannot read {path}: {exc.strerror or exc}",
+            source=str(path),
+            expected="a readable .env file",
         ) from None
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
@@ -303,7 +306,7 @@ class _TomlSource(PydanticBaseSettingsSource):
                 raise ConfigError(
                     f"cannot read {path}: {exc.strerror or exc}", source=str(path)
                 ) from None
-        elif "STACKDECK_CONFIG" in os.environ and os.environ["STACKDECK_CONFIG"]:
+        elif os.environ.get("STACKDECK_CONFIG"):
             raise ConfigError(
                 f"STACKDECK_CONFIG names {path}, which does not exist",
                 field="STACKDECK_CONFIG",
@@ -333,7 +336,10 @@ class _StackEnvSource(PydanticBaseSettingsSource):
         root = Path(root_value).expanduser() if root_value else find_repo_root()
         env_path = root / ".env" if root else None
         file_values = read_env_file(env_path) if env_path else {}
-        merged = {**file_values, **{k: v for k, v in os.environ.items() if k in _STACK_VARS or k == "HTTP_PORT"}}
+        merged = {
+            **file_values,
+            **{k: v for k, v in os.environ.items() if k in _STACK_VARS or k == "HTTP_PORT"},
+        }
         out: dict[str, Any] = {}
         provided: dict[str, str] = {}
         for var, field_name in _STACK_VARS.items():
@@ -366,6 +372,7 @@ class Settings(BaseSettings):
         extra="forbid",
         validate_default=True,
         case_sensitive=False,
+        use_attribute_docstrings=True,
     )
 
     project: str = Field(DEFAULT_PROJECT, min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$")
@@ -385,7 +392,9 @@ class Settings(BaseSettings):
     state_dir: Path = Path("/var/lib/stackdeck/investment")
     """deploy.env, lock, audit log, history, backups. Default
     ``/var/lib/stackdeck/<project>``."""
-    pg_dsn: SecretStr = SecretStr("postgresql://postgres@/investment_db?host=/run/investment/postgresql")
+    pg_dsn: SecretStr = SecretStr(
+        "postgresql://postgres@/investment_db?host=/run/investment/postgresql"
+    )
     """PostgreSQL DSN. Default: the stack's unix socket
     ``postgresql://postgres@/investment_db?host=<run_dir>/postgresql``."""
     pg_password: SecretStr | None = None
@@ -400,6 +409,9 @@ class Settings(BaseSettings):
     """Monthly budget in USD (stack: ``MONTHLY_BUDGET``)."""
     daily_target: float = Field(1.67, gt=0)
     """Daily cost target in USD; the cost panel compares the projection with it."""
+    newsapi_daily_limit: int | None = Field(None, ge=0)
+    """NewsAPI's daily quota (stack: ``NEWSAPI_DAILY_LIMIT``; default: the
+    platform's, 100). The other providers' limits are fixed by the platform."""
     alerts: AlertSettings = AlertSettings()
     """Alert thresholds and their ``for`` durations."""
     refresh: RefreshSettings = RefreshSettings()
@@ -598,7 +610,9 @@ def _origin(loc: tuple[Any, ...], origins: Mapping[str, Mapping[str, Any]]) -> s
     return "default"
 
 
-def _config_error(exc: PydanticValidationError, origins: Mapping[str, Mapping[str, Any]]) -> ConfigError:
+def _config_error(
+    exc: PydanticValidationError, origins: Mapping[str, Mapping[str, Any]]
+) -> ConfigError:
     lines = []
     first: tuple[str, str, str] | None = None
     for err in exc.errors():

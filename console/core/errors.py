@@ -39,7 +39,9 @@ _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
 
 # scheme://user:password@host  ->  scheme://user:***@host
-_URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s/]+)(?=@)")
+_URL_PASSWORD = re.compile(
+    r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s/]+)(?=@)"
+)
 # password=xyz, passwd: xyz, token=..., secret=..., api_key=...  (query strings, DSNs, logs)
 _KV_SECRET = re.compile(
     r"(?P<key>\b(?:password|passwd|pwd|token|secret|api_?key|apikey|auth)\b\s*[=:]\s*)"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -19,6 +20,14 @@ import asyncpg
 from platform_services.providers.clients import Article, Quote
 
 log = logging.getLogger(__name__)
+
+
+RETRY_AFTER_FAILURE_S = 2.0
+"""After a failed connect, calls fail fast for this long instead of each waiting."""
+
+
+class StoreUnavailable(Exception):
+    """PostgreSQL could not be reached (recently)."""
 
 
 @dataclass(frozen=True)
@@ -38,21 +47,37 @@ class Store:
         self.timeout = timeout
         self._pool: asyncpg.Pool | None = None
         self._lock = asyncio.Lock()
+        self._failed_at = 0.0
+        self.application_name = "investment-api"
 
     async def pool(self) -> asyncpg.Pool:
         if self._pool is not None:
             return self._pool
+        if time.monotonic() - self._failed_at < RETRY_AFTER_FAILURE_S:
+            raise StoreUnavailable("database unreachable (retrying shortly)")
         async with self._lock:
             if self._pool is None:
-                self._pool = await asyncpg.create_pool(
-                    self._dsn,
-                    min_size=self._min,
-                    max_size=self._max,
-                    timeout=self.timeout,
-                    command_timeout=10,
-                    max_inactive_connection_lifetime=300,
-                    server_settings={"application_name": "investment-api"},
-                )
+                try:
+                    self._pool = await asyncio.wait_for(
+                        asyncpg.create_pool(
+                            self._dsn,
+                            min_size=self._min,
+                            max_size=self._max,
+                            timeout=self.timeout,
+                            command_timeout=10,
+                            max_inactive_connection_lifetime=300,
+                            server_settings={"application_name": self.application_name},
+                        ),
+                        timeout=self.timeout + 1,
+                    )
+                except (
+                    OSError,
+                    TimeoutError,
+                    asyncpg.PostgresError,
+                    asyncpg.InterfaceError,
+                ) as exc:
+                    self._failed_at = time.monotonic()
+                    raise StoreUnavailable(f"database unreachable ({type(exc).__name__})") from exc
             return self._pool
 
     async def close(self) -> None:
@@ -63,17 +88,17 @@ class Store:
             except (TimeoutError, OSError, asyncpg.PostgresError):
                 pool.terminate()
 
-    async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> list[Any]:
+    async def fetch(self, query: str, *args: Any, timeout_s: float | None = None) -> list[Any]:
         pool = await self.pool()
-        return list(await pool.fetch(query, *args, timeout=timeout))
+        return list(await pool.fetch(query, *args, timeout=timeout_s))
 
-    async def fetchval(self, query: str, *args: Any, timeout: float | None = None) -> Any:
+    async def fetchval(self, query: str, *args: Any, timeout_s: float | None = None) -> Any:
         pool = await self.pool()
-        return await pool.fetchval(query, *args, timeout=timeout)
+        return await pool.fetchval(query, *args, timeout=timeout_s)
 
-    async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:
+    async def execute(self, query: str, *args: Any, timeout_s: float | None = None) -> str:
         pool = await self.pool()
-        return await pool.execute(query, *args, timeout=timeout)
+        return await pool.execute(query, *args, timeout=timeout_s)
 
     # --- health ---------------------------------------------------------------------
 

@@ -220,7 +220,9 @@ def parse_finnhub_quote(symbol: str, status: int, payload: Any) -> Quote:
 def parse_polygon_prev(symbol: str, status: int, payload: Any) -> Quote:
     provider = "polygon"
     if status != 200:
-        message = payload.get("error") or payload.get("message") if isinstance(payload, dict) else ""
+        message = (
+            payload.get("error") or payload.get("message") if isinstance(payload, dict) else ""
+        )
         raise _http_error(provider, status, str(message or ""))
     data = _require_dict(provider, payload)
     if str(data.get("status", "")).upper() == "ERROR":

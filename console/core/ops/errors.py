@@ -50,7 +50,9 @@ class BadInput(OpError):
 
     code = "bad-input"
 
-    def __init__(self, message: str, *, field: str | None = None, data: dict[str, Any] | None = None):
+    def __init__(
+        self, message: str, *, field: str | None = None, data: dict[str, Any] | None = None
+    ):
         self.field = field
         super().__init__(message, step="validate", data={**(data or {}), "field": field})
 

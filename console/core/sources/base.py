@@ -46,7 +46,7 @@ def backoff_delay(
 ) -> float:
     """Seconds to wait after ``failures`` consecutive failures.
 
-    Exponential: ``base``, 2×``base``, 4×``base``, ... capped at ``cap``.
+    Exponential: ``base``, 2x ``base``, 4x ``base``, ... capped at ``cap``.
     ``jitter`` (0..1) spreads retries of many sources: the delay is scaled by
     a random factor in ``[1 - jitter, 1]`` (never above the cap).
     ``failures <= 0`` means no failure: no wait.

@@ -1,0 +1,258 @@
+"""Deploy and rollback under load: a bounded load loop on nginx
+(127.0.0.1 only, 4 clients, a new connection per request, GET /api/health)
+runs during each operation and a few seconds after it; every non-200 or
+connection error counts as a failed request.
+
+1. blue-green: ``stackdeck --json deploy --version <next>`` (image built
+   beforehand, outside the timed window; default bake window unless quick);
+2. rollback to the previous colour: ``stackdeck --json rollback --force``;
+3. the peer, measured the same way: ``docker compose up -d --force-recreate
+   --no-deps backend_<serving colour>`` (through scripts/compose.sh), the
+   load loop running until the API answers 200 five times in a row.
+
+The stack ends where it started: the serving colour and its version are
+back after the rollback (the deployed version stays on the idle colour,
+stopped, as after any rollback).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from datetime import datetime
+from typing import Any
+
+from bench.common import REPO, LoadLoop, Stack, load_average, log, rnd, row, safe_ratio
+
+ROLLBACK_TARGET_S = 5.0
+
+
+def _cli(
+    stack: Stack, *args: str, timeout: float = 900
+) -> tuple[float, int, list[dict[str, Any]], str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "console",
+        "--stack",
+        stack.name,
+        "--http-port",
+        str(stack.http_port),
+        "--json",
+        *args,
+    ]
+    t = time.monotonic()
+    p = subprocess.run(
+        cmd,
+        cwd=REPO,
+        env=stack.proc_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    elapsed = time.monotonic() - t
+    events = []
+    for line in p.stdout.splitlines():
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return elapsed, p.returncode, events, (p.stderr or "")[-2000:]
+
+
+def _steps(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """Seconds from the first event to each step's start and end."""
+    if not events:
+        return {}
+    at = [datetime.fromisoformat(e["at"]) for e in events]
+    t0 = at[0]
+    out: dict[str, dict[str, float]] = {}
+    for e, t in zip(events, at, strict=True):
+        rel = (t - t0).total_seconds()
+        step = out.setdefault(e["step"], {})
+        if e["status"] == "start" and "start" not in step:
+            step["start"] = round(rel, 2)
+        if e["status"] in ("ok", "done", "fail"):
+            step["end"] = round(rel, 2)
+    return out
+
+
+def _next_version(current: str) -> str:
+    m = re.fullmatch(r"v(\d+)\.(\d+)\.(\d+)", current)
+    if not m:
+        return "v1.0.1"
+    major, minor, patch = map(int, m.groups())
+    return f"v{major}.{minor}.{patch + 1}"
+
+
+def _wait_recovered(url: str, timeout: float = 120.0, in_a_row: int = 5) -> float | None:
+    import httpx
+
+    t = time.monotonic()
+    ok = 0
+    while time.monotonic() - t < timeout:
+        try:
+            ok = ok + 1 if httpx.get(url, timeout=2).status_code == 200 else 0
+        except httpx.HTTPError:
+            ok = 0
+        if ok >= in_a_row:
+            return time.monotonic() - t
+        time.sleep(0.1)
+    return None
+
+
+def bench(stack: Stack, *, quick: bool = False) -> dict[str, Any]:
+    load_before = load_average()
+    url = f"{stack.base_url}/api/health"
+    state = stack.deploy_env()
+    active = state.get("ACTIVE_COLOUR", "blue")
+    current = state.get(f"{active.upper()}_VERSION", "v1.0.0")
+    target = _next_version(current)
+    raw: dict[str, Any] = {
+        "start_state": {k: v for k, v in state.items() if k.endswith(("VERSION", "COLOUR"))},
+        "target": target,
+    }
+    rows = []
+
+    log(f"deploy: building investment-backend:{target} (outside the timed window)")
+    b = stack.script("images.sh", target, timeout=900, check=False)
+    if b.returncode != 0:
+        raise RuntimeError(f"images.sh {target} failed: {b.stderr[-500:]}")
+
+    bake_args = ["--bake-seconds", "10"] if quick else []
+    # 1. blue-green
+    log(f"deploy: blue-green {current} → {target} under load")
+    with LoadLoop(url, workers=4, max_seconds=900) as load:
+        time.sleep(2)
+        took, rc, events, err = _cli(stack, "deploy", "--version", target, *bake_args)
+        time.sleep(3)
+    bg = load.result.summary()
+    steps = _steps(events)
+    raw["blue_green"] = {
+        "seconds": rnd(took, 2),
+        "exit": rc,
+        "load": bg,
+        "steps": steps,
+        "stderr": err if rc else "",
+    }
+    to_switch = steps.get("switch", {}).get("end")
+    switch_took = (
+        rnd(steps["switch"]["end"] - steps["switch"].get("start", steps["switch"]["end"]), 2)
+        if "switch" in steps
+        else None
+    )
+    rows.append(
+        row(
+            "blue-green deploy: failed requests during the deploy",
+            bg["failures"],
+            "requests",
+            target="0",
+            met=bg["failures"] == 0 and rc == 0,
+            note=f"{bg['requests']} requests in {bg['seconds']} s, p95 {bg['p95_ms']} ms, max {bg['max_ms']} ms; served by {bg['colours']}"
+            + (f"; deploy exit {rc}" if rc else ""),
+        )
+    )
+    rows.append(
+        row(
+            "blue-green deploy: duration",
+            rnd(took, 1),
+            "s",
+            note=f"to switched: {to_switch} s; switch itself (nginx -t + reload + confirm): {switch_took} s; "
+            f"bake {'10 s (quick)' if quick else 'default window'}; steps: "
+            + ", ".join(f"{k} {v.get('start', '?')}→{v.get('end', '?')}" for k, v in steps.items()),
+        )
+    )
+
+    # 2. rollback to the previous colour
+    log("deploy: rollback to the previous colour under load")
+    with LoadLoop(url, workers=4, max_seconds=600) as load:
+        time.sleep(2)
+        rb_took, rb_rc, rb_events, rb_err = _cli(stack, "rollback", "--force")
+        time.sleep(3)
+    rb = load.result.summary()
+    rb_steps = _steps(rb_events)
+    raw["rollback"] = {
+        "seconds": rnd(rb_took, 2),
+        "exit": rb_rc,
+        "load": rb,
+        "steps": rb_steps,
+        "stderr": rb_err if rb_rc else "",
+    }
+    served_again = stack.deploy_env().get("ACTIVE_COLOUR")
+    rows.append(
+        row(
+            "rollback to the previous colour: duration",
+            rnd(rb_took, 2),
+            "s",
+            target="< 5 s",
+            met=rb_took < ROLLBACK_TARGET_S and rb_rc == 0,
+            note=f"{rb['failures']} failed of {rb['requests']} requests; serving {served_again} after; steps: "
+            + ", ".join(
+                f"{k} {v.get('start', '?')}→{v.get('end', '?')}" for k, v in rb_steps.items()
+            )
+            + (f"; exit {rb_rc}" if rb_rc else ""),
+        )
+    )
+
+    # 3. the peer: recreate the serving backend with compose
+    serving = stack.deploy_env().get("ACTIVE_COLOUR", active)
+    service = f"backend_{serving}"
+    log(f"deploy: peer: compose up -d --force-recreate --no-deps {service} under load")
+    with LoadLoop(url, workers=4, max_seconds=600) as load:
+        time.sleep(2)
+        t = time.monotonic()
+        p = stack.compose("up", "-d", "--force-recreate", "--no-deps", service, check=False)
+        cmd_took = time.monotonic() - t
+        recovered = _wait_recovered(url)
+        total = time.monotonic() - t
+        time.sleep(3)
+    peer = load.result.summary()
+    raw["compose_force_recreate"] = {
+        "service": service,
+        "command_seconds": rnd(cmd_took, 2),
+        "until_serving_again_s": rnd(total, 2),
+        "recovered_after_command_s": rnd(recovered, 2),
+        "exit": p.returncode,
+        "load": peer,
+    }
+    rows.append(
+        row(
+            "failed requests: blue-green vs compose --force-recreate",
+            bg["failures"],
+            "requests",
+            peer=peer["failures"],
+            peer_name=f"compose up -d --force-recreate --no-deps {service}",
+            note=(
+                f"peer: {peer['requests']} requests, failures over {peer['failure_window_s']} s ({peer['errors']}); "
+                f"compose returned after {rnd(cmd_took, 1)} s, API back after {rnd(total, 1)} s"
+            ),
+        )
+    )
+    rows.append(
+        row(
+            "duration: blue-green (whole deploy) vs compose --force-recreate (until serving again)",
+            rnd(took, 1),
+            "s",
+            peer=rnd(total, 1),
+            peer_name="compose --force-recreate",
+            ratio=safe_ratio(total, took),
+            ratio_label="× (peer / stackdeck)",
+            note="blue-green includes health waits, smoke tests and the bake window; the recreate is faster and drops requests",
+        )
+    )
+    # the compose recreate may leave deploy.env and the container in step; check we still serve
+    raw["end_state"] = {
+        k: v for k, v in stack.deploy_env().items() if k.endswith(("VERSION", "COLOUR"))
+    }
+    raw["healthy_at_end"] = stack.healthy()
+    return {
+        "title": "Deploy and rollback",
+        "rows": rows,
+        "raw": raw,
+        "load_before": load_before,
+        "load_after": load_average(),
+    }

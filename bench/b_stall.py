@@ -1,0 +1,255 @@
+"""UI responsiveness: the largest event-loop stall of the real console app
+(in tmux, 160×48, through :mod:`bench.tools.probe_app`) while its sources are
+slow or dead. Target: under 50 ms.
+
+Scenarios, each ``duration`` seconds on the stack under test:
+
+* healthy: every source answers (the baseline);
+* db answers in 5 s: the console's DSN points at a proxy socket in front of
+  the stack's PostgreSQL socket that holds every byte of every answer for 5 s
+  (:mod:`bench.tools.slowsock`); the stack itself is untouched;
+* db paused: ``docker pause`` of the db container (connections hang; the
+  backends' database health checks hang behind it too), unpaused after;
+* docker hangs: ``DOCKER_HOST`` points at a socket that accepts and never
+  answers (``docker pause`` cannot make a daemon hang);
+* everything slow: db and Redis behind 5 s proxies and the hanging daemon.
+
+The figure is the largest lag after start-up (from 2 s after the app runs);
+start-up stalls (first layout) are reported apart in the raw data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    REPO,
+    Stack,
+    Tmux,
+    console_env,
+    load_average,
+    log,
+    percentile,
+    rnd,
+    row,
+    run,
+    terminate,
+)
+
+STALL_TARGET_MS = 50.0
+
+
+@contextlib.contextmanager
+def sick_socket(
+    mode: str, listen: Path, target: Path | None = None, delay: float = 5.0
+) -> Iterator[None]:
+    args = [
+        sys.executable,
+        "-m",
+        "bench.tools.slowsock",
+        mode,
+        "--listen",
+        str(listen),
+        "--max-seconds",
+        "900",
+    ]
+    if target is not None:
+        args += ["--target", str(target), "--delay", str(delay)]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if line.strip() != "ready":
+            raise RuntimeError(f"slowsock {mode} did not start")
+        yield
+    finally:
+        terminate(proc.pid)
+        proc.wait(5)
+
+
+@contextlib.contextmanager
+def paused(container: str) -> Iterator[None]:
+    run(["docker", "pause", container])
+    try:
+        yield
+    finally:
+        run(["docker", "unpause", container], check=False)
+
+
+def _probe(stack: Stack, duration: float, extra_env: dict[str, str]) -> dict[str, Any]:
+    out = Path(tempfile.mkstemp(prefix="sdbench-probe-", suffix=".json")[1])
+    tmux = Tmux("stall")
+    try:
+        pid = tmux.start(
+            [
+                sys.executable,
+                "-m",
+                "bench.tools.probe_app",
+                "--duration",
+                str(duration),
+                "--out",
+                str(out),
+            ],
+            console_env(stack, **extra_env),
+        )
+        deadline = time.monotonic() + duration + 30
+        while time.monotonic() < deadline and not tmux.pane_dead():
+            time.sleep(0.5)
+        screen = tmux.capture()
+        if not tmux.pane_dead():
+            terminate(pid)
+        try:
+            data = json.loads(out.read_text() or "{}")
+        except json.JSONDecodeError:
+            data = {}
+        if not data:
+            data = {"error": "probe wrote nothing", "screen": screen[-3000:]}
+        return data
+    finally:
+        tmux.kill()
+        out.unlink(missing_ok=True)
+
+
+def _summarise(data: dict[str, Any], sick: list[str]) -> dict[str, Any]:
+    lags = data.get("lags") or []
+    if not lags:
+        return {"error": data.get("error", "no lag samples"), "screen": data.get("screen", "")}
+    running = data.get("app_running_s") or 0.0
+    settle = running + 2.0
+    steady = [lag for t, lag in lags if t >= settle]
+    startup = [lag for t, lag in lags if t < settle]
+    worst = sorted(((lag, t) for t, lag in lags if t >= settle), reverse=True)[:5]
+    states = data.get("states") or []
+    went_stale = sorted({s["name"] for s in states if not s["ok"]})
+    return {
+        "max_ms": rnd(max(steady, default=0) * 1000, 1),
+        "p99_ms": rnd((percentile(steady, 99) or 0) * 1000, 1),
+        "median_ms": rnd((percentile(steady, 50) or 0) * 1000, 2),
+        "stalls_over_50ms": sum(1 for x in steady if x * 1000 > STALL_TARGET_MS),
+        "samples": len(steady),
+        "worst": [(rnd(t, 2), rnd(lag * 1000, 1)) for lag, t in worst],
+        "startup_max_ms": rnd(max(startup, default=0) * 1000, 1),
+        "app_running_s": rnd(running),
+        "first_snapshot_s": data.get("first_snapshot_s"),
+        "counts": data.get("counts"),
+        "sources_not_ok": went_stale,
+        "expected_not_ok": sick,
+        "sick_source_seen": all(any(s.startswith(x) or x in s for s in went_stale) for x in sick)
+        if sick
+        else None,
+        "states": states[:40],
+    }
+
+
+def bench(stack: Stack, *, quick: bool = False) -> dict[str, Any]:
+    load_before = load_average()
+    duration = 15.0 if quick else 30.0
+    tmp = Path(tempfile.mkdtemp(prefix="sdbench-sick-"))
+    pg_dir, redis_dir, docker_dir = tmp / "pg", tmp / "redis", tmp / "docker"
+    for d in (pg_dir, redis_dir, docker_dir):
+        d.mkdir()
+        os.chmod(d, 0o755)
+    pg_target = stack.run_dir / "postgresql" / ".s.PGSQL.5432"
+    redis_target = stack.run_dir / "redis" / "redis.sock"
+    slow_pg = {"STACKDECK_PG_DSN": f"postgresql://postgres@/investment_db?host={pg_dir}"}
+    slow_redis = {"STACKDECK_REDIS_URL": f"unix://{redis_dir}/redis.sock"}
+    hung_docker = {
+        "STACKDECK_DOCKER_HOST": f"unix://{docker_dir}/docker.sock",
+        "DOCKER_HOST": f"unix://{docker_dir}/docker.sock",
+    }
+
+    scenarios: list[tuple[str, Any, dict[str, str], list[str]]] = [
+        ("healthy", contextlib.nullcontext, {}, []),
+        (
+            "db answers in 5 s",
+            lambda: sick_socket("delay", pg_dir / ".s.PGSQL.5432", pg_target),
+            slow_pg,
+            ["postgres"],
+        ),
+        ("db paused (docker pause)", lambda: paused(stack.container("db")), {}, ["postgres"]),
+        (
+            "docker daemon hangs",
+            lambda: sick_socket("blackhole", docker_dir / "docker.sock"),
+            hung_docker,
+            ["engine"],
+        ),
+    ]
+
+    @contextlib.contextmanager
+    def everything() -> Iterator[None]:
+        with (
+            sick_socket("delay", pg_dir / ".s.PGSQL.5432", pg_target),
+            sick_socket("delay", redis_dir / "redis.sock", redis_target),
+            sick_socket("blackhole", docker_dir / "docker.sock"),
+        ):
+            yield
+
+    scenarios.append(
+        (
+            "everything slow (db, redis 5 s; docker hangs)",
+            everything,
+            {**slow_pg, **slow_redis, **hung_docker},
+            ["postgres", "engine"],
+        )
+    )
+
+    rows = []
+    raw: dict[str, Any] = {"duration_s": duration}
+    try:
+        for name, ctx, env, sick in scenarios:
+            log(f"stall: {name} ({duration:.0f} s)")
+            with ctx():
+                data = _probe(stack, duration, env)
+            summary = _summarise(data, sick)
+            raw[name] = summary
+            if "error" in summary:
+                rows.append(
+                    row(
+                        f"largest loop stall: {name}",
+                        None,
+                        "ms",
+                        target="< 50 ms",
+                        met=False,
+                        note=summary["error"],
+                    )
+                )
+                continue
+            effective = summary["sick_source_seen"]
+            rows.append(
+                row(
+                    f"largest loop stall: {name}",
+                    summary["max_ms"],
+                    "ms",
+                    target="< 50 ms",
+                    met=summary["max_ms"] < STALL_TARGET_MS,
+                    note=(
+                        f"p99 {summary['p99_ms']} ms, {summary['stalls_over_50ms']} stalls > 50 ms in {duration:.0f} s; "
+                        f"start-up max {summary['startup_max_ms']} ms; sources not ok: {', '.join(summary['sources_not_ok']) or 'none'}"
+                        + (
+                            ""
+                            if effective in (None, True)
+                            else " (the sick source was never reported: check the scenario)"
+                        )
+                    ),
+                )
+            )
+            time.sleep(2)
+    finally:
+        with contextlib.suppress(Exception):
+            run(["docker", "unpause", stack.container("db")], check=False)
+    return {
+        "title": "UI responsiveness (event-loop stalls)",
+        "rows": rows,
+        "raw": raw,
+        "load_before": load_before,
+        "load_after": load_average(),
+    }

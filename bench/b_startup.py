@@ -1,0 +1,140 @@
+"""Console start-up: process start to first paint, and to the first full
+screen with live data (see :mod:`bench.screen` for what counts), median of
+10, in a real terminal (tmux, 160×48) polled every 20 ms with
+``capture-pane``. Peer: ``docker stats`` of the same containers in the same
+terminal, until every container shows a CPU figure."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from bench.common import (
+    Stack,
+    Tmux,
+    console_command,
+    console_env,
+    load_average,
+    log,
+    median,
+    rnd,
+    row,
+    safe_ratio,
+    terminate,
+)
+from bench.screen import stack_services, watch
+
+_FIG = re.compile(r"\d+\.\d+%")
+
+
+def _docker_stats_check(names: list[str]) -> Any:
+    def check(screen: str, _services: list[str]) -> list[str]:
+        lines = screen.splitlines()
+        missing = []
+        for name in names:
+            if not any(name in line and _FIG.search(line) for line in lines):
+                missing.append(name)
+        return missing
+
+    return check
+
+
+def _docker_stats_painted(screen: str) -> bool:
+    return "CONTAINER" in screen
+
+
+def bench(stack: Stack, *, runs: int = 10, quick: bool = False) -> dict[str, Any]:
+    load_before = load_average()
+    services = stack_services(stack)
+    names = [n for n in stack.project_containers() if "_benchidle_" not in n]
+    tmux = Tmux("startup")
+    paint: list[float] = []
+    data: list[float] = []
+    failures: list[dict[str, Any]] = []
+    runs = 3 if quick else runs
+    try:
+        for i in range(runs):
+            t0 = time.monotonic()
+            pid = tmux.start(console_command(), console_env(stack))
+            times = watch(tmux, t0, services, timeout=30)
+            terminate(pid)
+            tmux.kill()
+            log(
+                f"startup run {i + 1}/{runs}: paint {rnd(times.paint_s)} s, data {rnd(times.data_s)} s"
+            )
+            if times.paint_s is not None:
+                paint.append(times.paint_s)
+            if times.data_s is not None:
+                data.append(times.data_s)
+            else:
+                failures.append(
+                    {
+                        "run": i + 1,
+                        "missing": times.missing,
+                        "died": times.died,
+                        "screen": times.last_screen[-3000:],
+                    }
+                )
+            time.sleep(1.0)
+        # peer: docker stats in the same terminal
+        peer: list[float] = []
+        for _ in range(3 if quick else 5):
+            t0 = time.monotonic()
+            pid = tmux.start(["docker", "stats", *names], console_env(stack))
+            times = watch(
+                tmux,
+                t0,
+                [],
+                timeout=30,
+                data_check=_docker_stats_check(names),
+                paint_check=_docker_stats_painted,
+            )
+            terminate(pid)
+            tmux.kill()
+            if times.data_s is not None:
+                peer.append(times.data_s)
+            time.sleep(0.5)
+    finally:
+        tmux.kill()
+    med_paint, med_data, med_peer = median(paint), median(data), median(peer)
+    rows = [
+        row(
+            f"console start → first paint (median of {len(paint)})",
+            rnd(med_paint),
+            "s",
+            target="< 1 s",
+            met=med_paint is not None and med_paint < 1.0,
+            note=f"min {rnd(min(paint, default=None) if paint else None)}, max {rnd(max(paint) if paint else None)}",
+        ),
+        row(
+            f"console start → full screen with live data (median of {len(data)})",
+            rnd(med_data),
+            "s",
+            peer=rnd(med_peer),
+            peer_name=f"docker stats: every container with a figure (median of {len(peer)})",
+            ratio=safe_ratio(med_peer, med_data),
+            ratio_label="× (peer / console)",
+            note=(
+                f"min {rnd(min(data) if data else None)}, max {rnd(max(data) if data else None)}; "
+                f"{len(failures)} run(s) without live data in 30 s; live data = all {len(services)} services, "
+                "a health 200, a CPU figure, no panel waiting"
+            ),
+        ),
+    ]
+    raw = {
+        "runs_paint_s": [rnd(x) for x in paint],
+        "runs_data_s": [rnd(x) for x in data],
+        "peer_docker_stats_s": [rnd(x) for x in peer],
+        "services": services,
+        "failures": failures,
+        "command": " ".join(console_command()),
+        "terminal": "tmux 160x48, capture-pane every 20 ms",
+    }
+    return {
+        "title": "Console start-up",
+        "rows": rows,
+        "raw": raw,
+        "load_before": load_before,
+        "load_after": load_average(),
+    }

@@ -1,0 +1,701 @@
+"""What the benchmarks share: the stack under test, process sampling from
+/proc, a private tmux server to run the console in a real terminal, idle
+containers to grow the project, a bounded HTTP load loop on 127.0.0.1, and
+small statistics helpers.
+
+Nothing here imports the console: the benchmarks drive it as a process (or
+import it lazily where a benchmark needs its sources), so the harness keeps
+working while the console changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH_LABEL = "io.stackdeck.bench"
+"""Label on every container a benchmark starts (value: the stack name), so
+cleanup finds exactly those and nothing else."""
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# --- statistics --------------------------------------------------------------
+
+
+def median(values: Sequence[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def percentile(values: Sequence[float], p: float) -> float | None:
+    """Nearest-rank percentile (p in 0..100)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(p / 100.0 * len(ordered) + 0.5) - 1))
+    return ordered[k]
+
+
+def rnd(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+# --- the stack ---------------------------------------------------------------
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    if not path.exists():
+        return values
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        values[key.strip()] = value.strip().strip('"')
+    return values
+
+
+@dataclass
+class Stack:
+    """The stack under test, addressed like scripts/lib.sh does."""
+
+    name: str
+    http_port: int
+    repo: Path = REPO
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(os.environ.get("BENCH_RUN_DIR") or f"/run/{self.name}")
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(os.environ.get("BENCH_STATE_DIR") or f"/var/lib/stackdeck/{self.name}")
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def deploy_env(self) -> dict[str, str]:
+        return read_env_file(self.state_dir / "deploy.env")
+
+    def container(self, service: str) -> str:
+        names = {"redis": "cache", "market-sim": "market_sim"}
+        return f"{self.name}_{names.get(service, service)}_prod"
+
+    def proc_env(self, **extra: str) -> dict[str, str]:
+        """Environment for a process that must address this stack (scripts,
+        the console, the ops CLI)."""
+        env = dict(os.environ)
+        env.update(
+            STACK_NAME=self.name,
+            HTTP_PORT=str(self.http_port),
+            RUN_DIR=str(self.run_dir),
+            STACKDECK_STATE_DIR=str(self.state_dir),
+        )
+        env.update(extra)
+        return env
+
+    def script(
+        self, name: str, *args: str, timeout: float = 900, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", str(self.repo / "scripts" / name), *args],
+            env=self.proc_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=check,
+        )
+
+    def compose(
+        self, *args: str, timeout: float = 600, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return self.script("compose.sh", *args, timeout=timeout, check=check)
+
+    def healthy(self) -> bool:
+        import httpx
+
+        try:
+            return httpx.get(f"{self.base_url}/api/health", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def project_containers(self, running_only: bool = True) -> list[str]:
+        """Names of the project's containers (label ``com.docker.compose.project``)."""
+        args = [
+            "docker",
+            "ps",
+            "--filter",
+            f"label=com.docker.compose.project={self.name}",
+            "--format",
+            "{{.Names}}",
+        ]
+        if not running_only:
+            args.insert(2, "-a")
+        out = run(args).stdout.split()
+        return sorted(out)
+
+    def project_ids(self) -> list[str]:
+        out = run(
+            ["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={self.name}"]
+        ).stdout
+        return out.split()
+
+
+def run(
+    args: Sequence[str],
+    *,
+    timeout: float = 120,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        list(args), capture_output=True, text=True, timeout=timeout, check=check, env=env
+    )
+
+
+# --- /proc sampling ----------------------------------------------------------
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name may contain spaces and parentheses: split after the last ')'
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def cpu_ticks(pid: int) -> int | None:
+    """utime + stime of a process (all its threads), in clock ticks."""
+    f = _stat_fields(pid)
+    if f is None:
+        return None
+    return int(f[11]) + int(f[12])
+
+
+def rss_bytes(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def children_of(pid: int) -> list[int]:
+    """Every live descendant of ``pid``."""
+    parent: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        f = _stat_fields(int(entry))
+        if f is not None:
+            parent[int(entry)] = int(f[1])
+    out: list[int] = []
+    frontier = [pid]
+    while frontier:
+        p = frontier.pop()
+        kids = [c for c, pp in parent.items() if pp == p]
+        out.extend(kids)
+        frontier.extend(kids)
+    return out
+
+
+def pids_named(name: str) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if Path(f"/proc/{entry}/comm").read_text().strip() == name:
+                    out.append(int(entry))
+            except OSError:
+                pass
+    return out
+
+
+@dataclass
+class CpuWindow:
+    seconds: float
+    cpu_percent: float
+    """Percent of one core over the window (100 = one core busy)."""
+
+
+class CpuMeter:
+    """CPU time of a set of processes between two reads."""
+
+    def __init__(self, pids: Callable[[], Sequence[int]]) -> None:
+        self._pids = pids
+        self._t = time.monotonic()
+        self._ticks = self._read()
+
+    def _read(self) -> dict[int, int]:
+        out = {}
+        for pid in self._pids():
+            t = cpu_ticks(pid)
+            if t is not None:
+                out[pid] = t
+        return out
+
+    def window(self) -> CpuWindow:
+        now = time.monotonic()
+        ticks = self._read()
+        used = sum(t - self._ticks.get(pid, 0) for pid, t in ticks.items() if pid in self._ticks)
+        # a process that appeared inside the window counts from zero
+        used += sum(t for pid, t in ticks.items() if pid not in self._ticks)
+        seconds = now - self._t
+        self._t, self._ticks = now, ticks
+        return CpuWindow(seconds, used / CLK_TCK / seconds * 100.0 if seconds > 0 else 0.0)
+
+
+def dockerd_pids() -> list[int]:
+    return pids_named("dockerd")
+
+
+# --- a private tmux server ---------------------------------------------------
+
+
+class Tmux:
+    """One session on a private tmux server (``-L``), so the benchmarks never
+    touch anyone's tmux, and the terminal they draw into is real (xterm-like,
+    fixed size)."""
+
+    def __init__(self, label: str, width: int = 160, height: int = 48) -> None:
+        if shutil.which("tmux") is None:
+            raise RuntimeError("tmux is not installed (apt-get install tmux)")
+        self.server = f"sdbench-{label}-{os.getpid()}"
+        self.session = "bench"
+        self.width, self.height = width, height
+        self.pane_pid: int | None = None
+
+    def _tmux(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run(["tmux", "-L", self.server, *args], check=check, timeout=30)
+
+    def start(self, command: Sequence[str], env: dict[str, str], cwd: Path = REPO) -> int:
+        """Start ``command`` in a fresh pane (``exec``: the pane's pid is the command's)."""
+        self.kill()
+        exports = " ".join(
+            f"{k}={shlex.quote(v)}" for k, v in sorted(env.items()) if k.isidentifier()
+        )
+        line = f"cd {shlex.quote(str(cwd))} && exec env {exports} {shlex.join(list(command))}"
+        self._tmux(
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            self.session,
+            "-x",
+            str(self.width),
+            "-y",
+            str(self.height),
+            "sh",
+            "-c",
+            line,
+        )
+        self._tmux("set-option", "-t", self.session, "remain-on-exit", "on", check=False)
+        out = self._tmux("display-message", "-p", "-t", self.session, "#{pane_pid}").stdout.strip()
+        self.pane_pid = int(out)
+        return self.pane_pid
+
+    def capture(self) -> str:
+        r = self._tmux("capture-pane", "-p", "-t", self.session, check=False)
+        return r.stdout
+
+    def send_keys(self, *keys: str) -> None:
+        self._tmux("send-keys", "-t", self.session, *keys, check=False)
+
+    def pane_dead(self) -> bool:
+        r = self._tmux("display-message", "-p", "-t", self.session, "#{pane_dead}", check=False)
+        return r.stdout.strip() == "1"
+
+    def server_pid(self) -> int | None:
+        r = self._tmux("display-message", "-p", "#{pid}", check=False)
+        return int(r.stdout.strip()) if r.stdout.strip().isdigit() else None
+
+    def kill(self) -> None:
+        run(["tmux", "-L", self.server, "kill-server"], check=False, timeout=30)
+        self.pane_pid = None
+
+
+def terminate(pid: int | None, timeout: float = 5.0) -> None:
+    """SIGTERM then SIGKILL one process we started."""
+    if pid is None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, 15)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not Path(f"/proc/{pid}").exists() or (_stat_fields(pid) or ["", "Z"])[0] == "Z":
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, 9)
+
+
+# --- the console as a process -------------------------------------------------
+
+
+def console_command() -> list[str]:
+    """How to start the console the way ``stackdeck`` (no arguments) does:
+    the console script's entry point, run from this checkout so a clean
+    clone works without ``pip install``; before the CLI exists, the UI module."""
+    if (REPO / "console" / "cli.py").exists():
+        return [sys.executable, "-c", "import sys; from console.cli import main; sys.exit(main())"]
+    return [sys.executable, "-m", "console.ui"]
+
+
+def _empty_dir(name: str) -> Path:
+    path = Path("/tmp") / f"sdbench-{name}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def console_env(stack: Stack, **extra: str) -> dict[str, str]:
+    """Environment of a console started by a benchmark: the stack's
+    variables, a real terminal type, no colour surprises, this checkout first
+    on the path."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k in ("PATH", "HOME", "LANG", "LC_ALL", "USER", "LOGNAME", "DOCKER_HOST")
+    }
+    env.update(
+        TERM="xterm-256color",
+        COLORTERM="truecolor",
+        PYTHONPATH=str(REPO),
+        STACK_NAME=stack.name,
+        HTTP_PORT=str(stack.http_port),
+        RUN_DIR=str(stack.run_dir),
+        STACKDECK_STATE_DIR=str(stack.state_dir),
+        # no user config.toml: the benchmark measures the defaults
+        XDG_CONFIG_HOME=str(_empty_dir("noconfig")),
+        TEXTUAL_ANIMATIONS="none",
+    )
+    env.update(extra)
+    return env
+
+
+# --- idle containers ----------------------------------------------------------
+
+
+IDLE_IMAGE = "debian:trixie-slim"
+
+
+def cleanup_idle(stack: Stack) -> int:
+    """Remove every container a benchmark started for this stack."""
+    ids = run(
+        ["docker", "ps", "-aq", "--filter", f"label={BENCH_LABEL}={stack.name}"]
+    ).stdout.split()
+    if ids:
+        run(["docker", "rm", "-f", *ids], check=False, timeout=300)
+    return len(ids)
+
+
+def _start_idle(stack: Stack, i: int) -> None:
+    run(
+        [
+            "docker",
+            "run",
+            "-d",
+            "--rm",
+            "--name",
+            f"{stack.name}_benchidle_{i:02d}",
+            "--label",
+            f"com.docker.compose.project={stack.name}",
+            "--label",
+            f"com.docker.compose.service=bench-idle-{i:02d}",
+            "--label",
+            f"{BENCH_LABEL}={stack.name}",
+            "--network",
+            "none",
+            "--log-driver",
+            "none",
+            "--memory",
+            "16m",
+            IDLE_IMAGE,
+            "sleep",
+            "infinity",
+        ],
+        timeout=120,
+    )
+
+
+def scale_idle(stack: Stack, total: int) -> int:
+    """Add or remove idle containers so the project has ``total`` running
+    containers (or as close as the stack allows); returns the count reached."""
+    base = [n for n in stack.project_containers() if "_benchidle_" not in n]
+    idle = sorted(n for n in stack.project_containers() if "_benchidle_" in n)
+    want = max(0, total - len(base))
+    if len(idle) > want:
+        extra = idle[want:]
+        run(["docker", "rm", "-f", *extra], check=False, timeout=300)
+    elif len(idle) < want:
+        have = {int(n.rsplit("_", 1)[1]) for n in idle}
+        todo = [i for i in range(1, 1000) if i not in have][: want - len(idle)]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(lambda i: _start_idle(stack, i), todo))
+    return len(stack.project_containers())
+
+
+@contextlib.contextmanager
+def idle_containers(stack: Stack) -> Iterator[Callable[[int], int]]:
+    """``with idle_containers(stack) as scale: scale(20)``; always cleaned up."""
+    cleanup_idle(stack)
+    try:
+        yield lambda total: scale_idle(stack, total)
+    finally:
+        n = cleanup_idle(stack)
+        if n:
+            log(f"removed {n} idle bench containers")
+
+
+# --- a bounded HTTP load loop on 127.0.0.1 -------------------------------------
+
+
+@dataclass
+class LoadResult:
+    requests: int = 0
+    failures: int = 0
+    seconds: float = 0.0
+    errors: dict[str, int] = field(default_factory=dict)
+    first_failure_at: float | None = None
+    last_failure_at: float | None = None
+    colours: dict[str, int] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "failures": self.failures,
+            "seconds": rnd(self.seconds, 2),
+            "errors": self.errors,
+            "failure_window_s": rnd(
+                (self.last_failure_at - self.first_failure_at)
+                if self.first_failure_at is not None and self.last_failure_at is not None
+                else None,
+                2,
+            ),
+            "colours": self.colours,
+            "p95_ms": rnd((percentile(self.latencies, 95) or 0) * 1000, 1),
+            "max_ms": rnd(max(self.latencies, default=0) * 1000, 1),
+        }
+
+
+class LoadLoop:
+    """``workers`` threads, each sending GET requests one after the other,
+    new connection each time (a client that reuses a connection nginx closed
+    on reload would measure the client, not the switch). Bounded by
+    ``max_requests`` and ``max_seconds``; stops by itself."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        workers: int = 4,
+        max_requests: int = 40_000,
+        max_seconds: float = 600.0,
+        timeout: float = 5.0,
+        pause: float = 0.0,
+    ) -> None:
+        if not (url.startswith("http://127.0.0.1:") or url.startswith("http://localhost:")):
+            raise ValueError("load loops target 127.0.0.1 only")
+        self.url, self.workers, self.timeout, self.pause = url, workers, timeout, pause
+        self.max_requests, self.max_seconds = max_requests, max_seconds
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self.result = LoadResult()
+        self._t0 = 0.0
+
+    def _worker(self) -> None:
+        import http.client
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.url)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        deadline = self._t0 + self.max_seconds
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            with self._lock:
+                if self.result.requests >= self.max_requests:
+                    return
+                self.result.requests += 1
+            start = time.monotonic()
+            error = None
+            colour = None
+            try:
+                conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=self.timeout)
+                try:
+                    conn.request("GET", path, headers={"Connection": "close"})
+                    resp = conn.getresponse()
+                    resp.read()
+                    colour = resp.getheader("X-Upstream-Colour")
+                    if resp.status != 200:
+                        error = f"HTTP {resp.status}"
+                finally:
+                    conn.close()
+            except Exception as exc:
+                error = type(exc).__name__
+            end = time.monotonic()
+            with self._lock:
+                self.result.latencies.append(end - start)
+                if colour:
+                    self.result.colours[colour] = self.result.colours.get(colour, 0) + 1
+                if error is not None:
+                    self.result.failures += 1
+                    self.result.errors[error] = self.result.errors.get(error, 0) + 1
+                    rel = start - self._t0
+                    if self.result.first_failure_at is None:
+                        self.result.first_failure_at = rel
+                    self.result.last_failure_at = rel
+            if self.pause:
+                time.sleep(self.pause)
+
+    def __enter__(self) -> LoadLoop:
+        self._t0 = time.monotonic()
+        for _ in range(self.workers):
+            t = threading.Thread(target=self._worker, daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(self.timeout + 2)
+        self.result.seconds = time.monotonic() - self._t0
+
+
+# --- machine -----------------------------------------------------------------
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = 0
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem = int(line.split()[1]) * 1024
+    docker = run(
+        ["docker", "version", "--format", "{{.Server.Version}} (API {{.Server.APIVersion}})"],
+        check=False,
+    ).stdout.strip()
+    compose = run(["docker", "compose", "version", "--short"], check=False).stdout.strip()
+    textual = "?"
+    with contextlib.suppress(Exception):
+        from importlib.metadata import version
+
+        textual = version("textual")
+    cgroup = "v2" if Path("/sys/fs/cgroup/cgroup.controllers").exists() else "v1"
+    return {
+        "hostname": platform.node(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "mem_total_gib": round(mem / 2**30, 1),
+        "kernel": platform.release(),
+        "os": _os_release(),
+        "python": platform.python_version(),
+        "textual": textual,
+        "docker": docker,
+        "compose": compose,
+        "cgroup": cgroup,
+    }
+
+
+def _os_release() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip('"')
+    return platform.platform()
+
+
+def dump_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+# --- result rows ----------------------------------------------------------------
+
+
+def row(
+    metric: str,
+    value: float | int | str | None,
+    unit: str = "",
+    *,
+    peer: float | int | str | None = None,
+    peer_name: str | None = None,
+    ratio: float | None = None,
+    ratio_label: str | None = None,
+    target: str | None = None,
+    met: bool | None = None,
+    note: str | None = None,
+) -> dict[str, Any]:
+    """One line of a results table. ``ratio`` is always phrased so that more
+    than 1 means stackdeck does better than the peer (``ratio_label`` says how)."""
+    return {
+        "metric": metric,
+        "value": value,
+        "unit": unit,
+        "peer": peer,
+        "peer_name": peer_name,
+        "ratio": rnd(ratio, 2),
+        "ratio_label": ratio_label,
+        "target": target,
+        "met": met,
+        "note": note,
+    }
+
+
+def safe_ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def console_settings(stack: Stack, **overrides: Any) -> Any:
+    """``console.core.config.Settings`` for the stack under test, the way the
+    console would build them from the stack's environment (imported lazily)."""
+    os.environ.update(
+        STACK_NAME=stack.name,
+        HTTP_PORT=str(stack.http_port),
+        RUN_DIR=str(stack.run_dir),
+        STACKDECK_STATE_DIR=str(stack.state_dir),
+        XDG_CONFIG_HOME=str(_empty_dir("noconfig")),
+    )
+    os.environ.pop("STACKDECK_CONFIG", None)
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from console.core.config import Settings
+
+    return Settings.for_stack(REPO, **overrides)

@@ -1,0 +1,1 @@
+"""Helper processes the benchmarks start: slow and dead sockets, the console with a probe."""

@@ -1,0 +1,443 @@
+"""``stackdeck``: the console (no arguments) and its headless commands.
+
+Every command that changes the stack runs through
+:func:`console.core.ops.run_op`, the same engine the TUI's key bindings use:
+same lock, same audit log, same events. Events are printed as they come,
+one line each (``--json``: one JSON object per line).
+
+Exit status: 0 success; 1 the operation failed (what was undone is in the
+output); 2 bad input or read-only mode (nothing was changed); 3 the deploy
+lock is held by someone else or stale; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["build_parser", "main"]
+
+_SYMBOL = {"start": "…", "ok": "✓", "fail": "✗", "info": "·", "warn": "!", "done": "■"}
+_COLOUR = {"ok": "32", "fail": "31", "warn": "33", "done": "1;32", "start": "36"}
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad usage exits 2 with one clear line (argparse's default, kept) and
+    never prints secrets (there are none on the command line)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="stackdeck",
+        description="Operations console for the Investment Analysis Platform. Without a command: the TUI.",
+    )
+    p.add_argument(
+        "--read-only", action="store_true", help="refuse every operation that changes the stack"
+    )
+    p.add_argument(
+        "--json", action="store_true", help="one JSON object per line (OpEvent) instead of text"
+    )
+    p.add_argument(
+        "--stack",
+        metavar="NAME",
+        help="compose project / stack name (default: STACK_NAME, .env, investment)",
+    )
+    p.add_argument(
+        "--http-port", type=int, metavar="PORT", help="nginx port on 127.0.0.1 (default: HTTP_PORT)"
+    )
+    p.add_argument("--repo", type=Path, metavar="PATH", help="repository root of the bundled stack")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    d = sub.add_parser("deploy", help="deploy a version (blue-green by default)")
+    d.add_argument("--version", required=True, help="image tag, e.g. v1.2.3")
+    d.add_argument("--strategy", choices=["blue-green", "rolling"], default="blue-green")
+    d.add_argument(
+        "--environment", default="production", help="the seed's flag; this host runs production"
+    )
+    d.add_argument(
+        "--services",
+        default=None,
+        help='e.g. "backend worker" (the seed\'s "backend frontend" works)',
+    )
+    d.add_argument(
+        "--build",
+        action="store_true",
+        help="build the image from this checkout if it does not exist",
+    )
+    d.add_argument(
+        "--force", action="store_true", help="redeploy even if that version already serves"
+    )
+    d.add_argument(
+        "--backup",
+        choices=["auto", "always", "never"],
+        default="auto",
+        help="database backup before migrating (auto: when migrations are pending)",
+    )
+    d.add_argument(
+        "--bake-seconds", type=float, help="verification window through nginx (default 30)"
+    )
+    d.add_argument("--max-p95-ms", type=float, help="bake: p95 latency threshold (default 2000)")
+    d.add_argument(
+        "--max-error-rate", type=float, help="bake: error rate threshold, 0..1 (default 0.01)"
+    )
+    d.add_argument(
+        "--health-timeout", type=float, help="seconds a new colour may take to become healthy"
+    )
+
+    r = sub.add_parser("rollback", help="roll back to the previous colour or a version")
+    r.add_argument("--version", help="roll back to this version (default: the previous colour)")
+    r.add_argument("--restore-db", action="store_true", help="also restore the database")
+    r.add_argument(
+        "--backup-path", help="backup to restore (default: the one taken before the deploy)"
+    )
+    r.add_argument(
+        "--confirm", metavar="DBNAME", help="the database name, typed, to confirm --restore-db"
+    )
+    r.add_argument("--force", action="store_true", help="skip the confirmation prompt")
+
+    b = sub.add_parser("backup", help="pg_dump the database into the backup folder")
+    b.add_argument("--reason", default="manual")
+    b.add_argument("--list", action="store_true", help="list the backups instead")
+
+    rs = sub.add_parser("restore", help="replace the database with a backup")
+    rs.add_argument("path", help="backup id or path inside the backup folder")
+    rs.add_argument("--confirm", metavar="DBNAME", help="the database name, typed, to confirm")
+
+    m = sub.add_parser("migrate", help="alembic upgrade head (backup first)")
+    m.add_argument("--no-backup", action="store_true")
+
+    v = sub.add_parser("vacuum", help="VACUUM (ANALYZE) tables (default: all)")
+    v.add_argument("tables", nargs="*")
+    v.add_argument(
+        "--long-tx-seconds", type=float, default=300, help="warn about transactions older than this"
+    )
+
+    c = sub.add_parser("cache", help="cache flush | warm")
+    csub = c.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    cf = csub.add_parser("flush", help="delete cache keys by prefix (quota counters survive)")
+    cf.add_argument("--prefix", default="cache:")
+    cf.add_argument("--dry-run", action="store_true", help="only count")
+    cf.add_argument(
+        "--all", action="store_true", help="FLUSHDB (needs --confirm <redis container>)"
+    )
+    cf.add_argument("--confirm")
+    cw = csub.add_parser("warm", help="fetch the watchlist into the cache")
+    cw.add_argument("--symbols", help="comma-separated (default: WATCHLIST)")
+
+    e = sub.add_parser("emergency-limit", help="stop all outbound provider calls (on|off)")
+    e.add_argument("state", help="on or off")
+    e.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600, as in the seed)")
+
+    s = sub.add_parser("scale", help="scale the worker: scale worker=N")
+    s.add_argument("spec", help="SERVICE=N, e.g. worker=0")
+
+    rt = sub.add_parser("restart", help="restart one service")
+    rt.add_argument("service")
+
+    sub.add_parser("preflight", help="the seed's pre-deployment checks")
+    vf = sub.add_parser("verify", help="the seed's post-deployment verification through nginx")
+    vf.add_argument("--level", choices=["smoke", "full"], default="full")
+    vf.add_argument("--expect-version")
+
+    st = sub.add_parser("status", help="containers, colours, lock, last and interrupted deploys")
+    st.add_argument("--json", action="store_true", dest="status_json", help="one JSON object")
+
+    lk = sub.add_parser("lock", help="lock show | lock break")
+    lk.add_argument("action", choices=["show", "break"])
+
+    h = sub.add_parser("history", help="deployment history")
+    h.add_argument("-n", type=int, default=20)
+    a = sub.add_parser("audit", help="audit log")
+    a.add_argument("-n", type=int, default=50)
+    return p
+
+
+# --- output -------------------------------------------------------------------------
+
+
+class Printer:
+    def __init__(self, as_json: bool, stream: Any = None):
+        self.as_json = as_json
+        self.stream = stream or sys.stdout
+        self.colour = not as_json and self.stream.isatty() and not os.environ.get("NO_COLOR")
+
+    def event(self, event: Any) -> None:
+        if self.as_json:
+            self.stream.write(event.model_dump_json() + "\n")
+        else:
+            sym = _SYMBOL.get(event.status, "?")
+            at = event.at.astimezone().strftime("%H:%M:%S")
+            head = f"{at} {sym} {event.step:<14}"
+            if self.colour and event.status in _COLOUR:
+                head = f"\x1b[{_COLOUR[event.status]}m{head}\x1b[0m"
+            self.stream.write(f"{head} {event.message}\n")
+        self.stream.flush()
+
+    def obj(self, value: Any) -> None:
+        self.stream.write(json.dumps(value, default=str, sort_keys=True) + "\n")
+        self.stream.flush()
+
+
+# --- context --------------------------------------------------------------------------
+
+
+def _context(args: argparse.Namespace) -> Any:
+    from console.core.errors import StackdeckError
+    from console.core.ops.context import OpContext
+
+    overrides: dict[str, Any] = {}
+    if args.stack:
+        overrides["project"] = args.stack
+    if args.http_port:
+        overrides["base_url"] = f"http://127.0.0.1:{args.http_port}"
+    try:
+        from console.core.config import Settings, find_repo_root
+
+        repo = args.repo or find_repo_root() or Path.cwd()
+        settings = Settings.for_stack(repo, **overrides)
+        return settings, OpContext.from_settings(settings, read_only=args.read_only)
+    except ImportError:
+        return None, OpContext.from_env(
+            args.repo, stack=args.stack, http_port=args.http_port, read_only=args.read_only
+        )
+    except StackdeckError as exc:
+        raise SystemExit(_die(str(exc), 2)) from None
+
+
+def _die(message: str, code: int) -> int:
+    sys.stderr.write(f"stackdeck: error: {message}\n")
+    return code
+
+
+def _params(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    cmd = args.command
+    if cmd == "deploy":
+        return "deploy", {
+            "version": args.version,
+            "strategy": args.strategy,
+            "environment": args.environment,
+            "services": args.services,
+            "build": args.build,
+            "force": args.force,
+            "backup": args.backup,
+            "bake_seconds": args.bake_seconds,
+            "max_p95_ms": args.max_p95_ms,
+            "max_error_rate": args.max_error_rate,
+            "health_timeout": args.health_timeout,
+        }
+    if cmd == "rollback":
+        return "rollback", {
+            "version": args.version,
+            "restore_db": args.restore_db,
+            "backup_path": args.backup_path,
+            "confirm": args.confirm,
+            "force": args.force,
+        }
+    if cmd == "backup":
+        return "backup", {"reason": args.reason}
+    if cmd == "restore":
+        return "restore", {"path": args.path, "confirm": args.confirm}
+    if cmd == "migrate":
+        return "migrate", {"backup": not args.no_backup}
+    if cmd == "vacuum":
+        return "vacuum", {"tables": args.tables, "long_tx_seconds": args.long_tx_seconds}
+    if cmd == "cache":
+        if args.cache_command == "flush":
+            return "cache-flush", {
+                "prefix": args.prefix,
+                "dry_run": args.dry_run,
+                "all": args.all,
+                "confirm": args.confirm,
+            }
+        return "cache-warm", {"symbols": args.symbols}
+    if cmd == "emergency-limit":
+        return "emergency-limit", {"state": args.state, "ttl": args.ttl}
+    if cmd == "scale":
+        return "scale", {"spec": args.spec}
+    if cmd == "restart":
+        return "restart", {"service": args.service}
+    if cmd == "preflight":
+        return "preflight", {}
+    if cmd == "verify":
+        return "verify", {"level": args.level, "expect_version": args.expect_version}
+    if cmd == "lock" and args.action == "break":
+        return "lock-break", {}
+    raise AssertionError(cmd)
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def _confirmations(args: argparse.Namespace, ctx: Any, params: dict[str, Any]) -> int | None:
+    """Prompts on a terminal (never in scripts): the seed's rollback
+    confirmation and the typed names. Returns an exit code to stop with."""
+    if not _interactive() or args.json or ctx.read_only:
+        return None
+    if args.command == "rollback" and not args.force:
+        answer = input("Roll back the serving version? [y/N] ").strip().lower()
+        if answer not in ("y", "yes"):
+            return _die("rollback not confirmed; nothing was changed", 2)
+    typed_db = (args.command == "rollback" and args.restore_db) or args.command == "restore"
+    if typed_db and not params.get("confirm"):
+        params["confirm"] = input(
+            f"This replaces every row of {ctx.db_name}. Type the database name to confirm: "
+        ).strip()
+    if args.command == "cache" and getattr(args, "all", False) and not params.get("confirm"):
+        name = ctx.container("redis")
+        params["confirm"] = input(
+            f"FLUSHDB deletes every key (quota counters are kept). Type {name} to confirm: "
+        ).strip()
+    return None
+
+
+async def _run(name: str, ctx: Any, params: dict[str, Any], printer: Printer) -> int:
+    from console.core.ops import result_code, run_op
+    from console.core.ops.errors import exit_code
+
+    code: str | None = "failed"
+    final_message = ""
+    async for event in run_op(name, ctx, **params):
+        printer.event(event)
+        if event.status == "done":
+            code = None
+        elif event.status == "fail" and event.step == "result":
+            code = result_code(event)
+            final_message = event.message
+    if code is not None and not printer.as_json:
+        sys.stderr.write(f"stackdeck {name}: {final_message}\n")
+    return exit_code(code)
+
+
+async def _main_async(coro: Any) -> int:
+    task = asyncio.ensure_future(coro)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            loop.add_signal_handler(sig, task.cancel)
+        except (NotImplementedError, RuntimeError):
+            pass
+    try:
+        return int(await task)
+    except asyncio.CancelledError:
+        sys.stderr.write("stackdeck: interrupted; `stackdeck status` shows what is left\n")
+        return 130
+
+
+def _show_lock(ctx: Any, printer: Printer) -> int:
+    from console.core.ops.lock import lock_state
+
+    state = lock_state(ctx.lock_path).as_dict()
+    if printer.as_json:
+        printer.obj(state)
+    elif state["held"]:
+        print(f"held: {state['description']}")
+    elif state["stale"]:
+        print(
+            f"STALE: {state['description']}; its process is gone. `stackdeck lock break` clears it"
+        )
+    else:
+        print("free")
+    return 0
+
+
+def _show_records(path: Path, n: int, printer: Printer, kind: str) -> int:
+    from console.core.ops.audit import read_jsonl
+
+    records = read_jsonl(path, n)
+    if printer.as_json:
+        for rec in records:
+            printer.obj(rec)
+        return 0
+    if not records:
+        print(f"no {kind} yet ({path})")
+    for rec in records:
+        if kind == "history":
+            print(
+                f"{str(rec.get('finished') or rec.get('started'))[:19]}  {rec.get('op'):<8} {rec.get('version') or '-':<14} "
+                f"{rec.get('from_colour') or '-'}->{rec.get('colour') or '-':<6} {rec.get('result'):<12} "
+                f"{rec.get('duration_s') or '':>6}s  {rec.get('user')}"
+                + (f"  backup {rec['backup_id']}" if rec.get("backup_id") else "")
+                + (f"  ({rec['reason']})" if rec.get("reason") else "")
+            )
+        else:
+            print(
+                f"{str(rec.get('at'))[:19]}  {rec.get('event'):<7} {rec.get('op'):<16} {rec.get('result') or '':<10} "
+                f"{rec.get('user')}@{rec.get('ssh_client') or 'local'}  {json.dumps(rec.get('params'), sort_keys=True)[:100]}"
+                + (f"  {rec['message'][:120]}" if rec.get("message") else "")
+            )
+    return 0
+
+
+def _list_backups(ctx: Any, printer: Printer) -> int:
+    from console.core.ops.backup import list_backups
+
+    for b in list_backups(ctx):
+        if printer.as_json:
+            printer.obj({**b.meta, "path": str(b.path)})
+        else:
+            print(
+                f"{b.id}  {b.meta.get('size', 0) / 1e6:8.1f} MB  schema {b.meta.get('schema_revision')}  {b.meta.get('reason')}  {b.path}"
+            )
+    return 0
+
+
+def _tui(settings: Any, args: argparse.Namespace) -> int:
+    if settings is None:
+        return _die("the console needs console.core.config (not importable)", 1)
+    if args.read_only and not getattr(settings, "read_only", False):
+        settings = settings.model_copy(update={"read_only": True})
+    from console.ui.app import create_app
+
+    app = create_app(settings)
+    app.run()
+    return int(getattr(app, "return_code", 0) or 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    as_json = bool(args.json or getattr(args, "status_json", False))
+    printer = Printer(as_json)
+    settings, ctx = _context(args)
+
+    if args.command is None:
+        return _tui(settings, args)
+    if args.command == "status":
+        from console.core.ops.status import collect_status, format_status
+
+        status = asyncio.run(collect_status(ctx))
+        if as_json:
+            printer.obj(status)
+        else:
+            print(format_status(status))
+        return 0
+    if args.command == "lock" and args.action == "show":
+        return _show_lock(ctx, printer)
+    if args.command == "history":
+        return _show_records(ctx.history_path, args.n, printer, "history")
+    if args.command == "audit":
+        return _show_records(ctx.audit_path, args.n, printer, "audit")
+    if args.command == "backup" and args.list:
+        return _list_backups(ctx, printer)
+
+    name, params = _params(args)
+    stop = _confirmations(args, ctx, params)
+    if stop is not None:
+        return stop
+    try:
+        return asyncio.run(_main_async(_run(name, ctx, params, printer)))
+    except KeyboardInterrupt:
+        sys.stderr.write("stackdeck: interrupted; `stackdeck status` shows what is left\n")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

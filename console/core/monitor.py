@@ -1,0 +1,323 @@
+"""The monitor: every source on its own asyncio task, results into one sink.
+
+``Monitor(settings, sink)`` runs the engine (containers), events, stats,
+health, postgres, redis (quotas) and cost sources. Each one is independent:
+the Docker daemon, the database, Redis and nginx can each go away and come
+back without the others noticing. For every new snapshot the monitor calls
+``sink(kind, snapshot)``; for every change of a source's liveness it calls
+``sink("source", SourceState(...))``. Kinds: ``containers``, ``health``,
+``stats``, ``database``, ``quotas``, ``cost``, ``alerts``, ``events``,
+``source``.
+
+A failing source keeps its last good snapshot (``monitor.latest[kind]``),
+reports ``SourceState(ok=False, last_ok, last_error, failures, next_retry)``
+and is retried with exponential backoff capped at ``settings.backoff_cap``;
+its next success reports ``ok=True`` again. Every await is bounded by a
+timeout, so a wedged backend cannot hang a task, and ``await monitor.stop()``
+ends the tasks, the stream threads and the connections.
+
+The sink may be a plain function or a coroutine function. It runs on the
+monitor's event loop (the app's loop when the TUI starts the monitor); a sink
+that raises is logged and does not disturb the sources.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from console.core.alerts import AlertEngine
+from console.core.config import Settings
+from console.core.errors import redact
+from console.core.models import (
+    CostSnapshot,
+    HealthSnapshot,
+    Snapshot,
+    SourceState,
+    StatsSnapshot,
+)
+from console.core.sources.base import Clock, Source, backoff_delay, utcnow
+
+__all__ = ["KINDS", "Monitor", "Sink", "default_sources"]
+
+log = logging.getLogger(__name__)
+
+Sink = Callable[[str, Snapshot | SourceState], Awaitable[None] | None]
+"""``sink(kind, payload)``; may return an awaitable."""
+
+KINDS = (
+    "containers",
+    "health",
+    "stats",
+    "database",
+    "quotas",
+    "cost",
+    "alerts",
+    "events",
+    "source",
+)
+
+SINK_TIMEOUT = 5.0
+"""An async sink that takes longer than this is abandoned for that payload."""
+
+
+def default_sources(settings: Settings, *, clock: Clock = utcnow) -> list[Source]:
+    """Every source of the bundled stack, sharing one docker client."""
+    from console.core.sources.cost import CostSource
+    from console.core.sources.engine import ContainersSource, DockerHandle, EventsSource
+    from console.core.sources.health import HealthSource
+    from console.core.sources.postgres import PostgresSource
+    from console.core.sources.redis_quota import QuotaSource
+    from console.core.sources.stats import StatsSource
+
+    handle = DockerHandle(settings)
+    return [
+        ContainersSource(settings, handle, clock=clock),
+        EventsSource(settings, handle, clock=clock),
+        StatsSource(settings, handle, clock=clock),
+        HealthSource(settings, clock=clock),
+        PostgresSource(settings, clock=clock),
+        QuotaSource(settings, clock=clock),
+        CostSource(settings, clock=clock),
+    ]
+
+
+@dataclass
+class _Runtime:
+    source: Source
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    failures: int = 0
+    last_ok: datetime | None = None
+    state: SourceState | None = None
+    task: asyncio.Task[None] | None = None
+
+
+class Monitor:
+    """Runs every source and feeds the sink. See the module docstring."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sink: Sink,
+        *,
+        sources: Sequence[Source] | None = None,
+        clock: Clock = utcnow,
+        autostart: bool = True,
+        backoff_base: float = 1.0,
+    ) -> None:
+        """Create the monitor. Inside a running event loop it starts at once
+        (``autostart``); otherwise call ``await monitor.start()``."""
+        self.settings = settings
+        self.sink = sink
+        self.clock = clock
+        self.backoff_base = backoff_base
+        self.sources: list[Source] = (
+            list(sources) if sources is not None else default_sources(settings, clock=clock)
+        )
+        self.alerts = AlertEngine.from_settings(settings, clock=clock)
+        self.latest: dict[str, Snapshot] = {}
+        """The last good snapshot of each kind (kept while its source fails)."""
+        self._runtimes: dict[str, _Runtime] = {}
+        self._started = False
+        self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._last_alerts: list[tuple[str, str, bool]] | None = None
+        self._wire_events()
+        if autostart:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            if loop is not None:
+                self._start_tasks(loop)
+
+    # --- public API ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start every source's task (idempotent)."""
+        self._start_tasks(asyncio.get_running_loop())
+
+    async def stop(self) -> None:
+        """Cancel the tasks, close streams, threads and connections (idempotent)."""
+        if self._stopping:
+            return
+        self._stopping = True
+        tasks = [rt.task for rt in self._runtimes.values() if rt.task is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5.0)
+        closers = [self._close_source(src) for src in self.sources]
+        await asyncio.gather(*closers, return_exceptions=True)
+        handles = {
+            id(h): h for src in self.sources if (h := getattr(src, "handle", None)) is not None
+        }
+        await asyncio.gather(*(h.aclose() for h in handles.values()), return_exceptions=True)
+
+    async def __aenter__(self) -> Monitor:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._started and not self._stopping
+
+    @property
+    def states(self) -> dict[str, SourceState]:
+        """The current state of each source that has reported one, by source name."""
+        return {name: rt.state for name, rt in self._runtimes.items() if rt.state is not None}
+
+    def source(self, name: str) -> Source | None:
+        """A source by name (engine, events, stats, health, postgres, redis, cost)."""
+        rt = self._runtimes.get(name)
+        return rt.source if rt else next((s for s in self.sources if s.name == name), None)
+
+    def refresh(self, name: str | None = None) -> None:
+        """Poll a source (by source name or sink kind) now, or all of them;
+        also cuts a failing source's backoff short."""
+        for rt in self._runtimes.values():
+            if name is None or rt.source.name == name or rt.source.kind == name:
+                rt.wake.set()
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _wire_events(self) -> None:
+        from console.core.sources.engine import EventsSource
+
+        for src in self.sources:
+            if isinstance(src, EventsSource):
+                src.on_event = self._on_engine_event
+
+    def _on_engine_event(self, _event: Any) -> None:
+        """Called from the events thread: refresh containers and stats soon."""
+        loop = self._loop
+        if loop is None or self._stopping:
+            return
+        try:
+            loop.call_soon_threadsafe(self._after_engine_event)
+        except RuntimeError:
+            pass  # loop closed
+
+    def _after_engine_event(self) -> None:
+        from console.core.sources.stats import StatsSource
+
+        for src in self.sources:
+            if isinstance(src, StatsSource):
+                src.request_relist()
+        self.refresh("engine")
+        self.refresh("stats")
+
+    def _start_tasks(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._started or self._stopping:
+            return
+        self._started = True
+        self._loop = loop
+        for src in self.sources:
+            rt = _Runtime(source=src)
+            self._runtimes[src.name] = rt
+            rt.task = loop.create_task(self._run(rt), name=f"stackdeck-source-{src.name}")
+
+    async def _close_source(self, src: Source) -> None:
+        try:
+            await asyncio.wait_for(src.aclose(), timeout=5.0)
+        except Exception as exc:
+            log.debug("closing %s: %s", src.name, redact(exc))
+
+    async def _emit(self, kind: str, payload: Snapshot | SourceState) -> None:
+        try:
+            result = self.sink(kind, payload)
+            if inspect.isawaitable(result):
+                await asyncio.wait_for(result, timeout=SINK_TIMEOUT)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("sink failed for %s: %s", kind, redact(exc))
+
+    async def _sleep(self, rt: _Runtime, seconds: float) -> None:
+        """Sleep, or wake early when :meth:`refresh` is called."""
+        if seconds <= 0:
+            return
+        try:
+            await asyncio.wait_for(rt.wake.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+        rt.wake.clear()
+
+    async def _run(self, rt: _Runtime) -> None:
+        src = rt.source
+        while not self._stopping:
+            rt.wake.clear()
+            try:
+                snapshot = await asyncio.wait_for(src.poll(), timeout=src.poll_timeout)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                partial = getattr(exc, "snapshot", None)
+                if isinstance(partial, Snapshot):
+                    await self._publish(src, partial)
+                await self._failed(rt, exc)
+                continue
+            await self._succeeded(rt)
+            if snapshot is not None:
+                await self._publish(src, snapshot)
+            await self._sleep(rt, src.interval)
+
+    async def _succeeded(self, rt: _Runtime) -> None:
+        rt.failures = 0
+        rt.last_ok = self.clock()
+        if rt.state is None or not rt.state.ok:
+            rt.state = SourceState(name=rt.source.name, ok=True, last_ok=rt.last_ok)
+            await self._emit("source", rt.state)
+
+    async def _failed(self, rt: _Runtime, exc: BaseException) -> None:
+        rt.failures += 1
+        delay = backoff_delay(rt.failures, base=self.backoff_base, cap=self.settings.backoff_cap)
+        reason = _reason(exc)
+        rt.state = SourceState(
+            name=rt.source.name,
+            ok=False,
+            last_ok=rt.last_ok,
+            last_error=self.settings.redact(reason),
+            failures=rt.failures,
+            next_retry=self.clock() + timedelta(seconds=delay),
+        )
+        log.info("source %s failed (%d): %s", rt.source.name, rt.failures, rt.state.last_error)
+        await self._emit("source", rt.state)
+        await self._sleep(rt, delay)
+
+    async def _publish(self, src: Source, snapshot: Snapshot) -> None:
+        self.latest[src.kind] = snapshot
+        await self._emit(src.kind, snapshot)
+        fed = True
+        if isinstance(snapshot, StatsSnapshot):
+            self.alerts.feed_stats(snapshot)
+        elif isinstance(snapshot, HealthSnapshot):
+            self.alerts.feed_health(snapshot)
+        elif isinstance(snapshot, CostSnapshot):
+            self.alerts.feed_cost(snapshot)
+        else:
+            fed = False
+        if fed:
+            alerts = self.alerts.snapshot()
+            signature = [(a.rule, a.subject, a.firing) for a in alerts.alerts]
+            # Publish on every change of the set, and on every evaluation while
+            # something is pending or firing (values and durations move).
+            if signature != self._last_alerts or alerts.alerts:
+                self._last_alerts = signature
+                self.latest["alerts"] = alerts
+                await self._emit("alerts", alerts)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:200]

@@ -1,0 +1,322 @@
+"""What every operation needs to know: which stack, where its state lives, who asks.
+
+:class:`OpContext` is built once per console or CLI invocation, from the
+console's :class:`~console.core.config.Settings` (:meth:`OpContext.from_settings`)
+or, without settings, from the stack variables (:meth:`OpContext.from_env`).
+It is a plain, immutable value: operations never mutate it, so the TUI can
+hand the same context to every operation it starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pwd
+import re
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from console.core.errors import redact
+
+__all__ = ["COLOURS", "SERVICES", "OpContext", "Operator", "other_colour"]
+
+COLOURS = ("blue", "green")
+"""The two backend colours."""
+
+SERVICES = ("nginx", "backend_blue", "backend_green", "worker", "db", "redis", "market-sim")
+"""Compose services of the bundled stack (CONTRACT.md)."""
+
+_CONTAINER_SUFFIX = {"redis": "cache", "market-sim": "market_sim"}
+
+_VERSION_VARS = ("BLUE_VERSION", "GREEN_VERSION", "WORKER_VERSION", "ACTIVE_COLOUR")
+"""deploy.env variables. Never inherited from the operator's shell: compose
+gives the shell environment precedence over --env-file, so a stray
+``BLUE_VERSION`` exported in a shell would silently override deploy.env."""
+
+
+def other_colour(colour: str) -> str:
+    """``blue`` <-> ``green``."""
+    return "green" if colour == "blue" else "blue"
+
+
+def _proc_start_time(pid: int) -> int | None:
+    """Start time of ``pid`` in clock ticks since boot (field 22 of /proc/PID/stat).
+
+    Together with the pid it identifies a process even after the pid is reused.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            text = fh.read()
+    except OSError:
+        return None
+    # the command name (field 2) may contain spaces and parentheses
+    rest = text[text.rfind(")") + 2 :].split()
+    try:
+        return int(rest[19])
+    except (IndexError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class Operator:
+    """Who runs an operation: recorded in the lock, the audit log and the history."""
+
+    user: str
+    """Login name (``SUDO_USER`` when run through sudo, so the human is named)."""
+    ssh_client: str | None
+    """Address of the SSH client (``SSH_CLIENT`` / ``SSH_CONNECTION``), None on a local tty."""
+    host: str
+    pid: int
+    pid_start: int | None = None
+    """Start time of the process (clock ticks), to tell a reused pid from ours."""
+
+    @classmethod
+    def current(cls, environ: Mapping[str, str] | None = None) -> Operator:
+        env = os.environ if environ is None else environ
+        user = env.get("SUDO_USER") or env.get("LOGNAME") or env.get("USER")
+        if not user:
+            try:
+                user = pwd.getpwuid(os.getuid()).pw_name
+            except KeyError:
+                user = f"uid{os.getuid()}"
+        ssh = None
+        for var in ("SSH_CLIENT", "SSH_CONNECTION"):
+            value = env.get(var, "").strip()
+            if value:
+                ssh = value.split()[0]
+                break
+        pid = os.getpid()
+        return cls(
+            user=user,
+            ssh_client=ssh,
+            host=socket.gethostname(),
+            pid=pid,
+            pid_start=_proc_start_time(pid),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def describe(self) -> str:
+        """``alice from 10.0.0.5`` / ``alice (local)``."""
+        where = f"from {self.ssh_client}" if self.ssh_client else "(local)"
+        return f"{self.user} {where}"
+
+
+@dataclass(frozen=True)
+class OpContext:
+    """The stack an operation acts on, its state folder, and the operator."""
+
+    stack: str
+    """Compose project name and container-name prefix."""
+    repo: Path
+    """Repository root: ``compose/``, ``scripts/``, ``.env``."""
+    state_dir: Path
+    """deploy.env, lock, audit.log, history.jsonl, deploy-journal.json, backups/."""
+    run_dir: Path
+    """Unix sockets: ``postgresql/.s.PGSQL.5432``, ``redis/redis.sock``."""
+    base_url: str
+    """nginx on the host: ``http://127.0.0.1:<HTTP_PORT>``."""
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """The stack's ``.env`` values (secrets: never log them)."""
+    read_only: bool = False
+    """Refuse every operation that changes the stack."""
+    operator: Operator = field(default_factory=Operator.current)
+    db_name: str = "investment_db"
+    db_user: str = "postgres"
+    image_repo: str = "investment-backend"
+    bake_seconds: float = 30.0
+    """Default bake window of a blue-green deploy (verification through nginx)."""
+    health_timeout: float = 180.0
+    """How long a starting container may take to become healthy."""
+    max_p95_ms: float = 2000.0
+    """Bake: p95 latency above this switches traffic back (seed: 2 s)."""
+    max_error_rate: float = 0.01
+    """Bake: share of failed requests above this switches traffic back."""
+    http_timeout: float = 5.0
+    docker: str = "docker"
+    """The docker CLI."""
+    extra_secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    # --- construction ---------------------------------------------------------
+
+    @classmethod
+    def from_settings(cls, settings: Any, read_only: bool = False, **overrides: Any) -> OpContext:
+        """From the console's :class:`~console.core.config.Settings`.
+
+        ``read_only`` is or-ed with the settings' own ``read_only``: nothing
+        on the command line can turn a read-only configuration writable.
+        """
+        from console.core.config import find_repo_root, read_env_file
+
+        repo = getattr(settings, "repo_root", None) or find_repo_root() or Path.cwd()
+        repo = Path(repo)
+        env = read_env_file(repo / ".env")
+        secrets: list[str] = []
+        if hasattr(settings, "secret_values"):
+            secrets = list(settings.secret_values())
+        values: dict[str, Any] = {
+            "stack": settings.project,
+            "repo": repo,
+            "state_dir": Path(settings.state_dir),
+            "run_dir": Path(settings.run_dir),
+            "base_url": str(settings.base_url).rstrip("/"),
+            "env": env,
+            "read_only": bool(read_only or getattr(settings, "read_only", False)),
+            "extra_secrets": tuple(secrets),
+        }
+        values.update(overrides)
+        return cls(**values)
+
+    @classmethod
+    def from_env(
+        cls,
+        repo: Path | None = None,
+        *,
+        stack: str | None = None,
+        http_port: int | None = None,
+        read_only: bool = False,
+        environ: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> OpContext:
+        """From the stack variables (environment, then ``<repo>/.env``, then
+        defaults), the precedence of scripts/lib.sh."""
+        from console.core.config import find_repo_root, read_env_file
+
+        env_os = os.environ if environ is None else environ
+        root = Path(repo) if repo else (find_repo_root() or Path.cwd())
+        dotenv = read_env_file(root / ".env")
+
+        def pick(name: str, default: str) -> str:
+            return env_os.get(name) or dotenv.get(name) or default
+
+        name = stack or pick("STACK_NAME", "investment")
+        port = http_port or int(pick("HTTP_PORT", "80"))
+        run_dir = Path(env_os.get("RUN_DIR") or dotenv.get("RUN_DIR") or f"/run/{name}")
+        if stack and stack != pick("STACK_NAME", "investment") and "RUN_DIR" not in env_os:
+            run_dir = Path(f"/run/{name}")
+        state_dir = Path(env_os.get("STACKDECK_STATE_DIR") or f"/var/lib/stackdeck/{name}")
+        if stack and "STACKDECK_STATE_DIR" not in env_os:
+            state_dir = Path(f"/var/lib/stackdeck/{name}")
+        return cls(
+            stack=name,
+            repo=root,
+            state_dir=state_dir,
+            run_dir=run_dir,
+            base_url=f"http://127.0.0.1:{port}",
+            env=dotenv,
+            read_only=read_only
+            or env_os.get("STACKDECK_READ_ONLY", "").lower() in ("1", "true", "yes"),
+            **overrides,
+        )
+
+    def replace(self, **changes: Any) -> OpContext:
+        return dataclasses.replace(self, **changes)
+
+    # --- names and paths ----------------------------------------------------------
+
+    def container(self, service: str) -> str:
+        """Container of a compose service: ``backend_blue`` -> ``<stack>_backend_blue_prod``."""
+        return f"{self.stack}_{_CONTAINER_SUFFIX.get(service, service)}_prod"
+
+    @property
+    def http_port(self) -> int:
+        port = urlsplit(self.base_url).port
+        return port or 80
+
+    @property
+    def deploy_env_path(self) -> Path:
+        return self.state_dir / "deploy.env"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.state_dir / "lock"
+
+    @property
+    def audit_path(self) -> Path:
+        return self.state_dir / "audit.log"
+
+    @property
+    def history_path(self) -> Path:
+        return self.state_dir / "history.jsonl"
+
+    @property
+    def journal_path(self) -> Path:
+        return self.state_dir / "deploy-journal.json"
+
+    @property
+    def backups_dir(self) -> Path:
+        return self.state_dir / "backups"
+
+    @property
+    def deployment_log_path(self) -> Path:
+        """Human-readable event log of deploys and rollbacks (the seed's
+        ``logs/deployment.log``, for ``tail -f``)."""
+        return self.state_dir / "deployment.log"
+
+    @property
+    def pg_socket_dir(self) -> Path:
+        return self.run_dir / "postgresql"
+
+    @property
+    def redis_socket(self) -> Path:
+        return self.run_dir / "redis" / "redis.sock"
+
+    @property
+    def compose_files(self) -> tuple[Path, Path]:
+        base = self.repo / "compose"
+        return base / "docker-compose.yml", base / "docker-compose.production.yml"
+
+    def compose_argv(self, *args: str) -> list[str]:
+        """``docker compose`` exactly as scripts/compose.sh runs it."""
+        main, prod = self.compose_files
+        return [
+            self.docker,
+            "compose",
+            "-p",
+            self.stack,
+            "--project-directory",
+            str(self.repo / "compose"),
+            "-f",
+            str(main),
+            "-f",
+            str(prod),
+            "--env-file",
+            str(self.repo / ".env"),
+            "--env-file",
+            str(self.deploy_env_path),
+            *args,
+        ]
+
+    def subprocess_env(self) -> dict[str, str]:
+        """Environment for docker/compose: the stack variables set, the
+        deploy.env variables removed (deploy.env must win)."""
+        env = {k: v for k, v in os.environ.items() if k not in _VERSION_VARS}
+        env.update(
+            STACK_NAME=self.stack,
+            HTTP_PORT=str(self.http_port),
+            RUN_DIR=str(self.run_dir),
+            STACKDECK_STATE_DIR=str(self.state_dir),
+        )
+        return env
+
+    # --- secrets ---------------------------------------------------------------
+
+    @property
+    def secrets(self) -> list[str]:
+        """Values that must never appear in output: every secret-looking .env value."""
+        out = list(self.extra_secrets)
+        for key, value in self.env.items():
+            if value and _SECRET_KEY.search(key) and value not in ("offline-sim",):
+                out.append(value)
+        return out
+
+    def redact(self, text: object) -> str:
+        return redact(text, self.secrets)
+
+
+_SECRET_KEY = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY|APIKEY|_KEY$|DSN", re.IGNORECASE)

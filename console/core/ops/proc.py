@@ -1,0 +1,222 @@
+"""Docker and compose from asyncio: every call is an asyncio subprocess, so
+the TUI's event loop never blocks on the engine.
+
+The docker CLI rather than the SDK: compose has no SDK, ``docker exec`` with
+stdin/stdout streaming (pg_dump, pg_restore) is simplest through the CLI, and
+one mechanism for everything keeps timeouts and cancellation uniform.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from console.core.ops.context import OpContext
+from console.core.ops.errors import OpFailed
+
+__all__ = [
+    "Result",
+    "compose",
+    "container_health",
+    "docker",
+    "docker_exec",
+    "image_info",
+    "inspect_container",
+    "run",
+]
+
+
+@dataclass(frozen=True)
+class Result:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def tail(self, lines: int = 8) -> str:
+        """The last lines of stderr (else stdout): what to show when it failed."""
+        text = (self.stderr or self.stdout).strip().splitlines()
+        return "\n".join(text[-lines:])
+
+
+async def _kill(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        try:
+            proc.terminate()
+        except ProcessLookupError:
+            return
+    try:
+        await asyncio.wait_for(proc.wait(), 5)
+    except TimeoutError:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        await proc.wait()
+
+
+async def run(
+    argv: Sequence[str],
+    *,
+    ctx: OpContext | None = None,
+    input: bytes | None = None,
+    stdin_path: Path | None = None,
+    stdout_path: Path | None = None,
+    timeout: float | None = 120.0,  # noqa: ASYNC109
+    check: bool = True,
+    what: str | None = None,
+    cwd: Path | None = None,
+    env_extra: dict[str, str] | None = None,
+) -> Result:
+    """Run a command; raise :class:`OpFailed` (stderr tail, secrets masked)
+    when it fails and ``check`` is set, or when it times out.
+
+    ``stdout_path`` streams stdout into a file (pg_dump), ``stdin_path``
+    streams a file into stdin (pg_restore). The child runs in its own process
+    group, so a timeout or a cancel ends it and its children.
+    """
+    env = ctx.subprocess_env() if ctx else None
+    if env_extra:
+        env = {**(env if env is not None else os.environ), **env_extra}
+    stdin_f = open(stdin_path, "rb") if stdin_path else None  # noqa: ASYNC230
+    stdout_f = open(stdout_path, "wb") if stdout_path else None  # noqa: ASYNC230
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=stdin_f
+            if stdin_f
+            else (asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL),
+            stdout=stdout_f if stdout_f else asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+            cwd=str(cwd) if cwd else (str(ctx.repo) if ctx else None),
+            start_new_session=True,
+        )
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(input), timeout)
+        except TimeoutError:
+            await _kill(proc)
+            label = what or " ".join(argv[:4])
+            raise OpFailed(f"{label}: no answer after {timeout:g} s (stopped)") from None
+        except asyncio.CancelledError:
+            await _kill(proc)
+            raise
+    finally:
+        if stdin_f:
+            stdin_f.close()
+        if stdout_f:
+            stdout_f.close()
+    result = Result(
+        tuple(argv),
+        proc.returncode if proc.returncode is not None else -1,
+        (out or b"").decode("utf-8", "replace"),
+        (err or b"").decode("utf-8", "replace"),
+    )
+    if check and not result.ok:
+        label = what or " ".join(argv[:4])
+        detail = result.tail()
+        message = f"{label} failed (exit {result.returncode})" + (f": {detail}" if detail else "")
+        raise OpFailed(ctx.redact(message) if ctx else message)
+    return result
+
+
+async def docker(ctx: OpContext, *args: str, **kw: Any) -> Result:
+    return await run([ctx.docker, *args], ctx=ctx, **kw)
+
+
+async def compose(ctx: OpContext, *args: str, **kw: Any) -> Result:
+    """``docker compose`` with the stack's project, files and env files."""
+    if not ctx.deploy_env_path.exists():
+        raise OpFailed(
+            f"{ctx.deploy_env_path} is missing: the stack was never set up here "
+            f"(STACK_NAME={ctx.stack} bash scripts/setup.sh)"
+        )
+    kw.setdefault("what", f"docker compose {' '.join(args[:3])}")
+    return await run(ctx.compose_argv(*args), ctx=ctx, **kw)
+
+
+async def docker_exec(
+    ctx: OpContext,
+    container: str,
+    *cmd: str,
+    user: str | None = None,
+    interactive: bool = False,
+    **kw: Any,
+) -> Result:
+    args = ["exec"]
+    if interactive or kw.get("input") is not None or kw.get("stdin_path") is not None:
+        args.append("-i")
+    if user:
+        args += ["-u", user]
+    args.append(container)
+    kw.setdefault("what", f"docker exec {container} {' '.join(cmd[:2])}")
+    return await docker(ctx, *args, *cmd, **kw)
+
+
+async def inspect_container(ctx: OpContext, name: str) -> dict[str, Any] | None:
+    """``docker inspect`` of a container, None when it does not exist."""
+    r = await docker(ctx, "container", "inspect", name, check=False, timeout=30)
+    if not r.ok:
+        if "No such" in r.stderr or "no such" in r.stderr:
+            return None
+        raise OpFailed(f"docker inspect {name} failed: {r.tail()}")
+    data = json.loads(r.stdout)
+    return data[0] if data else None
+
+
+def container_health(info: dict[str, Any] | None) -> tuple[str, str | None]:
+    """``(state, health)`` of an inspected container: ``("missing", None)``,
+    ``("running", "healthy")``, ``("exited", None)``..."""
+    if not info:
+        return "missing", None
+    state = info.get("State", {})
+    health = (state.get("Health") or {}).get("Status")
+    return str(state.get("Status", "unknown")), health
+
+
+def container_version(info: dict[str, Any] | None) -> str | None:
+    """The app version of a backend container (label, else APP_VERSION env)."""
+    if not info:
+        return None
+    labels = (info.get("Config") or {}).get("Labels") or {}
+    if labels.get("com.investment.version"):
+        return str(labels["com.investment.version"])
+    for item in (info.get("Config") or {}).get("Env") or []:
+        if item.startswith("APP_VERSION="):
+            return str(item.split("=", 1)[1])
+    return None
+
+
+def last_health_log(info: dict[str, Any] | None) -> str | None:
+    """Output of the last health probe (why a container is unhealthy)."""
+    if not info:
+        return None
+    logs = ((info.get("State") or {}).get("Health") or {}).get("Log") or []
+    if not logs:
+        return None
+    last = logs[-1]
+    out = str(last.get("Output", "")).strip()
+    return f"exit {last.get('ExitCode')}" + (f": {out[:200]}" if out else "")
+
+
+async def image_info(ctx: OpContext, ref: str) -> dict[str, Any] | None:
+    """``docker image inspect``, None when the image does not exist."""
+    r = await docker(ctx, "image", "inspect", ref, check=False, timeout=30)
+    if not r.ok:
+        return None
+    data = json.loads(r.stdout)
+    return data[0] if data else None

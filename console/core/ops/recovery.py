@@ -1,0 +1,136 @@
+"""Carrying out the recovery plan of an interrupted deploy or rollback.
+
+Run at the start of every deploy and rollback (under the deploy lock), so
+an interruption is always repaired before anything new happens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from console.core.models import OpEvent
+from console.core.ops.audit import record_history
+from console.core.ops.backend import (
+    observe,
+    restore_slot,
+    set_active,
+    start_colour,
+    start_existing,
+    stop_colour,
+    switch_traffic,
+    wait_healthy,
+)
+from console.core.ops.backup import recover_restore
+from console.core.ops.context import OpContext
+from console.core.ops.errors import OpFailed
+from console.core.ops.events import Emitter
+from console.core.ops.journal import Journal, Recovery, plan_recovery
+
+__all__ = ["recover"]
+
+
+async def recover(
+    ctx: OpContext, ev: Emitter, *, op_id: str | None = None
+) -> AsyncIterator[OpEvent | Recovery]:
+    """Repair an interrupted deploy/rollback, if the journal shows one.
+
+    Yields events, and last the :class:`Recovery` that was carried out (none
+    when there was nothing to do).
+    """
+    journal = Journal.load(ctx.journal_path)
+    view = await observe(ctx)
+    plan = plan_recovery(journal, serving=view.serving)
+    if plan.action == "none":
+        yield plan
+        return
+    assert journal is not None
+    if plan.action == "running":
+        raise OpFailed(f"cannot recover: {plan.explanation}", step="recover")
+    yield ev.warn("recover", plan.explanation, recovery=plan.as_dict())
+
+    restore_state = journal.get("restore")
+    if isinstance(restore_state, dict) and restore_state.get("phase") not in (None, "done"):
+        async for item in recover_restore(ctx, restore_state, ev):
+            yield item
+
+    target = plan.traffic
+    if target in ("blue", "green"):
+        cv = view.colours[target]
+        version = cv.version or cv.slot_version
+        if plan.rewrite_nginx or cv.state != "running":
+            if cv.state == "missing":
+                if not cv.slot_version:
+                    raise OpFailed(
+                        f"cannot recover: {target} has no container and no version in deploy.env",
+                        step="recover",
+                    )
+                await start_colour(ctx, target, cv.slot_version)
+                version = cv.slot_version
+            elif cv.state != "running":
+                await start_existing(ctx, target)
+            assert version is not None
+            async for item in wait_healthy(ctx, target, version, ev, step="recover"):
+                yield item
+        if plan.rewrite_nginx:
+            assert version is not None
+            await switch_traffic(ctx, target, version)
+            yield ev.ok("recover", f"traffic on {target} ({version})")
+        else:
+            set_active(ctx, target)
+    if plan.stop and view.colours[plan.stop].state in (
+        "running",
+        "restarting",
+        "created",
+        "paused",
+    ):
+        await stop_colour(ctx, plan.stop)
+        yield ev.ok("recover", f"stopped {plan.stop} (kept)")
+    if plan.restore_slot:
+        colour, version = plan.restore_slot
+        if await restore_slot(ctx, colour, version):
+            yield ev.ok(
+                "recover", f"{colour}'s slot is back to {version} (stopped, ready for rollback)"
+            )
+        else:
+            yield ev.warn(
+                "recover", f"image of {version} is gone: {colour}'s slot keeps what it has"
+            )
+
+    now = datetime.now(UTC)
+    data: dict[str, Any] = dict(journal)
+    jr = Journal(ctx.journal_path, data)
+    jr.finish("recovered", recovery=plan.as_dict(), recovered_by=op_id)
+    try:
+        started = datetime.fromisoformat(str(journal.get("started")))
+        duration = (now - started).total_seconds()
+    except ValueError:
+        duration = None
+    record_history(
+        ctx.history_path,
+        {
+            "id": journal.get("id"),
+            "op": journal.get("op"),
+            "strategy": journal.get("strategy", "blue-green"),
+            "version": journal.get("version"),
+            "from_version": journal.get("from_version"),
+            "colour": journal.get("to_colour"),
+            "from_colour": journal.get("from_colour"),
+            "image": journal.get("image"),
+            "image_digest": journal.get("image_digest"),
+            "schema_revision": journal.get("schema_revision"),
+            "backup_id": journal.get("backup_id"),
+            "user": journal.get("user"),
+            "ssh_client": journal.get("ssh_client"),
+            "started": journal.get("started"),
+            "finished": now.isoformat(),
+            "duration_s": None if duration is None else round(duration, 1),
+            "result": "interrupted",
+            "reason": f"interrupted at step {journal.get('step')}; recovered: {plan.action}",
+            "recovered_by": op_id,
+            "serving_after": plan.traffic,
+        },
+    )
+    yield ev.ok("recover", f"recovered ({plan.action}): traffic on {plan.traffic}")
+    yield plan

@@ -1,0 +1,160 @@
+"""Scaling the worker and restarting one service (the seed's
+``docker-compose scale celery_worker=0`` and ``docker-compose restart ...``).
+
+The seed's service names are accepted as aliases (``celery_worker``,
+``postgres``, ``cache``), so its commands translate one to one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+from console.core.models import OpEvent
+from console.core.ops.context import SERVICES, OpContext
+from console.core.ops.errors import BadInput, OpFailed
+from console.core.ops.events import Emitter
+from console.core.ops.proc import compose, container_health, inspect_container
+
+__all__ = [
+    "parse_scale",
+    "resolve_service",
+    "run_restart",
+    "run_scale",
+    "validate_restart",
+    "validate_scale",
+]
+
+ALIASES = {
+    "celery_worker": "worker",
+    "postgres": "db",
+    "cache": "redis",
+    "market_sim": "market-sim",
+}
+SCALABLE = ("worker",)
+MAX_SCALE = 10
+
+
+def _shown(value: object) -> str:
+    return str(value).encode("unicode_escape").decode("ascii")[:40]
+
+
+def resolve_service(name: object) -> str:
+    """A compose service of the stack from its name or a seed alias; BadInput otherwise."""
+    text = str(name or "").strip()
+    service = ALIASES.get(text, text)
+    if service not in SERVICES:
+        raise BadInput(
+            f"unknown service {_shown(name)!r}: the stack has {', '.join(SERVICES)}",
+            field="service",
+        )
+    return service
+
+
+def parse_scale(spec: object, count: object = None) -> tuple[str, int]:
+    """``"worker=2"`` (or service and count apart) -> ``("worker", 2)``, bounded 0..10."""
+    if count is None:
+        m = re.fullmatch(r"\s*([A-Za-z_][A-Za-z0-9_-]*)\s*=\s*(-?[0-9]+)\s*", str(spec or ""), re.ASCII)
+        if not m:
+            raise BadInput(
+                f"expected SERVICE=N (e.g. worker=0), not {_shown(spec)!r}", field="scale"
+            )
+        spec, count = m.group(1), m.group(2)
+    service = resolve_service(spec)
+    if service not in SCALABLE:
+        raise BadInput(
+            f"{service} does not scale: only the worker does (backend colours are managed by deploy "
+            "and rollback; db, redis, nginx and market-sim run once)",
+            field="scale",
+        )
+    try:
+        n = int(str(count))
+    except ValueError:
+        raise BadInput(
+            f"replica count must be a whole number, not {_shown(count)!r}", field="scale"
+        ) from None
+    if n < 0 or n > MAX_SCALE:
+        raise BadInput(f"replica count must be between 0 and {MAX_SCALE}, not {n}", field="scale")
+    return service, n
+
+
+async def _fixed_container_name(ctx: OpContext, service: str) -> bool:
+    r = await compose(ctx, "config", "--format", "json", timeout=60)
+    cfg = json.loads(r.stdout)
+    return bool(cfg.get("services", {}).get(service, {}).get("container_name"))
+
+
+async def validate_scale(ctx: OpContext, params: dict[str, Any]) -> dict[str, Any]:
+    service, n = parse_scale(params.get("spec"), params.get("count"))
+    if n > 1 and await _fixed_container_name(ctx, service):
+        raise BadInput(
+            f"{service} has a fixed container name ({ctx.container(service)}) in the compose file, so this "
+            f"stack runs at most one; scale to 0 or 1",
+            field="scale",
+        )
+    return {"service": service, "count": n}
+
+
+async def _wait(
+    ctx: OpContext,
+    service: str,
+    ev: Emitter,
+    timeout: float,  # noqa: ASYNC109
+) -> AsyncIterator[OpEvent]:
+    from console.core.ops.deploy import wait_service_healthy
+
+    async for item in wait_service_healthy(ctx, service, ev, timeout=timeout, step="wait-healthy"):
+        yield item
+
+
+async def run_scale(
+    ctx: OpContext, service: str = "worker", count: int = 1, **_: Any
+) -> AsyncIterator[OpEvent]:
+    ev = Emitter("scale", ctx.redact)
+    info = await inspect_container(ctx, ctx.container(service))
+    state, _h = container_health(info)
+    yield ev.info("scale", f"{service}: {state}; scaling to {count}")
+    if count == 0:
+        if state in ("running", "restarting"):
+            await compose(ctx, "stop", service, timeout=120)
+        yield ev.done(
+            f"{service} scaled to 0 (container kept; scale {service}=1 to bring it back)", count=0
+        )
+        return
+    await compose(
+        ctx, "up", "-d", "--no-deps", "--scale", f"{service}={count}", service, timeout=180
+    )
+    if count == 1:
+        async for item in _wait(ctx, service, ev, ctx.health_timeout):
+            yield item
+    yield ev.done(f"{service} scaled to {count}", count=count)
+
+
+async def validate_restart(ctx: OpContext, params: dict[str, Any]) -> dict[str, Any]:
+    return {**params, "service": resolve_service(params.get("service"))}
+
+
+async def run_restart(ctx: OpContext, service: str = "", **_: Any) -> AsyncIterator[OpEvent]:
+    from console.core.ops.backend import observe
+
+    ev = Emitter("restart", ctx.redact)
+    if service.startswith("backend_"):
+        view = await observe(ctx)
+        if view.serving == service.removeprefix("backend_"):
+            yield ev.warn(
+                "restart",
+                f"{service} serves traffic: requests fail while it restarts (a deploy or rollback switches without that)",
+            )
+    info = await inspect_container(ctx, ctx.container(service))
+    if info is None:
+        raise OpFailed(
+            f"{service} has no container ({ctx.container(service)}); start the stack first",
+            step="restart",
+        )
+    yield ev.start("restart", f"restarting {service}")
+    await compose(ctx, "restart", service, timeout=180)
+    async for item in _wait(ctx, service, ev, ctx.health_timeout):
+        yield item
+    yield ev.done(f"{service} restarted and healthy")

@@ -1,0 +1,190 @@
+"""``stackdeck status``: everything an on-call engineer asks first.
+
+Containers, the colours and their versions, the colour nginx serves (from
+its config and confirmed by a request), the deploy lock, the last deploy,
+and an interrupted deploy explained with what the next deploy or rollback
+will do about it. Every section is collected on its own: an engine that
+does not answer still leaves the lock and history readable.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from console.core.models import OpEvent
+from console.core.ops.context import OpContext
+from console.core.ops.events import Emitter
+
+__all__ = ["collect_status", "format_status", "run_status"]
+
+
+async def collect_status(ctx: OpContext) -> dict[str, Any]:
+    from console.core.ops.audit import read_jsonl
+    from console.core.ops.backend import colour_table, observe
+    from console.core.ops.backup import list_backups
+    from console.core.ops.db import schema_revision
+    from console.core.ops.http import client, probe
+    from console.core.ops.journal import Journal, explain_journal
+    from console.core.ops.lock import lock_state
+    from console.core.ops.proc import docker
+    from console.core.ops.statefiles import read_deploy_env
+
+    out: dict[str, Any] = {
+        "stack": ctx.stack,
+        "at": datetime.now(UTC).isoformat(),
+        "base_url": ctx.base_url,
+        "state_dir": str(ctx.state_dir),
+        "errors": {},
+    }
+    errors: dict[str, str] = out["errors"]
+    out["deploy_env"] = read_deploy_env(ctx.deploy_env_path)
+
+    try:
+        r = await docker(
+            ctx,
+            "ps",
+            "-a",
+            "--filter",
+            f"label=com.docker.compose.project={ctx.stack}",
+            "--format",
+            "{{json .}}",
+            timeout=20,
+        )
+        containers = []
+        for line in r.stdout.splitlines():
+            row = json.loads(line)
+            labels = dict(
+                kv.split("=", 1) for kv in str(row.get("Labels", "")).split(",") if "=" in kv
+            )
+            containers.append(
+                {
+                    "name": row.get("Names"),
+                    "service": labels.get("com.docker.compose.service"),
+                    "image": row.get("Image"),
+                    "state": row.get("State"),
+                    "status": row.get("Status"),
+                    "version": labels.get("com.investment.version"),
+                    "colour": labels.get("com.investment.colour"),
+                }
+            )
+        out["containers"] = sorted(containers, key=lambda c: str(c["name"]))
+    except Exception as exc:
+        errors["containers"] = ctx.redact(str(exc))
+        out["containers"] = []
+
+    serving = None
+    try:
+        view = await observe(ctx)
+        serving = view.serving
+        out["serving_colour"] = serving
+        out["serving_version"] = view.serving_version()
+        out["colours"] = colour_table(view)
+    except Exception as exc:
+        errors["colours"] = ctx.redact(str(exc))
+        out["serving_colour"] = None
+        out["colours"] = {}
+
+    try:
+        async with client(ctx, timeout=5) as http:
+            p = await probe(http, "/api/health")
+        out["health"] = {
+            "status": p.status,
+            "latency_ms": round(p.latency_ms, 1),
+            "version": p.version,
+            "colour": p.colour,
+            "error": p.error,
+        }
+    except Exception as exc:
+        errors["health"] = ctx.redact(str(exc))
+
+    out["lock"] = lock_state(ctx.lock_path).as_dict()
+    history = read_jsonl(ctx.history_path)
+    out["last_deploy"] = history[-1] if history else None
+    ok = [h for h in history if h.get("result") == "ok"]
+    out["last_successful"] = ok[-1] if ok else None
+    out["deploy"] = explain_journal(Journal.load(ctx.journal_path), serving)
+    backups = list_backups(ctx)
+    out["backups"] = {
+        "count": len(backups),
+        "latest": backups[-1].id if backups else None,
+        "latest_created": backups[-1].meta.get("created") if backups else None,
+    }
+    try:
+        out["schema_revision"] = await schema_revision(ctx)
+    except Exception as exc:
+        errors["schema_revision"] = ctx.redact(str(exc))
+    out["summary"] = _summary(out)
+    return out
+
+
+def _summary(s: dict[str, Any]) -> list[str]:
+    lines = []
+    serving = s.get("serving_colour")
+    if serving:
+        lines.append(f"serving {serving} {s.get('serving_version') or '?'}")
+    else:
+        lines.append("serving colour unknown (nginx does not answer)")
+    health = s.get("health") or {}
+    if health.get("status") != 200:
+        lines.append(f"/api/health through nginx: {health.get('status') or health.get('error')}")
+    lock = s.get("lock") or {}
+    if lock.get("held"):
+        lines.append(f"deploy lock held: {lock.get('description')}")
+    elif lock.get("stale"):
+        lines.append(
+            f"STALE deploy lock: {lock.get('description')}; its process is gone (stackdeck lock break)"
+        )
+    dep = s.get("deploy") or {}
+    if dep.get("interrupted"):
+        lines.append("INTERRUPTED: " + str((dep.get("recovery") or {}).get("explanation")))
+        lines.append("the next `stackdeck deploy` or `stackdeck rollback` recovers it first")
+    elif dep.get("status") == "running":
+        lines.append(f"{dep.get('op')} of {dep.get('version')} running (step {dep.get('step')})")
+    last = s.get("last_deploy")
+    if last:
+        lines.append(
+            f"last {last.get('op')}: {last.get('version')} -> {last.get('colour')} {last.get('result')}"
+            + (
+                f" ({last.get('reason')})"
+                if last.get("reason") and last.get("result") != "ok"
+                else ""
+            )
+            + f" by {last.get('user')} at {last.get('finished') or last.get('started')}"
+        )
+    return lines
+
+
+def format_status(s: dict[str, Any]) -> str:
+    """Human-readable status for the CLI."""
+    out = [f"stack {s['stack']} ({s['base_url']})"]
+    out += [f"  {line}" for line in s.get("summary", [])]
+    colours = s.get("colours") or {}
+    if colours:
+        out.append("colours:")
+        for c, v in colours.items():
+            mark = "*" if v.get("serving") else " "
+            out.append(
+                f" {mark} {c:<6} {v.get('version') or '-':<14} {v.get('state'):<8} {v.get('health') or '':<9} "
+                f"(deploy.env: {v.get('slot_version')})"
+            )
+    if s.get("containers"):
+        out.append("containers:")
+        for c in s["containers"]:
+            out.append(f"   {c['name']:<34} {c['state']:<8} {c['status']}")
+    out.append(f"schema revision: {s.get('schema_revision')}")
+    b = s.get("backups") or {}
+    out.append(f"backups: {b.get('count')} (latest {b.get('latest')})")
+    for k, v in (s.get("errors") or {}).items():
+        out.append(f"  ! {k}: {v}")
+    return "\n".join(out)
+
+
+async def run_status(ctx: OpContext, **_: Any) -> AsyncIterator[OpEvent]:
+    ev = Emitter("status", ctx.redact)
+    s = await collect_status(ctx)
+    for line in s["summary"]:
+        yield ev.info("status", line)
+    yield ev.done("; ".join(s["summary"][:1]), status=s)

@@ -1,0 +1,202 @@
+"""``VACUUM (ANALYZE)`` per table or for the whole database (the seed's
+"Database Optimization").
+
+Runs over its own connection outside any transaction block (asyncpg's simple
+query protocol), while a second connection reads ``pg_stat_progress_vacuum``
+for progress events. Cancelling the operation (the TUI's cancel, Ctrl-C in
+the CLI) sends ``pg_cancel_backend`` to the vacuuming session, so nothing
+keeps running on the server after the operator gave up.
+
+Long transactions hold back the xmin horizon: VACUUM then cannot remove the
+dead tuples they may still see, so it would run for nothing. They are
+reported as a warning first (:func:`long_transactions`, which the TUI can
+show before asking for confirmation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from console.core.models import OpEvent
+from console.core.ops.context import OpContext
+from console.core.ops.db import connect_pg
+from console.core.ops.errors import BadInput, OpFailed
+from console.core.ops.events import Emitter
+
+__all__ = ["long_transactions", "resolve_tables", "run_vacuum", "validate_vacuum"]
+
+_TABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}(\.[A-Za-z_][A-Za-z0-9_$]{0,62})?$")
+
+_LONG_TX_SQL = """
+SELECT pid, usename, application_name, state,
+       extract(epoch FROM now() - xact_start)::float AS age_s,
+       left(regexp_replace(query, '\\s+', ' ', 'g'), 120) AS query
+FROM pg_stat_activity
+WHERE xact_start IS NOT NULL
+  AND pid <> pg_backend_pid()
+  AND backend_type = 'client backend'
+  AND now() - xact_start > make_interval(secs => $1)
+ORDER BY xact_start
+"""
+
+_PROGRESS_SQL = """
+SELECT p.phase, p.heap_blks_total, p.heap_blks_scanned, p.heap_blks_vacuumed,
+       p.relid::regclass::text AS relation
+FROM pg_stat_progress_vacuum p WHERE p.pid = $1
+"""
+
+
+async def long_transactions(
+    ctx: OpContext, older_than_s: float = 300, conn: Any = None
+) -> list[dict[str, Any]]:
+    """Transactions open longer than ``older_than_s`` (they make VACUUM useless)."""
+    own = conn is None
+    conn = conn or await connect_pg(ctx)
+    try:
+        rows = await conn.fetch(_LONG_TX_SQL, float(older_than_s))
+        return [dict(r) for r in rows]
+    finally:
+        if own:
+            await conn.close()
+
+
+async def resolve_tables(conn: Any, names: list[str]) -> list[tuple[str, str]]:
+    """``[(qualified quoted name, display name)]``; BadInput for unknown or
+    ambiguous names."""
+    out = []
+    for name in names:
+        if not _TABLE_RE.fullmatch(name):
+            shown = name.encode("unicode_escape").decode("ascii")[:80]
+            raise BadInput(f"not a table name: {shown!r}", field="tables")
+        rows = await conn.fetch(
+            "SELECT format('%I.%I', schemaname, relname) AS q, schemaname || '.' || relname AS d "
+            "FROM pg_stat_user_tables WHERE relname = $1 OR schemaname || '.' || relname = $1",
+            name,
+        )
+        if not rows:
+            raise BadInput(
+                f"no table {name!r} in the database (pg_stat_user_tables)", field="tables"
+            )
+        if len(rows) > 1:
+            raise BadInput(
+                f"table name {name!r} is ambiguous: {', '.join(r['d'] for r in rows)}; qualify it",
+                field="tables",
+            )
+        out.append((rows[0]["q"], rows[0]["d"]))
+    return out
+
+
+async def validate_vacuum(ctx: OpContext, params: dict[str, Any]) -> dict[str, Any]:
+    tables = params.get("tables") or []
+    if isinstance(tables, str):
+        tables = [t for t in re.split(r"[\s,]+", tables) if t]
+    tables = [str(t) for t in tables]
+    for t in tables:
+        if not _TABLE_RE.fullmatch(t):
+            shown = t.encode("unicode_escape").decode("ascii")[:80]
+            raise BadInput(f"not a table name: {shown!r}", field="tables")
+    if tables:
+        conn = await connect_pg(ctx)
+        try:
+            await resolve_tables(conn, tables)
+        finally:
+            await conn.close()
+    threshold = params.get("long_tx_seconds", 300)
+    try:
+        threshold = float(threshold)
+    except (TypeError, ValueError):
+        raise BadInput(
+            f"long_tx_seconds must be a number, not {threshold!r}", field="long_tx_seconds"
+        ) from None
+    return {**params, "tables": tables, "long_tx_seconds": threshold}
+
+
+async def _last_vacuum(conn: Any, display: str) -> Any:
+    return await conn.fetchval(
+        "SELECT last_vacuum FROM pg_stat_user_tables WHERE schemaname || '.' || relname = $1",
+        display,
+    )
+
+
+async def run_vacuum(
+    ctx: OpContext, tables: list[str] | None = None, long_tx_seconds: float = 300, **_: Any
+) -> AsyncIterator[OpEvent]:
+    ev = Emitter("vacuum", ctx.redact)
+    work = await connect_pg(ctx)
+    mon = await connect_pg(ctx)
+    try:
+        for tx in await long_transactions(ctx, long_tx_seconds, conn=mon):
+            yield ev.warn(
+                "check",
+                f"transaction open for {tx['age_s'] / 60:.0f} min (pid {tx['pid']}, {tx['usename']}, {tx['state']}): "
+                "VACUUM cannot remove tuples it may still see",
+                pid=tx["pid"],
+                age_s=round(tx["age_s"]),
+            )
+        targets: list[tuple[str | None, str]]
+        if tables:
+            targets = [(q, d) for q, d in await resolve_tables(mon, tables)]
+        else:
+            targets = [(None, f"every table of {ctx.db_name}")]
+        pid = work.get_server_pid()
+        for qualified, display in targets:
+            before = await _last_vacuum(mon, display) if qualified else None
+            sql = f"VACUUM (ANALYZE) {qualified}" if qualified else "VACUUM (ANALYZE)"
+            yield ev.start("vacuum", f"{sql} (session {pid})", table=display)
+            t0 = time.monotonic()
+            task = asyncio.ensure_future(work.execute(sql))
+            last_progress: tuple[Any, ...] | None = None
+            try:
+                while not task.done():
+                    await asyncio.wait({task}, timeout=0.5)
+                    if task.done():
+                        break
+                    row = await mon.fetchrow(_PROGRESS_SQL, pid)
+                    if row is None:
+                        continue
+                    key = (row["relation"], row["phase"], row["heap_blks_scanned"])
+                    if key != last_progress:
+                        last_progress = key
+                        total = row["heap_blks_total"] or 0
+                        pct = f"{row['heap_blks_scanned'] * 100 / total:.0f}%" if total else "-"
+                        yield ev.info(
+                            "progress",
+                            f"{row['relation']}: {row['phase']}, {pct} of {total} blocks scanned",
+                            relation=row["relation"],
+                            phase=row["phase"],
+                            heap_blks_total=total,
+                            heap_blks_scanned=row["heap_blks_scanned"],
+                        )
+                await task
+            except BaseException:
+                if not task.done():
+                    with contextlib.suppress(Exception):
+                        await mon.execute("SELECT pg_cancel_backend($1)", pid)
+                    with contextlib.suppress(BaseException):
+                        await asyncio.wait_for(task, 10)
+                raise
+            seconds = time.monotonic() - t0
+            after = await _last_vacuum(mon, display) if qualified else None
+            if qualified and after == before:
+                raise OpFailed(
+                    f"VACUUM of {display} returned but last_vacuum did not change", step="vacuum"
+                )
+            yield ev.ok(
+                "vacuum",
+                f"{display} vacuumed and analyzed in {seconds:.1f} s"
+                + (f" (last_vacuum {after:%H:%M:%S})" if after else ""),
+                table=display,
+                seconds=round(seconds, 2),
+                last_vacuum=after.isoformat() if after else None,
+            )
+    finally:
+        with contextlib.suppress(Exception):
+            await work.close(timeout=5)
+        with contextlib.suppress(Exception):
+            await mon.close(timeout=5)
+    yield ev.done(f"VACUUM (ANALYZE) finished for {len(targets)} target(s)")

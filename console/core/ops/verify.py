@@ -1,0 +1,210 @@
+"""The seed's post-deployment verification (health checks, performance,
+functional tests) through nginx, and the smoke test of one colour directly
+(``/direct/<colour>/...``) that a deploy runs before switching to it.
+
+Levels: ``smoke`` (the seed's ``api_smoke_test.sh``: health endpoints and a
+price lookup), ``full`` (the seed's post-deployment verification and
+``critical_path_test.sh``: smoke plus login, cost/usage/cache metrics,
+containers up, schema version)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from console.core.models import OpEvent
+from console.core.ops.context import OpContext
+from console.core.ops.errors import BadInput, OpFailed
+from console.core.ops.events import Emitter
+from console.core.ops.http import Probe, client, probe
+
+__all__ = ["Check", "run_verify", "smoke_colour", "validate_verify"]
+
+LEVELS = ("smoke", "full")
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    path: str
+    required: bool = True
+    """A failed optional check is a warning."""
+    method: str = "GET"
+    body: Any = None
+    slow_ms: float = 2000.0
+    """Slower than this is a warning (seed: response time threshold 2 s)."""
+
+
+SMOKE = (
+    Check("health", "/api/health"),
+    Check("database", "/api/health/database"),
+    Check("cache", "/api/health/cache"),
+    Check("external-apis", "/api/health/external-apis", required=False),
+    Check("prices", "/api/stocks/prices?symbols=AAPL", required=False),
+)
+
+
+def _describe(p: Probe) -> str:
+    extra = ""
+    if isinstance(p.body, dict) and p.body.get("status"):
+        extra = f", status {p.body['status']}"
+    return p.describe() + extra
+
+
+async def _run_checks(
+    ctx: OpContext, ev: Emitter, prefix: str, checks: tuple[Check, ...], step: str
+) -> AsyncIterator[OpEvent | tuple[int, int]]:
+    failed = warned = 0
+    async with client(ctx, timeout=max(ctx.http_timeout, 10)) as http:
+        for c in checks:
+            p = await probe(http, prefix + c.path, method=c.method, json_body=c.body)
+            data = {
+                "check": c.name,
+                "path": prefix + c.path,
+                "status": p.status,
+                "latency_ms": round(p.latency_ms, 1),
+            }
+            if p.ok and p.latency_ms <= c.slow_ms:
+                yield ev.ok(step, f"{c.name}: {_describe(p)}", **data)
+            elif p.ok:
+                warned += 1
+                yield ev.warn(
+                    step, f"{c.name}: slow, {_describe(p)} (threshold {c.slow_ms:g} ms)", **data
+                )
+            elif c.required:
+                failed += 1
+                yield ev.fail(step, f"{c.name}: {_describe(p)}", **data)
+            else:
+                warned += 1
+                yield ev.warn(step, f"{c.name}: {_describe(p)} (not required)", **data)
+    yield failed, warned
+
+
+async def smoke_colour(
+    ctx: OpContext, colour: str, version: str, ev: Emitter, step: str = "smoke"
+) -> AsyncIterator[OpEvent]:
+    """The smoke test of one colour straight through ``/direct/<colour>``."""
+    yield ev.start(step, f"smoke-testing {colour} directly (/direct/{colour}/...)")
+    failed = 0
+    async for item in _run_checks(ctx, ev, f"/direct/{colour}", SMOKE, step):
+        if isinstance(item, tuple):
+            failed = item[0]
+        else:
+            yield item
+    if failed:
+        raise OpFailed(
+            f"smoke test of {colour} ({version}): {failed} required check(s) failed", step=step
+        )
+    yield ev.ok(step, f"{colour} passed the smoke test")
+
+
+async def validate_verify(ctx: OpContext, params: dict[str, Any]) -> dict[str, Any]:
+    level = params.get("level") or "full"
+    if level not in LEVELS:
+        raise BadInput(f"level must be one of {', '.join(LEVELS)}, not {level!r}", field="level")
+    return {**params, "level": level}
+
+
+async def run_verify(
+    ctx: OpContext, level: str = "full", expect_version: str | None = None, **_: Any
+) -> AsyncIterator[OpEvent]:
+    from console.core.ops.backend import observe
+    from console.core.ops.db import schema_revision
+    from console.core.ops.proc import docker
+
+    ev = Emitter("verify", ctx.redact)
+    failed = warned = 0
+    async for item in _run_checks(ctx, ev, "", SMOKE, "health"):
+        if isinstance(item, tuple):
+            failed += item[0]
+            warned += item[1]
+        else:
+            yield item
+
+    async with client(ctx, timeout=max(ctx.http_timeout, 10)) as http:
+        p = await probe(http, "/api/health")
+        version = p.version
+        if expect_version and version != expect_version:
+            failed += 1
+            yield ev.fail("version", f"nginx serves {version}, expected {expect_version}")
+        elif version:
+            yield ev.ok(
+                "version", f"serving {version} ({p.colour})", version=version, colour=p.colour
+            )
+
+        if level == "full":
+            user = ctx.env.get("TEST_USERNAME") or "test"
+            password = ctx.env.get("TEST_PASSWORD")
+            if password:
+                p = await probe(
+                    http,
+                    "/api/auth/login",
+                    method="POST",
+                    json_body={"username": user, "password": password},
+                )
+                token_ok = isinstance(p.body, dict) and any(
+                    k in p.body for k in ("access_token", "token")
+                )
+                if p.ok and token_ok:
+                    yield ev.ok("login", f"login as {user}: {p.describe()}, token issued")
+                else:
+                    failed += 1
+                    yield ev.fail("login", f"login as {user}: {p.describe()}")
+            else:
+                warned += 1
+                yield ev.warn("login", "TEST_PASSWORD is not in .env: login not tested")
+            for name, path, field in (
+                ("cost", "/api/metrics/cost", "daily_projection"),
+                ("api-usage", "/api/metrics/api-usage", None),
+                ("cache-metrics", "/api/metrics/cache", "hit_rate"),
+            ):
+                p = await probe(http, path)
+                if p.ok and (field is None or (isinstance(p.body, dict) and field in p.body)):
+                    value = p.body.get(field) if field and isinstance(p.body, dict) else None
+                    yield ev.ok(
+                        name, f"{path}: {p.describe()}" + (f", {field} {value}" if field else "")
+                    )
+                else:
+                    failed += 1
+                    yield ev.fail(
+                        name, f"{path}: {p.describe()}" + (f" (no {field})" if p.ok else "")
+                    )
+
+    if level == "full":
+        r = await docker(
+            ctx,
+            "ps",
+            "-a",
+            "--filter",
+            f"label=com.docker.compose.project={ctx.stack}",
+            "--format",
+            "{{.Names}}\t{{.State}}\t{{.Status}}",
+            timeout=30,
+        )
+        view = await observe(ctx)
+        idle_name = ctx.container(f"backend_{view.idle}") if view.idle else None
+        for line in sorted(r.stdout.splitlines()):
+            name, state, status = [*line.split("\t"), "", ""][:3]
+            if state == "running" and "unhealthy" not in status:
+                yield ev.ok("containers", f"{name}: {status}")
+            elif name == idle_name and state in ("exited", "created"):
+                yield ev.info("containers", f"{name}: {state} (idle colour, kept for rollback)")
+            elif name == ctx.container("worker") and state in ("exited", "created"):
+                warned += 1
+                yield ev.warn("containers", f"{name}: {state} (worker scaled to 0?)")
+            else:
+                failed += 1
+                yield ev.fail("containers", f"{name}: {state} {status}")
+        revision = await schema_revision(ctx)
+        if revision:
+            yield ev.ok("schema", f"schema version {revision}", schema_revision=revision)
+        else:
+            failed += 1
+            yield ev.fail("schema", "cannot read the schema version (alembic_version)")
+
+    if failed:
+        raise OpFailed(
+            f"verification failed: {failed} check(s) failed, {warned} warning(s)", step="verify"
+        )
+    yield ev.done(f"verification passed ({warned} warning(s))", warnings=warned)

@@ -1,0 +1,21 @@
+"""Read-side sources: each turns one backend into snapshot models.
+
+========================  ===========  =========================================
+module                    sink kind    backend
+========================  ===========  =========================================
+:mod:`.engine`            containers,  Docker engine (docker SDK, threads):
+                          events       containers, serving colour, events, logs
+:mod:`.stats`             stats        Docker stats streams, one per container
+:mod:`.health`            health       nginx and each colour (httpx), /metrics
+:mod:`.postgres`          database     PostgreSQL (asyncpg)
+:mod:`.redis_quota`       quotas       the quota ledger in Redis (redis.asyncio)
+:mod:`.cost`              cost         the API's cost and cache metrics (httpx)
+========================  ===========  =========================================
+
+Submodules are imported on demand, so importing this package pulls in none
+of the client libraries.
+"""
+
+from console.core.sources.base import Source, backoff_delay
+
+__all__ = ["Source", "backoff_delay"]

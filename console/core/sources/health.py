@@ -1,0 +1,283 @@
+"""Health endpoints through nginx and against each colour, and the API's p95.
+
+Every interval: ``/api/health``, ``/api/health/database``, ``/api/health/cache``
+and ``/api/health/external-apis``, once through nginx (the serving colour) and
+once per colour through ``/direct/blue/...`` and ``/direct/green/...``, on one
+reused ``httpx.AsyncClient`` (concurrently, but never two requests for the
+same path to the same backend at once). Each result carries status,
+latency, version and colour.
+
+The same poll scrapes each colour's Prometheus endpoint and turns the bucket
+deltas of ``http_request_duration_seconds`` between two scrapes into the p95
+the HighAPIResponseTime alert needs (``histogram_quantile(0.95,
+rate(..._bucket[interval]))`` without a Prometheus server). Colours are scraped
+separately, so a colour switch or a restart (counter reset) does not corrupt
+the deltas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import httpx
+
+from console.core.config import Settings
+from console.core.errors import SourceError, redact
+from console.core.models import EndpointResult, HealthSnapshot
+from console.core.sources.base import Clock, Source, utcnow
+
+__all__ = [
+    "HEALTH_PATHS",
+    "TARGETS",
+    "HealthSource",
+    "HealthUnreachable",
+    "bucket_deltas",
+    "histogram_quantile",
+    "parse_histogram",
+]
+
+HEALTH_PATHS = (
+    "/api/health",
+    "/api/health/database",
+    "/api/health/cache",
+    "/api/health/external-apis",
+)
+TARGETS = ("nginx", "blue", "green")
+HISTOGRAM = "http_request_duration_seconds"
+
+# --- prometheus maths (pure) -------------------------------------------------------
+
+_SAMPLE = re.compile(
+    r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>\S+)"
+)
+_LE = re.compile(r'(?:^|,)\s*le\s*=\s*"(?P<le>[^"]*)"')
+
+
+def parse_histogram(text: str, name: str = HISTOGRAM) -> dict[float, float]:
+    """Cumulative bucket counts of histogram ``name`` from Prometheus text,
+    summed over every other label (method, handler, status): ``{le: count}``
+    with ``math.inf`` for ``+Inf``."""
+    wanted = name + "_bucket"
+    buckets: dict[float, float] = {}
+    for line in text.splitlines():
+        if not line.startswith(wanted):
+            continue
+        match = _SAMPLE.match(line)
+        if not match or match.group("name") != wanted:
+            continue
+        le_match = _LE.search(match.group("labels") or "")
+        if not le_match:
+            continue
+        try:
+            le = float(le_match.group("le").replace("+Inf", "inf"))
+            value = float(match.group("value"))
+        except ValueError:
+            continue
+        buckets[le] = buckets.get(le, 0.0) + value
+    return buckets
+
+
+def bucket_deltas(
+    previous: Mapping[float, float], current: Mapping[float, float]
+) -> dict[float, float]:
+    """Increase of each cumulative bucket between two scrapes.
+
+    A counter that went down was reset (process restart): as Prometheus
+    does, the current value is the increase. Buckets missing from the
+    previous scrape count from zero.
+    """
+    reset = any(current.get(le, 0.0) < prev for le, prev in previous.items())
+    if reset:
+        return dict(current)
+    return {le: max(0.0, count - previous.get(le, 0.0)) for le, count in current.items()}
+
+
+def histogram_quantile(q: float, buckets: Mapping[float, float]) -> float | None:
+    """Prometheus' ``histogram_quantile`` over cumulative ``{le: count}``.
+
+    Linear interpolation inside the bucket that holds the rank; a rank in the
+    ``+Inf`` bucket gives the highest finite bound. None without observations.
+    """
+    if not buckets or not 0.0 <= q <= 1.0:
+        return None
+    items = sorted(buckets.items())
+    if items[-1][0] != math.inf:
+        return None  # malformed: no +Inf bucket
+    total = items[-1][1]
+    if total <= 0:
+        return None
+    rank = q * total
+    lower_bound, lower_count = 0.0, 0.0
+    for upper_bound, count in items:
+        if count >= rank:
+            if upper_bound == math.inf:
+                return lower_bound if len(items) > 1 else None
+            in_bucket = count - lower_count
+            if in_bucket <= 0:
+                return upper_bound
+            if upper_bound <= 0:
+                return upper_bound
+            return lower_bound + (upper_bound - lower_bound) * (rank - lower_count) / in_bucket
+        lower_bound, lower_count = upper_bound, count
+    return None
+
+
+def sum_buckets(parts: Iterable[Mapping[float, float]]) -> dict[float, float]:
+    """Add bucket maps (deltas of several colours)."""
+    out: dict[float, float] = {}
+    for part in parts:
+        for le, count in part.items():
+            out[le] = out.get(le, 0.0) + count
+    return out
+
+
+# --- the source ------------------------------------------------------------------------
+
+
+class HealthUnreachable(SourceError):
+    """nginx itself did not answer; carries the snapshot of failed results so
+    the panel can show them while the source is marked not-ok."""
+
+    def __init__(self, snapshot: HealthSnapshot, message: str) -> None:
+        self.snapshot = snapshot
+        super().__init__("health", message)
+
+
+def _short_error(exc: BaseException) -> str:
+    if isinstance(exc, httpx.ConnectError):
+        return "connection refused"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    text = str(exc) or type(exc).__name__
+    return redact(text)[:120]
+
+
+class HealthSource(Source):
+    """Health of every endpoint per target, plus p95 from the backends' metrics."""
+
+    name = "health"
+    kind = "health"
+
+    def __init__(
+        self, settings: Settings, *, clock: Clock = utcnow, client: httpx.AsyncClient | None = None
+    ) -> None:
+        super().__init__(settings, clock=clock)
+        self._client = client
+        self._own_client = client is None
+        self._scrapes: dict[str, tuple[float, dict[float, float]]] = {}
+
+    @property
+    def interval(self) -> float:
+        return self.settings.refresh.health
+
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                base_url=self.settings.base_url,
+                timeout=httpx.Timeout(self.settings.request_timeout),
+                limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
+                headers={"User-Agent": "stackdeck"},
+                follow_redirects=False,
+            )
+        return self._client
+
+    @staticmethod
+    def url_for(target: str, path: str) -> str:
+        """``/api/health`` through nginx, ``/direct/blue/api/health`` for a colour."""
+        return path if target == "nginx" else f"/direct/{target}{path}"
+
+    async def _probe(self, target: str, path: str) -> EndpointResult:
+        started = time.perf_counter()
+        try:
+            response = await self.client().get(self.url_for(target, path))
+        except httpx.HTTPError as exc:
+            return EndpointResult(path=path, target=target, error=_short_error(exc))  # type: ignore[arg-type]
+        latency = (time.perf_counter() - started) * 1000.0
+        version = colour = None
+        error = None
+        try:
+            body: Any = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            version = body.get("version") or None
+            colour = body.get("colour") or body.get("color") or None
+            if response.status_code >= 400:
+                detail = body.get("detail") or body.get("error") or body.get("status")
+                error = redact(str(detail))[:120] if detail else None
+        if colour is None:
+            header = response.headers.get("X-Upstream-Colour", "")
+            colour = header.removeprefix("backend_") or None
+        if colour not in ("blue", "green"):
+            colour = None
+        if response.status_code >= 400 and error is None:
+            error = response.reason_phrase or f"HTTP {response.status_code}"
+        return EndpointResult(
+            path=path,
+            target=target,  # type: ignore[arg-type]
+            status=response.status_code,
+            latency_ms=round(latency, 1),
+            version=str(version) if version is not None else None,
+            colour=colour,
+            error=error,
+        )
+
+    async def _scrape(self, colour: str) -> dict[float, float] | None:
+        """Bucket deltas of one colour since its previous scrape (None: no delta yet)."""
+        try:
+            response = await self.client().get(self.url_for(colour, self.settings.metrics_path))
+        except httpx.HTTPError:
+            self._scrapes.pop(colour, None)
+            return None
+        if response.status_code != 200:
+            self._scrapes.pop(colour, None)
+            return None
+        now = time.monotonic()
+        current = parse_histogram(response.text)
+        previous = self._scrapes.get(colour)
+        self._scrapes[colour] = (now, current)
+        if previous is None or not current:
+            return None
+        return bucket_deltas(previous[1], current)
+
+    async def poll(self) -> HealthSnapshot:
+        last_scrape = min((t for t, _ in self._scrapes.values()), default=None)
+        # Two waves: through nginx (the serving colour), then both colours
+        # directly. Each backend so sees one request per path at a time: a
+        # deep health check that writes a probe key per colour must not race
+        # with itself because the console asked twice at once.
+        through = await asyncio.gather(*(self._probe("nginx", path) for path in HEALTH_PATHS))
+        direct_probes = [self._probe(c, path) for path in HEALTH_PATHS for c in ("blue", "green")]
+        scrapes = [self._scrape(colour) for colour in ("blue", "green")]
+        direct, scraped = await asyncio.gather(asyncio.gather(*direct_probes), asyncio.gather(*scrapes))
+        by_key = {(r.path, r.target): r for r in (*through, *direct)}
+        results: list[EndpointResult] = [by_key[(path, t)] for path in HEALTH_PATHS for t in TARGETS]
+        deltas = [d for d in scraped if d]
+        p95 = rate = None
+        if deltas:
+            combined = sum_buckets(deltas)
+            p95 = histogram_quantile(0.95, combined)
+            if last_scrape is not None and math.inf in combined:
+                elapsed = max(1e-6, time.monotonic() - last_scrape)
+                rate = round(combined[math.inf] / elapsed, 3)
+        snapshot = HealthSnapshot(
+            taken_at=self.clock(),
+            results=results,
+            p95_seconds=round(p95, 4) if p95 is not None else None,
+            request_rate=rate,
+        )
+        nginx = [r for r in results if r.target == "nginx"]
+        if nginx and all(r.status is None for r in nginx):
+            reason = nginx[0].error or "no answer"
+            raise HealthUnreachable(snapshot, f"nginx at {self.settings.base_url}: {reason}")
+        return snapshot
+
+    async def aclose(self) -> None:
+        if self._client is not None and self._own_client:
+            client, self._client = self._client, None
+            await client.aclose()

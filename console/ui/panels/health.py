@@ -1,0 +1,115 @@
+"""Health panel: each health endpoint through nginx and against each colour."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.reactive import reactive
+
+from console.core.models import EndpointResult, HealthSnapshot
+from console.ui.format import shorten
+from console.ui.palette import Palette
+from console.ui.panels.base import Panel
+from console.ui.widgets.table import ListTable, Row
+
+__all__ = ["HealthPanel", "endpoint_cell", "short_error", "short_path"]
+
+TARGETS = ("nginx", "blue", "green")
+
+
+def short_path(path: str) -> str:
+    """``/api/health/database`` -> ``/database``; ``/api/health`` stays."""
+    if path.startswith("/api/health/"):
+        return path[len("/api/health") :]
+    return path
+
+
+def short_error(error: str | None) -> str:
+    """A cell-sized reason: ``refused``, ``timeout``, ``dns``, else the start of it."""
+    text = (error or "no answer").lower()
+    for needle, short in (
+        ("refused", "refused"),
+        ("timed out", "timeout"),
+        ("timeout", "timeout"),
+        ("name or service", "dns"),
+        ("resolve", "dns"),
+        ("reset", "reset"),
+    ):
+        if needle in text:
+            return short
+    return shorten(error or "no answer", 10)
+
+
+def endpoint_cell(result: EndpointResult | None, palette: Palette) -> Text:
+    """``200 12ms`` (ok), ``503 40ms`` (bad), ``✗ refused`` (no answer), ``–``."""
+    if result is None:
+        return Text("–", style=palette.muted)
+    if result.status is None:
+        return Text(f"✗ {short_error(result.error)}", style=f"bold {palette.err}")
+    latency = f" {result.latency_ms:.0f}ms" if result.latency_ms is not None else ""
+    good = 200 <= result.status < 300
+    slow = result.latency_ms is not None and result.latency_ms >= 1000
+    style = palette.ok if good and not slow else (palette.warn if good else f"bold {palette.err}")
+    mark = "" if good else "✗ "
+    return Text(f"{mark}{result.status}{latency}", style=style)
+
+
+class HealthPanel(Panel):
+    """``/api/health`` and its sub-checks: status and latency per target."""
+
+    PANEL_ID = "health"
+    TITLE = "Health"
+    NUMBER = 2
+    SOURCES: ClassVar[tuple[str, ...]] = ("health",)
+
+    snapshot: reactive[HealthSnapshot | None] = reactive(None, init=False)
+    """The newest round of health checks."""
+
+    def compose_body(self) -> ComposeResult:
+        yield ListTable(
+            [
+                ("endpoint", "endpoint"),
+                ("nginx", "nginx"),
+                ("blue", "blue"),
+                ("green", "green"),
+                ("version", "version"),
+            ],
+            id="health-table",
+        )
+
+    def empty_reason(self, snapshot: HealthSnapshot) -> str | None:
+        return None if snapshot.results else "no health endpoints checked yet"
+
+    def title_detail(self, snapshot: HealthSnapshot) -> str:
+        via_nginx = [r for r in snapshot.results if r.target == "nginx"]
+        if not via_nginx:
+            return ""
+        ok = sum(1 for r in via_nginx if r.status is not None and 200 <= r.status < 300)
+        return f"{ok}/{len(via_nginx)} ok via nginx"
+
+    def render_snapshot(self, snapshot: HealthSnapshot) -> None:
+        palette = self.palette
+        paths: list[str] = []
+        by_key: dict[tuple[str, str], EndpointResult] = {}
+        for result in snapshot.results:
+            if result.path not in paths:
+                paths.append(result.path)
+            by_key[(result.path, result.target)] = result
+        rows = []
+        for path in paths:
+            cells = [Text(short_path(path), style="bold")]
+            cells += [endpoint_cell(by_key.get((path, t)), palette) for t in TARGETS]
+            nginx = by_key.get((path, "nginx"))
+            versions = []
+            if nginx is not None and nginx.version:
+                versions.append(nginx.version)
+            else:
+                for colour in ("blue", "green"):
+                    r = by_key.get((path, colour))
+                    if r is not None and r.version:
+                        versions.append(f"{colour[0]}:{r.version}")
+            cells.append(Text(" ".join(versions), style=palette.muted if not versions else ""))
+            rows.append(Row(key=path, cells=tuple(cells), search=path))
+        self.query_one(ListTable).set_rows(rows)

@@ -1,0 +1,180 @@
+"""Stats panel: live CPU, memory, network, block I/O and PIDs per container,
+with a sparkline per row and a plotext chart of the selected container."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.color import Color
+from textual.content import Content
+from textual.reactive import reactive
+from textual.widgets import DataTable, Static
+
+from console.core.models import ContainerStats, StatsSnapshot
+from console.ui.format import fmt_bytes
+from console.ui.palette import Palette
+from console.ui.panels.base import ContainerSelected, Panel
+from console.ui.widgets.chart import ChartSeries, PlotextChart
+from console.ui.widgets.sparkline import sparkline
+from console.ui.widgets.table import ListTable, Row
+
+__all__ = ["StatsPanel", "stats_row"]
+
+TREND_WIDTH = 10
+
+
+def stats_row(stats: ContainerStats, palette: Palette, *, cpu_alert: float, mem_alert: float) -> Row:
+    cpu_style = palette.level(stats.cpu_percent, cpu_alert * 0.75, cpu_alert)
+    mem_style = palette.level(stats.mem_percent, mem_alert * 0.8, mem_alert)
+    limit = fmt_bytes(stats.mem_limit) if stats.mem_limit else "∞"
+    cells = (
+        Text(stats.service or stats.name, style="bold"),
+        Text(f"{stats.cpu_percent:.1f}", justify="right", style=cpu_style),
+        Text(sparkline(stats.cpu_history, TREND_WIDTH, lo=0.0, hi=max([1.0, *stats.cpu_history[-TREND_WIDTH:]])),
+             style=palette.blue),
+        Text(f"{fmt_bytes(stats.mem_usage)} / {limit}", justify="right"),
+        Text(f"{stats.mem_percent:.0f}%", justify="right", style=mem_style),
+        Text(f"{fmt_bytes(stats.net_rx_rate)}/{fmt_bytes(stats.net_tx_rate)}", justify="right"),
+        Text(f"{fmt_bytes(stats.blk_read_rate)}/{fmt_bytes(stats.blk_write_rate)}", justify="right"),
+        Text(str(stats.pids), justify="right"),
+    )
+    return Row(key=stats.name, cells=cells, search=f"{stats.name} {stats.service}")
+
+
+def _rgb(value: str, fallback: tuple[int, int, int]) -> tuple[int, int, int]:
+    try:
+        colour = Color.parse(value)
+    except Exception:
+        return fallback
+    return (colour.r, colour.g, colour.b)
+
+
+class StatsPanel(Panel):
+    """Docker stats: table with trends, host totals, and a chart."""
+
+    PANEL_ID = "stats"
+    TITLE = "Stats"
+    NUMBER = 3
+    SOURCES: ClassVar[tuple[str, ...]] = ("stats",)
+    FILTERABLE = True
+
+    snapshot: reactive[StatsSnapshot | None] = reactive(None, init=False)
+    """The newest stats tick."""
+    selected: reactive[str | None] = reactive(None, init=False)
+    """Container whose history the chart shows (bound to the app's selection)."""
+
+    def __init__(
+        self,
+        *,
+        stale_after: float | None = None,
+        cpu_alert: float = 80.0,
+        mem_alert: float = 85.0,
+    ) -> None:
+        super().__init__(stale_after=stale_after)
+        self.cpu_alert = cpu_alert
+        self.mem_alert = mem_alert
+
+    def compose_body(self) -> ComposeResult:
+        yield ListTable(
+            [
+                ("container", "container"),
+                ("cpu", "CPU%>"),
+                ("trend", "trend"),
+                ("mem", "mem / limit>"),
+                ("memp", "mem%>"),
+                ("net", "net rx/tx>"),
+                ("blk", "blk r/w>"),
+                ("pids", "pids>"),
+            ],
+            id="stats-table",
+        )
+        yield Static(classes="totals")
+        yield Static(classes="chart-caption")
+        yield PlotextChart(classes="chart")
+
+    def empty_reason(self, snapshot: StatsSnapshot) -> str | None:
+        return None if snapshot.containers else "no running containers to sample"
+
+    def title_detail(self, snapshot: StatsSnapshot) -> str:
+        return f"{len(snapshot.containers)} containers"
+
+    def watch_selected(self) -> None:
+        if self.snapshot is not None and self.is_mounted:
+            self._render_chart(self.snapshot)
+
+    def render_snapshot(self, snapshot: StatsSnapshot) -> None:
+        palette = self.palette
+        rows = [
+            stats_row(s, palette, cpu_alert=self.cpu_alert, mem_alert=self.mem_alert)
+            for s in sorted(snapshot.containers, key=lambda s: (s.service, s.name))
+        ]
+        self.query_one(ListTable).set_rows(rows)
+        cores = f" of {snapshot.host_cpus} cores" if snapshot.host_cpus else ""
+        host_mem = f" of {fmt_bytes(snapshot.host_mem_total)}" if snapshot.host_mem_total else ""
+        refresh = (
+            f" · refresh {snapshot.refresh_seconds:.2f}s" if snapshot.refresh_seconds is not None else ""
+        )
+        self.query_one(".totals", Static).update(
+            Content.from_markup(
+                "[b]host[/b] cpu $cpu$cores · mem $mem$host_mem$refresh",
+                cpu=f"{snapshot.total_cpu_percent:.1f}%",
+                cores=cores,
+                mem=fmt_bytes(snapshot.total_mem_usage),
+                host_mem=host_mem,
+                refresh=refresh,
+            )
+        )
+        self._render_chart(snapshot)
+
+    def _chart_target(self, snapshot: StatsSnapshot) -> ContainerStats | None:
+        by_name = {s.name: s for s in snapshot.containers}
+        if self.selected in by_name:
+            return by_name[self.selected]
+        table = self.query_one(ListTable)
+        key = table.cursor_key
+        if key in by_name:
+            return by_name[key]
+        ordered = sorted(snapshot.containers, key=lambda s: (s.service, s.name))
+        return ordered[0] if ordered else None
+
+    def _render_chart(self, snapshot: StatsSnapshot) -> None:
+        target = self._chart_target(snapshot)
+        chart = self.query_one(PlotextChart)
+        caption = self.query_one(".chart-caption", Static)
+        if target is None:
+            chart.set_series([])
+            caption.update("")
+            return
+        variables = self.app.theme_variables
+        cpu_rgb = _rgb(variables.get("primary", ""), (1, 120, 212))
+        mem_rgb = _rgb(variables.get("warning", ""), (254, 166, 43))
+        chart.set_series(
+            [
+                ChartSeries("cpu %", tuple(target.cpu_history), cpu_rgb),
+                ChartSeries("mem %", tuple(target.mem_history), mem_rgb),
+            ],
+        )
+        samples = max(len(target.cpu_history), len(target.mem_history))
+        span = ""
+        if snapshot.refresh_seconds is not None or samples:
+            span = f" · last {samples} samples"
+        caption.update(
+            Content.from_markup(
+                "[b]$name[/b]  [$primary]━ cpu $cpu[/]  [$warning]━ mem $mem[/]$span",
+                name=target.service or target.name,
+                cpu=f"{target.cpu_percent:.1f}%",
+                mem=f"{target.mem_percent:.0f}%",
+                span=span,
+            )
+        )
+
+    @on(DataTable.RowHighlighted)
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        if event.data_table.has_focus and event.row_key.value:
+            self.post_message(ContainerSelected(str(event.row_key.value)))
+
+

@@ -1,0 +1,135 @@
+"""The deploy form: version (validated as you type) and strategy.
+
+Validation uses the ops engine's own rule (``console.core.ops.versions``), so
+the form refuses exactly what ``stackdeck deploy`` would refuse, with the
+same message. The form only collects input; the app then asks for
+confirmation and starts the operation.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.validation import ValidationResult, Validator
+from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
+
+__all__ = ["DeployRequest", "DeployScreen", "VersionValidator", "check_version"]
+
+Strategy = Literal["blue-green", "rolling"]
+
+_FALLBACK_RE = re.compile(r"^v\d+(\.\d+){0,2}(-[0-9A-Za-z.]+)?$")
+
+
+def check_version(value: str) -> str | None:
+    """None when ``value`` is a valid version tag, else the reason it is not."""
+    try:
+        from console.core.ops.versions import validate_version
+    except ImportError:  # ops engine not installed: same rule, local copy
+        if _FALLBACK_RE.fullmatch(value) and len(value) <= 64:
+            return None
+        return f"malformed version {value!r}: expected v<major>[.<minor>[.<patch>]][-<suffix>], e.g. v1.2.3"
+    try:
+        validate_version(value)
+    except Exception as exc:  # BadInput carries the operator-readable message
+        return str(exc)
+    return None
+
+
+class VersionValidator(Validator):
+    def validate(self, value: str) -> ValidationResult:
+        reason = check_version(value.strip())
+        return self.success() if reason is None else self.failure(reason)
+
+
+@dataclass(frozen=True)
+class DeployRequest:
+    version: str
+    strategy: Strategy
+
+
+class DeployScreen(ModalScreen[DeployRequest | None]):
+    """Collects a version and a strategy.
+
+    | key | action |
+    |---|---|
+    | enter | deploy (when the version is valid) |
+    | escape | cancel |
+    """
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="deploy.cancel", tooltip="Close the form"),
+    ]
+
+    def __init__(self, project: str, serving: str | None, idle: str | None) -> None:
+        super().__init__(classes="dialog-screen")
+        self.project = project
+        self.serving = serving
+        self.idle = idle
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog", id="deploy-form"):
+            yield Label(f"Deploy a version of the backend to {self.project}", classes="dialog-title")
+            facts = []
+            if self.serving:
+                facts.append(f"serving: {self.serving}")
+            if self.idle:
+                facts.append(f"idle: {self.idle}")
+            if facts:
+                yield Static(" · ".join(facts), classes="dialog-body")
+            yield Label("Version")
+            yield Input(
+                placeholder="v1.2.3",
+                id="version",
+                validators=[VersionValidator()],
+                validate_on=["changed", "submitted"],
+            )
+            yield Static("", id="version-error", classes="field-error")
+            yield Label("Strategy")
+            with RadioSet(id="strategy"):
+                yield RadioButton("blue-green: start the idle colour, verify, switch nginx",
+                                  value=True, id="blue-green")
+                yield RadioButton("rolling: recreate one service at a time", id="rolling")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Deploy…", variant="primary", id="submit")
+                yield Button("Cancel (esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#version", Input).focus()
+
+    @property
+    def strategy(self) -> Strategy:
+        pressed = self.query_one("#strategy", RadioSet).pressed_button
+        return "rolling" if pressed is not None and pressed.id == "rolling" else "blue-green"
+
+    def _show_error(self, reason: str | None) -> None:
+        error = self.query_one("#version-error", Static)
+        error.update(reason or "")
+        error.set_class(bool(reason), "-visible")
+
+    @on(Input.Changed, "#version")
+    def _changed(self, event: Input.Changed) -> None:
+        # Say nothing while the field is empty; complain once something is typed.
+        value = event.value.strip()
+        self._show_error(check_version(value) if value else None)
+
+    @on(Input.Submitted, "#version")
+    @on(Button.Pressed, "#submit")
+    def submit(self) -> None:
+        value = self.query_one("#version", Input).value.strip()
+        reason = check_version(value)
+        if reason is not None:
+            self._show_error(reason)
+            self.query_one("#version", Input).focus()
+            return
+        self.dismiss(DeployRequest(version=value, strategy=self.strategy))
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,144 @@
+"""A line chart drawn by plotext, as a Textual widget.
+
+plotext renders into a string with ANSI colours; the widget turns it into a
+Rich ``Text`` sized to the widget. plotext keeps one global figure, so the
+chart is only ever built on the UI thread, inside ``render``.
+
+plotext 6 replaced the 5.x module-level API (``plt.plot``, ``plt.build``)
+with an object API (``plt.figure.signal(...)``); both are supported so the
+console does not break on whichever the environment has.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widget import Widget
+
+from console.ui.widgets.sparkline import sparkline
+
+__all__ = ["ChartData", "ChartSeries", "PlotextChart", "nice_top", "render_chart"]
+
+
+@dataclass(frozen=True)
+class ChartSeries:
+    """One line of the chart."""
+
+    label: str
+    values: tuple[float, ...]
+    rgb: tuple[int, int, int] = (0, 120, 212)
+
+
+@dataclass(frozen=True)
+class ChartData:
+    series: tuple[ChartSeries, ...] = ()
+    y_max: float | None = None
+    """Fixed upper bound of the y axis; None: a round number above the peak."""
+    markers: tuple[int, ...] = field(default_factory=tuple)
+    """Sample indexes to mark with a vertical line (deploys, restarts)."""
+
+
+def nice_top(peak: float, floor: float = 5.0) -> float:
+    """The y-axis top for data peaking at ``peak``: 1, 2 or 5 × 10^k above it."""
+    target = max(peak * 1.15, floor)
+    magnitude = 10 ** math.floor(math.log10(target))
+    for step in (1, 2, 2.5, 5, 10):
+        if step * magnitude >= target:
+            return step * magnitude
+    return 10 * magnitude  # pragma: no cover
+
+
+def _y_top(data: ChartData) -> float:
+    if data.y_max is not None:
+        return data.y_max
+    peak = max((max(s.values) for s in data.series if s.values), default=0.0)
+    return nice_top(peak)
+
+
+def _tick(value: float) -> str:
+    return f"{value:g}"
+
+
+def _render_plotext6(width: int, height: int, data: ChartData) -> str:
+    import plotext as plt
+
+    fig = plt.figure
+    fig.clear()
+    fig.theme("colorless")
+    fig.plot_size(width, height)
+    for series in data.series:
+        if not series.values:
+            continue
+        marker = plt.marker("braille", plt.pixel(foreground=series.rgb))
+        signal = fig.signal(list(series.values), marker=marker)
+        signal.lines()
+        fig.draw(signal)
+    top = _y_top(data)
+    fig.legend(False)
+    fig.ruler("y").lim(0, top)
+    fig.ruler("y").ticks([0, top / 2, top], [_tick(0), _tick(top / 2), _tick(top)])
+    fig.ruler("x").ticks([])
+    fig.axes(False, axis="x", side="upper")
+    fig.axes(False, axis="y", side="right")
+    return str(fig.build())
+
+
+def _render_plotext5(width: int, height: int, data: ChartData) -> str:
+    import plotext as plt
+
+    plt.clf()  # type: ignore[attr-defined]
+    plt.theme("clear")  # type: ignore[attr-defined]
+    plt.plotsize(width, height)  # type: ignore[attr-defined]
+    for series in data.series:
+        if series.values:
+            plt.plot(list(series.values), marker="braille", color=series.rgb)  # type: ignore[attr-defined]
+    plt.ylim(0, _y_top(data))  # type: ignore[attr-defined]
+    plt.xticks([])  # type: ignore[attr-defined]
+    return str(plt.build())  # type: ignore[attr-defined]
+
+
+def render_chart(width: int, height: int, data: ChartData) -> Text:
+    """The chart as Rich Text; a sparkline fallback when plotext cannot draw it."""
+    if width < 12 or height < 4:
+        return Text("")
+    for renderer in (_render_plotext6, _render_plotext5):
+        try:
+            return Text.from_ansi(renderer(width, height, data), no_wrap=True)
+        except Exception:  # plotext API of another major version
+            continue
+    lines = Text(no_wrap=True)
+    for series in data.series:
+        lines.append(f"{series.label:<6} ")
+        lines.append(
+            sparkline(series.values, width - 7, lo=0, hi=_y_top(data)),
+            style=f"rgb({series.rgb[0]},{series.rgb[1]},{series.rgb[2]})",
+        )
+        lines.append("\n")
+    return lines
+
+
+class PlotextChart(Widget):
+    """Renders :class:`ChartData` with plotext at the widget's size."""
+
+    DEFAULT_CSS = """
+    PlotextChart {
+        height: 1fr;
+        min-height: 5;
+    }
+    """
+
+    data: reactive[ChartData] = reactive(ChartData, layout=False)
+    """What to draw; set a new value to redraw."""
+
+    def set_series(self, series: Sequence[ChartSeries], *, y_max: float | None = None) -> None:
+        self.data = ChartData(series=tuple(series), y_max=y_max)
+
+    def render(self) -> Text:
+        size = self.content_size
+        if not any(s.values for s in self.data.series):
+            return Text("no samples yet", style="dim")
+        return render_chart(size.width, size.height, self.data)

@@ -1,0 +1,117 @@
+"""The top line: project @ host, serving colour and version, alert count, clock."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.content import Content
+from textual.reactive import reactive
+from textual.widgets import Static
+
+from console.core.models import AlertsSnapshot, ContainersSnapshot, HealthSnapshot
+from console.ui.panels.base import EPOCH
+
+__all__ = ["HeaderBar", "serving_version"]
+
+
+def serving_version(
+    containers: ContainersSnapshot | None, health: HealthSnapshot | None
+) -> tuple[str | None, str | None]:
+    """(colour, version) that nginx serves: from the container list, else from
+    what ``/api/health`` through nginx reported."""
+    colour = containers.serving_colour if containers else None
+    version = None
+    if containers and colour:
+        for info in containers.containers:
+            if info.colour == colour and info.version:
+                version = info.version
+                break
+    if health is not None:
+        for result in health.results:
+            if result.target == "nginx" and result.path == "/api/health" and result.version:
+                colour = colour or result.colour
+                version = version or result.version
+                break
+    return colour, version
+
+
+class HeaderBar(Horizontal):
+    """``stackdeck · investment @ host · serving green v1.2.3 · 2 alerts   14:02:11``."""
+
+    DEFAULT_CSS = """
+    HeaderBar { height: 1; }
+    HeaderBar > .left { width: 1fr; height: 1; }
+    HeaderBar > .clock { width: auto; height: 1; }
+    """
+
+    containers: reactive[ContainersSnapshot | None] = reactive(None, init=False)
+    """Bound to the app: for the serving colour and version."""
+    health: reactive[HealthSnapshot | None] = reactive(None, init=False)
+    """Bound to the app: fallback source of the served version."""
+    alerts: reactive[AlertsSnapshot | None] = reactive(None, init=False)
+    """Bound to the app: the alert count."""
+    now: reactive[datetime] = reactive(EPOCH, init=False)
+    """Bound to the app's clock."""
+    op_running: reactive[str | None] = reactive(None, init=False)
+    """Bound to the app: the operation in progress."""
+    read_only: reactive[bool] = reactive(False, init=False)
+    """Bound to the app: read-only mode is shown in the header."""
+
+    def __init__(self, project: str, host: str) -> None:
+        super().__init__(id="header")
+        self.project = project
+        self.host = host
+
+    def compose(self) -> ComposeResult:
+        yield Static(classes="left")
+        yield Static(classes="clock")
+
+    def on_mount(self) -> None:
+        self._redraw()
+
+    def _watch_any(self) -> None:
+        self._redraw()
+
+    watch_containers = watch_health = watch_alerts = watch_op_running = watch_read_only = _watch_any
+
+    def watch_now(self) -> None:
+        if self.is_mounted:
+            clock = "--:--:--" if self.now == EPOCH else self.now.strftime("%H:%M:%S")
+            self.query_one(".clock", Static).update(clock)
+
+    def _redraw(self) -> None:
+        if not self.is_mounted:
+            return
+        colour, version = serving_version(self.containers, self.health)
+        parts: list[str | tuple[str, str]] = [
+            ("stackdeck", "bold"),
+            " · ",
+            (self.project, "bold"),
+            f" @ {self.host}",
+        ]
+        if colour or version:
+            parts += [" · serving "]
+            if colour:
+                parts.append((colour, f"bold {'$primary' if colour == 'blue' else '$success'}"))
+            if version:
+                parts.append(f" {version}")
+        elif self.containers is not None:
+            parts.append((" · serving ?", "$warning"))
+        if self.alerts is not None:
+            firing = sum(1 for a in self.alerts.alerts if a.firing)
+            pending = len(self.alerts.alerts) - firing
+            if firing:
+                parts.append(" · ")
+                parts.append((f"{firing} alert{'s' if firing != 1 else ''}", "$error bold"))
+            else:
+                parts.append((" · no alerts", "dim"))
+            if pending:
+                parts.append((f" (+{pending} pending)", "dim"))
+        if self.op_running:
+            parts += [" · ", (f"⟳ {self.op_running}", "$accent bold")]
+        if self.read_only:
+            parts += [" · ", ("READ-ONLY", "$warning bold reverse")]
+        self.query_one(".left", Static).update(Content.assemble(*parts))
+        self.watch_now()

@@ -1,0 +1,484 @@
+"""The console's sources and monitor against the real bundled stack.
+
+No mocks: the real engine, nginx, backends, PostgreSQL/TimescaleDB and Redis
+of the stack the ``stack`` fixture points at. Conditions that take a moment
+(a stats stream's first samples, a recovery) are waited for with a generous
+deadline; nothing here asserts on wall-clock time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from console.core.config import Settings
+from console.core.models import DatabaseSnapshot, SourceState
+from console.core.monitor import Monitor
+from console.core.sources.cost import CostSource
+from console.core.sources.engine import ContainersSource, DockerHandle, EventsSource, follow_logs
+from console.core.sources.health import HEALTH_PATHS, HealthSource
+from console.core.sources.postgres import PostgresSource
+from console.core.sources.redis_quota import QuotaSource
+from console.core.sources.stats import StatsSource
+from platform_services.providers import keys
+
+pytestmark = pytest.mark.stack
+
+SERVICES = {"nginx", "backend_blue", "backend_green", "worker", "db", "redis", "market-sim"}
+DEADLINE = 60.0
+
+
+def settings_for(stack: Any, **overrides: Any) -> Settings:
+    """Settings for the test stack, built from the fixture (not from ~/.config)."""
+    values: dict[str, Any] = dict(
+        repo_root=stack.repo,
+        project=stack.name,
+        base_url=stack.base_url,
+        run_dir=stack.run_dir,
+        state_dir=stack.state_dir,
+        pg_dsn=stack.pg_dsn,
+        pg_password=stack.env.get("POSTGRES_PASSWORD") or None,
+        redis_url=f"unix://{stack.redis_socket}",
+        redis_password=stack.env["REDIS_PASSWORD"],
+        admin_token=stack.env.get("ADMIN_TOKEN") or None,
+        newsapi_daily_limit=int(stack.env.get("NEWSAPI_DAILY_LIMIT") or 100),
+        refresh={"containers": 1, "stats": 1, "health": 1, "database": 1, "quotas": 1, "cost": 2, "events": 1},
+        backoff_cap=2.0,
+        request_timeout=5.0,
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+async def eventually(check: Callable[[], Any], *, deadline: float = DEADLINE, every: float = 0.25) -> Any:
+    """Poll ``check`` until it returns something truthy; fail after ``deadline``."""
+    end = time.monotonic() + deadline
+    last_exc: BaseException | None = None
+    while time.monotonic() < end:
+        try:
+            result = check()
+            if asyncio.iscoroutine(result):
+                result = await result
+            if result:
+                return result
+        except AssertionError as exc:
+            last_exc = exc
+        await asyncio.sleep(every)
+    if last_exc:
+        raise last_exc
+    pytest.fail(f"condition not met within {deadline} s")
+
+
+def running_containers(stack: Any) -> set[str]:
+    out = subprocess.run(
+        [
+            "docker",
+            "ps",
+            "--filter",
+            f"label=com.docker.compose.project={stack.name}",
+            "--format",
+            "{{.Names}}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return {line for line in out.split() if line}
+
+
+def inspect(name: str) -> dict[str, Any]:
+    out = subprocess.run(["docker", "inspect", name], capture_output=True, text=True, check=True).stdout
+    return json.loads(out)[0]
+
+
+@pytest.fixture
+async def handle(stack: Any) -> AsyncIterator[DockerHandle]:
+    h = DockerHandle(settings_for(stack))
+    yield h
+    await h.aclose()
+
+
+# --- engine -----------------------------------------------------------------------------
+
+
+async def test_containers_of_the_project_with_health(stack: Any, handle: DockerHandle) -> None:
+    snap = await ContainersSource(handle.settings, handle).poll()
+    by_service = {c.service: c for c in snap.containers}
+    assert snap.project == stack.name
+    assert set(by_service) == SERVICES
+    assert snap.engine_version
+    running = running_containers(stack)
+    for c in snap.containers:
+        assert c.name == stack.container(c.service)
+        if c.name in running:
+            assert c.state == "running"
+            assert c.health == "healthy", c
+            assert c.started_at is not None
+    active = stack.env.get("ACTIVE_COLOUR", "blue")
+    assert snap.serving_colour == active
+    blue = by_service["backend_blue"]
+    assert (blue.colour, blue.image, blue.tag) == ("blue", "investment-backend", stack.env["BLUE_VERSION"])
+    assert blue.version == stack.env["BLUE_VERSION"]
+    assert by_service["backend_green"].colour == "green"
+    assert by_service["nginx"].ports == [f"127.0.0.1:{stack.http_port}->80/tcp"]
+    assert by_service["db"].restart_count == inspect(stack.container("db"))["RestartCount"]
+
+
+async def test_logs_tail_and_follow(stack: Any, handle: DockerHandle) -> None:
+    nginx = stack.container("nginx")
+    marker = f"stackdeck-log-probe-{uuid.uuid4().hex[:8]}"
+    lines = [line async for line in follow_logs(nginx, tail=5, follow=False, handle=handle)]
+    assert 0 < len(lines) <= 5
+    assert all(line.container == nginx for line in lines)
+
+    found: list[str] = []
+
+    async def follow() -> None:
+        async for line in follow_logs(nginx, tail=0, handle=handle):
+            if marker in line.text:
+                found.append(line.text)
+                assert line.at is not None
+                return
+
+    task = asyncio.create_task(follow())
+    async with httpx.AsyncClient(base_url=stack.base_url) as client:
+        await asyncio.sleep(0.5)  # let the follower attach
+        for _ in range(5):
+            await client.get(f"/{marker}")
+            await asyncio.sleep(0.3)
+            if task.done():
+                break
+    await asyncio.wait_for(task, timeout=DEADLINE)
+    assert found and marker in found[0]
+
+
+# --- stats ------------------------------------------------------------------------------
+
+
+async def test_stats_stream_every_running_container(stack: Any, handle: DockerHandle) -> None:
+    source = StatsSource(handle.settings, handle)
+    try:
+        running = running_containers(stack)
+        assert running
+
+        async def complete() -> Any:
+            snap = await source.poll()
+            names = {c.name for c in snap.containers if c.cpu_history}
+            return snap if names >= running and snap.refresh_seconds is not None else None
+
+        snap = await eventually(complete)
+        assert source.stream_count == len(running)
+        by_name = {c.name: c for c in snap.containers}
+        for name in running:
+            c = by_name[name]
+            info = inspect(name)
+            assert c.mem_usage > 0, c
+            assert c.pids > 0, c
+            assert c.cpu_percent >= 0.0
+            assert c.mem_limit == info["HostConfig"]["Memory"], c
+            assert 0 < c.mem_percent < 100
+            assert c.cpu_limit == pytest.approx(info["HostConfig"]["NanoCpus"] / 1e9)
+        assert snap.host_cpus > 0 and snap.host_mem_total > 0
+        assert snap.total_mem_usage == sum(c.mem_usage for c in snap.containers)
+        assert snap.refresh_seconds is not None and snap.refresh_seconds > 0
+        assert source.first_full_refresh_s is not None
+        # the history grows with every sample (bounded by settings.stats_history)
+        db = stack.container("db")
+        before = len(by_name[db].cpu_history)
+
+        async def grew() -> bool:
+            snap2 = await source.poll()
+            return any(c.name == db and len(c.cpu_history) > before for c in snap2.containers)
+
+        await eventually(grew)
+    finally:
+        await source.aclose()
+    assert source.stream_count == 0
+    assert not [t for t in threading.enumerate() if t.name.startswith("stackdeck-stats")]
+
+
+async def test_stats_cpu_follows_real_load(stack: Any, handle: DockerHandle) -> None:
+    """Burn CPU in the worker for a few seconds: its CPU % must rise well above idle."""
+    source = StatsSource(handle.settings, handle)
+    worker = stack.container("worker")
+    burner = subprocess.Popen(
+        ["docker", "exec", worker, "python3", "-c", "import time\nend=time.time()+20\nwhile time.time()<end: pass"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        async def busy() -> bool:
+            snap = await source.poll()
+            return any(c.name == worker and c.cpu_percent > 20.0 for c in snap.containers)
+
+        await eventually(busy, deadline=30)
+    finally:
+        burner.kill()
+        burner.wait()
+        await source.aclose()
+
+
+# --- health -------------------------------------------------------------------------------
+
+
+async def test_health_of_every_endpoint(stack: Any) -> None:
+    source = HealthSource(settings_for(stack))
+    try:
+        snap = await source.poll()
+        active = stack.env.get("ACTIVE_COLOUR", "blue")
+        running = running_containers(stack)
+        results = {(r.path, r.target): r for r in snap.results}
+        assert len(results) == len(HEALTH_PATHS) * 3
+        for path in HEALTH_PATHS:
+            through = results[(path, "nginx")]
+            assert through.status == 200, through
+            assert through.latency_ms is not None and through.latency_ms > 0
+            assert through.colour == active
+            for colour in ("blue", "green"):
+                direct = results[(path, colour)]
+                if stack.container(f"backend_{colour}") in running:
+                    assert direct.status == 200, direct
+                    assert direct.colour == colour
+                else:
+                    assert direct.status != 200
+        assert results[("/api/health", "nginx")].version == stack.env[f"{active.upper()}_VERSION"]
+
+        # p95 from the metrics: the probes above are requests, so the second
+        # scrape has bucket deltas
+        async with httpx.AsyncClient(base_url=stack.base_url) as client:
+            for _ in range(10):
+                await client.get("/api/health")
+        snap2 = await source.poll()
+        assert snap2.p95_seconds is not None
+        assert 0 < snap2.p95_seconds < 2.0
+        assert snap2.request_rate is not None and snap2.request_rate > 0
+    finally:
+        await source.aclose()
+
+
+async def test_health_reports_an_unreachable_nginx(stack: Any) -> None:
+    # a port nothing listens on: every result says so, and the poll raises
+    # with the failed snapshot attached (the monitor shows it and marks the source down)
+    from console.core.sources.health import HealthUnreachable
+
+    source = HealthSource(settings_for(stack, base_url="http://127.0.0.1:9", request_timeout=2.0))
+    try:
+        with pytest.raises(HealthUnreachable) as info:
+            await source.poll()
+        assert all(r.status is None and r.error for r in info.value.snapshot.results)
+    finally:
+        await source.aclose()
+
+
+# --- postgres -----------------------------------------------------------------------------
+
+
+async def test_slow_query_produced_by_the_test_appears(stack: Any) -> None:
+    settings = settings_for(stack)
+    tag = uuid.uuid4().hex[:8]
+    conn = await asyncpg.connect(dsn=stack.pg_dsn, password=stack.env.get("POSTGRES_PASSWORD"))
+    try:
+        for _ in range(3):
+            # a distinct statement text per run, so earlier runs do not blur the mean
+            await conn.execute(f"SELECT pg_sleep(0.3) /* stackdeck-test-{tag} */")
+    finally:
+        await conn.close()
+    source = PostgresSource(settings)
+    try:
+        snap = await source.poll()
+        mine = [q for q in snap.slow_queries if "pg_sleep" in q.query and tag in q.query]
+        assert mine, [q.query[:80] for q in snap.slow_queries]
+        assert mine[0].calls == 3
+        assert mine[0].mean_ms >= 300.0
+        assert mine[0].total_ms >= 900.0
+        assert snap.connections >= 1
+        assert snap.max_connections >= snap.connections
+        assert snap.db_size_bytes > 0
+        assert snap.schema_version
+        assert snap.tables
+        assert snap.warnings == []
+    finally:
+        await source.aclose()
+
+
+async def test_long_running_session_is_listed(stack: Any) -> None:
+    conn = await asyncpg.connect(dsn=stack.pg_dsn, password=stack.env.get("POSTGRES_PASSWORD"))
+    source = PostgresSource(settings_for(stack))
+    sleeper = asyncio.create_task(conn.execute("SELECT pg_sleep(5) /* stackdeck-session-probe */"))
+    try:
+
+        async def listed() -> Any:
+            snap = await source.poll()
+            return [s for s in snap.sessions if "stackdeck-session-probe" in s.query]
+
+        [session] = await eventually(listed, deadline=5)
+        assert session.state == "active"
+        assert session.duration_s is not None and session.duration_s >= 0
+    finally:
+        sleeper.cancel()
+        await source.aclose()
+        conn.terminate()
+
+
+# --- redis quotas -----------------------------------------------------------------------------
+
+
+async def test_quota_consumed_by_the_test_appears(stack: Any) -> None:
+    settings = settings_for(stack)
+    spec = keys.provider_table(settings.newsapi_daily_limit)["newsapi"]  # a day window: no rollover mid-test
+    source = QuotaSource(settings)
+    client = aioredis.Redis.from_url(f"unix://{stack.redis_socket}", password=stack.env["REDIS_PASSWORD"])
+    try:
+        before = {p.provider: p for p in (await source.poll()).providers}
+        key = keys.quota_key_for(spec)
+        await client.incrby(key, 7)
+        await client.expire(key, keys.quota_ttl(spec), nx=True)
+        try:
+            after = {p.provider: p for p in (await source.poll()).providers}
+            assert after["newsapi"].used >= before["newsapi"].used + 7
+            assert after["newsapi"].limit == spec.limit
+            assert after["newsapi"].resets_at == keys.resets_at(spec.window_seconds)
+            assert after["newsapi"].burn_per_hour is not None and after["newsapi"].burn_per_hour > 0
+            assert set(after) == set(keys.PROVIDER_ORDER)
+        finally:
+            await client.decrby(key, 7)
+
+        await client.set(keys.EMERGENCY_KEY, "1", ex=120)
+        try:
+            snap = await source.poll()
+            assert snap.emergency_limit is True
+            assert snap.emergency_ttl_s is not None and 0 < snap.emergency_ttl_s <= 120
+        finally:
+            await client.delete(keys.EMERGENCY_KEY)
+        assert (await source.poll()).emergency_limit is False
+    finally:
+        await client.aclose()
+        await source.aclose()
+
+
+# --- cost -------------------------------------------------------------------------------------
+
+
+async def test_cost_through_nginx(stack: Any) -> None:
+    source = CostSource(settings_for(stack))
+    try:
+        snap = await source.poll()
+        assert snap.daily_projection > 0
+        assert snap.month_to_date >= 0
+        assert snap.month_end_projection >= snap.month_to_date
+        assert snap.monthly_budget > 0
+        assert "compute" in snap.components
+        assert snap.daily_history
+    finally:
+        await source.aclose()
+
+
+# --- the monitor --------------------------------------------------------------------------------
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.items: list[tuple[str, Any]] = []
+
+    def __call__(self, kind: str, payload: Any) -> None:
+        self.items.append((kind, payload))
+
+    def kinds(self) -> set[str]:
+        return {k for k, _ in self.items}
+
+    def states(self, name: str) -> list[SourceState]:
+        return [p for k, p in self.items if k == "source" and p.name == name]
+
+
+async def test_monitor_runs_every_source(stack: Any) -> None:
+    rec = Recorder()
+    monitor = Monitor(settings_for(stack), rec)
+    try:
+        wanted = {"containers", "stats", "health", "database", "quotas", "cost", "events", "alerts", "source"}
+        await eventually(lambda: rec.kinds() >= wanted)
+        await eventually(lambda: len(monitor.states) == 7 and all(s.ok for s in monitor.states.values()))
+        assert set(monitor.latest) >= wanted - {"source"}
+    finally:
+        await monitor.stop()
+    leftovers = [t.name for t in threading.enumerate() if t.name.startswith("stackdeck-")]
+    assert leftovers == []
+
+
+async def test_events_are_streamed(stack: Any, handle: DockerHandle) -> None:
+    source = EventsSource(handle.settings, handle)
+    try:
+        await source.poll()
+        market = stack.container("market-sim")
+        stack.compose("restart", "market-sim")
+
+        async def restarted() -> Any:
+            snap = await source.poll()
+            if snap is None:
+                return None
+            actions = {e.action for e in snap.events if e.container == market}
+            return actions >= {"die", "start"}
+
+        await eventually(restarted)
+    finally:
+        await source.aclose()
+
+
+@pytest.mark.destructive
+async def test_database_down_then_back_without_restarting_the_monitor(stack: Any) -> None:
+    rec = Recorder()
+    monitor = Monitor(settings_for(stack), rec)
+    stopped = False
+    try:
+        await eventually(lambda: len(monitor.states) == 7 and all(s.ok for s in monitor.states.values()))
+        await eventually(lambda: "database" in monitor.latest)
+        good = monitor.latest["database"]
+
+        stack.compose("stop", "db")
+        stopped = True
+        down = await eventually(lambda: [s for s in rec.states("postgres") if not s.ok])
+        state = down[0]
+        assert state.last_ok is not None
+        assert state.last_error
+        assert state.failures >= 1 and state.next_retry is not None
+        # the last good snapshot is kept (the panel shows it as stale)
+        kept = monitor.latest["database"]
+        assert isinstance(kept, DatabaseSnapshot)
+        assert good.taken_at <= kept.taken_at <= state.last_ok
+        # every other source carries on while the database stays down
+        await asyncio.sleep(3 * monitor.settings.refresh.database)
+        states = monitor.states
+        assert not states["postgres"].ok
+        assert states["postgres"].failures >= 2
+        for name in ("engine", "stats", "redis", "events"):
+            assert states[name].ok, states[name]
+        assert monitor.latest["database"] is kept
+
+        stack.compose("start", "db")
+        stopped = False
+        n_before = len([p for k, p in rec.items if k == "database"])
+        await eventually(lambda: monitor.states["postgres"].ok, deadline=120)
+        await eventually(lambda: len([p for k, p in rec.items if k == "database"]) > n_before)
+        recovered = monitor.latest["database"]
+        assert recovered.taken_at > state.last_ok
+        assert recovered.max_connections > 0
+        # the engine saw the database container die and start again
+        events = monitor.latest["events"]
+        actions = {e.action for e in events.events if e.container == stack.container("db")}
+        assert {"die", "start"} <= actions
+    finally:
+        if stopped:
+            stack.compose("start", "db")
+        await monitor.stop()
+        stack.compose("up", "-d", "--wait", "--wait-timeout", "120", "db", check=False)

@@ -1,0 +1,43 @@
+"""Fixtures of the platform API tests (helpers live in pf_helpers.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import redis
+from pf_helpers import login
+
+from tests.conftest import Stack
+
+
+@pytest.fixture(scope="session")
+def api(stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.base_url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def rds(stack: Stack) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def admin_jwt(stack: Stack, api: httpx.Client) -> str:
+    r = login(api, stack.env.get("ADMIN_USERNAME", "admin"), stack.env["ADMIN_PASSWORD"])
+    assert r.status_code == 200, r.text
+    token: str = r.json()["access_token"]
+    return token
+
+
+@pytest.fixture(scope="session")
+def user_jwt(stack: Stack, api: httpx.Client) -> str:
+    r = login(api, stack.env.get("TEST_USERNAME", "test"), stack.env["TEST_PASSWORD"])
+    assert r.status_code == 200, r.text
+    token: str = r.json()["access_token"]
+    return token

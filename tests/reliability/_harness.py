@@ -1,0 +1,563 @@
+"""Tools the fault tests share: bounded load on nginx, acknowledged writes,
+docker fault injection, and the figures written to docs/RELIABILITY.md.
+
+Nothing here mocks anything: the load loop speaks HTTP to the stack's nginx on
+127.0.0.1, the writer commits rows to the stack's PostgreSQL over its unix
+socket, the faults are real signals to real containers.
+
+Every loop is bounded twice, by a count and by a time, and stops by itself,
+so a test that dies half-way cannot leave traffic running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+FIGURES = Path(os.environ.get("STACKDECK_RELIABILITY_FIGURES", REPO / "var" / "reliability" / "figures.jsonl"))
+RUN_ID = os.environ.get("STACKDECK_RELIABILITY_RUN") or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+# --- waiting -----------------------------------------------------------------
+
+
+class NotReached(AssertionError):
+    """A condition did not come true before its safety deadline."""
+
+
+def wait_until(
+    predicate: Callable[[], Any],
+    *,
+    timeout: float,
+    interval: float = 0.25,
+    what: str = "condition",
+) -> float:
+    """Poll ``predicate`` until it returns something truthy; return the seconds
+    it took. The deadline only keeps a broken stack from hanging the suite:
+    tests assert *that* a state is reached, the time is a figure."""
+    t0 = time.monotonic()
+    last: Any = None
+    while True:
+        try:
+            last = predicate()
+        except Exception as exc:  # a probe may fail while the fault lasts
+            last = exc
+        else:
+            if last:
+                return time.monotonic() - t0
+        if time.monotonic() - t0 > timeout:
+            raise NotReached(f"{what}: not reached within {timeout:g} s (last: {last!r})")
+        time.sleep(interval)
+
+
+async def async_wait_until(
+    predicate: Callable[[], Any],
+    *,
+    timeout: float,
+    interval: float = 0.2,
+    what: str = "condition",
+) -> float:
+    """:func:`wait_until` for the event loop (the predicate is synchronous)."""
+    t0 = time.monotonic()
+    last: Any = None
+    while True:
+        try:
+            last = predicate()
+        except Exception as exc:
+            last = exc
+        else:
+            if last:
+                return time.monotonic() - t0
+        if time.monotonic() - t0 > timeout:
+            raise NotReached(f"{what}: not reached within {timeout:g} s (last: {last!r})")
+        await asyncio.sleep(interval)
+
+
+# --- bounded load on nginx ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sample:
+    t: float
+    """time.monotonic() when the request was sent."""
+    path: str
+    status: int | None
+    error: str | None
+    """Exception class for transport failures (ConnectError, ReadTimeout, ...)."""
+
+
+@dataclass
+class LoadResult:
+    samples: list[Sample]
+
+    @property
+    def total(self) -> int:
+        return len(self.samples)
+
+    def failed(self, t0: float | None = None, t1: float | None = None) -> list[Sample]:
+        """Requests without a 2xx answer (5xx, refused, reset, timed out)."""
+        return [
+            s
+            for s in self.samples
+            if (s.status is None or not 200 <= s.status < 300)
+            and (t0 is None or s.t >= t0)
+            and (t1 is None or s.t <= t1)
+        ]
+
+    @property
+    def timeouts(self) -> list[Sample]:
+        """Requests that got no answer at all within the client timeout: a hang."""
+        return [s for s in self.samples if s.error and "Timeout" in s.error]
+
+    def outcomes(self) -> dict[str, int]:
+        c: Counter[str] = Counter()
+        for s in self.samples:
+            c[str(s.status) if s.status is not None else s.error or "error"] += 1
+        return dict(sorted(c.items()))
+
+    def last_failure(self) -> float | None:
+        failed = self.failed()
+        return failed[-1].t if failed else None
+
+    def after(self, t: float) -> list[Sample]:
+        return [s for s in self.samples if s.t >= t]
+
+
+class LoadLoop:
+    """Requests to nginx on 127.0.0.1 in a thread, bounded in count and time.
+
+    ``with LoadLoop(url) as load: ...`` starts it; leaving the block stops it.
+    It also stops by itself after ``max_requests`` requests or ``max_seconds``.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        paths: Iterable[str] = ("/api/health", "/api/stocks/prices?symbols=AAPL,MSFT"),
+        *,
+        max_requests: int = 4000,
+        max_seconds: float = 150.0,
+        pause: float = 0.05,
+        timeout: float = 10.0,
+    ) -> None:
+        host = urlsplit(base_url).hostname
+        if host != "127.0.0.1":
+            raise ValueError(f"load goes to 127.0.0.1 only, not {host!r}")
+        self.base_url = base_url.rstrip("/")
+        self.paths = list(paths)
+        self.max_requests = max_requests
+        self.max_seconds = max_seconds
+        self.pause = pause
+        self.timeout = timeout
+        self._samples: list[Sample] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="load-loop", daemon=True)
+
+    def __enter__(self) -> LoadLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> LoadResult:
+        self._stop.set()
+        self._thread.join(timeout=self.timeout + 5)
+        return self.result()
+
+    def result(self) -> LoadResult:
+        with self._lock:
+            return LoadResult(list(self._samples))
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        t_end = time.monotonic() + self.max_seconds
+        n = 0
+        # A new connection per request would measure connect storms; keep-alive
+        # like a real client, but never retry: every failure counts.
+        with httpx.Client(base_url=self.base_url, timeout=self.timeout) as client:
+            while not self._stop.is_set() and n < self.max_requests and time.monotonic() < t_end:
+                path = self.paths[n % len(self.paths)]
+                t = time.monotonic()
+                try:
+                    r = client.get(path)
+                    sample = Sample(t, path, r.status_code, None)
+                except httpx.HTTPError as exc:
+                    sample = Sample(t, path, None, type(exc).__name__)
+                with self._lock:
+                    self._samples.append(sample)
+                n += 1
+                self._stop.wait(self.pause)
+
+
+# --- acknowledged writes ---------------------------------------------------------
+
+ACKS_DDL = """
+CREATE TABLE IF NOT EXISTS reliability_acks (
+    id      bigserial PRIMARY KEY,
+    tag     text NOT NULL,
+    at      timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+class AckedWriter:
+    """Commits one row at a time to PostgreSQL and remembers the ids whose
+    COMMIT was acknowledged. After the fault, :meth:`verify` counts how many
+    of them are still there. Runs in a thread with its own event loop, so a
+    busy test loop cannot slow it down; bounded in rows and time."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        tag: str | None = None,
+        max_rows: int = 20000,
+        max_seconds: float = 150.0,
+        pause: float = 0.02,
+    ) -> None:
+        self.dsn = dsn
+        self.tag = tag or f"rel-{uuid.uuid4().hex[:12]}"
+        self.max_rows = max_rows
+        self.max_seconds = max_seconds
+        self.pause = pause
+        self.acked: list[int] = []
+        self.failures: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), name="acked-writer", daemon=True)
+
+    def __enter__(self) -> AckedWriter:
+        asyncio.run(ensure_acks_table(self.dsn))
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    @property
+    def acked_count(self) -> int:
+        with self._lock:
+            return len(self.acked)
+
+    async def _run(self) -> None:
+        t_end = time.monotonic() + self.max_seconds
+        conn: asyncpg.Connection | None = None
+        try:
+            while not self._stop.is_set() and time.monotonic() < t_end and len(self.acked) < self.max_rows:
+                try:
+                    if conn is None or conn.is_closed():
+                        conn = await asyncpg.connect(self.dsn, timeout=3, command_timeout=5)
+                    row_id = await conn.fetchval(
+                        "INSERT INTO reliability_acks (tag) VALUES ($1) RETURNING id", self.tag
+                    )
+                    with self._lock:
+                        self.acked.append(int(row_id))
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                    self.failures[type(exc).__name__] += 1
+                    if conn is not None:
+                        conn.terminate()
+                    conn = None
+                    await asyncio.sleep(0.2)
+                    continue
+                await asyncio.sleep(self.pause)
+        finally:
+            if conn is not None:
+                conn.terminate()
+
+    def verify(self) -> tuple[int, int]:
+        """(acknowledged, found): every acknowledged id must be found."""
+        with self._lock:
+            ids = list(self.acked)
+        found = asyncio.run(_count_ids(self.dsn, self.tag, ids))
+        return len(ids), found
+
+
+async def ensure_acks_table(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        await conn.execute(ACKS_DDL)
+    finally:
+        await conn.close()
+
+
+async def _count_ids(dsn: str, tag: str, ids: list[int]) -> int:
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM reliability_acks WHERE tag = $1 AND id = ANY($2::bigint[])", tag, ids
+            )
+        )
+    finally:
+        await conn.close()
+
+
+async def count_rows(dsn: str, table: str) -> int:
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        return int(await conn.fetchval(f"SELECT count(*) FROM {table}"))  # table: a fixed name
+    finally:
+        await conn.close()
+
+
+def pg_query(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    """One query from synchronous code (its own short-lived loop)."""
+
+    async def run() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(dsn, timeout=5, command_timeout=10)
+        try:
+            return list(await conn.fetch(sql, *args))
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+# --- docker -------------------------------------------------------------------
+
+
+def docker(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=timeout)
+
+
+def inspect(container: str) -> dict[str, Any]:
+    out = docker("inspect", container, timeout=20).stdout
+    return dict(json.loads(out)[0])
+
+
+def state(container: str) -> tuple[str, str | None, int]:
+    """(status, health or None, restart count) of a container."""
+    data = inspect(container)
+    st = data.get("State") or {}
+    return str(st.get("Status")), (st.get("Health") or {}).get("Status"), int(data.get("RestartCount") or 0)
+
+
+def running_and_healthy(container: str) -> bool:
+    status, health, _ = state(container)
+    return status == "running" and health in (None, "healthy")
+
+
+def crash(container: str) -> int:
+    """SIGKILL the container's main process from the host: a crash, not a
+    `docker kill`, so the restart policy (unless-stopped) applies. Returns the pid."""
+    pid = int(inspect(container)["State"]["Pid"])
+    if pid <= 0:
+        raise RuntimeError(f"{container} has no running process")
+    os.kill(pid, 9)
+    return pid
+
+
+def engine_answers() -> bool:
+    try:
+        return docker("info", "-f", "{{.ServerVersion}}", check=False, timeout=10).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+# --- figures ------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    mem = 0
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    mem = int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    try:
+        with open("/etc/os-release", encoding="utf-8") as fh:
+            osr = dict(
+                line.rstrip().split("=", 1) for line in fh if "=" in line
+            )
+        os_name = osr.get("PRETTY_NAME", "").strip('"')
+    except OSError:
+        os_name = platform.system()
+    try:
+        engine = docker("version", "-f", "{{.Server.Version}}", check=False, timeout=10).stdout.strip()
+    except subprocess.TimeoutExpired:
+        engine = "?"
+    return {
+        "host": platform.node(),
+        "os": os_name,
+        "cpus": os.cpu_count(),
+        "mem_mib": mem,
+        "python": platform.python_version(),
+        "engine": engine,
+    }
+
+
+@dataclass
+class Figure:
+    """One row of the RELIABILITY.md table."""
+
+    fault: str
+    operator_saw: str = ""
+    recover_s: float | None = None
+    requests: int = 0
+    requests_failed: int = 0
+    rows_acked: int | None = None
+    rows_lost: int | None = None
+    notes: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def record(fig: Figure, *, test: str = "") -> None:
+    """Append a measured figure to var/reliability/figures.jsonl (one run id per session)."""
+    FIGURES.parent.mkdir(parents=True, exist_ok=True)
+    row = {
+        "run": RUN_ID,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "test": test or os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0],
+        **fig.__dict__,
+    }
+    with FIGURES.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row, default=str) + "\n")
+
+
+# --- the console's real monitor ----------------------------------------------------
+
+
+def console_settings(stack: Any, **overrides: Any) -> Any:
+    """Settings of the console for the test stack, with short refreshes so a
+    fault shows in seconds (the defaults are 1-30 s; the backoff cap 30 s)."""
+    from console.core.config import Settings
+
+    values: dict[str, Any] = {
+        "project": stack.name,
+        "base_url": stack.base_url,
+        "run_dir": stack.run_dir,
+        "state_dir": stack.state_dir,
+        "refresh": {
+            "containers": 1.0,
+            "stats": 1.0,
+            "health": 1.0,
+            "database": 1.0,
+            "quotas": 1.0,
+            "cost": 5.0,
+            "events": 1.0,
+        },
+        "request_timeout": 3.0,
+        "backoff_cap": 4.0,
+    }
+    values.update(overrides)
+    return Settings.for_stack(REPO, **values)
+
+
+class MonitorWatch:
+    """The console's real :class:`~console.core.monitor.Monitor`, with a sink
+    that records everything the operator's screen would be fed."""
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+        self.received: list[tuple[float, str, Any]] = []
+        self.monitor: Any = None
+
+    def _sink(self, kind: str, payload: Any) -> None:
+        self.received.append((time.monotonic(), kind, payload))
+
+    async def __aenter__(self) -> MonitorWatch:
+        from console.core.monitor import Monitor
+
+        self.monitor = Monitor(self.settings, self._sink)
+        await self.monitor.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.monitor is not None:
+            await asyncio.wait_for(self.monitor.stop(), timeout=30)
+
+    # --- what the operator sees -------------------------------------------------
+
+    def latest(self, kind: str) -> Any:
+        return self.monitor.latest.get(kind)
+
+    def source_state(self, name: str) -> Any:
+        return self.monitor.states.get(name)
+
+    def payloads(self, kind: str, since: float = 0.0) -> list[Any]:
+        return [p for t, k, p in list(self.received) if k == kind and t >= since]
+
+    def container(self, name: str) -> Any:
+        snap = self.latest("containers")
+        if snap is None:
+            return None
+        return next((c for c in snap.containers if c.name == name), None)
+
+    def health(self, path: str, target: str) -> Any:
+        snap = self.latest("health")
+        if snap is None:
+            return None
+        return next((r for r in snap.results if r.path == path and r.target == target), None)
+
+    async def wait(self, predicate: Callable[[], Any], *, timeout: float = 60, what: str = "") -> float:
+        return await async_wait_until(predicate, timeout=timeout, what=what)
+
+    async def seen_in_refreshes(
+        self,
+        kind: str,
+        predicate: Callable[[Any], bool],
+        *,
+        since: float,
+        refreshes: int = 2,
+        timeout: float = 60,
+        what: str = "",
+    ) -> tuple[int, float]:
+        """Wait for a ``kind`` snapshot taken after ``since`` that satisfies
+        ``predicate``; return (its rank among the snapshots after ``since``,
+        seconds). The caller asserts the rank: "within one refresh" means the
+        first or second snapshot (one may have been in flight at ``since``)."""
+
+        def find() -> tuple[int, float] | None:
+            for rank, (t, k, p) in enumerate(
+                [(t, k, p) for t, k, p in list(self.received) if k == kind and t >= since], 1
+            ):
+                if predicate(p):
+                    return rank, t - since
+            return None
+
+        await async_wait_until(find, timeout=timeout, what=what or f"{kind} snapshot")
+        found = find()
+        assert found is not None
+        return found
+
+    def failing_state_since(self, name: str, since: float) -> Any:
+        """The first ``ok=False`` state of source ``name`` reported after ``since``."""
+        for t, k, p in list(self.received):
+            if k == "source" and t >= since and p.name == name and not p.ok:
+                return p
+        return None
+
+    def recovered_since(self, name: str, since: float) -> Any:
+        """An ``ok=True`` state of ``name`` reported after ``since``."""
+        for t, k, p in list(self.received):
+            if k == "source" and t >= since and p.name == name and p.ok:
+                return p
+        return None

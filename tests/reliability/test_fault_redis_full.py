@@ -1,0 +1,131 @@
+"""Fill Redis to its maxmemory (policy noeviction) while the console watches.
+
+A full Redis must refuse writes rather than evict: the quota counters are
+kept (an evicted counter would let calls through that the provider refuses),
+the API says the cache is unhealthy instead of hanging or answering 500,
+the console shows the failing cache check and keeps refreshing, and once the
+filler keys are gone everything works again by itself.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from tests.conftest import Stack
+from tests.reliability._harness import Figure, LoadLoop, MonitorWatch, console_settings, record
+
+pytestmark = [pytest.mark.stack, pytest.mark.destructive]
+
+FILL_PREFIX = "reliability:fill:"
+"""Not ``cache:``: a cache flush must not be what frees the memory here."""
+CHUNK = 512 * 1024
+
+
+def _quota_counters(r: redis.Redis) -> dict[str, int]:
+    """Quota counters that outlive the test (TTL > 5 min) and their values."""
+    out = {}
+    for key in r.scan_iter(match="quota:*", count=500):
+        ttl = r.ttl(key)
+        if ttl == -1 or ttl > 300:
+            out[key.decode()] = int(r.get(key) or 0)
+    return out
+
+
+def _fill(r: redis.Redis, max_chunks: int) -> tuple[int, str]:
+    """SET chunks until Redis refuses with OOM; (chunks written, refusal)."""
+    payload = b"\0" * CHUNK
+    for i in range(max_chunks):
+        try:
+            r.set(f"{FILL_PREFIX}{i}", payload)
+        except redis.exceptions.ResponseError as exc:  # OutOfMemoryError is a subclass
+            return i, str(exc)
+    return max_chunks, ""
+
+
+def _cleanup(r: redis.Redis) -> None:
+    keys = list(r.scan_iter(match=FILL_PREFIX + "*", count=1000))
+    for i in range(0, len(keys), 500):
+        r.unlink(*keys[i : i + 500])
+
+
+async def test_redis_full_refuses_writes_keeps_quotas(stack: Stack) -> None:
+    r = redis.Redis.from_url(stack.redis_url, socket_timeout=10)
+    info = r.info("memory")
+    maxmemory = int(info["maxmemory"])
+    assert maxmemory > 0, "redis has no maxmemory: it would grow until the container is killed"
+    assert info["maxmemory_policy"] == "noeviction", info["maxmemory_policy"]
+    # a quota counter of our own, far in the future, that must survive
+    canary = "quota:reliability_canary:day:999999"
+    r.set(canary, 7, ex=3600)
+    quotas_before = _quota_counters(r)
+    assert canary in quotas_before
+    fig = Figure(fault="fill Redis to maxmemory (noeviction)")
+    try:
+        async with MonitorWatch(console_settings(stack)) as watch:
+            await watch.wait(lambda: watch.latest("quotas") is not None and watch.latest("health") is not None,
+                             timeout=30, what="console has quotas and health")
+            with LoadLoop(stack.base_url) as load:
+                t0 = time.monotonic()
+                chunks, refusal = _fill(r, max_chunks=2 * maxmemory // CHUNK + 16)
+                fill_s = time.monotonic() - t0
+                assert refusal, f"wrote {chunks} x {CHUNK} B without a refusal (maxmemory {maxmemory})"
+                assert "OOM" in refusal or "maxmemory" in refusal, refusal
+                # writes refused for everyone, evictions none
+                with pytest.raises(redis.exceptions.ResponseError):
+                    r.incr(canary)
+                evicted = int(r.info("stats")["evicted_keys"])
+                assert evicted == 0, f"{evicted} keys evicted under noeviction"
+                t_full = time.monotonic()
+                rank, seen_s = await watch.seen_in_refreshes(
+                    "health",
+                    lambda s: any(x.path == "/api/health/cache" and x.target == "nginx"
+                                  and (x.status or 0) >= 500 for x in s.results),
+                    since=t_full, refreshes=2, what="console health shows the cache check failing",
+                )
+                assert rank <= 2, f"cache failure shown only at health refresh #{rank}"
+                shown = watch.health("/api/health/cache", "nginx")
+                # the console keeps refreshing while Redis refuses writes
+                n_before = len(watch.payloads("containers"))
+                await watch.wait(lambda: len(watch.payloads("containers")) >= n_before + 2, timeout=20,
+                                 what="containers keep refreshing")
+                quotas_source = watch.source_state("redis")
+                assert quotas_source is not None and quotas_source.ok, quotas_source
+                assert watch.latest("quotas") is not None
+                # the quota counters are all there, unchanged or grown
+                full = _quota_counters(r)
+                for key, value in quotas_before.items():
+                    assert key in full, f"quota counter {key} disappeared while Redis was full"
+                    assert full[key] >= value, f"{key} went back from {value} to {full[key]}"
+                # free the memory: everything comes back by itself
+                _cleanup(r)
+                t_freed = time.monotonic()
+                recover_s = await watch.wait(
+                    lambda: (x := watch.health("/api/health/cache", "nginx")) is not None
+                    and x.status == 200 and watch.payloads("health", since=t_freed),
+                    timeout=60, what="cache check healthy again",
+                )
+                r.incr(canary)
+                assert int(r.get(canary)) == 8
+            result = load.result()
+        assert not result.timeouts, f"{len(result.timeouts)} requests hung"
+        server_errors = [s for s in result.samples if s.status == 500]
+        assert not server_errors, f"{len(server_errors)} bare 500s while Redis was full"
+        fig.operator_saw = (
+            f"/api/health/cache {shown.status} '{shown.error}' at health refresh #{rank} ({seen_s:.1f} s); "
+            f"quota panel kept reading"
+        )
+        fig.recover_s = round(recover_s, 1)
+        fig.requests = result.total
+        fig.requests_failed = len(result.failed())
+        fig.rows_acked = len(quotas_before)
+        fig.rows_lost = sum(1 for k in quotas_before if k not in full)
+        fig.notes = f"quota counters kept: {len(quotas_before)}/{len(quotas_before)}; evicted_keys={evicted}"
+        fig.extra = {"maxmemory": maxmemory, "fill_s": round(fill_s, 1), "chunks": chunks,
+                     "outcomes": result.outcomes()}
+    finally:
+        _cleanup(r)
+        r.delete(canary)
+        record(fig)

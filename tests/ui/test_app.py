@@ -1,0 +1,594 @@
+"""Pilot tests of the console: keys, help, filter, logs, tabs, sizes, operations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from textual.widgets import Button, Input, RadioButton, RadioSet, Tabs
+
+from console.core.models import SourceState, StatsSnapshot
+from console.ui.app import READ_ONLY_REASON, WRITE_ACTIONS, StackdeckApp
+from console.ui.messages import StatsTick
+from console.ui.panels import (
+    ContainersPanel,
+    CostPanel,
+    DatabasePanel,
+    EventsPanel,
+    HealthPanel,
+    OperationsPanel,
+    QuotasPanel,
+    StatsPanel,
+)
+from console.ui.screens.confirm import ConfirmScreen, FlushScreen, TypedConfirmScreen
+from console.ui.screens.deploy import DeployScreen
+from console.ui.screens.help import HelpScreen
+from console.ui.screens.logs import LogsScreen
+from console.ui.screens.too_small import TooSmallScreen
+from console.ui.widgets.table import ListTable
+
+from .fakes import NOW, FakeLogs, FakeMonitor, FakeOps, make_app
+
+BIG = (160, 48)
+SMALL = (80, 24)
+
+
+async def settle(pilot: Any) -> None:
+    """Let the fake monitor's feed and every posted message be processed."""
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def notifications(app: StackdeckApp) -> list[str]:
+    return [n.message for n in app._notifications]
+
+
+def rendered(widget: Any) -> str:
+    """The plain text a Static-like widget shows."""
+    return str(widget.render())
+
+
+# --- data reaches the panels ---------------------------------------------------
+
+
+async def test_fixture_data_reaches_every_panel() -> None:
+    app = make_app("normal")
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        containers = app.query_one(ContainersPanel).query_one(ListTable)
+        assert containers.row_count == 7
+        assert containers.shown_keys[0] == "investment_backend_green_prod"  # running first
+        assert containers.shown_keys[-1] == "investment_backend_blue_prod"  # exited last
+        assert app.query_one(HealthPanel).query_one(ListTable).row_count == 4
+        assert app.query_one(StatsPanel).query_one(ListTable).row_count == 6
+        assert app.query_one(DatabasePanel).query_one(ListTable).row_count == 6
+        assert app.query_one(QuotasPanel).query_one(ListTable).row_count == 4
+        assert app.query_one(EventsPanel).query_one(ListTable).row_count == 8
+        header = rendered(app.query_one("#header .left"))
+        assert "investment @ prod-host" in header
+        assert "serving green v1.2.3" in header
+        assert rendered(app.query_one("#header .clock")) == "14:02:11"
+        assert "no alerts" in rendered(app.query_one("#alerts-line"))
+        assert not any(p.has_class("-stale") for p in app.query(".panel"))
+        assert "$18.54" in rendered(app.query_one(CostPanel).query_one(".figures"))
+
+
+async def test_alerts_line_shows_firing_first_and_pending_dimmed() -> None:
+    app = make_app("alert")
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        line = rendered(app.query_one("#alerts-line"))
+        assert line.index("HighCPUUsage") < line.index("CostBudgetExceeded") < line.index("pending")
+        assert "11m" in line  # pending_since 11m04s before the fixed clock
+        assert app.query_one("#alerts-line").has_class("-firing")
+        assert "2 alerts" in rendered(app.query_one("#header .left"))
+        assert "EMERGENCY LIMIT ON" in rendered(app.query_one(QuotasPanel).query_one(".emergency"))
+
+
+async def test_stale_marker_has_age_and_reason_and_clears_on_recovery() -> None:
+    app = make_app("stale")
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        database = app.query_one(DatabasePanel)
+        assert database.has_class("-stale")
+        assert str(database.border_subtitle) == "stale 42s · postgres: connection refused"
+        # data kept, still shown
+        assert database.query_one(ListTable).row_count == 6
+        cost = app.query_one(CostPanel)
+        assert cost.has_class("-empty")
+        assert "no data · cost: HTTP 502 from /api/metrics/cost · retry in 3s" in rendered(
+            cost.query_one(".placeholder")
+        )
+        assert "sources down: cost, postgres" in rendered(app.query_one("#alerts-line"))
+        # the age grows with the clock
+        clock = app._clock
+        clock.advance(60)  # type: ignore[attr-defined]
+        app._tick()
+        await pilot.pause()
+        assert str(database.border_subtitle).startswith("stale 1m ·")
+        # the source recovers
+        monitor = FakeMonitor.instances[-1]
+        monitor.push("source", SourceState(name="postgres", ok=True, last_ok=clock()))
+        await settle(pilot)
+        # no failure any more, but the data is still 1m42s old: a hung source looks like this
+        assert str(database.border_subtitle) == "stale 1m · no update"
+        fresh = database.snapshot.model_copy(update={"taken_at": clock()})
+        monitor.push("database", fresh)
+        await settle(pilot)
+        assert not database.has_class("-stale")
+        assert not database.border_subtitle
+
+
+async def test_empty_project_says_so_instead_of_blank_panels() -> None:
+    app = make_app("empty")
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        containers = app.query_one(ContainersPanel)
+        assert containers.has_class("-empty")
+        assert "no containers in compose project 'investment'" in rendered(containers.query_one(".placeholder"))
+        assert app.query_one(HealthPanel).has_class("-empty")
+        assert "health: connection refused" in rendered(app.query_one(HealthPanel).query_one(".placeholder"))
+
+
+async def test_waiting_for_data_before_the_first_snapshot() -> None:
+    app = make_app(None)
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        for panel in app.query(".panel"):
+            if isinstance(panel, OperationsPanel):
+                continue
+            assert panel.has_class("-empty"), panel.id
+            assert "waiting for data" in rendered(panel.query_one(".placeholder"))
+        assert "waiting for the first evaluation" in rendered(app.query_one("#alerts-line"))
+
+
+async def test_stats_ticks_replace_each_other_and_selection_drives_the_chart() -> None:
+    tick = StatsTick(StatsSnapshot(taken_at=NOW))
+    assert tick.can_replace(StatsTick(StatsSnapshot(taken_at=NOW)))
+    app = make_app("normal")
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        stats = app.query_one(StatsPanel)
+        caption = rendered(stats.query_one(".chart-caption"))
+        assert caption.startswith("backend_green")
+        table = stats.query_one(ListTable)
+        table.focus()
+        await pilot.press("down")  # db
+        await settle(pilot)
+        assert app.selected_container == "investment_db_prod"
+        assert rendered(stats.query_one(".chart-caption")).startswith("db")
+
+
+# --- keys ------------------------------------------------------------------------------
+
+
+async def test_help_screen_lists_every_binding() -> None:
+    app = make_app("normal")
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        text = "\n".join(rendered(s) for s in app.screen.query(".help-table"))
+        for binding in StackdeckApp.BINDINGS:
+            assert binding.description in text, binding  # type: ignore[union-attr]
+            assert (binding.tooltip or "") in text  # type: ignore[union-attr]
+        for key in ("?", "q", "d", "b", "v", "f", "e", "r", "l", "/", ":", "^p", "1", "8"):
+            assert f"{key}  " in text or f"{key}," in text, key
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_filter_narrows_the_focused_list_and_escape_restores_it() -> None:
+    app = make_app("normal")
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        table = app.query_one(ContainersPanel).query_one(ListTable)
+        assert table.has_focus
+        await pilot.press("slash")
+        await pilot.press(*"backend")
+        await pilot.pause()
+        assert table.shown_keys == ["investment_backend_green_prod", "investment_backend_blue_prod"]
+        await pilot.press("enter")  # keep the filter, back to the list
+        await pilot.pause()
+        assert table.has_focus and table.row_count == 2
+        await pilot.press("slash", "escape")
+        await pilot.pause()
+        assert table.row_count == 7
+        assert table.has_focus
+
+
+async def test_filter_on_events_and_slow_queries() -> None:
+    app = make_app("normal")
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        await pilot.press("7", "slash", *"die")
+        await pilot.pause()
+        assert app.query_one(EventsPanel).query_one(ListTable).row_count == 1
+        await pilot.press("escape", "4", "slash", *"pg_sleep")
+        await pilot.pause()
+        assert app.query_one(DatabasePanel).query_one(ListTable).row_count == 1
+
+
+async def test_filter_on_a_panel_without_list_explains() -> None:
+    app = make_app("normal")
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        await pilot.press("6", "slash")
+        await pilot.pause()
+        assert any("filter works on" in m for m in notifications(app))
+
+
+async def test_log_view_tails_follows_pauses_and_filters() -> None:
+    logs = FakeLogs(["starting postgres", "ERROR: relation missing", "checkpoint complete"])
+    app = make_app("normal", logs=logs)
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        await pilot.press("down")  # backend_green -> db
+        await pilot.press("l")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, LogsScreen)
+        assert logs.opened == [("investment_db_prod", 200)]
+        await pilot.pause()
+        assert [line[9:] for line in screen.lines] == [
+            "starting postgres",
+            "ERROR: relation missing",
+            "checkpoint complete",
+        ]
+        logs.feed("autovacuum: prices")
+        await pilot.pause()
+        assert screen.lines[-1].endswith("autovacuum: prices")
+        await pilot.press("f")  # pause
+        logs.feed("held back")
+        await pilot.pause()
+        assert not screen.lines[-1].endswith("held back")
+        assert "paused (1 new)" in rendered(screen.query_one("#logs-status"))
+        await pilot.press("f")  # resume
+        await pilot.pause()
+        assert screen.lines[-1].endswith("held back")
+        await pilot.press("slash", *"error")
+        await pilot.pause()
+        assert len(screen.lines) == 1 and "ERROR" in screen.lines[0]
+        await pilot.press("escape")  # clears the filter
+        await pilot.pause()
+        assert len(screen.lines) == 5
+        await pilot.press("escape")  # back to the dashboard
+        await pilot.pause()
+        assert not isinstance(app.screen, LogsScreen)
+        logs.close()
+
+
+async def test_tabs_at_80x24_switch_with_digits_and_brackets() -> None:
+    app = make_app("normal")
+    async with app.run_test(size=SMALL) as pilot:
+        await settle(pilot)
+        assert app.compact
+        tabs = app.query_one("#panel-tabs", Tabs)
+        assert tabs.display
+        assert app.query_one(ContainersPanel).display
+        assert not app.query_one(StatsPanel).region.area  # hidden
+        await pilot.press("3")
+        await pilot.pause()
+        assert tabs.active == "tab-stats"
+        assert app.query_one(StatsPanel).region.area > 0
+        assert not app.query_one(ContainersPanel).region.area
+        await pilot.press("right_square_bracket")
+        await pilot.pause()
+        assert app.active_panel == "database"
+        assert app.query_one(DatabasePanel).region.area > 0
+        await pilot.press("8")
+        await pilot.pause()
+        assert app.query_one(OperationsPanel).region.area > 0
+        await pilot.press("left_square_bracket", "left_square_bracket")
+        await pilot.pause()
+        assert app.active_panel == "cost"
+        # header, alerts line and footer stay visible
+        for selector in ("#header", "#alerts-line", "Footer"):
+            assert app.query_one(selector).region.area > 0, selector
+
+
+async def test_grid_at_160x48_shows_every_panel() -> None:
+    app = make_app("normal")
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        assert not app.compact
+        assert not app.query_one("#panel-tabs").display
+        for panel in app.query(".panel"):
+            assert panel.region.area > 0, panel.id
+
+
+async def test_too_small_screen_at_40x15_and_back() -> None:
+    app = make_app("normal")
+    async with app.run_test(size=(40, 15)) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, TooSmallScreen)
+        assert "terminal too small (need 60×20, have 40×15)" in rendered(
+            app.screen.query_one("#too-small-message")
+        )
+        await pilot.press("d")  # nothing behind the too-small screen reacts
+        await pilot.pause()
+        assert isinstance(app.screen, TooSmallScreen)
+        await pilot.resize_terminal(80, 24)
+        await settle(pilot)
+        assert not isinstance(app.screen, TooSmallScreen)
+        assert app.query_one(ContainersPanel).region.area > 0
+
+
+async def test_stale_tab_is_marked_in_compact_mode() -> None:
+    app = make_app("stale")
+    async with app.run_test(size=SMALL) as pilot:
+        await settle(pilot)
+        assert str(app.query_one("#tab-database").label) == "4 Queries!"
+        assert str(app.query_one("#tab-cost").label) == "6 Cost!"
+        assert str(app.query_one("#tab-stats").label) == "3 Stats"
+
+
+# --- operations ----------------------------------------------------------------------
+
+
+async def test_deploy_form_validation_confirmation_progress_and_disabled_bindings() -> None:
+    ops = FakeOps()
+    app = make_app("normal", ops=ops)
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        await pilot.press("d")
+        await pilot.pause()
+        form = app.screen
+        assert isinstance(form, DeployScreen)
+        assert "serving: green v1.2.3" in rendered(form.query_one(".dialog-body"))
+        await pilot.press(*"1.2.4", "enter")
+        await pilot.pause()
+        assert app.screen is form  # refused
+        error = rendered(form.query_one("#version-error"))
+        assert "malformed version '1.2.4'" in error
+        assert form.query_one("#version-error").has_class("-visible")
+        version = form.query_one("#version", Input)
+        version.value = ""
+        await pilot.press(*"v1.2.4")
+        await pilot.pause()
+        assert not form.query_one("#version-error").has_class("-visible")
+        await pilot.press("enter")
+        await pilot.pause()
+        confirm = app.screen
+        assert isinstance(confirm, ConfirmScreen)
+        assert "v1.2.4" in confirm.title_text
+        assert ops.calls == []  # nothing runs before confirmation
+        await pilot.press("y")
+        await pilot.pause()
+        await pilot.pause()
+        assert [(c[0], c[2]) for c in ops.calls] == [("deploy", {"version": "v1.2.4", "strategy": "blue-green"})]
+        assert app.op_running == "deploy"
+        log = app.query_one(OperationsPanel)
+        assert any("preflight" in line for line in log.lines)
+        assert "deploy running" in str(log.border_title)
+        for action in WRITE_ACTIONS:
+            assert app.check_action(action, ()) is None, action  # greyed, not hidden
+        footer_keys = {k: b.enabled for k, b in app.screen.active_bindings.items()}
+        assert footer_keys["d"] is False and footer_keys["l"] is True
+        await pilot.press("b")  # disabled: says why, opens nothing
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert any("deploy is running" in m for m in notifications(app))
+        ops.release.set()
+        await settle(pilot)
+        assert app.op_running is None
+        assert all(app.check_action(action, ()) is True for action in WRITE_ACTIONS)
+        assert any("deploy v1.2.4 complete" in line for line in log.lines)
+        assert any("nginx now serves blue" in line for line in log.lines)
+
+
+async def test_rolling_strategy_and_cancel_at_confirmation() -> None:
+    ops = FakeOps()
+    ops.release.set()
+    app = make_app("normal", ops=ops)
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        await pilot.press("d", *"v2")
+        await pilot.pause()
+        form = app.screen
+        assert isinstance(form, DeployScreen)
+        form.query_one("#rolling", RadioButton).value = True
+        await pilot.pause()
+        assert form.strategy == "rolling"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")  # cancel at confirmation
+        await settle(pilot)
+        assert ops.calls == [] and app.op_running is None
+        await pilot.press("d")
+        await pilot.pause()
+        await pilot.press("escape")  # cancel the form
+        await pilot.pause()
+        assert not isinstance(app.screen, DeployScreen)
+        await pilot.press("d", *"v2.0.0-rc.1", "enter")
+        await pilot.pause()
+        await pilot.press("y")
+        await settle(pilot)
+        assert [(c[0], c[2]) for c in ops.calls] == [
+            ("deploy", {"version": "v2.0.0-rc.1", "strategy": "blue-green"})
+        ]
+
+
+async def test_failed_operation_is_shown_and_bindings_come_back() -> None:
+    ops = FakeOps(fail=True)
+    ops.release.set()
+    app = make_app("normal", ops=ops)
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        await pilot.press("b")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        assert app.screen.query_one("#cancel", Button).has_focus  # destructive: safe default
+        await pilot.press("y")
+        await settle(pilot)
+        log = app.query_one(OperationsPanel)
+        assert any("smoke test failed" in line for line in log.lines)
+        assert app.op_running is None
+        assert any("smoke test failed" in m for m in notifications(app))
+
+
+async def test_read_only_mode_disables_write_bindings_and_says_why() -> None:
+    ops = FakeOps()
+    app = make_app("normal", read_only=True, ops=ops)
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        for action in WRITE_ACTIONS:
+            assert app.check_action(action, ()) is None
+        for key in ("d", "b", "v", "f", "e", "r"):
+            await pilot.press(key)
+            await pilot.pause()
+            assert not isinstance(app.screen, (DeployScreen, ConfirmScreen, FlushScreen)), key
+        assert notifications(app).count(READ_ONLY_REASON) == 6
+        assert ops.calls == []
+        assert "READ-ONLY" in rendered(app.query_one("#header .left"))
+        assert "read-only mode" in rendered(app.query_one(OperationsPanel).query_one(".idle"))
+        # the palette refuses too
+        app.action_deploy()
+        await pilot.pause()
+        assert not isinstance(app.screen, DeployScreen)
+
+
+async def test_cache_flush_all_needs_the_target_typed() -> None:
+    ops = FakeOps()
+    ops.release.set()
+    app = make_app("normal", ops=ops)
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        await pilot.press("f")
+        await pilot.pause()
+        flush = app.screen
+        assert isinstance(flush, FlushScreen)
+        flush.query_one("#scope-all").value = True
+        assert flush.query_one("#scope", RadioSet).pressed_button.id == "scope-all"  # type: ignore[union-attr]
+        flush.query_one("#continue", Button).press()
+        await pilot.pause()
+        typed = app.screen
+        assert isinstance(typed, TypedConfirmScreen)
+        assert typed.expected == "investment_cache_prod"
+        await pilot.press(*"investment")
+        await pilot.pause()
+        assert typed.query_one("#confirm", Button).disabled
+        await pilot.press("enter")  # wrong name: refused
+        await pilot.pause()
+        assert app.screen is typed and ops.calls == []
+        await pilot.press(*"_cache_prod")
+        await pilot.pause()
+        assert not typed.query_one("#confirm", Button).disabled
+        await pilot.press("enter")
+        await settle(pilot)
+        assert [(c[0], c[2]) for c in ops.calls] == [("cache-flush", {"scope": "all"})]
+
+
+async def test_cache_flush_prefix_restart_emergency_vacuum() -> None:
+    ops = FakeOps()
+    ops.release.set()
+    app = make_app("normal", ops=ops)
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        await pilot.press("f")
+        await pilot.pause()
+        app.screen.query_one("#continue", Button).press()
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await settle(pilot)
+        # restart the selected container's service
+        app.query_one(ContainersPanel).query_one(ListTable).focus()
+        await pilot.press("down")  # db
+        await pilot.press("r")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        assert app.screen.title_text == "Restart db?"
+        await pilot.press("y")
+        await settle(pilot)
+        await pilot.press("e")
+        await pilot.pause()
+        assert "ON" in app.screen.title_text  # type: ignore[attr-defined]
+        await pilot.press("y")
+        await settle(pilot)
+        await pilot.press("v")
+        await pilot.pause()
+        vacuum = app.screen
+        assert isinstance(vacuum, ConfirmScreen)
+        assert vacuum.warning is not None and "pid 4211" in vacuum.warning
+        await pilot.press("y")
+        await settle(pilot)
+        assert [(c[0], c[2]) for c in ops.calls] == [
+            ("cache-flush", {"scope": "prefix"}),
+            ("restart", {"service": "db"}),
+            ("emergency-limit", {"enable": True}),
+            ("vacuum", {}),
+        ]
+
+
+async def test_command_palette_offers_every_action() -> None:
+    app = make_app("normal")
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for title in (
+            "Deploy a version",
+            "Roll back",
+            "VACUUM (ANALYZE)",
+            "Flush cache",
+            "Toggle emergency rate limit",
+            "Restart selected service",
+            "Logs of selected container",
+            "Filter list",
+            "Show Stats",
+            "Help: keys",
+            "Quit",
+        ):
+            assert title in titles, title
+        await pilot.press("colon")
+        await pilot.pause()
+        assert app.screen.__class__.__name__ == "CommandPalette"
+
+
+async def test_quit_stops_the_monitor() -> None:
+    app = make_app("normal")
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        monitor = FakeMonitor.instances[-1]
+        assert monitor.started and not monitor.stopped
+        await pilot.press("q")
+        await pilot.pause()
+    assert monitor.stopped
+
+
+async def test_monitor_failure_becomes_a_source_marker_not_a_crash() -> None:
+    from .fakes import FixedClock, test_settings
+
+    class Broken:
+        def __init__(self, settings: Any, sink: Any) -> None:
+            pass
+
+        async def start(self) -> None:
+            raise RuntimeError("cannot connect to the Docker daemon")
+
+        async def stop(self) -> None:
+            pass
+
+    app = StackdeckApp(test_settings(), monitor_factory=Broken, clock=FixedClock(), hostname="h")
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        assert app.sources["monitor"].ok is False
+        assert "sources down: monitor" in rendered(app.query_one("#alerts-line"))
+        assert any("cannot connect to the Docker daemon" in m for m in notifications(app))
+
+
+@pytest.mark.parametrize("scenario", ["normal", "stale"])
+async def test_no_color_keeps_every_state_in_text(monkeypatch: pytest.MonkeyPatch, scenario: str) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = make_app(scenario)
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        svg = app.export_screenshot()
+        assert "serving" in svg
+        if scenario == "stale":
+            assert "stale&#160;42s" in svg
+        assert "✓&#160;healthy" in svg and "✗&#160;refused" in svg

@@ -1,0 +1,63 @@
+"""``console.core`` imports no textual: checked in a fresh interpreter."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+
+MODULES = [
+    "console.core",
+    "console.core.config",
+    "console.core.errors",
+    "console.core.models",
+    "console.core.alerts",
+    "console.core.monitor",
+    "console.core.sources",
+    "console.core.sources.base",
+    "console.core.sources.engine",
+    "console.core.sources.stats",
+    "console.core.sources.health",
+    "console.core.sources.postgres",
+    "console.core.sources.redis_quota",
+    "console.core.sources.cost",
+]
+
+
+def _all_core_modules() -> list[str]:
+    core = REPO / "console" / "core"
+    names = set(MODULES)
+    for path in core.rglob("*.py"):
+        rel = path.relative_to(REPO).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        names.add(".".join(parts))
+    return sorted(names)
+
+
+def test_console_core_does_not_import_textual() -> None:
+    modules = _all_core_modules()
+    code = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "    s = sorted(m for m in sys.modules if m == 'textual' or m.startswith('textual.'))\n"
+        "    if s:\n"
+        "        print('LEAK', name, s[:3]); sys.exit(1)\n"
+        "print('OK', len(sys.argv))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("OK")
+
+
+def test_the_check_can_fail() -> None:
+    """The same probe sees textual when something does import it."""
+    code = "import sys, textual\nprint('textual' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "True"
