@@ -7,6 +7,7 @@ results for anyone who wants a flame graph (``flamegraph.pl`` or speedscope)."""
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
+    CLK_TCK,
     REPO,
     Stack,
     Tmux,
@@ -29,6 +31,7 @@ from bench.common import (
     row,
     run,
     terminate,
+    thread_ticks,
 )
 from bench.screen import stack_services, watch
 
@@ -63,9 +66,45 @@ def _package(frame: str) -> str:
     return "other"
 
 
+_THREAD = re.compile(r"^thread \((?P<tid>\d+)\): ?(?P<name>.*)$")
+
+
+def _group(name: str) -> str:
+    name = re.sub(r"stackdeck-stats-.*", "stackdeck-stats-*", name)
+    return re.sub(r"_\d+$", "_*", name)
+
+
+def thread_cpu(
+    before: dict[int, int], after: dict[int, int], names: dict[int, str], seconds: float
+) -> list[tuple[str, int, float]]:
+    """CPU % of one core per thread group over a window, from /proc (exact),
+    named with the thread names py-spy saw (``tid -> name``)."""
+    groups: Counter[str] = Counter()
+    members: Counter[str] = Counter()
+    for tid, ticks in after.items():
+        used = ticks - before.get(tid, 0)
+        name = _group(names.get(tid, "?"))
+        groups[name] += used
+        members[name] += 1
+    return [
+        (n, members[n], rnd(t / CLK_TCK / seconds * 100, 2) or 0.0) for n, t in groups.most_common()
+    ]
+
+
+def thread_names(collapsed: str) -> dict[int, str]:
+    out = {}
+    for line in collapsed.splitlines():
+        m = _THREAD.match(line.split(";", 1)[0])
+        if m:
+            out[int(m.group("tid"))] = m.group("name").strip()
+    return out
+
+
 def analyse(collapsed: str, rate: int, seconds: float, top: int = 25) -> dict[str, Any]:
     """Aggregate py-spy ``--format raw`` output (``frame;frame;... count``,
-    root first; with ``--threads`` the root is the thread)."""
+    root first; with ``--threads`` the root is the thread). Recorded with
+    ``--gil``: each sample is the thread holding the GIL, so the counts are
+    Python CPU time."""
     self_c: Counter[str] = Counter()
     incl: Counter[str] = Counter()
     threads: Counter[str] = Counter()
@@ -85,9 +124,8 @@ def analyse(collapsed: str, rate: int, seconds: float, top: int = 25) -> dict[st
         if not body:
             continue
         total += count
-        tname = re.sub(r"\s*\(0x[0-9a-f]+\)", "", thread)
-        tname = re.sub(r"stackdeck-stats-.*", "stackdeck-stats-*", tname)
-        tname = re.sub(r"stackdeck-docker_\d+", "stackdeck-docker_*", tname)
+        m = _THREAD.match(thread)
+        tname = _group(m.group("name")) if m else thread
         threads[tname] += count
         leaf = _short(body[-1])
         self_c[leaf] += count
@@ -99,7 +137,7 @@ def analyse(collapsed: str, rate: int, seconds: float, top: int = 25) -> dict[st
     pct = lambda c: rnd(c / possible * 100, 2)  # noqa: E731  percent of one core
     return {
         "samples": total,
-        "cpu_percent_of_one_core": pct(total),
+        "gil_percent": pct(total),
         "threads": [(t, c, pct(c)) for t, c in threads.most_common()],
         "self": [(f, c, pct(c)) for f, c in self_c.most_common(top)],
         "inclusive_console": [(f, c, pct(c)) for f, c in incl.most_common() if "console/" in f][
@@ -113,9 +151,24 @@ def analyse(collapsed: str, rate: int, seconds: float, top: int = 25) -> dict[st
     }
 
 
+_TUI_MODULES = [
+    "console.cli",
+    "console.ui.app",
+    "console.core.monitor",
+    "console.core.sources.cost",
+    "console.core.sources.engine",
+    "console.core.sources.health",
+    "console.core.sources.postgres",
+    "console.core.sources.redis_quota",
+    "console.core.sources.stats",
+    "docker",
+]
+
+
 def import_times() -> dict[str, Any]:
-    """``python -X importtime`` of the console's entry point: total and by top package."""
-    target = "console.cli" if (REPO / "console" / "cli.py").exists() else "console.ui.app"
+    """``python -X importtime`` of what starting the TUI imports: the entry
+    point, the app, the monitor and every source with its client library."""
+    target = ", ".join(_TUI_MODULES)
     r = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", f"import {target}"],
         cwd=REPO,
@@ -150,6 +203,84 @@ def import_times() -> dict[str, Any]:
     }
 
 
+WHAT_IFS: list[tuple[str, list[str], dict[str, str]]] = [
+    ("as is", [], {}),
+    ("no sources (app shell only)", ["no-monitor"], {}),
+    ("no 1 Hz clock tick", ["no-clock"], {}),
+    ("stats published every 5 s instead of 1 s", [], {"STACKDECK_REFRESH__STATS": "5"}),
+    ("Static.update without layout", ["static-no-layout"], {}),
+    ("no plotext chart", ["no-chart"], {}),
+]
+
+
+def what_if(stack: Stack, *, warm: float, seconds: float) -> list[dict[str, Any]]:
+    """The console idle, as is and with each experimental change applied in
+    its own process by :mod:`bench.tools.probe_app`: CPU from /proc over the
+    same window, refresh and layout counts from the probe."""
+    import json
+    import tempfile
+
+    from bench.common import CpuMeter
+
+    results = []
+    tmux = Tmux("whatif")
+    try:
+        for label, flags, env in WHAT_IFS:
+            out = Path(tempfile.mkstemp(prefix="sdbench-whatif-", suffix=".json")[1])
+            cmd = [
+                sys.executable,
+                "-m",
+                "bench.tools.probe_app",
+                "--count",
+                "--measure-after",
+                str(warm),
+                "--duration",
+                str(warm + seconds + 1),
+                "--out",
+                str(out),
+            ]
+            for flag in flags:
+                cmd += ["--what-if", flag]
+            log(f"profile: what-if '{label}' ({warm:.0f} s warm-up, {seconds:.0f} s measured)")
+            t0 = time.monotonic()
+            pid = tmux.start(cmd, console_env(stack, **env))
+            time.sleep(max(0.0, warm - (time.monotonic() - t0)))
+            meter = CpuMeter(functools.partial(list, [pid]))
+            time.sleep(seconds)
+            cpu = meter.window().cpu_percent
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not tmux.pane_dead():
+                time.sleep(0.3)
+            tmux.kill()
+            data = json.loads(out.read_text() or "{}") if out.exists() else {}
+            out.unlink(missing_ok=True)
+            counters = data.get("counters") or {}
+            per_s = lambda n: rnd(n / seconds, 2)  # noqa: E731
+            refresh = counters.get("refresh", {})
+            relayout = counters.get("refresh_layout", {})
+            results.append(
+                {
+                    "label": label,
+                    "what_if": flags,
+                    "env": env,
+                    "cpu_percent": rnd(cpu, 2),
+                    "layout_passes_per_s": per_s(counters.get("screen_layout_passes", 0)),
+                    "refresh_per_s": per_s(sum(refresh.values())),
+                    "refresh_layout_per_s": per_s(sum(relayout.values())),
+                    "refresh_layout_by_class_per_s": sorted(
+                        ((k, per_s(v)) for k, v in relayout.items()), key=lambda kv: -(kv[1] or 0)
+                    )[:10],
+                    "refresh_by_class_per_s": sorted(
+                        ((k, per_s(v)) for k, v in refresh.items()), key=lambda kv: -(kv[1] or 0)
+                    )[:10],
+                    "snapshots": data.get("counts"),
+                }
+            )
+    finally:
+        tmux.kill()
+    return results
+
+
 def bench(stack: Stack, out_dir: Path, stamp: str, *, quick: bool = False) -> dict[str, Any]:
     load_before = load_average()
     if shutil.which("py-spy") is None:
@@ -174,6 +305,8 @@ def bench(stack: Stack, out_dir: Path, stamp: str, *, quick: bool = False) -> di
         watch(tmux, t0, services, timeout=30)
         time.sleep(5)
         idle_file = out_dir / f"{stamp}-profile-idle.collapsed.txt"
+        before = thread_ticks(pid)
+        t_rec = time.monotonic()
         r = run(
             [
                 "py-spy",
@@ -184,6 +317,8 @@ def bench(stack: Stack, out_dir: Path, stamp: str, *, quick: bool = False) -> di
                 str(rate),
                 "--duration",
                 str(seconds),
+                "--gil",
+                "--nonblocking",
                 "--threads",
                 "--format",
                 "raw",
@@ -193,18 +328,31 @@ def bench(stack: Stack, out_dir: Path, stamp: str, *, quick: bool = False) -> di
             timeout=seconds + 60,
             check=False,
         )
+        window = time.monotonic() - t_rec
+        after = thread_ticks(pid)
         terminate(pid)
         tmux.kill()
         if idle_file.exists():
-            idle = analyse(idle_file.read_text(), rate, seconds)
+            text = idle_file.read_text()
+            idle = analyse(text, rate, seconds)
+            idle["proc_threads"] = thread_cpu(before, after, thread_names(text), window)
+            idle["proc_total_percent"] = rnd(sum(p for _n, _m, p in idle["proc_threads"]), 2)
             raw["idle"] = idle
             rows.append(
                 row(
-                    "console idle: CPU seen by py-spy",
-                    idle["cpu_percent_of_one_core"],
+                    "console idle: CPU by thread (/proc)",
+                    idle["proc_total_percent"],
                     "% of one core",
-                    note="non-idle samples of every thread / (rate × duration); hottest: "
-                    + "; ".join(f"{f} {p} %" for f, _c, p in idle["self"][:3]),
+                    note="; ".join(f"{n} ×{m}: {p} %" for n, m, p in idle["proc_threads"][:6]),
+                )
+            )
+            rows.append(
+                row(
+                    "console idle: Python time (py-spy --gil)",
+                    idle["gil_percent"],
+                    "% of one core",
+                    note="hottest inclusive console frames: "
+                    + "; ".join(f"{f} {p} %" for f, _c, p in idle["inclusive_console"][:4]),
                 )
             )
         else:
@@ -221,6 +369,7 @@ def bench(stack: Stack, out_dir: Path, stamp: str, *, quick: bool = False) -> di
                 "record",
                 "--rate",
                 str(srate),
+                "--gil",
                 "--threads",
                 "--format",
                 "raw",
@@ -246,7 +395,7 @@ def bench(stack: Stack, out_dir: Path, stamp: str, *, quick: bool = False) -> di
             raw["startup"] = {**st, "seconds_to_live_data": rnd(times.data_s)}
             rows.append(
                 row(
-                    "console start-up: CPU until live data",
+                    "console start-up: Python time until live data (py-spy --gil)",
                     rnd(st["samples"] / srate, 2),
                     "CPU-seconds",
                     note=f"over {rnd(elapsed, 2)} s wall (live data at {rnd(times.data_s)} s); hottest inclusive: "
@@ -255,12 +404,32 @@ def bench(stack: Stack, out_dir: Path, stamp: str, *, quick: bool = False) -> di
                     ),
                 )
             )
-        # 3. imports
+        # 3. what-if experiments (Textual patched in the probe's process only)
+        experiments = what_if(stack, warm=10.0, seconds=15.0 if quick else 30.0)
+        raw["what_if"] = experiments
+        base = experiments[0]["cpu_percent"] if experiments else None
+        for e in experiments:
+            rows.append(
+                row(
+                    f"console idle, what-if: {e['label']}",
+                    e["cpu_percent"],
+                    "% of one core",
+                    ratio=(base / e["cpu_percent"]) if base and e["cpu_percent"] else None,
+                    ratio_label="× less CPU than as is",
+                    note=(
+                        f"{e['layout_passes_per_s']} full layout passes/s, {e['refresh_layout_per_s']} refresh(layout)/s, "
+                        f"{e['refresh_per_s']} refresh/s; layout requests by: "
+                        + ", ".join(f"{k} {v}" for k, v in e["refresh_layout_by_class_per_s"][:4])
+                    ),
+                )
+            )
+
+        # 4. imports
         imp = import_times()
         raw["imports"] = imp
         rows.append(
             row(
-                f"import {imp['target']}",
+                "imports of the TUI (entry point, app, monitor, sources)",
                 imp["total_ms"],
                 "ms",
                 note="; ".join(f"{p} {ms} ms" for p, ms in imp["by_package_ms"][:6]),

@@ -198,6 +198,23 @@ def cpu_ticks(pid: int) -> int | None:
     return int(f[11]) + int(f[12])
 
 
+def thread_ticks(pid: int) -> dict[int, int]:
+    """utime + stime of each thread of a process, by native thread id."""
+    out: dict[int, int] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            raw = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:
+            continue
+        f = raw[raw.rindex(")") + 2 :].split()
+        out[int(tid)] = int(f[11]) + int(f[12])
+    return out
+
+
 def rss_bytes(pid: int) -> int | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -549,7 +566,9 @@ class LoadLoop:
             error = None
             colour = None
             try:
-                conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=self.timeout)
+                conn = http.client.HTTPConnection(
+                    parts.hostname or "127.0.0.1", parts.port, timeout=self.timeout
+                )
                 try:
                     conn.request("GET", path, headers={"Connection": "close"})
                     resp = conn.getresponse()

@@ -38,22 +38,18 @@ def build_parser() -> argparse.ArgumentParser:
         prog="stackdeck",
         description="Operations console for the Investment Analysis Platform. Without a command: the TUI.",
     )
-    p.add_argument(
-        "--read-only", action="store_true", help="refuse every operation that changes the stack"
-    )
-    p.add_argument(
-        "--json", action="store_true", help="one JSON object per line (OpEvent) instead of text"
-    )
-    p.add_argument(
-        "--stack",
-        metavar="NAME",
-        help="compose project / stack name (default: STACK_NAME, .env, investment)",
-    )
-    p.add_argument(
-        "--http-port", type=int, metavar="PORT", help="nginx port on 127.0.0.1 (default: HTTP_PORT)"
-    )
-    p.add_argument("--repo", type=Path, metavar="PATH", help="repository root of the bundled stack")
+    _global_options(p, top=True)
+    # The global options are accepted after the command too: the seed's
+    # wrapper scripts pass their arguments after it.
+    common = _Parser(add_help=False)
+    _global_options(common, top=False)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    _add = sub.add_parser
+
+    def add_parser(name: str, **kw: Any) -> argparse.ArgumentParser:
+        return _add(name, parents=[common], **kw)
+
+    sub.add_parser = add_parser  # type: ignore[method-assign, assignment]
 
     d = sub.add_parser("deploy", help="deploy a version (blue-green by default)")
     d.add_argument("--version", required=True, help="image tag, e.g. v1.2.3")
@@ -121,14 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("cache", help="cache flush | warm")
     csub = c.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
-    cf = csub.add_parser("flush", help="delete cache keys by prefix (quota counters survive)")
+    cf = csub.add_parser(
+        "flush", parents=[common], help="delete cache keys by prefix (quota counters survive)"
+    )
     cf.add_argument("--prefix", default="cache:")
     cf.add_argument("--dry-run", action="store_true", help="only count")
     cf.add_argument(
         "--all", action="store_true", help="FLUSHDB (needs --confirm <redis container>)"
     )
     cf.add_argument("--confirm")
-    cw = csub.add_parser("warm", help="fetch the watchlist into the cache")
+    cw = csub.add_parser("warm", parents=[common], help="fetch the watchlist into the cache")
     cw.add_argument("--symbols", help="comma-separated (default: WATCHLIST)")
 
     e = sub.add_parser("emergency-limit", help="stop all outbound provider calls (on|off)")
@@ -146,8 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     vf.add_argument("--level", choices=["smoke", "full"], default="full")
     vf.add_argument("--expect-version")
 
-    st = sub.add_parser("status", help="containers, colours, lock, last and interrupted deploys")
-    st.add_argument("--json", action="store_true", dest="status_json", help="one JSON object")
+    sub.add_parser(
+        "status",
+        help="containers, colours, lock, last and interrupted deploys (--json: one object)",
+    )
 
     lk = sub.add_parser("lock", help="lock show | lock break")
     lk.add_argument("action", choices=["show", "break"])
@@ -157,6 +157,47 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("audit", help="audit log")
     a.add_argument("-n", type=int, default=50)
     return p
+
+
+def _global_options(p: argparse.ArgumentParser, *, top: bool) -> None:
+    """On the top parser with real defaults; on each command with SUPPRESS,
+    so a value given before the command is not reset by the command."""
+
+    def d(value: Any) -> Any:
+        return value if top else argparse.SUPPRESS
+
+    p.add_argument(
+        "--read-only",
+        action="store_true",
+        default=d(False),
+        help="refuse every operation that changes the stack",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        default=d(False),
+        help="one JSON object per line instead of text",
+    )
+    p.add_argument(
+        "--stack",
+        metavar="NAME",
+        default=d(None),
+        help="compose project / stack name (default: STACK_NAME, .env, investment)",
+    )
+    p.add_argument(
+        "--http-port",
+        type=int,
+        metavar="PORT",
+        default=d(None),
+        help="nginx port on 127.0.0.1 (default: HTTP_PORT)",
+    )
+    p.add_argument(
+        "--repo",
+        type=Path,
+        metavar="PATH",
+        default=d(None),
+        help="repository root of the bundled stack",
+    )
 
 
 # --- output -------------------------------------------------------------------------
@@ -193,14 +234,28 @@ def _context(args: argparse.Namespace) -> Any:
     from console.core.ops.context import OpContext
 
     overrides: dict[str, Any] = {}
-    if args.stack:
-        overrides["project"] = args.stack
-    if args.http_port:
-        overrides["base_url"] = f"http://127.0.0.1:{args.http_port}"
     try:
-        from console.core.config import Settings, find_repo_root
+        from console.core.config import Settings, find_repo_root, read_env_file
 
         repo = args.repo or find_repo_root() or Path.cwd()
+        if args.stack:
+            overrides["project"] = args.stack
+            env_stack = (
+                os.environ.get("STACK_NAME")
+                or read_env_file(Path(repo) / ".env").get("STACK_NAME")
+                or "investment"
+            )
+            if args.stack != env_stack:
+                # another stack than the environment's: none of its folders or its port
+                from console.core.ops.context import discover_http_port
+
+                overrides["run_dir"] = f"/run/{args.stack}"
+                overrides["state_dir"] = f"/var/lib/stackdeck/{args.stack}"
+                port = args.http_port or discover_http_port(args.stack)
+                if port:
+                    overrides["base_url"] = f"http://127.0.0.1:{port}"
+        if args.http_port:
+            overrides["base_url"] = f"http://127.0.0.1:{args.http_port}"
         settings = Settings.for_stack(repo, **overrides)
         return settings, OpContext.from_settings(settings, read_only=args.read_only)
     except ImportError:
@@ -402,9 +457,18 @@ def _tui(settings: Any, args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # `stackdeck status | head`: the reader left; not an error worth a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    as_json = bool(args.json or getattr(args, "status_json", False))
+    as_json = bool(args.json)
     printer = Printer(as_json)
     settings, ctx = _context(args)
 

@@ -130,7 +130,14 @@ class MarketService:
         misses: list[str] = list(symbols)
         if use_cache:
             misses = []
-            raw = await self.redis.mget([keys.price_cache_key(s) for s in symbols])
+            try:
+                raw = await self.redis.mget([keys.price_cache_key(s) for s in symbols])
+            except RedisError as exc:
+                # No cache and no ledger: no provider call either, but stored
+                # prices can still be served (stale) below.
+                log.warning("cache unavailable: %s", type(exc).__name__)
+                raw = [None] * len(symbols)
+                count_stats = False
             for symbol, value in zip(symbols, raw, strict=True):
                 cached = _decode(value)
                 if cached is None:
@@ -221,8 +228,9 @@ class MarketService:
                 admission = await self.ledger.acquire(name, limit=limit)
             except RedisError as exc:
                 # No ledger, no call: an uncounted call could break the quota.
+                # (And no point asking the ledger about the other providers.)
                 outcome.errors[name] = f"ledger unavailable ({type(exc).__name__})"
-                continue
+                break
             if not admission.admitted:
                 telemetry.QUOTA_DENIED.labels(name, admission.reason).inc()
                 outcome.denied.append(admission)

@@ -12,6 +12,20 @@ sources, same settings (environment ``STACKDECK_*`` as usual, so a benchmark
 can point one source at a sick socket). After ``--duration`` seconds the app
 exits and the figures go to ``--out`` as JSON.
 
+For the profile (``--count``), the probe also counts, in this process only,
+Textual's ``Widget.refresh`` calls by widget class (with and without a
+layout) and the screen's full layout passes. ``--what-if NAME`` applies an
+experimental change to Textual's behaviour in this process only, to measure
+what a proposed optimisation would save before anyone changes the console:
+
+* ``static-no-layout``: ``Static.update`` without a layout pass (for texts
+  whose size does not change: clock, totals, captions).
+* ``no-chart``: the stats chart widget renders nothing (the cost of plotext).
+* ``no-monitor``: no sources at all (the cost of the app shell: clock,
+  timers, the first layout).
+* ``no-clock``: the app's 1 Hz clock tick does nothing (ages and the header
+  clock freeze; the cost of redrawing every panel each second).
+
     python3 -m bench.tools.probe_app --duration 30 --out /tmp/probe.json
 """
 
@@ -33,11 +47,82 @@ def process_age() -> float:
     return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
 
 
+def _instrument(args: argparse.Namespace, t_start: float) -> dict[str, Any]:
+    """Count Widget.refresh calls (by class, layout or not) and full layout
+    passes of the screen, after ``--measure-after`` seconds."""
+    from textual.screen import Screen
+    from textual.widget import Widget
+
+    counters: dict[str, Any] = {
+        "refresh": {},
+        "refresh_layout": {},
+        "screen_layout_passes": 0,
+        "since_s": args.measure_after,
+    }
+    refresh = Widget.refresh
+    layout_pass = Screen._refresh_layout
+
+    def counting_refresh(self: Any, *regions: Any, **kwargs: Any) -> Any:
+        if time.monotonic() - t_start >= args.measure_after:
+            key = "refresh_layout" if kwargs.get("layout") else "refresh"
+            name = type(self).__name__
+            counters[key][name] = counters[key].get(name, 0) + 1
+        return refresh(self, *regions, **kwargs)
+
+    def counting_layout(self: Any, *a: Any, **kw: Any) -> Any:
+        if time.monotonic() - t_start >= args.measure_after:
+            counters["screen_layout_passes"] += 1
+        return layout_pass(self, *a, **kw)
+
+    Widget.refresh = counting_refresh  # type: ignore[method-assign]
+    Screen._refresh_layout = counting_layout  # type: ignore[method-assign]
+    return counters
+
+
+class _NoMonitor:
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+
+def _what_if(names: list[str]) -> None:
+    if "no-clock" in names:
+        from console.ui.app import StackdeckApp
+
+        StackdeckApp._tick = lambda self: None  # type: ignore[method-assign]
+    if "static-no-layout" in names:
+        from textual.widgets import Static
+
+        update = Static.update
+
+        def update_no_layout(self: Any, content: Any = "", *, layout: bool = False) -> None:
+            update(self, content, layout=False)
+
+        Static.update = update_no_layout  # type: ignore[method-assign]
+    if "no-chart" in names:
+        from console.ui.widgets import chart
+        from rich.text import Text
+
+        chart.PlotextChart.render = lambda self: Text("")  # type: ignore[method-assign,assignment,return-value]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--interval", type=float, default=0.010)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--count", action="store_true", help="count refreshes and layout passes")
+    parser.add_argument(
+        "--what-if",
+        action="append",
+        default=[],
+        choices=["static-no-layout", "no-chart", "no-monitor", "no-clock"],
+    )
+    parser.add_argument(
+        "--measure-after", type=float, default=0.0, help="count only after this many seconds"
+    )
     args = parser.parse_args()
 
     # monotonic time of the process start, estimated from the kernel's figures
@@ -49,6 +134,8 @@ def main() -> None:
     from console.ui.app import create_app
 
     t_imported = time.monotonic()
+    counters = _instrument(args, t_start) if args.count else None
+    _what_if(args.what_if)
     first: dict[str, float] = {}
     counts: dict[str, int] = {}
     states: list[dict[str, Any]] = []
@@ -69,6 +156,8 @@ def main() -> None:
                 )
             return sink(kind, payload)
 
+        if "no-monitor" in args.what_if:
+            return _NoMonitor()
         return Monitor(settings, probe_sink)
 
     app = create_app(Settings(), monitor_factory=factory)
@@ -87,6 +176,7 @@ def main() -> None:
 
     async def stop_later() -> None:
         await asyncio.sleep(args.duration)
+        mounted["exit_requested"] = time.monotonic() - t_start
         app.exit()
 
     async def run() -> None:
@@ -106,6 +196,7 @@ def main() -> None:
         "imports_s": round(t_imported - t_main, 4),
         "app_created_s": round(t_run - t_start, 4),
         "app_running_s": mounted.get("app_running"),
+        "exit_requested_s": mounted.get("exit_requested"),
         "first_snapshot_s": {
             k: round(v, 4) for k, v in sorted(first.items(), key=lambda kv: kv[1])
         },
@@ -114,6 +205,8 @@ def main() -> None:
         "duration_s": round(t_end - t_run, 3),
         "probe_interval_s": args.interval,
         "lags": [(round(t, 4), round(lag, 5)) for t, lag in lags],
+        "counters": counters,
+        "what_if": args.what_if,
     }
     Path(args.out).write_text(json.dumps(out), encoding="utf-8")
 

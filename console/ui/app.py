@@ -14,9 +14,9 @@ their own tasks and threads), operations and log streams run in workers,
 and everything that reaches a widget goes through a message handler on the
 UI thread.
 
-Layout: a grid of panels at 120×32 and above; below that the same panel
+Layout: a grid of panels at 120x32 and above; below that the same panel
 widgets are shown one at a time behind a tab bar (so no widget state is
-lost when the terminal is resized); below 60×20 a "terminal too small"
+lost when the terminal is resized); below 60x20 a "terminal too small"
 screen replaces the dashboard.
 
 Key bindings (also on the ``?`` screen, generated from these):
@@ -42,6 +42,7 @@ runs, and in read-only mode, where pressing them says why.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime
@@ -197,33 +198,97 @@ class StackdeckApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         # Footer order: at 80 columns the first ones stay visible.
         Binding("question_mark", "help", "Help", id="help", tooltip="Every key binding"),
-        Binding("q", "quit", "Quit", id="quit",
-                tooltip="Leave stackdeck (asks first while an operation runs)"),
-        Binding("d", "deploy", "Deploy", id="deploy",
-                tooltip="Deploy a version: form (version, strategy), then confirmation"),
-        Binding("b", "rollback", "Rollback", id="rollback",
-                tooltip="Roll back to the previous version (confirmation)"),
-        Binding("v", "vacuum", "Vacuum", id="vacuum",
-                tooltip="VACUUM (ANALYZE) the database (confirmation)"),
-        Binding("f", "flush_cache", "Flush", id="flush_cache",
-                tooltip="Flush cache keys; FLUSHDB needs the target's name typed"),
-        Binding("e", "emergency", "Emergency", id="emergency",
-                tooltip="Turn the emergency rate limit on or off (confirmation)"),
-        Binding("r", "restart", "Restart", id="restart",
-                tooltip="Restart the selected service (confirmation)"),
-        Binding("l", "logs", "Logs", id="logs",
-                tooltip="Tail and follow the selected container's log"),
-        Binding("slash", "filter", "Filter", id="filter",
-                tooltip="Filter the focused list: containers, stats, slow queries, events"),
-        Binding("colon", "command_palette", "Cmds", id="commands",
-                tooltip="Command palette: every action by name (also ctrl+p)"),
-        Binding("left_square_bracket", "prev_panel", "Prev panel", show=False, id="panel.prev",
-                tooltip="Previous panel (tab)"),
-        Binding("right_square_bracket", "next_panel", "Next panel", show=False, id="panel.next",
-                tooltip="Next panel (tab)"),
+        Binding(
+            "q",
+            "quit",
+            "Quit",
+            id="quit",
+            tooltip="Leave stackdeck (asks first while an operation runs)",
+        ),
+        Binding(
+            "d",
+            "deploy",
+            "Deploy",
+            id="deploy",
+            tooltip="Deploy a version: form (version, strategy), then confirmation",
+        ),
+        Binding(
+            "b",
+            "rollback",
+            "Rollback",
+            id="rollback",
+            tooltip="Roll back to the previous version (confirmation)",
+        ),
+        Binding(
+            "v",
+            "vacuum",
+            "Vacuum",
+            id="vacuum",
+            tooltip="VACUUM (ANALYZE) the database (confirmation)",
+        ),
+        Binding(
+            "f",
+            "flush_cache",
+            "Flush",
+            id="flush_cache",
+            tooltip="Flush cache keys; FLUSHDB needs the target's name typed",
+        ),
+        Binding(
+            "e",
+            "emergency",
+            "Emergency",
+            id="emergency",
+            tooltip="Turn the emergency rate limit on or off (confirmation)",
+        ),
+        Binding(
+            "r",
+            "restart",
+            "Restart",
+            id="restart",
+            tooltip="Restart the selected service (confirmation)",
+        ),
+        Binding(
+            "l", "logs", "Logs", id="logs", tooltip="Tail and follow the selected container's log"
+        ),
+        Binding(
+            "slash",
+            "filter",
+            "Filter",
+            id="filter",
+            tooltip="Filter the focused list: containers, stats, slow queries, events",
+        ),
+        Binding(
+            "colon",
+            "command_palette",
+            "Cmds",
+            id="commands",
+            tooltip="Command palette: every action by name (also ctrl+p)",
+        ),
+        Binding(
+            "left_square_bracket",
+            "prev_panel",
+            "Prev panel",
+            show=False,
+            id="panel.prev",
+            tooltip="Previous panel (tab)",
+        ),
+        Binding(
+            "right_square_bracket",
+            "next_panel",
+            "Next panel",
+            show=False,
+            id="panel.next",
+            tooltip="Next panel (tab)",
+        ),
         *[
-            Binding(str(cls.NUMBER), f"show_panel('{cls.PANEL_ID}')", cls.TITLE, show=False,
-                    id=f"panel.{cls.NUMBER}", tooltip=f"Show the {cls.TITLE} panel")
+            Binding(
+                str(cls.NUMBER),
+                f"show_panel('{cls.PANEL_ID}')",
+                cls.TITLE,
+                show=False,
+                id=f"panel.{cls.NUMBER}",
+                tooltip=f"Show the {cls.TITLE} panel",
+            )
             for cls in sorted(PANEL_CLASSES, key=lambda c: c.NUMBER)
         ],
     ]
@@ -257,7 +322,7 @@ class StackdeckApp(App[None]):
     read_only: reactive[bool] = reactive(False, init=False, bindings=True)
     """Read-only mode: write bindings disabled for the whole session."""
     compact: reactive[bool] = reactive(False, init=False)
-    """True below GRID_MIN_WIDTH × GRID_MIN_HEIGHT: one panel at a time, with tabs."""
+    """True below GRID_MIN_WIDTH x GRID_MIN_HEIGHT: one panel at a time, with tabs."""
     active_panel: reactive[str] = reactive("containers", init=False)
     """The panel shown in compact mode (and the last one jumped to)."""
 
@@ -280,6 +345,7 @@ class StackdeckApp(App[None]):
         self.hostname = hostname or socket.gethostname()
         self._monitor: MonitorLike | None = None
         self._op_context: Any = None
+        self._mounted = False
         self.set_reactive(StackdeckApp.read_only, bool(settings.read_only))
         self.set_reactive(StackdeckApp.now, self._clock())
 
@@ -322,7 +388,9 @@ class StackdeckApp(App[None]):
                         cpu_alert=alerts.cpu.threshold,
                         mem_alert=alerts.memory.threshold,
                     ).data_bind(
-                        snapshot=StackdeckApp.stats, selected=StackdeckApp.selected_container, **bind
+                        snapshot=StackdeckApp.stats,
+                        selected=StackdeckApp.selected_container,
+                        **bind,
                     )
                     yield DatabasePanel(stale_after=stale_after(refresh.database)).data_bind(
                         snapshot=StackdeckApp.database, **bind
@@ -344,6 +412,7 @@ class StackdeckApp(App[None]):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        self._mounted = True
         self.now = self._clock()
         self.set_interval(1.0, self._tick, name="clock")
         self._apply_size(self.size.width, self.size.height)
@@ -389,7 +458,7 @@ class StackdeckApp(App[None]):
         self._show_active_panel()
 
     def _show_active_panel(self) -> None:
-        if not self.is_mounted:
+        if not self._mounted:
             return
         active = self.panel(self.active_panel)
         for panel in self.panels:
@@ -410,7 +479,10 @@ class StackdeckApp(App[None]):
 
     def action_show_panel(self, panel_id: str) -> None:
         self.active_panel = panel_id
-        self.panel(panel_id).focus_default()
+        panel = self.panel(panel_id)
+        if not panel.focus_default():
+            # Nothing to focus in it: drop the focus so keys like / refer to this panel.
+            self.screen.set_focus(None)
 
     def _step_panel(self, step: int) -> None:
         ids = self._ordered_panel_ids()
@@ -445,7 +517,8 @@ class StackdeckApp(App[None]):
 
     @work(group="monitor", exclusive=True, exit_on_error=False)
     async def _start_monitor(self) -> None:
-        self._monitor = self._monitor_factory(self.settings, self._sink)
+        # Built in a thread: constructing sources must never stall the first frame.
+        self._monitor = await asyncio.to_thread(self._monitor_factory, self.settings, self._sink)
         await self._monitor.start()
 
     async def _stop_monitor(self) -> None:
@@ -569,7 +642,9 @@ class StackdeckApp(App[None]):
             HelpScreen(
                 self.help_sections(),
                 key_display=self.get_key_display,
-                disabled_reason=lambda b: self.write_block_reason() if b.action in WRITE_ACTIONS else None,
+                disabled_reason=lambda b: (
+                    self.write_block_reason() if b.action in WRITE_ACTIONS else None
+                ),
             )
         )
 
@@ -577,11 +652,19 @@ class StackdeckApp(App[None]):
         from console.ui.panels.base import FilterBar
         from console.ui.screens.confirm import ConfirmScreen as _Confirm
 
-        operations = [b for b in self.BINDINGS if isinstance(b, Binding) and b.action in WRITE_ACTIONS]
-        general = [b for b in self.BINDINGS if isinstance(b, Binding) and b.action not in WRITE_ACTIONS]
+        operations = [
+            b for b in self.BINDINGS if isinstance(b, Binding) and b.action in WRITE_ACTIONS
+        ]
+        general = [
+            b for b in self.BINDINGS if isinstance(b, Binding) and b.action not in WRITE_ACTIONS
+        ]
         palette = [
-            Binding(self.COMMAND_PALETTE_BINDING, "command_palette", "Commands",
-                    tooltip="Command palette (same as :)"),
+            Binding(
+                self.COMMAND_PALETTE_BINDING,
+                "command_palette",
+                "Commands",
+                tooltip="Command palette (same as :)",
+            ),
         ]
         return [
             ("Operations (confirmed; disabled while one runs and in read-only mode)", operations),
@@ -592,7 +675,9 @@ class StackdeckApp(App[None]):
             (
                 "Deploy form and typed confirmation",
                 [
-                    Binding("enter", "submit", "Submit", tooltip="Validate the version, then confirm"),
+                    Binding(
+                        "enter", "submit", "Submit", tooltip="Validate the version, then confirm"
+                    ),
                     *DeployScreen.BINDINGS,
                     *TypedConfirmScreen.BINDINGS,
                 ],
@@ -609,9 +694,8 @@ class StackdeckApp(App[None]):
 
     def action_filter(self) -> None:
         panel = self._focused_panel()
-        if panel is None or not panel.FILTERABLE:
-            if self.compact:
-                panel = self.panel(self.active_panel)
+        if panel is None:
+            panel = self.panel(self.active_panel)
         if panel is None or not panel.FILTERABLE:
             self.notify(
                 "filter works on Containers (1), Stats (3), Slow queries (4) and Events (7): "
@@ -679,9 +763,7 @@ class StackdeckApp(App[None]):
             self.notify(event.message or f"{event.op} failed", title=event.op, severity="error")
 
     def _op_failed(self, name: str, reason: str) -> None:
-        event = OpEvent(
-            at=self._clock(), op=name, step="result", status="fail", message=reason
-        )
+        event = OpEvent(at=self._clock(), op=name, step="result", status="fail", message=reason)
         self.post_message(OpProgress(event))
 
     def _confirm(self, action: str, screen: ConfirmScreen, **params: Any) -> None:
@@ -790,22 +872,21 @@ class StackdeckApp(App[None]):
                         "Quota counters and the emergency flag are kept.",
                         confirm_label="Flush",
                     ),
-                    scope="prefix",
                 )
             elif scope == "all":
 
                 def typed(confirmed: bool | None) -> None:
                     if confirmed:
-                        self.start_operation("flush_cache", scope="all")
+                        self.start_operation("flush_cache", all=True, confirm=target)
 
                 self.push_screen(
                     TypedConfirmScreen(
                         "FLUSHDB: remove every key?",
                         Content.assemble(
-                            ("Every key of ", ""),
+                            "Every key of ",
                             (target, "bold"),
-                            " is removed: cache, quota counters, emergency flag. "
-                            "Providers may be over-used until the counters rebuild.",
+                            " is deleted with FLUSHDB. The quota counters and the emergency "
+                            "flag are saved first and restored right after.",
                         ),
                         expected=target,
                     ),
@@ -823,13 +904,13 @@ class StackdeckApp(App[None]):
             "emergency",
             ConfirmScreen(
                 f"Turn the emergency rate limit {'ON' if turn_on else 'OFF'}?",
-                "Provider calls are throttled to the emergency budget until it expires or is turned off."
+                "No outbound provider calls for an hour (TTL 3600 s), or until it is turned off."
                 if turn_on
-                else "Provider calls go back to their normal quotas.",
+                else "Provider calls resume within their normal quotas.",
                 confirm_label="Turn on" if turn_on else "Turn off",
                 destructive=turn_on,
             ),
-            enable=turn_on,
+            state="on" if turn_on else "off",
         )
 
     def action_restart(self) -> None:
@@ -864,13 +945,21 @@ class StackdeckApp(App[None]):
             return SystemCommand(title, help_text + suffix, getattr(self, f"action_{action}"))
 
         if self._on_dashboard():
-            yield write("deploy", "Deploy a version", "Form: version and strategy, then confirmation")
+            yield write(
+                "deploy", "Deploy a version", "Form: version and strategy, then confirmation"
+            )
             yield write("rollback", "Roll back", "Switch back to the previous version")
             yield write("vacuum", "VACUUM (ANALYZE)", "Reclaim dead tuples in the database")
-            yield write("flush_cache", "Flush cache", "cache:* keys, or FLUSHDB with a typed confirmation")
+            yield write(
+                "flush_cache", "Flush cache", "cache:* keys, or FLUSHDB with a typed confirmation"
+            )
             yield write("emergency", "Toggle emergency rate limit", "On/off with TTL")
-            yield write("restart", "Restart selected service", "docker restart of the selected container")
-            yield SystemCommand("Logs of selected container", "Tail, follow, filter", self.action_logs)
+            yield write(
+                "restart", "Restart selected service", "docker restart of the selected container"
+            )
+            yield SystemCommand(
+                "Logs of selected container", "Tail, follow, filter", self.action_logs
+            )
             yield SystemCommand("Filter list", "Filter the focused list", self.action_filter)
             for cls in sorted(PANEL_CLASSES, key=lambda c: c.NUMBER):
                 yield SystemCommand(

@@ -11,6 +11,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 __all__ = [
+    "NONE",
+    "TIMES",
     "fmt_age",
     "fmt_bytes",
     "fmt_count",
@@ -22,13 +24,18 @@ __all__ = [
     "shorten",
 ]
 
+NONE = "\u2013"
+"""An en dash: the cell has no value (unknown, not applicable)."""
+TIMES = "\u00d7"
+"""The multiplication sign of terminal sizes ("80" + TIMES + "24")."""
+
 _BYTE_UNITS = ("B", "K", "M", "G", "T", "P")
 
 
 def fmt_bytes(value: float | int | None) -> str:
     """``412M``, ``1.2G``; binary units, one decimal below 10."""
     if value is None:
-        return "–"
+        return NONE
     size = float(value)
     for unit in _BYTE_UNITS:
         if abs(size) < 1024 or unit == _BYTE_UNITS[-1]:
@@ -42,14 +49,14 @@ def fmt_bytes(value: float | int | None) -> str:
 def fmt_rate(value: float | None) -> str:
     """Bytes per second as ``1.2K`` (the ``/s`` is in the column header)."""
     if value is None:
-        return "–"
+        return NONE
     return fmt_bytes(value)
 
 
 def fmt_count(value: float | int | None) -> str:
     """``812``, ``1.2k``, ``3.4M``."""
     if value is None:
-        return "–"
+        return NONE
     n = float(value)
     for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(n) >= scale:
@@ -59,13 +66,13 @@ def fmt_count(value: float | int | None) -> str:
 
 
 def fmt_duration(seconds: float | None, *, parts: int = 2) -> str:
-    """``42s``, ``3m12s``, ``2h05m``, ``3d04h``; ``–`` for None.
+    """``42s``, ``3m12s``, ``2h05m``, ``3d04h``; ``NONE`` (an en dash) for None.
 
     ``parts`` is how many units are shown, counted from the largest non-zero
     one (``parts=1``: ``3m``, ``2h``, ``3d``).
     """
     if seconds is None:
-        return "–"
+        return NONE
     total = max(0, int(seconds))
     days, rem = divmod(total, 86400)
     hours, rem = divmod(rem, 3600)
@@ -91,7 +98,7 @@ def seconds_between(later: datetime, earlier: datetime) -> float:
 def fmt_age(now: datetime, then: datetime | None, *, parts: int = 1) -> str:
     """How long ago ``then`` was, compactly: ``42s``, ``3m``, ``2h``, ``3d``."""
     if then is None:
-        return "–"
+        return NONE
     return fmt_duration(max(0.0, seconds_between(now, then)), parts=parts)
 
 
@@ -99,7 +106,7 @@ def fmt_time(moment: datetime | None, now: datetime) -> str:
     """Wall-clock ``HH:MM:SS`` of ``moment`` in the clock's timezone; older
     than a day adds the date (``03-12 14:02``)."""
     if moment is None:
-        return "–"
+        return NONE
     tz = now.tzinfo
     local = moment.astimezone(tz) if moment.tzinfo else moment
     if abs(seconds_between(now, moment)) >= 86400:
@@ -108,9 +115,9 @@ def fmt_time(moment: datetime | None, now: datetime) -> str:
 
 
 def fmt_money(value: float | None, *, cents: bool = True) -> str:
-    """``$1.92``, ``$55.10``; ``–`` for None."""
+    """``$1.92``, ``$55.10``; ``NONE`` (an en dash) for None."""
     if value is None:
-        return "–"
+        return NONE
     return f"${value:,.2f}" if cents else f"${value:,.0f}"
 
 

@@ -9,7 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from platform_services import telemetry
@@ -34,14 +34,18 @@ COST_REFRESH_S = 60.0
 
 
 def new_redis(settings: Settings) -> Redis:
-    return Redis.from_url(
+    """A client whose pool waits for a free connection (up to 5 s) rather than
+    failing a request when ``max_connections`` are busy."""
+    pool = BlockingConnectionPool.from_url(
         settings.redis_url,
         decode_responses=True,
         socket_timeout=3,
         socket_connect_timeout=2,
         health_check_interval=30,
         max_connections=50,
+        timeout=5,
     )
+    return Redis(connection_pool=pool)
 
 
 class Platform:
@@ -78,6 +82,7 @@ class Platform:
         if len(self.settings.admin_token.get_secret_value()) < auth.MIN_SECRET_LENGTH:
             log.warning("ADMIN_TOKEN unset or shorter than 16 characters: static token disabled")
         self._tasks.append(asyncio.create_task(self._bootstrap_loop(), name="bootstrap-users"))
+        self._tasks.append(asyncio.create_task(self._probe_loop(), name="probe-providers"))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -127,6 +132,25 @@ class Platform:
         return True
 
     # --- providers ---------------------------------------------------------------------------
+
+    async def _probe_loop(self) -> None:
+        """Keep the reachability probes fresh, so /api/health never waits on a provider."""
+        interval = max(1.0, self.settings.health_reachability_ttl_s / 2)
+        while True:
+            try:
+                await self.probe_providers(max_age_s=interval)
+            except Exception as exc:
+                log.warning("provider probe failed: %s", type(exc).__name__)
+            await asyncio.sleep(interval)
+
+    async def latest_probes(self, wait_s: float = 2.0) -> dict[str, Probe]:
+        """The last probe results (waiting up to ``wait_s`` for the very first ones)."""
+        if not self._probes:
+            try:
+                return await asyncio.wait_for(self.probe_providers(max_age_s=0), timeout=wait_s)
+            except TimeoutError:
+                return {n: Probe(False, None, "not probed yet") for n in self.clients}
+        return self._probes
 
     async def probe_providers(self, max_age_s: float) -> dict[str, Probe]:
         """Reachability of every provider, re-probed when older than ``max_age_s``."""

@@ -8,8 +8,10 @@
 * ``healthy`` (HTTP 200) otherwise.
 
 Provider reachability is a plain GET of each provider's base URL (no quota is
-spent), cached for ``HEALTH_REACHABILITY_TTL_S`` so a load test of
-``/api/health`` does not turn into a load test of the providers.
+spent). ``/api/health`` uses the results of a background probe refreshed every
+``HEALTH_REACHABILITY_TTL_S / 2`` seconds, so it never waits on a provider and a
+load test of ``/api/health`` is not a load test of the providers;
+``/api/health/external-apis`` probes again when the results are over 5 s old.
 """
 
 from __future__ import annotations
@@ -92,8 +94,12 @@ async def check_cache(platform: Platform, *, deep: bool = False) -> dict[str, An
     }
 
 
-async def check_providers(platform: Platform, max_age_s: float) -> dict[str, Any]:
-    probes = await platform.probe_providers(max_age_s)
+async def check_providers(platform: Platform, max_age_s: float | None) -> dict[str, Any]:
+    """Reachability; ``max_age_s`` None: the background probe's latest results."""
+    if max_age_s is None:
+        probes = await platform.latest_probes()
+    else:
+        probes = await platform.probe_providers(max_age_s)
     reachable = sum(1 for p in probes.values() if p.reachable)
     emergency: bool | None
     try:
@@ -122,7 +128,7 @@ async def health(request: Request) -> JSONResponse:
     database, cache, providers = await asyncio.gather(
         check_database(platform),
         check_cache(platform),
-        check_providers(platform, platform.settings.health_reachability_ttl_s),
+        check_providers(platform, None),
     )
     if database["status"] != "healthy" or cache["status"] != "healthy":
         status, code = "unhealthy", 503

@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        setup_logging(settings.log_level)
         platform = Platform(settings)
         app.state.platform = platform
         await platform.start()
@@ -85,5 +86,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-setup_logging(get_settings().log_level)
 app = create_app()

@@ -85,10 +85,7 @@ async def stock_prices(
     except SymbolError as exc:
         return error(422, "invalid_symbols", str(exc))
     platform = _platform(request)
-    try:
-        result = await platform.market.lookup(wanted)
-    except RedisError:
-        return error(503, "cache_unavailable", "the cache is unavailable", {"Retry-After": "5"})
+    result = await platform.market.lookup(wanted)
     if result.unknown:
         return error(
             404,

@@ -169,8 +169,10 @@ class CostBody(BaseModel):
     budget_status: Literal["ok", "over"]
     components: dict[str, float]
     calls_today: dict[str, int]
-    daily_history: list[tuple[str, float]]
-    """``[date, usd]`` for each of the last 30 UTC days, oldest first (today: so far)."""
+    daily_history: list[list[str | float]] = Field(
+        description="[date, usd] pairs for each of the last 30 UTC days, oldest first "
+        "(today: so far)."
+    )
     degraded_inputs: list[str]
     model: dict[str, Any]
 

@@ -59,6 +59,14 @@ def _digest(path: Path) -> str | None:
         return None
 
 
+def _lock(path: Path) -> Any:
+    """Who holds the deploy lock (an empty, free lock file is no lock)."""
+    from console.core.ops.lock import lock_state
+
+    st = lock_state(path)
+    return {"held": st.held, "stale": st.stale, "holder": st.holder}
+
+
 def active_conf(stack: Stack) -> str:
     r = docker("exec", stack.container("nginx"), "cat", "/etc/nginx/upstream/active.conf", check=False)
     return r.stdout.strip() if r.returncode == 0 else f"<unreadable: {r.stderr.strip()[:80]}>"
@@ -82,7 +90,7 @@ def fingerprint(stack: Stack) -> dict[str, Any]:
     ).stdout.strip()
     return {
         "deploy.env": _digest(state / "deploy.env"),
-        "lock": _digest(state / "lock"),
+        "lock": _lock(state / "lock"),
         "journal": _digest(state / "deploy-journal.json"),
         "backups": backups,
         "active.conf": active_conf(stack),

@@ -561,3 +561,53 @@ class MonitorWatch:
             if k == "source" and t >= since and p.name == name and p.ok:
                 return p
         return None
+
+
+# --- the real Textual app --------------------------------------------------------
+
+
+def screen_text(app: Any) -> str:
+    """Every character on the app's current screen, as plain text (rows
+    joined with newlines): what the operator reads."""
+    strips = app.screen._compositor.render_strips()
+    return "\n".join(strip.text for strip in strips)
+
+
+def secret_values(stack: Any) -> dict[str, str]:
+    """The stack's secrets by name (never print the values)."""
+    names = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "JWT_SECRET", "ADMIN_TOKEN", "ADMIN_PASSWORD", "TEST_PASSWORD")
+    return {n: stack.env[n] for n in names if stack.env.get(n)}
+
+
+def find_secrets(text: str, secrets: dict[str, str], window: int = 12) -> list[str]:
+    """Names of the secrets of which any ``window``-character piece appears in
+    ``text`` (a secret cut at the panel's edge still leaks its half). Returns
+    names only, so an assertion message never shows a value."""
+    flat = text.replace("\n", "")
+    hits = []
+    for name, value in secrets.items():
+        if len(value) < window:
+            pieces = [value]
+        else:
+            pieces = [value[i : i + window] for i in range(0, len(value) - window + 1, 4)]
+            pieces.append(value[-window:])
+        if any(p in text or p in flat for p in pieces):
+            hits.append(name)
+    return hits
+
+
+async def app_wait(pilot: Any, predicate: Callable[[], Any], *, timeout: float = 30, what: str = "") -> float:
+    """Let the app run until ``predicate`` holds (safety deadline only)."""
+    t0 = time.monotonic()
+    last: Any = None
+    while True:
+        try:
+            last = predicate()
+        except Exception as exc:
+            last = exc
+        else:
+            if last:
+                return time.monotonic() - t0
+        if time.monotonic() - t0 > timeout:
+            raise NotReached(f"{what or 'app condition'}: not reached within {timeout:g} s (last: {last!r})")
+        await pilot.pause(0.2)

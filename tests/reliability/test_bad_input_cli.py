@@ -7,15 +7,18 @@ operator typed comes back raw to the terminal (no escape-sequence injection).
 
 from __future__ import annotations
 
+import json
 import os
-from concurrent.futures import ThreadPoolExecutor
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.conftest import Stack
-from tests.reliability._cli import audit_lines, fingerprint, has_raw_control, stackdeck
-from tests.reliability._harness import Figure, record
+from tests.reliability._cli import audit_lines, cli_env, fingerprint, has_raw_control, stackdeck
+from tests.reliability._harness import REPO, Figure, record
 
 pytestmark = [pytest.mark.stack, pytest.mark.destructive]
 
@@ -77,24 +80,28 @@ CASES: list[tuple[str, list[str], tuple[str, ...]]] = [
 
 
 @pytest.fixture(scope="module")
-def refused(stack: Stack) -> dict[str, tuple[list[str], object, dict, dict]]:
-    """Run every case (4 at a time), each between two fingerprints."""
+def refused(stack: Stack) -> dict[str, Any]:
+    """Run every case through the CLI's entry point (one process for all),
+    between two fingerprints of the stack."""
     before_all = fingerprint(stack)
     audit_before = len(audit_lines(stack))
-
-    def one(case: tuple[str, list[str], tuple[str, ...]]) -> tuple[str, object]:
-        return case[0], stackdeck(stack, *case[1], timeout=120)
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        results = dict(pool.map(one, CASES))
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.reliability._cli_batch"],
+        input=json.dumps([argv for _, argv, _ in CASES]),
+        cwd=REPO, env=cli_env(stack), capture_output=True, text=True, timeout=400,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(proc.stdout.strip().splitlines()[-1])
+    results = {name: row for (name, _, _), row in zip(CASES, rows, strict=True)}
     after_all = fingerprint(stack)
     audit = audit_lines(stack)[audit_before:]
     record(
         Figure(
             fault=f"CLI bad input ({len(CASES)} cases)",
-            operator_saw="exit codes " + ", ".join(sorted({str(r.returncode) for r in results.values()})),
-            notes=f"state unchanged: {before_all == after_all}; audit refusals: "
-            f"{sum(1 for a in audit if a.get('event') == 'refused')}",
+            operator_saw="exit codes " + ", ".join(sorted({str(r["code"]) for r in results.values()})),
+            notes=f"refused with exit 2: {sum(1 for r in results.values() if r['code'] == 2)}/{len(CASES)}; "
+            f"state unchanged: {before_all == after_all}; "
+            f"audit refusals: {sum(1 for a in audit if a.get('event') == 'refused')}",
         )
     )
     return {"results": results, "before": before_all, "after": after_all, "audit": audit}
@@ -103,9 +110,9 @@ def refused(stack: Stack) -> dict[str, tuple[list[str], object, dict, dict]]:
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_bad_cli_input_is_refused_clearly(refused: dict, case: tuple[str, list[str], tuple[str, ...]]) -> None:
     name, argv, words = case
-    proc = refused["results"][name]
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 2, f"exit {proc.returncode} (want 2: bad input):\n{out[-800:]}"
+    row = refused["results"][name]
+    out = row["out"]
+    assert row["code"] == 2, f"exit {row['code']} (want 2: bad input):\n{out[-800:]}"
     assert "Traceback" not in out, out[-1500:]
     assert any(w.lower() in out.lower() for w in words), f"error does not say what is wrong ({words}):\n{out[-600:]}"
     assert not has_raw_control(out), f"raw control characters echoed to the terminal: {out[-300:]!r}"
@@ -145,3 +152,16 @@ def test_symlink_in_backup_folder_pointing_outside_is_refused(stack: Stack) -> N
     assert before is not None
     before["backups"] = [b for b in before["backups"] if b != link.name]
     assert after == before
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["deploy", "--version", "v1..2"], ["restart", "nosuchservice"], ["restore", "/etc/passwd"]],
+    ids=["deploy", "restart", "restore"],
+)
+def test_exit_status_of_the_real_command(stack: Stack, argv: list[str]) -> None:
+    """The same refusals from a separate ``stackdeck`` process: exit 2, one
+    clear line on stderr, no traceback."""
+    proc = stackdeck(stack, *argv)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "stackdeck" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

@@ -7,8 +7,8 @@ import os
 os.environ["TEXTUAL_ANIMATIONS"] = "none"
 os.environ.pop("NO_COLOR", None)
 
-import pytest  # noqa: E402
-from textual.widgets import Input  # noqa: E402
+import pytest
+from textual.widgets import Input
 
 
 def _steady_cursor(self: Input) -> None:

@@ -48,7 +48,10 @@ MODELS: dict[str, type[BaseModel]] = {
 def load_feed(scenario: str) -> list[tuple[str, BaseModel]]:
     """The recorded (kind, model) items of ``fixtures/<scenario>.json``."""
     data = json.loads((FIXTURES / f"{scenario}.json").read_text(encoding="utf-8"))
-    return [(item["kind"], MODELS[item["kind"]].model_validate(item["payload"])) for item in data["feed"]]
+    return [
+        (item["kind"], MODELS[item["kind"]].model_validate(item["payload"]))
+        for item in data["feed"]
+    ]
 
 
 class FixedClock:
@@ -72,8 +75,12 @@ class FakeMonitor:
 
     instances: list[FakeMonitor] = []
 
-    def __init__(self, settings: Settings, sink: Callable[[str, Any], None],
-                 feed: Iterable[tuple[str, BaseModel]]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sink: Callable[[str, Any], None],
+        feed: Iterable[tuple[str, BaseModel]],
+    ) -> None:
         self.settings = settings
         self.sink = sink
         self.feed = list(feed)
@@ -93,7 +100,9 @@ class FakeMonitor:
         self.sink(kind, payload)
 
 
-def monitor_factory(scenario: str | None) -> Callable[[Settings, Callable[[str, Any], None]], FakeMonitor]:
+def monitor_factory(
+    scenario: str | None,
+) -> Callable[[Settings, Callable[[str, Any], None]], FakeMonitor]:
     feed = load_feed(scenario) if scenario else []
 
     def factory(settings: Settings, sink: Callable[[str, Any], None]) -> FakeMonitor:
@@ -152,8 +161,12 @@ class FakeLogs:
 
     async def _lines(self, container: str) -> AsyncIterator[LogLine]:
         for i, text in enumerate(self.tail):
-            yield LogLine(at=NOW - timedelta(seconds=len(self.tail) - i), container=container, text=text,
-                          stream="stderr" if "ERROR" in text else "stdout")
+            yield LogLine(
+                at=NOW - timedelta(seconds=len(self.tail) - i),
+                container=container,
+                text=text,
+                stream="stderr" if "ERROR" in text else "stdout",
+            )
         while True:
             text = await self.queue.get()
             if text is None:

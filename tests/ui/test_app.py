@@ -126,9 +126,13 @@ async def test_empty_project_says_so_instead_of_blank_panels() -> None:
         await settle(pilot)
         containers = app.query_one(ContainersPanel)
         assert containers.has_class("-empty")
-        assert "no containers in compose project 'investment'" in rendered(containers.query_one(".placeholder"))
+        assert "no containers in compose project 'investment'" in rendered(
+            containers.query_one(".placeholder")
+        )
         assert app.query_one(HealthPanel).has_class("-empty")
-        assert "health: connection refused" in rendered(app.query_one(HealthPanel).query_one(".placeholder"))
+        assert "health: connection refused" in rendered(
+            app.query_one(HealthPanel).query_one(".placeholder")
+        )
 
 
 async def test_waiting_for_data_before_the_first_snapshot() -> None:
@@ -188,7 +192,7 @@ async def test_filter_narrows_the_focused_list_and_escape_restores_it() -> None:
         table = app.query_one(ContainersPanel).query_one(ListTable)
         assert table.has_focus
         await pilot.press("slash")
-        await pilot.press(*"backend")
+        await pilot.press(*"backend_")
         await pilot.pause()
         assert table.shown_keys == ["investment_backend_green_prod", "investment_backend_blue_prod"]
         await pilot.press("enter")  # keep the filter, back to the list
@@ -305,7 +309,7 @@ async def test_too_small_screen_at_40x15_and_back() -> None:
     async with app.run_test(size=(40, 15)) as pilot:
         await settle(pilot)
         assert isinstance(app.screen, TooSmallScreen)
-        assert "terminal too small (need 60×20, have 40×15)" in rendered(
+        assert "terminal too small (need 60\u00d720, have 40\u00d715)" in rendered(
             app.screen.query_one("#too-small-message")
         )
         await pilot.press("d")  # nothing behind the too-small screen reacts
@@ -359,7 +363,9 @@ async def test_deploy_form_validation_confirmation_progress_and_disabled_binding
         await pilot.press("y")
         await pilot.pause()
         await pilot.pause()
-        assert [(c[0], c[2]) for c in ops.calls] == [("deploy", {"version": "v1.2.4", "strategy": "blue-green"})]
+        assert [(c[0], c[2]) for c in ops.calls] == [
+            ("deploy", {"version": "v1.2.4", "strategy": "blue-green"})
+        ]
         assert app.op_running == "deploy"
         log = app.query_one(OperationsPanel)
         assert any("preflight" in line for line in log.lines)
@@ -462,7 +468,8 @@ async def test_cache_flush_all_needs_the_target_typed() -> None:
         await pilot.pause()
         flush = app.screen
         assert isinstance(flush, FlushScreen)
-        flush.query_one("#scope-all").value = True
+        flush.query_one("#scope-all", RadioButton).value = True
+        await pilot.pause()
         assert flush.query_one("#scope", RadioSet).pressed_button.id == "scope-all"  # type: ignore[union-attr]
         flush.query_one("#continue", Button).press()
         await pilot.pause()
@@ -480,7 +487,9 @@ async def test_cache_flush_all_needs_the_target_typed() -> None:
         assert not typed.query_one("#confirm", Button).disabled
         await pilot.press("enter")
         await settle(pilot)
-        assert [(c[0], c[2]) for c in ops.calls] == [("cache-flush", {"scope": "all"})]
+        assert [(c[0], c[2]) for c in ops.calls] == [
+            ("cache-flush", {"all": True, "confirm": "investment_cache_prod"})
+        ]
 
 
 async def test_cache_flush_prefix_restart_emergency_vacuum() -> None:
@@ -518,9 +527,9 @@ async def test_cache_flush_prefix_restart_emergency_vacuum() -> None:
         await pilot.press("y")
         await settle(pilot)
         assert [(c[0], c[2]) for c in ops.calls] == [
-            ("cache-flush", {"scope": "prefix"}),
+            ("cache-flush", {}),
             ("restart", {"service": "db"}),
-            ("emergency-limit", {"enable": True}),
+            ("emergency-limit", {"state": "on"}),
             ("vacuum", {}),
         ]
 
@@ -582,7 +591,9 @@ async def test_monitor_failure_becomes_a_source_marker_not_a_crash() -> None:
 
 
 @pytest.mark.parametrize("scenario", ["normal", "stale"])
-async def test_no_color_keeps_every_state_in_text(monkeypatch: pytest.MonkeyPatch, scenario: str) -> None:
+async def test_no_color_keeps_every_state_in_text(
+    monkeypatch: pytest.MonkeyPatch, scenario: str
+) -> None:
     monkeypatch.setenv("NO_COLOR", "1")
     app = make_app(scenario)
     async with app.run_test(size=BIG) as pilot:
@@ -592,3 +603,25 @@ async def test_no_color_keeps_every_state_in_text(monkeypatch: pytest.MonkeyPatc
         if scenario == "stale":
             assert "stale&#160;42s" in svg
         assert "✓&#160;healthy" in svg and "✗&#160;refused" in svg
+
+
+async def test_quit_during_an_operation_asks_first() -> None:
+    ops = FakeOps()
+    app = make_app("normal", ops=ops)
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        await pilot.press("v")
+        await pilot.pause()
+        await pilot.press("y")
+        await pilot.pause()
+        assert app.op_running == "vacuum"
+        await pilot.press("q")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "vacuum is running" in app.screen.title_text
+        await pilot.press("n")
+        await pilot.pause()
+        assert app.return_code is None and app.op_running == "vacuum"
+        ops.release.set()
+        await settle(pilot)
+        assert app.op_running is None

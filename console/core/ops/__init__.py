@@ -252,6 +252,12 @@ def result_code(event: OpEvent) -> str | None:
     return str(event.data.get("code", "failed"))
 
 
+def _fail_data(exc: OpError, op_id: str) -> dict[str, Any]:
+    data = {k: v for k, v in exc.data.items() if k not in ("code", "op_id")}
+    data.setdefault("failed_step", exc.step)
+    return {**data, "code": exc.code, "op_id": op_id}
+
+
 def _log_line(ctx: OpContext, event: OpEvent) -> None:
     line = f"{event.at.isoformat(timespec='seconds')} {event.op:<16} {event.status:<5} {event.step:<14} {event.message}\n"
     try:
@@ -303,9 +309,7 @@ async def run_op(name: str, ctx: OpContext, **params: Any) -> AsyncIterator[OpEv
             write_audit("refused", result=exc.code, message=str(exc))
         except OSError:
             pass
-        yield ev.fail(
-            "result", str(exc), code=exc.code, failed_step=exc.step, op_id=op_id, **exc.data
-        )
+        yield ev.fail("result", str(exc), **_fail_data(exc, op_id))
         return
     except Exception as exc:
         message = ctx.redact(f"could not start {name}: {type(exc).__name__}: {exc}")
@@ -359,9 +363,7 @@ async def run_op(name: str, ctx: OpContext, **params: Any) -> AsyncIterator[OpEv
             message = last.message
     except OpError as exc:
         result, message = exc.code, str(exc)
-        final = ev.fail(
-            "result", message, code=exc.code, failed_step=exc.step, op_id=op_id, **exc.data
-        )
+        final = ev.fail("result", message, **_fail_data(exc, op_id))
         if spec.writes:
             _log_line(ctx, final)
         yield final

@@ -156,7 +156,7 @@ async def validate_cache_warm(ctx: OpContext, params: dict[str, Any]) -> dict[st
             continue
         if not _SYMBOL.fullmatch(s):
             shown = s.encode("unicode_escape").decode("ascii")[:20]
-            raise BadInput(f"not a ticker symbol: {shown!r}", field="symbols")
+            raise BadInput(f"not a ticker symbol: '{shown}'", field="symbols")
         out.append(s)
     if not out or len(out) > 50:
         raise BadInput("give between 1 and 50 symbols", field="symbols")

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from console.core.errors import redact
 
-__all__ = ["COLOURS", "SERVICES", "OpContext", "Operator", "other_colour"]
+__all__ = ["COLOURS", "SERVICES", "OpContext", "Operator", "discover_http_port", "other_colour"]
 
 COLOURS = ("blue", "green")
 """The two backend colours."""
@@ -36,6 +36,28 @@ _VERSION_VARS = ("BLUE_VERSION", "GREEN_VERSION", "WORKER_VERSION", "ACTIVE_COLO
 """deploy.env variables. Never inherited from the operator's shell: compose
 gives the shell environment precedence over --env-file, so a stray
 ``BLUE_VERSION`` exported in a shell would silently override deploy.env."""
+
+
+def discover_http_port(stack: str) -> int | None:
+    """The port the stack's nginx container publishes on 127.0.0.1 (None
+    when it is not running). Used when a stack is named without its port,
+    so a command can never verify through another stack's nginx."""
+    import subprocess
+
+    try:
+        r = subprocess.run(
+            ["docker", "port", f"{stack}_nginx_prod", "80/tcp"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in r.stdout.splitlines():
+        host, _, port = line.strip().rpartition(":")
+        if port.isdigit() and host in ("127.0.0.1", "0.0.0.0", "[::]", "::"):
+            return int(port)
+    return None
 
 
 def other_colour(colour: str) -> str:
@@ -194,14 +216,18 @@ class OpContext:
         def pick(name: str, default: str) -> str:
             return env_os.get(name) or dotenv.get(name) or default
 
-        name = stack or pick("STACK_NAME", "investment")
-        port = http_port or int(pick("HTTP_PORT", "80"))
-        run_dir = Path(env_os.get("RUN_DIR") or dotenv.get("RUN_DIR") or f"/run/{name}")
-        if stack and stack != pick("STACK_NAME", "investment") and "RUN_DIR" not in env_os:
-            run_dir = Path(f"/run/{name}")
-        state_dir = Path(env_os.get("STACKDECK_STATE_DIR") or f"/var/lib/stackdeck/{name}")
-        if stack and "STACKDECK_STATE_DIR" not in env_os:
-            state_dir = Path(f"/var/lib/stackdeck/{name}")
+        env_stack = pick("STACK_NAME", "investment")
+        name = stack or env_stack
+        # Naming another stack than the environment's: its folders are that
+        # stack's defaults, never the environment's (which belong to the other).
+        same = name == env_stack
+        port = http_port or (
+            int(pick("HTTP_PORT", "80")) if same else discover_http_port(name) or 80
+        )
+        run_dir = Path((pick("RUN_DIR", "") if same else "") or f"/run/{name}")
+        state_dir = Path(
+            (env_os.get("STACKDECK_STATE_DIR", "") if same else "") or f"/var/lib/stackdeck/{name}"
+        )
         return cls(
             stack=name,
             repo=root,

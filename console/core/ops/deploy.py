@@ -60,8 +60,8 @@ from console.core.ops.proc import (
     image_info,
     inspect_container,
     last_health_log,
-    run,
 )
+from console.core.ops.proc import run as run_command
 from console.core.ops.recovery import recover
 from console.core.ops.statefiles import read_deploy_env, update_deploy_env
 from console.core.ops.verify import smoke_colour
@@ -96,7 +96,7 @@ def parse_services(value: Any) -> list[str]:
         if name not in DEPLOYABLE and name not in ABSENT:
             shown = name.encode("unicode_escape").decode("ascii")[:40]
             raise BadInput(
-                f"unknown service {shown!r} in --services: this stack deploys {', '.join(DEPLOYABLE)}",
+                f"unknown service '{shown}' in --services: this stack deploys {', '.join(DEPLOYABLE)}",
                 field="services",
             )
         if name not in out:
@@ -131,7 +131,7 @@ async def known_versions(ctx: OpContext) -> list[str]:
 async def _git_tag_exists(ctx: OpContext, version: str) -> bool:
     if not (ctx.repo / ".git").exists():
         return False
-    r = await run(
+    r = await run_command(
         ["git", "-C", str(ctx.repo), "rev-parse", "-q", "--verify", f"refs/tags/{version}"],
         check=False,
         timeout=15,
@@ -216,7 +216,7 @@ async def ensure_image(
         yield ev.start("image", f"building {ref} from git tag {version}")
         with tempfile.TemporaryDirectory(prefix="stackdeck-build-") as tmp:
             tar = Path(tmp) / "context.tar"
-            await run(
+            await run_command(
                 ["git", "-C", str(ctx.repo), "archive", "--format=tar", "-o", str(tar), version],
                 timeout=120,
                 what="git archive",
@@ -584,13 +584,23 @@ async def _blue_green(
 
         step = "wait-healthy"
         journal.step(step)
-        async for item in wait_healthy(ctx, to, version, ev, timeout=h_timeout):
-            yield item
+        container = ctx.container(f"backend_{to}")
+        # `alembic heads` costs a Python start-up in the new container: run it
+        # while the container warms up rather than after.
+        heads_task = asyncio.ensure_future(migration_status(ctx, container))
+        try:
+            async for item in wait_healthy(ctx, to, version, ev, timeout=h_timeout):
+                yield item
+        except BaseException:
+            heads_task.cancel()
+            raise
 
         step = "migrate"
         journal.step(step)
-        container = ctx.container(f"backend_{to}")
-        status = await migration_status(ctx, container)
+        try:
+            status = await heads_task
+        except OpError:
+            status = await migration_status(ctx, container)
         yield ev.info("migrate", status.describe(), pending=status.pending)
         if backup == "always" or (backup == "auto" and status.pending):
             step = "backup"
@@ -841,3 +851,7 @@ async def _rolling(
         version=version,
         duration_s=round(duration, 1),
     )
+
+
+run = run_deploy
+"""CONTRACT.md's name: ``console.core.ops.deploy.run(ctx, **params)`` (use ``run_op`` for the lock, audit and read-only checks)."""

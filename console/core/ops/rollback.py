@@ -47,6 +47,7 @@ from console.core.ops.events import Emitter
 from console.core.ops.journal import Journal, Recovery
 from console.core.ops.proc import image_info
 from console.core.ops.recovery import recover
+from console.core.ops.statefiles import read_deploy_env
 from console.core.ops.versions import image_ref, validate_version
 
 __all__ = ["backup_for_version", "run_rollback", "validate_rollback"]
@@ -314,8 +315,11 @@ async def run_rollback(
             yield ev.ok("stop-old", f"{frm} ({from_version}) stopped, kept for a roll-forward")
         except OpError as exc:
             yield ev.warn("stop-old", f"could not stop {frm}: {exc}")
-    async for item in _move_worker(ctx, target, ev, ctx.health_timeout):
-        yield item
+    worker_version = read_deploy_env(ctx.deploy_env_path).get("WORKER_VERSION")
+    if worker_version == from_version and worker_version != target:
+        # the worker followed the version being rolled back: it goes back too
+        async for item in _move_worker(ctx, target, ev, ctx.health_timeout):
+            yield item
     duration = time.monotonic() - t0
     journal.finish("done", duration_s=round(duration, 1))
     history.update(
@@ -330,3 +334,7 @@ async def run_rollback(
         duration_s=round(duration, 1),
         backup_id=backup.id if backup else None,
     )
+
+
+run = run_rollback
+"""CONTRACT.md's name: ``console.core.ops.rollback.run(ctx, **params)`` (use ``run_op`` for the lock, audit and read-only checks)."""

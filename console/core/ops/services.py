@@ -47,7 +47,7 @@ def resolve_service(name: object) -> str:
     service = ALIASES.get(text, text)
     if service not in SERVICES:
         raise BadInput(
-            f"unknown service {_shown(name)!r}: the stack has {', '.join(SERVICES)}",
+            f"unknown service '{_shown(name)}': the stack has {', '.join(SERVICES)}",
             field="service",
         )
     return service
@@ -56,10 +56,12 @@ def resolve_service(name: object) -> str:
 def parse_scale(spec: object, count: object = None) -> tuple[str, int]:
     """``"worker=2"`` (or service and count apart) -> ``("worker", 2)``, bounded 0..10."""
     if count is None:
-        m = re.fullmatch(r"\s*([A-Za-z_][A-Za-z0-9_-]*)\s*=\s*(-?[0-9]+)\s*", str(spec or ""), re.ASCII)
+        m = re.fullmatch(
+            r"\s*([A-Za-z_][A-Za-z0-9_-]*)\s*=\s*(-?[0-9]+)\s*", str(spec or ""), re.ASCII
+        )
         if not m:
             raise BadInput(
-                f"expected SERVICE=N (e.g. worker=0), not {_shown(spec)!r}", field="scale"
+                f"expected SERVICE=N (e.g. worker=0), not '{_shown(spec)}'", field="scale"
             )
         spec, count = m.group(1), m.group(2)
     service = resolve_service(spec)
@@ -73,7 +75,7 @@ def parse_scale(spec: object, count: object = None) -> tuple[str, int]:
         n = int(str(count))
     except ValueError:
         raise BadInput(
-            f"replica count must be a whole number, not {_shown(count)!r}", field="scale"
+            f"replica count must be a whole number, not '{_shown(count)}'", field="scale"
         ) from None
     if n < 0 or n > MAX_SCALE:
         raise BadInput(f"replica count must be between 0 and {MAX_SCALE}, not {n}", field="scale")

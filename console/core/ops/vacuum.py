@@ -44,6 +44,11 @@ WHERE xact_start IS NOT NULL
 ORDER BY xact_start
 """
 
+_WAIT_SQL = """
+SELECT wait_event_type, wait_event, pg_blocking_pids(pid) AS blockers
+FROM pg_stat_activity WHERE pid = $1
+"""
+
 _PROGRESS_SQL = """
 SELECT p.phase, p.heap_blks_total, p.heap_blks_scanned, p.heap_blks_vacuumed,
        p.relid::regclass::text AS relation
@@ -72,7 +77,7 @@ async def resolve_tables(conn: Any, names: list[str]) -> list[tuple[str, str]]:
     for name in names:
         if not _TABLE_RE.fullmatch(name):
             shown = name.encode("unicode_escape").decode("ascii")[:80]
-            raise BadInput(f"not a table name: {shown!r}", field="tables")
+            raise BadInput(f"not a table name: '{shown}'", field="tables")
         rows = await conn.fetch(
             "SELECT format('%I.%I', schemaname, relname) AS q, schemaname || '.' || relname AS d "
             "FROM pg_stat_user_tables WHERE relname = $1 OR schemaname || '.' || relname = $1",
@@ -99,7 +104,7 @@ async def validate_vacuum(ctx: OpContext, params: dict[str, Any]) -> dict[str, A
     for t in tables:
         if not _TABLE_RE.fullmatch(t):
             shown = t.encode("unicode_escape").decode("ascii")[:80]
-            raise BadInput(f"not a table name: {shown!r}", field="tables")
+            raise BadInput(f"not a table name: '{shown}'", field="tables")
     if tables:
         conn = await connect_pg(ctx)
         try:
@@ -147,17 +152,30 @@ async def run_vacuum(
         for qualified, display in targets:
             before = await _last_vacuum(mon, display) if qualified else None
             sql = f"VACUUM (ANALYZE) {qualified}" if qualified else "VACUUM (ANALYZE)"
-            yield ev.start("vacuum", f"{sql} (session {pid})", table=display)
             t0 = time.monotonic()
             task = asyncio.ensure_future(work.execute(sql))
             last_progress: tuple[Any, ...] | None = None
+            waiting_noted = 0.0
             try:
+                yield ev.start("vacuum", f"{sql} (session {pid})", table=display)
                 while not task.done():
                     await asyncio.wait({task}, timeout=0.5)
                     if task.done():
                         break
                     row = await mon.fetchrow(_PROGRESS_SQL, pid)
                     if row is None:
+                        wait = await mon.fetchrow(_WAIT_SQL, pid)
+                        if (
+                            wait
+                            and wait["wait_event_type"] == "Lock"
+                            and time.monotonic() - waiting_noted > 5
+                        ):
+                            waiting_noted = time.monotonic()
+                            yield ev.warn(
+                                "progress",
+                                f"waiting for a lock ({wait['wait_event']}) held by pid(s) {wait['blockers']}",
+                                blockers=wait["blockers"],
+                            )
                         continue
                     key = (row["relation"], row["phase"], row["heap_blks_scanned"])
                     if key != last_progress:
@@ -174,6 +192,8 @@ async def run_vacuum(
                         )
                 await task
             except BaseException:
+                # cancelled (or failed): the server must not go on vacuuming
+                # for an operator who gave up
                 if not task.done():
                     with contextlib.suppress(Exception):
                         await mon.execute("SELECT pg_cancel_backend($1)", pid)
@@ -200,3 +220,7 @@ async def run_vacuum(
         with contextlib.suppress(Exception):
             await mon.close(timeout=5)
     yield ev.done(f"VACUUM (ANALYZE) finished for {len(targets)} target(s)")
+
+
+run = run_vacuum
+"""CONTRACT.md's name: ``console.core.ops.vacuum.run(ctx, **params)`` (use ``run_op`` for the lock, audit and read-only checks)."""

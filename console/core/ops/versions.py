@@ -27,7 +27,7 @@ def validate_version(value: object, field: str = "version") -> str:
         raise BadInput(f"{field} is required: a tag such as v1.2.3", field=field)
     if len(value) > _MAX_LEN or not VERSION_RE.fullmatch(value):
         raise BadInput(
-            f"malformed {field} {_printable(value)!r}: expected v<major>[.<minor>[.<patch>]][-<suffix>], "
+            f"malformed {field} '{_printable(value)}': expected v<major>[.<minor>[.<patch>]][-<suffix>], "
             "e.g. v1.2.3 or v1.3.0-rc.1",
             field=field,
         )

@@ -225,30 +225,60 @@ class DockerHandle:
     def __init__(self, settings: Settings, *, workers: int = 4) -> None:
         self.settings = settings
         self._client: Any = None
-        self._lock = threading.Lock()
+        self._create_lock = threading.Lock()
+        """Serialises client creation only; close() never waits for it."""
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stackdeck-docker")
         self._closed = False
+        self._failed_at: float | None = None
+        self._failure: SourceError | None = None
         self._version: dict[str, Any] | None = None
         self._info: dict[str, Any] | None = None
 
     def client(self) -> Any:
-        """The ``docker.DockerClient`` (blocking; call from a thread)."""
-        with self._lock:
+        """The ``docker.DockerClient`` (blocking; call from a thread).
+
+        While one thread creates it (a round trip to the daemon), the others
+        wait; if that attempt fails they get its error instead of each trying
+        again in turn against a daemon that does not answer.
+        """
+        client = self._client
+        if client is not None:
+            return client
+        asked = time.monotonic()
+        with self._create_lock:
             if self._closed:
                 raise SourceError("engine", "closed")
-            if self._client is None:
-                import docker  # imported here: only the engine needs it
+            if self._client is not None:
+                return self._client
+            if (
+                self._failure is not None
+                and self._failed_at is not None
+                and self._failed_at >= asked
+            ):
+                raise self._failure
+            import docker  # imported here: only the engine needs it
 
-                kwargs: dict[str, Any] = {
-                    "timeout": max(5, int(self.settings.request_timeout)),
-                    "max_pool_size": 32,
-                }
+            kwargs: dict[str, Any] = {
+                "timeout": max(1.0, self.settings.request_timeout),
+                "max_pool_size": 32,
+            }
+            try:
                 if self.settings.docker_host:
-                    kwargs["base_url"] = self.settings.docker_host
-                    self._client = docker.DockerClient(**kwargs)
+                    client = docker.DockerClient(base_url=self.settings.docker_host, **kwargs)
                 else:
-                    self._client = docker.from_env(**kwargs)
-            return self._client
+                    client = docker.from_env(**kwargs)
+            except Exception as exc:
+                self._failed_at = time.monotonic()
+                self._failure = SourceError(
+                    "engine", f"cannot reach the Docker engine: {redact(exc)}"
+                )
+                raise self._failure from None
+            if self._closed:
+                client.close()
+                raise SourceError("engine", "closed")
+            self._client = client
+            self._failure = None
+            return client
 
     @property
     def api(self) -> Any:
@@ -283,10 +313,10 @@ class DockerHandle:
         self._version = None
 
     def close(self) -> None:
-        """Close the client and the pool (does not wait for stuck calls)."""
-        with self._lock:
-            self._closed = True
-            client, self._client = self._client, None
+        """Close the client and the pool (never blocks: stuck calls end with
+        their socket timeout)."""
+        self._closed = True
+        client, self._client = self._client, None
         if client is not None:
             try:
                 client.close()
@@ -294,13 +324,11 @@ class DockerHandle:
                 pass
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    async def aclose(self, timeout: float = 3.0) -> None:
+    async def aclose(self, grace: float = 2.0) -> None:
         """:meth:`close`, then wait (bounded) until the pool's threads are gone."""
         self.close()
         try:
-            await asyncio.wait_for(
-                asyncio.to_thread(self._pool.shutdown, wait=True), timeout=timeout
-            )
+            await asyncio.wait_for(asyncio.to_thread(self._pool.shutdown, wait=True), timeout=grace)
         except TimeoutError:
             pass  # a call stuck in the daemon; its thread ends with its socket timeout
 
@@ -446,6 +474,7 @@ class EventsSource(Source):
         self._error: BaseException | None = None
         self._stop = threading.Event()
         self._ready = threading.Event()
+        self._connected = threading.Event()
         self._since: float | None = None
         self._version = 0
         self._published = -1
@@ -467,6 +496,7 @@ class EventsSource(Source):
             response = api._get(api._url("/events"), params=params, stream=True, timeout=None)
             api._raise_for_status(response)
             self._response = response
+            self._connected.set()
             self._ready.set()
             if self._stop.is_set():
                 return
@@ -505,6 +535,7 @@ class EventsSource(Source):
             # the stream is established or failed, so a dead daemon is a failed poll.
             self._error = None
             self._ready.clear()
+            self._connected.clear()
             self._thread = threading.Thread(target=self._run, name="stackdeck-events", daemon=True)
             self._thread.start()
             await self.handle.call(
@@ -517,6 +548,9 @@ class EventsSource(Source):
             if error is not None and not self._thread.is_alive():
                 self._error = None
                 raise SourceError("events", redact(error)) from None
+        if not self._connected.is_set():
+            # the daemon accepted the request but has not answered (hung)
+            raise SourceError("events", "the engine has not answered the event request")
         with self._lock:
             version = self._version
             events = list(self._events)
@@ -531,7 +565,7 @@ class EventsSource(Source):
             shutdown_response(self._response)
         thread = self._thread
         if thread is not None and thread.is_alive():
-            await asyncio.to_thread(thread.join, 2.0)
+            await asyncio.to_thread(thread.join, 1.0)
 
 
 # --- logs --------------------------------------------------------------------------

@@ -254,9 +254,15 @@ class HealthSource(Source):
         through = await asyncio.gather(*(self._probe("nginx", path) for path in HEALTH_PATHS))
         direct_probes = [self._probe(c, path) for path in HEALTH_PATHS for c in ("blue", "green")]
         scrapes = [self._scrape(colour) for colour in ("blue", "green")]
-        direct, scraped = await asyncio.gather(asyncio.gather(*direct_probes), asyncio.gather(*scrapes))
-        by_key = {(r.path, r.target): r for r in (*through, *direct)}
-        results: list[EndpointResult] = [by_key[(path, t)] for path in HEALTH_PATHS for t in TARGETS]
+        direct, scraped = await asyncio.gather(
+            asyncio.gather(*direct_probes), asyncio.gather(*scrapes)
+        )
+        by_key: dict[tuple[str, str], EndpointResult] = {
+            (r.path, r.target): r for r in (*through, *direct)
+        }
+        results: list[EndpointResult] = [
+            by_key[(path, t)] for path in HEALTH_PATHS for t in TARGETS
+        ]
         deltas = [d for d in scraped if d]
         p95 = rate = None
         if deltas:

@@ -423,7 +423,16 @@ class StatsSource(Source):
         if self._started_at is None:
             self._started_at = now
             self._cycle_start = now
-        if self._relist or now - self._last_list >= self.relist_seconds or not self._streams:
+        # A stream that ended (container gone, daemon restarted or away) makes
+        # us re-list at once: a dead daemon must show as a failing source, not
+        # as frozen numbers.
+        dead = any(not s.alive for s in self._streams.values())
+        if (
+            self._relist
+            or dead
+            or now - self._last_list >= self.relist_seconds
+            or not self._streams
+        ):
             self._relist = False
             await self.handle.call(
                 self._reconcile, deadline=self.poll_timeout, what="list running containers"
@@ -462,7 +471,7 @@ class StatsSource(Source):
         threads = [s.thread for s in streams if s.thread is not None]
 
         def join_all() -> None:
-            deadline = time.monotonic() + 3.0
+            deadline = time.monotonic() + 2.0
             for thread in threads:
                 thread.join(max(0.0, deadline - time.monotonic()))
 

@@ -55,8 +55,14 @@ class FilterBar(Input):
     """The ``/`` filter of a list panel; Escape clears and closes it."""
 
     BINDINGS = [
-        Binding("escape", "close", "Close filter", show=False, id="filter.close",
-                tooltip="Clear the filter and return to the list"),
+        Binding(
+            "escape",
+            "close",
+            "Close filter",
+            show=False,
+            id="filter.close",
+            tooltip="Clear the filter and return to the list",
+        ),
     ]
 
     def action_close(self) -> None:
@@ -217,9 +223,14 @@ class Panel(Vertical):
         snapshot: Snapshot | None = self.snapshot
         failing = self.failing_source()
         if failing is not None:
-            reference = failing.last_ok or (snapshot.taken_at if snapshot else None)
-            age = f"stale {fmt_age(self.now, reference)}" if reference else "no data"
-            return f"{age} · {failing.name}: {failing.last_error or 'not reachable'}"
+            if snapshot is None:
+                # The body already says why in full; the border just flags it.
+                return f"no data · {failing.name} down"
+            reference = failing.last_ok or snapshot.taken_at
+            return (
+                f"stale {fmt_age(self.now, reference)} · "
+                f"{failing.name}: {failing.last_error or 'not reachable'}"
+            )
         if snapshot is not None and self.stale_after is not None and self.now != EPOCH:
             age_s = seconds_between(self.now, snapshot.taken_at)
             if age_s > self.stale_after:
@@ -266,13 +277,16 @@ class Panel(Vertical):
         event.stop()
         self.close_filter(clear=False)
 
-    def focus_default(self) -> None:
-        """Focus the panel's main widget (its table, or the panel's first focusable)."""
+    def focus_default(self) -> bool:
+        """Focus the panel's main widget (its table, or its first focusable);
+        False when it has nothing to focus."""
         table = self.table
         if table is not None:
             table.focus()
-            return
+            return True
         focusable: Iterable[Widget] = (w for w in self.query("*") if w.focusable)
         first = next(iter(focusable), None)
         if first is not None:
             first.focus()
+            return True
+        return False

@@ -11,7 +11,7 @@ from textual.reactive import reactive
 from textual.widgets import DataTable
 
 from console.core.models import ContainerInfo, ContainersSnapshot
-from console.ui.format import fmt_age, shorten
+from console.ui.format import NONE, fmt_age, shorten
 from console.ui.palette import Palette
 from console.ui.panels.base import ContainerSelected, Panel
 from console.ui.widgets.table import ListTable, Row
@@ -26,7 +26,7 @@ def short_port(port: str) -> str:
     text = port.removesuffix("/tcp")
     for local in ("127.0.0.1", "0.0.0.0", "[::]", "::"):
         if text.startswith(local + ":"):
-            text = text[len(local):]
+            text = text[len(local) :]
             break
     return text.replace("->", "→")
 
@@ -53,9 +53,12 @@ def container_row(
     elif health == "starting":
         health_cell = Text("… starting", style=palette.warn)
     else:
-        health_cell = Text("–", style=palette.muted)
-    restarts = Text(str(info.restart_count), justify="right",
-                    style=palette.warn if info.restart_count else palette.muted)
+        health_cell = Text(NONE, style=palette.muted)
+    restarts = Text(
+        str(info.restart_count),
+        justify="right",
+        style=palette.warn if info.restart_count else palette.muted,
+    )
     image = f"{info.image}:{info.tag}" if info.tag else info.image
     cells = (
         Text(info.service, style="bold"),
@@ -124,7 +127,7 @@ class ContainersPanel(Panel):
                 c,
                 snapshot,
                 palette,
-                fmt_age(self.now, c.started_at) if c.state == "running" and c.started_at else "–",
+                fmt_age(self.now, c.started_at) if c.state == "running" and c.started_at else NONE,
             )
             for c in ordered
         ]

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.reactive import reactive
 
 from console.core.models import EndpointResult, HealthSnapshot
-from console.ui.format import shorten
+from console.ui.format import NONE, shorten
 from console.ui.palette import Palette
 from console.ui.panels.base import Panel
 from console.ui.widgets.table import ListTable, Row
@@ -43,9 +43,9 @@ def short_error(error: str | None) -> str:
 
 
 def endpoint_cell(result: EndpointResult | None, palette: Palette) -> Text:
-    """``200 12ms`` (ok), ``503 40ms`` (bad), ``✗ refused`` (no answer), ``–``."""
+    """``200 12ms`` (ok), ``503 40ms`` (bad), ``✗ refused`` (no answer), NONE."""
     if result is None:
-        return Text("–", style=palette.muted)
+        return Text(NONE, style=palette.muted)
     if result.status is None:
         return Text(f"✗ {short_error(result.error)}", style=f"bold {palette.err}")
     latency = f" {result.latency_ms:.0f}ms" if result.latency_ms is not None else ""

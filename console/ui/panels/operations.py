@@ -43,8 +43,9 @@ def format_op_event(event: OpEvent, palette: Palette, now: datetime) -> Text:
     line.append(f"{mark} ", style=f"bold {style}" if tone in ("err", "ok") else style)
     line.append(event.step, style=style if event.status in ("fail", "warn", "done") else "")
     if event.message:
-        line.append(f"  {event.message}",
-                    style=f"bold {palette.err}" if event.status == "fail" else "")
+        line.append(
+            f"  {event.message}", style=f"bold {palette.err}" if event.status == "fail" else ""
+        )
     return line
 
 
@@ -87,7 +88,9 @@ class OperationsPanel(Panel):
     def _render_idle(self) -> None:
         if not self.is_mounted:
             return
-        self.border_title = f"{self.TITLE} · {self.running} running…" if self.running else self.TITLE
+        self.border_title = (
+            f"{self.TITLE} · {self.running} running…" if self.running else self.TITLE
+        )
         idle = self.query_one(".idle", Static)
         if self._count:
             idle.display = False

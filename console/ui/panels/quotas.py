@@ -3,9 +3,8 @@ emergency rate-limit flag with its remaining TTL."""
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from datetime import datetime
+from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -14,7 +13,7 @@ from textual.reactive import reactive
 from textual.widgets import Static
 
 from console.core.models import ProviderQuota, QuotaSnapshot
-from console.ui.format import fmt_duration, seconds_between
+from console.ui.format import NONE, fmt_duration, seconds_between
 from console.ui.palette import Palette
 from console.ui.panels.base import Panel
 from console.ui.widgets.sparkline import gauge
@@ -27,12 +26,14 @@ GAUGE_WIDTH = 6
 
 def window_name(seconds: int) -> str:
     """``day``, ``hour``, ``min`` or ``5m``-style for other windows."""
-    return {86400: "day", 3600: "hour", 60: "min", 1: "s"}.get(seconds) or fmt_duration(seconds, parts=1)
+    return {86400: "day", 3600: "hour", 60: "min", 1: "s"}.get(seconds) or fmt_duration(
+        seconds, parts=1
+    )
 
 
 def _burn(value: float | None) -> str:
     if value is None:
-        return "–"
+        return NONE
     return f"{value:.1f}/h" if value < 10 else f"{value:.0f}/h"
 
 
@@ -52,7 +53,7 @@ def quota_row(quota: ProviderQuota, now: datetime, palette: Palette) -> Row:
         left = max(0.0, seconds_between(quota.exhausts_at, now))
         empty = Text(f"~{fmt_duration(left, parts=1)}", style=palette.warn)
     else:
-        empty = Text("–", style=palette.muted)
+        empty = Text(NONE, style=palette.muted)
     cells = (
         Text(quota.label, style="bold"),
         used,
@@ -104,12 +105,15 @@ class QuotasPanel(Panel):
         return "no provider quotas in the ledger yet"
 
     def on_tick(self) -> None:
-        self.render_snapshot(self.snapshot)
+        if self.snapshot is not None:
+            self.render_snapshot(self.snapshot)
 
     def render_snapshot(self, snapshot: QuotaSnapshot) -> None:
         self.query_one(".emergency", Static).update(self._emergency(snapshot))
         palette = self.palette
-        self.query_one(ListTable).set_rows([quota_row(p, self.now, palette) for p in snapshot.providers])
+        self.query_one(ListTable).set_rows(
+            [quota_row(p, self.now, palette) for p in snapshot.providers]
+        )
 
     def _emergency(self, snapshot: QuotaSnapshot) -> Content:
         if not snapshot.emergency_limit:

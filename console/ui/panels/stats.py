@@ -26,19 +26,30 @@ __all__ = ["StatsPanel", "stats_row"]
 TREND_WIDTH = 10
 
 
-def stats_row(stats: ContainerStats, palette: Palette, *, cpu_alert: float, mem_alert: float) -> Row:
+def stats_row(
+    stats: ContainerStats, palette: Palette, *, cpu_alert: float, mem_alert: float
+) -> Row:
     cpu_style = palette.level(stats.cpu_percent, cpu_alert * 0.75, cpu_alert)
     mem_style = palette.level(stats.mem_percent, mem_alert * 0.8, mem_alert)
     limit = fmt_bytes(stats.mem_limit) if stats.mem_limit else "∞"
     cells = (
         Text(stats.service or stats.name, style="bold"),
         Text(f"{stats.cpu_percent:.1f}", justify="right", style=cpu_style),
-        Text(sparkline(stats.cpu_history, TREND_WIDTH, lo=0.0, hi=max([1.0, *stats.cpu_history[-TREND_WIDTH:]])),
-             style=palette.blue),
+        Text(
+            sparkline(
+                stats.cpu_history,
+                TREND_WIDTH,
+                lo=0.0,
+                hi=max([1.0, *stats.cpu_history[-TREND_WIDTH:]]),
+            ),
+            style=palette.blue,
+        ),
         Text(f"{fmt_bytes(stats.mem_usage)} / {limit}", justify="right"),
         Text(f"{stats.mem_percent:.0f}%", justify="right", style=mem_style),
         Text(f"{fmt_bytes(stats.net_rx_rate)}/{fmt_bytes(stats.net_tx_rate)}", justify="right"),
-        Text(f"{fmt_bytes(stats.blk_read_rate)}/{fmt_bytes(stats.blk_write_rate)}", justify="right"),
+        Text(
+            f"{fmt_bytes(stats.blk_read_rate)}/{fmt_bytes(stats.blk_write_rate)}", justify="right"
+        ),
         Text(str(stats.pids), justify="right"),
     )
     return Row(key=stats.name, cells=cells, search=f"{stats.name} {stats.service}")
@@ -115,7 +126,9 @@ class StatsPanel(Panel):
         cores = f" of {snapshot.host_cpus} cores" if snapshot.host_cpus else ""
         host_mem = f" of {fmt_bytes(snapshot.host_mem_total)}" if snapshot.host_mem_total else ""
         refresh = (
-            f" · refresh {snapshot.refresh_seconds:.2f}s" if snapshot.refresh_seconds is not None else ""
+            f" · refresh {snapshot.refresh_seconds:.2f}s"
+            if snapshot.refresh_seconds is not None
+            else ""
         )
         self.query_one(".totals", Static).update(
             Content.from_markup(
@@ -176,5 +189,3 @@ class StatsPanel(Panel):
         event.stop()
         if event.data_table.has_focus and event.row_key.value:
             self.post_message(ContainerSelected(str(event.row_key.value)))
-
-

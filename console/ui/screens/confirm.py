@@ -56,7 +56,9 @@ class ConfirmScreen(ModalScreen[bool]):
             if self.body:
                 yield Static(self.body, classes="dialog-body")
             if self.warning:
-                yield Static(Content.assemble(("⚠ ", "bold"), self.warning), classes="dialog-warning")
+                yield Static(
+                    Content.assemble(("⚠ ", "bold"), self.warning), classes="dialog-warning"
+                )
             with Horizontal(classes="dialog-buttons"):
                 yield Button(
                     f"{self.confirm_label} (y)",
@@ -162,7 +164,7 @@ class FlushScreen(ModalScreen[str | None]):
                     id="scope-prefix",
                 )
                 yield RadioButton(
-                    "FLUSHDB: every key, quota counters and emergency flag included",
+                    "FLUSHDB: every key (quota counters and the emergency flag are restored)",
                     id="scope-all",
                 )
             with Horizontal(classes="dialog-buttons"):

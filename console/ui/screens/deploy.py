@@ -29,6 +29,10 @@ _FALLBACK_RE = re.compile(r"^v\d+(\.\d+){0,2}(-[0-9A-Za-z.]+)?$")
 
 def check_version(value: str) -> str | None:
     """None when ``value`` is a valid version tag, else the reason it is not."""
+    if value and not (value.isascii() and value.isprintable()):
+        # \d in the engine's pattern also matches non-ASCII digits; docker tags do not.
+        shown = value.encode("unicode_escape").decode("ascii")[:80]
+        return f"malformed version '{shown}': only ASCII letters, digits, '.', '-' (e.g. v1.2.3)"
     try:
         from console.core.ops.versions import validate_version
     except ImportError:  # ops engine not installed: same rule, local copy
@@ -75,7 +79,9 @@ class DeployScreen(ModalScreen[DeployRequest | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="deploy-form"):
-            yield Label(f"Deploy a version of the backend to {self.project}", classes="dialog-title")
+            yield Label(
+                f"Deploy a version of the backend to {self.project}", classes="dialog-title"
+            )
             facts = []
             if self.serving:
                 facts.append(f"serving: {self.serving}")
@@ -93,8 +99,11 @@ class DeployScreen(ModalScreen[DeployRequest | None]):
             yield Static("", id="version-error", classes="field-error")
             yield Label("Strategy")
             with RadioSet(id="strategy"):
-                yield RadioButton("blue-green: start the idle colour, verify, switch nginx",
-                                  value=True, id="blue-green")
+                yield RadioButton(
+                    "blue-green: start the idle colour, verify, switch nginx",
+                    value=True,
+                    id="blue-green",
+                )
                 yield RadioButton("rolling: recreate one service at a time", id="rolling")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Deploy…", variant="primary", id="submit")

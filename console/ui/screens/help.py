@@ -41,7 +41,9 @@ class HelpScreen(ModalScreen[None]):
     """
 
     BINDINGS = [
-        Binding("escape,question_mark,q", "close", "Close", id="help.close", tooltip="Close the help"),
+        Binding(
+            "escape,question_mark,q", "close", "Close", id="help.close", tooltip="Close the help"
+        ),
     ]
 
     def __init__(

@@ -45,12 +45,24 @@ class LogsScreen(Screen[None]):
     """
 
     BINDINGS = [
-        Binding("f", "toggle_follow", "Follow", id="logs.follow",
-                tooltip="Pause or resume following new lines"),
-        Binding("slash", "filter", "Filter", id="logs.filter",
-                tooltip="Show only lines containing a text"),
+        Binding(
+            "f",
+            "toggle_follow",
+            "Follow",
+            id="logs.follow",
+            tooltip="Pause or resume following new lines",
+        ),
+        Binding(
+            "slash",
+            "filter",
+            "Filter",
+            id="logs.filter",
+            tooltip="Show only lines containing a text",
+        ),
         Binding("escape,q", "close", "Back", id="logs.close", tooltip="Back to the dashboard"),
     ]
+
+    AUTO_FOCUS = "#logs-view"
 
     following: reactive[bool] = reactive(True, init=False)
     """True: new lines are shown as they arrive and the view scrolls with them."""
@@ -68,8 +80,12 @@ class LogsScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static(id="logs-status")
-        yield Input(placeholder="filter… (enter: keep, esc: clear)", id="logs-filter", classes="filter")
-        yield RichLog(id="logs-view", max_lines=BUFFER_LINES, wrap=False, markup=False, auto_scroll=True)
+        yield Input(
+            placeholder="filter… (enter: keep, esc: clear)", id="logs-filter", classes="filter"
+        )
+        yield RichLog(
+            id="logs-view", max_lines=BUFFER_LINES, wrap=False, markup=False, auto_scroll=True
+        )
         yield Footer()
 
     def on_mount(self) -> None:

@@ -6,6 +6,8 @@ from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Static
 
+from console.ui.format import TIMES
+
 __all__ = ["MIN_HEIGHT", "MIN_WIDTH", "TooSmallScreen"]
 
 MIN_WIDTH = 60
@@ -13,7 +15,7 @@ MIN_HEIGHT = 20
 
 
 class TooSmallScreen(Screen[None]):
-    """``terminal too small (need 60×20, have 40×15)``; goes away on resize."""
+    """``terminal too small (need 60x20, have 40x15)`` (with a multiplication sign); goes away on resize."""
 
     def compose(self) -> ComposeResult:
         yield Static(id="too-small-message")
@@ -23,6 +25,6 @@ class TooSmallScreen(Screen[None]):
 
     def update_size(self, width: int, height: int) -> None:
         self.query_one("#too-small-message", Static).update(
-            f"terminal too small (need {MIN_WIDTH}×{MIN_HEIGHT}, have {width}×{height})\n"
+            f"terminal too small (need {MIN_WIDTH}{TIMES}{MIN_HEIGHT}, have {width}{TIMES}{height})\n"
             "enlarge the window, or press q to quit"
         )

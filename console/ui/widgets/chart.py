@@ -43,7 +43,7 @@ class ChartData:
 
 
 def nice_top(peak: float, floor: float = 5.0) -> float:
-    """The y-axis top for data peaking at ``peak``: 1, 2 or 5 × 10^k above it."""
+    """The y-axis top for data peaking at ``peak``: 1, 2 or 5 x 10^k above it."""
     target = max(peak * 1.15, floor)
     magnitude = 10 ** math.floor(math.log10(target))
     for step in (1, 2, 2.5, 5, 10):

@@ -97,8 +97,10 @@ class HeaderBar(Horizontal):
                 parts.append((colour, f"bold {'$primary' if colour == 'blue' else '$success'}"))
             if version:
                 parts.append(f" {version}")
-        elif self.containers is not None:
+        elif self.containers is not None and self.containers.containers:
             parts.append((" · serving ?", "$warning"))
+        elif self.containers is not None:
+            parts.append((" · no containers", "$warning"))
         if self.alerts is not None:
             firing = sum(1 for a in self.alerts.alerts if a.firing)
             pending = len(self.alerts.alerts) - firing

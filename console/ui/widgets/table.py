@@ -57,10 +57,17 @@ class ListTable(DataTable[Text]):
         self._rows: list[Row] = []
         self._shown: list[str] = []
 
+    def on_focus(self) -> None:
+        self.show_cursor = True
+
+    def on_blur(self) -> None:
+        # The cursor of a list nobody is looking at would read as a highlight.
+        self.show_cursor = False
+
     def on_mount(self) -> None:
+        self.show_cursor = self.has_focus
         for key, label in self._column_spec:
-            justify = "right" if label.endswith(">") else "left"
-            text = Text(label.rstrip(">"), justify=justify)
+            text = Text(label.rstrip(">"), justify="right" if label.endswith(">") else "left")
             self.add_column(text, key=key)
 
     @property
@@ -113,5 +120,7 @@ class ListTable(DataTable[Text]):
         self._shown = keys
         if not keys:
             return
-        index = keys.index(previous) if previous in keys else min(max(previous_index, 0), len(keys) - 1)
+        index = (
+            keys.index(previous) if previous in keys else min(max(previous_index, 0), len(keys) - 1)
+        )
         self.move_cursor(row=index, animate=False, scroll=True)

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import redis
-from pf_helpers import login
 
 from tests.conftest import Stack
+from tests.integration.platform.pf_helpers import login
 
 
 @pytest.fixture(scope="session")

@@ -68,6 +68,16 @@ def docker_exec(
     )
 
 
+def container_health(container: str) -> str:
+    proc = subprocess.run(
+        ["docker", "inspect", "-f", "{{.State.Health.Status}}", container],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return proc.stdout.strip()
+
+
 def wait_for(
     predicate: Callable[[], Any], *, deadline_s: float, what: str, interval: float = 0.5
 ) -> Any:

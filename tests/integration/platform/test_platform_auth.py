@@ -11,10 +11,10 @@ from datetime import timedelta
 import httpx
 import jwt
 import pytest
-from pf_helpers import login, make_token, pg
 
 from platform_services.api.schemas import TokenBody
 from tests.conftest import Stack
+from tests.integration.platform.pf_helpers import login, make_token, pg
 
 pytestmark = pytest.mark.stack
 

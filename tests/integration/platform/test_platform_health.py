@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from pf_helpers import sim_call, wait_for
 
 from platform_services.api.schemas import (
     CacheHealth,
@@ -15,6 +15,7 @@ from platform_services.api.schemas import (
     HealthBody,
 )
 from tests.conftest import Stack
+from tests.integration.platform.pf_helpers import container_health, sim_call, wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -106,3 +107,37 @@ def test_unreachable_provider_degrades_but_does_not_fail_health(
     assert health.status_code == 200
     assert health.json()["status"] == "degraded"
     assert health.json()["checks"]["external_apis"]["reachable"] == 3
+
+
+@pytest.mark.destructive
+@pytest.mark.parametrize(("service", "path"), [("redis", "cache"), ("db", "database")])
+def test_health_is_503_while_a_store_is_down(
+    stack: Stack, api: httpx.Client, service: str, path: str
+) -> None:
+    container = stack.container(service)
+    subprocess.run(["docker", "pause", container], check=True, capture_output=True)
+    try:
+        r = api.get("/api/health")
+        assert r.status_code == 503
+        body = HealthBody.model_validate(r.json())
+        assert body.status == "unhealthy"
+        assert getattr(body.checks, path).status == "unhealthy"
+        detail = api.get(f"/api/health/{path}")
+        assert detail.status_code == 503
+        assert detail.json()["status"] == "unhealthy" and detail.json()["error"]
+        if service == "redis":
+            # No cache and no quota ledger: no provider is called, stored prices are served.
+            prices = api.get("/api/stocks/prices", params={"symbols": "AAPL"})
+            assert prices.status_code == 200, prices.text
+            assert prices.json()["prices"][0]["source"] == "database"
+            assert prices.json()["prices"][0]["stale"] is True
+    finally:
+        subprocess.run(["docker", "unpause", container], check=True, capture_output=True)
+        # The engine marked the paused container unhealthy; later tests (and
+        # compose's depends_on) need it healthy again, not just answering.
+        wait_for(
+            lambda: container_health(container) == "healthy",
+            deadline_s=120,
+            what=f"{container} healthy again",
+        )
+    wait_for(lambda: api.get("/api/health").status_code == 200, deadline_s=60, what="healthy again")

@@ -26,7 +26,8 @@ def own_window(window_seconds: int) -> datetime:
 
 
 async def _ledger(stack: Stack) -> tuple[Redis, QuotaLedger]:
-    redis = Redis.from_url(stack.redis_url, decode_responses=True, max_connections=64)
+    # One connection per attempt: all 200 really are in flight at once.
+    redis = Redis.from_url(stack.redis_url, decode_responses=True, max_connections=256)
     return redis, QuotaLedger(redis, keys.provider_table())
 
 

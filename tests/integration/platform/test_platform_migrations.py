@@ -6,9 +6,9 @@ from __future__ import annotations
 import ast
 
 import pytest
-from pf_helpers import docker_exec, pg, pg_val
 
 from tests.conftest import REPO, Stack
+from tests.integration.platform.pf_helpers import docker_exec, pg, pg_val
 
 pytestmark = pytest.mark.stack
 

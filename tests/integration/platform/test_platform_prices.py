@@ -10,11 +10,17 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 import redis
-from pf_helpers import OFF_WATCHLIST, call_rows, price_rows, random_unknown_symbol
 
 from platform_services.api.schemas import PricesBody, UnknownSymbolsBody
 from platform_services.providers import keys
 from tests.conftest import Stack
+from tests.integration.platform.pf_helpers import (
+    OFF_WATCHLIST,
+    call_rows,
+    price_rows,
+    random_unknown_symbol,
+    sim_call,
+)
 
 pytestmark = pytest.mark.stack
 
@@ -188,3 +194,29 @@ def test_missing_or_repeated_symbols_parameter_is_422(api: httpx.Client) -> None
     assert api.get("/api/stocks/prices").status_code == 422
     assert api.get("/api/stocks/prices?symbols=").status_code == 422
     assert api.get("/api/stocks/prices?symbols=AAPL&symbols=MSFT").status_code == 422
+
+
+def test_a_provider_never_sees_more_calls_than_its_quota(
+    stack: Stack, api: httpx.Client, rds: redis.Redis, finnhub_exhausted: list[str]
+) -> None:
+    """With Finnhub exhausted, a burst of misses spills onto Polygon (5/min): the
+    ledger admits at most 5, the rest go to Alpha Vantage or get 503 + Retry-After,
+    and market-sim (which refuses over-quota calls as the real API does) confirms
+    it never saw a sixth Polygon call in the window."""
+    for symbol in OFF_WATCHLIST:
+        rds.delete(keys.price_cache_key(symbol))
+    statuses = []
+    for symbol in OFF_WATCHLIST:
+        r = api.get("/api/stocks/prices", params={"symbols": symbol})
+        statuses.append(r.status_code)
+        if r.status_code == 503:
+            assert int(r.headers["Retry-After"]) > 0
+        else:
+            assert r.status_code == 200, r.text
+            assert r.json()["prices"][0]["provider"] != "finnhub"
+    seen = sim_call(stack, "GET", "/_sim/stats")["quotas"]
+    assert seen["polygon"]["calls"] <= 5
+    assert seen["finnhub"]["calls"] <= 60
+    assert seen["alpha_vantage"]["calls"] <= 25
+    assert int(rds.get(keys.quota_key_for(keys.provider_table()["polygon"])) or 0) <= 5
+    assert statuses.count(200) >= 1

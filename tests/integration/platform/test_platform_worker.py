@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import redis
-from pf_helpers import docker_exec, wait_for
 
 from platform_services.providers import keys
 from tests.conftest import Stack
+from tests.integration.platform.pf_helpers import container_health, docker_exec, wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -31,7 +31,7 @@ def test_heartbeat_is_fresh_and_the_health_check_passes(stack: Stack, rds: redis
 
 
 def test_worker_ingests_the_watchlist_into_the_hypertable(stack: Stack) -> None:
-    from pf_helpers import price_rows
+    from tests.integration.platform.pf_helpers import price_rows
 
     watchlist = stack.env.get("WATCHLIST", "AAPL,MSFT,GOOGL,AMZN,NVDA").split(",")
     assert price_rows(stack, watchlist) >= 1
@@ -78,6 +78,12 @@ def test_the_check_fails_without_a_heartbeat(stack: Stack) -> None:
 def test_stack_stays_healthy_with_the_worker_scaled_to_zero(
     stack: Stack, api: httpx.Client
 ) -> None:
+    for dependency in ("db", "redis"):  # `compose start` waits on their health
+        wait_for(
+            lambda d=dependency: container_health(stack.container(d)) == "healthy",
+            deadline_s=120,
+            what=f"{dependency} healthy",
+        )
     stack.compose("stop", "worker")
     try:
         assert api.get("/api/health").status_code == 200

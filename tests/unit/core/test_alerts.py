@@ -11,8 +11,12 @@ def _msg(subject: str, value: float, threshold: float) -> str:
     return f"{subject} {value} > {threshold}"
 
 
-def engine(clock, *, for_seconds: float = 300.0, threshold: float = 80.0, stale_after: float = 600.0):
-    return AlertEngine([Rule(CPU, threshold, for_seconds, _msg)], clock=clock, stale_after=stale_after)
+def engine(
+    clock, *, for_seconds: float = 300.0, threshold: float = 80.0, stale_after: float = 600.0
+):
+    return AlertEngine(
+        [Rule(CPU, threshold, for_seconds, _msg)], clock=clock, stale_after=stale_after
+    )
 
 
 def test_below_threshold_is_no_alert(clock) -> None:
@@ -165,7 +169,11 @@ def test_seed_rules_from_snapshots(clock, clean_env) -> None:
 
     # the p95 clears when there is no traffic (None), the cost when back under target
     e.feed_health(HealthSnapshot(taken_at=clock(), p95_seconds=None))
-    e.feed_cost(CostSnapshot(taken_at=clock(), month_to_date=30, daily_projection=1.5, month_end_projection=48))
+    e.feed_cost(
+        CostSnapshot(
+            taken_at=clock(), month_to_date=30, daily_projection=1.5, month_end_projection=48
+        )
+    )
     assert {a.rule for a in e.snapshot().alerts} == {CPU, MEMORY}
 
 
@@ -178,9 +186,24 @@ def test_cpu_is_relative_to_the_limit(clock, clean_env) -> None:
         host_cpus=2,
         containers=[
             # 45 % of one core with a half-core limit: 90 % of what it may use
-            ContainerStats(name="a", service="nginx", cpu_percent=45.0, cpu_limit=0.5, mem_usage=1, mem_limit=10, mem_percent=10),
+            ContainerStats(
+                name="a",
+                service="nginx",
+                cpu_percent=45.0,
+                cpu_limit=0.5,
+                mem_usage=1,
+                mem_limit=10,
+                mem_percent=10,
+            ),
             # 150 % of one core without a limit on 2 CPUs: 75 %
-            ContainerStats(name="b", service="worker", cpu_percent=150.0, mem_usage=1, mem_limit=10, mem_percent=10),
+            ContainerStats(
+                name="b",
+                service="worker",
+                cpu_percent=150.0,
+                mem_usage=1,
+                mem_limit=10,
+                mem_percent=10,
+            ),
         ],
         total_cpu_percent=195.0,
     )

@@ -21,7 +21,10 @@ def test_defaults_are_the_investment_stack(clean_env: Path) -> None:
     s = Settings(repo_root=clean_env)
     assert s.project == "investment"
     assert s.base_url == "http://127.0.0.1:80"
-    assert s.pg_dsn.get_secret_value() == "postgresql://postgres@/investment_db?host=/run/investment/postgresql"
+    assert (
+        s.pg_dsn.get_secret_value()
+        == "postgresql://postgres@/investment_db?host=/run/investment/postgresql"
+    )
     assert s.redis_url.get_secret_value() == "unix:///run/investment/redis/redis.sock"
     assert s.state_dir == Path("/var/lib/stackdeck/investment")
     assert (s.monthly_budget, s.daily_target) == (50.0, 1.67)
@@ -64,7 +67,10 @@ def test_for_stack_reads_the_stack_env(clean_env: Path) -> None:
 
 def test_precedence_kwargs_env_toml_stack(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write(clean_env / ".env", "STACK_NAME=fromdotenv\nHTTP_PORT=1111\n")
-    toml = write(clean_env / "c.toml", 'project = "fromtoml"\nbase_url = "http://127.0.0.1:2222"\n[refresh]\nstats = "2s"\n')
+    toml = write(
+        clean_env / "c.toml",
+        'project = "fromtoml"\nbase_url = "http://127.0.0.1:2222"\n[refresh]\nstats = "2s"\n',
+    )
     monkeypatch.setenv("STACKDECK_CONFIG", str(toml))
     s = Settings(repo_root=clean_env)
     assert (s.project, s.base_url, s.refresh.stats) == ("fromtoml", "http://127.0.0.1:2222", 2.0)
@@ -80,7 +86,9 @@ def test_precedence_kwargs_env_toml_stack(clean_env: Path, monkeypatch: pytest.M
     assert s.run_dir == Path("/run/fromkwargs")
 
 
-def test_stack_variables_in_the_environment_beat_dotenv(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stack_variables_in_the_environment_beat_dotenv(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write(clean_env / ".env", "STACK_NAME=fromdotenv\nHTTP_PORT=1111\n")
     monkeypatch.setenv("STACK_NAME", "fromshell")
     monkeypatch.setenv("HTTP_PORT", "18082")
@@ -88,7 +96,9 @@ def test_stack_variables_in_the_environment_beat_dotenv(clean_env: Path, monkeyp
     assert (s.project, s.base_url) == ("fromshell", "http://127.0.0.1:18082")
 
 
-def test_bad_env_value_names_field_and_variable(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_env_value_names_field_and_variable(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("STACKDECK_ALERTS__CPU__THRESHOLD", "lots")
     with pytest.raises(ConfigError) as info:
         Settings(repo_root=clean_env)
@@ -112,7 +122,9 @@ def test_bad_toml_value_names_the_file(clean_env: Path, monkeypatch: pytest.Monk
     assert str(toml) in str(err)
 
 
-def test_negative_interval_and_unknown_key(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_negative_interval_and_unknown_key(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     toml = write(clean_env / "c.toml", "[refresh]\nstats = 0\n")
     monkeypatch.setenv("STACKDECK_CONFIG", str(toml))
     with pytest.raises(ConfigError) as info:
@@ -171,14 +183,23 @@ def test_malformed_dotenv_line(clean_env: Path) -> None:
 
 
 def test_read_env_file_forms(clean_env: Path) -> None:
-    path = write(clean_env / ".env", 'export A=1\nB="two words"\nC=\'x\'\nD=plain # note\n\n# c\n')
+    path = write(clean_env / ".env", "export A=1\nB=\"two words\"\nC='x'\nD=plain # note\n\n# c\n")
     assert read_env_file(path) == {"A": "1", "B": "two words", "C": "x", "D": "plain"}
     assert read_env_file(clean_env / "missing") == {}
 
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [(30, 30.0), (1.5, 1.5), ("45", 45.0), ("30s", 30.0), ("5m", 300.0), ("2m30s", 150.0), ("1h", 3600.0), ("250ms", 0.25)],
+    [
+        (30, 30.0),
+        (1.5, 1.5),
+        ("45", 45.0),
+        ("30s", 30.0),
+        ("5m", 300.0),
+        ("2m30s", 150.0),
+        ("1h", 3600.0),
+        ("250ms", 0.25),
+    ],
 )
 def test_parse_duration(text: object, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds)

@@ -46,7 +46,9 @@ def test_snapshot_from_api_report() -> None:
         "components": {"compute": 1.3, "storage": 0.07, "provider_calls": 0.55},
         "daily_history": [["2025-03-13", 1.8], ["2025-03-12", 1.7], ["bad", 1]],
     }
-    snap = cost_snapshot_from(report, {"hit_rate": 0.83}, now=now, monthly_budget=50, daily_target=1.67)
+    snap = cost_snapshot_from(
+        report, {"hit_rate": 0.83}, now=now, monthly_budget=50, daily_target=1.67
+    )
     assert snap.daily_projection == 1.92
     assert snap.month_end_projection == 55.7
     assert snap.components["provider_calls"] == 0.55
@@ -56,7 +58,9 @@ def test_snapshot_from_api_report() -> None:
 
 def test_snapshot_derives_missing_figures() -> None:
     now = datetime(2025, 3, 11, tzinfo=UTC)
-    snap = cost_snapshot_from({"month_to_date": 16.7}, None, now=now, monthly_budget=50, daily_target=1.67)
+    snap = cost_snapshot_from(
+        {"month_to_date": 16.7}, None, now=now, monthly_budget=50, daily_target=1.67
+    )
     assert snap.daily_projection == pytest.approx(1.67)
     assert snap.month_end_projection == pytest.approx(16.7 + 21 * 1.67, abs=1e-3)
     assert snap.cache_hit_rate is None

@@ -40,7 +40,10 @@ INSPECT = {
     "NetworkSettings": {
         "Ports": {
             "8000/tcp": None,
-            "80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "18082"}, {"HostIp": "::", "HostPort": "18082"}],
+            "80/tcp": [
+                {"HostIp": "127.0.0.1", "HostPort": "18082"},
+                {"HostIp": "::", "HostPort": "18082"},
+            ],
         }
     },
 }
@@ -84,7 +87,12 @@ def test_split_image() -> None:
 
 def test_parse_active_colour() -> None:
     assert parse_active_colour("set $active_backend backend_green;\n") == "green"
-    assert parse_active_colour("# set $active_backend backend_green;\nset $active_backend backend_blue;") == "blue"
+    assert (
+        parse_active_colour(
+            "# set $active_backend backend_green;\nset $active_backend backend_blue;"
+        )
+        == "blue"
+    )
     assert parse_active_colour("garbage") is None
 
 
@@ -99,8 +107,12 @@ def test_read_tar_member() -> None:
 
 
 def test_parse_docker_time() -> None:
-    assert parse_docker_time("2025-03-14T10:00:00.5Z") == datetime(2025, 3, 14, 10, 0, 0, 500000, tzinfo=UTC)
-    assert parse_docker_time("2025-03-14T12:00:00+02:00") == datetime(2025, 3, 14, 10, 0, tzinfo=UTC)
+    assert parse_docker_time("2025-03-14T10:00:00.5Z") == datetime(
+        2025, 3, 14, 10, 0, 0, 500000, tzinfo=UTC
+    )
+    assert parse_docker_time("2025-03-14T12:00:00+02:00") == datetime(
+        2025, 3, 14, 10, 0, tzinfo=UTC
+    )
     assert parse_docker_time("0001-01-01T00:00:00Z") is None
     assert parse_docker_time("") is None
     assert parse_docker_time("nonsense") is None
@@ -109,12 +121,30 @@ def test_parse_docker_time() -> None:
 def test_engine_events() -> None:
     base = {"Type": "container", "timeNano": 1_741_946_400_000_000_000}
     die = engine_event(
-        {**base, "Action": "die", "Actor": {"ID": "abc", "Attributes": {"name": "investment_db_prod", "exitCode": "137", "com.docker.compose.service": "db"}}}
+        {
+            **base,
+            "Action": "die",
+            "Actor": {
+                "ID": "abc",
+                "Attributes": {
+                    "name": "investment_db_prod",
+                    "exitCode": "137",
+                    "com.docker.compose.service": "db",
+                },
+            },
+        }
     )
     assert die is not None
-    assert (die.container, die.service, die.action, die.detail) == ("investment_db_prod", "db", "die", "exit 137")
+    assert (die.container, die.service, die.action, die.detail) == (
+        "investment_db_prod",
+        "db",
+        "die",
+        "exit 137",
+    )
     assert die.at == datetime(2025, 3, 14, 10, 0, tzinfo=UTC)
-    health = engine_event({**base, "Action": "health_status: unhealthy", "Actor": {"Attributes": {"name": "x"}}})
+    health = engine_event(
+        {**base, "Action": "health_status: unhealthy", "Actor": {"Attributes": {"name": "x"}}}
+    )
     assert health is not None and health.detail == "unhealthy"
     assert engine_event({**base, "Action": "exec_start: cat /etc/x", "Actor": {}}) is None
     assert engine_event({**base, "Type": "network", "Action": "connect"}) is None
@@ -122,7 +152,11 @@ def test_engine_events() -> None:
 
 def test_log_lines_and_demux() -> None:
     line = parse_log_line("c", "stderr", "2025-03-14T10:00:00.000000001Z boom: failed")
-    assert (line.at, line.stream, line.text) == (datetime(2025, 3, 14, 10, tzinfo=UTC), "stderr", "boom: failed")
+    assert (line.at, line.stream, line.text) == (
+        datetime(2025, 3, 14, 10, tzinfo=UTC),
+        "stderr",
+        "boom: failed",
+    )
     plain = parse_log_line("c", "stdout", "no timestamp here")
     assert (plain.at, plain.text) == (None, "no timestamp here")
 

@@ -59,5 +59,7 @@ def test_console_core_does_not_import_textual() -> None:
 def test_the_check_can_fail() -> None:
     """The same probe sees textual when something does import it."""
     code = "import sys, textual\nprint('textual' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert result.stdout.strip() == "True"

@@ -24,7 +24,9 @@ WAIT = 10.0  # generous upper bound for a condition to come true (not a timed as
 
 
 class FakeSource(Source):
-    def __init__(self, settings: Settings, name: str, kind: str, behaviour: Callable[[int], Any]) -> None:
+    def __init__(
+        self, settings: Settings, name: str, kind: str, behaviour: Callable[[int], Any]
+    ) -> None:
         super().__init__(settings)
         self.name = name
         self.kind = kind
@@ -189,7 +191,9 @@ async def test_a_failing_sink_does_not_stop_the_sources(settings: Settings) -> N
 
 async def test_autostart_inside_a_running_loop(settings: Settings) -> None:
     rec = Recorder()
-    monitor = Monitor(settings, rec, sources=[FakeSource(settings, "stats", "stats", lambda n: snap(n))])
+    monitor = Monitor(
+        settings, rec, sources=[FakeSource(settings, "stats", "stats", lambda n: snap(n))]
+    )
     try:
         await rec.until(lambda: bool(rec.of("stats")))
     finally:
@@ -213,7 +217,14 @@ async def test_stats_feed_the_alert_engine(settings: Settings) -> None:
         host_cpus=2,
         total_cpu_percent=190.0,
         containers=[
-            ContainerStats(name="x_db_prod", service="db", cpu_percent=190.0, mem_usage=1, mem_limit=100, mem_percent=1.0)
+            ContainerStats(
+                name="x_db_prod",
+                service="db",
+                cpu_percent=190.0,
+                mem_usage=1,
+                mem_limit=100,
+                mem_percent=1.0,
+            )
         ],
     )
     src = FakeSource(settings, "stats", "stats", lambda n: hot)

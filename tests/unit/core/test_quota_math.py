@@ -45,7 +45,9 @@ def test_burn_minute_window_needs_a_shorter_span() -> None:
     start = T0
     now = start + 40
     samples = [(now - 20, 2)]  # 20 s back is enough in a 60 s window (span 15 s)
-    assert burn_rate_per_hour(samples, now, 4, start, window_seconds=60) == pytest.approx(2 / 20 * 3600)
+    assert burn_rate_per_hour(samples, now, 4, start, window_seconds=60) == pytest.approx(
+        2 / 20 * 3600
+    )
 
 
 def test_burn_idle_and_at_window_start() -> None:

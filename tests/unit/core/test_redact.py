@@ -20,13 +20,17 @@ def test_explicit_secrets_and_short_values() -> None:
 
 def test_url_passwords_are_masked() -> None:
     text = "could not connect to postgresql://postgres:hunter2hunter2@db:5432/investment_db"
-    assert redact(text) == f"could not connect to postgresql://postgres:{MASK}@db:5432/investment_db"
+    assert (
+        redact(text) == f"could not connect to postgresql://postgres:{MASK}@db:5432/investment_db"
+    )
     assert redact("redis://:pw-123456@redis:6379/0") == f"redis://:{MASK}@redis:6379/0"
     assert redact("http://example:80/path") == "http://example:80/path"
 
 
 def test_key_value_and_bearer() -> None:
-    out = redact("unix:///run/x/redis.sock?password=abc123def&db=0 Authorization: Bearer eyJhbGciOi.x.y")
+    out = redact(
+        "unix:///run/x/redis.sock?password=abc123def&db=0 Authorization: Bearer eyJhbGciOi.x.y"
+    )
     assert "abc123def" not in out and "eyJhbGciOi" not in out
     assert "db=0" in out
     assert redact("password: 'zzz-top'") == f"password: '{MASK}'"

@@ -89,7 +89,9 @@ def test_memory_limit_unlimited_is_host_memory() -> None:
     assert memory_limit({"limit": 2**30}) == 2**30
 
 
-def test_net_and_block_totals(v2_samples: list[dict[str, Any]], v1_samples: list[dict[str, Any]]) -> None:
+def test_net_and_block_totals(
+    v2_samples: list[dict[str, Any]], v1_samples: list[dict[str, Any]]
+) -> None:
     assert net_totals(v2_samples[0]) == (1000, 500)
     assert blkio_totals(v2_samples[0]) == (1_048_576, 4096)
     # the recorded v1 container had no network and an empty blkio list

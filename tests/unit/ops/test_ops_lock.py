@@ -49,7 +49,9 @@ def _hold_in_child(path: Path) -> subprocess.Popen[str]:
         time.sleep(120)
         """
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "held"
     return proc
@@ -61,7 +63,11 @@ def test_record_round_trip_and_release(tmp_path: Path) -> None:
     lock.acquire(make_record(_operator(), "deploy", "abc"))
     st = lock_state(path)
     assert st.held and not st.stale
-    assert st.holder is not None and st.holder["user"] == "alice" and st.holder["ssh_client"] == "10.0.0.5"
+    assert (
+        st.holder is not None
+        and st.holder["user"] == "alice"
+        and st.holder["ssh_client"] == "10.0.0.5"
+    )
     assert st.holder["op"] == "deploy" and st.holder["pid"] == os.getpid()
     lock.release()
     st = lock_state(path)
@@ -100,7 +106,11 @@ def test_other_process_holder_is_named_then_stale_after_sigkill(tmp_path: Path) 
     # a stale lock still refuses, and says how to clear it
     with pytest.raises(LockBusy) as info:
         DeployLock(path).acquire(make_record(_operator(), "deploy", "me"), wait=0.1)
-    assert info.value.stale and "lock break" in str(info.value) and "process is gone" in str(info.value)
+    assert (
+        info.value.stale
+        and "lock break" in str(info.value)
+        and "process is gone" in str(info.value)
+    )
     cleared = break_lock(path)
     assert cleared is not None and cleared["user"] == "bob"
     lock = DeployLock(path)
@@ -122,9 +132,20 @@ def test_holder_alive_detects_dead_and_reused_pids() -> None:
 
 def test_describe_and_age() -> None:
     started = datetime.now(UTC) - timedelta(minutes=3, seconds=5)
-    rec = {"op": "deploy", "user": "alice", "ssh_client": None, "pid": 42, "host": "h", "started": started.isoformat()}
+    rec = {
+        "op": "deploy",
+        "user": "alice",
+        "ssh_client": None,
+        "pid": 42,
+        "host": "h",
+        "started": started.isoformat(),
+    }
     assert describe_holder(rec) == "deploy by alice (pid 42 on h) for 3 min"
-    assert format_age(5) == "5 s" and format_age(7300) == "2 h 1 min" and format_age(90000) == "1 d 1 h"
+    assert (
+        format_age(5) == "5 s"
+        and format_age(7300) == "2 h 1 min"
+        and format_age(90000) == "1 d 1 h"
+    )
     assert "not written" in describe_holder(None)
 
 

@@ -45,7 +45,15 @@ def test_redact_params_masks_by_name_by_value_and_in_urls() -> None:
 def test_audit_lines_append_and_never_rewrite(tmp_path: Path) -> None:
     path = tmp_path / "state" / "audit.log"
     op = {"user": "alice", "ssh_client": "10.1.1.1", "host": "h", "pid": 1}
-    audit(path, event="start", op="deploy", op_id="1", operator=op, params={"password": SECRET}, secrets=[SECRET])
+    audit(
+        path,
+        event="start",
+        op="deploy",
+        op_id="1",
+        operator=op,
+        params={"password": SECRET},
+        secrets=[SECRET],
+    )
     audit(
         path,
         event="end",
@@ -124,7 +132,10 @@ def test_active_file_rendering() -> None:
     assert parse_active(render_active("blue")) == "blue"
     assert parse_active("  set   $active_backend   backend_green ;  \n") == "green"
     assert parse_active("") is None
-    assert parse_active("set $active_backend backend_blue;\nset $active_backend backend_green;\n") is None
+    assert (
+        parse_active("set $active_backend backend_blue;\nset $active_backend backend_green;\n")
+        is None
+    )
     assert parse_active("set $active_backend backend_red;") is None
     with pytest.raises(ValueError):
         render_active("red")

@@ -12,7 +12,9 @@ from console.core.ops.services import parse_scale, resolve_service
 from console.core.ops.versions import Version, image_ref, validate_version
 
 
-@pytest.mark.parametrize("tag", ["v1", "v1.2", "v1.2.3", "v10.0.1-rc.1", "v2.0.0-opstest", "v0.0.0-a.b.c"])
+@pytest.mark.parametrize(
+    "tag", ["v1", "v1.2", "v1.2.3", "v10.0.1-rc.1", "v2.0.0-opstest", "v0.0.0-a.b.c"]
+)
 def test_valid_versions(tag: str) -> None:
     assert validate_version(tag) == tag
 
@@ -30,7 +32,7 @@ def test_valid_versions(tag: str) -> None:
         "v1.2.3; rm -rf /",
         "v1.2.3\n",
         "v1.2.3\x1b[31m",
-        "v１.2.3",  # fullwidth digit
+        "v\uff11.2.3",  # fullwidth digit one
         "v1.2.3-ü",
         "v1.2.3-" + "a" * 80,
         None,
@@ -49,7 +51,15 @@ def test_malformed_versions_are_refused_with_the_expected_form(tag: object) -> N
 def test_version_ordering_follows_semver() -> None:
     tags = ["v1.10.0", "v1.2.3", "v1.2.3-rc.1", "v1", "v1.2.3-rc.10", "v1.2.3-rc.2", "v2"]
     ordered = [str(v) for v in sorted(Version(t) for t in tags)]
-    assert ordered == ["v1", "v1.2.3-rc.1", "v1.2.3-rc.2", "v1.2.3-rc.10", "v1.2.3", "v1.10.0", "v2"]
+    assert ordered == [
+        "v1",
+        "v1.2.3-rc.1",
+        "v1.2.3-rc.2",
+        "v1.2.3-rc.10",
+        "v1.2.3",
+        "v1.10.0",
+        "v2",
+    ]
     assert Version("v1") == Version("v1.0.0")
 
 
@@ -106,7 +116,11 @@ def test_alembic_output_parsing() -> None:
 
 
 def test_env_problems_and_resources() -> None:
-    example = {"POSTGRES_PASSWORD": "change-me", "ADMIN_USERNAME": "admin", "NEWSAPI_KEY": "offline-sim"}
+    example = {
+        "POSTGRES_PASSWORD": "change-me",
+        "ADMIN_USERNAME": "admin",
+        "NEWSAPI_KEY": "offline-sim",
+    }
     missing, weak = env_problems({"POSTGRES_PASSWORD": "short", "ADMIN_USERNAME": "a"}, example)
     assert missing == ["NEWSAPI_KEY"] and weak == ["POSTGRES_PASSWORD"]
     missing, _ = env_problems({"POSTGRES_PASSWORD": "change-me"}, example)

@@ -1,0 +1,1 @@
+../blue_green_deploy.sh

@@ -1,0 +1,1 @@
+../pre_deployment_check.sh

@@ -1,0 +1,1 @@
+../api_smoke_test.sh

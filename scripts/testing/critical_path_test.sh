@@ -1,0 +1,1 @@
+../critical_path_test.sh

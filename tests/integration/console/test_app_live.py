@@ -1,0 +1,178 @@
+"""The real app, with the real Monitor, against the real stack.
+
+Started with ``run_test(size=(160, 48))``: the panels must show the stack's
+own containers, non-zero stats, the health of each endpoint through nginx,
+and a slow query this test produces with ``pg_sleep``. The app runs in
+read-only mode: nothing here changes the stack, except the destructive test
+at the end that stops the database container and starts it again.
+
+Waits are bounded polls of the app's state (never fixed sleeps, never
+asserts on durations).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+import pytest
+
+from console.core.config import Settings
+from console.ui.app import StackdeckApp, create_app
+from console.ui.panels import ContainersPanel, DatabasePanel, HealthPanel, StatsPanel
+from console.ui.widgets.table import ListTable
+from tests.conftest import Stack
+
+pytestmark = pytest.mark.stack
+
+SERVICES = ("nginx", "worker", "db", "redis", "market-sim")
+ENDPOINTS = (
+    "/api/health",
+    "/api/health/database",
+    "/api/health/cache",
+    "/api/health/external-apis",
+)
+
+
+def live_settings(stack: Stack, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "project": stack.name,
+        "repo_root": stack.repo,
+        "base_url": stack.base_url,
+        "run_dir": stack.run_dir,
+        "state_dir": stack.state_dir,
+        "pg_password": stack.env.get("POSTGRES_PASSWORD") or None,
+        "redis_password": stack.env.get("REDIS_PASSWORD") or None,
+        "admin_token": stack.env.get("ADMIN_TOKEN") or None,
+        "read_only": True,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+async def until(pilot: Any, condition: Callable[[], Any], *, limit_s: float, what: str) -> None:
+    """Let the app run until ``condition()`` holds; fail naming ``what`` after ``limit_s``."""
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what} after {limit_s:.0f} s")
+        await pilot.pause(0.2)
+
+
+def row_text(table: ListTable, key: str) -> str:
+    return " ".join(str(cell) for cell in table.get_row(key))
+
+
+async def test_panels_show_the_real_stack(stack: Stack) -> None:
+    app: StackdeckApp = create_app(live_settings(stack), hostname="itest")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await until(
+            pilot,
+            lambda: app.containers is not None and len(app.containers.containers) >= len(SERVICES),
+            limit_s=60,
+            what="the container list",
+        )
+        table = app.query_one(ContainersPanel).query_one(ListTable)
+        shown = set(table.shown_keys)
+        for service in SERVICES:
+            assert stack.container(service) in shown, (service, sorted(shown))
+        serving = app.containers.serving_colour
+        assert serving in ("blue", "green")
+        assert stack.container(f"backend_{serving}") in shown
+        assert "running" in row_text(table, stack.container("db"))
+        header = str(app.query_one("#header .left").render())
+        assert f"{stack.name} @ itest" in header and f"serving {serving}" in header
+
+        # stats: every running container sampled, memory measured, some CPU used
+        await until(
+            pilot,
+            lambda: (
+                app.stats is not None
+                and len(app.stats.containers) >= len(SERVICES)
+                and app.stats.total_cpu_percent > 0
+            ),
+            limit_s=60,
+            what="docker stats with CPU use",
+        )
+        assert all(s.mem_usage > 0 and s.pids > 0 for s in app.stats.containers)
+        stats_table = app.query_one(StatsPanel).query_one(ListTable)
+        db_row = row_text(stats_table, stack.container("db"))
+        assert "0B / " not in db_row  # memory of the database is not zero
+
+        # health of each endpoint, through nginx and for the serving colour
+        await until(
+            pilot,
+            lambda: (
+                app.health is not None
+                and {r.path for r in app.health.results if r.target == "nginx"} >= set(ENDPOINTS)
+            ),
+            limit_s=60,
+            what="the health checks",
+        )
+        by = {(r.path, r.target): r for r in app.health.results}
+        for path in ENDPOINTS[:3]:  # external-apis depends on the simulated providers' mood
+            assert by[(path, "nginx")].status == 200, by[(path, "nginx")]
+            assert by[(path, serving)].status == 200, by[(path, serving)]
+        health_table = app.query_one(HealthPanel).query_one(ListTable)
+        assert health_table.shown_keys[: len(ENDPOINTS)] == list(ENDPOINTS)
+        assert "200" in row_text(health_table, "/api/health")
+        assert not app.query_one(HealthPanel).has_class("-stale")
+
+
+async def test_a_slow_query_shows_up(stack: Stack) -> None:
+    conn = await asyncpg.connect(stack.pg_dsn)
+    try:
+        await conn.execute("SELECT pg_sleep(0.3)")  # stackdeck-ui-itest
+    finally:
+        await conn.close()
+    app = create_app(live_settings(stack), hostname="itest")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await until(
+            pilot,
+            lambda: (
+                app.database is not None
+                and any("pg_sleep" in q.query for q in app.database.slow_queries)
+            ),
+            limit_s=60,
+            what="pg_sleep among the slow queries",
+        )
+        table = app.query_one(DatabasePanel).query_one(ListTable)
+        table.filter_text = "pg_sleep"
+        await pilot.pause()
+        assert table.row_count >= 1
+        assert app.database.max_connections > 0 and app.database.db_size_bytes > 0
+
+
+@pytest.mark.destructive
+async def test_database_down_marks_the_panel_stale_and_recovers(stack: Stack) -> None:
+    db = stack.container("db")
+    app = create_app(live_settings(stack), hostname="itest")
+    async with app.run_test(size=(160, 48)) as pilot:
+        panel = app.query_one(DatabasePanel)
+        await until(pilot, lambda: app.database is not None, limit_s=60, what="database data")
+        await asyncio.to_thread(
+            subprocess.run, ["docker", "stop", "-t", "10", db], check=True, capture_output=True
+        )
+        try:
+            await until(
+                pilot, lambda: panel.has_class("-stale"), limit_s=90, what="the stale marker"
+            )
+            marker = str(panel.border_subtitle)
+            assert marker.startswith("stale ") and "postgres" in marker, marker
+            assert panel.query_one(ListTable).row_count > 0  # last good data still shown
+            assert app.containers is not None  # the rest keeps working
+        finally:
+            await asyncio.to_thread(
+                subprocess.run, ["docker", "start", db], check=True, capture_output=True
+            )
+        await until(
+            pilot,
+            lambda: not panel.has_class("-stale"),
+            limit_s=180,
+            what="recovery after the database came back",
+        )
+        assert app.return_code is None

@@ -1,0 +1,387 @@
+"""Deploys and rollbacks against the real stack, under load.
+
+One ordered story (the tests depend on each other's end state, so they run
+in file order): v1 -> v2 blue-green under load; the plain in-place recreate
+for comparison; a broken v3 never served; a bake failure switched back;
+rollback to the previous colour; a rollback restoring the database; two
+concurrent deploys; deploys killed halfway and recovered; back to v1.
+
+Timings are recorded as figures (``ops_helpers.record_figure``), never
+asserted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.integration.ops.ops_helpers import (
+    LoadLoop,
+    health,
+    read_events_until,
+    record_figure,
+    run_cli,
+    start_cli,
+    wait_healthy,
+)
+
+pytestmark = [pytest.mark.stack, pytest.mark.destructive]
+
+V2 = "v2.0.0-opstest"
+V3_BROKEN = "v3.0.0-opstest.broken"
+V3_SLOW = "v3.0.1-opstest"
+V4 = "v4.0.0-opstest"
+BAKE = "4"
+PROBE_TABLE = "stackdeck_ops_restore_probe"
+
+_state: dict[str, Any] = {}
+
+
+def _history(stack: Any) -> list[dict[str, Any]]:
+    path = stack.state_dir / "history.jsonl"
+    return (
+        [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
+    )
+
+
+def _status(stack: Any) -> dict[str, Any]:
+    r = run_cli(stack, "status")
+    assert r.rc == 0, r.stderr
+    return dict(json.loads(r.stdout))
+
+
+def _container_state(stack: Any, service: str) -> str:
+    r = subprocess.run(
+        ["docker", "inspect", "-f", "{{.State.Status}}", stack.container(service)],
+        capture_output=True,
+        text=True,
+    )
+    return r.stdout.strip() or "missing"
+
+
+def _pg(stack: Any, *sql: str) -> list[Any]:
+    async def go() -> list[Any]:
+        conn = await asyncpg.connect(stack.pg_dsn)
+        try:
+            out = []
+            for statement in sql:
+                out.append(await conn.fetch(statement))
+            return out
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+def test_01_blue_green_v1_to_v2_under_load(stack: Any) -> None:
+    base = wait_healthy(stack)
+    if base["version"] in (V2, V3_SLOW, V4):  # left by an earlier run of this story
+        r = run_cli(stack, "rollback", "--version", "v1.0.0", "--force")
+        assert r.rc == 0, r.text()
+        base = wait_healthy(stack)
+    _state["base"] = base["version"]
+    with LoadLoop(stack.base_url) as load:
+        r = run_cli(
+            stack,
+            "deploy",
+            "--version",
+            V2,
+            "--build",
+            "--services",
+            "backend",
+            "--bake-seconds",
+            BAKE,
+        )
+    assert r.rc == 0, r.text()
+    assert r.final["status"] == "done"
+    assert load.failed == [], load.summary()
+    assert health(stack)["version"] == V2
+    versions = load.versions()
+    assert versions.get(V2, 0) > 0
+    # after the switch was confirmed, nothing but v2 answered
+    switched_at = next(e for e in r.events if e["step"] == "switch" and e["status"] == "ok")
+    assert switched_at
+    last = _history(stack)[-1]
+    assert last["op"] == "deploy" and last["version"] == V2 and last["result"] == "ok"
+    assert last["image_digest"].startswith("sha256:") and last["schema_revision"]
+    assert last["user"] and last["colour"] != last["from_colour"]
+    # the old colour is kept, stopped, for an instant rollback
+    assert _container_state(stack, f"backend_{last['from_colour']}") == "exited"
+    record_figure(
+        "blue_green_deploy",
+        {
+            "duration_s": r.final["data"]["duration_s"],
+            "cli_s": round(r.seconds, 1),
+            "load": load.summary(),
+        },
+    )
+
+
+def test_02_plain_force_recreate_for_comparison(stack: Any) -> None:
+    serving = health(stack)["colour"]
+    with LoadLoop(stack.base_url) as load:
+        time.sleep(1)
+        t0 = time.monotonic()
+        stack.compose("up", "-d", "--force-recreate", "--no-deps", f"backend_{serving}")
+        wait_healthy(stack)
+        recreate_s = time.monotonic() - t0
+        time.sleep(2)
+    failed = load.failed
+    window = (max(s.t for s in failed) - min(s.t for s in failed)) if failed else 0.0
+    record_figure(
+        "plain_force_recreate",
+        {
+            "recreate_s": round(recreate_s, 1),
+            "failed_window_s": round(window, 1),
+            "load": load.summary(),
+        },
+    )
+    assert load.samples  # the loop ran; failures here are the point of the comparison
+    assert health(stack)["version"] == V2
+
+
+def _build_broken(base: str) -> None:
+    dockerfile = f"""
+FROM investment-backend:{base}
+# compose's own health check (curl .../api/health) overrides an image HEALTHCHECK,
+# so curl itself fails here: whichever check runs, it reports unhealthy,
+# while the app itself would answer normally.
+USER root
+RUN printf '#!/bin/sh\\nexit 7\\n' > /usr/local/bin/curl && chmod 0755 /usr/local/bin/curl
+USER app
+ENV APP_VERSION={V3_BROKEN}
+LABEL com.investment.version={V3_BROKEN}
+HEALTHCHECK --interval=2s --timeout=2s --retries=2 CMD false
+"""
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "Dockerfile").write_text(dockerfile)
+        subprocess.run(
+            ["docker", "build", "-q", "-t", f"investment-backend:{V3_BROKEN}", tmp],
+            check=True,
+            capture_output=True,
+            env={"DOCKER_BUILDKIT": "0", "PATH": "/usr/local/bin:/usr/bin:/bin"},
+        )
+
+
+def test_03_broken_v3_is_never_served(stack: Any) -> None:
+    _build_broken(V2)
+    before = health(stack)
+    idle = "green" if before["colour"] == "blue" else "blue"
+    with LoadLoop(stack.base_url) as load:
+        r = run_cli(
+            stack, "deploy", "--version", V3_BROKEN, "--services", "backend", "--bake-seconds", BAKE
+        )
+        time.sleep(1)  # a moment after the command: still nothing from v3
+    assert r.rc == 1, r.text()
+    assert "health check" in r.final["message"] and "never left" in r.final["message"], r.final[
+        "message"
+    ]
+    assert load.failed == [], load.summary()
+    assert V3_BROKEN not in load.versions(), load.summary()
+    assert health(stack)["version"] == V2
+    last = _history(stack)[-1]
+    assert last["version"] == V3_BROKEN and last["result"] == "failed"
+    assert "wait-healthy" in last["reason"] and "health check" in last["reason"]
+    # the idle colour is stopped and its slot holds the version it had before
+    assert _container_state(stack, f"backend_{idle}") in ("exited", "created")
+    stack.reload_env()
+    assert stack.env[f"{idle.upper()}_VERSION"] == _state["base"]
+
+
+def test_04_bake_failure_switches_back(stack: Any) -> None:
+    with LoadLoop(stack.base_url) as load:
+        r = run_cli(
+            stack,
+            "deploy",
+            "--version",
+            V3_SLOW,
+            "--build",
+            "--services",
+            "backend",
+            "--bake-seconds",
+            BAKE,
+            "--max-p95-ms",
+            "0.001",  # no real request is that fast: the bake must fail
+        )
+        done_at = time.monotonic()
+        time.sleep(2)
+    assert r.rc == 1, r.text()
+    msg = r.final["message"]
+    assert "bake window failed" in msg and "p95 latency" in msg and "switched back" in msg, msg
+    assert [
+        e["step"] for e in r.events if e["step"] == "switch" and e["status"] == "ok"
+    ]  # it was switched to
+    assert load.failed == [], load.summary()
+    assert set(load.versions(since=done_at)) == {V2}, load.summary()
+    assert health(stack)["version"] == V2
+    last = _history(stack)[-1]
+    assert (
+        last["version"] == V3_SLOW and last["result"] == "rolled-back" and "p95" in last["reason"]
+    )
+
+
+def test_05_rollback_to_previous_colour_under_load(stack: Any) -> None:
+    base = _state["base"]
+    with LoadLoop(stack.base_url) as load:
+        r = run_cli(stack, "rollback", "--force")
+    assert r.rc == 0, r.text()
+    assert load.failed == [], load.summary()
+    assert health(stack)["version"] == base
+    switch = next(e for e in r.events if e["step"] == "switch" and e["status"] == "ok")
+    last = _history(stack)[-1]
+    assert last["op"] == "rollback" and last["version"] == base and last["result"] == "ok"
+    assert any(e["step"] == "verify" and "schema version" in e["message"] for e in r.events)
+    record_figure(
+        "rollback_previous_colour",
+        {
+            "duration_s": r.final["data"]["duration_s"],
+            "until_switched_s": switch["data"]["seconds"],
+            "load": load.summary(),
+        },
+    )
+
+
+def test_06_rollback_with_restore_db(stack: Any) -> None:
+    _pg(
+        stack,
+        f"DROP TABLE IF EXISTS {PROBE_TABLE}",
+        f"CREATE TABLE {PROBE_TABLE} (id int PRIMARY KEY, note text)",
+        f"INSERT INTO {PROBE_TABLE} VALUES (1, 'before the backup')",
+    )
+    r = run_cli(
+        stack,
+        "deploy",
+        "--version",
+        V2,
+        "--services",
+        "backend",
+        "--bake-seconds",
+        BAKE,
+        "--backup",
+        "always",
+    )
+    assert r.rc == 0, r.text()
+    backup_id = r.final["data"]["backup_id"]
+    assert backup_id and _history(stack)[-1]["backup_id"] == backup_id
+    _pg(
+        stack,
+        f"INSERT INTO {PROBE_TABLE} VALUES (2, 'after the backup')",
+        f"DELETE FROM {PROBE_TABLE} WHERE id = 1",
+    )
+
+    refused = run_cli(stack, "rollback", "--restore-db", "--confirm", "investment")
+    assert refused.rc == 2 and "type the database name" in refused.final["message"]
+    assert [tuple(x) for x in _pg(stack, f"SELECT id FROM {PROBE_TABLE} ORDER BY id")[0]] == [(2,)]
+
+    r = run_cli(stack, "rollback", "--restore-db", "--confirm", "investment_db", "--force")
+    assert r.rc == 0, r.text()
+    rows = [tuple(x) for x in _pg(stack, f"SELECT id, note FROM {PROBE_TABLE} ORDER BY id")[0]]
+    assert rows == [(1, "before the backup")]
+    assert health(stack)["version"] == _state["base"]
+    assert wait_healthy(stack)["checks"]["database"]["status"] == "healthy"
+    last = _history(stack)[-1]
+    assert (
+        last["op"] == "rollback" and last["backup_id"] == backup_id and last["restore_db"] is True
+    )
+    dbs = _pg(stack, "SELECT datname FROM pg_database WHERE datname LIKE 'investment_db__%'")[0]
+    assert list(dbs) == []  # no leftover copies
+    _pg(stack, f"DROP TABLE IF EXISTS {PROBE_TABLE}")
+    record_figure("rollback_with_restore_db", {"duration_s": r.final["data"]["duration_s"]})
+
+
+def test_07_two_concurrent_deploys(stack: Any) -> None:
+    first = start_cli(
+        stack, "deploy", "--version", V2, "--services", "backend", "--bake-seconds", "8"
+    )
+    try:
+        seen = read_events_until(first, lambda e: e["step"] == "start-idle")
+        op_id = seen[0]["data"]["op_id"]
+        second = run_cli(stack, "deploy", "--version", V2, "--services", "backend")
+        assert second.rc == 3, second.text()
+        msg = second.final["message"]
+        assert "deploy lock is held by deploy by" in msg and f"pid {first.pid}" in msg, msg
+        assert second.final["data"]["holder"]["op_id"] == op_id
+        out, _ = first.communicate(timeout=600)
+        assert first.returncode == 0, out[-3000:]
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert health(stack)["version"] == V2
+
+
+def test_08_deploy_killed_before_switch_then_rollback_recovers(stack: Any) -> None:
+    serving = health(stack)
+    proc = start_cli(
+        stack, "deploy", "--version", V4, "--build", "--services", "backend", "--bake-seconds", BAKE
+    )
+    read_events_until(proc, lambda e: e["step"] == "wait-healthy" and e["status"] == "start")
+    proc.kill()
+    proc.wait()
+    st = _status(stack)
+    dep = st["deploy"]
+    assert dep["interrupted"] is True and dep["version"] == V4, dep
+    assert dep["recovery"]["action"] == "abort"
+    assert "interrupted at step 'wait-healthy'" in dep["recovery"]["explanation"]
+    assert "Traffic never moved" in dep["recovery"]["explanation"]
+    assert st["lock"]["stale"] is True
+    assert any(line.startswith("INTERRUPTED") for line in st["summary"])
+    assert health(stack)["version"] == serving["version"]  # traffic untouched
+
+    refused = run_cli(stack, "rollback", "--force")
+    assert refused.rc == 3 and "stale deploy lock" in refused.final["message"]
+    assert run_cli(stack, "lock", "break").rc == 0
+    r = run_cli(stack, "rollback", "--force")
+    assert r.rc == 0, r.text()
+    assert any(e["step"] == "recover" and e["status"] == "warn" for e in r.events)
+    assert health(stack)["version"] == serving["version"]
+    st = _status(stack)
+    assert st["deploy"]["interrupted"] is False and st["deploy"]["status"] == "recovered"
+    assert _container_state(stack, f"backend_{dep['to_colour']}") in ("exited", "created")
+    interrupted = [h for h in _history(stack) if h.get("result") == "interrupted"]
+    assert interrupted and interrupted[-1]["version"] == V4
+
+
+def test_09_deploy_killed_during_bake_next_deploy_recovers(stack: Any) -> None:
+    serving = health(stack)
+    proc = start_cli(
+        stack, "deploy", "--version", V4, "--services", "backend", "--bake-seconds", "300"
+    )
+    read_events_until(proc, lambda e: e["step"] == "bake" and e["status"] == "start")
+    proc.kill()
+    proc.wait()
+    assert health(stack)["version"] == V4  # killed after the switch
+    st = _status(stack)
+    assert st["deploy"]["interrupted"] is True
+    assert st["deploy"]["recovery"]["action"] == "switch-back", st["deploy"]
+    assert run_cli(stack, "lock", "break").rc == 0
+    with LoadLoop(stack.base_url) as load:
+        r = run_cli(
+            stack, "deploy", "--version", V4, "--services", "backend", "--bake-seconds", BAKE
+        )
+    assert r.rc == 0, r.text()
+    recover = [e for e in r.events if e["step"] == "recover"]
+    assert recover and any(f"traffic on {serving['colour']}" in e["message"] for e in recover), (
+        r.text()
+    )
+    assert load.failed == [], load.summary()
+    assert health(stack)["version"] == V4
+
+
+def test_10_rollback_to_v1_by_version(stack: Any) -> None:
+    base = _state["base"]
+    with LoadLoop(stack.base_url) as load:
+        r = run_cli(stack, "rollback", "--version", base, "--force")
+    assert r.rc == 0, r.text()
+    assert load.failed == [], load.summary()
+    assert health(stack)["version"] == base
+    record_figure(
+        "rollback_to_version", {"duration_s": r.final["data"]["duration_s"], "load": load.summary()}
+    )

@@ -1,0 +1,173 @@
+"""The real Textual app against the real stack: terminal sizes, resize storms,
+the deploy form's bad input, and read-only mode that no key, palette entry or
+form can escape.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+
+from tests.conftest import Stack
+from tests.reliability._cli import audit_lines, fingerprint
+from tests.reliability._harness import Figure, app_wait, console_settings, record, screen_text
+
+pytestmark = [pytest.mark.stack, pytest.mark.destructive]
+
+
+def _app(stack: Stack, **overrides):
+    from console.ui.app import create_app
+
+    return create_app(console_settings(stack, **overrides))
+
+
+def _filled(app) -> bool:
+    return app.containers is not None and len(app.containers.containers) >= 6 and app.health is not None
+
+
+async def test_terminal_sizes_and_resize_storm(stack: Stack) -> None:
+    """Started at 40×15 it says it is too small (the whole message readable);
+    at 80×24 it shows the real stack in tabs; 150 resizes later it still
+    refreshes and answers keys."""
+    problems: list[str] = []
+    sizes = [(40, 15), (80, 24), (200, 60), (120, 32), (59, 19), (60, 20), (160, 48), (119, 31), (30, 8), (81, 25)]
+    rng = random.Random(5)
+    app = _app(stack)
+    async with app.run_test(size=(40, 15)) as pilot:
+        await pilot.pause(0.5)
+        text = screen_text(app)
+        if "too small" not in text:
+            problems.append(f"40×15: no 'too small' message:\n{text}")
+        elif "40×15" not in text and "40x15" not in text:
+            problems.append(f"40×15: the too-small message is cut off (no '40×15' on screen):\n{text}")
+        # 80×24: the dashboard, in tabs, every panel reachable
+        await pilot.resize_terminal(80, 24)
+        await app_wait(pilot, lambda: _filled(app), timeout=40, what="containers and health arrive")
+        text = screen_text(app)
+        rows = text.splitlines()
+        assert len(rows) == 24 and all(len(r) <= 80 for r in rows)
+        assert "too small" not in text
+        assert stack.name in text, "header does not name the stack"
+        for key in "12345678":
+            await pilot.press(key)
+            await pilot.pause(0.1)
+            assert len(screen_text(app).splitlines()) == 24
+        # the storm
+        t0 = time.monotonic()
+        for i in range(150):
+            w, h = rng.choice(sizes)
+            await pilot.resize_terminal(w, h)
+            if i % 10 == 0:
+                await pilot.pause(0)
+        storm_s = time.monotonic() - t0
+        await pilot.resize_terminal(100, 30)
+        await pilot.pause(0.3)
+        text = screen_text(app)
+        assert "too small" not in text
+        assert len(text.splitlines()) == 30
+        seen = app.containers.taken_at
+        await app_wait(pilot, lambda: app.containers.taken_at > seen, timeout=20, what="snapshots after the storm")
+        await pilot.press("question_mark")
+        await app_wait(pilot, lambda: type(app.screen).__name__ == "HelpScreen", timeout=5, what="help opens")
+        await pilot.press("escape")
+        await pilot.resize_terminal(40, 15)
+        await pilot.pause(0.2)
+        assert "too small" in screen_text(app)
+        assert app.return_code is None
+    record(Figure(fault="terminal 80×24, 40×15, resize storm (150 resizes)",
+                  operator_saw="tabs at 80×24; too-small screen below 60×20",
+                  notes=f"storm {storm_s:.1f} s; console kept refreshing; " + ("; ".join(p.splitlines()[0] for p in problems) or "ok")))
+    assert not problems, "\n".join(problems)
+
+
+BAD_VERSIONS = ["1.2.3", "v1..2", "latest", "v1.2.3;reboot", "v１.２", "v" + "9" * 80, "v1\x1b[2Jx", "v1\u202e", " "]
+
+
+async def test_deploy_form_refuses_bad_versions(stack: Stack) -> None:
+    from textual.widgets import Input
+
+    before = fingerprint(stack)
+    accepted = []
+    app = _app(stack)
+    async with app.run_test(size=(120, 32)) as pilot:
+        await app_wait(pilot, lambda: _filled(app), timeout=40)
+        for value in BAD_VERSIONS:
+            await pilot.press("d")
+            await app_wait(pilot, lambda: type(app.screen).__name__ == "DeployScreen", timeout=5, what="deploy form")
+            field = app.screen.query_one("#version", Input)
+            field.value = value
+            await pilot.press("enter")
+            await pilot.pause(0.2)
+            if type(app.screen).__name__ != "DeployScreen":
+                accepted.append(value)
+            else:
+                text = screen_text(app).lower()
+                if "malformed" not in text and "required" not in text:
+                    accepted.append(f"{value!r}: refused without saying why")
+            while len(app.screen_stack) > 1:
+                await pilot.press("escape")
+                await pilot.pause(0.1)
+        # well-formed but unknown: the form lets it through, the engine refuses it
+        n_audit = len(audit_lines(stack))
+        await pilot.press("d")
+        await app_wait(pilot, lambda: type(app.screen).__name__ == "DeployScreen", timeout=5)
+        app.screen.query_one("#version", Input).value = "v95.0.0"
+        await pilot.press("enter")
+        await app_wait(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", timeout=5, what="confirmation")
+        await pilot.press("y")
+        await app_wait(pilot, lambda: app.op_running is None and "v95.0.0" in screen_text(app), timeout=60,
+                       what="the operation ends and says why")
+        text = screen_text(app).lower()
+    assert not accepted, f"the deploy form accepted: {accepted!r}"
+    assert "unknown version" in text or "no image" in text, text[-800:]
+    assert fingerprint(stack) == before
+    refusals = [a for a in audit_lines(stack)[n_audit:] if a.get("op") == "deploy"]
+    assert refusals and refusals[-1].get("result") == "bad-input", refusals
+
+
+async def test_read_only_cannot_be_escaped_from_the_ui(stack: Stack) -> None:
+    before = fingerprint(stack)
+    n_audit = len(audit_lines(stack))
+    app = _app(stack, read_only=True)
+    async with app.run_test(size=(160, 48), notifications=True) as pilot:
+        await app_wait(pilot, lambda: _filled(app), timeout=40)
+        dashboard = app.screen
+        # every write key: nothing opens, a notification says why
+        for key in "dbvfer":
+            await pilot.press(key)
+            await pilot.pause(0.2)
+            assert app.screen is dashboard, f"key {key!r} opened {type(app.screen).__name__} in read-only mode"
+        notes = " ".join(str(n.message) for n in app._notifications)
+        assert "read-only" in notes, notes
+        # the command palette's write entries
+        for title in ("Deploy", "Rollback", "Vacuum", "Flush", "Emergency", "Restart"):
+            await pilot.press("ctrl+p")
+            await pilot.pause(0.3)
+            for ch in title.lower():
+                await pilot.press(ch)
+            await pilot.pause(0.5)
+            await pilot.press("enter")
+            await pilot.pause(0.5)
+            assert type(app.screen).__name__ not in ("DeployScreen", "ConfirmScreen", "FlushScreen",
+                                                     "TypedConfirmScreen"), f"palette {title} opened a write form"
+            while app.screen is not dashboard:
+                await pilot.press("escape")
+                await pilot.pause(0.2)
+        # a write started the way the confirmation screens start one
+        for action, params in (("deploy", {"version": "v1.0.0", "strategy": "blue-green"}),
+                               ("vacuum", {}), ("flush_cache", {"prefix": "cache:"}), ("rollback", {})):
+            app.start_operation(action, **params)
+            await pilot.pause(0.3)
+            assert app.op_running is None, f"{action} started in read-only mode"
+        # and the engine itself refuses, should a UI path ever forget to check
+        app._run_operation("cache-flush", {"prefix": "cache:"})
+        await app.workers.wait_for_complete()
+        await pilot.pause(0.3)
+    assert fingerprint(stack) == before
+    new = audit_lines(stack)[n_audit:]
+    assert all(a.get("result") in ("read-only", None) or a.get("event") != "end" for a in new), new
+    assert any(a.get("result") == "read-only" and a.get("read_only") is True for a in new), (
+        "the engine did not record the read-only refusal"
+    )

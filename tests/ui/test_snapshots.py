@@ -1,0 +1,78 @@
+"""SVG snapshots of the console at 80x24 and 160x48, from recorded fixtures.
+
+Regenerate on purpose with ``python3 -m pytest tests/ui --snapshot-update``,
+then look at the SVGs under ``__snapshots__/`` before committing them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from .fakes import FakeOps, make_app
+
+SIZES = {"80x24": (80, 24), "160x48": (160, 48)}
+SCENARIOS = ["normal", "alert", "stale", "empty"]
+
+
+async def settle(pilot: Any) -> None:
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_dashboard(snap_compare: Any, scenario: str, size: str) -> None:
+    assert snap_compare(make_app(scenario), terminal_size=SIZES[size], run_before=settle)
+
+
+def test_stale_panel_tab_at_80x24(snap_compare: Any) -> None:
+    """The stale marker of the slow-queries panel when it is the tab shown."""
+
+    async def run_before(pilot: Any) -> None:
+        await settle(pilot)
+        await pilot.press("4")
+        await pilot.pause()
+
+    assert snap_compare(make_app("stale"), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_help_screen_80x24(snap_compare: Any) -> None:
+    async def run_before(pilot: Any) -> None:
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+
+    assert snap_compare(make_app("normal"), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_deploy_in_progress_160x48(snap_compare: Any) -> None:
+    """Form filled, confirmed, first steps in the operations log, write keys greyed."""
+    ops = FakeOps()
+
+    async def run_before(pilot: Any) -> None:
+        await settle(pilot)
+        await pilot.press("d", *"v1.2.4", "enter")
+        await pilot.pause()
+        await pilot.press("y")
+        await pilot.pause()
+        await pilot.pause()
+
+    app = make_app("normal", ops=ops)
+    assert snap_compare(app, terminal_size=(160, 48), run_before=run_before)
+    ops.release.set()
+
+
+def test_deploy_form_error_80x24(snap_compare: Any) -> None:
+    async def run_before(pilot: Any) -> None:
+        await settle(pilot)
+        await pilot.press("d", *"1.2", "enter")
+        await pilot.pause()
+
+    assert snap_compare(make_app("normal"), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_too_small_40x15(snap_compare: Any) -> None:
+    assert snap_compare(make_app("normal"), terminal_size=(40, 15), run_before=settle)
