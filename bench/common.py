@@ -505,6 +505,9 @@ class LoadResult:
     last_failure_at: float | None = None
     colours: dict[str, int] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
+    colour_changes: list[tuple[float, str]] = field(default_factory=list)
+    """(seconds since the loop started, colour) each time the serving colour
+    differs from the previous response's (bounded)."""
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -519,6 +522,7 @@ class LoadResult:
                 2,
             ),
             "colours": self.colours,
+            "colour_changes": [(rnd(t, 2), c) for t, c in self.colour_changes],
             "p95_ms": rnd((percentile(self.latencies, 95) or 0) * 1000, 1),
             "max_ms": rnd(max(self.latencies, default=0) * 1000, 1),
         }
@@ -585,6 +589,9 @@ class LoadLoop:
                 self.result.latencies.append(end - start)
                 if colour:
                     self.result.colours[colour] = self.result.colours.get(colour, 0) + 1
+                    changes = self.result.colour_changes
+                    if (not changes or changes[-1][1] != colour) and len(changes) < 50:
+                        changes.append((start - self._t0, colour))
                 if error is not None:
                     self.result.failures += 1
                     self.result.errors[error] = self.result.errors.get(error, 0) + 1

@@ -107,7 +107,6 @@ class MarketService:
         self.clients = clients
         self.order = settings.price_provider_order()
         self._inflight: dict[str, asyncio.Task[FetchOutcome]] = {}
-        self._background: set[asyncio.Task[None]] = set()
 
     # --- public ----------------------------------------------------------------------
 
@@ -199,9 +198,6 @@ class MarketService:
         except Exception as exc:  # a lost row must not fail the request
             log.warning("prices not stored: %s", type(exc).__name__)
             return 0
-
-    async def fetch_symbol(self, symbol: str, *, quota_share: float | None = None) -> FetchOutcome:
-        return await self._fetch_shared(symbol, quota_share)
 
     # --- internals -------------------------------------------------------------------------
 

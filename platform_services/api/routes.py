@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -130,7 +131,7 @@ class LoginRequest(BaseModel):
 
 
 @router.post(
-    "/api/auth/login", response_model=TokenBody, responses=responses(401, 413, 422, 429, 503)
+    "/api/auth/login", response_model=TokenBody, responses=responses(400, 401, 413, 422, 429, 503)
 )
 async def login(body: LoginRequest, request: Request) -> JSONResponse:
     platform = _platform(request)
@@ -153,6 +154,10 @@ async def login(body: LoginRequest, request: Request) -> JSONResponse:
         return error(
             429, "too_many_attempts", "too many login attempts; retry later", {"Retry-After": retry}
         )
+    if not platform.users_ready:
+        # Right after a fresh set-up the background bootstrap may still be running.
+        with contextlib.suppress(Exception):
+            platform.users_ready = await platform.bootstrap_users()
     try:
         user = await platform.store.get_user(body.username)
     except StoreUnavailable:
@@ -195,7 +200,7 @@ async def login(body: LoginRequest, request: Request) -> JSONResponse:
 
 
 @router.post(
-    "/api/cache/clear", response_model=CacheClearBody, responses=responses(401, 403, 413, 503)
+    "/api/cache/clear", response_model=CacheClearBody, responses=responses(400, 401, 403, 413, 503)
 )
 async def cache_clear(
     request: Request, authorization: Annotated[str | None, Header()] = None

@@ -611,3 +611,11 @@ async def app_wait(pilot: Any, predicate: Callable[[], Any], *, timeout: float =
         if time.monotonic() - t0 > timeout:
             raise NotReached(f"{what or 'app condition'}: not reached within {timeout:g} s (last: {last!r})")
         await pilot.pause(0.2)
+
+
+def mask(text: str, secrets: dict[str, str]) -> str:
+    """``text`` with every secret replaced by ``<NAME>``: safe for a failure message."""
+    for name, value in sorted(secrets.items(), key=lambda kv: -len(kv[1])):
+        if value:
+            text = text.replace(value, f"<{name}>")
+    return text

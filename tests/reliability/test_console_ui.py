@@ -23,13 +23,29 @@ def _app(stack: Stack, **overrides):
     return create_app(console_settings(stack, **overrides))
 
 
+STORM_BURSTS = 12
+STORM_BURST = 10
+
+
+def _post_resize(app, width: int, height: int) -> None:
+    """What Pilot.resize_terminal does, without waiting for the app to settle."""
+    from textual.drivers.headless_driver import HeadlessDriver
+    from textual.events import Resize
+    from textual.geometry import Size
+
+    size = Size(width, height)
+    if isinstance(app._driver, HeadlessDriver):
+        app._driver._size = size
+    app.post_message(Resize(size, size))
+
+
 def _filled(app) -> bool:
     return app.containers is not None and len(app.containers.containers) >= 6 and app.health is not None
 
 
 async def test_terminal_sizes_and_resize_storm(stack: Stack) -> None:
     """Started at 40×15 it says it is too small (the whole message readable);
-    at 80×24 it shows the real stack in tabs; 150 resizes later it still
+    at 80×24 it shows the real stack in tabs; 120 resizes later it still
     refreshes and answers keys."""
     problems: list[str] = []
     sizes = [(40, 15), (80, 24), (200, 60), (120, 32), (59, 19), (60, 20), (160, 48), (119, 31), (30, 8), (81, 25)]
@@ -54,13 +70,13 @@ async def test_terminal_sizes_and_resize_storm(stack: Stack) -> None:
             await pilot.press(key)
             await pilot.pause(0.1)
             assert len(screen_text(app).splitlines()) == 24
-        # the storm
+        # the storm: bursts of resize events faster than the app can lay out
+        # (what a window being dragged sends), each burst ended by Pilot's resize
         t0 = time.monotonic()
-        for i in range(150):
-            w, h = rng.choice(sizes)
-            await pilot.resize_terminal(w, h)
-            if i % 10 == 0:
-                await pilot.pause(0)
+        for _burst in range(STORM_BURSTS):
+            for _ in range(STORM_BURST - 1):
+                _post_resize(app, *rng.choice(sizes))
+            await pilot.resize_terminal(*rng.choice(sizes))
         storm_s = time.monotonic() - t0
         await pilot.resize_terminal(100, 30)
         await pilot.pause(0.3)
@@ -76,13 +92,14 @@ async def test_terminal_sizes_and_resize_storm(stack: Stack) -> None:
         await pilot.pause(0.2)
         assert "too small" in screen_text(app)
         assert app.return_code is None
-    record(Figure(fault="terminal 80×24, 40×15, resize storm (150 resizes)",
+    record(Figure(fault="terminal 80×24, 40×15, resize storm (120 resizes in bursts)",
                   operator_saw="tabs at 80×24; too-small screen below 60×20",
                   notes=f"storm {storm_s:.1f} s; console kept refreshing; " + ("; ".join(p.splitlines()[0] for p in problems) or "ok")))
     assert not problems, "\n".join(problems)
 
 
-BAD_VERSIONS = ["1.2.3", "v1..2", "latest", "v1.2.3;reboot", "v１.２", "v" + "9" * 80, "v1\x1b[2Jx", "v1\u202e", " "]
+BAD_VERSIONS = ["1.2.3", "v1..2", "v1.2.3;reboot", "v１.２", "v1\x1b[2Jx", " "]
+"""The CLI tests try many more; the form uses the engine's own rule."""
 
 
 async def test_deploy_form_refuses_bad_versions(stack: Stack) -> None:
@@ -127,6 +144,9 @@ async def test_deploy_form_refuses_bad_versions(stack: Stack) -> None:
     assert refusals and refusals[-1].get("result") == "bad-input", refusals
 
 
+WRITE_SCREENS = ("DeployScreen", "ConfirmScreen", "FlushScreen", "TypedConfirmScreen")
+
+
 async def test_read_only_cannot_be_escaped_from_the_ui(stack: Stack) -> None:
     before = fingerprint(stack)
     n_audit = len(audit_lines(stack))
@@ -141,20 +161,25 @@ async def test_read_only_cannot_be_escaped_from_the_ui(stack: Stack) -> None:
             assert app.screen is dashboard, f"key {key!r} opened {type(app.screen).__name__} in read-only mode"
         notes = " ".join(str(n.message) for n in app._notifications)
         assert "read-only" in notes, notes
-        # the command palette's write entries
-        for title in ("Deploy", "Rollback", "Vacuum", "Flush", "Emergency", "Restart"):
-            await pilot.press("ctrl+p")
-            await pilot.pause(0.3)
-            for ch in title.lower():
-                await pilot.press(ch)
-            await pilot.pause(0.5)
-            await pilot.press("enter")
-            await pilot.pause(0.5)
-            assert type(app.screen).__name__ not in ("DeployScreen", "ConfirmScreen", "FlushScreen",
-                                                     "TypedConfirmScreen"), f"palette {title} opened a write form"
-            while app.screen is not dashboard:
-                await pilot.press("escape")
-                await pilot.pause(0.2)
+        # the command palette: one real round trip through its UI ...
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.3)
+        await pilot.press(*"deploy")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await pilot.pause(0.5)
+        opened = type(app.screen).__name__
+        while app.screen is not dashboard:
+            await pilot.press("escape")
+            await pilot.pause(0.1)
+        assert opened not in WRITE_SCREENS, f"palette 'deploy' opened {opened} in read-only mode"
+        # ... and every write entry it lists, run as the palette runs them
+        commands = [c for c in app.get_system_commands(dashboard) if "disabled" in c.help]
+        assert len(commands) >= 6, [c.title for c in commands]
+        for command in commands:
+            command.callback()
+            await pilot.pause(0.2)
+            assert app.screen is dashboard, f"palette {command.title!r} opened {type(app.screen).__name__}"
         # a write started the way the confirmation screens start one
         for action, params in (("deploy", {"version": "v1.0.0", "strategy": "blue-green"}),
                                ("vacuum", {}), ("flush_cache", {"prefix": "cache:"}), ("rollback", {})):

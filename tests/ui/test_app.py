@@ -22,7 +22,7 @@ from console.ui.panels import (
 )
 from console.ui.screens.confirm import ConfirmScreen, FlushScreen, TypedConfirmScreen
 from console.ui.screens.deploy import DeployScreen
-from console.ui.screens.help import HelpScreen
+from console.ui.screens.help import HelpScreen, HelpTable
 from console.ui.screens.logs import LogsScreen
 from console.ui.screens.too_small import TooSmallScreen
 from console.ui.widgets.table import ListTable
@@ -174,12 +174,30 @@ async def test_help_screen_lists_every_binding() -> None:
         await pilot.press("question_mark")
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
-        text = "\n".join(rendered(s) for s in app.screen.query(".help-table"))
+        text = "\n".join(table.text for table in app.screen.query(HelpTable))
         for binding in StackdeckApp.BINDINGS:
             assert binding.description in text, binding  # type: ignore[union-attr]
-            assert (binding.tooltip or "") in text  # type: ignore[union-attr]
-        for key in ("?", "q", "d", "b", "v", "f", "e", "r", "l", "/", ":", "^p", "1", "8"):
-            assert f"{key}  " in text or f"{key}," in text, key
+            assert (binding.tooltip or "")[:30] in text  # type: ignore[union-attr]
+        keys = {line.split()[0].rstrip(",") for line in text.splitlines() if line.strip()}
+        for key in (
+            "?",
+            "q",
+            "d",
+            "b",
+            "v",
+            "f",
+            "e",
+            "r",
+            "l",
+            "/",
+            ":",
+            "^p",
+            "1",
+            "8",
+            "[",
+            "]",
+        ):
+            assert key in keys, key
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, HelpScreen)

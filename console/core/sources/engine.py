@@ -213,6 +213,23 @@ def read_tar_member(data: bytes) -> str:
 # --- the docker client, shared ---------------------------------------------------
 
 
+def describe_docker_error(exc: BaseException) -> str:
+    """A short, operator-readable reason for a failed Docker call."""
+    if isinstance(exc, SourceError):
+        return exc.message.split(": ", 1)[-1]
+    text = str(exc)
+    status = getattr(exc, "status_code", None)
+    if status:
+        explanation = getattr(exc, "explanation", None) or text
+        return f"HTTP {status}: {redact(explanation)[:160]}"
+    if "Read timed out" in text or isinstance(exc, TimeoutError):
+        return "the engine did not answer in time"
+    markers = ("Connection refused", "No such file", "FileNotFoundError", "Connection aborted")
+    if any(m in text for m in markers) or isinstance(exc, ConnectionError | FileNotFoundError):
+        return "cannot connect to the engine (is dockerd running?)"
+    return redact(text.splitlines()[0] if text else type(exc).__name__)[:160]
+
+
 class DockerHandle:
     """A lazily created docker client and a small private thread pool.
 
@@ -269,9 +286,7 @@ class DockerHandle:
                     client = docker.from_env(**kwargs)
             except Exception as exc:
                 self._failed_at = time.monotonic()
-                self._failure = SourceError(
-                    "engine", f"cannot reach the Docker engine: {redact(exc)}"
-                )
+                self._failure = SourceError("engine", describe_docker_error(exc))
                 raise self._failure from None
             if self._closed:
                 client.close()
@@ -422,9 +437,12 @@ class ContainersSource(Source):
         return parse_active_colour(read_tar_member(data))
 
     async def poll(self) -> ContainersSnapshot:
-        return await self.handle.call(
-            self._collect, deadline=self.poll_timeout, what="list containers"
-        )
+        try:
+            return await self.handle.call(
+                self._collect, deadline=self.poll_timeout, what="list containers"
+            )
+        except Exception as exc:
+            raise SourceError("engine", describe_docker_error(exc)) from None
 
 
 _SERVICE_ORDER = {
@@ -547,7 +565,7 @@ class EventsSource(Source):
             error = self._error
             if error is not None and not self._thread.is_alive():
                 self._error = None
-                raise SourceError("events", redact(error)) from None
+                raise SourceError("events", describe_docker_error(error)) from None
         if not self._connected.is_set():
             # the daemon accepted the request but has not answered (hung)
             raise SourceError("events", "the engine has not answered the event request")

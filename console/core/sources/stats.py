@@ -25,12 +25,14 @@ from datetime import datetime
 from typing import Any
 
 from console.core.config import Settings
+from console.core.errors import SourceError
 from console.core.models import ContainerStats, StatsSnapshot
 from console.core.sources.base import Clock, Source, utcnow
 from console.core.sources.engine import (
     PROJECT_LABEL,
     SERVICE_LABEL,
     DockerHandle,
+    describe_docker_error,
     parse_docker_time,
     shutdown_response,
 )
@@ -434,9 +436,12 @@ class StatsSource(Source):
             or not self._streams
         ):
             self._relist = False
-            await self.handle.call(
-                self._reconcile, deadline=self.poll_timeout, what="list running containers"
-            )
+            try:
+                await self.handle.call(
+                    self._reconcile, deadline=self.poll_timeout, what="list running containers"
+                )
+            except Exception as exc:
+                raise SourceError("stats", describe_docker_error(exc)) from None
         self._refresh_timing(time.monotonic())
         containers = []
         for stream in self._streams.values():

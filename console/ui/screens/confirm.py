@@ -64,8 +64,9 @@ class ConfirmScreen(ModalScreen[bool]):
                     f"{self.confirm_label} (y)",
                     variant="error" if self.destructive else "primary",
                     id="confirm",
+                    compact=True,
                 )
-                yield Button("Cancel (n)", id="cancel")
+                yield Button("Cancel (n)", id="cancel", compact=True)
 
     def on_mount(self) -> None:
         # Destructive: the safe choice has the focus, Enter does not run it.
@@ -109,8 +110,8 @@ class TypedConfirmScreen(ModalScreen[bool]):
             )
             yield Input(placeholder=self.expected, id="typed")
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Confirm", variant="error", id="confirm", disabled=True)
-                yield Button("Cancel (esc)", id="cancel")
+                yield Button("Confirm", variant="error", id="confirm", disabled=True, compact=True)
+                yield Button("Cancel (esc)", id="cancel", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#typed", Input).focus()
@@ -168,8 +169,8 @@ class FlushScreen(ModalScreen[str | None]):
                     id="scope-all",
                 )
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Continue", variant="primary", id="continue")
-                yield Button("Cancel (esc)", id="cancel")
+                yield Button("Continue", variant="primary", id="continue", compact=True)
+                yield Button("Cancel (esc)", id="cancel", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#scope", RadioSet).focus()

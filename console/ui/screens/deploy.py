@@ -106,8 +106,8 @@ class DeployScreen(ModalScreen[DeployRequest | None]):
                 )
                 yield RadioButton("rolling: recreate one service at a time", id="rolling")
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Deploy…", variant="primary", id="submit")
-                yield Button("Cancel (esc)", id="cancel")
+                yield Button("Deploy…", variant="primary", id="submit", compact=True)
+                yield Button("Cancel (esc)", id="cancel", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#version", Input).focus()

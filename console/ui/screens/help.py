@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
+
+from console.ui.palette import Palette
 
 __all__ = ["HelpScreen", "HelpSection"]
 
@@ -30,6 +34,20 @@ def _bindings(items: Sequence[BindingType]) -> list[Binding]:
         else:
             out.extend(Binding.make_bindings([item]))
     return out
+
+
+class HelpTable(Static):
+    """A Static holding a Rich table; ``text`` is its plain content (for tests)."""
+
+    @property
+    def text(self) -> str:
+        import io
+
+        from rich.console import Console
+
+        console = Console(width=self.size.width or 100, record=True, file=io.StringIO())
+        console.print(self.content)
+        return console.export_text()
 
 
 class HelpScreen(ModalScreen[None]):
@@ -64,14 +82,19 @@ class HelpScreen(ModalScreen[None]):
             with VerticalScroll():
                 for heading, bindings in self.sections:
                     yield Static(Content.styled(heading, "bold $accent"), classes="help-heading")
-                    yield Static(self._table(_bindings(bindings)), classes="help-table")
+                    yield HelpTable(self._table(_bindings(bindings)), classes="help-table")
             yield Static(
                 Content.styled("escape or ? closes · : or ctrl+p opens the command palette", "dim"),
                 classes="help-footer",
             )
 
-    def _table(self, bindings: list[Binding]) -> Content:
-        rows: list[Content] = []
+    def _table(self, bindings: list[Binding]) -> Table:
+        """Key, name, what it does: a Rich table, so long lines wrap in their column."""
+        palette = Palette.from_app(self.app)
+        table = Table.grid(padding=(0, 1), expand=True)
+        table.add_column(justify="right", no_wrap=True, style=f"bold {palette.blue}", min_width=7)
+        table.add_column(no_wrap=True, min_width=12)
+        table.add_column(ratio=1, style="dim")
         seen: set[str] = set()
         for binding in bindings:
             ident = binding.id or f"{binding.key}:{binding.action}"
@@ -81,18 +104,12 @@ class HelpScreen(ModalScreen[None]):
             keys = ", ".join(
                 self.key_display(Binding(key, binding.action)) for key in binding.key.split(",")
             )
-            description = binding.description or binding.action
-            tooltip = binding.tooltip or ""
+            what = Text(binding.tooltip or "")
             reason = self.disabled_reason(binding)
-            parts: list[str | tuple[str, str]] = [
-                (f"{keys:>14}", "bold $primary"),
-                f"  {description:<18}",
-                (tooltip, "dim"),
-            ]
             if reason:
-                parts.append((f"  (disabled: {reason})", "$warning"))
-            rows.append(Content.assemble(*parts))
-        return Content("\n").join(rows)
+                what.append(f" (disabled: {reason})", style=f"not dim {palette.warn}")
+            table.add_row(keys, binding.description or binding.action, what)
+        return table
 
     def action_close(self) -> None:
         self.dismiss(None)

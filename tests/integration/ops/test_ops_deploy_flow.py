@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import tempfile
 import time
@@ -375,6 +376,26 @@ def test_09_deploy_killed_during_bake_next_deploy_recovers(stack: Any) -> None:
     assert health(stack)["version"] == V4
 
 
+def test_09b_ctrl_c_during_bake_switches_back_and_releases_the_lock(stack: Any) -> None:
+    serving = health(stack)
+    proc = start_cli(
+        stack, "deploy", "--version", V2, "--services", "backend", "--bake-seconds", "300"
+    )
+    read_events_until(proc, lambda e: e["step"] == "bake" and e["status"] == "start")
+    assert health(stack)["version"] == V2
+    proc.send_signal(signal.SIGINT)  # the operator's Ctrl-C
+    proc.communicate(timeout=300)
+    assert proc.returncode == 130
+    assert health(stack)["version"] == serving["version"]  # switched back
+    st = _status(stack)
+    assert st["lock"]["held"] is False and st["lock"]["stale"] is False
+    assert st["deploy"]["status"] == "rolled-back" and st["deploy"]["interrupted"] is False
+    last = _history(stack)[-1]
+    assert (
+        last["version"] == V2 and last["result"] == "rolled-back" and "cancelled" in last["reason"]
+    )
+
+
 def test_10_rollback_to_v1_by_version(stack: Any) -> None:
     base = _state["base"]
     with LoadLoop(stack.base_url) as load:
@@ -385,3 +406,22 @@ def test_10_rollback_to_v1_by_version(stack: Any) -> None:
     record_figure(
         "rollback_to_version", {"duration_s": r.final["data"]["duration_s"], "load": load.summary()}
     )
+
+
+def test_11_rolling_deploy_recreates_in_place(stack: Any) -> None:
+    before = health(stack)
+    with LoadLoop(stack.base_url) as load:
+        r = run_cli(
+            stack, "deploy", "--strategy", "rolling", "--version", V2, "--services", "backend"
+        )
+    assert r.rc == 0, r.text()
+    after = wait_healthy(stack)
+    assert after["version"] == V2 and after["colour"] == before["colour"]  # same colour, in place
+    last = _history(stack)[-1]
+    assert last["strategy"] == "rolling" and last["result"] == "ok"
+    record_figure(
+        "rolling_deploy", {"duration_s": r.final["data"]["duration_s"], "load": load.summary()}
+    )
+    r = run_cli(stack, "rollback", "--version", _state["base"], "--force")
+    assert r.rc == 0, r.text()
+    assert health(stack)["version"] == _state["base"]

@@ -233,7 +233,9 @@ def test_scale_worker_to_zero_and_back(stack: Any) -> None:
     assert state() in ("exited", "")
     assert health(stack)["_status"] == 200  # the stack stays healthy without the worker
     r = run_cli(stack, "scale", "worker=1", timeout=400)
-    assert state() == "running", r.text()
+    assert r.rc == 0, r.text()
+    assert state() == "running"
+    assert any(e["step"] == "wait-healthy" and e["status"] == "ok" for e in r.events)
 
 
 def test_second_operator_is_refused_with_the_holder_named(stack: Any) -> None:
@@ -299,3 +301,31 @@ def test_audit_log_has_identity_and_no_secrets(stack: Any) -> None:
         if any(w in key for w in ("PASSWORD", "SECRET", "TOKEN")) and len(value) >= 8:
             assert value not in text, f"{key} leaked into the audit log"
             assert value not in (stack.state_dir / "deployment.log").read_text()
+
+
+def test_migrate_with_nothing_pending(stack: Any) -> None:
+    r = run_cli(stack, "migrate")
+    assert r.rc == 0, r.text()
+    assert "nothing to do" in r.final["message"] or "migrations applied" in r.final["message"]
+
+
+def test_cache_warm_fills_the_price_cache(stack: Any, rds: Any) -> None:
+    r = run_cli(stack, "cache", "warm", "--symbols", "AAPL,MSFT")
+    assert r.rc == 0, r.text()
+    assert rds.exists("cache:price:AAPL") and rds.exists("cache:price:MSFT")
+
+
+@pytest.mark.destructive
+def test_restart_one_service_waits_until_healthy(stack: Any) -> None:
+    def started_at() -> str:
+        return subprocess.run(
+            ["docker", "inspect", "-f", "{{.State.StartedAt}}", stack.container("market-sim")],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+
+    before = started_at()
+    r = run_cli(stack, "restart", "market-sim")
+    assert r.rc == 0, r.text()
+    assert started_at() != before
+    assert any(e["step"] == "wait-healthy" and e["status"] == "ok" for e in r.events)

@@ -165,3 +165,22 @@ def test_log_lines_and_demux() -> None:
 
     raw = io.BytesIO(frame(1, b"out one\n") + frame(2, b"err\n") + frame(1, b""))
     assert list(_demux(raw)) == [("stdout", b"out one\n"), ("stderr", b"err\n")]
+
+
+def test_docker_errors_read_well() -> None:
+    from console.core.errors import SourceError
+    from console.core.sources.engine import describe_docker_error
+
+    class APIError(Exception):
+        status_code = 404
+        explanation = "No such container: x"
+
+    hung = Exception(
+        "UnixHTTPConnectionPool(host='localhost', port=None): Read timed out. (read timeout=2.0)"
+    )
+    assert describe_docker_error(hung) == "the engine did not answer in time"
+    assert describe_docker_error(FileNotFoundError(2, "No such file or directory")).startswith(
+        "cannot connect to the engine"
+    )
+    assert describe_docker_error(APIError()) == "HTTP 404: No such container: x"
+    assert describe_docker_error(SourceError("engine", "closed")) == "closed"
