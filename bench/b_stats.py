@@ -144,7 +144,7 @@ def bench(stack: Stack, scale: Any, levels: list[int], *, quick: bool = False) -
                 met=(ratio is not None and ratio >= 10) if level == 20 else None,
                 note=(
                     f"cold start to all {console['containers_seen']} containers with CPU: {console['cold_s']} s; "
-                    f"poll on the loop {console['poll_median_ms']} ms (max {console['poll_max_ms']}); "
+                    f"snapshot on demand (poll) {console['poll_median_ms']} ms, max {console['poll_max_ms']} ms when it re-lists on the docker pool; "
                     + (
                         f"sequential stats(stream=False): {seq['total_s']} s ({rnd(ratio_seq, 1)}× the console)"
                         if seq

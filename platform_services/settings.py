@@ -49,9 +49,10 @@ class Settings(BaseSettings):
     test_username: str = "test"
     test_password: SecretStr = SecretStr("")
     login_max_failures: int = 5
-    """Failed logins per username and client IP before 429."""
+    """Attempts per username and client IP without a success; the next one gets 429.
+    Counted before the password is checked, so parallel guesses cannot slip through."""
     login_window_s: int = 300
-    """How long failed logins are remembered (and the longest Retry-After)."""
+    """How long attempts are remembered after the last one (and the longest Retry-After)."""
 
     # --- providers ------------------------------------------------------------
     alpha_vantage_api_key: SecretStr = SecretStr("offline-sim")

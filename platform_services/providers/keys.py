@@ -16,7 +16,7 @@ key                                       what                                  
 ``stats:cache:hits`` / ``:misses``        cache lookups since the data set began     none
 ``stats:cache:hits:<YYYY-MM-DD>``         the same per UTC day                       STATS_TTL
 ``stats:calls:<provider>:<YYYY-MM-DD>``   provider calls admitted per UTC day        STATS_TTL
-``ratelimit:login:<user>:<ip>``           failed logins per username and client IP   LOGIN_WINDOW
+``ratelimit:login:<user>:<ip>``           login attempts since the last success      LOGIN_WINDOW
 ``worker:heartbeat``                      JSON heartbeat of the ingestion worker     HEARTBEAT_TTL
 ``worker:lock``                           one ingestion cycle at a time              cycle length
 ``health:probe:<colour>``                 the cache health check's round trip        10 s
@@ -196,7 +196,7 @@ LOGIN_RATE_PREFIX = "ratelimit:login:"
 
 
 def login_attempts_key(username: str, client_ip: str) -> str:
-    """Failed-login counter of one username from one client address."""
+    """Login attempts of one username from one client address since its last success."""
     return f"{LOGIN_RATE_PREFIX}{username.lower()}:{client_ip}"
 
 

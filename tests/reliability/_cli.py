@@ -115,7 +115,7 @@ def audit_lines(stack: Stack) -> list[dict[str, Any]]:
 def has_raw_control(text: str) -> bool:
     """Control characters other than newline/tab: a terminal-injection risk
     when echoed from input (the CLI must escape what the operator typed)."""
-    return any(ord(ch) < 32 and ch not in "\n\t" or ord(ch) == 127 for ch in text)
+    return any((ord(ch) < 32 and ch not in "\n\t") or ord(ch) == 127 for ch in text)
 
 
 def running(stack: Stack) -> dict[str, str]:

@@ -12,6 +12,7 @@ so a test that dies half-way cannot leave traffic running.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -20,7 +21,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -213,6 +214,26 @@ class LoadLoop:
 
 # --- acknowledged writes ---------------------------------------------------------
 
+
+def run_sync(factory: Callable[[], Any]) -> Any:
+    """``asyncio.run(factory())`` on a thread of its own, so it works from
+    synchronous code and from inside a running event loop alike."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(factory())
+        except BaseException as exc:
+            box["error"] = exc
+
+    t = threading.Thread(target=target, name="run-sync")
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
 ACKS_DDL = """
 CREATE TABLE IF NOT EXISTS reliability_acks (
     id      bigserial PRIMARY KEY,
@@ -249,7 +270,7 @@ class AckedWriter:
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), name="acked-writer", daemon=True)
 
     def __enter__(self) -> AckedWriter:
-        asyncio.run(ensure_acks_table(self.dsn))
+        run_sync(lambda: ensure_acks_table(self.dsn))
         self._thread.start()
         return self
 
@@ -294,7 +315,7 @@ class AckedWriter:
         """(acknowledged, found): every acknowledged id must be found."""
         with self._lock:
             ids = list(self.acked)
-        found = asyncio.run(_count_ids(self.dsn, self.tag, ids))
+        found = run_sync(lambda: _count_ids(self.dsn, self.tag, ids))
         return len(ids), found
 
 
@@ -336,7 +357,7 @@ def pg_query(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
         finally:
             await conn.close()
 
-    return asyncio.run(run())
+    return run_sync(run)
 
 
 # --- docker -------------------------------------------------------------------
@@ -427,6 +448,23 @@ class Figure:
     rows_lost: int | None = None
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def figure(fault: str) -> Iterator[Figure]:
+    """A figure for one fault, recorded whatever happens (a failed test's
+    figure says so, with the first line of the failure)."""
+    fig = Figure(fault=fault)
+    try:
+        yield fig
+    except BaseException as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        fig.notes = (fig.notes + "; " if fig.notes else "") + f"TEST FAILED: {first[:200]}"
+        fig.extra["passed"] = False
+        record(fig)
+        raise
+    fig.extra["passed"] = True
+    record(fig)
 
 
 def record(fig: Figure, *, test: str = "") -> None:
@@ -579,19 +617,23 @@ def secret_values(stack: Any) -> dict[str, str]:
     return {n: stack.env[n] for n in names if stack.env.get(n)}
 
 
+def _windows(value: str, window: int) -> set[str]:
+    value = value.lower()
+    if len(value) <= window:
+        return {value}
+    return {value[i : i + window] for i in range(len(value) - window + 1)}
+
+
 def find_secrets(text: str, secrets: dict[str, str], window: int = 12) -> list[str]:
     """Names of the secrets of which any ``window``-character piece appears in
-    ``text`` (a secret cut at the panel's edge still leaks its half). Returns
-    names only, so an assertion message never shows a value."""
-    flat = text.replace("\n", "")
+    ``text``, case-insensitively (a secret cut at a panel's edge, truncated
+    by a message or upper-cased still leaks). Returns names only, so an
+    assertion message never shows a value."""
+    low = text.lower()
+    flat = low.replace("\n", "")
     hits = []
     for name, value in secrets.items():
-        if len(value) < window:
-            pieces = [value]
-        else:
-            pieces = [value[i : i + window] for i in range(0, len(value) - window + 1, 4)]
-            pieces.append(value[-window:])
-        if any(p in text or p in flat for p in pieces):
+        if any(p in low or p in flat for p in _windows(value, window)):
             hits.append(name)
     return hits
 
@@ -613,9 +655,18 @@ async def app_wait(pilot: Any, predicate: Callable[[], Any], *, timeout: float =
         await pilot.pause(0.2)
 
 
-def mask(text: str, secrets: dict[str, str]) -> str:
-    """``text`` with every secret replaced by ``<NAME>``: safe for a failure message."""
-    for name, value in sorted(secrets.items(), key=lambda kv: -len(kv[1])):
-        if value:
-            text = text.replace(value, f"<{name}>")
-    return text
+def mask(text: str, secrets: dict[str, str], window: int = 8) -> str:
+    """``text`` with every secret, and every token sharing an 8-character piece
+    with one (truncated, upper-cased), replaced by ``<NAME>``: safe to print."""
+    import re
+
+    pieces = {name: _windows(value, window) for name, value in secrets.items() if value}
+
+    def repl(m: re.Match[str]) -> str:
+        token = m.group(0)
+        for name, wins in pieces.items():
+            if any(w in wins for w in _windows(token, window)):
+                return f"<{name}>"
+        return token
+
+    return re.sub(r"[A-Za-z0-9._~+/=\-]{%d,}" % window, repl, text)

@@ -18,7 +18,14 @@ import pytest
 import redis
 
 from tests.conftest import Stack
-from tests.reliability._harness import AckedWriter, Figure, LoadLoop, MonitorWatch, console_settings, record
+from tests.reliability._harness import (
+    AckedWriter,
+    Figure,
+    LoadLoop,
+    MonitorWatch,
+    console_settings,
+    record,
+)
 
 pytestmark = [pytest.mark.stack, pytest.mark.destructive]
 

@@ -96,9 +96,15 @@ async def test_no_secret_on_any_screen_or_log_view(stack: Stack, secrets: dict[s
             app.selected_container = info.name
             await pilot.press("l")
             await app_wait(pilot, lambda: type(app.screen).__name__ == "LogsScreen", timeout=10)
-            await pilot.pause(1.5)  # the tail arrives
-            screens[f"log view {info.service}"] = screen_text(app)
             log = app.screen.query_one("#logs-view")
+            if info.service == "nginx":
+                # the tail arrives line by line: wait for the planted lines
+                await app_wait(pilot, lambda: sum(PLANT in s.text for s in log.lines) >= 2, timeout=90,
+                               what="planted lines in the nginx log view")
+            else:
+                await app_wait(pilot, lambda: len(log.lines) > 0, timeout=30, what=f"{info.service} log lines")
+                await pilot.pause(1.0)
+            screens[f"log view {info.service}"] = screen_text(app)
             screens[f"log buffer {info.service}"] = "\n".join(s.text for s in log.lines)
             await pilot.press("escape")
             await pilot.pause(0.2)
@@ -117,7 +123,9 @@ async def test_no_secret_on_any_screen_or_log_view(stack: Stack, secrets: dict[s
             await pilot.pause(0.2)
             screens[f"80×24 tab {key}"] = screen_text(app)
     leaks = {where: hits for where, text in screens.items() if (hits := find_secrets(text, secrets))}
-    planted_shown = PLANT in screens.get("log buffer nginx", "")
+    planted = [ln for ln in screens.get("log buffer nginx", "").splitlines() if PLANT in ln]
+    # the planted lines must be on screen far enough to show where the secret was
+    planted_shown = any("api_key=" in ln for ln in planted)
     record(Figure(fault="secrets on screen", operator_saw=f"{len(screens)} screens searched",
                   notes=f"leaks: {sorted(leaks)}" if leaks else "none"))
     assert planted_shown, "the planted request is not in the nginx log view (the search proves nothing)"

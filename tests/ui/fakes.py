@@ -168,10 +168,10 @@ class FakeLogs:
                 stream="stderr" if "ERROR" in text else "stdout",
             )
         while True:
-            text = await self.queue.get()
-            if text is None:
+            more = await self.queue.get()
+            if more is None:
                 return
-            yield LogLine(at=NOW, container=container, text=text)
+            yield LogLine(at=NOW, container=container, text=more)
 
 
 def test_settings(**overrides: Any) -> Settings:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from textual.widgets import Button, Input, RadioButton, RadioSet, Tabs
+from textual.widgets import Button, Input, RadioButton, RadioSet, Tab, Tabs
 
 from console.core.models import SourceState, StatsSnapshot
 from console.ui.app import READ_ONLY_REASON, WRITE_ACTIONS, StackdeckApp
@@ -113,6 +113,7 @@ async def test_stale_marker_has_age_and_reason_and_clears_on_recovery() -> None:
         await settle(pilot)
         # no failure any more, but the data is still 1m42s old: a hung source looks like this
         assert str(database.border_subtitle) == "stale 1m · no update"
+        assert database.snapshot is not None
         fresh = database.snapshot.model_copy(update={"taken_at": clock()})
         monitor.push("database", fresh)
         await settle(pilot)
@@ -343,9 +344,9 @@ async def test_stale_tab_is_marked_in_compact_mode() -> None:
     app = make_app("stale")
     async with app.run_test(size=SMALL) as pilot:
         await settle(pilot)
-        assert str(app.query_one("#tab-database").label) == "4 Queries!"
-        assert str(app.query_one("#tab-cost").label) == "6 Cost!"
-        assert str(app.query_one("#tab-stats").label) == "3 Stats"
+        assert str(app.query_one("#tab-database", Tab).label) == "4 Queries!"
+        assert str(app.query_one("#tab-cost", Tab).label) == "6 Cost!"
+        assert str(app.query_one("#tab-stats", Tab).label) == "3 Stats"
 
 
 # --- operations ----------------------------------------------------------------------

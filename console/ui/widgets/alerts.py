@@ -65,7 +65,15 @@ class AlertsLine(Static):
         elif not firing and not pending:
             parts.append(("✓ no alerts", "$success"))
         for index, alert in enumerate(firing):
-            parts.append(("▲ ALERT " if index == 0 else " · ", "$error bold"))
+            # reverse: still stands out when NO_COLOR turns the palette into greys
+            parts.append(
+                (
+                    "▲ ALERT" if index == 0 else " · ",
+                    "$error bold reverse" if index == 0 else "$error",
+                )
+            )
+            if index == 0:
+                parts.append(" ")
             parts.append((alert_text(alert, now), "$error" if index else "$error bold"))
         for index, alert in enumerate(pending):
             lead = " · " if parts and (firing or index) else ""

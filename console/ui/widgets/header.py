@@ -106,7 +106,7 @@ class HeaderBar(Horizontal):
             pending = len(self.alerts.alerts) - firing
             if firing:
                 parts.append(" · ")
-                parts.append((f"{firing} alert{'s' if firing != 1 else ''}", "$error bold"))
+                parts.append((f"{firing} alert{'s' if firing != 1 else ''}", "$error bold reverse"))
             else:
                 parts.append((" · no alerts", "dim"))
             if pending:

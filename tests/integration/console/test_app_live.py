@@ -76,6 +76,7 @@ async def test_panels_show_the_real_stack(stack: Stack) -> None:
             limit_s=60,
             what="the container list",
         )
+        assert app.containers is not None
         table = app.query_one(ContainersPanel).query_one(ListTable)
         shown = set(table.shown_keys)
         for service in SERVICES:
@@ -98,6 +99,7 @@ async def test_panels_show_the_real_stack(stack: Stack) -> None:
             limit_s=60,
             what="docker stats with CPU use",
         )
+        assert app.stats is not None
         assert all(s.mem_usage > 0 and s.pids > 0 for s in app.stats.containers)
         stats_table = app.query_one(StatsPanel).query_one(ListTable)
         db_row = row_text(stats_table, stack.container("db"))
@@ -113,6 +115,7 @@ async def test_panels_show_the_real_stack(stack: Stack) -> None:
             limit_s=60,
             what="the health checks",
         )
+        assert app.health is not None
         by = {(r.path, r.target): r for r in app.health.results}
         for path in ENDPOINTS[:3]:  # external-apis depends on the simulated providers' mood
             assert by[(path, "nginx")].status == 200, by[(path, "nginx")]
@@ -144,6 +147,7 @@ async def test_a_slow_query_shows_up(stack: Stack) -> None:
         table.filter_text = "pg_sleep"
         await pilot.pause()
         assert table.row_count >= 1
+        assert app.database is not None
         assert app.database.max_connections > 0 and app.database.db_size_bytes > 0
 
 
