@@ -94,7 +94,7 @@ def _containers(project: str) -> dict[str, dict[str, str]]:
 
 
 def test_setup_from_nothing_brings_every_service_up_healthy(fresh) -> None:
-    stack, first, _elapsed = fresh
+    _stack, first, _elapsed = fresh
     assert first.returncode == 0, first.stderr[-3000:]
     rows = _containers(FRESH)
     assert set(rows) == SERVICES
@@ -106,7 +106,6 @@ def test_setup_from_nothing_brings_every_service_up_healthy(fresh) -> None:
 
 
 def test_only_nginx_is_published_and_only_on_loopback(fresh) -> None:
-    stack, _, _ = fresh
     for service, row in _containers(FRESH).items():
         ports = subprocess.run(
             ["docker", "port", row["id"]], capture_output=True, text=True, check=True
