@@ -69,7 +69,10 @@ async def delay_proxy(listen: Path, target: Path, delay: float) -> asyncio.Abstr
         except OSError:
             cwriter.close()
             return
-        await asyncio.gather(_pump_now(creader, swriter), _pump_late(sreader, cwriter, delay))
+        try:
+            await asyncio.gather(_pump_now(creader, swriter), _pump_late(sreader, cwriter, delay))
+        except asyncio.CancelledError:  # the proxy is stopping
+            pass
         with contextlib.suppress(Exception):
             cwriter.close()
             swriter.close()

@@ -9,6 +9,7 @@ does not answer still leaves the lock and history readable.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -42,63 +43,75 @@ async def collect_status(ctx: OpContext) -> dict[str, Any]:
     errors: dict[str, str] = out["errors"]
     out["deploy_env"] = read_deploy_env(ctx.deploy_env_path)
 
-    try:
-        r = await docker(
-            ctx,
-            "ps",
-            "-a",
-            "--filter",
-            f"label=com.docker.compose.project={ctx.stack}",
-            "--format",
-            "{{json .}}",
-            timeout=20,
-        )
-        containers = []
-        for line in r.stdout.splitlines():
-            row = json.loads(line)
-            labels = dict(
-                kv.split("=", 1) for kv in str(row.get("Labels", "")).split(",") if "=" in kv
+    async def containers() -> None:
+        try:
+            r = await docker(
+                ctx,
+                "ps",
+                "-a",
+                "--filter",
+                f"label=com.docker.compose.project={ctx.stack}",
+                "--format",
+                "{{json .}}",
+                timeout=20,
             )
-            containers.append(
-                {
-                    "name": row.get("Names"),
-                    "service": labels.get("com.docker.compose.service"),
-                    "image": row.get("Image"),
-                    "state": row.get("State"),
-                    "status": row.get("Status"),
-                    "version": labels.get("com.investment.version"),
-                    "colour": labels.get("com.investment.colour"),
-                }
-            )
-        out["containers"] = sorted(containers, key=lambda c: str(c["name"]))
-    except Exception as exc:
-        errors["containers"] = ctx.redact(str(exc))
-        out["containers"] = []
+            rows = []
+            for line in r.stdout.splitlines():
+                row = json.loads(line)
+                labels = dict(
+                    kv.split("=", 1) for kv in str(row.get("Labels", "")).split(",") if "=" in kv
+                )
+                rows.append(
+                    {
+                        "name": row.get("Names"),
+                        "service": labels.get("com.docker.compose.service"),
+                        "image": row.get("Image"),
+                        "state": row.get("State"),
+                        "status": row.get("Status"),
+                        "version": labels.get("com.investment.version"),
+                        "colour": labels.get("com.investment.colour"),
+                    }
+                )
+            out["containers"] = sorted(rows, key=lambda c: str(c["name"]))
+        except Exception as exc:
+            errors["containers"] = ctx.redact(str(exc))
+            out["containers"] = []
 
-    serving = None
-    try:
-        view = await observe(ctx)
-        serving = view.serving
-        out["serving_colour"] = serving
-        out["serving_version"] = view.serving_version()
-        out["colours"] = colour_table(view)
-    except Exception as exc:
-        errors["colours"] = ctx.redact(str(exc))
-        out["serving_colour"] = None
-        out["colours"] = {}
+    async def colours() -> None:
+        try:
+            view = await observe(ctx)
+            out["serving_colour"] = view.serving
+            out["serving_version"] = view.serving_version()
+            out["colours"] = colour_table(view)
+        except Exception as exc:
+            errors["colours"] = ctx.redact(str(exc))
+            out["serving_colour"] = None
+            out["colours"] = {}
 
-    try:
-        async with client(ctx, timeout=5) as http:
-            p = await probe(http, "/api/health")
-        out["health"] = {
-            "status": p.status,
-            "latency_ms": round(p.latency_ms, 1),
-            "version": p.version,
-            "colour": p.colour,
-            "error": p.error,
-        }
-    except Exception as exc:
-        errors["health"] = ctx.redact(str(exc))
+    async def health() -> None:
+        try:
+            async with client(ctx, timeout=5) as http:
+                p = await probe(http, "/api/health")
+            out["health"] = {
+                "status": p.status,
+                "latency_ms": round(p.latency_ms, 1),
+                "version": p.version,
+                "colour": p.colour,
+                "error": p.error,
+            }
+        except Exception as exc:
+            errors["health"] = ctx.redact(str(exc))
+
+    async def schema() -> None:
+        try:
+            out["schema_revision"] = await schema_revision(ctx)
+        except Exception as exc:
+            errors["schema_revision"] = ctx.redact(str(exc))
+
+    # independent sections, collected concurrently: one slow source does not
+    # add up with the others
+    await asyncio.gather(containers(), colours(), health(), schema())
+    serving = out.get("serving_colour")
 
     out["lock"] = lock_state(ctx.lock_path).as_dict()
     history = read_jsonl(ctx.history_path)
@@ -112,10 +125,6 @@ async def collect_status(ctx: OpContext) -> dict[str, Any]:
         "latest": backups[-1].id if backups else None,
         "latest_created": backups[-1].meta.get("created") if backups else None,
     }
-    try:
-        out["schema_revision"] = await schema_revision(ctx)
-    except Exception as exc:
-        errors["schema_revision"] = ctx.redact(str(exc))
     out["summary"] = _summary(out)
     return out
 

@@ -143,6 +143,8 @@ class LoadLoop:
     max_seconds: float = 900
     pause: float = 0.01
     samples: list[Sample] = field(default_factory=list)
+    keepalive_retries: int = 0
+    """Requests retried once after a keep-alive connection closed unanswered."""
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -157,18 +159,33 @@ class LoadLoop:
                     if len(self.samples) >= self.max_requests:
                         return
                 t = time.monotonic()
-                try:
-                    r = client.get("/api/health")
-                    try:
-                        body = r.json()
-                    except ValueError:
-                        body = {}
-                    s = Sample(t, r.status_code, body.get("version"), body.get("colour"), None)
-                except httpx.HTTPError as exc:
-                    s = Sample(t, None, None, None, f"{type(exc).__name__}: {exc}")
+                s = self._get(client, t)
                 with self._lock:
                     self.samples.append(s)
                 time.sleep(self.pause)
+
+    def _get(self, client: httpx.Client, t: float) -> Sample:
+        for attempt in (1, 2):
+            try:
+                r = client.get("/api/health")
+            except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                # The server closed a reused keep-alive connection without an
+                # answer (an nginx worker retiring after a reload). RFC 9112
+                # 9.3.1 lets a client retry an idempotent request once on a
+                # new connection, as curl and Go's net/http do; counted apart.
+                if attempt == 1:
+                    with self._lock:
+                        self.keepalive_retries += 1
+                    continue
+                return Sample(t, None, None, None, f"{type(exc).__name__}: {exc}")
+            except httpx.HTTPError as exc:
+                return Sample(t, None, None, None, f"{type(exc).__name__}: {exc}")
+            try:
+                body = r.json()
+            except ValueError:
+                body = {}
+            return Sample(t, r.status_code, body.get("version"), body.get("colour"), None)
+        raise AssertionError("unreachable")
 
     def __enter__(self) -> LoadLoop:
         self.started = time.monotonic()
@@ -203,6 +220,7 @@ class LoadLoop:
         return {
             "requests": len(self.samples),
             "failed": len(self.failed),
+            "keepalive_retries": self.keepalive_retries,
             "failures": sorted({f"{s.status} {s.error}" for s in self.failed})[:5],
             "versions": self.versions(),
             "seconds": round(self.stopped - self.started, 1),
