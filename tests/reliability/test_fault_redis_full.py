@@ -9,6 +9,8 @@ filler keys are gone everything works again by itself.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 
 import pytest
@@ -45,6 +47,46 @@ def _fill(r: redis.Redis, max_chunks: int) -> tuple[int, str]:
     return max_chunks, ""
 
 
+class Pinner:
+    """Keeps Redis at its limit: writes ever smaller values until even a tiny
+    one is refused, and tops up whenever an expiring key frees room. Bounded
+    in time; stops by itself."""
+
+    def __init__(self, r: redis.Redis, max_seconds: float = 90) -> None:
+        self.r = r
+        self.max_seconds = max_seconds
+        self.refused = 0
+        self.written = 0
+        self.full = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Pinner:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        t_end = time.monotonic() + self.max_seconds
+        size = 64 * 1024
+        i = 0
+        while not self._stop.is_set() and time.monotonic() < t_end:
+            try:
+                self.r.set(f"{FILL_PREFIX}pin:{i}", b"\0" * size)
+                self.written += 1
+                i += 1
+            except redis.exceptions.ResponseError:
+                self.refused += 1
+                if size > 16:
+                    size //= 4
+                else:
+                    self.full.set()
+                    self._stop.wait(0.05)
+
+
 def _cleanup(r: redis.Redis) -> None:
     keys = list(r.scan_iter(match=FILL_PREFIX + "*", count=1000))
     for i in range(0, len(keys), 500):
@@ -73,32 +115,33 @@ async def test_redis_full_refuses_writes_keeps_quotas(stack: Stack) -> None:
                 fill_s = time.monotonic() - t0
                 assert refusal, f"wrote {chunks} x {CHUNK} B without a refusal (maxmemory {maxmemory})"
                 assert "OOM" in refusal or "maxmemory" in refusal, refusal
-                # writes refused for everyone, evictions none
+                # writes that need memory are refused for everyone, evictions none
                 with pytest.raises(redis.exceptions.ResponseError):
-                    r.incr(canary)
-                evicted = int(r.info("stats")["evicted_keys"])
-                assert evicted == 0, f"{evicted} keys evicted under noeviction"
-                t_full = time.monotonic()
-                rank, seen_s = await watch.seen_in_refreshes(
-                    "health",
-                    lambda s: any(x.path == "/api/health/cache" and x.target == "nginx"
-                                  and (x.status or 0) >= 500 for x in s.results),
-                    since=t_full, refreshes=2, what="console health shows the cache check failing",
-                )
-                assert rank <= 2, f"cache failure shown only at health refresh #{rank}"
-                shown = watch.health("/api/health/cache", "nginx")
-                # the console keeps refreshing while Redis refuses writes
-                n_before = len(watch.payloads("containers"))
-                await watch.wait(lambda: len(watch.payloads("containers")) >= n_before + 2, timeout=20,
-                                 what="containers keep refreshing")
-                quotas_source = watch.source_state("redis")
-                assert quotas_source is not None and quotas_source.ok, quotas_source
-                assert watch.latest("quotas") is not None
-                # the quota counters are all there, unchanged or grown
-                full = _quota_counters(r)
-                for key, value in quotas_before.items():
-                    assert key in full, f"quota counter {key} disappeared while Redis was full"
-                    assert full[key] >= value, f"{key} went back from {value} to {full[key]}"
+                    r.set(f"{FILL_PREFIX}extra", b"\0" * CHUNK)
+                with Pinner(r) as pinner:
+                    assert await asyncio.to_thread(pinner.full.wait, 60), "could not pin Redis at its limit"
+                    t_full = time.monotonic()
+                    rank, seen_s = await watch.seen_in_refreshes(
+                        "health",
+                        lambda s: any(x.path == "/api/health/cache" and x.target == "nginx"
+                                      and (x.status or 0) >= 500 for x in s.results),
+                        since=t_full, refreshes=3, what="console health shows the cache check failing",
+                    )
+                    shown = watch.health("/api/health/cache", "nginx")
+                    # the console keeps refreshing while Redis refuses writes
+                    n_before = len(watch.payloads("containers"))
+                    await watch.wait(lambda: len(watch.payloads("containers")) >= n_before + 2, timeout=20,
+                                     what="containers keep refreshing")
+                    quotas_source = watch.source_state("redis")
+                    assert quotas_source is not None and quotas_source.ok, quotas_source
+                    assert watch.latest("quotas") is not None
+                    # the quota counters are all there, unchanged or grown
+                    full = _quota_counters(r)
+                    for key, value in quotas_before.items():
+                        assert key in full, f"quota counter {key} disappeared while Redis was full"
+                        assert full[key] >= value, f"{key} went back from {value} to {full[key]}"
+                    evicted = int(r.info("stats")["evicted_keys"])
+                    assert evicted == 0, f"{evicted} keys evicted under noeviction"
                 # free the memory: everything comes back by itself
                 _cleanup(r)
                 t_freed = time.monotonic()
@@ -124,7 +167,7 @@ async def test_redis_full_refuses_writes_keeps_quotas(stack: Stack) -> None:
         fig.rows_lost = sum(1 for k in quotas_before if k not in full)
         fig.notes = f"quota counters kept: {len(quotas_before)}/{len(quotas_before)}; evicted_keys={evicted}"
         fig.extra = {"maxmemory": maxmemory, "fill_s": round(fill_s, 1), "chunks": chunks,
-                     "outcomes": result.outcomes()}
+                     "pinner": [pinner.written, pinner.refused], "outcomes": result.outcomes()}
     finally:
         _cleanup(r)
         r.delete(canary)

@@ -12,12 +12,18 @@ nothing left to do.
 from __future__ import annotations
 
 import os
+from logging.config import fileConfig
 
 from alembic import context
 from sqlalchemy import create_engine, pool, text
 
 MIGRATION_LOCK_ID = 7_324_001
 """pg_advisory_xact_lock key of the migration runs (arbitrary, fixed)."""
+
+
+if context.config.config_file_name is not None:
+    # The [loggers] of alembic.ini: "Running upgrade 0001 -> 0002" on stderr.
+    fileConfig(context.config.config_file_name, disable_existing_loggers=False)
 
 
 def database_url() -> str:

@@ -1,0 +1,253 @@
+"""Kill the console (a ``stackdeck`` process, SIGKILL to its process group:
+what a dropped SSH session or a power cut of the operator's side does) in the
+middle of a deploy and of a VACUUM, then start it again.
+
+What must hold: traffic is never half-switched (every answer comes from the
+one colour nginx's active.conf names, nginx's config stays valid), the lock
+and the interrupted operation are explained by ``stackdeck status``, a new
+operation is refused with the dead holder named until the lock is broken
+explicitly, and the next rollback / VACUUM recovers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.conftest import Stack
+from tests.reliability._cli import active_conf, popen_stackdeck, stackdeck
+from tests.reliability._harness import (
+    docker,
+    figure,
+    pg_query,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.stack, pytest.mark.destructive]
+
+VALID_CONF = {"set $active_backend backend_blue;", "set $active_backend backend_green;"}
+
+
+def _events(log: Path) -> list[dict[str, Any]]:
+    out = []
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    return out
+
+
+def _kill_group(proc) -> None:
+    """SIGKILL the process group of a stackdeck we started (and only that)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=30)
+
+
+class ColourLoad:
+    """Bounded load on nginx recording which colour answered each request."""
+
+    def __init__(self, stack: Stack, max_requests: int = 6000, max_seconds: float = 400) -> None:
+        self.stack = stack
+        self.max_requests = max_requests
+        self.max_seconds = max_seconds
+        self.samples: list[tuple[float, int | None, str | None]] = []
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        t_end = time.monotonic() + self.max_seconds
+        async with httpx.AsyncClient(base_url=self.stack.base_url, timeout=10) as client:
+            while not self._stop.is_set() and len(self.samples) < self.max_requests and time.monotonic() < t_end:
+                t = time.monotonic()
+                try:
+                    r = await client.get("/api/health")
+                    colour = (r.headers.get("x-upstream-colour") or "").removeprefix("backend_") or None
+                    self.samples.append((t, r.status_code, colour))
+                except httpx.HTTPError as exc:
+                    self.samples.append((t, None, type(exc).__name__))
+                await asyncio.sleep(0.05)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await asyncio.wait_for(self._task, timeout=30)
+
+    def failed(self) -> list[tuple[float, int | None, str | None]]:
+        return [s for s in self.samples if s[1] is None or s[1] >= 500]
+
+
+async def test_kill_console_during_deploy(stack: Stack, tmp_path: Path) -> None:
+    stack.reload_env()
+    before_colour = stack.env.get("ACTIVE_COLOUR", "blue")
+    version = "v1.0.1"
+    log = tmp_path / "deploy.jsonl"
+    load = ColourLoad(stack)
+    with figure("kill the console during a blue-green deploy (bake window)") as fig:
+        load.start()
+        proc = popen_stackdeck(stack, "--json", "deploy", "--version", version, "--build", "--force",
+                               "--bake-seconds", "60", log=log)
+        try:
+            await asyncio.to_thread(
+                wait_until,
+                lambda: any(e.get("step") == "bake" for e in _events(log)) or proc.poll() is not None,
+                timeout=400, what="deploy reaches its bake window",
+            )
+            assert proc.poll() is None, f"deploy ended before the bake window: {log.read_text()[-1500:]}"
+            await asyncio.sleep(2)
+            t_kill = time.monotonic()
+            _kill_group(proc)
+        finally:
+            if proc.poll() is None:
+                _kill_group(proc)
+        # --- right after the kill: one colour, valid config, still serving
+        conf = active_conf(stack)
+        assert conf in VALID_CONF, f"active.conf is not one whole line for one colour: {conf!r}"
+        nginx_t = docker("exec", stack.container("nginx"), "nginx", "-t", check=False)
+        assert nginx_t.returncode == 0, nginx_t.stderr
+        serving = "green" if "green" in conf else "blue"
+        await asyncio.sleep(3)
+        after_kill = [s for s in load.samples if s[0] > t_kill + 1]
+        colours = Counter(s[2] for s in after_kill if s[1] == 200)
+        assert set(colours) == {serving}, f"after the kill nginx served {dict(colours)} but active.conf says {serving}"
+        # --- the restarted console explains
+        status = stackdeck(stack, "status", "--json")
+        assert status.returncode == 0, status.stderr
+        st = json.loads(status.stdout)
+        assert st["lock"]["stale"] is True and st["lock"]["holder"]["op"] == "deploy", st["lock"]
+        assert st["lock"]["alive"] is False, st["lock"]
+        text = json.dumps(st["deploy"]).lower()
+        assert "interrupted" in text and "bake" in text, st["deploy"]
+        human = stackdeck(stack, "status")
+        assert "interrupted" in human.stdout.lower() and "lock break" in human.stdout.lower(), human.stdout
+        # --- a new deploy is refused, naming the dead holder
+        again = stackdeck(stack, "deploy", "--version", version)
+        assert again.returncode == 3, again.stdout + again.stderr
+        said = (again.stdout + again.stderr).lower()
+        assert "stale" in said and "deploy" in said and str(proc.pid) in said, said
+        # --- explicit recovery: break the lock, roll back
+        broke = stackdeck(stack, "lock", "break")
+        assert broke.returncode == 0, broke.stdout + broke.stderr
+        t_rb = time.monotonic()
+        rb = stackdeck(stack, "rollback", "--force", timeout=400)
+        recover_s = time.monotonic() - t_rb
+        assert rb.returncode == 0, rb.stdout[-2000:] + rb.stderr[-1000:]
+        st2 = json.loads(stackdeck(stack, "status", "--json").stdout)
+        assert not st2["lock"]["held"] and not st2["lock"]["stale"], st2["lock"]
+        assert st2["serving_colour"] == before_colour, (
+            f"after recovery nginx serves {st2['serving_colour']}; the verified colour was {before_colour}"
+        )
+        assert st2["deploy_env"]["ACTIVE_COLOUR"] == st2["serving_colour"], st2["deploy_env"]
+        assert "interrupted" not in json.dumps(st2.get("deploy")).lower(), st2.get("deploy")
+        await asyncio.sleep(2)
+        await load.stop()
+        last = [s for s in load.samples if s[0] > time.monotonic() - 1.5 and s[1] == 200]
+        assert last and {s[2] for s in last} == {before_colour}, Counter(s[2] for s in last)
+        failed = load.failed()
+        fig.operator_saw = (
+            f"killed in bake with nginx on {serving}; status: stale lock (deploy, pid {proc.pid} gone), "
+            f"deploy interrupted at bake; new deploy refused exit 3; lock break + rollback -> {before_colour}"
+        )
+        fig.recover_s = round(recover_s, 1)
+        fig.requests = len(load.samples)
+        fig.requests_failed = len(failed)
+        fig.extra = {"colours": dict(Counter(s[2] for s in load.samples))}
+        assert not failed, f"{len(failed)} requests failed during the interrupted deploy and its recovery: {failed[:5]}"
+
+
+def _vacuum_sessions_sync(dsn: str, table: str) -> list[dict[str, Any]]:
+    rows = pg_query(
+        dsn,
+        "SELECT pid, state, wait_event_type, query FROM pg_stat_activity "
+        "WHERE query ILIKE 'vacuum%' AND query ILIKE $1 AND pid <> pg_backend_pid()",
+        f"%{table}%",
+    )
+    return [dict(r) for r in rows]
+
+
+async def _vacuum_sessions(dsn: str, table: str) -> list[dict[str, Any]]:
+    return await asyncio.to_thread(_vacuum_sessions_sync, dsn, table)
+
+
+async def test_kill_console_during_vacuum(stack: Stack, tmp_path: Path) -> None:
+    table = "reliability_acks"
+    log = tmp_path / "vacuum.jsonl"
+    with figure("kill the console during VACUUM") as fig:
+        blocker = await asyncpg.connect(stack.pg_dsn, timeout=10)
+        try:
+            await blocker.execute(
+                "CREATE TABLE IF NOT EXISTS reliability_acks (id bigserial PRIMARY KEY, tag text NOT NULL, "
+                "at timestamptz NOT NULL DEFAULT now())"
+            )
+            before = await blocker.fetchval("SELECT last_vacuum FROM pg_stat_user_tables WHERE relname = $1", table)
+            # hold the table so the VACUUM is caught in the middle, deterministically
+            tx = blocker.transaction()
+            await tx.start()
+            await blocker.execute(f"LOCK TABLE {table} IN SHARE UPDATE EXCLUSIVE MODE")
+            proc = popen_stackdeck(stack, "--json", "vacuum", table, log=log)
+            try:
+                await asyncio.to_thread(
+                    wait_until,
+                    lambda: bool(_vacuum_sessions_sync(stack.pg_dsn, table)) or proc.poll() is not None,
+                    timeout=120, what="VACUUM running on the server",
+                )
+                assert proc.poll() is None, log.read_text()[-1500:]
+                t_kill = time.monotonic()
+                _kill_group(proc)
+            finally:
+                if proc.poll() is None:
+                    _kill_group(proc)
+            # the server must not keep an orphaned VACUUM queued behind the lock
+            orphan_s = None
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                if not await _vacuum_sessions(stack.pg_dsn, table):
+                    orphan_s = time.monotonic() - t_kill
+                    break
+                await asyncio.sleep(0.5)
+            orphans = await _vacuum_sessions(stack.pg_dsn, table)
+            status = json.loads(stackdeck(stack, "status", "--json").stdout)
+            await tx.rollback()
+        finally:
+            await blocker.close()
+        assert status["lock"]["stale"] is True and status["lock"]["holder"]["op"] == "vacuum", status["lock"]
+        refused = stackdeck(stack, "vacuum", table)
+        said = (refused.stdout + refused.stderr).lower()
+        assert refused.returncode == 3 and "stale" in said and "vacuum" in said, said
+        assert stackdeck(stack, "lock", "break").returncode == 0
+        t0 = time.monotonic()
+        again = stackdeck(stack, "vacuum", table, timeout=300)
+        recover_s = time.monotonic() - t0
+        assert again.returncode == 0, again.stdout[-1500:] + again.stderr[-500:]
+        after = (await asyncio.to_thread(
+            pg_query, stack.pg_dsn, "SELECT last_vacuum FROM pg_stat_user_tables WHERE relname = $1", table,
+        ))[0]["last_vacuum"]
+        assert after is not None and (before is None or after > before)
+        fig.operator_saw = (
+            f"status: stale lock (vacuum, pid {proc.pid} gone); new vacuum refused exit 3; "
+            f"orphaned server-side VACUUM gone after {orphan_s:.1f} s" if orphan_s is not None
+            else f"status: stale lock (vacuum); orphaned server-side VACUUM still there {len(orphans)} session(s) 20 s later"
+        )
+        fig.recover_s = round(recover_s, 1)
+        assert not orphans, (
+            f"{len(orphans)} VACUUM session(s) still on the server 20 s after the console died: {orphans}"
+        )
+
