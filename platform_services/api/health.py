@@ -17,6 +17,7 @@ load test of ``/api/health`` is not a load test of the providers;
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -70,8 +71,9 @@ async def check_cache(platform: Platform, *, deep: bool = False) -> dict[str, An
             await redis.ping()
             result: dict[str, Any] = {}
             if deep:
-                probe = keys.HEALTH_PROBE_PREFIX + (platform.settings.app_colour or "api")
-                token = datetime.now(UTC).isoformat()
+                # One key per request: concurrent probes must not read each other's value.
+                token = secrets.token_hex(8)
+                probe = f"{keys.HEALTH_PROBE_PREFIX}{platform.settings.app_colour or 'api'}:{token}"
                 await redis.set(probe, token, ex=10)
                 if await redis.get(probe) != token:
                     return {"status": "unhealthy", "error": "read back a different value"}
