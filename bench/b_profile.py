@@ -165,6 +165,25 @@ _TUI_MODULES = [
 ]
 
 
+def trim_collapsed(path: Path, keep: int = 150) -> None:
+    """Rewrite py-spy's collapsed stacks without line numbers, merged, the
+    ``keep`` heaviest only (a few tens of kB instead of megabytes)."""
+    merged: Counter[str] = Counter()
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]
+            frames = [re.sub(r"^(thread) \(\d+\)", r"\1", f) for f in frames]
+            short = [_short(f) if " (" in f else f for f in frames]
+            # the common prefix down to the event loop says nothing: cut it
+            loop = [i for i, f in enumerate(short) if f.startswith("Handle._run (asyncio/")]
+            if loop:
+                short = [short[0], "…event loop", *short[loop[0] + 1 :]]
+            merged[";".join(short)] += int(count)
+    lines = [f"{stack} {count}" for stack, count in merged.most_common(keep)]
+    path.write_text("\n".join(lines) + "\n")
+
+
 def import_times() -> dict[str, Any]:
     """``python -X importtime`` of what starting the TUI imports: the entry
     point, the app, the monitor and every source with its client library."""
@@ -210,6 +229,11 @@ WHAT_IFS: list[tuple[str, list[str], dict[str, str]]] = [
     ("stats published every 5 s instead of 1 s", [], {"STACKDECK_REFRESH__STATS": "5"}),
     ("Static.update without layout", ["static-no-layout"], {}),
     ("no plotext chart", ["no-chart"], {}),
+    (
+        "no clock tick + Static without layout + stats every 5 s",
+        ["no-clock", "static-no-layout"],
+        {"STACKDECK_REFRESH__STATS": "5"},
+    ),
 ]
 
 
@@ -337,6 +361,7 @@ def bench(stack: Stack, out_dir: Path, stamp: str, *, quick: bool = False) -> di
             idle = analyse(text, rate, seconds)
             idle["proc_threads"] = thread_cpu(before, after, thread_names(text), window)
             idle["proc_total_percent"] = rnd(sum(p for _n, _m, p in idle["proc_threads"]), 2)
+            trim_collapsed(idle_file)
             raw["idle"] = idle
             rows.append(
                 row(
@@ -385,13 +410,16 @@ def bench(stack: Stack, out_dir: Path, stamp: str, *, quick: bool = False) -> di
         kids = [p for p in children_of(spy) if p != spy]
         for kid in kids:
             terminate(kid)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not start_file.exists():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not tmux.pane_dead():  # py-spy writes, then exits
             time.sleep(0.2)
-        time.sleep(1)
+        spy_screen = tmux.capture()
         tmux.kill()
+        if not start_file.exists():
+            raw["startup_error"] = spy_screen[-2000:]
         if start_file.exists():
             st = analyse(start_file.read_text(), srate, elapsed)
+            trim_collapsed(start_file)
             raw["startup"] = {**st, "seconds_to_live_data": rnd(times.data_s)}
             rows.append(
                 row(

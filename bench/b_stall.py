@@ -126,6 +126,8 @@ def _summarise(data: dict[str, Any], sick: list[str]) -> dict[str, Any]:
     running = data.get("app_running_s") or 0.0
     settle = running + 2.0
     exit_at = data.get("exit_requested_s") or float("inf")
+    cpu_of = {round(x[0], 4): (x[2] if len(x) > 2 else None) for x in lags}
+    lags = [(x[0], x[1]) for x in lags]
     steady = [lag for t, lag in lags if settle <= t < exit_at]
     startup = [lag for t, lag in lags if t < settle]
     # the exit request runs on the same loop, so no stall spans it: samples
@@ -141,6 +143,10 @@ def _summarise(data: dict[str, Any], sick: list[str]) -> dict[str, Any]:
         "stalls_over_50ms": sum(1 for x in steady if x * 1000 > STALL_TARGET_MS),
         "samples": len(steady),
         "worst": [(rnd(t, 2), rnd(lag * 1000, 1)) for lag, t in worst],
+        "worst_loop_cpu_ms": [
+            (rnd(t, 2), rnd(lag * 1000, 1), rnd((cpu_of.get(round(t, 4)) or 0) * 1000, 1))
+            for lag, t in worst
+        ],
         "startup_max_ms": rnd(max(startup, default=0) * 1000, 1),
         "shutdown_max_ms": rnd(max(shutdown, default=0) * 1000, 1),
         "app_running_s": rnd(running),
@@ -237,6 +243,7 @@ def bench(stack: Stack, *, quick: bool = False) -> dict[str, Any]:
                     target="< 50 ms",
                     met=summary["max_ms"] < STALL_TARGET_MS,
                     note=(
+                        f"loop thread busy {summary['worst_loop_cpu_ms'][0][2] if summary['worst_loop_cpu_ms'] else '?'} ms of the worst; "
                         f"p99 {summary['p99_ms']} ms, {summary['stalls_over_50ms']} stalls > 50 ms in {duration:.0f} s; "
                         f"start-up max {summary['startup_max_ms']} ms, quit max {summary['shutdown_max_ms']} ms; sources not ok: {', '.join(summary['sources_not_ok']) or 'none'}"
                         + (

@@ -52,6 +52,7 @@ def bench(stack: Stack, *, runs: int = 10, quick: bool = False) -> dict[str, Any
     paint: list[float] = []
     data: list[float] = []
     failures: list[dict[str, Any]] = []
+    elements: list[dict[str, float]] = []
     runs = 3 if quick else runs
     try:
         for i in range(runs):
@@ -65,6 +66,7 @@ def bench(stack: Stack, *, runs: int = 10, quick: bool = False) -> dict[str, Any
             )
             if times.paint_s is not None:
                 paint.append(times.paint_s)
+            elements.append(times.first_seen or {})
             if times.data_s is not None:
                 data.append(times.data_s)
             else:
@@ -122,7 +124,19 @@ def bench(stack: Stack, *, runs: int = 10, quick: bool = False) -> dict[str, Any
             ),
         ),
     ]
+    parts = ("containers", "cpu figure", "health 200", "no panel waiting")
+    element_medians = {n: rnd(median([e[n] for e in elements if n in e])) for n in parts}
+    rows.append(
+        row(
+            "start → each part of the screen (median)",
+            None,
+            "s",
+            note="; ".join(f"{n}: {v} s" for n, v in element_medians.items()),
+        )
+    )
     raw = {
+        "element_medians_s": element_medians,
+        "elements_s": elements,
         "runs_paint_s": [rnd(x) for x in paint],
         "runs_data_s": [rnd(x) for x in data],
         "peer_docker_stats_s": [rnd(x) for x in peer],

@@ -88,3 +88,34 @@ def render(results: dict[str, Any]) -> str:
             lines += ["", section["doc"].strip()]
     lines += ["", f"Raw figures: `{results['json_name']}` beside this file.", ""]
     return "\n".join(lines)
+
+
+def summary_markdown(results: dict[str, Any]) -> str:
+    """The summary table for docs/PERFORMANCE.md: every row, its section's
+    load average, target and verdict (``python3 -m bench.report <json>``)."""
+    lines = [
+        "| area | metric | stackdeck | peer | ratio | target | met | load (1 min) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for key, section in results["sections"].items():
+        load = section.get("load_before")
+        load1 = f"{load[0]:g}" if load else "–"
+        for r in section.get("rows", []):
+            unit = f" {r['unit']}" if r.get("unit") and r.get("value") is not None else ""
+            peer = "–"
+            if r.get("peer") is not None:
+                punit = f" {r['unit']}" if r.get("unit") else ""
+                peer = f"{_fmt(r['peer'])}{punit} ({r.get('peer_name') or 'peer'})"
+            lines.append(
+                f"| {section.get('title', key)} | {r['metric']} | {_fmt(r.get('value'))}{unit} | {peer} | "
+                f"{_ratio(r)} | {r.get('target') or '–'} | {_met(r.get('met'))} | {load1} |"
+            )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    with open(sys.argv[1], encoding="utf-8") as fh:
+        print(summary_markdown(json.load(fh)))

@@ -64,6 +64,10 @@ class ScreenTimes:
     missing: list[str] | None = None
     last_screen: str = ""
     died: bool = False
+    first_seen: dict[str, float] | None = None
+    """When each element of "live data" was first on screen (``containers``:
+    every service listed; ``health 200``; ``cpu figure``; ``no panel
+    waiting``), seconds from the start."""
 
 
 def watch(
@@ -87,6 +91,17 @@ def watch(
         if out.paint_s is not None:
             missing = data_check(screen, services)
             out.missing = missing
+            seen = out.first_seen if out.first_seen is not None else {}
+            out.first_seen = seen
+            groups = {
+                "containers": any(m in services for m in missing),
+                "health 200": "health 200" in missing,
+                "cpu figure": "cpu figure" in missing,
+                "no panel waiting": any(m in WAITING for m in missing),
+            }
+            for name, absent in groups.items():
+                if not absent and name not in seen:
+                    seen[name] = round(now, 3)
             if not missing:
                 out.data_s = now
                 out.last_screen = screen

@@ -162,15 +162,21 @@ def main() -> None:
 
     app = create_app(Settings(), monitor_factory=factory)
     lags: list[tuple[float, float]] = []
+    cpu: dict[int, float] = {}
     mounted: dict[str, float] = {}
 
     async def probe() -> None:
         loop = asyncio.get_running_loop()
         while True:
             t = loop.time()
+            c = time.thread_time()
             await asyncio.sleep(args.interval)
             lag = loop.time() - t - args.interval
             lags.append((time.monotonic() - t_start, lag))
+            # CPU the loop's thread burned meanwhile: a stall with as much CPU
+            # as lag is work on the loop; less means it waited (GIL held by
+            # another thread, or no core free on a loaded machine)
+            cpu[len(lags) - 1] = time.thread_time() - c
             if "app_running" not in mounted and app.is_running:
                 mounted["app_running"] = time.monotonic() - t_start
 
@@ -204,7 +210,10 @@ def main() -> None:
         "states": states,
         "duration_s": round(t_end - t_run, 3),
         "probe_interval_s": args.interval,
-        "lags": [(round(t, 4), round(lag, 5)) for t, lag in lags],
+        "lags": [
+            (round(t, 4), round(lag, 5), round(cpu.get(i, 0.0), 5))
+            for i, (t, lag) in enumerate(lags)
+        ],
         "counters": counters,
         "what_if": args.what_if,
     }

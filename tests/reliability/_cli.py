@@ -21,12 +21,18 @@ def cli_env(stack: Stack, **extra: str) -> dict[str, str]:
     env.pop("STACKDECK_CONFIG", None)
     for k in ("BLUE_VERSION", "GREEN_VERSION", "WORKER_VERSION", "ACTIVE_COLOUR"):
         env.pop(k, None)
-    env.update(NO_COLOR="1", PYTHONUNBUFFERED="1", XDG_CONFIG_HOME=str(REPO / "var" / "reliability" / "noconfig"))
+    env.update(
+        NO_COLOR="1",
+        PYTHONUNBUFFERED="1",
+        XDG_CONFIG_HOME=str(REPO / "var" / "reliability" / "noconfig"),
+    )
     env.update(extra)
     return env
 
 
-def stackdeck(stack: Stack, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
+def stackdeck(
+    stack: Stack, *args: str, timeout: float = 120, **env: str
+) -> subprocess.CompletedProcess[str]:
     """``stackdeck ARGS`` as a separate process (exactly what an operator runs)."""
     return subprocess.run(
         [sys.executable, "-m", "console", *args],
@@ -68,7 +74,9 @@ def _lock(path: Path) -> Any:
 
 
 def active_conf(stack: Stack) -> str:
-    r = docker("exec", stack.container("nginx"), "cat", "/etc/nginx/upstream/active.conf", check=False)
+    r = docker(
+        "exec", stack.container("nginx"), "cat", "/etc/nginx/upstream/active.conf", check=False
+    )
     return r.stdout.strip() if r.returncode == 0 else f"<unreadable: {r.stderr.strip()[:80]}>"
 
 
@@ -78,14 +86,29 @@ def fingerprint(stack: Stack) -> dict[str, Any]:
     the worker count and the emergency switch. The audit log, the history and
     deployment.log may grow (a refusal is recorded there) and are left out."""
     state = stack.state_dir
-    ids = docker("ps", "-a", "-q", "--filter", f"label=com.docker.compose.project={stack.name}").stdout.split()
+    ids = docker(
+        "ps", "-a", "-q", "--filter", f"label=com.docker.compose.project={stack.name}"
+    ).stdout.split()
     containers = {}
     if ids:
         for c in json.loads(docker("inspect", *ids).stdout):
-            containers[c["Name"].lstrip("/")] = (c["Id"][:12], c["Config"]["Image"], c["State"]["Status"])
-    backups = sorted(p.name for p in (state / "backups").glob("*")) if (state / "backups").exists() else []
+            containers[c["Name"].lstrip("/")] = (
+                c["Id"][:12],
+                c["Config"]["Image"],
+                c["State"]["Status"],
+            )
+    backups = (
+        sorted(p.name for p in (state / "backups").glob("*"))
+        if (state / "backups").exists()
+        else []
+    )
     emergency = docker(
-        "exec", stack.container("redis"), "redis-cli", "--no-auth-warning", "exists", "emergency_rate_limit",
+        "exec",
+        stack.container("redis"),
+        "redis-cli",
+        "--no-auth-warning",
+        "exists",
+        "emergency_rate_limit",
         check=False,
     ).stdout.strip()
     return {
@@ -119,10 +142,15 @@ def has_raw_control(text: str) -> bool:
 
 
 def running(stack: Stack) -> dict[str, str]:
-    ids = docker("ps", "-q", "--filter", f"label=com.docker.compose.project={stack.name}").stdout.split()
+    ids = docker(
+        "ps", "-q", "--filter", f"label=com.docker.compose.project={stack.name}"
+    ).stdout.split()
     if not ids:
         return {}
-    return {c["Name"].lstrip("/"): c["Config"]["Image"] for c in json.loads(docker("inspect", *ids).stdout)}
+    return {
+        c["Name"].lstrip("/"): c["Config"]["Image"]
+        for c in json.loads(docker("inspect", *ids).stdout)
+    }
 
 
 def env_without(keys: list[str]) -> dict[str, str]:

@@ -32,7 +32,9 @@ import asyncpg
 import httpx
 
 REPO = Path(__file__).resolve().parents[2]
-FIGURES = Path(os.environ.get("STACKDECK_RELIABILITY_FIGURES", REPO / "var" / "reliability" / "figures.jsonl"))
+FIGURES = Path(
+    os.environ.get("STACKDECK_RELIABILITY_FIGURES", REPO / "var" / "reliability" / "figures.jsonl")
+)
 RUN_ID = os.environ.get("STACKDECK_RELIABILITY_RUN") or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
@@ -71,7 +73,7 @@ def wait_until(
 async def async_wait_until(
     predicate: Callable[[], Any],
     *,
-    timeout: float,
+    within: float,
     interval: float = 0.2,
     what: str = "condition",
 ) -> float:
@@ -86,8 +88,8 @@ async def async_wait_until(
         else:
             if last:
                 return time.monotonic() - t0
-        if time.monotonic() - t0 > timeout:
-            raise NotReached(f"{what}: not reached within {timeout:g} s (last: {last!r})")
+        if time.monotonic() - t0 > within:
+            raise NotReached(f"{what}: not reached within {within:g} s (last: {last!r})")
         await asyncio.sleep(interval)
 
 
@@ -267,7 +269,9 @@ class AckedWriter:
         self.failures: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), name="acked-writer", daemon=True)
+        self._thread = threading.Thread(
+            target=lambda: asyncio.run(self._run()), name="acked-writer", daemon=True
+        )
 
     def __enter__(self) -> AckedWriter:
         run_sync(lambda: ensure_acks_table(self.dsn))
@@ -290,7 +294,11 @@ class AckedWriter:
         t_end = time.monotonic() + self.max_seconds
         conn: asyncpg.Connection | None = None
         try:
-            while not self._stop.is_set() and time.monotonic() < t_end and len(self.acked) < self.max_rows:
+            while (
+                not self._stop.is_set()
+                and time.monotonic() < t_end
+                and len(self.acked) < self.max_rows
+            ):
                 try:
                     if conn is None or conn.is_closed():
                         conn = await asyncpg.connect(self.dsn, timeout=3, command_timeout=5)
@@ -299,7 +307,12 @@ class AckedWriter:
                     )
                     with self._lock:
                         self.acked.append(int(row_id))
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                except (
+                    OSError,
+                    asyncpg.PostgresError,
+                    asyncpg.InterfaceError,
+                    TimeoutError,
+                ) as exc:
                     self.failures[type(exc).__name__] += 1
                     if conn is not None:
                         conn.terminate()
@@ -332,7 +345,9 @@ async def _count_ids(dsn: str, tag: str, ids: list[int]) -> int:
     try:
         return int(
             await conn.fetchval(
-                "SELECT count(*) FROM reliability_acks WHERE tag = $1 AND id = ANY($2::bigint[])", tag, ids
+                "SELECT count(*) FROM reliability_acks WHERE tag = $1 AND id = ANY($2::bigint[])",
+                tag,
+                ids,
             )
         )
     finally:
@@ -364,7 +379,9 @@ def pg_query(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
 
 
 def docker(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=timeout)
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, check=check, timeout=timeout
+    )
 
 
 def inspect(container: str) -> dict[str, Any]:
@@ -376,7 +393,11 @@ def state(container: str) -> tuple[str, str | None, int]:
     """(status, health or None, restart count) of a container."""
     data = inspect(container)
     st = data.get("State") or {}
-    return str(st.get("Status")), (st.get("Health") or {}).get("Status"), int(data.get("RestartCount") or 0)
+    return (
+        str(st.get("Status")),
+        (st.get("Health") or {}).get("Status"),
+        int(data.get("RestartCount") or 0),
+    )
 
 
 def running_and_healthy(container: str) -> bool:
@@ -415,14 +436,14 @@ def machine() -> dict[str, Any]:
         pass
     try:
         with open("/etc/os-release", encoding="utf-8") as fh:
-            osr = dict(
-                line.rstrip().split("=", 1) for line in fh if "=" in line
-            )
+            osr = dict(line.rstrip().split("=", 1) for line in fh if "=" in line)
         os_name = osr.get("PRETTY_NAME", "").strip('"')
     except OSError:
         os_name = platform.system()
     try:
-        engine = docker("version", "-f", "{{.Server.Version}}", check=False, timeout=10).stdout.strip()
+        engine = docker(
+            "version", "-f", "{{.Server.Version}}", check=False, timeout=10
+        ).stdout.strip()
     except subprocess.TimeoutExpired:
         engine = "?"
     return {
@@ -555,8 +576,10 @@ class MonitorWatch:
             return None
         return next((r for r in snap.results if r.path == path and r.target == target), None)
 
-    async def wait(self, predicate: Callable[[], Any], *, timeout: float = 60, what: str = "") -> float:
-        return await async_wait_until(predicate, timeout=timeout, what=what)
+    async def wait(
+        self, predicate: Callable[[], Any], *, within: float = 60, what: str = ""
+    ) -> float:
+        return await async_wait_until(predicate, within=within, what=what)
 
     async def seen_in_refreshes(
         self,
@@ -565,7 +588,7 @@ class MonitorWatch:
         *,
         since: float,
         refreshes: int = 2,
-        timeout: float = 60,
+        within: float = 60,
         what: str = "",
     ) -> tuple[int, float]:
         """Wait for a ``kind`` snapshot taken after ``since`` that satisfies
@@ -574,14 +597,14 @@ class MonitorWatch:
         first or second snapshot (one may have been in flight at ``since``)."""
 
         def find() -> tuple[int, float] | None:
-            for rank, (t, k, p) in enumerate(
-                [(t, k, p) for t, k, p in list(self.received) if k == kind and t >= since], 1
+            for rank, (t, p) in enumerate(
+                [(t, p) for t, k, p in list(self.received) if k == kind and t >= since], 1
             ):
                 if predicate(p):
                     return rank, t - since
             return None
 
-        await async_wait_until(find, timeout=timeout, what=what or f"{kind} snapshot")
+        await async_wait_until(find, within=within, what=what or f"{kind} snapshot")
         found = find()
         assert found is not None
         return found
@@ -613,7 +636,14 @@ def screen_text(app: Any) -> str:
 
 def secret_values(stack: Any) -> dict[str, str]:
     """The stack's secrets by name (never print the values)."""
-    names = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "JWT_SECRET", "ADMIN_TOKEN", "ADMIN_PASSWORD", "TEST_PASSWORD")
+    names = (
+        "POSTGRES_PASSWORD",
+        "REDIS_PASSWORD",
+        "JWT_SECRET",
+        "ADMIN_TOKEN",
+        "ADMIN_PASSWORD",
+        "TEST_PASSWORD",
+    )
     return {n: stack.env[n] for n in names if stack.env.get(n)}
 
 
@@ -638,7 +668,9 @@ def find_secrets(text: str, secrets: dict[str, str], window: int = 12) -> list[s
     return hits
 
 
-async def app_wait(pilot: Any, predicate: Callable[[], Any], *, timeout: float = 30, what: str = "") -> float:
+async def app_wait(
+    pilot: Any, predicate: Callable[[], Any], *, within: float = 30, what: str = ""
+) -> float:
     """Let the app run until ``predicate`` holds (safety deadline only)."""
     t0 = time.monotonic()
     last: Any = None
@@ -650,8 +682,10 @@ async def app_wait(pilot: Any, predicate: Callable[[], Any], *, timeout: float =
         else:
             if last:
                 return time.monotonic() - t0
-        if time.monotonic() - t0 > timeout:
-            raise NotReached(f"{what or 'app condition'}: not reached within {timeout:g} s (last: {last!r})")
+        if time.monotonic() - t0 > within:
+            raise NotReached(
+                f"{what or 'app condition'}: not reached within {within:g} s (last: {last!r})"
+            )
         await pilot.pause(0.2)
 
 
@@ -669,4 +703,4 @@ def mask(text: str, secrets: dict[str, str], window: int = 8) -> str:
                 return f"<{name}>"
         return token
 
-    return re.sub(r"[A-Za-z0-9._~+/=\-]{%d,}" % window, repl, text)
+    return re.sub(rf"[A-Za-z0-9._~+/=\-]{{{window},}}", repl, text)

@@ -24,14 +24,22 @@ pytestmark = [pytest.mark.stack, pytest.mark.destructive]
 SQL_PAYLOADS = [
     "' OR '1'='1",
     "AAPL'; DROP TABLE prices; --",
-    "AAPL\" OR 1=1 --",
+    'AAPL" OR 1=1 --',
     "1; SELECT pg_sleep(10) --",
     "AAPL' UNION SELECT username, password_hash FROM users --",
     "%27%20OR%201%3D1",
     "$$; COPY users TO '/tmp/x'; $$",
 ]
 
-LEAK_MARKERS = ("argon2", "syntax error", "asyncpg", "psycopg", "sqlalchemy", "traceback", "pg_catalog")
+LEAK_MARKERS = (
+    "argon2",
+    "syntax error",
+    "asyncpg",
+    "psycopg",
+    "sqlalchemy",
+    "traceback",
+    "pg_catalog",
+)
 
 MAX_EXAMPLES = int(os.environ.get("STACKDECK_FUZZ_EXAMPLES", "30"))
 
@@ -71,7 +79,10 @@ def spec_file(api: httpx.Client, stack: Stack, tmp_path_factory: pytest.TempPath
         colour = stack.env.get("ACTIVE_COLOUR", "blue")
         out = subprocess.run(
             ["docker", "exec", stack.container(f"backend_{colour}"), "python3", "-c", code],
-            capture_output=True, text=True, timeout=60, check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
         ).stdout
         spec = json.loads(out.strip().splitlines()[-1])
     path = tmp_path_factory.mktemp("openapi") / "openapi.json"
@@ -110,40 +121,68 @@ def _fingerprint(stack: Stack) -> dict[str, Any]:
     tables = pg_query(
         stack.pg_dsn, "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
     )
-    users = pg_query(stack.pg_dsn, "SELECT username, password_hash, role FROM users ORDER BY username")
+    users = pg_query(
+        stack.pg_dsn, "SELECT username, password_hash, role FROM users ORDER BY username"
+    )
     return {"tables": [t["tablename"] for t in tables], "users": [tuple(u) for u in users]}
 
 
-def _schemathesis(stack: Stack, spec_file: Path, report: Path, checks: str) -> subprocess.CompletedProcess[str]:
+def _schemathesis(
+    stack: Stack, spec_file: Path, report: Path, checks: str
+) -> subprocess.CompletedProcess[str]:
     argv = [
-        sys.executable, "-m", "schemathesis.cli", "run", str(spec_file),
-        "--url", stack.base_url,
-        "--checks", checks,
-        "--max-examples", str(MAX_EXAMPLES),
-        "--phases", "examples,coverage,fuzzing",
-        "--seed", "20250101",
-        "--workers", "2",
-        "--request-timeout", "15",
-        "--generation-database", "none",
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "run",
+        str(spec_file),
+        "--url",
+        stack.base_url,
+        "--checks",
+        checks,
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--seed",
+        "20250101",
+        "--workers",
+        "2",
+        "--request-timeout",
+        "15",
+        "--generation-database",
+        "none",
         "--no-color",
-        "--report", "junit",
-        "--report-junit-path", str(report),
+        "--report",
+        "junit",
+        "--report-junit-path",
+        str(report),
     ]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=420, cwd=REPO, env=dict(os.environ))
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=420, cwd=REPO, env=dict(os.environ)
+    )
 
 
 def _summary(out: str) -> str:
     lines = [ln.strip() for ln in out.splitlines() if ln.strip()]
-    keep = [ln for ln in lines if ln.startswith(("❌ ST", "❌ ", "✅", "Test cases:")) or "generated" in ln]
+    keep = [
+        ln
+        for ln in lines
+        if ln.startswith(("❌ ST", "❌ ", "✅", "Test cases:")) or "generated" in ln
+    ]
     return "; ".join(keep[-6:])[:300]
 
 
-def test_schemathesis_fuzz_no_5xx_no_schema_violation(stack: Stack, spec_file: Path, tmp_path: Path) -> None:
+def test_schemathesis_fuzz_no_5xx_no_schema_violation(
+    stack: Stack, spec_file: Path, tmp_path: Path
+) -> None:
     """No 5xx, bodies and content types as the spec says (the anonymous
     admin route is fuzzed too: it must refuse, not fail)."""
     before = _fingerprint(stack)
     proc = _schemathesis(
-        stack, spec_file, tmp_path / "fuzz.xml",
+        stack,
+        spec_file,
+        tmp_path / "fuzz.xml",
         "not_a_server_error,response_schema_conformance,content_type_conformance",
     )
     out = proc.stdout + proc.stderr
@@ -153,7 +192,7 @@ def test_schemathesis_fuzz_no_5xx_no_schema_violation(stack: Stack, spec_file: P
             fault="API fuzz: schemathesis (no 5xx, schema, content type)",
             operator_saw=f"exit {proc.returncode}",
             notes=_summary(out),
-            extra={"max_examples": MAX_EXAMPLES},
+            extra={"max_examples": MAX_EXAMPLES, "passed": proc.returncode == 0},
         )
     )
     assert "No module named" not in out, tail
@@ -161,7 +200,9 @@ def test_schemathesis_fuzz_no_5xx_no_schema_violation(stack: Stack, spec_file: P
     assert _fingerprint(stack) == before
 
 
-def test_schemathesis_every_status_is_documented(stack: Stack, spec_file: Path, tmp_path: Path) -> None:
+def test_schemathesis_every_status_is_documented(
+    stack: Stack, spec_file: Path, tmp_path: Path
+) -> None:
     """Every status the API answers (401, 422, 429, 503, ...) is in the spec, so
     clients and the fuzzer know the error contract."""
     proc = _schemathesis(stack, spec_file, tmp_path / "status.xml", "status_code_conformance")
@@ -171,11 +212,15 @@ def test_schemathesis_every_status_is_documented(stack: Stack, spec_file: Path, 
             fault="API fuzz: schemathesis (documented status codes)",
             operator_saw=f"exit {proc.returncode}",
             notes=_summary(out),
-            extra={"max_examples": MAX_EXAMPLES},
+            extra={"max_examples": MAX_EXAMPLES, "passed": proc.returncode == 0},
         )
     )
     undocumented = sorted(
-        {ln.strip() for ln in out.splitlines() if ln.strip().startswith(("Received:", "Documented:"))}
+        {
+            ln.strip()
+            for ln in out.splitlines()
+            if ln.strip().startswith(("Received:", "Documented:"))
+        }
         | {ln.strip("_ ").strip() for ln in out.splitlines() if ln.startswith("____")}
     )
     assert proc.returncode == 0, "undocumented status codes:\n" + "\n".join(undocumented)
@@ -206,7 +251,9 @@ def _body_fields(spec: dict[str, Any], path: str, method: str) -> list[str]:
     return list((schema.get("properties") or {}).keys())
 
 
-def test_sql_looking_input_in_every_parameter(stack: Stack, api: httpx.Client, spec: dict[str, Any]) -> None:
+def test_sql_looking_input_in_every_parameter(
+    stack: Stack, api: httpx.Client, spec: dict[str, Any]
+) -> None:
     before = _fingerprint(stack)
     problems: list[str] = []
     sent = 0
@@ -218,7 +265,9 @@ def test_sql_looking_input_in_every_parameter(stack: Stack, api: httpx.Client, s
             query: dict[str, str] = {}
             for p in params:
                 if p.get("in") == "path":
-                    url = url.replace("{" + p["name"] + "}", httpx.URL(path="/" + payload).raw_path.decode()[1:])
+                    url = url.replace(
+                        "{" + p["name"] + "}", httpx.URL(path="/" + payload).raw_path.decode()[1:]
+                    )
                 elif p.get("in") == "query":
                     query[p["name"]] = payload
             body = None
@@ -232,7 +281,9 @@ def test_sql_looking_input_in_every_parameter(stack: Stack, api: httpx.Client, s
             if r.status_code >= 500:
                 problems.append(f"{method} {path} {payload!r}: {r.status_code} {r.text[:120]}")
             if any(m in text for m in LEAK_MARKERS):
-                problems.append(f"{method} {path} {payload!r}: response leaks internals: {r.text[:160]}")
+                problems.append(
+                    f"{method} {path} {payload!r}: response leaks internals: {r.text[:160]}"
+                )
     r = api.post("/api/cache/clear", json={"prefix": SQL_PAYLOADS[1]})
     assert r.status_code == 401
     assert sent > 0, "the spec has no parameter to try"
@@ -243,14 +294,32 @@ def test_sql_looking_input_in_every_parameter(stack: Stack, api: httpx.Client, s
 @pytest.mark.parametrize(
     "what,kwargs",
     [
-        ("2 MiB JSON login", {"content": b'{"username":"' + b"a" * (2 * 1024 * 1024) + b'","password":"x"}'}),
-        ("60 KiB username (under nginx limit)", {"json": {"username": "a" * 60_000, "password": "x"}}),
-        ("5000 symbols", {"params": {"symbols": ",".join(["AAPL"] * 5000)}, "method": "GET", "path": "/api/stocks/prices"}),
-        ("60 KB query string", {"params": {"symbols": "A" * 60000}, "method": "GET", "path": "/api/stocks/prices"}),
+        (
+            "2 MiB JSON login",
+            {"content": b'{"username":"' + b"a" * (2 * 1024 * 1024) + b'","password":"x"}'},
+        ),
+        (
+            "60 KiB username (under nginx limit)",
+            {"json": {"username": "a" * 60_000, "password": "x"}},
+        ),
+        (
+            "5000 symbols",
+            {
+                "params": {"symbols": ",".join(["AAPL"] * 5000)},
+                "method": "GET",
+                "path": "/api/stocks/prices",
+            },
+        ),
+        (
+            "60 KB query string",
+            {"params": {"symbols": "A" * 60000}, "method": "GET", "path": "/api/stocks/prices"},
+        ),
         ("deep JSON", {"content": b"[" * 50_000 + b"]" * 50_000}),
     ],
 )
-def test_oversized_requests_get_a_clear_4xx(api: httpx.Client, stack: Stack, what: str, kwargs: dict[str, Any]) -> None:
+def test_oversized_requests_get_a_clear_4xx(
+    api: httpx.Client, stack: Stack, what: str, kwargs: dict[str, Any]
+) -> None:
     before = _fingerprint(stack)
     method = kwargs.pop("method", "POST")
     path = kwargs.pop("path", "/api/auth/login")

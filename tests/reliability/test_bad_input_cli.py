@@ -41,7 +41,11 @@ CASES: list[tuple[str, list[str], tuple[str, ...]]] = [
     ("rollback version unknown", ["rollback", "--version", "v96.0.0", "--force"], ("v96.0.0",)),
     ("deploy strategy", ["deploy", "--version", "v1.0.0", "--bake-seconds", "-5"], ("bake",)),
     ("deploy error rate", ["deploy", "--version", "v1.0.0", "--max-error-rate", "7"], ("error",)),
-    ("deploy services", ["deploy", "--version", "v1.0.0", "--services", "backend nosuch"], ("nosuch",)),
+    (
+        "deploy services",
+        ["deploy", "--version", "v1.0.0", "--services", "backend nosuch"],
+        ("nosuch",),
+    ),
     # services and scale
     ("restart unknown", ["restart", "nosuchservice"], ("nosuchservice", "unknown")),
     ("restart injection", ["restart", "db; docker rm -f x"], ("unknown", "service")),
@@ -55,12 +59,35 @@ CASES: list[tuple[str, list[str], tuple[str, ...]]] = [
     ("scale db", ["scale", "db=3"], ("db", "scale")),
     ("scale no count", ["scale", "worker"], ("service=n", "worker=", "scale")),
     # backups
-    ("restore outside", ["restore", "/etc/passwd", "--confirm", "investment_db"], ("inside", "backup")),
-    ("restore traversal", ["restore", "../../../../etc/passwd", "--confirm", "investment_db"], ("inside", "backup")),
-    ("restore missing", ["restore", "no-such-backup-20990101", "--confirm", "investment_db"], ("no such", "backup")),
+    (
+        "restore outside",
+        ["restore", "/etc/passwd", "--confirm", "investment_db"],
+        ("inside", "backup"),
+    ),
+    (
+        "restore traversal",
+        ["restore", "../../../../etc/passwd", "--confirm", "investment_db"],
+        ("inside", "backup"),
+    ),
+    (
+        "restore missing",
+        ["restore", "no-such-backup-20990101", "--confirm", "investment_db"],
+        ("no such", "backup"),
+    ),
     ("restore control", ["restore", "x\x07y", "--confirm", "investment_db"], ("control", "backup")),
-    ("rollback backup outside", ["rollback", "--restore-db", "--backup-path", "/etc/shadow", "--confirm",
-                                 "investment_db", "--force"], ("inside", "backup")),
+    (
+        "rollback backup outside",
+        [
+            "rollback",
+            "--restore-db",
+            "--backup-path",
+            "/etc/shadow",
+            "--confirm",
+            "investment_db",
+            "--force",
+        ],
+        ("inside", "backup"),
+    ),
     # cache, emergency, vacuum
     ("flush quota prefix", ["cache", "flush", "--prefix", "quota:"], ("prefix", "cache")),
     ("flush everything prefix", ["cache", "flush", "--prefix", ""], ("prefix",)),
@@ -88,7 +115,11 @@ def refused(stack: Stack) -> dict[str, Any]:
     proc = subprocess.run(
         [sys.executable, "-m", "tests.reliability._cli_batch"],
         input=json.dumps([argv for _, argv, _ in CASES]),
-        cwd=REPO, env=cli_env(stack), capture_output=True, text=True, timeout=400,
+        cwd=REPO,
+        env=cli_env(stack),
+        capture_output=True,
+        text=True,
+        timeout=400,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -98,24 +129,34 @@ def refused(stack: Stack) -> dict[str, Any]:
     record(
         Figure(
             fault=f"CLI bad input ({len(CASES)} cases)",
-            operator_saw="exit codes " + ", ".join(sorted({str(r["code"]) for r in results.values()})),
+            operator_saw="exit codes "
+            + ", ".join(sorted({str(r["code"]) for r in results.values()})),
             notes=f"refused with exit 2: {sum(1 for r in results.values() if r['code'] == 2)}/{len(CASES)}; "
             f"state unchanged: {before_all == after_all}; "
             f"audit refusals: {sum(1 for a in audit if a.get('event') == 'refused')}",
+            extra={
+                "passed": before_all == after_all and all(r["code"] == 2 for r in results.values())
+            },
         )
     )
     return {"results": results, "before": before_all, "after": after_all, "audit": audit}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_bad_cli_input_is_refused_clearly(refused: dict, case: tuple[str, list[str], tuple[str, ...]]) -> None:
-    name, argv, words = case
+def test_bad_cli_input_is_refused_clearly(
+    refused: dict, case: tuple[str, list[str], tuple[str, ...]]
+) -> None:
+    name, _argv, words = case
     row = refused["results"][name]
     out = row["out"]
     assert row["code"] == 2, f"exit {row['code']} (want 2: bad input):\n{out[-800:]}"
     assert "Traceback" not in out, out[-1500:]
-    assert any(w.lower() in out.lower() for w in words), f"error does not say what is wrong ({words}):\n{out[-600:]}"
-    assert not has_raw_control(out), f"raw control characters echoed to the terminal: {out[-300:]!r}"
+    assert any(w.lower() in out.lower() for w in words), (
+        f"error does not say what is wrong ({words}):\n{out[-600:]}"
+    )
+    assert not has_raw_control(out), (
+        f"raw control characters echoed to the terminal: {out[-300:]!r}"
+    )
 
 
 def test_refused_input_changed_nothing(refused: dict) -> None:
@@ -128,7 +169,9 @@ def test_refusals_are_audited_with_operator_identity(refused: dict) -> None:
     audit = refused["audit"]
     refusals = [a for a in audit if a.get("event") == "refused"]
     assert refusals, "no refusal reached the audit log"
-    user = os.environ.get("SUDO_USER") or os.environ.get("LOGNAME") or os.environ.get("USER") or "root"
+    user = (
+        os.environ.get("SUDO_USER") or os.environ.get("LOGNAME") or os.environ.get("USER") or "root"
+    )
     for a in refusals:
         assert a.get("user") in (user, "root"), a
         assert "host" in a and "pid" in a and "ssh_client" in a, a
@@ -144,7 +187,9 @@ def test_symlink_in_backup_folder_pointing_outside_is_refused(stack: Stack) -> N
         proc = stackdeck(stack, "restore", link.name, "--confirm", "investment_db")
         out = proc.stdout + proc.stderr
         assert proc.returncode == 2, out[-600:]
-        assert "inside" in out.lower() or "outside" in out.lower() or "symlink" in out.lower(), out[-600:]
+        assert "inside" in out.lower() or "outside" in out.lower() or "symlink" in out.lower(), out[
+            -600:
+        ]
     finally:
         link.unlink(missing_ok=True)
     after = fingerprint(stack)

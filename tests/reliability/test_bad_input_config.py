@@ -27,13 +27,18 @@ pytestmark = [pytest.mark.stack, pytest.mark.destructive]
         ("syntax", 'project = "unterminated\n', ("not valid TOML", "line 1")),
         ("type", '[refresh]\nstats = "fast"\n', ("refresh.stats", "duration")),
         ("unknown key", 'projcet = "x"\n', ("projcet", "no such setting")),
-        ("negative", "[alerts.cpu]\nthreshold = 80\nfor_seconds = -5\n", ("alerts.cpu.for_seconds", "negative")),
+        (
+            "negative",
+            "[alerts.cpu]\nthreshold = 80\nfor_seconds = -5\n",
+            ("alerts.cpu.for_seconds", "negative"),
+        ),
         ("bad project", 'project = "Bad Name!"\n', ("project",)),
-        ("bad section", 'refresh = 5\n', ("refresh",)),
+        ("bad section", "refresh = 5\n", ("refresh",)),
     ],
 )
-def test_invalid_toml_is_named_with_file_and_field(stack: Stack, tmp_path: Path, name: str, text: str,
-                                                   words: tuple[str, ...]) -> None:
+def test_invalid_toml_is_named_with_file_and_field(
+    stack: Stack, tmp_path: Path, name: str, text: str, words: tuple[str, ...]
+) -> None:
     cfg = tmp_path / "config.toml"
     cfg.write_text(text, encoding="utf-8")
     proc = stackdeck(stack, "status", STACKDECK_CONFIG=str(cfg))
@@ -57,7 +62,9 @@ def test_missing_config_file_named(stack: Stack, tmp_path: Path) -> None:
 def test_invalid_env_variable_named(stack: Stack) -> None:
     proc = stackdeck(stack, "status", STACKDECK_REFRESH__HEALTH="0")
     assert proc.returncode == 2
-    assert "STACKDECK_REFRESH__HEALTH" in proc.stderr and "refresh.health" in proc.stderr, proc.stderr
+    assert "STACKDECK_REFRESH__HEALTH" in proc.stderr and "refresh.health" in proc.stderr, (
+        proc.stderr
+    )
 
 
 def _repo_copy(tmp_path: Path, env_text: str | None) -> Path:
@@ -65,7 +72,10 @@ def _repo_copy(tmp_path: Path, env_text: str | None) -> Path:
     root = tmp_path / "repo"
     (root / "compose").mkdir(parents=True)
     shutil.copy(REPO / "compose" / "docker-compose.yml", root / "compose" / "docker-compose.yml")
-    shutil.copy(REPO / "compose" / "docker-compose.production.yml", root / "compose" / "docker-compose.production.yml")
+    shutil.copy(
+        REPO / "compose" / "docker-compose.production.yml",
+        root / "compose" / "docker-compose.production.yml",
+    )
     if env_text is not None:
         (root / ".env").write_text(env_text, encoding="utf-8")
     return root
@@ -82,7 +92,9 @@ def test_invalid_value_in_env_file_named(stack: Stack, tmp_path: Path) -> None:
     root = _repo_copy(tmp_path, "MONTHLY_BUDGET=lots\n")
     proc = stackdeck(stack, "--repo", str(root), "status")
     assert proc.returncode == 2, proc.stdout[-300:] + proc.stderr[-300:]
-    assert "monthly_budget" in proc.stderr.lower() and str(root / ".env") in proc.stderr, proc.stderr
+    assert "monthly_budget" in proc.stderr.lower() and str(root / ".env") in proc.stderr, (
+        proc.stderr
+    )
 
 
 def test_missing_env_file_is_said(stack: Stack, tmp_path: Path) -> None:
@@ -98,10 +110,14 @@ def test_wrong_compose_project_is_said(stack: Stack) -> None:
     proc = stackdeck(stack, "--stack", "nosuchproject", "status")
     out = (proc.stdout + proc.stderr).lower()
     assert "nosuchproject" in out
-    assert "no container" in out, f"a project with no container is not reported as such:\n{out[-800:]}"
+    assert "no container" in out, (
+        f"a project with no container is not reported as such:\n{out[-800:]}"
+    )
 
 
-async def test_wrong_dsn_and_unreachable_redis_named_without_secrets(stack: Stack, tmp_path: Path) -> None:
+async def test_wrong_dsn_and_unreachable_redis_named_without_secrets(
+    stack: Stack, tmp_path: Path
+) -> None:
     password = "wrong-Secret-9f3b1c"
     settings = console_settings(
         stack,
@@ -111,9 +127,14 @@ async def test_wrong_dsn_and_unreachable_redis_named_without_secrets(stack: Stac
     )
     async with MonitorWatch(settings) as watch:
         await watch.wait(
-            lambda: (p := watch.source_state("postgres")) is not None and not p.ok
-            and (r := watch.source_state("redis")) is not None and not r.ok,
-            timeout=30, what="postgres and redis sources report failure",
+            lambda: (
+                (p := watch.source_state("postgres")) is not None
+                and not p.ok
+                and (r := watch.source_state("redis")) is not None
+                and not r.ok
+            ),
+            within=30,
+            what="postgres and redis sources report failure",
         )
         pg, rd = watch.source_state("postgres"), watch.source_state("redis")
         assert watch.source_state("engine") is None or watch.source_state("engine").ok

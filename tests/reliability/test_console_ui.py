@@ -9,6 +9,7 @@ import random
 import time
 
 import pytest
+import redis
 
 from tests.conftest import Stack
 from tests.reliability._cli import audit_lines, fingerprint
@@ -40,7 +41,11 @@ def _post_resize(app, width: int, height: int) -> None:
 
 
 def _filled(app) -> bool:
-    return app.containers is not None and len(app.containers.containers) >= 6 and app.health is not None
+    return (
+        app.containers is not None
+        and len(app.containers.containers) >= 6
+        and app.health is not None
+    )
 
 
 async def test_terminal_sizes_and_resize_storm(stack: Stack) -> None:
@@ -48,7 +53,18 @@ async def test_terminal_sizes_and_resize_storm(stack: Stack) -> None:
     at 80×24 it shows the real stack in tabs; 120 resizes later it still
     refreshes and answers keys."""
     problems: list[str] = []
-    sizes = [(40, 15), (80, 24), (200, 60), (120, 32), (59, 19), (60, 20), (160, 48), (119, 31), (30, 8), (81, 25)]
+    sizes = [
+        (40, 15),
+        (80, 24),
+        (200, 60),
+        (120, 32),
+        (59, 19),
+        (60, 20),
+        (160, 48),
+        (119, 31),
+        (30, 8),
+        (81, 25),
+    ]
     rng = random.Random(5)
     app = _app(stack)
     async with app.run_test(size=(40, 15)) as pilot:
@@ -57,10 +73,12 @@ async def test_terminal_sizes_and_resize_storm(stack: Stack) -> None:
         if "too small" not in text:
             problems.append(f"40×15: no 'too small' message:\n{text}")
         elif "40×15" not in text and "40x15" not in text:
-            problems.append(f"40×15: the too-small message is cut off (no '40×15' on screen):\n{text}")
+            problems.append(
+                f"40×15: the too-small message is cut off (no '40×15' on screen):\n{text}"
+            )
         # 80×24: the dashboard, in tabs, every panel reachable
         await pilot.resize_terminal(80, 24)
-        await app_wait(pilot, lambda: _filled(app), timeout=40, what="containers and health arrive")
+        await app_wait(pilot, lambda: _filled(app), within=40, what="containers and health arrive")
         text = screen_text(app)
         rows = text.splitlines()
         assert len(rows) == 24 and all(len(r) <= 80 for r in rows)
@@ -84,17 +102,30 @@ async def test_terminal_sizes_and_resize_storm(stack: Stack) -> None:
         assert "too small" not in text
         assert len(text.splitlines()) == 30
         seen = app.containers.taken_at
-        await app_wait(pilot, lambda: app.containers.taken_at > seen, timeout=20, what="snapshots after the storm")
+        await app_wait(
+            pilot,
+            lambda: app.containers.taken_at > seen,
+            within=20,
+            what="snapshots after the storm",
+        )
         await pilot.press("question_mark")
-        await app_wait(pilot, lambda: type(app.screen).__name__ == "HelpScreen", timeout=5, what="help opens")
+        await app_wait(
+            pilot, lambda: type(app.screen).__name__ == "HelpScreen", within=5, what="help opens"
+        )
         await pilot.press("escape")
         await pilot.resize_terminal(40, 15)
         await pilot.pause(0.2)
         assert "too small" in screen_text(app)
         assert app.return_code is None
-    record(Figure(fault="terminal 80×24, 40×15, resize storm (120 resizes in bursts)",
-                  operator_saw="tabs at 80×24; too-small screen below 60×20",
-                  notes=f"storm {storm_s:.1f} s; console kept refreshing; " + ("; ".join(p.splitlines()[0] for p in problems) or "ok")))
+    record(
+        Figure(
+            fault="terminal 80×24, 40×15, resize storm (120 resizes in bursts)",
+            operator_saw="tabs at 80×24; too-small screen below 60×20",
+            notes=f"storm {storm_s:.1f} s; console kept refreshing; "
+            + ("; ".join(p.splitlines()[0] for p in problems) or "ok"),
+            extra={"passed": not problems},
+        )
+    )
     assert not problems, "\n".join(problems)
 
 
@@ -102,17 +133,22 @@ BAD_VERSIONS = ["1.2.3", "v1..2", "v1.2.3;reboot", "v１.２", "v1\x1b[2Jx", " "
 """The CLI tests try many more; the form uses the engine's own rule."""
 
 
-async def test_deploy_form_refuses_bad_versions(stack: Stack) -> None:
-    from textual.widgets import Input
+async def test_forms_refuse_bad_input(stack: Stack) -> None:
+    from textual.widgets import Button, Input, RadioButton
 
     before = fingerprint(stack)
     accepted = []
     app = _app(stack)
     async with app.run_test(size=(120, 32)) as pilot:
-        await app_wait(pilot, lambda: _filled(app), timeout=40)
+        await app_wait(pilot, lambda: _filled(app), within=40)
         for value in BAD_VERSIONS:
             await pilot.press("d")
-            await app_wait(pilot, lambda: type(app.screen).__name__ == "DeployScreen", timeout=5, what="deploy form")
+            await app_wait(
+                pilot,
+                lambda: type(app.screen).__name__ == "DeployScreen",
+                within=5,
+                what="deploy form",
+            )
             field = app.screen.query_one("#version", Input)
             field.value = value
             await pilot.press("enter")
@@ -126,18 +162,46 @@ async def test_deploy_form_refuses_bad_versions(stack: Stack) -> None:
             while len(app.screen_stack) > 1:
                 await pilot.press("escape")
                 await pilot.pause(0.1)
+        # FLUSHDB's typed confirmation with the wrong name (and an escape sequence)
+        r = redis.Redis.from_url(stack.redis_url, socket_timeout=5)
+        r.set("reliability:canary", "1", ex=600)
+        await pilot.press("f")
+        await app_wait(pilot, lambda: type(app.screen).__name__ == "FlushScreen", within=5)
+        app.screen.query_one("#scope-all", RadioButton).value = True
+        app.screen.query_one("#continue", Button).press()
+        await app_wait(pilot, lambda: type(app.screen).__name__ == "TypedConfirmScreen", within=5)
+        app.screen.query_one("#typed", Input).value = "not-the-name\x1b[2J"
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        if type(app.screen).__name__ != "TypedConfirmScreen" or app.op_running:
+            accepted.append("FLUSHDB with a wrong typed name")
+        while len(app.screen_stack) > 1:
+            await pilot.press("escape")
+            await pilot.pause(0.1)
+        flushed = not r.exists("reliability:canary")
+        r.delete("reliability:canary")
         # well-formed but unknown: the form lets it through, the engine refuses it
         n_audit = len(audit_lines(stack))
         await pilot.press("d")
-        await app_wait(pilot, lambda: type(app.screen).__name__ == "DeployScreen", timeout=5)
+        await app_wait(pilot, lambda: type(app.screen).__name__ == "DeployScreen", within=5)
         app.screen.query_one("#version", Input).value = "v95.0.0"
         await pilot.press("enter")
-        await app_wait(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", timeout=5, what="confirmation")
+        await app_wait(
+            pilot,
+            lambda: type(app.screen).__name__ == "ConfirmScreen",
+            within=5,
+            what="confirmation",
+        )
         await pilot.press("y")
-        await app_wait(pilot, lambda: app.op_running is None and "v95.0.0" in screen_text(app), timeout=60,
-                       what="the operation ends and says why")
+        await app_wait(
+            pilot,
+            lambda: app.op_running is None and "v95.0.0" in screen_text(app),
+            within=60,
+            what="the operation ends and says why",
+        )
         text = screen_text(app).lower()
-    assert not accepted, f"the deploy form accepted: {accepted!r}"
+    assert not accepted, f"the forms accepted: {accepted!r}"
+    assert not flushed, "FLUSHDB ran without the typed confirmation"
     assert "unknown version" in text or "no image" in text, text[-800:]
     assert fingerprint(stack) == before
     refusals = [a for a in audit_lines(stack)[n_audit:] if a.get("op") == "deploy"]
@@ -152,13 +216,15 @@ async def test_read_only_cannot_be_escaped_from_the_ui(stack: Stack) -> None:
     n_audit = len(audit_lines(stack))
     app = _app(stack, read_only=True)
     async with app.run_test(size=(160, 48), notifications=True) as pilot:
-        await app_wait(pilot, lambda: _filled(app), timeout=40)
+        await app_wait(pilot, lambda: _filled(app), within=40)
         dashboard = app.screen
         # every write key: nothing opens, a notification says why
         for key in "dbvfer":
             await pilot.press(key)
             await pilot.pause(0.2)
-            assert app.screen is dashboard, f"key {key!r} opened {type(app.screen).__name__} in read-only mode"
+            assert app.screen is dashboard, (
+                f"key {key!r} opened {type(app.screen).__name__} in read-only mode"
+            )
         notes = " ".join(str(n.message) for n in app._notifications)
         assert "read-only" in notes, notes
         # the command palette: one real round trip through its UI ...
@@ -179,10 +245,16 @@ async def test_read_only_cannot_be_escaped_from_the_ui(stack: Stack) -> None:
         for command in commands:
             command.callback()
             await pilot.pause(0.2)
-            assert app.screen is dashboard, f"palette {command.title!r} opened {type(app.screen).__name__}"
+            assert app.screen is dashboard, (
+                f"palette {command.title!r} opened {type(app.screen).__name__}"
+            )
         # a write started the way the confirmation screens start one
-        for action, params in (("deploy", {"version": "v1.0.0", "strategy": "blue-green"}),
-                               ("vacuum", {}), ("flush_cache", {"prefix": "cache:"}), ("rollback", {})):
+        for action, params in (
+            ("deploy", {"version": "v1.0.0", "strategy": "blue-green"}),
+            ("vacuum", {}),
+            ("flush_cache", {"prefix": "cache:"}),
+            ("rollback", {}),
+        ):
             app.start_operation(action, **params)
             await pilot.pause(0.3)
             assert app.op_running is None, f"{action} started in read-only mode"

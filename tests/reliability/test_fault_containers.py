@@ -48,12 +48,17 @@ SERVICES = ["serving", "idle", "worker", "db", "redis", "nginx", "market-sim"]
 
 # What each fault must look like from outside, through nginx: the path to
 # probe and whether it must fail (5xx / refused) while the container is down.
-PROBES: dict[str, list[tuple[str, bool]]] = {
+PROBES: dict[str, list[tuple[str, bool | None]]] = {
+    # (path, True: must fail (5xx / refused), False: must stay 200, None: any answer, but an answer)
     "serving": [("/api/health", True)],
     "idle": [("/api/health", False), ("/direct/{idle}/api/health", True)],
     "worker": [("/api/health", False)],
     "db": [("/api/health/database", True), ("/api/health", True)],
-    "redis": [("/api/health/cache", True), ("/api/health", True)],
+    "redis": [
+        ("/api/health/cache", True),
+        ("/api/health", True),
+        ("/api/health/external-apis", None),
+    ],
     "nginx": [("/nginx-health", True)],
     "market-sim": [("/api/health/external-apis", True), ("/api/health", False)],
 }
@@ -81,7 +86,9 @@ def _probe(stack: Stack, path: str) -> tuple[int | None, str]:
         return None, type(exc).__name__
 
 
-async def _probe_until(stack: Stack, path: str, must_fail: bool, tries: int = 30) -> list[tuple[int | None, str]]:
+async def _probe_until(
+    stack: Stack, path: str, must_fail: bool, tries: int = 30
+) -> list[tuple[int | None, str]]:
     """Probe once a second until the answer is the expected failure (or
     ``tries`` answers); every answer is kept so a hang anywhere is seen."""
     answers = []
@@ -123,16 +130,26 @@ async def test_kill_container(stack: Stack, which: str) -> None:
 
 async def _kill_and_recover(stack: Stack, which: str, name: str, fig: Figure) -> None:
     idle_colour = _service_name(stack, "idle").removeprefix("backend_")
-    wait_until(lambda: running_and_healthy(name), timeout=120, what=f"{name} healthy before the fault")
-    wait_until(lambda: _healthy_through_nginx(stack), timeout=60, what="API healthy before the fault")
+    wait_until(
+        lambda: running_and_healthy(name), timeout=120, what=f"{name} healthy before the fault"
+    )
+    wait_until(
+        lambda: _healthy_through_nginx(stack), timeout=60, what="API healthy before the fault"
+    )
     prices_before = await count_rows(stack.pg_dsn, "prices")
     saw: list[str] = []
     async with MonitorWatch(console_settings(stack)) as watch:
-        await watch.wait(lambda: (c := watch.container(name)) is not None and c.state == "running",
-                         timeout=30, what="console lists the container running")
+        await watch.wait(
+            lambda: (c := watch.container(name)) is not None and c.state == "running",
+            within=30,
+            what="console lists the container running",
+        )
         with LoadLoop(stack.base_url) as load, AckedWriter(stack.pg_dsn) as writer:
-            await watch.wait(lambda: writer.acked_count > 20 and load.result().total > 10,
-                             timeout=30, what="load and writes flowing")
+            await watch.wait(
+                lambda: writer.acked_count > 20 and load.result().total > 10,
+                within=30,
+                what="load and writes flowing",
+            )
             # --- 1. docker kill: down, and stays down
             t_fault = time.monotonic()
             docker("kill", "-s", "KILL", name)
@@ -155,47 +172,73 @@ async def _kill_and_recover(stack: Stack, which: str, name: str, fig: Figure) ->
                 hung = [b for st, b in answers if st is None and "Timeout" in b]
                 assert not hung, f"{path} hung while {which} was down: {hung}"
                 status, body = answers[-1]
-                if must_fail:
+                if must_fail is None:
+                    assert status is not None, (
+                        f"{path} gave no answer while {which} was down: {body}"
+                    )
+                elif must_fail:
                     assert status is None or status >= 500, (
                         f"{path} still answered {status} {len(answers)} s after {which} went down: {body}"
                     )
                 else:
                     assert status == 200, f"{path} answered {status} while {which} was down: {body}"
                 shown = status if status is not None else body.split(":")[0]
-                saw.append(f"{path} -> {shown}" + (f" (after {len(answers)} tries)" if len(answers) > 1 else ""))
+                saw.append(
+                    f"{path} -> {shown}"
+                    + (f" (after {len(answers)} tries)" if len(answers) > 1 else "")
+                )
             # --- 2. docker start: the console follows by itself
             docker("start", name)
             t_back = time.monotonic()
             recover_s = await watch.wait(
                 lambda: running_and_healthy(name) and _healthy_through_nginx(stack),
-                timeout=120, what=f"{name} healthy and API 200 after docker start",
+                within=120,
+                what=f"{name} healthy and API 200 after docker start",
             )
             await watch.wait(
-                lambda: (c := watch.container(name)) is not None and c.state == "running"
-                and c.health in (None, "healthy"),
-                timeout=30, what=f"console shows {name} running and healthy again",
+                lambda: (
+                    (c := watch.container(name)) is not None
+                    and c.state == "running"
+                    and c.health in (None, "healthy")
+                ),
+                within=30,
+                what=f"console shows {name} running and healthy again",
             )
             if source := STALE_SOURCE.get(which):
-                await watch.wait(lambda: (s := watch.source_state(source)) is not None and s.ok,
-                                 timeout=30, what=f"{source} source recovers by itself")
+                await watch.wait(
+                    lambda: (s := watch.source_state(source)) is not None and s.ok,
+                    within=30,
+                    what=f"{source} source recovers by itself",
+                )
             console_s = time.monotonic() - t_back
             # --- 3. a crash: the restart policy brings it back
             restarts = state(name)[2]
             t_crash = time.monotonic()
             crash(name)
             policy_s = await watch.wait(
-                lambda: state(name)[2] > restarts and running_and_healthy(name)
-                and _healthy_through_nginx(stack),
-                timeout=120, what=f"restart policy brings {name} back after a crash",
+                lambda: (
+                    state(name)[2] > restarts
+                    and running_and_healthy(name)
+                    and _healthy_through_nginx(stack)
+                ),
+                within=120,
+                what=f"restart policy brings {name} back after a crash",
             )
             await watch.wait(
                 lambda: (c := watch.container(name)) is not None and c.restart_count > restarts,
-                timeout=30, what=f"console shows the restart count of {name} going up",
+                within=30,
+                what=f"console shows the restart count of {name} going up",
             )
-            died = [e for snap in watch.payloads("events", since=t_crash) for e in snap.events
-                    if e.container == name and e.action == "die"]
+            died = [
+                e
+                for snap in watch.payloads("events", since=t_crash)
+                for e in snap.events
+                if e.container == name and e.action == "die"
+            ]
             assert died, f"no 'die' event for {name} in the console's timeline"
-            saw.append(f"crash: die event, restarts {restarts}->{watch.container(name).restart_count}")
+            saw.append(
+                f"crash: die event, restarts {restarts}->{watch.container(name).restart_count}"
+            )
         result = load.result()
         assert watch.monitor.running, "the monitor stopped"
     acked, found = writer.verify()
@@ -220,6 +263,9 @@ async def _kill_and_recover(stack: Stack, which: str, name: str, fig: Figure) ->
 
 
 async def _wait_source_failing(watch: MonitorWatch, source: str, since: float) -> Any:
-    await watch.wait(lambda: watch.failing_state_since(source, since) is not None, timeout=30,
-                     what=f"console marks the {source} source stale")
+    await watch.wait(
+        lambda: watch.failing_state_since(source, since) is not None,
+        within=30,
+        what=f"console marks the {source} source stale",
+    )
     return watch.failing_state_since(source, since)

@@ -83,7 +83,11 @@ class BatchWriter:
         async def count() -> int:
             c = await asyncpg.connect(self.dsn, timeout=10)
             try:
-                return int(await c.fetchval("SELECT count(*) FROM reliability_acks WHERE tag = $1", self.tag))
+                return int(
+                    await c.fetchval(
+                        "SELECT count(*) FROM reliability_acks WHERE tag = $1", self.tag
+                    )
+                )
             finally:
                 await c.close()
 
@@ -104,7 +108,9 @@ async def test_db_power_cut_during_writes(stack: Stack) -> None:
     prices_before = await count_rows(stack.pg_dsn, "prices")
     with figure("power cut of the db (docker kill -s KILL) during writes") as fig:
         async with MonitorWatch(console_settings(stack)) as watch:
-            await watch.wait(lambda: (s := watch.source_state("postgres")) is not None and s.ok, timeout=30)
+            await watch.wait(
+                lambda: (s := watch.source_state("postgres")) is not None and s.ok, within=30
+            )
             writers = [AckedWriter(stack.pg_dsn, pause=0.0) for _ in range(WRITERS)]
             batch = BatchWriter(stack.pg_dsn)
             with LoadLoop(stack.base_url) as load:
@@ -112,29 +118,45 @@ async def test_db_power_cut_during_writes(stack: Stack) -> None:
                     w.__enter__()
                 batch.start()
                 try:
-                    await watch.wait(lambda: sum(w.acked_count for w in writers) > 300 and batch.committed > 5,
-                                     timeout=60, what="writes flowing")
+                    await watch.wait(
+                        lambda: sum(w.acked_count for w in writers) > 300 and batch.committed > 5,
+                        within=60,
+                        what="writes flowing",
+                    )
                     started = docker("inspect", "-f", "{{.State.StartedAt}}", db).stdout.strip()
                     t_cut = time.monotonic()
                     docker("kill", "-s", "KILL", db)
                     acked_at_cut = sum(w.acked_count for w in writers) + batch.committed * BATCH
-                    bad = await watch.wait(lambda: watch.failing_state_since("postgres", t_cut) is not None,
-                                           timeout=30, what="console marks postgres stale")
+                    bad = await watch.wait(
+                        lambda: watch.failing_state_since("postgres", t_cut) is not None,
+                        within=30,
+                        what="console marks postgres stale",
+                    )
                     status_down = await asyncio.to_thread(_api, stack, "/api/health/database")
                     assert status_down is not None and status_down >= 500, status_down
                     await asyncio.sleep(2)
                     docker("start", db)
                     t_start = time.monotonic()
-                    db_back_s = await watch.wait(lambda: running_and_healthy(db), timeout=120,
-                                                 what="db healthy after crash recovery")
-                    api_back_s = await watch.wait(lambda: _api(stack, "/api/health") == 200, timeout=120,
-                                                  what="API 200 again")
-                    await watch.wait(lambda: watch.recovered_since("postgres", t_start) is not None,
-                                     timeout=60, what="console postgres source recovers by itself")
+                    db_back_s = await watch.wait(
+                        lambda: running_and_healthy(db),
+                        within=120,
+                        what="db healthy after crash recovery",
+                    )
+                    api_back_s = await watch.wait(
+                        lambda: _api(stack, "/api/health") == 200, within=120, what="API 200 again"
+                    )
+                    await watch.wait(
+                        lambda: watch.recovered_since("postgres", t_start) is not None,
+                        within=60,
+                        what="console postgres source recovers by itself",
+                    )
                     console_s = time.monotonic() - t_start
                     n = sum(w.acked_count for w in writers)
-                    await watch.wait(lambda: sum(w.acked_count for w in writers) > n + 50, timeout=60,
-                                     what="writes resume after recovery")
+                    await watch.wait(
+                        lambda: sum(w.acked_count for w in writers) > n + 50,
+                        within=60,
+                        what="writes resume after recovery",
+                    )
                 finally:
                     batch.stop()
                     for w in writers:
@@ -142,8 +164,15 @@ async def test_db_power_cut_during_writes(stack: Stack) -> None:
             result = load.result()
         logs = docker("logs", "--since", started, db, check=False).stdout
         logs += docker("logs", "--since", started, db, check=False).stderr
-        recovered = any(m in logs for m in ("automatic recovery in progress", "redo done", "redo starts",
-                                            "database system was interrupted"))
+        recovered = any(
+            m in logs
+            for m in (
+                "automatic recovery in progress",
+                "redo done",
+                "redo starts",
+                "database system was interrupted",
+            )
+        )
         totals = [w.verify() for w in writers] + [batch.verify()]
         acked = sum(a for a, _ in totals)
         found = sum(min(a, f) for a, f in totals)
@@ -157,9 +186,13 @@ async def test_db_power_cut_during_writes(stack: Stack) -> None:
         fig.requests_failed = len(result.failed())
         fig.rows_acked = acked
         fig.rows_lost = acked - found
-        fig.extra = {"api_back_s": round(api_back_s, 1), "console_back_s": round(console_s, 1),
-                     "acked_at_cut": acked_at_cut, "outcomes": result.outcomes(),
-                     "prices": [prices_before, prices_after]}
+        fig.extra = {
+            "api_back_s": round(api_back_s, 1),
+            "console_back_s": round(console_s, 1),
+            "acked_at_cut": acked_at_cut,
+            "outcomes": result.outcomes(),
+            "prices": [prices_before, prices_after],
+        }
         assert recovered, "no sign of crash recovery in the db log: was it really killed mid-write?"
         assert found == acked, f"{acked - found} acknowledged rows lost in the power cut"
         assert prices_after >= prices_before

@@ -60,23 +60,34 @@ async def test_network_disconnect(stack: Stack, which: str) -> None:
     assert network in networks, f"{name} is not on {network}: {list(networks)}"
     short_id = inspect(name)["Id"][:12]
     aliases = [a for a in (networks[network].get("Aliases") or []) if a != short_id]
-    wait_until(lambda: running_and_healthy(name), timeout=120, what=f"{name} healthy before the fault")
+    wait_until(
+        lambda: running_and_healthy(name), timeout=120, what=f"{name} healthy before the fault"
+    )
     connected = True
     try:
         with figure(f"network disconnect {which} ({name})") as fig:
             async with MonitorWatch(console_settings(stack)) as watch:
-                await watch.wait(lambda: (h := watch.health(path, "nginx")) is not None and h.status == 200,
-                                 timeout=60, what=f"console shows {path} 200 first")
+                await watch.wait(
+                    lambda: (h := watch.health(path, "nginx")) is not None and h.status == 200,
+                    within=60,
+                    what=f"console shows {path} 200 first",
+                )
                 with LoadLoop(stack.base_url) as load, AckedWriter(stack.pg_dsn) as writer:
-                    await watch.wait(lambda: writer.acked_count > 10, timeout=30, what="writes flowing")
+                    await watch.wait(
+                        lambda: writer.acked_count > 10, within=30, what="writes flowing"
+                    )
                     t_fault = time.monotonic()
                     docker("network", "disconnect", network, name)
                     connected = False
                     rank, seen_s = await watch.seen_in_refreshes(
                         "health",
-                        lambda s: any(r.path == path and r.target == "nginx" and (r.status or 599) >= 500
-                                      for r in s.results),
-                        since=t_fault, refreshes=6, timeout=60,
+                        lambda s: any(
+                            r.path == path and r.target == "nginx" and (r.status or 599) >= 500
+                            for r in s.results
+                        ),
+                        since=t_fault,
+                        refreshes=6,
+                        within=60,
                         what=f"console health shows {path} failing",
                     )
                     shown = watch.health(path, "nginx")
@@ -92,9 +103,13 @@ async def test_network_disconnect(stack: Stack, which: str) -> None:
                     connected = True
                     t_back = time.monotonic()
                     recover_s = await watch.wait(
-                        lambda: (h := watch.health(path, "nginx")) is not None and h.status == 200
-                        and watch.payloads("health", since=t_back),
-                        timeout=90, what=f"console shows {path} 200 again",
+                        lambda: (
+                            (h := watch.health(path, "nginx")) is not None
+                            and h.status == 200
+                            and watch.payloads("health", since=t_back)
+                        ),
+                        within=90,
+                        what=f"console shows {path} 200 again",
                     )
                 result = load.result()
             acked, found = writer.verify()
@@ -113,4 +128,6 @@ async def test_network_disconnect(stack: Stack, which: str) -> None:
             assert found == acked, f"{acked - found} acknowledged rows lost"
     finally:
         if not connected:
-            docker("network", "connect", *[f"--alias={a}" for a in aliases], network, name, check=False)
+            docker(
+                "network", "connect", *[f"--alias={a}" for a in aliases], network, name, check=False
+            )

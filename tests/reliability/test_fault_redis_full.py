@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from tests.conftest import Stack
-from tests.reliability._harness import Figure, LoadLoop, MonitorWatch, console_settings, record
+from tests.reliability._harness import LoadLoop, MonitorWatch, console_settings, figure
 
 pytestmark = [pytest.mark.stack, pytest.mark.destructive]
 
@@ -104,71 +104,101 @@ async def test_redis_full_refuses_writes_keeps_quotas(stack: Stack) -> None:
     r.set(canary, 7, ex=3600)
     quotas_before = _quota_counters(r)
     assert canary in quotas_before
-    fig = Figure(fault="fill Redis to maxmemory (noeviction)")
     try:
-        async with MonitorWatch(console_settings(stack)) as watch:
-            await watch.wait(lambda: watch.latest("quotas") is not None and watch.latest("health") is not None,
-                             timeout=30, what="console has quotas and health")
-            with LoadLoop(stack.base_url) as load:
-                t0 = time.monotonic()
-                chunks, refusal = _fill(r, max_chunks=2 * maxmemory // CHUNK + 16)
-                fill_s = time.monotonic() - t0
-                assert refusal, f"wrote {chunks} x {CHUNK} B without a refusal (maxmemory {maxmemory})"
-                assert "OOM" in refusal or "maxmemory" in refusal, refusal
-                # writes that need memory are refused for everyone, evictions none
-                with pytest.raises(redis.exceptions.ResponseError):
-                    r.set(f"{FILL_PREFIX}extra", b"\0" * CHUNK)
-                with Pinner(r) as pinner:
-                    assert await asyncio.to_thread(pinner.full.wait, 60), "could not pin Redis at its limit"
-                    t_full = time.monotonic()
-                    rank, seen_s = await watch.seen_in_refreshes(
-                        "health",
-                        lambda s: any(x.path == "/api/health/cache" and x.target == "nginx"
-                                      and (x.status or 0) >= 500 for x in s.results),
-                        since=t_full, refreshes=3, what="console health shows the cache check failing",
-                    )
-                    shown = watch.health("/api/health/cache", "nginx")
-                    # the console keeps refreshing while Redis refuses writes
-                    n_before = len(watch.payloads("containers"))
-                    await watch.wait(lambda: len(watch.payloads("containers")) >= n_before + 2, timeout=20,
-                                     what="containers keep refreshing")
-                    quotas_source = watch.source_state("redis")
-                    assert quotas_source is not None and quotas_source.ok, quotas_source
-                    assert watch.latest("quotas") is not None
-                    # the quota counters are all there, unchanged or grown
-                    full = _quota_counters(r)
-                    for key, value in quotas_before.items():
-                        assert key in full, f"quota counter {key} disappeared while Redis was full"
-                        assert full[key] >= value, f"{key} went back from {value} to {full[key]}"
-                    evicted = int(r.info("stats")["evicted_keys"])
-                    assert evicted == 0, f"{evicted} keys evicted under noeviction"
-                # free the memory: everything comes back by itself
-                _cleanup(r)
-                t_freed = time.monotonic()
-                recover_s = await watch.wait(
-                    lambda: (x := watch.health("/api/health/cache", "nginx")) is not None
-                    and x.status == 200 and watch.payloads("health", since=t_freed),
-                    timeout=60, what="cache check healthy again",
+        with figure("fill Redis to maxmemory (noeviction)") as fig:
+            async with MonitorWatch(console_settings(stack)) as watch:
+                await watch.wait(
+                    lambda: (
+                        watch.latest("quotas") is not None and watch.latest("health") is not None
+                    ),
+                    within=30,
+                    what="console has quotas and health",
                 )
-                r.incr(canary)
-                assert int(r.get(canary)) == 8
-            result = load.result()
-        assert not result.timeouts, f"{len(result.timeouts)} requests hung"
-        server_errors = [s for s in result.samples if s.status == 500]
-        assert not server_errors, f"{len(server_errors)} bare 500s while Redis was full"
-        fig.operator_saw = (
-            f"/api/health/cache {shown.status} '{shown.error}' at health refresh #{rank} ({seen_s:.1f} s); "
-            f"quota panel kept reading"
-        )
-        fig.recover_s = round(recover_s, 1)
-        fig.requests = result.total
-        fig.requests_failed = len(result.failed())
-        fig.rows_acked = len(quotas_before)
-        fig.rows_lost = sum(1 for k in quotas_before if k not in full)
-        fig.notes = f"quota counters kept: {len(quotas_before)}/{len(quotas_before)}; evicted_keys={evicted}"
-        fig.extra = {"maxmemory": maxmemory, "fill_s": round(fill_s, 1), "chunks": chunks,
-                     "pinner": [pinner.written, pinner.refused], "outcomes": result.outcomes()}
+                with LoadLoop(stack.base_url) as load:
+                    t0 = time.monotonic()
+                    chunks, refusal = _fill(r, max_chunks=2 * maxmemory // CHUNK + 16)
+                    fill_s = time.monotonic() - t0
+                    assert refusal, (
+                        f"wrote {chunks} x {CHUNK} B without a refusal (maxmemory {maxmemory})"
+                    )
+                    assert "OOM" in refusal or "maxmemory" in refusal, refusal
+                    # writes that need memory are refused for everyone, evictions none
+                    with pytest.raises(redis.exceptions.ResponseError):
+                        r.set(f"{FILL_PREFIX}extra", b"\0" * CHUNK)
+                    with Pinner(r) as pinner:
+                        assert await asyncio.to_thread(pinner.full.wait, 60), (
+                            "could not pin Redis at its limit"
+                        )
+                        t_full = time.monotonic()
+                        rank, seen_s = await watch.seen_in_refreshes(
+                            "health",
+                            lambda s: any(
+                                x.path == "/api/health/cache"
+                                and x.target == "nginx"
+                                and (x.status or 0) >= 500
+                                for x in s.results
+                            ),
+                            since=t_full,
+                            refreshes=3,
+                            what="console health shows the cache check failing",
+                        )
+                        shown = watch.health("/api/health/cache", "nginx")
+                        # the console keeps refreshing while Redis refuses writes
+                        n_before = len(watch.payloads("containers"))
+                        await watch.wait(
+                            lambda: len(watch.payloads("containers")) >= n_before + 2,
+                            within=20,
+                            what="containers keep refreshing",
+                        )
+                        quotas_source = watch.source_state("redis")
+                        assert quotas_source is not None and quotas_source.ok, quotas_source
+                        assert watch.latest("quotas") is not None
+                        # the quota counters are all there, unchanged or grown
+                        full = _quota_counters(r)
+                        for key, value in quotas_before.items():
+                            assert key in full, (
+                                f"quota counter {key} disappeared while Redis was full"
+                            )
+                            assert full[key] >= value, (
+                                f"{key} went back from {value} to {full[key]}"
+                            )
+                        evicted = int(r.info("stats")["evicted_keys"])
+                        assert evicted == 0, f"{evicted} keys evicted under noeviction"
+                    # free the memory: everything comes back by itself
+                    _cleanup(r)
+                    t_freed = time.monotonic()
+                    recover_s = await watch.wait(
+                        lambda: (
+                            (x := watch.health("/api/health/cache", "nginx")) is not None
+                            and x.status == 200
+                            and watch.payloads("health", since=t_freed)
+                        ),
+                        within=60,
+                        what="cache check healthy again",
+                    )
+                    r.incr(canary)
+                    assert int(r.get(canary)) == 8
+                result = load.result()
+            assert not result.timeouts, f"{len(result.timeouts)} requests hung"
+            server_errors = [s for s in result.samples if s.status == 500]
+            assert not server_errors, f"{len(server_errors)} bare 500s while Redis was full"
+            fig.operator_saw = (
+                f"/api/health/cache {shown.status} '{shown.error}' at health refresh #{rank} ({seen_s:.1f} s); "
+                f"quota panel kept reading"
+            )
+            fig.recover_s = round(recover_s, 1)
+            fig.requests = result.total
+            fig.requests_failed = len(result.failed())
+            fig.rows_acked = len(quotas_before)
+            fig.rows_lost = sum(1 for k in quotas_before if k not in full)
+            fig.notes = f"quota counters kept: {len(quotas_before)}/{len(quotas_before)}; evicted_keys={evicted}"
+            fig.extra = {
+                "maxmemory": maxmemory,
+                "fill_s": round(fill_s, 1),
+                "chunks": chunks,
+                "pinner": [pinner.written, pinner.refused],
+                "outcomes": result.outcomes(),
+            }
     finally:
         _cleanup(r)
         r.delete(canary)
-        record(fig)

@@ -67,7 +67,9 @@ def _forge(stack: Stack, user_token: str, **changes: object) -> dict[str, object
     return claims
 
 
-def test_tampered_and_forged_tokens_are_refused(api: httpx.Client, stack: Stack, user_token: str) -> None:
+def test_tampered_and_forged_tokens_are_refused(
+    api: httpx.Client, stack: Stack, user_token: str
+) -> None:
     secret = stack.env["JWT_SECRET"]
     as_admin = _forge(stack, user_token, role="admin")
     cases = {
@@ -81,7 +83,13 @@ def test_tampered_and_forged_tokens_are_refused(api: httpx.Client, stack: Stack,
             ]
         ),
         "expired (real key)": jwt.encode(
-            _forge(stack, user_token, role="admin", iat=int(time.time()) - 7200, exp=int(time.time()) - 3600),
+            _forge(
+                stack,
+                user_token,
+                role="admin",
+                iat=int(time.time()) - 7200,
+                exp=int(time.time()) - 3600,
+            ),
             secret,
             algorithm="HS256",
         ),
@@ -97,7 +105,12 @@ def test_tampered_and_forged_tokens_are_refused(api: httpx.Client, stack: Stack,
 
 def test_admin_route_refuses_normal_users_and_anonymous(api: httpx.Client, user_token: str) -> None:
     assert api.post(ADMIN_ROUTE).status_code == 401
-    assert api.post(ADMIN_ROUTE, headers={"Authorization": "Bearer wrong-token-wrong-token"}).status_code == 401
+    assert (
+        api.post(
+            ADMIN_ROUTE, headers={"Authorization": "Bearer wrong-token-wrong-token"}
+        ).status_code
+        == 401
+    )
     r = api.post(ADMIN_ROUTE, headers={"Authorization": f"Bearer {user_token}"})
     assert r.status_code == 403, r.text
 
@@ -148,8 +161,11 @@ def _responses(api: httpx.Client, stack: Stack) -> dict[str, httpx.Response]:
         "GET /openapi.json": api.get("/openapi.json"),
         "GET /nginx-health (nginx)": api.get("/nginx-health"),
         "GET /direct/blue/api/health": api.get("/direct/blue/api/health"),
+        "GET 32 KB header (nginx 400)": api.get("/api/health", headers={"X-Big": "a" * 32768}),
         "POST oversized body 413 (nginx)": api.post(
-            "/api/auth/login", content=b"x" * (2 * 1024 * 1024), headers={"content-type": "application/json"}
+            "/api/auth/login",
+            content=b"x" * (2 * 1024 * 1024),
+            headers={"content-type": "application/json"},
         ),
     }
     return out
@@ -175,7 +191,9 @@ def test_no_server_version_disclosed(api: httpx.Client, stack: Stack) -> None:
         assert "x-powered-by" not in r.headers, what
 
 
-@pytest.mark.parametrize("path", ["/api/health", "/api/stocks/prices?symbols=AAPL", "/api/auth/login"])
+@pytest.mark.parametrize(
+    "path", ["/api/health", "/api/stocks/prices?symbols=AAPL", "/api/auth/login"]
+)
 def test_cors_is_closed_by_default(api: httpx.Client, path: str) -> None:
     origin = "https://evil.example"
     pre = api.options(

@@ -44,7 +44,10 @@ def secrets(stack: Stack) -> dict[str, str]:
     assert len(values) >= 5, f"stack .env has too few secrets: {sorted(values)}"
     r = httpx.post(
         f"{stack.base_url}/api/auth/login",
-        json={"username": stack.env.get("TEST_USERNAME", "test"), "password": stack.env["TEST_PASSWORD"]},
+        json={
+            "username": stack.env.get("TEST_USERNAME", "test"),
+            "password": stack.env["TEST_PASSWORD"],
+        },
         timeout=15,
     )
     assert r.status_code == 200, r.text[:200]
@@ -55,7 +58,15 @@ def secrets(stack: Stack) -> dict[str, str]:
 def test_containers_do_not_log_secrets(stack: Stack, secrets: dict[str, str]) -> None:
     """The platform itself never writes a secret to its logs (planted lines excluded)."""
     leaks = {}
-    for service in ("nginx", "backend_blue", "backend_green", "worker", "db", "redis", "market-sim"):
+    for service in (
+        "nginx",
+        "backend_blue",
+        "backend_green",
+        "worker",
+        "db",
+        "redis",
+        "market-sim",
+    ):
         proc = docker("logs", "--tail", "5000", stack.container(service), check=False, timeout=60)
         text = "\n".join(ln for ln in (proc.stdout + proc.stderr).splitlines() if PLANT not in ln)
         hits = find_secrets(text, secrets)
@@ -72,9 +83,14 @@ async def test_no_secret_on_any_screen_or_log_view(stack: Stack, secrets: dict[s
     async with app.run_test(size=(160, 48)) as pilot:
         await app_wait(
             pilot,
-            lambda: app.containers is not None and app.health is not None and app.database is not None
-            and app.quotas is not None,
-            timeout=60, what="panels filled",
+            lambda: (
+                app.containers is not None
+                and app.health is not None
+                and app.database is not None
+                and app.quotas is not None
+            ),
+            within=60,
+            what="panels filled",
         )
         screens["dashboard 160×48"] = screen_text(app)
         await pilot.press("question_mark")
@@ -91,18 +107,29 @@ async def test_no_secret_on_any_screen_or_log_view(stack: Stack, secrets: dict[s
             if info.service == "nginx":
                 # a client that puts secrets in a URL: nginx's access log has them now
                 async with httpx.AsyncClient(base_url=stack.base_url, timeout=15) as client:
-                    await client.get("/api/health", params={PLANT: "1", "api_key": secrets["ADMIN_TOKEN"]})
+                    await client.get(
+                        "/api/health", params={PLANT: "1", "api_key": secrets["ADMIN_TOKEN"]}
+                    )
                     await client.get(f"/api/health?{PLANT}=1&{secrets['JWT_SECRET']}")
             app.selected_container = info.name
             await pilot.press("l")
-            await app_wait(pilot, lambda: type(app.screen).__name__ == "LogsScreen", timeout=10)
+            await app_wait(pilot, lambda: type(app.screen).__name__ == "LogsScreen", within=10)
             log = app.screen.query_one("#logs-view")
             if info.service == "nginx":
                 # the tail arrives line by line: wait for the planted lines
-                await app_wait(pilot, lambda: sum(PLANT in s.text for s in log.lines) >= 2, timeout=90,
-                               what="planted lines in the nginx log view")
+                await app_wait(
+                    pilot,
+                    lambda log=log: sum(PLANT in s.text for s in log.lines) >= 2,
+                    within=90,
+                    what="planted lines in the nginx log view",
+                )
             else:
-                await app_wait(pilot, lambda: len(log.lines) > 0, timeout=30, what=f"{info.service} log lines")
+                await app_wait(
+                    pilot,
+                    lambda log=log: len(log.lines) > 0,
+                    within=30,
+                    what=f"{info.service} log lines",
+                )
                 await pilot.pause(1.0)
             screens[f"log view {info.service}"] = screen_text(app)
             screens[f"log buffer {info.service}"] = "\n".join(s.text for s in log.lines)
@@ -110,9 +137,14 @@ async def test_no_secret_on_any_screen_or_log_view(stack: Stack, secrets: dict[s
             await pilot.pause(0.2)
         # an operation's log: VACUUM through the key and its confirmation
         await pilot.press("v")
-        await app_wait(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", timeout=10, what="vacuum confirm")
+        await app_wait(
+            pilot,
+            lambda: type(app.screen).__name__ == "ConfirmScreen",
+            within=10,
+            what="vacuum confirm",
+        )
         await pilot.press("y")
-        await app_wait(pilot, lambda: app.op_running is None, timeout=120, what="vacuum ends")
+        await app_wait(pilot, lambda: app.op_running is None, within=120, what="vacuum ends")
         await pilot.press("8")
         await pilot.pause(0.3)
         screens["operations"] = screen_text(app)
@@ -122,13 +154,23 @@ async def test_no_secret_on_any_screen_or_log_view(stack: Stack, secrets: dict[s
             await pilot.press(key)
             await pilot.pause(0.2)
             screens[f"80×24 tab {key}"] = screen_text(app)
-    leaks = {where: hits for where, text in screens.items() if (hits := find_secrets(text, secrets))}
+    leaks = {
+        where: hits for where, text in screens.items() if (hits := find_secrets(text, secrets))
+    }
     planted = [ln for ln in screens.get("log buffer nginx", "").splitlines() if PLANT in ln]
     # the planted lines must be on screen far enough to show where the secret was
     planted_shown = any("api_key=" in ln for ln in planted)
-    record(Figure(fault="secrets on screen", operator_saw=f"{len(screens)} screens searched",
-                  notes=f"leaks: {sorted(leaks)}" if leaks else "none"))
-    assert planted_shown, "the planted request is not in the nginx log view (the search proves nothing)"
+    record(
+        Figure(
+            fault="secrets on screen",
+            operator_saw=f"{len(screens)} screens searched",
+            notes=f"leaks: {sorted(leaks)}" if leaks else "none",
+            extra={"passed": planted_shown and not leaks},
+        )
+    )
+    assert planted_shown, (
+        "the planted request is not in the nginx log view (the search proves nothing)"
+    )
     assert not leaks, f"secrets rendered on screen (where: which secret): {leaks}"
 
 
@@ -168,17 +210,21 @@ def test_no_secret_in_cli_output_or_audit_log(stack: Stack, secrets: dict[str, s
             assert not hits, f"secrets in {name}: {hits}"
 
 
-def test_audit_log_is_append_only_with_operator_identity(stack: Stack, secrets: dict[str, str]) -> None:
+def test_audit_log_is_append_only_with_operator_identity(
+    stack: Stack, secrets: dict[str, str]
+) -> None:
     """Every line carries who (user, SSH client, host, pid); the file only grows,
     each line is written whole (O_APPEND) and stackdeck never rewrites it."""
     path = stack.state_dir / "audit.log"
     before = path.read_bytes() if path.exists() else b""
-    proc = stackdeck(stack, "restart", "no-such-service", SSH_CLIENT="203.0.113.9 50000 22", SUDO_USER="alice")
+    proc = stackdeck(
+        stack, "restart", "no-such-service", SSH_CLIENT="203.0.113.9 50000 22", SUDO_USER="alice"
+    )
     assert proc.returncode == 2
     after = path.read_bytes()
     appended = after.startswith(before)
     assert appended, "the audit log was rewritten, not appended to"
-    new = [ln for ln in after[len(before):].decode().splitlines() if ln.strip()]
+    new = [ln for ln in after[len(before) :].decode().splitlines() if ln.strip()]
     assert new, "nothing appended"
     last = audit_lines(stack)[-1]
     assert last["user"] == "alice" and last["ssh_client"] == "203.0.113.9", mask(str(last), secrets)

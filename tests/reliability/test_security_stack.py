@@ -29,7 +29,9 @@ def _project_containers(stack: Stack) -> list[dict]:
 def _host_addresses() -> list[str]:
     """IPv4 addresses of the host's own interfaces, Docker bridges excluded
     (those are the containers' network, not the host network)."""
-    out = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True, check=True
+    ).stdout
     addrs = []
     for line in out.splitlines():
         parts = line.split()
@@ -84,7 +86,9 @@ def test_only_nginx_is_published_and_only_on_loopback(stack: Stack) -> None:
         bindings = (c.get("HostConfig") or {}).get("PortBindings") or {}
         for port, binds in bindings.items():
             for b in binds or []:
-                published.setdefault(name, []).append(f"{b.get('HostIp') or '0.0.0.0'}:{b.get('HostPort')}->{port}")
+                published.setdefault(name, []).append(
+                    f"{b.get('HostIp') or '0.0.0.0'}:{b.get('HostPort')}->{port}"
+                )
     assert set(published) == {stack.container("nginx")}, f"published ports: {published}"
     for binding in published[stack.container("nginx")]:
         assert binding.startswith("127.0.0.1:"), f"nginx published beyond loopback: {binding}"
@@ -104,7 +108,9 @@ def test_db_and_redis_ports_not_open_on_the_host(stack: Stack, service: str, por
 
 
 @pytest.mark.parametrize("service,port", [("db", 5432), ("redis", 6379)])
-def test_db_and_redis_not_reachable_over_tcp_from_the_host(stack: Stack, service: str, port: int) -> None:
+def test_db_and_redis_not_reachable_over_tcp_from_the_host(
+    stack: Stack, service: str, port: int
+) -> None:
     """Even the containers' own addresses on the compose network must not take
     a TCP connection from the host: the host reaches them by unix socket only."""
     data = json.loads(docker("inspect", stack.container(service)).stdout)[0]
@@ -112,7 +118,9 @@ def test_db_and_redis_not_reachable_over_tcp_from_the_host(stack: Stack, service
     addrs = [a for a in addrs if a]
     assert addrs, f"{service} has no address on any network"
     # the probe itself must work: from inside the network the service answers
-    assert _inside_answers(stack, service, addrs[0], port), f"{service} does not answer inside its network"
+    assert _inside_answers(stack, service, addrs[0], port), (
+        f"{service} does not answer inside its network"
+    )
     reachable = [a for a in addrs if SPEAKS[service](a, port)]
     assert not reachable, (
         f"{service} accepts TCP connections from the host at {reachable}:{port}; "
@@ -126,10 +134,28 @@ def _inside_answers(stack: Stack, service: str, addr: str, port: int) -> bool:
         "import socket,sys;s=socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=3);"
         "s.sendall(bytes.fromhex(sys.argv[3]));s.settimeout(3);print(s.recv(64).hex())"
     )
-    hello = b"PING\r\n" if service == "redis" else (8).to_bytes(4, "big") + (80877103).to_bytes(4, "big")
-    r = docker("exec", stack.container("worker"), "python3", "-c", probe, addr, str(port), hello.hex(), check=False)
+    hello = (
+        b"PING\r\n"
+        if service == "redis"
+        else (8).to_bytes(4, "big") + (80877103).to_bytes(4, "big")
+    )
+    r = docker(
+        "exec",
+        stack.container("worker"),
+        "python3",
+        "-c",
+        probe,
+        addr,
+        str(port),
+        hello.hex(),
+        check=False,
+    )
     data = bytes.fromhex(r.stdout.strip() or "")
-    return data.startswith((b"+PONG", b"-NOAUTH", b"-ERR")) if service == "redis" else data in (b"S", b"N")
+    return (
+        data.startswith((b"+PONG", b"-NOAUTH", b"-ERR"))
+        if service == "redis"
+        else data in (b"S", b"N")
+    )
 
 
 def test_redis_requires_a_password_on_the_socket(stack: Stack) -> None:
@@ -146,18 +172,41 @@ def test_redis_requires_a_password_on_the_socket(stack: Stack) -> None:
 
 def test_redis_requires_a_password_over_tcp_inside_the_network(stack: Stack) -> None:
     r = docker(
-        "exec", "-e", "REDISCLI_AUTH=", stack.container("redis"),
-        "redis-cli", "-h", "127.0.0.1", "-p", "6379", "get", "emergency_rate_limit",
+        "exec",
+        "-e",
+        "REDISCLI_AUTH=",
+        stack.container("redis"),
+        "redis-cli",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        "6379",
+        "get",
+        "emergency_rate_limit",
         check=False,
     )
-    assert "NOAUTH" in (r.stdout + r.stderr), f"redis answered without a password: {r.stdout!r} {r.stderr!r}"
+    assert "NOAUTH" in (r.stdout + r.stderr), (
+        f"redis answered without a password: {r.stdout!r} {r.stderr!r}"
+    )
 
 
 def test_postgres_over_tcp_requires_a_password(stack: Stack) -> None:
     """The backends' path in (TCP on the compose network) is password-only."""
     r = docker(
-        "exec", "-e", "PGPASSWORD=", stack.container("db"),
-        "psql", "-w", "-h", "127.0.0.1", "-U", "postgres", "-d", "investment_db", "-c", "select 1",
+        "exec",
+        "-e",
+        "PGPASSWORD=",
+        stack.container("db"),
+        "psql",
+        "-w",
+        "-h",
+        "127.0.0.1",
+        "-U",
+        "postgres",
+        "-d",
+        "investment_db",
+        "-c",
+        "select 1",
         check=False,
     )
     assert r.returncode != 0

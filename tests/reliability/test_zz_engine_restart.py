@@ -54,13 +54,23 @@ def _alive(pid: int) -> bool:
 
 
 def _engine_up() -> None:
-    subprocess.run(["bash", str(REPO / "scripts" / "engine.sh")], check=True, timeout=180,
-                   capture_output=True, text=True)
+    subprocess.run(
+        ["bash", str(REPO / "scripts" / "engine.sh")],
+        check=True,
+        timeout=180,
+        capture_output=True,
+        text=True,
+    )
 
 
 def _setup(stack: Stack) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", str(REPO / "scripts" / "setup.sh")], env=stack.proc_env(),
-                          capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        ["bash", str(REPO / "scripts" / "setup.sh")],
+        env=stack.proc_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def _api_ok(stack: Stack) -> bool:
@@ -79,32 +89,53 @@ async def test_docker_daemon_stop_and_start(stack: Stack) -> None:
     try:
         with figure("stop and restart the Docker daemon") as fig:
             async with app.run_test(size=(160, 48)) as pilot:
-                await app_wait(pilot, lambda: app.containers is not None and (s := app.sources.get("engine"))
-                               is not None and s.ok, timeout=60, what="engine source ok first")
+                await app_wait(
+                    pilot,
+                    lambda: (
+                        app.containers is not None
+                        and (s := app.sources.get("engine")) is not None
+                        and s.ok
+                    ),
+                    within=60,
+                    what="engine source ok first",
+                )
                 t_stop = time.monotonic()
                 os.kill(pid, signal.SIGTERM)
-                await app_wait(pilot, lambda: not _alive(pid), timeout=120, what="dockerd exits")
+                await app_wait(pilot, lambda: not _alive(pid), within=120, what="dockerd exits")
                 stopped_s = time.monotonic() - t_stop
-                seen_s = await app_wait(pilot, lambda: (s := app.sources.get("engine")) is not None and not s.ok,
-                                        timeout=60, what="console says the engine is unreachable")
+                seen_s = await app_wait(
+                    pilot,
+                    lambda: (s := app.sources.get("engine")) is not None and not s.ok,
+                    within=60,
+                    what="console says the engine is unreachable",
+                )
                 engine_state = app.sources["engine"]
                 await pilot.pause(1.0)
                 text = screen_text(app)
                 shown = "engine" in text.lower() and any(
-                    w in text.lower() for w in ("unreachable", "stale", "down", "refused", "no engine")
+                    w in text.lower()
+                    for w in ("unreachable", "stale", "down", "refused", "no engine")
                 )
                 alive_while_down = app.return_code is None
                 # start it again; the console is not touched
                 t_start = time.monotonic()
                 await asyncio.to_thread(_engine_up)
                 engine_s = time.monotonic() - t_start
-                back_s = await app_wait(pilot, lambda: (s := app.sources.get("engine")) is not None and s.ok,
-                                        timeout=120, what="console's engine source recovers by itself")
+                back_s = await app_wait(
+                    pilot,
+                    lambda: (s := app.sources.get("engine")) is not None and s.ok,
+                    within=120,
+                    what="console's engine source recovers by itself",
+                )
                 await app_wait(
                     pilot,
-                    lambda: app.containers is not None and app.containers.taken_at.timestamp() > 0
-                    and any(c.state == "running" for c in app.containers.containers),
-                    timeout=120, what="console lists running containers again",
+                    lambda: (
+                        app.containers is not None
+                        and app.containers.taken_at.timestamp() > 0
+                        and any(c.state == "running" for c in app.containers.containers)
+                    ),
+                    within=120,
+                    what="console lists running containers again",
                 )
                 text_after = screen_text(app)
             fig.operator_saw = (
@@ -112,7 +143,10 @@ async def test_docker_daemon_stop_and_start(stack: Stack) -> None:
                 + ("; shown on screen" if shown else "; NOT named on screen")
             )
             fig.recover_s = round(back_s, 1)
-            fig.extra = {"dockerd_stop_s": round(stopped_s, 1), "engine_start_s": round(engine_s, 1)}
+            fig.extra = {
+                "dockerd_stop_s": round(stopped_s, 1),
+                "engine_start_s": round(engine_s, 1),
+            }
             assert alive_while_down, "the console exited while the engine was down"
             assert shown, f"the screen does not say the engine is unreachable:\n{text}"
             assert stack.name in text_after

@@ -25,6 +25,7 @@ Events of writing operations are also appended, as text, to
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import traceback
 import uuid
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from console.core.models import OpEvent
-from console.core.ops.audit import audit
+from console.core.ops.audit import audit, redact_params
 from console.core.ops.context import OpContext, Operator
 from console.core.ops.errors import BadInput, LockBusy, OpError, OpFailed, ReadOnly, exit_code
 from console.core.ops.events import Emitter
@@ -262,8 +263,13 @@ def _log_line(ctx: OpContext, event: OpEvent) -> None:
     line = f"{event.at.isoformat(timespec='seconds')} {event.op:<16} {event.status:<5} {event.step:<14} {event.message}\n"
     try:
         ctx.deployment_log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(ctx.deployment_log_path, "a", encoding="utf-8") as fh:
-            fh.write(line)
+        fd = os.open(
+            ctx.deployment_log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640
+        )
+        try:
+            os.write(fd, line.encode("utf-8"))
+        finally:
+            os.close(fd)
     except OSError:
         pass
 
@@ -337,7 +343,7 @@ async def run_op(name: str, ctx: OpContext, **params: Any) -> AsyncIterator[OpEv
             "begin",
             f"{spec.title} (op {op_id}) by {ctx.operator.describe()}",
             op_id=op_id,
-            params=params,
+            params=redact_params(params, ctx.secrets),
         )
         last: OpEvent | None = None
         events = spec.run(ctx, op_id=op_id, **params)

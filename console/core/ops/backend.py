@@ -103,7 +103,7 @@ async def start_colour(ctx: OpContext, colour: str, version: str) -> None:
     container's config differs, so an existing container of that version is
     simply started)."""
     update_deploy_env(ctx.deploy_env_path, {version_var(colour): version})
-    await compose(ctx, "up", "-d", "--no-deps", f"backend_{colour}", timeout=180)
+    await compose(ctx, "up", "-d", "--no-deps", f"backend_{colour}", timeout_s=180)
 
 
 async def start_existing(ctx: OpContext, colour: str) -> None:
@@ -112,14 +112,14 @@ async def start_existing(ctx: OpContext, colour: str) -> None:
         ctx,
         "start",
         ctx.container(f"backend_{colour}"),
-        timeout=60,
+        timeout_s=60,
         what=f"docker start backend_{colour}",
     )
 
 
 async def stop_colour(ctx: OpContext, colour: str) -> None:
     """Stop the colour, keeping its container (for an instant rollback)."""
-    await compose(ctx, "stop", f"backend_{colour}", timeout=120)
+    await compose(ctx, "stop", f"backend_{colour}", timeout_s=120)
 
 
 async def restore_slot(ctx: OpContext, colour: str, version: str) -> bool:
@@ -129,7 +129,7 @@ async def restore_slot(ctx: OpContext, colour: str, version: str) -> bool:
     if await image_info(ctx, image_ref(ctx.image_repo, version)) is None:
         return False
     update_deploy_env(ctx.deploy_env_path, {version_var(colour): version})
-    await compose(ctx, "up", "--no-start", "--no-deps", f"backend_{colour}", timeout=120)
+    await compose(ctx, "up", "--no-start", "--no-deps", f"backend_{colour}", timeout_s=120)
     return True
 
 
@@ -143,7 +143,7 @@ async def wait_healthy(
     version: str,
     ev: Emitter,
     *,
-    timeout: float | None = None,  # noqa: ASYNC109
+    timeout_s: float | None = None,
     step: str = "wait-healthy",
 ) -> AsyncIterator[OpEvent]:
     """Until the colour's container is healthy (its health check) *and*
@@ -152,7 +152,7 @@ async def wait_healthy(
     Fails fast when the container exits or its health check reports
     unhealthy, with the last probe's output.
     """
-    timeout = timeout or ctx.health_timeout
+    timeout_s = timeout_s or ctx.health_timeout
     name = ctx.container(f"backend_{colour}")
     started = time.monotonic()
     last_note = started
@@ -192,9 +192,9 @@ async def wait_healthy(
                         f"{colour} is healthy but reports version {p.version}, not {version}",
                         step=step,
                     )
-            if elapsed > timeout:
+            if elapsed > timeout_s:
                 raise OpFailed(
-                    f"{colour} ({version}) not healthy after {timeout:g} s (state {state}, health {health})",
+                    f"{colour} ({version}) not healthy after {timeout_s:g} s (state {state}, health {health})",
                     step=step,
                 )
             if time.monotonic() - last_note >= 5:
@@ -209,13 +209,13 @@ async def confirm_serving(
     ctx: OpContext,
     colour: str,
     version: str,
-    timeout: float = 20.0,  # noqa: ASYNC109
+    timeout_s: float = 20.0,
     needed: int = 3,
 ) -> None:
     """Until ``needed`` consecutive requests through nginx came from
     ``colour`` running ``version`` (the reload is graceful, so the first
     answers may still come from old workers)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout_s
     streak = 0
     last = None
     async with client(ctx) as http:
@@ -233,7 +233,7 @@ async def confirm_serving(
     if last is not None and last.ok:
         detail += f", colour {last.colour}, version {last.version}"
     raise OpFailed(
-        f"nginx does not serve {colour} ({version}) {timeout:g} s after the reload: {detail}",
+        f"nginx does not serve {colour} ({version}) {timeout_s:g} s after the reload: {detail}",
         step="switch",
     )
 

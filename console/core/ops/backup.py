@@ -158,7 +158,7 @@ async def take_backup(
             ctx.db_name,
             user="postgres",
             stdout_path=partial,
-            timeout=3600,
+            timeout_s=3600,
             what="pg_dump",
         )
         size = partial.stat().st_size
@@ -201,7 +201,10 @@ async def take_backup(
 
 async def _db_exists(ctx: OpContext, name: str) -> bool:
     r = await psql(
-        ctx, f"SELECT 1 FROM pg_database WHERE datname = '{name}'", database="postgres", timeout=30
+        ctx,
+        f"SELECT 1 FROM pg_database WHERE datname = '{name}'",
+        database="postgres",
+        timeout_s=30,
     )
     return r.stdout.strip() == "1"
 
@@ -254,12 +257,12 @@ async def restore_database(
             new_db,
             user="postgres",
             stdin_path=backup.path,
-            timeout=3600,
+            timeout_s=3600,
             check=False,
             what="pg_restore",
         )
         await psql(
-            ctx, "SELECT timescaledb_post_restore()", "ANALYZE", database=new_db, timeout=600
+            ctx, "SELECT timescaledb_post_restore()", "ANALYZE", database=new_db, timeout_s=600
         )
         if not r.ok:
             # pg_restore exits 1 when it ignored errors; TimescaleDB's catalog

@@ -177,7 +177,7 @@ async def run_cache_warm(
     try:
         before = await _count(r, keys.PRICE_CACHE_PREFIX + "*")
         warmed = 0
-        async with client(ctx, timeout=30) as http:
+        async with client(ctx, timeout_s=30) as http:
             for i in range(0, len(symbols), 10):
                 chunk = symbols[i : i + 10]
                 p = await probe(http, f"/api/stocks/prices?symbols={','.join(chunk)}")

@@ -25,7 +25,7 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-async def connect_pg(ctx: OpContext, database: str | None = None, timeout: float = 10.0) -> Any:  # noqa: ASYNC109
+async def connect_pg(ctx: OpContext, database: str | None = None, timeout_s: float = 10.0) -> Any:
     """An asyncpg connection over the bind-mounted socket (peer auth as root,
     the password as a fallback)."""
     import asyncpg
@@ -42,7 +42,7 @@ async def connect_pg(ctx: OpContext, database: str | None = None, timeout: float
             user=ctx.db_user,
             database=database or ctx.db_name,
             password=ctx.env.get("POSTGRES_PASSWORD") or None,
-            timeout=timeout,
+            timeout=timeout_s,
             server_settings={"application_name": "stackdeck-ops"},
         )
     except (OSError, TimeoutError) as exc:
@@ -76,7 +76,7 @@ async def psql(
     ctx: OpContext,
     *sql: str,
     database: str | None = None,
-    timeout: float = 120,  # noqa: ASYNC109
+    timeout_s: float = 120,
     check: bool = True,
 ) -> Result:
     """Run statements with psql inside the db container, one ``-c`` each (so
@@ -98,7 +98,13 @@ async def psql(
     for statement in sql:
         args += ["-c", statement]
     return await docker_exec(
-        ctx, ctx.container("db"), *args, user="postgres", timeout=timeout, check=check, what="psql"
+        ctx,
+        ctx.container("db"),
+        *args,
+        user="postgres",
+        timeout_s=timeout_s,
+        check=check,
+        what="psql",
     )
 
 
@@ -112,7 +118,7 @@ async def schema_revision(ctx: OpContext, database: str | None = None) -> str | 
         "SELECT string_agg(version_num, ',' ORDER BY version_num) FROM alembic_version",
         database=database,
         check=False,
-        timeout=30,
+        timeout_s=30,
     )
     if not r.ok:
         return None

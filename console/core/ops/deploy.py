@@ -123,7 +123,7 @@ def _number(params: dict[str, Any], key: str, lo: float, hi: float, default: flo
 
 async def known_versions(ctx: OpContext) -> list[str]:
     r = await docker(
-        ctx, "image", "ls", ctx.image_repo, "--format", "{{.Tag}}", timeout=30, check=False
+        ctx, "image", "ls", ctx.image_repo, "--format", "{{.Tag}}", timeout_s=30, check=False
     )
     return sorted({t for t in r.stdout.split() if t and t != "<none>"})
 
@@ -134,7 +134,7 @@ async def _git_tag_exists(ctx: OpContext, version: str) -> bool:
     r = await run_command(
         ["git", "-C", str(ctx.repo), "rev-parse", "-q", "--verify", f"refs/tags/{version}"],
         check=False,
-        timeout=15,
+        timeout_s=15,
     )
     return r.ok
 
@@ -218,7 +218,7 @@ async def ensure_image(
             tar = Path(tmp) / "context.tar"
             await run_command(
                 ["git", "-C", str(ctx.repo), "archive", "--format=tar", "-o", str(tar), version],
-                timeout=120,
+                timeout_s=120,
                 what="git archive",
             )
             await docker(
@@ -228,7 +228,7 @@ async def ensure_image(
                 dockerfile,
                 "-",
                 stdin_path=tar,
-                timeout=1800,
+                timeout_s=1800,
                 env_extra=env,
                 what=f"docker build {ref}",
             )
@@ -240,7 +240,7 @@ async def ensure_image(
             "-f",
             str(ctx.repo / dockerfile),
             str(ctx.repo),
-            timeout=1800,
+            timeout_s=1800,
             env_extra=env,
             what=f"docker build {ref}",
         )
@@ -321,7 +321,7 @@ async def _move_worker(
     ctx: OpContext,
     version: str,
     ev: Emitter,
-    timeout: float,  # noqa: ASYNC109
+    timeout_s: float,
 ) -> AsyncIterator[OpEvent]:
     """Run the worker on ``version`` (only started when it was running)."""
     env = read_deploy_env(ctx.deploy_env_path)
@@ -339,14 +339,14 @@ async def _move_worker(
         return
     yield ev.start("worker", f"moving the worker from {prev} to {version}")
     try:
-        await compose(ctx, "up", "-d", "--no-deps", "worker", timeout=180)
-        async for item in wait_service_healthy(ctx, "worker", ev, timeout=timeout):
+        await compose(ctx, "up", "-d", "--no-deps", "worker", timeout_s=180)
+        async for item in wait_service_healthy(ctx, "worker", ev, timeout_s=timeout_s):
             yield item
     except OpError as exc:
         yield ev.warn("worker", f"worker on {version} failed ({exc}); putting it back on {prev}")
         if prev:
             update_deploy_env(ctx.deploy_env_path, {"WORKER_VERSION": prev})
-            await compose(ctx, "up", "-d", "--no-deps", "worker", timeout=180)
+            await compose(ctx, "up", "-d", "--no-deps", "worker", timeout_s=180)
         return
     yield ev.ok("worker", f"worker runs {version}")
 
@@ -355,7 +355,7 @@ async def wait_service_healthy(
     ctx: OpContext,
     service: str,
     ev: Emitter,
-    timeout: float = 180,  # noqa: ASYNC109
+    timeout_s: float = 180,
     step: str | None = None,
 ) -> AsyncIterator[OpEvent]:
     """Until a service's container is running and healthy (or has no check)."""
@@ -379,9 +379,9 @@ async def wait_service_healthy(
                 f"{service} is {health or state}: {last_health_log(info) or ''}".rstrip(": "),
                 step=step,
             )
-        if time.monotonic() - start > timeout:
+        if time.monotonic() - start > timeout_s:
             raise OpFailed(
-                f"{service} not healthy after {timeout:g} s (state {state}, health {health})",
+                f"{service} not healthy after {timeout_s:g} s (state {state}, health {health})",
                 step=step,
             )
         if time.monotonic() - last_note > 5:
@@ -589,7 +589,7 @@ async def _blue_green(
         # while the container warms up rather than after.
         heads_task = asyncio.ensure_future(migration_status(ctx, container))
         try:
-            async for item in wait_healthy(ctx, to, version, ev, timeout=h_timeout):
+            async for item in wait_healthy(ctx, to, version, ev, timeout_s=h_timeout):
                 yield item
         except BaseException:
             heads_task.cancel()
@@ -796,10 +796,10 @@ async def _rolling(
             update_deploy_env(ctx.deploy_env_path, {var: version})
             try:
                 await compose(
-                    ctx, "up", "-d", "--no-deps", "--force-recreate", service, timeout=180
+                    ctx, "up", "-d", "--no-deps", "--force-recreate", service, timeout_s=180
                 )
                 if svc == "backend":
-                    async for item in wait_healthy(ctx, colour, version, ev, timeout=h_timeout):
+                    async for item in wait_healthy(ctx, colour, version, ev, timeout_s=h_timeout):
                         yield item
                     status = await migration_status(ctx, ctx.container(service))
                     if (status.pending and backup != "never") or backup == "always":
@@ -814,7 +814,7 @@ async def _rolling(
                         async for item in upgrade(ctx, ctx.container(service), ev):
                             yield item
                 else:
-                    async for item in wait_service_healthy(ctx, service, ev, timeout=h_timeout):
+                    async for item in wait_service_healthy(ctx, service, ev, timeout_s=h_timeout):
                         yield item
             except OpError as exc:
                 yield ev.fail(step, str(exc))
@@ -822,7 +822,7 @@ async def _rolling(
                     yield ev.start("rollback", f"putting {service} back on {prev}")
                     update_deploy_env(ctx.deploy_env_path, {var: prev})
                     await compose(
-                        ctx, "up", "-d", "--no-deps", "--force-recreate", service, timeout=180
+                        ctx, "up", "-d", "--no-deps", "--force-recreate", service, timeout_s=180
                     )
                     yield ev.ok("rollback", f"{service} recreated with {prev}")
                 raise

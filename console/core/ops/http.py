@@ -57,8 +57,8 @@ class Probe:
         return f"HTTP {self.status} in {self.latency_ms:.0f} ms"
 
 
-def client(ctx: OpContext, timeout: float | None = None) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=ctx.base_url, timeout=timeout or ctx.http_timeout)
+def client(ctx: OpContext, timeout_s: float | None = None) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=ctx.base_url, timeout=timeout_s or ctx.http_timeout)
 
 
 async def probe(

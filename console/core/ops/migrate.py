@@ -48,7 +48,7 @@ class MigrationStatus:
         return f"database at {cur}, code at {head}"
 
 
-async def alembic(ctx: OpContext, container: str, *args: str, timeout: float = 300) -> Result:  # noqa: ASYNC109
+async def alembic(ctx: OpContext, container: str, *args: str, timeout_s: float = 300) -> Result:
     return await docker_exec(
         ctx,
         container,
@@ -56,7 +56,7 @@ async def alembic(ctx: OpContext, container: str, *args: str, timeout: float = 3
         "-m",
         "alembic",
         *args,
-        timeout=timeout,
+        timeout_s=timeout_s,
         what=f"alembic {' '.join(args)}",
     )
 
@@ -68,10 +68,10 @@ async def migration_status(ctx: OpContext, container: str) -> MigrationStatus:
     a CPU-limited container)."""
     from console.core.ops.db import schema_revision
 
-    heads = await alembic(ctx, container, "heads", timeout=120)
+    heads = await alembic(ctx, container, "heads", timeout_s=120)
     revision = await schema_revision(ctx)
     if revision is None:
-        current = parse_revisions((await alembic(ctx, container, "current", timeout=120)).stdout)
+        current = parse_revisions((await alembic(ctx, container, "current", timeout_s=120)).stdout)
     else:
         current = set(revision.split(","))
     return MigrationStatus(frozenset(current), frozenset(parse_revisions(heads.stdout)))
@@ -87,7 +87,7 @@ async def upgrade(
         )
         return
     yield ev.start(step, f"alembic upgrade head ({before.describe()})")
-    await alembic(ctx, container, "upgrade", "head", timeout=1800)
+    await alembic(ctx, container, "upgrade", "head", timeout_s=1800)
     after = await migration_status(ctx, container)
     if after.pending:
         raise OpFailed(f"alembic upgrade head finished but {after.describe()}", step=step)

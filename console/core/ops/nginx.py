@@ -47,7 +47,9 @@ def parse_active(text: str) -> str | None:
 
 async def read_active(ctx: OpContext) -> str | None:
     """The colour nginx's config names right now (None: nginx down or file unreadable)."""
-    r = await docker_exec(ctx, ctx.container("nginx"), "cat", ACTIVE_CONF, check=False, timeout=15)
+    r = await docker_exec(
+        ctx, ctx.container("nginx"), "cat", ACTIVE_CONF, check=False, timeout_s=15
+    )
     if not r.ok:
         return None
     return parse_active(r.stdout)
@@ -63,7 +65,7 @@ async def write_active(ctx: OpContext, colour: str) -> None:
         "-c",
         f"cat > {_TMP} && mv -f {_TMP} {ACTIVE_CONF}",
         input=content.encode(),
-        timeout=15,
+        timeout_s=15,
         what="writing nginx active.conf",
     )
 
@@ -78,7 +80,7 @@ async def switch_to(ctx: OpContext, colour: str) -> str | None:
     nginx = ctx.container("nginx")
     before = await read_active(ctx)
     await write_active(ctx, colour)
-    test = await docker_exec(ctx, nginx, "nginx", "-t", "-q", check=False, timeout=30)
+    test = await docker_exec(ctx, nginx, "nginx", "-t", "-q", check=False, timeout_s=30)
     if not test.ok:
         if before:
             await write_active(ctx, before)
@@ -87,5 +89,5 @@ async def switch_to(ctx: OpContext, colour: str) -> str | None:
             f"and nothing was reloaded: {test.tail()}",
             step="switch",
         )
-    await docker_exec(ctx, nginx, "nginx", "-s", "reload", timeout=30, what="nginx -s reload")
+    await docker_exec(ctx, nginx, "nginx", "-s", "reload", timeout_s=30, what="nginx -s reload")
     return before

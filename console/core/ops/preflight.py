@@ -85,7 +85,7 @@ async def run_preflight(ctx: OpContext, **_: Any) -> AsyncIterator[OpEvent]:
 
     # --- Docker environment -----------------------------------------------------
     docker_root = "/var/lib/docker"
-    r = await docker(ctx, "version", "--format", "{{json .}}", check=False, timeout=20)
+    r = await docker(ctx, "version", "--format", "{{json .}}", check=False, timeout_s=20)
     if r.ok:
         info = json.loads(r.stdout)
         server = (info.get("Server") or {}).get("Version", "?")
@@ -93,12 +93,12 @@ async def run_preflight(ctx: OpContext, **_: Any) -> AsyncIterator[OpEvent]:
             yield ev.ok("engine", f"Docker Engine {server} (20.10+ required)", version=server)
         else:
             yield fail("engine", f"Docker Engine {server}: 20.10+ required")
-        r2 = await docker(ctx, "info", "--format", "{{.DockerRootDir}}", check=False, timeout=20)
+        r2 = await docker(ctx, "info", "--format", "{{.DockerRootDir}}", check=False, timeout_s=20)
         if r2.ok and r2.stdout.strip():
             docker_root = r2.stdout.strip()
     else:
         yield fail("engine", f"the Docker engine does not answer: {r.tail(2)}")
-    r = await run([ctx.docker, "compose", "version", "--short"], check=False, timeout=20)
+    r = await run([ctx.docker, "compose", "version", "--short"], check=False, timeout_s=20)
     if r.ok and version_at_least(r.stdout.strip(), (2, 0)):
         yield ev.ok("compose", f"Docker Compose {r.stdout.strip()} (2.0+ required)")
     else:

@@ -76,7 +76,7 @@ async def run(
     input: bytes | None = None,
     stdin_path: Path | None = None,
     stdout_path: Path | None = None,
-    timeout: float | None = 120.0,  # noqa: ASYNC109
+    timeout_s: float | None = 120.0,
     check: bool = True,
     what: str | None = None,
     cwd: Path | None = None,
@@ -107,11 +107,11 @@ async def run(
             start_new_session=True,
         )
         try:
-            out, err = await asyncio.wait_for(proc.communicate(input), timeout)
+            out, err = await asyncio.wait_for(proc.communicate(input), timeout_s)
         except TimeoutError:
             await _kill(proc)
             label = what or " ".join(argv[:4])
-            raise OpFailed(f"{label}: no answer after {timeout:g} s (stopped)") from None
+            raise OpFailed(f"{label}: no answer after {timeout_s:g} s (stopped)") from None
         except asyncio.CancelledError:
             await _kill(proc)
             raise
@@ -169,7 +169,7 @@ async def docker_exec(
 
 async def inspect_container(ctx: OpContext, name: str) -> dict[str, Any] | None:
     """``docker inspect`` of a container, None when it does not exist."""
-    r = await docker(ctx, "container", "inspect", name, check=False, timeout=30)
+    r = await docker(ctx, "container", "inspect", name, check=False, timeout_s=30)
     if not r.ok:
         if "No such" in r.stderr or "no such" in r.stderr:
             return None
@@ -215,7 +215,7 @@ def last_health_log(info: dict[str, Any] | None) -> str | None:
 
 async def image_info(ctx: OpContext, ref: str) -> dict[str, Any] | None:
     """``docker image inspect``, None when the image does not exist."""
-    r = await docker(ctx, "image", "inspect", ref, check=False, timeout=30)
+    r = await docker(ctx, "image", "inspect", ref, check=False, timeout_s=30)
     if not r.ok:
         return None
     data = json.loads(r.stdout)

@@ -83,7 +83,7 @@ def parse_scale(spec: object, count: object = None) -> tuple[str, int]:
 
 
 async def _fixed_container_name(ctx: OpContext, service: str) -> bool:
-    r = await compose(ctx, "config", "--format", "json", timeout=60)
+    r = await compose(ctx, "config", "--format", "json", timeout_s=60)
     cfg = json.loads(r.stdout)
     return bool(cfg.get("services", {}).get(service, {}).get("container_name"))
 
@@ -103,11 +103,13 @@ async def _wait(
     ctx: OpContext,
     service: str,
     ev: Emitter,
-    timeout: float,  # noqa: ASYNC109
+    timeout_s: float,
 ) -> AsyncIterator[OpEvent]:
     from console.core.ops.deploy import wait_service_healthy
 
-    async for item in wait_service_healthy(ctx, service, ev, timeout=timeout, step="wait-healthy"):
+    async for item in wait_service_healthy(
+        ctx, service, ev, timeout_s=timeout_s, step="wait-healthy"
+    ):
         yield item
 
 
@@ -120,13 +122,13 @@ async def run_scale(
     yield ev.info("scale", f"{service}: {state}; scaling to {count}")
     if count == 0:
         if state in ("running", "restarting"):
-            await compose(ctx, "stop", service, timeout=120)
+            await compose(ctx, "stop", service, timeout_s=120)
         yield ev.done(
             f"{service} scaled to 0 (container kept; scale {service}=1 to bring it back)", count=0
         )
         return
     await compose(
-        ctx, "up", "-d", "--no-deps", "--scale", f"{service}={count}", service, timeout=180
+        ctx, "up", "-d", "--no-deps", "--scale", f"{service}={count}", service, timeout_s=180
     )
     if count == 1:
         async for item in _wait(ctx, service, ev, ctx.health_timeout):
@@ -156,7 +158,7 @@ async def run_restart(ctx: OpContext, service: str = "", **_: Any) -> AsyncItera
             step="restart",
         )
     yield ev.start("restart", f"restarting {service}")
-    await compose(ctx, "restart", service, timeout=180)
+    await compose(ctx, "restart", service, timeout_s=180)
     async for item in _wait(ctx, service, ev, ctx.health_timeout):
         yield item
     yield ev.done(f"{service} restarted and healthy")

@@ -53,7 +53,7 @@ async def collect_status(ctx: OpContext) -> dict[str, Any]:
                 f"label=com.docker.compose.project={ctx.stack}",
                 "--format",
                 "{{json .}}",
-                timeout=20,
+                timeout_s=20,
             )
             rows = []
             for line in r.stdout.splitlines():
@@ -90,7 +90,7 @@ async def collect_status(ctx: OpContext) -> dict[str, Any]:
 
     async def health() -> None:
         try:
-            async with client(ctx, timeout=5) as http:
+            async with client(ctx, timeout_s=5) as http:
                 p = await probe(http, "/api/health")
             out["health"] = {
                 "status": p.status,

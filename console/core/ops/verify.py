@@ -56,7 +56,7 @@ async def _run_checks(
     ctx: OpContext, ev: Emitter, prefix: str, checks: tuple[Check, ...], step: str
 ) -> AsyncIterator[OpEvent | tuple[int, int]]:
     failed = warned = 0
-    async with client(ctx, timeout=max(ctx.http_timeout, 10)) as http:
+    async with client(ctx, timeout_s=max(ctx.http_timeout, 10)) as http:
         for c in checks:
             p = await probe(http, prefix + c.path, method=c.method, json_body=c.body)
             data = {
@@ -122,7 +122,7 @@ async def run_verify(
         else:
             yield item
 
-    async with client(ctx, timeout=max(ctx.http_timeout, 10)) as http:
+    async with client(ctx, timeout_s=max(ctx.http_timeout, 10)) as http:
         p = await probe(http, "/api/health")
         version = p.version
         if expect_version and version != expect_version:
@@ -180,7 +180,7 @@ async def run_verify(
             f"label=com.docker.compose.project={ctx.stack}",
             "--format",
             "{{.Names}}\t{{.State}}\t{{.Status}}",
-            timeout=30,
+            timeout_s=30,
         )
         view = await observe(ctx)
         idle_name = ctx.container(f"backend_{view.idle}") if view.idle else None

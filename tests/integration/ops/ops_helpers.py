@@ -249,16 +249,15 @@ def health(stack: Any) -> dict[str, Any]:
 
 def state_snapshot(stack: Any) -> dict[str, Any]:
     """What must not change when an operation is refused."""
+    ids = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={stack.name}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    # image *ids*, not tags: a tag can move to a rebuilt image under us
     names = subprocess.run(
-        [
-            "docker",
-            "ps",
-            "-a",
-            "--filter",
-            f"label=com.docker.compose.project={stack.name}",
-            "--format",
-            "{{.ID}} {{.Names}} {{.State}} {{.Image}}",
-        ],
+        ["docker", "inspect", "-f", "{{.Id}} {{.Name}} {{.State.Status}} {{.Image}}", *ids],
         capture_output=True,
         text=True,
         check=True,

@@ -1,0 +1,138 @@
+"""Recovery decisions from the deploy journal (pure logic) and the journal file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from console.core.ops.journal import Journal, explain_journal, plan_recovery
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _journal(**kw: Any) -> dict[str, Any]:
+    import socket
+
+    started = datetime.now(UTC) - timedelta(minutes=4)
+    base: dict[str, Any] = {
+        "status": "running",
+        "op": "deploy",
+        "strategy": "blue-green",
+        "version": "v2",
+        "from_version": "v1",
+        "from_colour": "blue",
+        "to_colour": "green",
+        "to_prev_version": "v0",
+        "after_switch": "switch-back",
+        "step": "wait-healthy",
+        "switch_started": False,
+        "switched": False,
+        "bake_passed": False,
+        "pid": _dead_pid(),
+        "pid_start": None,
+        "host": socket.gethostname(),
+        "user": "alice",
+        "started": started.isoformat(),
+        "updated": started.isoformat(),
+    }
+    base.update(kw)
+    return base
+
+
+def test_nothing_to_do() -> None:
+    assert plan_recovery(None, serving="blue").action == "none"
+    for status in ("done", "failed", "rolled-back", "recovered"):
+        assert plan_recovery(_journal(status=status), serving="blue").action == "none"
+
+
+def test_live_process_is_never_touched() -> None:
+    j = _journal(pid=os.getpid(), pid_start=None)
+    plan = plan_recovery(j, serving="blue")
+    assert plan.action == "running" and "still running" in plan.explanation
+    assert plan_recovery(_journal(host="another-host"), serving="blue").action == "running"
+
+
+def test_killed_before_the_switch_aborts_the_new_colour() -> None:
+    plan = plan_recovery(_journal(step="wait-healthy"), serving="blue")
+    assert plan.action == "abort"
+    assert plan.traffic == "blue" and plan.stop == "green"
+    assert plan.restore_slot == ("green", "v0")
+    assert not plan.rewrite_nginx
+    assert "interrupted at step 'wait-healthy' 4 min ago" in plan.explanation
+    assert "Traffic never moved" in plan.explanation
+    # no slot to restore when the colour held the same version
+    assert plan_recovery(_journal(to_prev_version="v2"), serving="blue").restore_slot is None
+
+
+def test_killed_between_journal_and_switch_rewrites_nginx_to_the_old_colour() -> None:
+    # switch not journaled yet but someone/something points nginx elsewhere, or nginx unreadable
+    plan = plan_recovery(_journal(), serving=None)
+    assert plan.action == "abort" and plan.traffic == "blue" and plan.rewrite_nginx
+
+
+def test_killed_during_the_bake_switches_back() -> None:
+    j = _journal(step="bake", switch_started=True, switched=True)
+    plan = plan_recovery(j, serving="green")
+    assert plan.action == "switch-back"
+    assert plan.traffic == "blue" and plan.stop == "green" and plan.rewrite_nginx
+    assert "never verified" in plan.explanation
+    # killed while writing the switch: nginx may still name blue
+    plan = plan_recovery(_journal(step="switch", switch_started=True), serving="blue")
+    assert plan.action == "switch-back" and not plan.rewrite_nginx
+
+
+def test_killed_after_the_bake_keeps_the_new_colour() -> None:
+    j = _journal(step="stop-old", switch_started=True, switched=True, bake_passed=True)
+    plan = plan_recovery(j, serving="green")
+    assert plan.action == "finalize" and plan.traffic == "green" and plan.stop == "blue"
+    assert not plan.rewrite_nginx and plan.restore_slot is None
+
+
+def test_rollback_interrupted_after_its_switch_is_finalized() -> None:
+    j = _journal(
+        op="rollback", after_switch="finalize", step="verify", switch_started=True, switched=True
+    )
+    plan = plan_recovery(j, serving="green")
+    assert plan.action == "finalize" and plan.traffic == "green"
+
+
+def test_rolling_deploy_has_nothing_to_switch() -> None:
+    plan = plan_recovery(
+        _journal(strategy="rolling", to_colour=None, service="backend_blue"), serving="blue"
+    )
+    assert plan.action == "abort" and plan.stop is None and plan.restore_slot is None
+    assert "rolling deploy" in plan.explanation
+
+
+def test_journal_file_is_rewritten_whole(tmp_path: Path) -> None:
+    path = tmp_path / "deploy-journal.json"
+    j = Journal.begin(
+        path, id="x", op="deploy", version="v2", from_colour="blue", to_colour="green"
+    )
+    j.step("start-idle")
+    j.step("switch", switch_started=True)
+    data = json.loads(path.read_text())
+    assert data["step"] == "switch" and data["switch_started"] is True
+    assert [s["step"] for s in data["steps"]] == ["start-idle", "switch"]
+    j.finish("done")
+    assert Journal.load(path)["status"] == "done"
+    path.write_text("{torn")
+    assert Journal.load(path) is None
+
+
+def test_explain_for_status() -> None:
+    out = explain_journal(_journal(step="bake", switch_started=True), serving="green")
+    assert out is not None and out["interrupted"] is True
+    assert out["recovery"]["action"] == "switch-back"
+    assert explain_journal(None, "blue") is None
+    done = explain_journal(_journal(status="done"), "blue")
+    assert done is not None and done["interrupted"] is False
