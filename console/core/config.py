@@ -571,7 +571,8 @@ def _describe_expected(err: Mapping[str, Any]) -> str:
     if kind == "string_too_short":
         return "a non-empty string"
     if kind == "value_error":
-        return str(err.get("msg", "")).removeprefix("Value error, ")
+        # Validators phrase their own message ("expected X, got Y"): keep one "expected".
+        return str(err.get("msg", "")).removeprefix("Value error, ").removeprefix("expected ")
     return str(err.get("msg", "a valid value"))
 
 
@@ -621,7 +622,7 @@ def _config_error(
         source = _origin(loc, origins)
         expected = _describe_expected(err)
         got = ""
-        if err.get("type") not in ("missing", "extra_forbidden") and not any(
+        if ", got " not in expected and err.get("type") not in ("missing", "extra_forbidden") and not any(
             str(p) in _SECRET_FIELDS for p in loc
         ):
             value = repr(err.get("input"))
