@@ -360,6 +360,7 @@ class _StackEnvSource(PydanticBaseSettingsSource):
         return out
 
 
+_ENV_SECRET_KEY = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY|_KEY$|DSN", re.IGNORECASE)
 _SECRET_FIELDS = ("pg_dsn", "pg_password", "redis_url", "redis_password", "admin_token")
 
 
@@ -531,6 +532,14 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, SecretStr) and value.get_secret_value():
                 out.append(value.get_secret_value())
+        # The stack's own secrets (.env): JWT secret, admin token, passwords, keys.
+        # They can surface in container logs or echoed input, never on screen.
+        if self.env_file is not None:
+            try:
+                env = read_env_file(self.env_file)
+            except ConfigError:
+                env = {}
+            out.extend(v for k, v in env.items() if v and len(v) >= 8 and _ENV_SECRET_KEY.search(k))
         return out
 
     def redact(self, text: object) -> str:
@@ -622,8 +631,10 @@ def _config_error(
         source = _origin(loc, origins)
         expected = _describe_expected(err)
         got = ""
-        if ", got " not in expected and err.get("type") not in ("missing", "extra_forbidden") and not any(
-            str(p) in _SECRET_FIELDS for p in loc
+        if (
+            ", got " not in expected
+            and err.get("type") not in ("missing", "extra_forbidden")
+            and not any(str(p) in _SECRET_FIELDS for p in loc)
         ):
             value = repr(err.get("input"))
             got = f", got {value[:60]}"

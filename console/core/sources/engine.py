@@ -645,6 +645,9 @@ async def follow_logs(
     own_handle = handle is None
     if handle is None:
         handle = DockerHandle(settings or Settings(), workers=1)
+    # Applications may log a secret (a token in a URL, a DSN in a traceback):
+    # mask every known one before a line leaves this function.
+    secrets = (settings or handle.settings).secret_values()
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[list[LogLine] | BaseException | None] = asyncio.Queue(maxsize=batch_max)
     stop = threading.Event()
@@ -701,14 +704,22 @@ async def follow_logs(
                     put(
                         [
                             parse_log_line(
-                                name, stream_name, ln.decode("utf-8", "replace").rstrip("\r")
+                                name,
+                                stream_name,
+                                redact(ln.decode("utf-8", "replace").rstrip("\r"), secrets),
                             )
                             for ln in lines
                         ]
                     )
             for stream_name, rest in buffers.items():
                 if rest:
-                    put([parse_log_line(name, stream_name, rest.decode("utf-8", "replace"))])
+                    put(
+                        [
+                            parse_log_line(
+                                name, stream_name, redact(rest.decode("utf-8", "replace"), secrets)
+                            )
+                        ]
+                    )
             put(None)
         except BaseException as exc:
             put(SourceError("logs", redact(exc)) if not stop.is_set() else None)

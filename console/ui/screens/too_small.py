@@ -25,6 +25,8 @@ class TooSmallScreen(Screen[None]):
 
     def update_size(self, width: int, height: int) -> None:
         self.query_one("#too-small-message", Static).update(
-            f"terminal too small (need {MIN_WIDTH}{TIMES}{MIN_HEIGHT}, have {width}{TIMES}{height})\n"
-            "enlarge the window, or press q to quit"
+            # Short lines: the message itself must fit the small terminal it is for.
+            f"terminal too small\n"
+            f"need {MIN_WIDTH}{TIMES}{MIN_HEIGHT}, have {width}{TIMES}{height}\n"
+            "enlarge the window,\nor press q to quit"
         )
