@@ -75,10 +75,50 @@ def redact(text: object, secrets: Iterable[str | None] = ()) -> str:
     for value in sorted(known, key=len, reverse=True):
         if value in out:
             out = out.replace(value, MASK)
+    out = _mask_fragments(out, known)
     out = _URL_PASSWORD.sub(lambda m: m.group("head") + MASK, out)
     out = _KV_SECRET.sub(lambda m: m.group("key") + m.group("q") + MASK + m.group("q"), out)
     out = _BEARER.sub(lambda m: m.group("key") + MASK, out)
     return out
+
+
+_FRAGMENT = 12
+"""A piece of a long secret this long is masked too: a value cut by a message's
+truncation or a panel's edge, or upper-cased, still leaks."""
+
+
+_TOKEN_LIKE = re.compile(r"[A-Za-z0-9_\-+=]+")
+
+
+def _mask_fragments(text: str, secrets: Iterable[str]) -> str:
+    # Only token-like values (random keys, passwords): a URL or DSN shares
+    # harmless pieces ("postgresql://postgres") with ordinary text.
+    long_ones = [
+        s.lower() for s in secrets if len(s) >= 2 * _FRAGMENT and _TOKEN_LIKE.fullmatch(s)
+    ]
+    if not long_ones or len(text) < _FRAGMENT:
+        return text
+    low = text.lower()
+    hit = bytearray(len(text))
+    for value in long_ones:
+        for i in range(len(value) - _FRAGMENT + 1):
+            piece = value[i : i + _FRAGMENT]
+            start = low.find(piece)
+            while start != -1:
+                hit[start : start + _FRAGMENT] = b"\x01" * _FRAGMENT
+                start = low.find(piece, start + 1)
+    if not any(hit):
+        return text
+    out, i = [], 0
+    while i < len(text):
+        if hit[i]:
+            while i < len(text) and hit[i]:
+                i += 1
+            out.append(MASK)
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
 
 
 class StackdeckError(Exception):

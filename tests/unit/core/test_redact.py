@@ -49,3 +49,11 @@ def test_errors_are_masked_at_construction() -> None:
     assert isinstance(err, StackdeckError)
     assert "error-secret-4242" not in str(err)
     assert str(err).startswith("redis: ")
+
+
+def test_a_truncated_or_upper_cased_token_is_still_masked() -> None:
+    token = "f5aa48420dfb26b780533225a1b9ee164a88fd4fabcdef01"
+    assert redact(f"unknown service '{token[:40]}'", [token]) == "unknown service '***'"
+    assert token.upper()[5:30] not in redact(f"x {token.upper()[5:30]} y", [token])
+    # Ordinary text that merely shares short pieces is left alone.
+    assert redact("service f5aa48 restarted", [token]) == "service f5aa48 restarted"
