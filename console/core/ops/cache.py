@@ -38,7 +38,10 @@ PRESERVE = (keys.QUOTA_PREFIX + "*", keys.EMERGENCY_KEY)
 
 
 async def validate_cache_flush(ctx: OpContext, params: dict[str, Any]) -> dict[str, Any]:
-    prefix = params.get("prefix") or keys.CACHE_PREFIX
+    # An explicit empty prefix would mean "everything": refused below, never defaulted.
+    prefix = params.get("prefix")
+    if prefix is None:
+        prefix = keys.CACHE_PREFIX
     if not isinstance(prefix, str) or any(ord(c) < 32 or c in "*?[]\\" for c in prefix):
         raise BadInput(
             "prefix must be plain text without control or glob characters", field="prefix"

@@ -125,12 +125,25 @@ async def collect_status(ctx: OpContext) -> dict[str, Any]:
         "latest": backups[-1].id if backups else None,
         "latest_created": backups[-1].meta.get("created") if backups else None,
     }
+    env_file = ctx.repo / ".env"
+    if not env_file.exists():
+        out["env_file_missing"] = str(env_file)
     out["summary"] = _summary(out)
     return out
 
 
 def _summary(s: dict[str, Any]) -> list[str]:
     lines = []
+    if s.get("env_file_missing"):
+        lines.append(
+            f"no .env at {s['env_file_missing']}: the stack's passwords are unknown "
+            "(run scripts/setup.sh, or copy .env.example and fill it)"
+        )
+    if not s.get("containers") and "containers" not in (s.get("errors") or {}):
+        lines.append(
+            f"no container of compose project {s['stack']!r} on this engine "
+            "(wrong --stack / STACK_NAME, or the stack is not up: scripts/setup.sh)"
+        )
     serving = s.get("serving_colour")
     if serving:
         lines.append(f"serving {serving} {s.get('serving_version') or '?'}")
