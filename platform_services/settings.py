@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     cors_origins: str = ""
     """Comma-separated origins allowed by CORS; empty: no CORS headers at all."""
     max_body_bytes: int = 16 * 1024
+    request_deadline_s: float = 8.0
+    """A request that has not started answering by then gets 503 + Retry-After
+    (below nginx's and typical clients' timeouts, above any healthy request)."""
     enable_docs: bool = False
     """Serve /api/docs (Swagger UI) and relax the CSP for it."""
 

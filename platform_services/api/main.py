@@ -34,6 +34,7 @@ from platform_services.api import health, routes
 from platform_services.api.context import Platform
 from platform_services.api.middleware import (
     BodySizeLimitMiddleware,
+    DeadlineMiddleware,
     MetricsMiddleware,
     SecurityHeadersMiddleware,
 )
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes.router)
 
     # Added innermost first: the last one added wraps all the others.
+    app.add_middleware(DeadlineMiddleware, seconds=settings.request_deadline_s)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     origins = settings.cors_origin_list()
     if origins:

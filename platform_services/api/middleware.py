@@ -6,6 +6,7 @@ untouched and the cost per request stays a few function calls.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -34,7 +35,9 @@ DOCS_CSP = (
 )
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+async def _send_json(
+    send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     payload = json.dumps(body).encode()
     await send(
         {
@@ -43,6 +46,7 @@ async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(payload)).encode()),
+                *(headers or []),
             ],
         }
     )
@@ -181,3 +185,42 @@ class BodySizeLimitMiddleware:
 
     def _body(self) -> dict[str, Any]:
         return {"detail": f"request body too large (limit {self.max_bytes} bytes)"}
+
+
+class DeadlineMiddleware:
+    """Answers 503 (with Retry-After) when a request has not started its
+    response within ``seconds``: a database cut off the network or a hung
+    dependency turns into a clear error, never a request that hangs until the
+    client gives up. A response already started is left to finish."""
+
+    def __init__(self, app: ASGIApp, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            async with asyncio.timeout(self.seconds):
+                await self.app(scope, receive, tracking_send)
+        except TimeoutError:
+            if started:
+                raise
+            await _send_json(
+                send,
+                503,
+                {
+                    "detail": f"no answer within {self.seconds:g} s: a dependency "
+                    "(database, cache or provider) is not responding; retry shortly"
+                },
+                headers=[(b"retry-after", b"5")],
+            )

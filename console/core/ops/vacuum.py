@@ -133,6 +133,9 @@ async def run_vacuum(
 ) -> AsyncIterator[OpEvent]:
     ev = Emitter("vacuum", ctx.redact)
     work = await connect_pg(ctx)
+    # If this process dies (killed console, lost SSH), the server notices within
+    # seconds even while VACUUM waits on a lock, and ends the session.
+    await work.execute("SET client_connection_check_interval = '2s'")
     mon = await connect_pg(ctx)
     try:
         for tx in await long_transactions(ctx, long_tx_seconds, conn=mon):
