@@ -229,9 +229,10 @@ WHAT_IFS: list[tuple[str, list[str], dict[str, str]]] = [
     ("stats published every 5 s instead of 1 s", [], {"STACKDECK_REFRESH__STATS": "5"}),
     ("Static.update without layout", ["static-no-layout"], {}),
     ("no plotext chart", ["no-chart"], {}),
+    ("bound reactives without repaint", ["no-repaint-reactives"], {}),
     (
-        "no clock tick + Static without layout + stats every 5 s",
-        ["no-clock", "static-no-layout"],
+        "no clock tick + Static without layout + no repaint + stats every 5 s",
+        ["no-clock", "static-no-layout", "no-repaint-reactives"],
         {"STACKDECK_REFRESH__STATS": "5"},
     ),
 ]

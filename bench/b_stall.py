@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -258,6 +259,7 @@ def bench(stack: Stack, *, quick: bool = False) -> dict[str, Any]:
     finally:
         with contextlib.suppress(Exception):
             run(["docker", "unpause", stack.container("db")], check=False)
+        shutil.rmtree(tmp, ignore_errors=True)
     return {
         "title": "UI responsiveness (event-loop stalls)",
         "rows": rows,

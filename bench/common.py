@@ -358,6 +358,10 @@ class Tmux:
     def kill(self) -> None:
         run(["tmux", "-L", self.server, "kill-server"], check=False, timeout=30)
         self.pane_pid = None
+        # the server leaves its socket behind: remove ours
+        base = Path(os.environ.get("TMUX_TMPDIR") or "/tmp") / f"tmux-{os.getuid()}"
+        with contextlib.suppress(OSError):
+            (base / self.server).unlink()
 
 
 def terminate(pid: int | None, timeout: float = 5.0) -> None:
@@ -425,13 +429,22 @@ IDLE_IMAGE = "debian:trixie-slim"
 
 
 def cleanup_idle(stack: Stack) -> int:
-    """Remove every container a benchmark started for this stack."""
-    ids = run(
-        ["docker", "ps", "-aq", "--filter", f"label={BENCH_LABEL}={stack.name}"]
-    ).stdout.split()
-    if ids:
-        run(["docker", "rm", "-f", *ids], check=False, timeout=300)
-    return len(ids)
+    """Remove every container a benchmark started for this stack (retried:
+    the engine may be briefly away, e.g. restarted by someone else's test)."""
+    for attempt in range(10):
+        r = run(
+            ["docker", "ps", "-aq", "--filter", f"label={BENCH_LABEL}={stack.name}"], check=False
+        )
+        if r.returncode == 0:
+            ids = r.stdout.split()
+            if ids:
+                run(["docker", "rm", "-f", *ids], check=False, timeout=300)
+            return len(ids)
+        time.sleep(min(2.0 * (attempt + 1), 10.0))
+    log(
+        f"could not list bench containers: {r.stderr.strip()}; remove them with: docker rm -f $(docker ps -aq --filter label={BENCH_LABEL}={stack.name})"
+    )
+    return 0
 
 
 def _start_idle(stack: Stack, i: int) -> None:

@@ -25,6 +25,10 @@ what a proposed optimisation would save before anyone changes the console:
   timers, the first layout).
 * ``no-clock``: the app's 1 Hz clock tick does nothing (ages and the header
   clock freeze; the cost of redrawing every panel each second).
+* ``no-repaint-reactives``: the panels', header's and alerts line's bound
+  reactives (``now``, ``snapshot``, ``sources``, ...) stop repainting the
+  whole container on every change (``reactive(..., repaint=False)``); their
+  watchers still update the child widgets that show the data.
 
     python3 -m bench.tools.probe_app --duration 30 --out /tmp/probe.json
 """
@@ -88,6 +92,17 @@ class _NoMonitor:
 
 
 def _what_if(names: list[str]) -> None:
+    if "no-repaint-reactives" in names:
+        from console.ui.panels import PANEL_CLASSES
+        from console.ui.panels.base import Panel
+        from console.ui.widgets.alerts import AlertsLine
+        from console.ui.widgets.header import HeaderBar
+        from textual.reactive import Reactive
+
+        for cls in (Panel, *PANEL_CLASSES, HeaderBar, AlertsLine):
+            for value in vars(cls).values():
+                if isinstance(value, Reactive):
+                    value._repaint = False
     if "no-clock" in names:
         from console.ui.app import StackdeckApp
 
@@ -118,7 +133,7 @@ def main() -> None:
         "--what-if",
         action="append",
         default=[],
-        choices=["static-no-layout", "no-chart", "no-monitor", "no-clock"],
+        choices=["static-no-layout", "no-chart", "no-monitor", "no-clock", "no-repaint-reactives"],
     )
     parser.add_argument(
         "--measure-after", type=float, default=0.0, help="count only after this many seconds"

@@ -181,6 +181,12 @@ class LoadLoop:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    async def __aenter__(self) -> LoadLoop:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self.stop)
+
     def stop(self) -> LoadResult:
         self._stop.set()
         self._thread.join(timeout=self.timeout + 5)

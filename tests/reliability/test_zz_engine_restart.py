@@ -26,6 +26,7 @@ import pytest
 from tests.conftest import Stack
 from tests.reliability._harness import (
     REPO,
+    LoadLoop,
     app_wait,
     console_settings,
     engine_answers,
@@ -37,6 +38,12 @@ from tests.reliability._harness import (
 pytestmark = [pytest.mark.stack, pytest.mark.destructive]
 
 PIDFILE = Path("/var/run/docker.pid")
+
+
+def _load(stack: Stack) -> LoadLoop:
+    """Bounded load on nginx: with the engine down it must be refused at once,
+    never hang."""
+    return LoadLoop(stack.base_url, max_requests=3000, max_seconds=240, pause=0.1)
 
 
 def _dockerd_pid() -> int:
@@ -88,7 +95,7 @@ async def test_docker_daemon_stop_and_start(stack: Stack) -> None:
     app = create_app(console_settings(stack))
     try:
         with figure("stop and restart the Docker daemon") as fig:
-            async with app.run_test(size=(160, 48)) as pilot:
+            async with app.run_test(size=(160, 48)) as pilot, _load(stack) as load:
                 await app_wait(
                     pilot,
                     lambda: (
@@ -138,6 +145,9 @@ async def test_docker_daemon_stop_and_start(stack: Stack) -> None:
                     what="console lists running containers again",
                 )
                 text_after = screen_text(app)
+                result = load.result()
+            fig.requests = result.total
+            fig.requests_failed = len(result.failed())
             fig.operator_saw = (
                 f"engine source stale after {seen_s:.1f} s: '{engine_state.last_error}'"
                 + ("; shown on screen" if shown else "; NOT named on screen")
@@ -146,7 +156,11 @@ async def test_docker_daemon_stop_and_start(stack: Stack) -> None:
             fig.extra = {
                 "dockerd_stop_s": round(stopped_s, 1),
                 "engine_start_s": round(engine_s, 1),
+                "outcomes": result.outcomes(),
             }
+            assert not result.timeouts, (
+                f"{len(result.timeouts)} requests hung while the engine was down"
+            )
             assert alive_while_down, "the console exited while the engine was down"
             assert shown, f"the screen does not say the engine is unreachable:\n{text}"
             assert stack.name in text_after
