@@ -50,6 +50,14 @@ bash "$ROOT/scripts/images.sh"
 log "starting db and redis (project $STACK_NAME)"
 compose up -d --wait --wait-timeout 180 db redis market-sim
 
+# The database volume keeps the password it was initialised with: say so
+# plainly when .env now holds another one, instead of failing later.
+pw=$(_env_file_value POSTGRES_PASSWORD)
+if ! docker exec -e PGPASSWORD="$pw" "${STACK_NAME}_db_prod" \
+     psql -h 127.0.0.1 -U postgres -d investment_db -tAc 'SELECT 1' >/dev/null 2>&1; then
+  die "the database of $STACK_NAME does not accept POSTGRES_PASSWORD from .env: its volume was initialised with another password. Put the old .env back, or start over with: STACK_NAME=$STACK_NAME scripts/compose.sh down -v (destroys the data)"
+fi
+
 # Migrations: skipped when the database already reports the newest revision
 # shipped in platform_services/db/migrations/versions (ids are ordered: 0001, 0002, ...).
 head=$(ls "$ROOT/platform_services/db/migrations/versions" | sed -n 's/^\([0-9]\{4\}\)_.*\.py$/\1/p' | sort | tail -n 1)

@@ -12,6 +12,17 @@ unset RUN_DIR STACKDECK_STATE_DIR
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
+# The test stack is disposable: start it from nothing every time, so a volume
+# initialised with another clone's secrets or a deploy state left by an earlier
+# run cannot leak into this one.
+if [ -f "$STACKDECK_STATE_DIR/deploy.env" ] && [ -f "$ROOT/.env" ]; then
+  log "removing the previous test stack $STACK_NAME (volumes included)"
+  compose down -v --remove-orphans -t 5 >/dev/null 2>&1 || true
+fi
+docker ps -aq --filter "label=com.docker.compose.project=$STACK_NAME" | xargs -r docker rm -f >/dev/null 2>&1 || true
+docker volume ls -q --filter "label=com.docker.compose.project=$STACK_NAME" | xargs -r docker volume rm >/dev/null 2>&1 || true
+rm -rf "$STACKDECK_STATE_DIR" "$RUN_DIR"
+
 bash scripts/setup.sh
 bash scripts/venv.sh test,platform
 
