@@ -47,8 +47,9 @@ class Stack:
     run_dir: Path
     state_dir: Path
     repo: Path = REPO
-    env: dict[str, str] = field(default_factory=dict)
-    """.env merged with deploy.env (secrets included: never print them)."""
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+    """.env merged with deploy.env (secrets included: never print them; kept
+    out of the repr so a failing test's report cannot show them)."""
 
     @property
     def base_url(self) -> str:
@@ -62,7 +63,9 @@ class Stack:
     @property
     def redis_url(self) -> str:
         """redis-py URL over the bind-mounted unix socket, with the password."""
-        return f"unix://{self.run_dir / 'redis' / 'redis.sock'}?password={self.env['REDIS_PASSWORD']}"
+        return (
+            f"unix://{self.run_dir / 'redis' / 'redis.sock'}?password={self.env['REDIS_PASSWORD']}"
+        )
 
     @property
     def redis_socket(self) -> Path:
@@ -87,7 +90,9 @@ class Stack:
         )
         return env
 
-    def compose(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    def compose(
+        self, *args: str, check: bool = True, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
         """Run scripts/compose.sh (docker compose with this stack's files and env)."""
         return subprocess.run(
             ["bash", str(self.repo / "scripts" / "compose.sh"), *args],
@@ -133,7 +138,9 @@ def stack() -> Iterator[Stack]:
             f"bring it up with: STACK_NAME={s.name} HTTP_PORT={s.http_port} bash scripts/setup.sh"
         )
     if r.status_code != 200:
-        pytest.fail(f"stack {s.name!r} is up but /api/health answered {r.status_code}: {r.text[:200]}")
+        pytest.fail(
+            f"stack {s.name!r} is up but /api/health answered {r.status_code}: {r.text[:200]}"
+        )
     yield s
 
 

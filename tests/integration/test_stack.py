@@ -80,11 +80,17 @@ def fresh() -> Iterator[tuple[Stack, subprocess.CompletedProcess[str], float]]:
 def _containers(project: str) -> dict[str, dict[str, str]]:
     out = subprocess.run(
         [
-            "docker", "ps", "-a",
-            "--filter", f"label=com.docker.compose.project={project}",
-            "--format", '{{.ID}}|{{.Label "com.docker.compose.service"}}|{{.Names}}|{{.Status}}',
+            "docker",
+            "ps",
+            "-a",
+            "--filter",
+            f"label=com.docker.compose.project={project}",
+            "--format",
+            '{{.ID}}|{{.Label "com.docker.compose.service"}}|{{.Names}}|{{.Status}}',
         ],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.splitlines()
     rows = {}
     for line in out:
@@ -137,7 +143,10 @@ def test_runbook_post_deployment_verification(fresh) -> None:
 
         login = http.post(
             "/api/auth/login",
-            json={"username": stack.env.get("TEST_USERNAME", "test"), "password": stack.env["TEST_PASSWORD"]},
+            json={
+                "username": stack.env.get("TEST_USERNAME", "test"),
+                "password": stack.env["TEST_PASSWORD"],
+            },
         )
         assert login.status_code == 200, login.text
         assert login.json().get("access_token")
@@ -153,28 +162,56 @@ def test_runbook_post_deployment_verification(fresh) -> None:
 
     # Database and cache, the runbook's way.
     db = stack.container("db")
-    ready = subprocess.run(["docker", "exec", db, "pg_isready", "-U", "postgres"], capture_output=True, text=True)
+    ready = subprocess.run(
+        ["docker", "exec", db, "pg_isready", "-U", "postgres"], capture_output=True, text=True
+    )
     assert ready.returncode == 0, ready.stdout + ready.stderr
     version = subprocess.run(
         [
-            "docker", "exec", db, "psql", "-U", "postgres", "-d", "investment_db", "-tAc",
+            "docker",
+            "exec",
+            db,
+            "psql",
+            "-U",
+            "postgres",
+            "-d",
+            "investment_db",
+            "-tAc",
             "SELECT version FROM schema_migrations ORDER BY version DESC LIMIT 1;",
         ],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     current = subprocess.run(
         ["docker", "exec", stack.container("backend_blue"), "python3", "-m", "alembic", "current"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert version and version in current and "(head)" in current
     ext = subprocess.run(
-        ["docker", "exec", db, "psql", "-U", "postgres", "-d", "investment_db", "-tAc",
-         "SELECT string_agg(extname, ',' ORDER BY extname) FROM pg_extension"],
-        capture_output=True, text=True, check=True,
+        [
+            "docker",
+            "exec",
+            db,
+            "psql",
+            "-U",
+            "postgres",
+            "-d",
+            "investment_db",
+            "-tAc",
+            "SELECT string_agg(extname, ',' ORDER BY extname) FROM pg_extension",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert "timescaledb" in ext and "pg_stat_statements" in ext
     pong = subprocess.run(
-        ["docker", "exec", stack.container("redis"), "redis-cli", "ping"], capture_output=True, text=True
+        ["docker", "exec", stack.container("redis"), "redis-cli", "ping"],
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     assert pong == "PONG"
 
@@ -182,8 +219,19 @@ def test_runbook_post_deployment_verification(fresh) -> None:
 def test_redis_requires_a_password(fresh) -> None:
     stack, _, _ = fresh
     out = subprocess.run(
-        ["docker", "exec", "-e", "REDISCLI_AUTH=", stack.container("redis"), "redis-cli", "-h", "127.0.0.1", "ping"],
-        capture_output=True, text=True,
+        [
+            "docker",
+            "exec",
+            "-e",
+            "REDISCLI_AUTH=",
+            stack.container("redis"),
+            "redis-cli",
+            "-h",
+            "127.0.0.1",
+            "ping",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert "NOAUTH" in (out.stdout + out.stderr)
 

@@ -640,7 +640,17 @@ def screen_text(app: Any) -> str:
     return "\n".join(strip.text for strip in strips)
 
 
-def secret_values(stack: Any) -> dict[str, str]:
+class SecretValues(dict[str, str]):
+    """Secrets by name whose repr shows the names only: pytest prints a failing
+    test's fixture values, and these must never reach a log."""
+
+    def __repr__(self) -> str:
+        return f"SecretValues({sorted(self)})"
+
+    __str__ = __repr__
+
+
+def secret_values(stack: Any) -> SecretValues:
     """The stack's secrets by name (never print the values)."""
     names = (
         "POSTGRES_PASSWORD",
@@ -650,7 +660,7 @@ def secret_values(stack: Any) -> dict[str, str]:
         "ADMIN_PASSWORD",
         "TEST_PASSWORD",
     )
-    return {n: stack.env[n] for n in names if stack.env.get(n)}
+    return SecretValues({n: stack.env[n] for n in names if stack.env.get(n)})
 
 
 def _windows(value: str, window: int) -> set[str]:
