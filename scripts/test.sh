@@ -12,15 +12,27 @@ unset RUN_DIR STACKDECK_STATE_DIR
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
+# The engine first: the clean-up below talks to it.
+bash scripts/engine.sh
+
 # The test stack is disposable: start it from nothing every time, so a volume
 # initialised with another clone's secrets or a deploy state left by an earlier
-# run cannot leak into this one.
+# run cannot leak into this one. A clean-up that fails stops the run here,
+# with the reason, instead of surfacing later as a password mismatch.
 if [ -f "$STACKDECK_STATE_DIR/deploy.env" ] && [ -f "$ROOT/.env" ]; then
   log "removing the previous test stack $STACK_NAME (volumes included)"
   compose down -v --remove-orphans -t 5 >/dev/null 2>&1 || true
 fi
-docker ps -aq --filter "label=com.docker.compose.project=$STACK_NAME" | xargs -r docker rm -f >/dev/null 2>&1 || true
-docker volume ls -q --filter "label=com.docker.compose.project=$STACK_NAME" | xargs -r docker volume rm >/dev/null 2>&1 || true
+leftover=$(docker ps -aq --filter "label=com.docker.compose.project=$STACK_NAME")
+if [ -n "$leftover" ]; then
+  log "removing containers left by an earlier $STACK_NAME run"
+  echo "$leftover" | xargs docker rm -f >/dev/null || die "could not remove the old $STACK_NAME containers"
+fi
+leftover=$(docker volume ls -q --filter "label=com.docker.compose.project=$STACK_NAME")
+if [ -n "$leftover" ]; then
+  log "removing volumes left by an earlier $STACK_NAME run"
+  echo "$leftover" | xargs docker volume rm >/dev/null || die "could not remove the old $STACK_NAME volumes"
+fi
 rm -rf "$STACKDECK_STATE_DIR" "$RUN_DIR"
 
 bash scripts/setup.sh
