@@ -54,7 +54,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Container, Horizontal, Vertical
 from textual.content import Content
 from textual.events import Key, Resize
-from textual.reactive import reactive
+from textual.reactive import var
 from textual.screen import Screen
 from textual.widgets import Footer, Tab, Tabs
 from textual.worker import Worker, WorkerState
@@ -295,35 +295,35 @@ class StackdeckApp(App[None]):
 
     # --- state: one typed reactive per snapshot kind --------------------------
 
-    containers: reactive[ContainersSnapshot | None] = reactive(None, init=False)
+    containers: var[ContainersSnapshot | None] = var(None, init=False)
     """Containers of the compose project and the serving colour."""
-    health: reactive[HealthSnapshot | None] = reactive(None, init=False)
+    health: var[HealthSnapshot | None] = var(None, init=False)
     """Health endpoints through nginx and per colour."""
-    stats: reactive[StatsSnapshot | None] = reactive(None, init=False)
+    stats: var[StatsSnapshot | None] = var(None, init=False)
     """Docker stats of every running container."""
-    database: reactive[DatabaseSnapshot | None] = reactive(None, init=False)
+    database: var[DatabaseSnapshot | None] = var(None, init=False)
     """Slow queries, sessions, size, dead tuples."""
-    quotas: reactive[QuotaSnapshot | None] = reactive(None, init=False)
+    quotas: var[QuotaSnapshot | None] = var(None, init=False)
     """Provider quotas and the emergency flag."""
-    cost: reactive[CostSnapshot | None] = reactive(None, init=False)
+    cost: var[CostSnapshot | None] = var(None, init=False)
     """Cost projection."""
-    alerts: reactive[AlertsSnapshot | None] = reactive(None, init=False)
+    alerts: var[AlertsSnapshot | None] = var(None, init=False)
     """Evaluated alert rules."""
-    events: reactive[EventsSnapshot | None] = reactive(None, init=False)
+    events: var[EventsSnapshot | None] = var(None, init=False)
     """Engine event timeline."""
-    sources: reactive[dict[str, SourceState]] = reactive(dict, init=False)
+    sources: var[dict[str, SourceState]] = var(dict, init=False)
     """Liveness of every source, by source name."""
-    now: reactive[datetime] = reactive(EPOCH, init=False)
+    now: var[datetime] = var(EPOCH, init=False)
     """The clock, ticking once a second (injected in tests)."""
-    selected_container: reactive[str | None] = reactive(None, init=False)
+    selected_container: var[str | None] = var(None, init=False)
     """Container under the cursor in Containers or Stats (logs, restart, chart)."""
-    op_running: reactive[str | None] = reactive(None, init=False, bindings=True)
+    op_running: var[str | None] = var(None, init=False, bindings=True)
     """The operation in progress; the write bindings are greyed while set."""
-    read_only: reactive[bool] = reactive(False, init=False, bindings=True)
+    read_only: var[bool] = var(False, init=False, bindings=True)
     """Read-only mode: write bindings disabled for the whole session."""
-    compact: reactive[bool] = reactive(False, init=False)
+    compact: var[bool] = var(False, init=False)
     """True below GRID_MIN_WIDTH x GRID_MIN_HEIGHT: one panel at a time, with tabs."""
-    active_panel: reactive[str] = reactive("containers", init=False)
+    active_panel: var[str] = var("containers", init=False)
     """The panel shown in compact mode (and the last one jumped to)."""
 
     def __init__(

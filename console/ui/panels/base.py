@@ -28,14 +28,15 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.content import Content
 from textual.message import Message
-from textual.reactive import reactive
+from textual.reactive import var
 from textual.widget import Widget
-from textual.widgets import Input, Static
+from textual.widgets import Input
 
 from console.core.models import Snapshot, SourceState
 from console.ui.format import fmt_age, fmt_duration, seconds_between
 from console.ui.palette import Palette
 from console.ui.widgets.table import ListTable
+from console.ui.widgets.text import LiveText
 
 __all__ = ["EPOCH", "ContainerSelected", "FilterBar", "Panel"]
 
@@ -93,13 +94,13 @@ class Panel(Vertical):
     """Whether ``/`` opens a filter on this panel's table."""
     WAITING: ClassVar[str] = "waiting for data…"
 
-    snapshot: reactive[Any] = reactive(None, init=False)
+    snapshot: var[Any] = var(None, init=False)
     """The newest snapshot of this panel's kind (subclasses narrow the type)."""
-    sources: reactive[dict[str, SourceState]] = reactive(dict, init=False)
+    sources: var[dict[str, SourceState]] = var(dict, init=False)
     """Liveness of every source, by name (bound to the app)."""
-    now: reactive[datetime] = reactive(EPOCH, init=False)
+    now: var[datetime] = var(EPOCH, init=False)
     """The app's clock, ticking once a second (bound to the app)."""
-    stale_marker: reactive[str] = reactive("", init=False)
+    stale_marker: var[str] = var("", init=False)
     """The current stale text, empty when the data is fresh."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -112,6 +113,7 @@ class Panel(Vertical):
         self.stale_after = stale_after
         """Seconds without a new snapshot after which the panel calls itself
         stale even if no source reported a failure (a hung source)."""
+        self._title = self.TITLE
         self.border_title = self.TITLE
 
     # --- composition -----------------------------------------------------
@@ -119,7 +121,7 @@ class Panel(Vertical):
     def compose(self) -> ComposeResult:
         if self.FILTERABLE:
             yield FilterBar(placeholder="filter… (enter: keep, esc: clear)", classes="filter")
-        yield Static(self.WAITING, classes="placeholder")
+        yield LiveText(self.WAITING, classes="placeholder")
         with Vertical(classes="body"):
             yield from self.compose_body()
 
@@ -177,11 +179,18 @@ class Panel(Vertical):
         self.set_class(bool(marker), "-stale")
         self.border_subtitle = Content(marker) if marker else ""
 
+    def set_title(self, title: str) -> None:
+        """Set the border title; no repaint when it is unchanged (the setter
+        repaints the whole panel on every assignment)."""
+        if title != self._title:
+            self._title = title
+            self.border_title = title
+
     def refresh_panel(self) -> None:
         if not self.is_mounted:
             return
         snapshot = self.snapshot
-        placeholder = self.query_one(".placeholder", Static)
+        placeholder = self.query_one(".placeholder", LiveText)
         reason: str | None
         if snapshot is None:
             reason = self._no_data_reason()
@@ -194,7 +203,7 @@ class Panel(Vertical):
             self.add_class("-empty")
             placeholder.update(Content(reason))
         detail = self.title_detail(snapshot) if snapshot is not None else ""
-        self.border_title = f"{self.TITLE} · {detail}" if detail else self.TITLE
+        self.set_title(f"{self.TITLE} · {detail}" if detail else self.TITLE)
         self._refresh_status()
 
     def failing_source(self, sources: dict[str, SourceState] | None = None) -> SourceState | None:
@@ -241,7 +250,7 @@ class Panel(Vertical):
         if self.is_mounted:
             self.stale_marker = self.stale_text()
             if self.snapshot is None:
-                placeholder = self.query_one(".placeholder", Static)
+                placeholder = self.query_one(".placeholder", LiveText)
                 placeholder.update(Content(self._no_data_reason()))
 
     # --- filter ----------------------------------------------------------

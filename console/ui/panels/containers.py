@@ -7,7 +7,7 @@ from typing import ClassVar
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.reactive import reactive
+from textual.reactive import var
 from textual.widgets import DataTable
 
 from console.core.models import ContainerInfo, ContainersSnapshot
@@ -83,7 +83,7 @@ class ContainersPanel(Panel):
     SOURCES: ClassVar[tuple[str, ...]] = ("engine", "containers", "docker")
     FILTERABLE = True
 
-    snapshot: reactive[ContainersSnapshot | None] = reactive(None, init=False)
+    snapshot: var[ContainersSnapshot | None] = var(None, init=False)
     """The newest container list."""
 
     def compose_body(self) -> ComposeResult:

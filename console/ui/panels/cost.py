@@ -8,13 +8,13 @@ from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.content import Content
-from textual.reactive import reactive
-from textual.widgets import Static
+from textual.reactive import var
 
 from console.core.models import CostSnapshot
 from console.ui.format import fmt_money
 from console.ui.panels.base import Panel
 from console.ui.widgets.sparkline import BLOCKS, gauge
+from console.ui.widgets.text import LiveText
 
 __all__ = ["CostPanel", "bar_rows"]
 
@@ -50,19 +50,19 @@ class CostPanel(Panel):
     NUMBER = 6
     SOURCES: ClassVar[tuple[str, ...]] = ("cost",)
 
-    snapshot: reactive[CostSnapshot | None] = reactive(None, init=False)
+    snapshot: var[CostSnapshot | None] = var(None, init=False)
     """The newest cost projection."""
 
     def compose_body(self) -> ComposeResult:
-        yield Static(classes="figures")
-        yield Static(classes="daily")
+        yield LiveText(classes="figures")
+        yield LiveText(classes="daily")
 
     def title_detail(self, snapshot: CostSnapshot) -> str:
         return "over target" if snapshot.daily_projection > snapshot.daily_target else "on target"
 
     def render_snapshot(self, snapshot: CostSnapshot) -> None:
-        self.query_one(".figures", Static).update(self._figures(snapshot))
-        self.query_one(".daily", Static).update(self._daily(snapshot))
+        self.query_one(".figures", LiveText).update(self._figures(snapshot))
+        self.query_one(".daily", LiveText).update(self._daily(snapshot))
 
     def _figures(self, s: CostSnapshot) -> Content:
         spent = s.month_to_date / s.monthly_budget if s.monthly_budget else 0.0

@@ -8,14 +8,14 @@ from typing import ClassVar
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.content import Content
-from textual.reactive import reactive
-from textual.widgets import Static
+from textual.reactive import var
 
 from console.core.models import DatabaseSnapshot, SlowQuery
 from console.ui.format import fmt_age, fmt_bytes, fmt_count, fmt_duration, shorten
 from console.ui.palette import Palette
 from console.ui.panels.base import Panel
 from console.ui.widgets.table import ListTable, Row
+from console.ui.widgets.text import LiveText
 
 __all__ = ["DatabasePanel", "query_row"]
 
@@ -46,11 +46,11 @@ class DatabasePanel(Panel):
     SOURCES: ClassVar[tuple[str, ...]] = ("postgres", "database")
     FILTERABLE = True
 
-    snapshot: reactive[DatabaseSnapshot | None] = reactive(None, init=False)
+    snapshot: var[DatabaseSnapshot | None] = var(None, init=False)
     """The newest database snapshot."""
 
     def compose_body(self) -> ComposeResult:
-        yield Static(classes="summary")
+        yield LiveText(classes="summary")
         yield ListTable(
             [
                 ("mean", "mean ms>"),
@@ -61,7 +61,7 @@ class DatabasePanel(Panel):
             ],
             id="queries-table",
         )
-        yield Static(classes="tables")
+        yield LiveText(classes="tables")
 
     def title_detail(self, snapshot: DatabaseSnapshot) -> str:
         return f"{len(snapshot.slow_queries)} statements"
@@ -70,8 +70,8 @@ class DatabasePanel(Panel):
         palette = self.palette
         rows = [query_row(i, q, palette) for i, q in enumerate(snapshot.slow_queries)]
         self.query_one(ListTable).set_rows(rows)
-        self.query_one(".summary", Static).update(self._summary(snapshot))
-        self.query_one(".tables", Static).update(self._dead_tuples(snapshot))
+        self.query_one(".summary", LiveText).update(self._summary(snapshot))
+        self.query_one(".tables", LiveText).update(self._dead_tuples(snapshot))
 
     def _summary(self, snapshot: DatabaseSnapshot) -> Content:
         ratio = snapshot.connections / snapshot.max_connections if snapshot.max_connections else 0

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.reactive import reactive
+from textual.reactive import var
 
 from console.core.models import EngineEvent, EventsSnapshot
 from console.ui.format import fmt_time, shorten
@@ -40,7 +40,7 @@ class EventsPanel(Panel):
     SOURCES: ClassVar[tuple[str, ...]] = ("events",)
     FILTERABLE = True
 
-    snapshot: reactive[EventsSnapshot | None] = reactive(None, init=False)
+    snapshot: var[EventsSnapshot | None] = var(None, init=False)
     """The newest event timeline."""
 
     def compose_body(self) -> ComposeResult:

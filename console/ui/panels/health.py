@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.reactive import reactive
+from textual.reactive import var
 
 from console.core.models import EndpointResult, HealthSnapshot
 from console.ui.format import NONE, shorten
@@ -64,7 +64,7 @@ class HealthPanel(Panel):
     NUMBER = 2
     SOURCES: ClassVar[tuple[str, ...]] = ("health",)
 
-    snapshot: reactive[HealthSnapshot | None] = reactive(None, init=False)
+    snapshot: var[HealthSnapshot | None] = var(None, init=False)
     """The newest round of health checks."""
 
     def compose_body(self) -> ComposeResult:

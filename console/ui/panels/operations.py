@@ -13,13 +13,14 @@ from datetime import datetime
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.content import Content
-from textual.reactive import reactive
-from textual.widgets import RichLog, Static
+from textual.reactive import var
+from textual.widgets import RichLog
 
 from console.core.models import OpEvent
 from console.ui.format import fmt_time
 from console.ui.palette import Palette
 from console.ui.panels.base import Panel
+from console.ui.widgets.text import LiveText
 
 __all__ = ["OperationsPanel", "format_op_event"]
 
@@ -58,9 +59,9 @@ class OperationsPanel(Panel):
     NUMBER = 8
     SOURCES = ()
 
-    running: reactive[str | None] = reactive(None, init=False)
+    running: var[str | None] = var(None, init=False)
     """Name of the operation in progress (bound to the app)."""
-    read_only: reactive[bool] = reactive(False, init=False)
+    read_only: var[bool] = var(False, init=False)
     """Read-only mode (bound to the app): the idle text says why ops are off."""
 
     def __init__(self) -> None:
@@ -68,7 +69,7 @@ class OperationsPanel(Panel):
         self._count = 0
 
     def compose_body(self) -> ComposeResult:
-        yield Static(classes="idle")
+        yield LiveText(classes="idle")
         yield RichLog(max_lines=2000, wrap=True, markup=False, auto_scroll=True, id="ops-log")
 
     def on_mount(self) -> None:
@@ -88,10 +89,8 @@ class OperationsPanel(Panel):
     def _render_idle(self) -> None:
         if not self.is_mounted:
             return
-        self.border_title = (
-            f"{self.TITLE} · {self.running} running…" if self.running else self.TITLE
-        )
-        idle = self.query_one(".idle", Static)
+        self.set_title(f"{self.TITLE} · {self.running} running…" if self.running else self.TITLE)
+        idle = self.query_one(".idle", LiveText)
         if self._count:
             idle.display = False
             return

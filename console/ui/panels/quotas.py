@@ -9,8 +9,7 @@ from typing import ClassVar
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.content import Content
-from textual.reactive import reactive
-from textual.widgets import Static
+from textual.reactive import var
 
 from console.core.models import ProviderQuota, QuotaSnapshot
 from console.ui.format import NONE, fmt_duration, seconds_between
@@ -18,6 +17,7 @@ from console.ui.palette import Palette
 from console.ui.panels.base import Panel
 from console.ui.widgets.sparkline import gauge
 from console.ui.widgets.table import ListTable, Row
+from console.ui.widgets.text import LiveText
 
 __all__ = ["QuotasPanel", "quota_row", "window_name"]
 
@@ -73,11 +73,11 @@ class QuotasPanel(Panel):
     NUMBER = 5
     SOURCES: ClassVar[tuple[str, ...]] = ("redis", "quotas")
 
-    snapshot: reactive[QuotaSnapshot | None] = reactive(None, init=False)
+    snapshot: var[QuotaSnapshot | None] = var(None, init=False)
     """The newest quota ledger reading."""
 
     def compose_body(self) -> ComposeResult:
-        yield Static(classes="emergency")
+        yield LiveText(classes="emergency")
         yield ListTable(
             [
                 ("provider", "provider"),
@@ -109,7 +109,7 @@ class QuotasPanel(Panel):
             self.render_snapshot(self.snapshot)
 
     def render_snapshot(self, snapshot: QuotaSnapshot) -> None:
-        self.query_one(".emergency", Static).update(self._emergency(snapshot))
+        self.query_one(".emergency", LiveText).update(self._emergency(snapshot))
         palette = self.palette
         self.query_one(ListTable).set_rows(
             [quota_row(p, self.now, palette) for p in snapshot.providers]

@@ -10,8 +10,8 @@ from textual import on
 from textual.app import ComposeResult
 from textual.color import Color
 from textual.content import Content
-from textual.reactive import reactive
-from textual.widgets import DataTable, Static
+from textual.reactive import var
+from textual.widgets import DataTable
 
 from console.core.models import ContainerStats, StatsSnapshot
 from console.ui.format import fmt_bytes
@@ -20,6 +20,7 @@ from console.ui.panels.base import ContainerSelected, Panel
 from console.ui.widgets.chart import ChartSeries, PlotextChart
 from console.ui.widgets.sparkline import sparkline
 from console.ui.widgets.table import ListTable, Row
+from console.ui.widgets.text import LiveText
 
 __all__ = ["StatsPanel", "stats_row"]
 
@@ -72,9 +73,9 @@ class StatsPanel(Panel):
     SOURCES: ClassVar[tuple[str, ...]] = ("stats",)
     FILTERABLE = True
 
-    snapshot: reactive[StatsSnapshot | None] = reactive(None, init=False)
+    snapshot: var[StatsSnapshot | None] = var(None, init=False)
     """The newest stats tick."""
-    selected: reactive[str | None] = reactive(None, init=False)
+    selected: var[str | None] = var(None, init=False)
     """Container whose history the chart shows (bound to the app's selection)."""
 
     def __init__(
@@ -102,8 +103,8 @@ class StatsPanel(Panel):
             ],
             id="stats-table",
         )
-        yield Static(classes="totals")
-        yield Static(classes="chart-caption")
+        yield LiveText(classes="totals")
+        yield LiveText(classes="chart-caption")
         yield PlotextChart(classes="chart")
 
     def empty_reason(self, snapshot: StatsSnapshot) -> str | None:
@@ -130,7 +131,7 @@ class StatsPanel(Panel):
             if snapshot.refresh_seconds is not None
             else ""
         )
-        self.query_one(".totals", Static).update(
+        self.query_one(".totals", LiveText).update(
             Content.from_markup(
                 "[b]host[/b] cpu $cpu$cores · mem $mem$host_mem$refresh",
                 cpu=f"{snapshot.total_cpu_percent:.1f}%",
@@ -156,7 +157,7 @@ class StatsPanel(Panel):
     def _render_chart(self, snapshot: StatsSnapshot) -> None:
         target = self._chart_target(snapshot)
         chart = self.query_one(PlotextChart)
-        caption = self.query_one(".chart-caption", Static)
+        caption = self.query_one(".chart-caption", LiveText)
         if target is None:
             chart.set_series([])
             caption.update("")

@@ -17,14 +17,15 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.content import Content
-from textual.reactive import reactive
+from textual.reactive import var
 from textual.screen import Screen
-from textual.widgets import Footer, Input, RichLog, Static
+from textual.widgets import Footer, Input, RichLog
 from textual.worker import Worker, WorkerState
 
 from console.core.models import LogLine
 from console.ui.format import fmt_time
 from console.ui.messages import LogArrived
+from console.ui.widgets.text import LiveText
 
 __all__ = ["LogSource", "LogsScreen"]
 
@@ -64,9 +65,9 @@ class LogsScreen(Screen[None]):
 
     AUTO_FOCUS = "#logs-view"
 
-    following: reactive[bool] = reactive(True, init=False)
+    following: var[bool] = var(True, init=False)
     """True: new lines are shown as they arrive and the view scrolls with them."""
-    filter_text: reactive[str] = reactive("", init=False)
+    filter_text: var[str] = var("", init=False)
     """Only lines containing this (case-insensitive) are shown."""
 
     def __init__(self, container: str, source: LogSource, *, clock: Callable[[], datetime]) -> None:
@@ -79,7 +80,7 @@ class LogsScreen(Screen[None]):
         self._ended: str | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static(id="logs-status")
+        yield LiveText(id="logs-status")
         yield Input(
             placeholder="filter… (enter: keep, esc: clear)", id="logs-filter", classes="filter"
         )
@@ -157,7 +158,7 @@ class LogsScreen(Screen[None]):
         parts.append((f" · {len(self._buffer)} lines", "dim"))
         if self._ended:
             parts.append((f" · {self._ended}", "dim"))
-        self.query_one("#logs-status", Static).update(Content.assemble(*parts))
+        self.query_one("#logs-status", LiveText).update(Content.assemble(*parts))
 
     def watch_following(self, following: bool) -> None:
         log = self.query_one(RichLog)

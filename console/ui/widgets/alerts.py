@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from textual.content import Content
-from textual.reactive import reactive
-from textual.widgets import Static
+from textual.reactive import var
 
 from console.core.models import Alert, AlertsSnapshot, SourceState
 from console.ui.format import fmt_duration, seconds_between
 from console.ui.panels.base import EPOCH
+from console.ui.widgets.text import LiveText
 
 __all__ = ["AlertsLine", "alert_text"]
 
@@ -22,18 +22,18 @@ def alert_text(alert: Alert, now: datetime) -> str:
     return f"{alert.rule} {message} · {held}"
 
 
-class AlertsLine(Static):
+class AlertsLine(LiveText):
     """One line under the header; never hidden, so a firing alert is never off-screen."""
 
     DEFAULT_CSS = """
     AlertsLine { height: 1; }
     """
 
-    alerts: reactive[AlertsSnapshot | None] = reactive(None, init=False)
+    alerts: var[AlertsSnapshot | None] = var(None, init=False)
     """Bound to the app: the evaluated rules."""
-    sources: reactive[dict[str, SourceState]] = reactive(dict, init=False)
+    sources: var[dict[str, SourceState]] = var(dict, init=False)
     """Bound to the app: alerts say when their inputs are stale."""
-    now: reactive[datetime] = reactive(EPOCH, init=False)
+    now: var[datetime] = var(EPOCH, init=False)
     """Bound to the app's clock (the ``for`` durations grow)."""
 
     def __init__(self) -> None:

@@ -7,11 +7,11 @@ from datetime import datetime
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.content import Content
-from textual.reactive import reactive
-from textual.widgets import Static
+from textual.reactive import var
 
 from console.core.models import AlertsSnapshot, ContainersSnapshot, HealthSnapshot
 from console.ui.panels.base import EPOCH
+from console.ui.widgets.text import LiveText
 
 __all__ = ["HeaderBar", "serving_version"]
 
@@ -43,20 +43,20 @@ class HeaderBar(Horizontal):
     DEFAULT_CSS = """
     HeaderBar { height: 1; }
     HeaderBar > .left { width: 1fr; height: 1; }
-    HeaderBar > .clock { width: auto; height: 1; }
+    HeaderBar > .clock { width: 8; height: 1; }
     """
 
-    containers: reactive[ContainersSnapshot | None] = reactive(None, init=False)
+    containers: var[ContainersSnapshot | None] = var(None, init=False)
     """Bound to the app: for the serving colour and version."""
-    health: reactive[HealthSnapshot | None] = reactive(None, init=False)
+    health: var[HealthSnapshot | None] = var(None, init=False)
     """Bound to the app: fallback source of the served version."""
-    alerts: reactive[AlertsSnapshot | None] = reactive(None, init=False)
+    alerts: var[AlertsSnapshot | None] = var(None, init=False)
     """Bound to the app: the alert count."""
-    now: reactive[datetime] = reactive(EPOCH, init=False)
+    now: var[datetime] = var(EPOCH, init=False)
     """Bound to the app's clock."""
-    op_running: reactive[str | None] = reactive(None, init=False)
+    op_running: var[str | None] = var(None, init=False)
     """Bound to the app: the operation in progress."""
-    read_only: reactive[bool] = reactive(False, init=False)
+    read_only: var[bool] = var(False, init=False)
     """Bound to the app: read-only mode is shown in the header."""
 
     def __init__(self, project: str, host: str) -> None:
@@ -65,8 +65,8 @@ class HeaderBar(Horizontal):
         self.host = host
 
     def compose(self) -> ComposeResult:
-        yield Static(classes="left")
-        yield Static(classes="clock")
+        yield LiveText(classes="left")
+        yield LiveText(classes="clock")
 
     def on_mount(self) -> None:
         self._redraw()
@@ -79,7 +79,7 @@ class HeaderBar(Horizontal):
     def watch_now(self) -> None:
         if self.is_mounted:
             clock = "--:--:--" if self.now == EPOCH else self.now.strftime("%H:%M:%S")
-            self.query_one(".clock", Static).update(clock)
+            self.query_one(".clock", LiveText).update(clock)
 
     def _redraw(self) -> None:
         if not self.is_mounted:
@@ -115,5 +115,5 @@ class HeaderBar(Horizontal):
             parts += [" · ", (f"⟳ {self.op_running}", "$accent bold")]
         if self.read_only:
             parts += [" · ", ("READ-ONLY", "$warning bold reverse")]
-        self.query_one(".left", Static).update(Content.assemble(*parts))
+        self.query_one(".left", LiveText).update(Content.assemble(*parts))
         self.watch_now()

@@ -3,16 +3,26 @@
 Panels hand over the complete list on every snapshot; the table updates the
 cells in place when the set of rows is unchanged (the common case for a
 refresh), and rebuilds otherwise while keeping the cursor on the same row key.
+
+``DataTable`` forgets every rendered cell whenever any cell changes (its
+render caches are keyed by an update counter). A live table changes a few
+cells a second, so it re-rendered all of them each time: a third of the
+console's idle CPU (docs/PERFORMANCE.md). ``ListTable`` keeps rendered cells
+by what they show instead (text, styles, position, width, cursor), so only
+the cells that changed are rendered again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
-from textual.reactive import reactive
+from textual.cache import LRUCache
+from textual.reactive import var
 from textual.widgets import DataTable
 
 __all__ = ["ListTable", "Row"]
@@ -35,7 +45,7 @@ class ListTable(DataTable[Text]):
         Binding("end", "scroll_bottom", "Bottom", show=False),
     ]
 
-    filter_text: reactive[str] = reactive("", init=False)
+    filter_text: var[str] = var("", init=False)
     """Only rows whose search text contains this (case-insensitive) are shown."""
 
     def __init__(
@@ -56,6 +66,8 @@ class ListTable(DataTable[Text]):
         self._column_spec = list(columns)
         self._rows: list[Row] = []
         self._shown: list[str] = []
+        self._cells: LRUCache[tuple[Any, ...], Any] = LRUCache(4096)
+        """Rendered cells by what they show (see the module docstring)."""
 
     def on_focus(self) -> None:
         self.show_cursor = True
@@ -69,6 +81,56 @@ class ListTable(DataTable[Text]):
         for key, label in self._column_spec:
             text = Text(label.rstrip(">"), justify="right" if label.endswith(">") else "left")
             self.add_column(text, key=key)
+
+    # --- rendering: cells cached by content -------------------------------
+
+    def _render_cell(
+        self,
+        row_index: int,
+        column_index: int,
+        base_style: Style,
+        width: int,
+        cursor: bool = False,
+        hover: bool = False,
+    ) -> Any:
+        if row_index < 0 or column_index < 0:  # header and labels: rare, as DataTable does
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        row_key = self._row_locations.get_key(row_index)
+        column_key = self._column_locations.get_key(column_index)
+        if row_key is None or column_key is None:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        cell = self._data.get(row_key, {}).get(column_key)
+        if not isinstance(cell, Text):
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        key = (
+            row_index,
+            column_index,
+            base_style,
+            width,
+            cursor,
+            hover,
+            self._show_hover_cursor,
+            self.show_cursor,
+            self._pseudo_class_state,
+            self.rows[row_key].height,
+            cell.plain,
+            tuple(cell.spans),
+            cell.style,
+            cell.justify,
+        )
+        lines = self._cells.get(key)
+        if lines is None:
+            lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+            self._cells[key] = lines
+        return lines
+
+    def _clear_caches(self) -> None:
+        super()._clear_caches()
+        self._cells.clear()
+
+    def notify_style_update(self) -> None:
+        self._cells.clear()
+        super().notify_style_update()
 
     @property
     def row_count_total(self) -> int:
