@@ -387,10 +387,35 @@ class ContainersSource(Source):
     def __init__(self, settings: Settings, handle: DockerHandle, *, clock: Clock = utcnow) -> None:
         super().__init__(settings, clock=clock)
         self.handle = handle
+        self._inspected: dict[str, tuple[tuple[Any, ...], ContainerInfo]] = {}
+        """Container id -> (what the list said of it, its info): a container
+        whose list entry did not change is not inspected again."""
 
     @property
     def interval(self) -> float:
         return self.settings.refresh.containers
+
+    @staticmethod
+    def _list_key(item: dict[str, Any]) -> tuple[Any, ...]:
+        # Status ("Up 13 minutes (healthy)") changes with the state, the health,
+        # a restart (the uptime starts over) and once a minute anyway.
+        return (item.get("State"), item.get("Status"), item.get("Image"), item.get("Created"))
+
+    def _info(self, api: Any, item: dict[str, Any]) -> ContainerInfo | None:
+        container_id = str(item["Id"])
+        key = self._list_key(item)
+        cached = self._inspected.get(container_id)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        try:
+            inspect = api.inspect_container(container_id)
+        except Exception as exc:  # removed between list and inspect
+            if getattr(exc, "status_code", None) == 404:
+                return None
+            raise
+        info = container_info(inspect)
+        self._inspected[container_id] = (key, info)
+        return info
 
     def _collect(self) -> ContainersSnapshot:
         api = self.handle.api
@@ -405,16 +430,15 @@ class ContainersSource(Source):
         infos: list[ContainerInfo] = []
         nginx_id: str | None = None
         for item in listed:
-            try:
-                inspect = api.inspect_container(item["Id"])
-            except Exception as exc:  # removed between list and inspect
-                if getattr(exc, "status_code", None) == 404:
-                    continue
-                raise
-            info = container_info(inspect)
+            info = self._info(api, item)
+            if info is None:
+                continue
             infos.append(info)
             if info.service == "nginx" and info.state == "running":
-                nginx_id = str(inspect["Id"])
+                nginx_id = str(item["Id"])
+        listed_ids = {str(item["Id"]) for item in listed}
+        for gone in set(self._inspected) - listed_ids:
+            del self._inspected[gone]
         serving = self._serving_colour(api, nginx_id) if nginx_id else None
         infos.sort(key=lambda c: (_SERVICE_ORDER.get(c.service, 99), c.service, c.name))
         return ContainersSnapshot(

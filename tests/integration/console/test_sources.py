@@ -170,6 +170,32 @@ async def test_containers_of_the_project_with_health(stack: Any, handle: DockerH
     assert by_service["db"].restart_count == inspect(stack.container("db"))["RestartCount"]
 
 
+@pytest.mark.destructive
+async def test_one_source_sees_a_restart_and_a_stop(stack: Any, handle: DockerHandle) -> None:
+    """The source reuses inspect output while a container's list entry stays
+    the same: a restart and a stop must still show on the next poll."""
+    source = ContainersSource(handle.settings, handle)
+    name = stack.container("market-sim")
+    before = next(c for c in (await source.poll()).containers if c.name == name)
+    assert before.state == "running" and before.started_at is not None
+    docker("restart", "-t", "2", name)
+    after = next(c for c in (await source.poll()).containers if c.name == name)
+    assert after.started_at is not None and after.started_at > before.started_at
+    assert after.restart_count == inspect(name)["RestartCount"]
+    try:
+        docker("stop", "-t", "2", name)
+        stopped = next(c for c in (await source.poll()).containers if c.name == name)
+        assert (stopped.state, stopped.started_at) == ("exited", None)
+    finally:
+        docker("start", name)
+
+    async def healthy_again() -> bool:
+        fresh = next(c for c in (await source.poll()).containers if c.name == name)
+        return fresh.state == "running" and fresh.health == "healthy"
+
+    await eventually(healthy_again, deadline=90)
+
+
 async def test_logs_tail_and_follow(stack: Any, handle: DockerHandle) -> None:
     nginx = stack.container("nginx")
     marker = f"stackdeck-log-probe-{uuid.uuid4().hex[:8]}"

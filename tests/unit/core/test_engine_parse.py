@@ -184,3 +184,56 @@ def test_docker_errors_read_well() -> None:
     )
     assert describe_docker_error(APIError()) == "HTTP 404: No such container: x"
     assert describe_docker_error(SourceError("engine", "closed")) == "closed"
+
+
+class _CountingApi:
+    """The docker low-level API calls ContainersSource makes, from a dict."""
+
+    def __init__(self) -> None:
+        self.listed: list[dict[str, object]] = []
+        self.inspects: dict[str, dict[str, object]] = {}
+        self.inspected: list[str] = []
+
+    def containers(self, **_: object) -> list[dict[str, object]]:
+        return list(self.listed)
+
+    def inspect_container(self, container_id: str) -> dict[str, object]:
+        self.inspected.append(container_id)
+        return self.inspects[container_id]
+
+
+class _Handle:
+    def __init__(self, api: _CountingApi) -> None:
+        self.api = api
+
+    def version(self) -> dict[str, str]:
+        return {"Version": "20.10.24"}
+
+    def forget_cache(self) -> None:
+        pass
+
+
+def test_containers_are_inspected_again_only_when_their_list_entry_changes() -> None:
+    from console.core.config import Settings
+    from console.core.sources.engine import ContainersSource
+
+    api = _CountingApi()
+    first = dict(INSPECT, Id="a" * 64)
+    api.inspects["a" * 64] = first
+    api.listed = [{"Id": "a" * 64, "State": "running", "Status": "Up 2 minutes (healthy)"}]
+    source = ContainersSource(Settings(project="investment"), _Handle(api))  # type: ignore[arg-type]
+
+    assert source._collect().containers[0].restart_count == 2
+    assert source._collect().containers[0].health == "healthy"
+    assert api.inspected == ["a" * 64]  # the second poll reused the inspect
+
+    # a restart: the list's Status starts over, so the container is inspected again
+    api.inspects["a" * 64] = dict(first, RestartCount=3)
+    api.listed = [{"Id": "a" * 64, "State": "running", "Status": "Up 1 second (health: starting)"}]
+    assert source._collect().containers[0].restart_count == 3
+    assert api.inspected == ["a" * 64] * 2
+
+    # gone from the list: gone from the snapshot and from the cache
+    api.listed = []
+    assert source._collect().containers == []
+    assert source._inspected == {}
