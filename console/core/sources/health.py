@@ -2,7 +2,9 @@
 
 Every interval: ``/api/health``, ``/api/health/database``, ``/api/health/cache``
 and ``/api/health/external-apis``, once through nginx (the serving colour) and
-once per colour through ``/direct/blue/...`` and ``/direct/green/...``, on one
+once per colour through ``/direct/blue/...`` and ``/direct/green/...`` (a
+colour nginx could not reach last time is asked ``/api/health`` only, until it
+answers again: a stopped colour costs one request, not five), on one
 reused ``httpx.AsyncClient`` (concurrently, but never two requests for the
 same path to the same backend at once). Each result carries status,
 latency, version and colour.
@@ -139,6 +141,15 @@ def sum_buckets(parts: Iterable[Mapping[float, float]]) -> dict[float, float]:
 # --- the source ------------------------------------------------------------------------
 
 
+def unreachable(result: EndpointResult) -> bool:
+    """nginx could not reach the backend (a 502/504 of its own) or nothing
+    answered at all: the colour is down, not merely unhealthy (a backend's
+    own answer, even a 503, carries its version)."""
+    if result.status is None:
+        return True
+    return result.status in (502, 504) and result.version is None
+
+
 class HealthUnreachable(SourceError):
     """nginx itself did not answer; carries the snapshot of failed results so
     the panel can show them while the source is marked not-ok."""
@@ -170,6 +181,10 @@ class HealthSource(Source):
         self._client = client
         self._own_client = client is None
         self._scrapes: dict[str, tuple[float, dict[float, float]]] = {}
+        self._down: set[str] = set()
+        """Colours nginx could not reach at the last poll (stopped, or never
+        started): only their ``/api/health`` is asked again, not all four
+        paths and the metrics, each of which waits for nginx to give up."""
 
     @property
     def interval(self) -> float:
@@ -252,14 +267,31 @@ class HealthSource(Source):
         # deep health check that writes a probe key per colour must not race
         # with itself because the console asked twice at once.
         through = await asyncio.gather(*(self._probe("nginx", path) for path in HEALTH_PATHS))
-        direct_probes = [self._probe(c, path) for path in HEALTH_PATHS for c in ("blue", "green")]
-        scrapes = [self._scrape(colour) for colour in ("blue", "green")]
+        up = [c for c in ("blue", "green") if c not in self._down]
+        direct_probes = [
+            self._probe(c, path)
+            for path in HEALTH_PATHS
+            for c in ("blue", "green")
+            if c in up or path == HEALTH_PATHS[0]
+        ]
+        scrapes = [self._scrape(colour) for colour in up]
         direct, scraped = await asyncio.gather(
             asyncio.gather(*direct_probes), asyncio.gather(*scrapes)
         )
         by_key: dict[tuple[str, str], EndpointResult] = {
             (r.path, r.target): r for r in (*through, *direct)
         }
+        for colour in ("blue", "green"):
+            first = by_key[(HEALTH_PATHS[0], colour)]
+            if colour not in up:
+                for path in HEALTH_PATHS[1:]:
+                    by_key[(path, colour)] = first.model_copy(
+                        update={"path": path, "latency_ms": None}
+                    )
+            if unreachable(first):
+                self._down.add(colour)
+            else:
+                self._down.discard(colour)
         results: list[EndpointResult] = [
             by_key[(path, t)] for path in HEALTH_PATHS for t in TARGETS
         ]

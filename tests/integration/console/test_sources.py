@@ -338,6 +338,19 @@ async def test_health_of_every_endpoint(stack: Any) -> None:
                     assert direct.status != 200
         assert results[("/api/health", "nginx")].version == stack.env[f"{active.upper()}_VERSION"]
 
+        # a colour nginx cannot reach is asked /api/health only from then on;
+        # its other paths repeat that answer (no latency: not measured)
+        stopped = [c for c in ("blue", "green") if stack.container(f"backend_{c}") not in running]
+        again = {(r.path, r.target): r for r in (await source.poll()).results}
+        for colour in stopped:
+            first = again[("/api/health", colour)]
+            assert first.status in (502, 504) and first.latency_ms is not None, first
+            for path in HEALTH_PATHS[1:]:
+                assert (again[(path, colour)].status, again[(path, colour)].latency_ms) == (
+                    first.status,
+                    None,
+                )
+
         # p95 from the metrics: the probes above are requests, so the second
         # scrape has bucket deltas
         async with httpx.AsyncClient(base_url=stack.base_url) as client:

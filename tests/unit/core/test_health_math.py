@@ -81,3 +81,17 @@ def test_colours_add_up() -> None:
     blue = {0.1: 1.0, math.inf: 2.0}
     green = {0.1: 3.0, math.inf: 3.0}
     assert sum_buckets([blue, green]) == {0.1: 4.0, math.inf: 5.0}
+
+
+def test_a_colour_is_down_only_when_nginx_could_not_reach_it() -> None:
+    from console.core.models import EndpointResult
+    from console.core.sources.health import unreachable
+
+    def result(status: int | None, version: str | None = None) -> EndpointResult:
+        return EndpointResult(path="/api/health", target="green", status=status, version=version)
+
+    assert unreachable(result(None))  # nothing answered
+    assert unreachable(result(502)) and unreachable(result(504))  # nginx's own answer
+    assert not unreachable(result(503, "v1.2.3"))  # the backend itself: unhealthy, not down
+    assert not unreachable(result(200, "v1.2.3"))
+    assert not unreachable(result(500))
