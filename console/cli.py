@@ -229,9 +229,12 @@ class Printer:
 # --- context --------------------------------------------------------------------------
 
 
-def _context(args: argparse.Namespace) -> Any:
+def _settings(args: argparse.Namespace) -> Any:
+    """The console's settings for these arguments; None when the config
+    module cannot be imported (the ops engine then reads the stack's files).
+    The TUI needs nothing more: the ops package is imported only by commands
+    (it is 0.6 s of imports, the start-up's largest part)."""
     from console.core.errors import StackdeckError
-    from console.core.ops.context import OpContext
 
     overrides: dict[str, Any] = {}
     try:
@@ -256,12 +259,24 @@ def _context(args: argparse.Namespace) -> Any:
                     overrides["base_url"] = f"http://127.0.0.1:{port}"
         if args.http_port:
             overrides["base_url"] = f"http://127.0.0.1:{args.http_port}"
-        settings = Settings.for_stack(repo, **overrides)
-        return settings, OpContext.from_settings(settings, read_only=args.read_only)
+        return Settings.for_stack(repo, **overrides)
     except ImportError:
-        return None, OpContext.from_env(
-            args.repo, stack=args.stack, http_port=args.http_port, read_only=args.read_only
-        )
+        return None
+    except StackdeckError as exc:
+        raise SystemExit(_die(str(exc), 2)) from None
+
+
+def _context(args: argparse.Namespace, settings: Any) -> Any:
+    """The ops engine's context for a command."""
+    from console.core.errors import StackdeckError
+    from console.core.ops.context import OpContext
+
+    try:
+        if settings is None:
+            return OpContext.from_env(
+                args.repo, stack=args.stack, http_port=args.http_port, read_only=args.read_only
+            )
+        return OpContext.from_settings(settings, read_only=args.read_only)
     except StackdeckError as exc:
         raise SystemExit(_die(str(exc), 2)) from None
 
@@ -470,10 +485,10 @@ def _main(argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     as_json = bool(args.json)
     printer = Printer(as_json)
-    settings, ctx = _context(args)
-
+    settings = _settings(args)
     if args.command is None:
         return _tui(settings, args)
+    ctx = _context(args, settings)
     if args.command == "status":
         from console.core.ops.status import collect_status, format_status
 

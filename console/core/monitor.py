@@ -24,6 +24,7 @@ that raises is logged and does not disturb the sources.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -222,6 +223,7 @@ class Monitor:
         self._loop = loop
         for src in self.sources:
             rt = _Runtime(source=src)
+            src.early = functools.partial(self._publish, src)
             self._runtimes[src.name] = rt
             rt.task = loop.create_task(self._run(rt), name=f"stackdeck-source-{src.name}")
 

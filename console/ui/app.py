@@ -91,6 +91,7 @@ from console.ui.screens.help import HelpScreen, HelpSection
 from console.ui.screens.logs import LogsScreen
 from console.ui.screens.too_small import MIN_HEIGHT, MIN_WIDTH, TooSmallScreen
 from console.ui.widgets.alerts import AlertsLine
+from console.ui.widgets.chart import PlotextChart, begin_plotext_preload, preload_plotext
 from console.ui.widgets.header import HeaderBar, serving_version
 
 __all__ = [
@@ -169,6 +170,11 @@ def _default_clock() -> datetime:
 
 
 def _default_monitor_factory(settings: Settings, sink: Sink) -> MonitorLike:
+    # Runs in a thread: also import what the sources would otherwise import on
+    # the event loop at their first poll (asyncpg, redis: ~0.4 s together).
+    import asyncpg  # noqa: F401
+    import redis.asyncio  # noqa: F401
+
     from console.core.monitor import Monitor
 
     monitor: MonitorLike = Monitor(settings, sink)
@@ -335,8 +341,10 @@ class StackdeckApp(App[None]):
         ops_runner: OpsRunner | None = None,
         log_follower: LogFollower | None = None,
         hostname: str | None = None,
+        preload: bool = True,
     ) -> None:
         super().__init__()
+        self._preload = preload
         self.settings = settings
         self._monitor_factory = monitor_factory or _default_monitor_factory
         self._clock: Clock = clock or _default_clock
@@ -419,6 +427,10 @@ class StackdeckApp(App[None]):
         self._show_active_panel()
         self.query_one(ContainersPanel).focus_default()
         self._start_monitor()
+        if self._preload and begin_plotext_preload():
+            self.call_after_refresh(
+                self.run_worker, preload_plotext, thread=True, group="preload", exit_on_error=False
+            )
 
     def _tick(self) -> None:
         self.now = self._clock()
@@ -547,7 +559,10 @@ class StackdeckApp(App[None]):
     @on(Worker.StateChanged)
     def _worker_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker
-        if worker.group == "monitor" and event.state == WorkerState.ERROR:
+        if worker.group == "preload" and event.state in (WorkerState.SUCCESS, WorkerState.ERROR):
+            for chart in self.query(PlotextChart):
+                chart.refresh()
+        elif worker.group == "monitor" and event.state == WorkerState.ERROR:
             reason = str(worker.error) or type(worker.error).__name__
             self.sources = {
                 **self.sources,
@@ -979,6 +994,7 @@ def create_app(
     ops_runner: OpsRunner | None = None,
     log_follower: LogFollower | None = None,
     hostname: str | None = None,
+    preload: bool = True,
 ) -> StackdeckApp:
     """The app factory used by the CLI, ``python -m console.ui`` and the tests.
 
@@ -987,6 +1003,8 @@ def create_app(
     - ``ops_runner(name, ctx, **params)``: default ``console.core.ops.run_op``.
     - ``log_follower(settings, container, tail)``: default the engine's ``follow_logs``.
     - ``hostname``: shown in the header (default: this machine's name).
+    - ``preload``: import plotext in a thread after the first frame (charts
+      draw sparklines until then); off for tests that need exact frames.
     """
     return StackdeckApp(
         settings,
@@ -995,4 +1013,5 @@ def create_app(
         ops_runner=ops_runner,
         log_follower=log_follower,
         hostname=hostname,
+        preload=preload,
     )

@@ -202,6 +202,7 @@ def make_app(
         ops_runner=ops or FakeOps(),
         log_follower=logs or FakeLogs([]),
         hostname="prod-host",
+        preload=False,  # exact frames: the chart never waits for a background import
     )
 
 

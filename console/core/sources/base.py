@@ -79,6 +79,10 @@ class Source(ABC):
     def __init__(self, settings: Settings, *, clock: Clock = utcnow) -> None:
         self.settings = settings
         self.clock = clock
+        self.early: Callable[[Snapshot], Awaitable[None]] | None = None
+        """Set by the monitor: publishes a partial snapshot before ``poll``
+        returns (a source whose first poll waits on something slow shows what
+        it already has)."""
 
     @property
     def interval(self) -> float:

@@ -181,6 +181,7 @@ class HealthSource(Source):
         self._client = client
         self._own_client = client is None
         self._scrapes: dict[str, tuple[float, dict[float, float]]] = {}
+        self._first = True
         self._down: set[str] = set()
         """Colours nginx could not reach at the last poll (stopped, or never
         started): only their ``/api/health`` is asked again, not all four
@@ -267,6 +268,11 @@ class HealthSource(Source):
         # deep health check that writes a probe key per colour must not race
         # with itself because the console asked twice at once.
         through = await asyncio.gather(*(self._probe("nginx", path) for path in HEALTH_PATHS))
+        if self._first and self.early is not None:
+            # Nothing on screen yet: show the answers through nginx now; the
+            # direct ones may wait for nginx to give up on a stopped colour.
+            self._first = False
+            await self.early(HealthSnapshot(taken_at=self.clock(), results=list(through)))
         up = [c for c in ("blue", "green") if c not in self._down]
         direct_probes = [
             self._probe(c, path)

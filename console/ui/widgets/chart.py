@@ -4,6 +4,10 @@ plotext renders into a string with ANSI colours; the widget turns it into a
 Rich ``Text`` sized to the widget. plotext keeps one global figure, so the
 chart is only ever built on the UI thread, inside ``render``.
 
+Importing plotext takes 0.2-0.4 s. The app imports it in a thread after the
+first frame (:func:`preload_plotext`); until that is done, charts draw the
+sparkline fallback instead of blocking the event loop on the import.
+
 plotext 6 replaced the 5.x module-level API (``plt.plot``, ``plt.build``)
 with an object API (``plt.figure.signal(...)``); both are supported so the
 console does not break on whichever the environment has.
@@ -12,6 +16,7 @@ console does not break on whichever the environment has.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -21,7 +26,41 @@ from textual.widget import Widget
 
 from console.ui.widgets.sparkline import sparkline
 
-__all__ = ["ChartData", "ChartSeries", "PlotextChart", "nice_top", "render_chart"]
+__all__ = [
+    "ChartData",
+    "ChartSeries",
+    "PlotextChart",
+    "begin_plotext_preload",
+    "nice_top",
+    "preload_plotext",
+    "render_chart",
+]
+
+_preloading = threading.Event()
+_preloaded = threading.Event()
+
+
+def begin_plotext_preload() -> bool:
+    """Call on the UI thread before starting :func:`preload_plotext` in a
+    thread: from then on charts use the fallback until plotext is loaded.
+    False (and nothing to do) when plotext is already loaded or loading."""
+    if _preloading.is_set():
+        return False
+    _preloading.set()
+    return True
+
+
+def preload_plotext() -> None:
+    """Import plotext (blocking: run it in a thread)."""
+    try:
+        import plotext  # noqa: F401
+    finally:
+        _preloaded.set()
+
+
+def plotext_ready() -> bool:
+    """Whether drawing with plotext now would not wait for its import."""
+    return _preloaded.is_set() or not _preloading.is_set()
 
 
 @dataclass(frozen=True)
@@ -105,7 +144,8 @@ def render_chart(width: int, height: int, data: ChartData) -> Text:
     """The chart as Rich Text; a sparkline fallback when plotext cannot draw it."""
     if width < 12 or height < 4:
         return Text("")
-    for renderer in (_render_plotext6, _render_plotext5):
+    renderers = (_render_plotext6, _render_plotext5) if plotext_ready() else ()
+    for renderer in renderers:
         try:
             return Text.from_ansi(renderer(width, height, data), no_wrap=True)
         except Exception:  # plotext API of another major version

@@ -63,3 +63,20 @@ def test_the_check_can_fail() -> None:
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert result.stdout.strip() == "True"
+
+
+def test_the_console_starts_without_importing_the_ops_engine() -> None:
+    """``stackdeck`` (the TUI) builds its settings and app without the ops
+    package (0.6 s of imports); the ops engine loads with the first operation."""
+    code = (
+        "import sys\n"
+        "from console.cli import _settings, build_parser\n"
+        "import console.ui.app\n"
+        "_settings(build_parser().parse_args([]))\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('console.core.ops'))\n"
+        "print(','.join(loaded))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    ).stdout.strip()
+    assert out == "", f"the TUI's start-up imports the ops engine: {out}"

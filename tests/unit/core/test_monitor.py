@@ -111,6 +111,31 @@ async def test_snapshots_reach_the_sink_and_stop_closes(settings: Settings) -> N
     assert a.calls == calls  # no polling after stop
 
 
+async def test_a_source_can_show_a_partial_snapshot_before_its_poll_returns(
+    settings: Settings,
+) -> None:
+    rec = Recorder()
+    release = asyncio.Event()
+    src = FakeSource(settings, "stats", "stats", lambda n: None)
+
+    async def slow_first(n: int) -> Any:
+        if n == 1:
+            assert src.early is not None  # set by the monitor
+            await src.early(snap(100))  # what is known already
+            await release.wait()  # the slow rest
+        return snap(n)
+
+    src.behaviour = slow_first
+    async with Monitor(settings, rec, sources=[src], autostart=False) as monitor:
+        await monitor.start()
+        await rec.until(lambda: len(rec.of("stats")) == 1)
+        assert rec.of("stats")[0].total_cpu_percent == 100.0  # before the poll returned
+        assert monitor.latest["stats"].total_cpu_percent == 100.0
+        release.set()
+        await rec.until(lambda: len(rec.of("stats")) >= 2)
+        assert rec.of("stats")[1].total_cpu_percent == 1.0
+
+
 async def test_failure_keeps_last_snapshot_backs_off_and_recovers(settings: Settings) -> None:
     rec = Recorder()
     register_secret("pw-in-error-1234")
