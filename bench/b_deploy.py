@@ -12,7 +12,9 @@ connection error counts as a failed request.
 
 The stack ends where it started: the serving colour and its version are
 back after the rollback (the deployed version stays on the idle colour,
-stopped, as after any rollback).
+stopped, as after any rollback). The deploy keeps the previous colour
+running (``keep_previous_colour``), so the rollback's traffic switch does not
+wait for a start; the worker moves after it.
 """
 
 from __future__ import annotations
@@ -190,6 +192,9 @@ def bench(stack: Stack, *, quick: bool = False) -> dict[str, Any]:
     back = [t for t, c in rb["colour_changes"] if c == f"backend_{served_again}"]
     back_at = rnd(back[-1] - 2.0, 2) if back else None
     rb_switch = rb_steps.get("switch", {}).get("end")
+    rb_prepare = next((e for e in rb_events if e.get("step") == "prepare"), {})
+    warm = bool((rb_prepare.get("data") or {}).get("warm"))
+    worker_start = rb_steps.get("worker", {}).get("start")
     rows.append(
         row(
             "rollback: traffic back on the previous colour",
@@ -198,7 +203,12 @@ def bench(stack: Stack, *, quick: bool = False) -> dict[str, Any]:
             target="< 5 s",
             met=back_at is not None and back_at < ROLLBACK_TARGET_S and rb_rc == 0,
             note=f"seen by the load loop (switch step ended at {rb_switch} s of the op's events); "
-            "the previous colour was stopped after the deploy's bake, so the rollback starts it and waits for its health check first",
+            + (
+                "the deploy kept the previous colour running: health checked directly, then the nginx switch"
+                if warm
+                else "the previous colour was not running, so the rollback started it and waited for its health check first"
+            )
+            + (f"; the worker moved after, from {worker_start} s" if worker_start else ""),
         )
     )
     rows.append(

@@ -431,6 +431,11 @@ class Settings(BaseSettings):
     """Prometheus endpoint of a backend, scraped per colour via ``/direct/<colour>``."""
     read_only: bool = False
     """When true every operation that changes the stack is refused."""
+    keep_previous_colour: bool = True
+    """After a successful blue-green deploy, leave the previous colour running,
+    out of nginx's upstream, as the instant rollback target (a rollback then
+    only checks its health and switches nginx). False stops it after the bake
+    (less memory; a rollback then starts it and waits for its health check)."""
 
     @model_validator(mode="before")
     @classmethod

@@ -93,9 +93,7 @@ _TOKEN_LIKE = re.compile(r"[A-Za-z0-9_\-+=]+")
 def _mask_fragments(text: str, secrets: Iterable[str]) -> str:
     # Only token-like values (random keys, passwords): a URL or DSN shares
     # harmless pieces ("postgresql://postgres") with ordinary text.
-    long_ones = [
-        s.lower() for s in secrets if len(s) >= 2 * _FRAGMENT and _TOKEN_LIKE.fullmatch(s)
-    ]
+    long_ones = [s.lower() for s in secrets if len(s) >= 2 * _FRAGMENT and _TOKEN_LIKE.fullmatch(s)]
     if not long_ones or len(text) < _FRAGMENT:
         return text
     low = text.lower()

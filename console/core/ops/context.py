@@ -159,6 +159,9 @@ class OpContext:
     """Bake: p95 latency above this switches traffic back (seed: 2 s)."""
     max_error_rate: float = 0.01
     """Bake: share of failed requests above this switches traffic back."""
+    keep_previous_colour: bool = True
+    """After a successful blue-green deploy the previous colour keeps running,
+    out of the upstream, as the instant rollback target (False: stopped)."""
     http_timeout: float = 5.0
     docker: str = "docker"
     """The docker CLI."""
@@ -189,6 +192,7 @@ class OpContext:
             "base_url": str(settings.base_url).rstrip("/"),
             "env": env,
             "read_only": bool(read_only or getattr(settings, "read_only", False)),
+            "keep_previous_colour": bool(getattr(settings, "keep_previous_colour", True)),
             "extra_secrets": tuple(secrets),
         }
         values.update(overrides)
@@ -228,6 +232,8 @@ class OpContext:
         state_dir = Path(
             (env_os.get("STACKDECK_STATE_DIR", "") if same else "") or f"/var/lib/stackdeck/{name}"
         )
+        keep = env_os.get("STACKDECK_KEEP_PREVIOUS_COLOUR", "").strip().lower()
+        overrides.setdefault("keep_previous_colour", keep not in ("0", "false", "no", "off"))
         return cls(
             stack=name,
             repo=root,

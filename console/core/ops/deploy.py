@@ -16,8 +16,10 @@ Blue-green, step by step (each step journaled before it changes anything):
    through nginx that the new colour answers;
 7. bake: requests through nginx for ``bake_seconds``; version, p95 latency,
    error rate and the container's health must hold;
-8. stop the old colour, keeping its container for an instant rollback;
-   move the worker to the new version.
+8. keep the old colour running, out of the upstream, as the instant
+   rollback target (``keep_previous_colour``, the default; when false it is
+   stopped, its container kept); then move the worker to the new version
+   (ready once its own heartbeat reports the new version).
 
 Any failure before or during the bake switches traffic back to the old
 colour (still running), stops the new one, puts its slot back to the
@@ -27,10 +29,11 @@ version it held, and records why in the history.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,7 +55,7 @@ from console.core.ops.errors import BadInput, OpError, OpFailed
 from console.core.ops.events import Emitter
 from console.core.ops.http import BakeStats, client, probe
 from console.core.ops.journal import Journal, Recovery
-from console.core.ops.migrate import migration_status, upgrade
+from console.core.ops.migrate import MigrationStatus, migration_status, upgrade
 from console.core.ops.proc import (
     compose,
     container_health,
@@ -70,6 +73,7 @@ from console.core.ops.versions import image_ref, validate_version
 __all__ = [
     "bake",
     "ensure_image",
+    "heartbeat_verdict",
     "known_versions",
     "parse_services",
     "run_deploy",
@@ -340,7 +344,9 @@ async def _move_worker(
     yield ev.start("worker", f"moving the worker from {prev} to {version}")
     try:
         await compose(ctx, "up", "-d", "--no-deps", "worker", timeout_s=180)
-        async for item in wait_service_healthy(ctx, "worker", ev, timeout_s=timeout_s):
+        async for item in wait_service_healthy(
+            ctx, "worker", ev, timeout_s=timeout_s, ready=_worker_heartbeat(ctx, version)
+        ):
             yield item
     except OpError as exc:
         yield ev.warn("worker", f"worker on {version} failed ({exc}); putting it back on {prev}")
@@ -351,14 +357,72 @@ async def _move_worker(
     yield ev.ok("worker", f"worker runs {version}")
 
 
+WORKER_HEARTBEAT_MAX_AGE_S = 60.0
+"""The worker's health check accepts a heartbeat this old (the platform's default)."""
+
+ReadyProbe = Callable[[dict[str, Any]], Awaitable[str | None]]
+"""Given a running container's inspect data: why it is ready, or None (not yet)."""
+
+
+def heartbeat_verdict(
+    raw: str | bytes | None, hostname: str, version: str, now: float
+) -> str | None:
+    """Why the worker's heartbeat (``worker:heartbeat``) shows that the
+    container with ``hostname`` runs ``version`` and is alive; None when it
+    does not (missing, unreadable, another container's, another version,
+    older than the health check accepts)."""
+    if not raw or not hostname:
+        return None
+    try:
+        beat = json.loads(raw)
+        age = now - float(beat["epoch"])
+    except (ValueError, TypeError, KeyError):
+        return None
+    if (
+        str(beat.get("worker", "")).split(":")[0] != hostname
+        or beat.get("version") != version
+        or not -5 < age <= WORKER_HEARTBEAT_MAX_AGE_S
+    ):
+        return None
+    return f"its heartbeat reports {version} ({max(age, 0):.0f} s old)"
+
+
+def _worker_heartbeat(ctx: OpContext, version: str) -> ReadyProbe:
+    """The worker's liveness as its health check judges it (a fresh
+    ``worker:heartbeat`` in Redis), without waiting for the engine to run that
+    check: its first run comes one ``interval`` (30 s) after the start.
+    Stricter than the check itself (:func:`heartbeat_verdict`): the beat must
+    come from *this* container and report ``version``, so the old worker's
+    last beat does not count."""
+    from platform_services.providers.keys import WORKER_HEARTBEAT_KEY
+
+    async def ready(info: dict[str, Any]) -> str | None:
+        hostname = str((info.get("Config") or {}).get("Hostname") or "")
+        try:
+            from console.core.ops.db import connect_redis
+
+            redis = connect_redis(ctx)
+            try:
+                raw = await asyncio.wait_for(redis.get(WORKER_HEARTBEAT_KEY), 5)
+            finally:
+                await redis.aclose()
+        except Exception:  # Redis unreachable from here: the engine's check decides
+            return None
+        return heartbeat_verdict(raw, hostname, version, time.time())
+
+    return ready
+
+
 async def wait_service_healthy(
     ctx: OpContext,
     service: str,
     ev: Emitter,
     timeout_s: float = 180,
     step: str | None = None,
+    ready: ReadyProbe | None = None,
 ) -> AsyncIterator[OpEvent]:
-    """Until a service's container is running and healthy (or has no check)."""
+    """Until a service's container is running and healthy (or has no check),
+    or, while the engine's check has not run yet, ``ready`` says it is."""
     step = step or service
     name = ctx.container(service)
     start = time.monotonic()
@@ -379,6 +443,14 @@ async def wait_service_healthy(
                 f"{service} is {health or state}: {last_health_log(info) or ''}".rstrip(": "),
                 step=step,
             )
+        if state == "running" and info is not None and ready is not None:
+            why = await ready(info)
+            if why:
+                yield ev.ok(
+                    step,
+                    f"{service} is running and {why} ({time.monotonic() - start:.1f} s)",
+                )
+                return
         if time.monotonic() - start > timeout_s:
             raise OpFailed(
                 f"{service} not healthy after {timeout_s:g} s (state {state}, health {health})",
@@ -391,6 +463,29 @@ async def wait_service_healthy(
                 f"{service}: {state}, health {health or 'n/a'} ({time.monotonic() - start:.0f} s)",
             )
         await asyncio.sleep(0.5)
+
+
+async def _wait_ready(
+    ctx: OpContext, colour: str, version: str, ev: Emitter, timeout_s: float
+) -> AsyncIterator[OpEvent | MigrationStatus]:
+    """Until ``colour`` is healthy on ``version`` (:func:`wait_healthy`);
+    yields its events, then the :class:`MigrationStatus` of that version.
+
+    ``alembic heads`` costs a Python start-up in the new container: it runs
+    while the container warms up rather than after."""
+    container = ctx.container(f"backend_{colour}")
+    heads_task = asyncio.ensure_future(migration_status(ctx, container))
+    try:
+        async for item in wait_healthy(ctx, colour, version, ev, timeout_s=timeout_s):
+            yield item
+    except BaseException:
+        heads_task.cancel()
+        raise
+    try:
+        status = await heads_task
+    except OpError:  # the container was not ready for it yet: once more, now it is
+        status = await migration_status(ctx, container)
+    yield status
 
 
 def _history_base(
@@ -572,6 +667,7 @@ async def _blue_green(
         image_digest=digest,
         services=services,
         after_switch="switch-back",
+        keep_previous=ctx.keep_previous_colour,
         **_journal_identity(ctx),
     )
     step = "start-idle"
@@ -585,22 +681,16 @@ async def _blue_green(
         step = "wait-healthy"
         journal.step(step)
         container = ctx.container(f"backend_{to}")
-        # `alembic heads` costs a Python start-up in the new container: run it
-        # while the container warms up rather than after.
-        heads_task = asyncio.ensure_future(migration_status(ctx, container))
-        try:
-            async for item in wait_healthy(ctx, to, version, ev, timeout_s=h_timeout):
-                yield item
-        except BaseException:
-            heads_task.cancel()
-            raise
+        status: MigrationStatus | None = None
+        async for ready in _wait_ready(ctx, to, version, ev, h_timeout):
+            if isinstance(ready, MigrationStatus):
+                status = ready
+            else:
+                yield ready
+        assert status is not None
 
         step = "migrate"
         journal.step(step)
-        try:
-            status = await heads_task
-        except OpError:
-            status = await migration_status(ctx, container)
         yield ev.info("migrate", status.describe(), pending=status.pending)
         if backup == "always" or (backup == "auto" and status.pending):
             step = "backup"
@@ -702,14 +792,23 @@ async def _blue_green(
         ) from None
 
     # --- committed: traffic stays on the new colour -------------------------------
-    step = "stop-old"
-    journal.step(step)
-    yield ev.start("stop-old", f"stopping {frm} ({from_version}), kept for instant rollback")
-    try:
-        await stop_colour(ctx, frm)
-        yield ev.ok("stop-old", f"{frm} stopped (rollback: stackdeck rollback)")
-    except OpError as exc:
-        yield ev.warn("stop-old", f"could not stop {frm}: {exc}")
+    if ctx.keep_previous_colour:
+        journal.step("keep-old")
+        yield ev.ok(
+            "keep-old",
+            f"{frm} ({from_version}) keeps running, out of the upstream: the instant rollback "
+            "target (stackdeck rollback)",
+            colour=frm,
+            version=from_version,
+        )
+    else:
+        journal.step("stop-old")
+        yield ev.start("stop-old", f"stopping {frm} ({from_version}), kept for rollback")
+        try:
+            await stop_colour(ctx, frm)
+            yield ev.ok("stop-old", f"{frm} stopped (rollback: stackdeck rollback)")
+        except OpError as exc:
+            yield ev.warn("stop-old", f"could not stop {frm}: {exc}")
     if "worker" in services:
         async for item in _move_worker(ctx, version, ev, h_timeout):
             yield item
@@ -799,9 +898,13 @@ async def _rolling(
                     ctx, "up", "-d", "--no-deps", "--force-recreate", service, timeout_s=180
                 )
                 if svc == "backend":
-                    async for item in wait_healthy(ctx, colour, version, ev, timeout_s=h_timeout):
-                        yield item
-                    status = await migration_status(ctx, ctx.container(service))
+                    status: MigrationStatus | None = None
+                    async for ready in _wait_ready(ctx, colour, version, ev, h_timeout):
+                        if isinstance(ready, MigrationStatus):
+                            status = ready
+                        else:
+                            yield ready
+                    assert status is not None
                     if (status.pending and backup != "never") or backup == "always":
                         async for b in take_backup(
                             ctx, ev, reason=f"pre-deploy {version}", op_id=op_id
@@ -814,7 +917,9 @@ async def _rolling(
                         async for item in upgrade(ctx, ctx.container(service), ev):
                             yield item
                 else:
-                    async for item in wait_service_healthy(ctx, service, ev, timeout_s=h_timeout):
+                    async for item in wait_service_healthy(
+                        ctx, service, ev, timeout_s=h_timeout, ready=_worker_heartbeat(ctx, version)
+                    ):
                         yield item
             except OpError as exc:
                 yield ev.fail(step, str(exc))

@@ -178,6 +178,15 @@ def plan_recovery(
 
     if not journal.get("switch_started"):
         where = serving or "unknown (nginx does not answer)"
+        if journal.get("to_was_running"):
+            # a rollback to the warm previous colour: it was running, untouched
+            return Recovery(
+                "abort",
+                f"{head}. Traffic never moved: nginx serves {where}; {to} ({version}) was already "
+                "running before it and is left so.",
+                traffic=frm,
+                rewrite_nginx=serving != frm,
+            )
         return Recovery(
             "abort",
             f"{head}. Traffic never moved: nginx serves {where}; {to} may be half-started with "
@@ -196,12 +205,21 @@ def plan_recovery(
             if journal.get("bake_passed")
             else "a rollback's target is the operator's choice"
         )
+        # a deploy that keeps the previous colour warm (keep_previous_colour)
+        # leaves it running as the rollback target; a rollback stops the
+        # colour it left
+        keep_old = op == "deploy" and bool(journal.get("keep_previous"))
         return Recovery(
             "finalize",
             f"{head}. nginx {'serves ' + serving if serving else 'cannot be read'}; {why}, so recovery "
-            f"keeps traffic on {to} ({version}) and stops {frm} (kept for rollback).",
+            f"keeps traffic on {to} ({version}) and "
+            + (
+                f"leaves {frm} running as the instant rollback target."
+                if keep_old
+                else f"stops {frm} (kept for rollback)."
+            ),
             traffic=to,
-            stop=frm,
+            stop=None if keep_old else frm,
             rewrite_nginx=serving != to,
         )
     return Recovery(

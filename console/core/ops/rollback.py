@@ -1,8 +1,12 @@
 """Rollback (the seed's ``scripts/deployment/rollback.sh``).
 
-* no version: back to the previous colour. Instant when its container still
-  exists (a deploy stops the old colour and keeps it): start it, wait until
-  healthy, switch nginx, stop the other colour (kept for a roll-forward).
+* no version: back to the previous colour. A deploy leaves it running, out
+  of the upstream (``keep_previous_colour``): its health is checked directly
+  (``/direct/<colour>/api/health``), nginx is switched, and "traffic back
+  on <colour>" is reported. When it is not running (stopped by the
+  operator, or keep_previous_colour off) but its container exists, it is
+  started and waited for first. Then the colour left is stopped (kept for a
+  roll-forward).
 * ``version``: that version. Instant when the idle colour holds it; else it
   is started in the idle colour from its image (like a deploy, no bake).
 * ``restore_db``: after the switch, the database is restored from the
@@ -10,7 +14,8 @@
   operator confirms by typing the database name.
 
 Then the seed's rollback verification: the version reported through nginx,
-containers up, the schema version.
+containers up, the schema version. The worker, when it followed the version
+being rolled back, moves back last: traffic never waits for it.
 """
 
 from __future__ import annotations
@@ -172,14 +177,22 @@ async def run_rollback(
         yield ev.done(f"{frm} already serves {target}; nothing to do")
         return
     instant = idle.state != "missing" and idle.version == target
+    warm = instant and idle.state == "running"
     yield ev.info(
         "prepare",
         f"{frm} serves {from_version}; rolling back to {target} on {to}"
-        + (" (instant: its container exists)" if instant else ""),
+        + (
+            " (instant: it is running, out of the upstream)"
+            if warm
+            else " (its container exists: started first)"
+            if instant
+            else ""
+        ),
         from_colour=frm,
         to_colour=to,
         target=target,
         instant=instant,
+        warm=warm,
     )
     backup = (
         resolve_backup(ctx, backup_path, field="backup_path")
@@ -218,6 +231,7 @@ async def run_rollback(
         to_colour=to if to != frm else None,
         to_prev_version=idle_version,
         after_switch="finalize",
+        to_was_running=warm,
         backup_id=history["backup_id"],
         **_journal_identity(ctx),
     )
@@ -226,10 +240,11 @@ async def run_rollback(
     try:
         if to != frm:
             journal.step(step)
-            if instant:
+            if warm:
+                yield ev.info(step, f"{to} ({target}) is already running: checking its health")
+            elif instant:
                 yield ev.start(step, f"starting the existing {to} container ({target})")
-                if idle.state != "running":
-                    await start_existing(ctx, to)
+                await start_existing(ctx, to)
             else:
                 yield ev.start(step, f"starting {to} with {target}")
                 await start_colour(ctx, to, target)
@@ -245,7 +260,10 @@ async def run_rollback(
             journal.update(switched=True)
             yield ev.ok(
                 step,
-                f"nginx serves {to} ({target}) after {time.monotonic() - t0:.1f} s",
+                f"traffic back on {to} ({target}): nginx serves it "
+                f"{time.monotonic() - t0:.1f} s after the rollback began",
+                colour=to,
+                version=target,
                 seconds=round(time.monotonic() - t0, 2),
             )
         if restore_db and backup is not None:
@@ -285,7 +303,9 @@ async def run_rollback(
             str(exc) if isinstance(exc, OpError) else f"{type(exc).__name__}: {exc}"
         )
         yield ev.fail(step, reason)
-        if not switched and to != frm:
+        if not switched and to != frm and warm:
+            yield ev.info("rollback", f"{to} left running as it was; traffic stays on {frm}")
+        elif not switched and to != frm:
             try:
                 await stop_colour(ctx, to)
                 if not instant and idle_version and idle_version != target:

@@ -147,6 +147,9 @@ def _summary(s: dict[str, Any]) -> list[str]:
     serving = s.get("serving_colour")
     if serving:
         lines.append(f"serving {serving} {s.get('serving_version') or '?'}")
+        idle_line = _idle_line(serving, s.get("serving_version"), s.get("colours") or {})
+        if idle_line:
+            lines.append(idle_line)
     else:
         lines.append("serving colour unknown (nginx does not answer)")
     health = s.get("health") or {}
@@ -177,6 +180,26 @@ def _summary(s: dict[str, Any]) -> list[str]:
             + f" by {last.get('user')} at {last.get('finished') or last.get('started')}"
         )
     return lines
+
+
+def _idle_line(serving: str, serving_version: str | None, colours: dict[str, Any]) -> str | None:
+    """The colour out of the upstream, as a rollback sees it."""
+    idle = next((c for c in colours if c != serving), None)
+    if idle is None:
+        return None
+    v = colours[idle]
+    version = v.get("version") or v.get("slot_version") or "?"
+    state = v.get("state")
+    if state == "running":
+        health = v.get("health")
+        if health not in (None, "healthy"):
+            return f"{idle} {version} running, out of the upstream, health {health}"
+        if version == serving_version:
+            return f"{idle} {version} running, out of the upstream (the version {serving} serves)"
+        return f"{idle} {version} running, out of the upstream: instant rollback target"
+    if state == "missing":
+        return f"{idle}: no container (deploy.env names {version}); a rollback creates it"
+    return f"{idle} {version} {state}: a rollback starts it and waits for its health first"
 
 
 def format_status(s: dict[str, Any]) -> str:

@@ -187,7 +187,8 @@ async def run_verify(
         for line in sorted(r.stdout.splitlines()):
             name, state, status = [*line.split("\t"), "", ""][:3]
             if state == "running" and "unhealthy" not in status:
-                yield ev.ok("containers", f"{name}: {status}")
+                kept = " (idle colour, warm rollback target)" if name == idle_name else ""
+                yield ev.ok("containers", f"{name}: {status}{kept}")
             elif name == idle_name and state in ("exited", "created"):
                 yield ev.info("containers", f"{name}: {state} (idle colour, kept for rollback)")
             elif name == ctx.container("worker") and state in ("exited", "created"):

@@ -3,8 +3,11 @@
 One ordered story (the tests depend on each other's end state, so they run
 in file order): v1 -> v2 blue-green under load; the plain in-place recreate
 for comparison; a broken v3 never served; a bake failure switched back;
-rollback to the previous colour; a rollback restoring the database; two
-concurrent deploys; deploys killed halfway and recovered; back to v1.
+rollback to the previous colour when it is not running; a deploy with the
+worker, then a rollback to the previous colour it kept warm (traffic back
+before the worker moves); a deploy with keep_previous_colour off and a
+rollback restoring the database; two concurrent deploys; deploys killed
+halfway and recovered; back to v1.
 
 Timings are recorded as figures (``ops_helpers.record_figure``), never
 asserted.
@@ -18,14 +21,17 @@ import signal
 import subprocess
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 
 from tests.integration.ops.ops_helpers import (
     LoadLoop,
+    cli_env,
     health,
     read_events_until,
     record_figure,
@@ -66,6 +72,53 @@ def _container_state(stack: Any, service: str) -> str:
         text=True,
     )
     return r.stdout.strip() or "missing"
+
+
+def _container_started(stack: Any, service: str) -> str:
+    """When the container last started (changes with every start)."""
+    r = subprocess.run(
+        ["docker", "inspect", "-f", "{{.Id}} {{.State.StartedAt}}", stack.container(service)],
+        capture_output=True,
+        text=True,
+    )
+    return r.stdout.strip()
+
+
+def _container_version(stack: Any, service: str) -> str:
+    r = subprocess.run(
+        [
+            "docker",
+            "inspect",
+            "-f",
+            '{{index .Config.Labels "com.investment.version"}}',
+            stack.container(service),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    return r.stdout.strip()
+
+
+def _event_at(event: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(event["at"])
+
+
+def _assert_previous_colour_kept_warm(stack: Any, r: Any, colour: str, version: str) -> None:
+    """After a deploy: the previous colour runs, healthy, out of the upstream,
+    and status, deploy.env and the events say so."""
+    assert _container_state(stack, f"backend_{colour}") == "running"
+    assert any(e["step"] == "keep-old" and e["status"] == "ok" for e in r.events), r.text()
+    assert not any(e["step"] == "stop-old" for e in r.events), r.text()
+    direct = httpx.get(f"{stack.base_url}/direct/{colour}/api/health", timeout=10)
+    assert direct.status_code == 200 and direct.json()["version"] == version
+    stack.reload_env()
+    assert stack.env[f"{colour.upper()}_VERSION"] == version
+    assert stack.env["ACTIVE_COLOUR"] != colour
+    st = _status(stack)
+    assert st["colours"][colour]["state"] == "running" and not st["colours"][colour]["serving"]
+    assert (
+        f"{colour} {version} running, out of the upstream: instant rollback target" in st["summary"]
+    ), st["summary"]
 
 
 def _pg(stack: Any, *sql: str) -> list[Any]:
@@ -114,8 +167,8 @@ def test_01_blue_green_v1_to_v2_under_load(stack: Any) -> None:
     assert last["op"] == "deploy" and last["version"] == V2 and last["result"] == "ok"
     assert last["image_digest"].startswith("sha256:") and last["schema_revision"]
     assert last["user"] and last["colour"] != last["from_colour"]
-    # the old colour is kept, stopped, for an instant rollback
-    assert _container_state(stack, f"backend_{last['from_colour']}") == "exited"
+    # the old colour keeps running, out of the upstream: the instant rollback target
+    _assert_previous_colour_kept_warm(stack, r, last["from_colour"], _state["base"])
     record_figure(
         "blue_green_deploy",
         {
@@ -230,13 +283,22 @@ def test_04_bake_failure_switches_back(stack: Any) -> None:
 
 
 def test_05_rollback_to_previous_colour_under_load(stack: Any) -> None:
+    """The failed deploys of v3 stopped the previous colour (their undo puts
+    its slot back, stopped): the rollback starts it and waits for it."""
     base = _state["base"]
+    serving = health(stack)["colour"]
+    idle = "green" if serving == "blue" else "blue"
+    assert _container_state(stack, f"backend_{idle}") in ("exited", "created")
     with LoadLoop(stack.base_url) as load:
         r = run_cli(stack, "rollback", "--force")
     assert r.rc == 0, r.text()
     assert load.failed == [], load.summary()
     assert health(stack)["version"] == base
+    prepare = next(e for e in r.events if e["step"] == "prepare")
+    assert prepare["data"]["warm"] is False, r.text()
+    assert any(e["step"] == "start" and e["status"] == "start" for e in r.events), r.text()
     switch = next(e for e in r.events if e["step"] == "switch" and e["status"] == "ok")
+    assert switch["message"].startswith(f"traffic back on {idle} ({base})"), switch
     last = _history(stack)[-1]
     assert last["op"] == "rollback" and last["version"] == base and last["result"] == "ok"
     assert any(e["step"] == "verify" and "schema version" in e["message"] for e in r.events)
@@ -250,6 +312,69 @@ def test_05_rollback_to_previous_colour_under_load(stack: Any) -> None:
     )
 
 
+def test_05b_rollback_to_the_warm_previous_colour_before_the_worker(stack: Any) -> None:
+    """A deploy of backend and worker keeps the previous colour running; the
+    rollback checks it, switches nginx, says traffic is back, and only then
+    moves the worker back."""
+    base = _state["base"]
+    before = health(stack)
+    assert before["version"] == base
+    stack.reload_env()
+    assert stack.env["WORKER_VERSION"] == base
+    with LoadLoop(stack.base_url) as load:
+        r = run_cli(stack, "deploy", "--version", V2, "--bake-seconds", BAKE)
+    assert r.rc == 0, r.text()
+    assert load.failed == [], load.summary()
+    assert health(stack)["version"] == V2
+    _assert_previous_colour_kept_warm(stack, r, before["colour"], base)
+    worker = [e for e in r.events if e["step"] == "worker"]
+    assert worker and worker[-1]["status"] == "ok" and V2 in worker[-1]["message"], r.text()
+    assert _container_version(stack, "worker") == V2
+    assert stack.env["WORKER_VERSION"] == V2
+    started = _container_started(stack, f"backend_{before['colour']}")
+    deploy_worker_s = (_event_at(worker[-1]) - _event_at(worker[0])).total_seconds()
+
+    with LoadLoop(stack.base_url) as load:
+        r = run_cli(stack, "rollback", "--force")
+    assert r.rc == 0, r.text()
+    assert load.failed == [], load.summary()
+    assert health(stack)["version"] == base and health(stack)["colour"] == before["colour"]
+    prepare = next(e for e in r.events if e["step"] == "prepare")
+    assert prepare["data"]["warm"] is True, r.text()
+    # the kept colour was not (re)started: same container, same start time
+    assert _container_started(stack, f"backend_{before['colour']}") == started
+    assert not any(e["step"] == "start" and e["status"] == "start" for e in r.events), r.text()
+    steps = [e["step"] for e in r.events]
+    switch_i = next(
+        i for i, e in enumerate(r.events) if e["step"] == "switch" and e["status"] == "ok"
+    )
+    switch = r.events[switch_i]
+    assert switch["message"].startswith(f"traffic back on {before['colour']} ({base})"), switch
+    # the worker moves back after traffic is back, never before
+    worker_i = steps.index("worker")
+    assert switch_i < worker_i, r.text()
+    worker = [e for e in r.events if e["step"] == "worker"]
+    assert _event_at(switch) <= _event_at(worker[0])
+    assert worker[-1]["status"] == "ok" and base in worker[-1]["message"], r.text()
+    assert _container_version(stack, "worker") == base
+    stack.reload_env()
+    assert stack.env["WORKER_VERSION"] == base and stack.env["ACTIVE_COLOUR"] == before["colour"]
+    last = _history(stack)[-1]
+    assert last["op"] == "rollback" and last["version"] == base and last["result"] == "ok"
+    # the colour left (v2) is stopped, kept for a roll-forward
+    assert _container_state(stack, f"backend_{last['from_colour']}") == "exited"
+    record_figure(
+        "rollback_warm_previous_colour",
+        {
+            "duration_s": r.final["data"]["duration_s"],
+            "until_switched_s": switch["data"]["seconds"],
+            "worker_s": round((_event_at(worker[-1]) - _event_at(worker[0])).total_seconds(), 1),
+            "deploy_worker_s": round(deploy_worker_s, 1),
+            "load": load.summary(),
+        },
+    )
+
+
 def test_06_rollback_with_restore_db(stack: Any) -> None:
     _pg(
         stack,
@@ -257,6 +382,7 @@ def test_06_rollback_with_restore_db(stack: Any) -> None:
         f"CREATE TABLE {PROBE_TABLE} (id int PRIMARY KEY, note text)",
         f"INSERT INTO {PROBE_TABLE} VALUES (1, 'before the backup')",
     )
+    serving = health(stack)["colour"]
     r = run_cli(
         stack,
         "deploy",
@@ -268,8 +394,13 @@ def test_06_rollback_with_restore_db(stack: Any) -> None:
         BAKE,
         "--backup",
         "always",
+        env=cli_env(stack, STACKDECK_KEEP_PREVIOUS_COLOUR="false"),
     )
     assert r.rc == 0, r.text()
+    # keep_previous_colour off: the previous colour is stopped after the bake
+    assert any(e["step"] == "stop-old" and e["status"] == "ok" for e in r.events), r.text()
+    assert not any(e["step"] == "keep-old" for e in r.events), r.text()
+    assert _container_state(stack, f"backend_{serving}") == "exited"
     backup_id = r.final["data"]["backup_id"]
     assert backup_id and _history(stack)[-1]["backup_id"] == backup_id
     _pg(

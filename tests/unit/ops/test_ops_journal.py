@@ -97,6 +97,41 @@ def test_killed_after_the_bake_keeps_the_new_colour() -> None:
     assert not plan.rewrite_nginx and plan.restore_slot is None
 
 
+def test_killed_after_the_bake_leaves_the_warm_previous_colour_running() -> None:
+    j = _journal(
+        step="keep-old", switch_started=True, switched=True, bake_passed=True, keep_previous=True
+    )
+    plan = plan_recovery(j, serving="green")
+    assert plan.action == "finalize" and plan.traffic == "green" and plan.stop is None
+    assert "leaves blue running as the instant rollback target" in plan.explanation
+    # a rollback stops the colour it left, whatever the deploy's setting was
+    j = _journal(
+        op="rollback",
+        after_switch="finalize",
+        step="verify",
+        switch_started=True,
+        switched=True,
+        keep_previous=True,
+    )
+    assert plan_recovery(j, serving="green").stop == "blue"
+
+
+def test_rollback_to_the_warm_colour_killed_before_its_switch_leaves_it_running() -> None:
+    j = _journal(
+        op="rollback",
+        after_switch="finalize",
+        step="wait-healthy",
+        version="v1",
+        from_version="v2",
+        to_prev_version="v1",
+        to_was_running=True,
+    )
+    plan = plan_recovery(j, serving="blue")
+    assert plan.action == "abort" and plan.traffic == "blue"
+    assert plan.stop is None and plan.restore_slot is None and not plan.rewrite_nginx
+    assert "left so" in plan.explanation
+
+
 def test_rollback_interrupted_after_its_switch_is_finalized() -> None:
     j = _journal(
         op="rollback", after_switch="finalize", step="verify", switch_started=True, switched=True

@@ -33,6 +33,10 @@ def test_valid_versions(tag: str) -> None:
         "v1.2.3\n",
         "v1.2.3\x1b[31m",
         "v\uff11.2.3",  # fullwidth digit one
+        "v1.2.\uff13",  # fullwidth digit three, in the patch
+        "v1.2.3-rc.\uff11",  # fullwidth digit in the suffix
+        "v\u0661.2.3",  # Arabic-Indic digit one
+        "v1.\u0968.3",  # Devanagari digit two
         "v1.2.3-ü",
         "v1.2.3-" + "a" * 80,
         None,
@@ -139,3 +143,13 @@ def test_exit_codes() -> None:
     assert exit_code("bad-input") == 2
     assert exit_code("read-only") == 2
     assert exit_code("lock-busy") == 3
+
+
+def test_version_pattern_is_ascii_only() -> None:
+    import re
+
+    from console.core.ops.versions import VERSION_RE
+
+    assert VERSION_RE.flags & re.ASCII
+    assert VERSION_RE.fullmatch("v1.2.3")
+    assert VERSION_RE.fullmatch("v\uff11.2.3") is None  # str.isdigit() would say yes
