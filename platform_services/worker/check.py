@@ -1,10 +1,15 @@
 """``python3 -m platform_services.worker --check``: is the worker's heartbeat fresh?
 
-Standard library only, speaking RESP over a socket: the health check runs
-every 15 s under a 5 s timeout, and importing the worker's dependencies
-(redis, asyncpg, httpx, pydantic) can take longer than that on a loaded
+Standard library only, speaking RESP over a socket: importing the worker's
+dependencies (redis, asyncpg, httpx, pydantic) can take seconds on a loaded
 2-core host. Exit status 0 when ``worker:heartbeat`` is younger than
 ``WORKER_HEARTBEAT_MAX_AGE_S`` (60 s), 1 otherwise (the reason on stderr).
+
+Compose's health check no longer runs this (even a lean Python start timed
+out there on a busy host): it reads the age of ``WORKER_HEARTBEAT_FILE``,
+which the worker touches after each heartbeat it writes to Redis (runner.py).
+This stays for people and scripts: ``docker exec <worker> python3 -m
+platform_services.worker --check``.
 """
 
 from __future__ import annotations

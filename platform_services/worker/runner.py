@@ -17,8 +17,11 @@ serving (from the cache, the providers and the stored prices).
 
 Liveness: ``worker:heartbeat`` (JSON, with a TTL) is refreshed every
 ``WORKER_HEARTBEAT_S`` seconds while the loop is alive;
-``python3 -m platform_services.worker --check`` exits 0 when it is fresh
-(compose's health check).
+``python3 -m platform_services.worker --check`` exits 0 when it is fresh.
+After each heartbeat written to Redis the loop also touches the file named by
+``WORKER_HEARTBEAT_FILE`` (when set): compose's health check reads that
+file's age, without starting Python (see heartbeat.py). The file is removed
+when the worker starts and stops, so it only ever stands for this process.
 """
 
 from __future__ import annotations
@@ -52,6 +55,11 @@ from platform_services.providers.clients import (
 from platform_services.providers.ledger import QuotaLedger
 from platform_services.settings import Settings, get_settings
 from platform_services.telemetry import setup_logging
+from platform_services.worker.heartbeat import (
+    heartbeat_file_path,
+    remove_heartbeat_file,
+    touch_heartbeat_file,
+)
 
 log = logging.getLogger("platform_services.worker")
 
@@ -80,6 +88,7 @@ class Worker:
         self.market = MarketService(settings, self.redis, self.store, self.ledger, self.clients)
         self.watchlist = settings.watchlist_symbols()
         self.identity = f"{socket.gethostname()}:{os.getpid()}"
+        self.heartbeat_file = heartbeat_file_path()
         self.stopping = asyncio.Event()
         self.cycles = 0
         self.last_cycle: dict[str, Any] = {}
@@ -108,11 +117,15 @@ class Worker:
         await self.redis.set(keys.WORKER_HEARTBEAT_KEY, json.dumps(payload), ex=ttl)
 
     async def heartbeat_loop(self) -> None:
+        """Only the long-running loop touches the heartbeat file (a one-off
+        ``--once`` in the same container must not stand for it)."""
         while not self.stopping.is_set():
             try:
                 await self.heartbeat()
             except RedisError as exc:
                 log.warning("heartbeat failed", extra=_fields(error=type(exc).__name__))
+            else:
+                touch_heartbeat_file(self.heartbeat_file)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), self.settings.worker_heartbeat_s)
 
@@ -215,6 +228,8 @@ class Worker:
                 quota_share=self.settings.worker_quota_share,
             ),
         )
+        # a previous run's file, where the folder outlives the process (no tmpfs)
+        remove_heartbeat_file(self.heartbeat_file)
         beat = asyncio.create_task(self.heartbeat_loop())
         next_news = 0.0
         try:
@@ -232,6 +247,7 @@ class Worker:
         finally:
             self.stopping.set()
             await beat
+            remove_heartbeat_file(self.heartbeat_file)
             log.info("worker stopped", extra=_fields(cycles=self.cycles))
 
 

@@ -79,20 +79,15 @@ def test_db_and_redis_ports_not_open_on_the_host(stack: Stack, service: str, por
     assert not SPEAKS[service]("127.0.0.1", port), f"{service} answers on 127.0.0.1:{port}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect, not fixed yet: the host has an address on the compose bridge, so it "
-    "can reach db:5432 and redis:6379 there. Fix: db and redis only on an internal network "
-    "with com.docker.network.bridge.inhibit_ipv4 (docs/RELIABILITY.md, defect 1). strict: "
-    "this test fails the suite the day the fix lands, so the marker goes with it.",
-)
 @pytest.mark.parametrize("service", ["db", "redis"])
 def test_db_and_redis_networks_give_the_host_no_address(stack: Stack, service: str) -> None:
     """The host must not be on the networks of db and redis: where the host
     has an address on a container network, it reaches every port there (with
     or without ``internal: true``). Checked from configuration, without
     sending traffic: each network of the container must give the host no
-    IPv4 address (``com.docker.network.bridge.inhibit_ipv4``)."""
+    IPv4 address (``com.docker.network.bridge.inhibit_ipv4``). Defect 1 in
+    docs/RELIABILITY.md: db and redis are on the compose network ``data``
+    only, which is internal and has no host address."""
     data = json.loads(docker("inspect", stack.container(service)).stdout)[0]
     networks = list((data["NetworkSettings"].get("Networks") or {}).keys())
     assert networks, f"{service} is on no network"
