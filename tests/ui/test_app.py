@@ -644,3 +644,41 @@ async def test_quit_during_an_operation_asks_first() -> None:
         ops.release.set()
         await settle(pilot)
         assert app.op_running is None
+
+
+async def test_live_table_updates_in_place_widen_columns_and_keep_cells_cached() -> None:
+    from rich.text import Text
+    from textual.app import App, ComposeResult
+
+    from console.ui.widgets.table import Row
+
+    class One(App[None]):
+        def compose(self) -> ComposeResult:
+            yield ListTable([("name", "name"), ("cpu", "CPU%>")])
+
+    def rows(cpu: str) -> list[Row]:
+        return [
+            Row(key=name, cells=(Text(name), Text(cpu, justify="right")), search=name)
+            for name in ("nginx", "db")
+        ]
+
+    app = One()
+    async with app.run_test(size=(60, 8)) as pilot:
+        table = app.query_one(ListTable)
+        table.set_rows(rows("1.5"))
+        await pilot.pause()
+        rendered = table._cells.copy() if hasattr(table._cells, "copy") else None
+        del rendered
+        table.set_rows(rows("1234.5"))  # same rows, wider values: updated in place
+        await pilot.pause()
+        assert table.shown_keys == ["nginx", "db"]
+        assert table.get_cell("db", "cpu").plain == "1234.5"
+        screen = "\n".join(
+            "".join(seg.text for seg in line) for line in app.screen._compositor.render_strips()
+        )
+        assert "1234.5" in screen, screen  # widened, not cut to the old "1.5" width
+        # the name cells did not change: they were not rendered again
+        before = len(table._cells)
+        table.set_rows(rows("99.9"))
+        await pilot.pause()
+        assert len(table._cells) - before <= 2  # only the two CPU cells are new

@@ -24,6 +24,7 @@ from textual.binding import Binding
 from textual.cache import LRUCache
 from textual.reactive import var
 from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey
 
 __all__ = ["ListTable", "Row"]
 
@@ -172,7 +173,10 @@ class ListTable(DataTable[Text]):
             for row in visible:
                 for column_key, cell in zip(column_keys, row.cells, strict=False):
                     if self.get_cell(row.key, column_key) != cell:
-                        self.update_cell(row.key, column_key, cell)
+                        # a wider value widens its column (else it would be cut)
+                        column = self.columns[ColumnKey(column_key)]
+                        wider = column.auto_width and cell.cell_len > column.content_width
+                        self.update_cell(row.key, column_key, cell, update_width=wider)
             return
         previous = self.cursor_key
         previous_index = self.cursor_row
