@@ -53,7 +53,8 @@ class OpProgress(Message):
 
 
 @dataclass
-class LogArrived(Message):
-    """A line of the followed container log (posted to the log screen)."""
+class LogsArrived(Message):
+    """Lines of the followed container log (posted to the log screen in
+    batches: a 200-line tail is one message, not 200)."""
 
-    line: LogLine
+    lines: list[LogLine]

@@ -40,6 +40,16 @@ async def settle(pilot: Any) -> None:
     await pilot.pause()
 
 
+async def until(pilot: Any, predicate: Any, seconds: float = 5.0) -> None:
+    """Pause until ``predicate()`` holds (lines reach the log view in batches
+    a few ms after they arrive); fail after ``seconds``."""
+    for _ in range(int(seconds / 0.02)):
+        if predicate():
+            return
+        await pilot.pause(0.02)
+    assert predicate()
+
+
 def notifications(app: StackdeckApp) -> list[str]:
     return [n.message for n in app._notifications]
 
@@ -255,20 +265,18 @@ async def test_log_view_tails_follows_pauses_and_filters() -> None:
         screen = app.screen
         assert isinstance(screen, LogsScreen)
         assert logs.opened == [("investment_db_prod", 200)]
-        await pilot.pause()
+        await until(pilot, lambda: len(screen.lines) == 3)
         assert [line[9:] for line in screen.lines] == [
             "starting postgres",
             "ERROR: relation missing",
             "checkpoint complete",
         ]
         logs.feed("autovacuum: prices")
-        await pilot.pause()
-        assert screen.lines[-1].endswith("autovacuum: prices")
+        await until(pilot, lambda: screen.lines[-1].endswith("autovacuum: prices"))
         await pilot.press("f")  # pause
         logs.feed("held back")
-        await pilot.pause()
+        await until(pilot, lambda: "paused (1 new)" in rendered(screen.query_one("#logs-status")))
         assert not screen.lines[-1].endswith("held back")
-        assert "paused (1 new)" in rendered(screen.query_one("#logs-status"))
         await pilot.press("f")  # resume
         await pilot.pause()
         assert screen.lines[-1].endswith("held back")
@@ -682,3 +690,33 @@ async def test_live_table_updates_in_place_widen_columns_and_keep_cells_cached()
         table.set_rows(rows("99.9"))
         await pilot.pause()
         assert len(table._cells) - before <= 2  # only the two CPU cells are new
+
+
+async def test_a_long_tail_reaches_the_log_view_in_a_few_batches(monkeypatch: Any) -> None:
+    from console.ui.messages import LogsArrived
+
+    batches: list[int] = []
+    original = LogsScreen.on_logs_arrived
+
+    def counting(self: LogsScreen, message: LogsArrived) -> None:
+        batches.append(len(message.lines))
+        original(self, message)
+
+    monkeypatch.setattr(LogsScreen, "on_logs_arrived", counting)
+    tail = [f"line {i}" for i in range(1200)]
+    logs = FakeLogs(tail)
+    app = make_app("normal", logs=logs)
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        await pilot.press("l")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, LogsScreen)
+        await until(pilot, lambda: len(screen.lines) == 1200)
+        assert screen.lines[-1].endswith("line 1199")
+        logs.feed("one more")
+        await until(pilot, lambda: screen.lines[-1].endswith("one more"))
+        logs.close()
+    # 1201 lines in batches of at most 500, not 1201 messages
+    assert sum(batches) == 1201 and max(batches) <= 500
+    assert len(batches) <= 10, batches

@@ -8,6 +8,8 @@ after a pause redraws from memory without asking Docker again.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -24,7 +26,7 @@ from textual.worker import Worker, WorkerState
 
 from console.core.models import LogLine
 from console.ui.format import fmt_time
-from console.ui.messages import LogArrived
+from console.ui.messages import LogsArrived
 from console.ui.widgets.text import LiveText
 
 __all__ = ["LogSource", "LogsScreen"]
@@ -33,6 +35,10 @@ LogSource = Callable[[], AsyncIterator[LogLine]]
 """Opens the stream of one container's log (tail, then follow)."""
 
 BUFFER_LINES = 5000
+FLUSH_S = 0.03
+"""A batch of log lines is shown at most this long after its first line arrived."""
+BATCH_MAX = 500
+"""Lines per batch at most (a long tail arrives in several messages)."""
 
 
 class LogsScreen(Screen[None]):
@@ -95,8 +101,34 @@ class LogsScreen(Screen[None]):
 
     @work(exclusive=True, group="logs", exit_on_error=False)
     async def _follow(self) -> None:
-        async for line in self._source():
-            self.post_message(LogArrived(line))
+        """Read the stream; post what arrived within FLUSH_S of the first
+        line of a batch (at most BATCH_MAX lines) as one message."""
+        lines = aiter(self._source())
+        batch: list[LogLine] = []
+        first_at = 0.0
+        pending: asyncio.Future[LogLine] = asyncio.ensure_future(anext(lines))
+        try:
+            while True:
+                wait = None if not batch else max(0.0, first_at + FLUSH_S - time.monotonic())
+                done, _ = await asyncio.wait({pending}, timeout=wait)
+                if pending in done:
+                    try:
+                        line = pending.result()
+                    except StopAsyncIteration:
+                        break
+                    if not batch:
+                        first_at = time.monotonic()
+                    batch.append(line)
+                    pending = asyncio.ensure_future(anext(lines))
+                    if len(batch) < BATCH_MAX and time.monotonic() < first_at + FLUSH_S:
+                        continue
+                if batch:
+                    self.post_message(LogsArrived(batch))
+                    batch = []
+        finally:
+            pending.cancel()
+            if batch:
+                self.post_message(LogsArrived(batch))
 
     @on(Worker.StateChanged)
     def _worker_state(self, event: Worker.StateChanged) -> None:
@@ -127,22 +159,23 @@ class LogsScreen(Screen[None]):
         text.append(line.text.rstrip("\n"), style="red" if line.stream == "stderr" else "")
         return text
 
-    def on_log_arrived(self, message: LogArrived) -> None:
-        self._buffer.append(message.line)
+    def on_logs_arrived(self, message: LogsArrived) -> None:
+        self._buffer.extend(message.lines)
         if not self.following:
-            self._held += 1
+            self._held += len(message.lines)
             self._render_status()
             return
-        if self._matches(message.line):
-            self.query_one(RichLog).write(self._format(message.line))
+        self._write([line for line in message.lines if self._matches(line)])
         self._render_status()
 
+    def _write(self, lines: list[LogLine]) -> None:
+        """One write for many lines (RichLog renders each write separately)."""
+        if lines:
+            self.query_one(RichLog).write(Text("\n").join(self._format(line) for line in lines))
+
     def _redraw(self) -> None:
-        log = self.query_one(RichLog)
-        log.clear()
-        for line in self._buffer:
-            if self._matches(line):
-                log.write(self._format(line))
+        self.query_one(RichLog).clear()
+        self._write([line for line in self._buffer if self._matches(line)])
         self._held = 0
 
     def _render_status(self) -> None:
