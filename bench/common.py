@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from console.core.config import read_env_file
+
 REPO = Path(__file__).resolve().parents[1]
 BENCH_LABEL = "io.stackdeck.bench"
 """Label on every container a benchmark starts (value: the stack name), so
@@ -64,19 +66,6 @@ def load_average() -> list[float]:
 
 
 # --- the stack ---------------------------------------------------------------
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    values: dict[str, str] = {}
-    if not path.exists():
-        return values
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, value = line.split("=", 1)
-        values[key.strip()] = value.strip().strip('"')
-    return values
 
 
 @dataclass

@@ -22,20 +22,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from console.core.config import read_env_file as _read_env_file
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _read_env_file(path: Path) -> dict[str, str]:
-    values: dict[str, str] = {}
-    if not path.exists():
-        return values
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, value = line.split("=", 1)
-        values[key.strip()] = value.strip().strip('"')
-    return values
 
 
 @dataclass
