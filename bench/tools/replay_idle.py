@@ -29,8 +29,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-FIXTURE = Path(__file__).resolve().parents[2] / "tests" / "ui" / "fixtures" / "normal.json"
-
 INTERVALS = {
     "containers": 3.0,
     "health": 5.0,
@@ -58,32 +56,10 @@ class ReplayMonitor:
         *,
         republish: bool = True,
     ) -> None:
-        from console.core.models import (
-            AlertsSnapshot,
-            ContainersSnapshot,
-            CostSnapshot,
-            DatabaseSnapshot,
-            EventsSnapshot,
-            HealthSnapshot,
-            QuotaSnapshot,
-            SourceState,
-            StatsSnapshot,
-        )
+        from tests.ui.fakes import load_feed  # the UI tests' recorded snapshots
 
-        models: dict[str, Any] = {
-            "containers": ContainersSnapshot,
-            "health": HealthSnapshot,
-            "stats": StatsSnapshot,
-            "database": DatabaseSnapshot,
-            "quotas": QuotaSnapshot,
-            "cost": CostSnapshot,
-            "alerts": AlertsSnapshot,
-            "events": EventsSnapshot,
-            "source": SourceState,
-        }
-        feed = json.loads(FIXTURE.read_text(encoding="utf-8"))["feed"]
         self.sink = sink
-        self.items = [(i["kind"], models[i["kind"]].model_validate(i["payload"])) for i in feed]
+        self.items: list[tuple[str, Any]] = list(load_feed("normal"))
         self.latest = {kind: payload for kind, payload in self.items if kind != "source"}
         stats = self.latest["stats"]
         rows = list(stats.containers)
