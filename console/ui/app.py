@@ -526,7 +526,11 @@ class StackdeckApp(App[None]):
     def watch_sources(self) -> None:
         """Mark tabs of stale panels (the grid shows it in each border)."""
         for panel in self.panels:
-            tab = self.query_one(f"#tab-{panel.id}", Tab)
+            # a source that changes while the app is shutting down (its
+            # widgets already removed) has no tab left to mark
+            tab = next(iter(self.query(f"#tab-{panel.id}").results(Tab)), None)
+            if tab is None:
+                continue
             stale = panel.failing_source(self.sources) is not None
             tab.set_class(stale, "-stale")
             base = f"{panel.NUMBER} {panel.SHORT}"
