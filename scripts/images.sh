@@ -1,29 +1,49 @@
 #!/usr/bin/env bash
 # Build the stack's images from compose/images/<service>/Dockerfile.
-#  - debian:trixie-slim: used if present, pulled if a registry answers, else
-#    built from Debian's archive with mmdebstrap (about 20 s).
-#  - Each image carries a label with the hash of its inputs; an image whose
-#    label matches is not rebuilt, so a second run changes nothing.
+#  - The base, BASE_IMAGE (default debian:trixie-slim): used if present, pulled
+#    if a registry answers, else built from Debian's archive with mmdebstrap
+#    (about 20 s; mmdebstrap is installed with apt-get when missing).
+#    BASE_BUILD=always skips the first two and builds it with mmdebstrap every
+#    time: the test command does that under a tag of its own run, so the
+#    fresh-machine path runs on every CI run, not only on new machines.
+#  - Each image carries a label with the hash of its inputs (the base's id
+#    included); an image whose label matches is not rebuilt, so a second run
+#    changes nothing. Each also names its base (com.investment.base-image), so
+#    `stackdeck deploy --build` builds a new version from the same base.
 # Usage: images.sh [VERSION ...]   (backend versions to build; default: those
 #        named in deploy.env that do not exist yet, plus the base version)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 BASE_VERSION="${BASE_VERSION:-v1.0.0}"
+BASE_IMAGE="${BASE_IMAGE:-debian:trixie-slim}"
+BASE_BUILD="${BASE_BUILD:-auto}"
 HASH_LABEL=com.investment.source-hash
+BASE_LABEL=com.investment.base-image
+
+build_base() {  # mmdebstrap | docker import: Debian trixie minbase as $BASE_IMAGE
+  need_cmd mmdebstrap mmdebstrap
+  local started=$SECONDS
+  log "building $BASE_IMAGE from Debian's archive with mmdebstrap"
+  # docker import has no -q: it prints the new image id, which we drop.
+  mmdebstrap --quiet --variant=minbase --include=ca-certificates trixie - \
+    | docker import - "$BASE_IMAGE" >/dev/null \
+    || die "building $BASE_IMAGE with mmdebstrap failed (output above)"
+  docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || die "building $BASE_IMAGE failed: no image after docker import"
+  log "built $BASE_IMAGE in $(( SECONDS - started )) s"
+}
 
 ensure_base() {
-  if docker image inspect debian:trixie-slim >/dev/null 2>&1; then return; fi
-  log "debian:trixie-slim: trying a registry"
-  if timeout 60 docker pull -q debian:trixie-slim >/dev/null 2>&1; then return; fi
-  log "no registry answers: building debian:trixie-slim from Debian's archive with mmdebstrap"
-  if ! command -v mmdebstrap >/dev/null 2>&1; then
-    [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 || die "need mmdebstrap (apt-get install mmdebstrap) or a registry with debian:trixie-slim"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null
-  fi
-  mmdebstrap --quiet --variant=minbase --include=ca-certificates trixie - \
-    | docker import -q - debian:trixie-slim >/dev/null
-  docker image inspect debian:trixie-slim >/dev/null 2>&1 || die "building debian:trixie-slim failed"
+  case "$BASE_BUILD" in
+    always) build_base; return ;;
+    auto) ;;
+    *) die "BASE_BUILD must be auto or always (got '$BASE_BUILD')" ;;
+  esac
+  if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then return; fi
+  log "$BASE_IMAGE: trying a registry"
+  if timeout 60 docker pull -q "$BASE_IMAGE" >/dev/null 2>&1; then return; fi
+  log "no registry answers"
+  build_base
 }
 
 inputs_hash() {  # inputs_hash PATH... -> sha256 of every file's path and content
@@ -43,7 +63,8 @@ build() {  # build IMAGE DOCKERFILE HASH [build args...]
   local out
   out=$(mktemp)
   if ! DOCKER_BUILDKIT=0 docker build --network host -q -f "$ROOT/$dockerfile" \
-      --label "$HASH_LABEL=$hash" -t "$image" "$@" "$ROOT" >"$out" 2>&1; then
+      --label "$HASH_LABEL=$hash" --label "$BASE_LABEL=$BASE_IMAGE" \
+      --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$image" "$@" "$ROOT" >"$out" 2>&1; then
     cat "$out" >&2; rm -f "$out"
     die "building $image failed"
   fi
@@ -51,7 +72,7 @@ build() {  # build IMAGE DOCKERFILE HASH [build args...]
 }
 
 ensure_base
-base_id=$(docker image inspect -f '{{.Id}}' debian:trixie-slim | cut -c8-19)
+base_id=$(docker image inspect -f '{{.Id}}' "$BASE_IMAGE" | cut -c8-19)
 
 for svc in db redis nginx; do
   build "investment-$svc:latest" "compose/images/$svc/Dockerfile" \

@@ -28,6 +28,28 @@ esac
 log() { printf '[%s] %s\n' "$(basename "$0" .sh)" "$*" >&2; }
 die() { printf '[%s] error: %s\n' "$(basename "$0" .sh)" "$*" >&2; exit 1; }
 
+# apt_install PACKAGE...: install Debian packages (as root, with apt-get), or
+# stop with one line naming them. `apt-get update` runs once per process tree.
+apt_install() {
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    die "missing: $* (install the Debian package(s) $*, e.g. apt-get install $*)"
+  fi
+  log "installing $* (apt-get)"
+  if [ -z "${STACKDECK_APT_UPDATED:-}" ]; then
+    apt-get update -qq >/dev/null || die "apt-get update failed; install $* yourself"
+    export STACKDECK_APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null \
+    || die "apt-get install $* failed; install it yourself"
+}
+
+# need_cmd COMMAND PACKAGE: the command, installed from its Debian package when absent.
+need_cmd() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  apt_install "$2"
+  command -v "$1" >/dev/null 2>&1 || die "$2 is installed but $1 is still not on PATH"
+}
+
 compose() {
   docker compose -p "$STACK_NAME" --project-directory "$ROOT/compose" \
     -f "$ROOT/compose/docker-compose.yml" -f "$ROOT/compose/docker-compose.production.yml" \

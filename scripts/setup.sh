@@ -8,6 +8,8 @@ set -euo pipefail
 started=$(date +%s)
 
 bash "$ROOT/scripts/engine.sh"
+need_cmd python3 python3
+need_cmd curl curl
 
 # --- .env: created from .env.example with random secrets, never overwritten.
 if [ ! -f "$ROOT/.env" ]; then

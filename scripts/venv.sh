@@ -5,9 +5,12 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 extras="${1:-}"
 py="${PYTHON:-python3}"
+[ -n "${PYTHON:-}" ] || need_cmd python3 python3
 "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
   || die "stackdeck needs Python >= 3.11 ($py is $("$py" -V 2>&1))"
 if [ ! -x "$ROOT/.venv/bin/python" ]; then
+  # Debian's python3 has no venv/ensurepip without python3-venv.
+  "$py" -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
   log "creating .venv"
   "$py" -m venv "$ROOT/.venv"
 fi
