@@ -414,7 +414,8 @@ def console_env(stack: Stack, **extra: str) -> dict[str, str]:
 # --- idle containers ----------------------------------------------------------
 
 
-IDLE_IMAGE = "debian:trixie-slim"
+IDLE_IMAGE = os.environ.get("BASE_IMAGE") or "debian:trixie-slim"
+"""What scripts/images.sh built the stack from (BASE_IMAGE, as there)."""
 
 
 def cleanup_idle(stack: Stack) -> int:

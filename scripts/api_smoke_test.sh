@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# The seed's API smoke test through nginx (health endpoints, a price lookup).
+# The runbook's API smoke test through nginx (health endpoints, a price lookup).
 # A thin wrapper over the stackdeck CLI (the same engine as the console's
 # keys: deploy lock, audit log, history). Usage: api_smoke_test.sh
 # Global options work here too: --stack NAME, --http-port PORT, --json, --read-only.
 set -euo pipefail
-root="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
-exec env PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" python3 -m console verify --level smoke "$@"
+exec "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/stackdeck" verify --level smoke "$@"

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# The seed's blue-green deployment (automatic rollback on failure).
+# The runbook's blue-green deployment (automatic rollback on failure).
 # A thin wrapper over the stackdeck CLI (the same engine as the console's
 # keys: deploy lock, audit log, history). Usage: blue_green_deploy.sh --version v1.2.3 [--environment production] [--services "backend frontend"] [--build] [--bake-seconds N]
 # Global options work here too: --stack NAME, --http-port PORT, --json, --read-only.
 set -euo pipefail
-root="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
-exec env PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" python3 -m console deploy --strategy blue-green "$@"
+exec "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/stackdeck" deploy --strategy blue-green "$@"

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# The seed's cache warming: fetch the watchlist so readers hit the cache.
+# The runbook's cache warming: fetch the watchlist so readers hit the cache.
 # A thin wrapper over the stackdeck CLI (the same engine as the console's
 # keys: deploy lock, audit log, history). Usage: cache_warmer.sh [--symbols AAPL,MSFT]
 # Global options work here too: --stack NAME, --http-port PORT, --json, --read-only.
 set -euo pipefail
-root="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
-exec env PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" python3 -m console cache warm "$@"
+exec "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/stackdeck" cache warm "$@"

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# The seed's critical path test: health, login, prices, metrics, containers, schema version.
+# The runbook's critical path test: health, login, prices, metrics, containers, schema version.
 # A thin wrapper over the stackdeck CLI (the same engine as the console's
 # keys: deploy lock, audit log, history). Usage: critical_path_test.sh [--expect-version v1.2.3]
 # Global options work here too: --stack NAME, --http-port PORT, --json, --read-only.
 set -euo pipefail
-root="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
-exec env PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" python3 -m console verify --level full "$@"
+exec "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/stackdeck" verify --level full "$@"

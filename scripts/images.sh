@@ -85,6 +85,7 @@ if [ ${#versions[@]} -eq 0 ]; then
   versions=("$BASE_VERSION")
   if [ -f "$STACKDECK_STATE_DIR/deploy.env" ]; then
     for v in $(sed -n 's/^\(BLUE\|GREEN\|WORKER\)_VERSION=//p' "$STACKDECK_STATE_DIR/deploy.env"); do
+      case " ${versions[*]} " in *" $v "*) continue ;; esac
       docker image inspect "investment-backend:$v" >/dev/null 2>&1 || versions+=("$v")
     done
   fi

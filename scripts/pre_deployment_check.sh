@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# The seed's pre-deployment checklist, the part a machine can check.
+# The runbook's pre-deployment checklist, the part a machine can check.
 # A thin wrapper over the stackdeck CLI (the same engine as the console's
 # keys: deploy lock, audit log, history). Usage: pre_deployment_check.sh
 # Global options work here too: --stack NAME, --http-port PORT, --json, --read-only.
 set -euo pipefail
-root="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
-exec env PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" python3 -m console preflight "$@"
+exec "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/stackdeck" preflight "$@"

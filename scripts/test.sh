@@ -8,6 +8,18 @@ set -euo pipefail
 export STACK_NAME="${STACKDECK_TEST_STACK:-sdtest}"
 export STACKDECK_TEST_STACK="$STACK_NAME"
 export HTTP_PORT="${STACKDECK_TEST_PORT:-18080}"
+# The fresh-machine path on every run: the base image is built with mmdebstrap
+# under a tag of this run, and every image of the stack under test is built
+# from it, so a warm engine's debian:trixie-slim cannot hide a broken step.
+# (STACKDECK_TEST_BASE=keep reuses BASE_IMAGE or debian:trixie-slim instead,
+# for quick local runs.)
+if [ "${STACKDECK_TEST_BASE:-fresh}" = fresh ]; then
+  export BASE_IMAGE="stackdeck-base:run-$(date -u +%Y%m%d%H%M%S)-$$"
+  base_build=always
+else
+  export BASE_IMAGE="${BASE_IMAGE:-debian:trixie-slim}"
+  base_build=auto
+fi
 unset RUN_DIR STACKDECK_STATE_DIR
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -35,6 +47,14 @@ if [ -n "$leftover" ]; then
 fi
 rm -rf "$STACKDECK_STATE_DIR" "$RUN_DIR"
 
+# Earlier runs' bases: their tags go (an image still used by a container stays,
+# untagged), then the images that nothing tags or uses any more.
+for old in $(docker image ls stackdeck-base --format '{{.Repository}}:{{.Tag}}'); do
+  [ "$old" = "$BASE_IMAGE" ] || docker rmi "$old" >/dev/null 2>&1 || true
+done
+docker image prune -f >/dev/null 2>&1 || true
+
+BASE_BUILD=$base_build bash scripts/images.sh
 bash scripts/setup.sh
 bash scripts/venv.sh test,platform
 

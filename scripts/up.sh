@@ -11,5 +11,6 @@ bash "$ROOT/scripts/venv.sh"
 if [ -t 0 ] && [ -t 1 ]; then
   exec "$ROOT/.venv/bin/stackdeck" "$@"
 fi
-log "stack $STACK_NAME is up on http://127.0.0.1:$HTTP_PORT; not a terminal, so the console is not opened."
-log "open it with: $ROOT/.venv/bin/stackdeck   (headless: $ROOT/.venv/bin/stackdeck status)"
+# On stdout, so `up.sh | tee up.log` keeps it.
+echo "stack $STACK_NAME is up on http://127.0.0.1:$HTTP_PORT; not a terminal, so the console is not opened."
+echo "open it with: $ROOT/.venv/bin/stackdeck   (headless: $ROOT/.venv/bin/stackdeck status)"

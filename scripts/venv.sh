@@ -18,7 +18,14 @@ stamp="$ROOT/.venv/.stackdeck-installed"
 want="$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)-$extras"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   log "installing stackdeck${extras:+[$extras]} into .venv"
-  "$ROOT/.venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-  "$ROOT/.venv/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT${extras:+[$extras]}"
+  # pip's chatter goes to a log, shown only when the install fails.
+  pip_log=$(mktemp)
+  if ! { "$ROOT/.venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip \
+         && "$ROOT/.venv/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT${extras:+[$extras]}"; } \
+       >"$pip_log" 2>&1; then
+    tail -n 30 "$pip_log" >&2; rm -f "$pip_log"
+    die "pip could not install stackdeck into $ROOT/.venv (output above); PyPI must be reachable"
+  fi
+  rm -f "$pip_log"
   echo "$want" > "$stamp"
 fi

@@ -26,6 +26,26 @@ from console.core.config import read_env_file as _read_env_file
 
 REPO = Path(__file__).resolve().parents[1]
 
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+"""A login shell's PATH on Debian: no .venv/bin, nothing of the project."""
+
+
+def bare_env(**stack_vars: str) -> dict[str, str]:
+    """The environment of a newcomer's shell (``env -i`` plus a login PATH):
+    no virtualenv, no PYTHONPATH, so nothing of the project is importable
+    from the system python3. Only the stack's variables are passed, and
+    BASE_IMAGE, so a clone reuses the images this run built."""
+    env = {"PATH": SYSTEM_PATH, "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8"}
+    if os.environ.get("BASE_IMAGE"):
+        env["BASE_IMAGE"] = os.environ["BASE_IMAGE"]
+    env.update(stack_vars)
+    return env
+
+
+def base_image() -> str:
+    """The base the stack's images were built from (test.sh builds one per run)."""
+    return os.environ.get("BASE_IMAGE") or "debian:trixie-slim"
+
 
 @dataclass
 class Stack:
@@ -78,6 +98,15 @@ class Stack:
             STACKDECK_STATE_DIR=str(self.state_dir),
         )
         return env
+
+    def bare_env(self) -> dict[str, str]:
+        """:func:`bare_env` addressing this stack."""
+        return bare_env(
+            STACK_NAME=self.name,
+            HTTP_PORT=str(self.http_port),
+            RUN_DIR=str(self.run_dir),
+            STACKDECK_STATE_DIR=str(self.state_dir),
+        )
 
     def compose(
         self, *args: str, check: bool = True, timeout: float = 300

@@ -132,6 +132,22 @@ async def known_versions(ctx: OpContext) -> list[str]:
     return sorted({t for t in r.stdout.split() if t and t != "<none>"})
 
 
+BASE_IMAGE_LABEL = "com.investment.base-image"
+"""Label scripts/images.sh puts on every image: the base it was built from."""
+
+
+async def stack_base_image(ctx: OpContext) -> str | None:
+    """The base the stack's backend images were built from (their label), so
+    a version built by the engine shares the base of the ones images.sh made;
+    None when no image carries the label (the Dockerfile's default applies)."""
+    for tag in reversed(await known_versions(ctx)):
+        info = await image_info(ctx, image_ref(ctx.image_repo, tag))
+        base = ((info or {}).get("Config") or {}).get("Labels", {}) or {}
+        if base.get(BASE_IMAGE_LABEL):
+            return str(base[BASE_IMAGE_LABEL])
+    return None
+
+
 async def _git_tag_exists(ctx: OpContext, version: str) -> bool:
     if not (ctx.repo / ".git").exists():
         return False
@@ -215,6 +231,9 @@ async def ensure_image(
         "-t",
         ref,
     ]
+    base = await stack_base_image(ctx)
+    if base:
+        common += ["--build-arg", f"BASE_IMAGE={base}", "--label", f"{BASE_IMAGE_LABEL}={base}"]
     env = {"DOCKER_BUILDKIT": "0"}
     if await _git_tag_exists(ctx, version):
         yield ev.start("image", f"building {ref} from git tag {version}")

@@ -34,6 +34,7 @@ from console.core.sources.postgres import PostgresSource
 from console.core.sources.redis_quota import QuotaSource
 from console.core.sources.stats import StatsSource
 from platform_services.providers import keys
+from tests.conftest import base_image
 
 pytestmark = pytest.mark.stack
 
@@ -284,7 +285,7 @@ async def test_stats_cpu_follows_real_load(stack: Any, handle: DockerHandle) -> 
         "run", "-d", "--rm", "--name", name, "--cpus", "0.5", "--memory", "32m",
         "--label", f"com.docker.compose.project={stack.name}",
         "--label", "com.docker.compose.service=stackdeck-burner",
-        "debian:trixie-slim", "timeout", "60", "sh", "-c", "while :; do :; done",
+        base_image(), "timeout", "60", "sh", "-c", "while :; do :; done",
     )  # fmt: skip
     try:
         source.request_relist()

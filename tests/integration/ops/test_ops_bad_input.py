@@ -194,20 +194,34 @@ def test_refusals_are_audited(stack: Any) -> None:
 
 
 def _script(stack: Any, path: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    """A runbook script as a newcomer's shell runs it: no .venv on PATH, no
+    PYTHONPATH, from another folder. Whatever it answers, never a traceback."""
+    r = subprocess.run(
         [str(REPO / "scripts" / path), *args],
-        env=cli_env(stack),
-        cwd=REPO,
+        env=stack.bare_env(),
+        cwd="/",
         capture_output=True,
         text=True,
         timeout=300,
         stdin=subprocess.DEVNULL,
     )
+    assert "Traceback" not in r.stdout + r.stderr, r.stdout + r.stderr
+    return r
 
 
-def test_seed_scripts_are_thin_wrappers(stack: Any) -> None:
+def test_runbook_scripts_run_from_a_bare_shell(stack: Any) -> None:
+    # The precondition that makes this test mean something: the system
+    # interpreter cannot import the console (the scripts must not rely on it).
+    probe = subprocess.run(
+        ["python3", "-c", "import console.cli"],
+        env=stack.bare_env(),
+        cwd="/",
+        capture_output=True,
+        text=True,
+    )
+    assert probe.returncode != 0 and "No module named 'console'" in probe.stderr, probe.stderr
     before = state_snapshot(stack)
-    # the seed's exact invocation, with a version that does not exist
+    # the runbook's exact invocation, with a version that does not exist
     r = _script(
         stack,
         "deployment/blue_green_deploy.sh",
@@ -231,11 +245,15 @@ def test_seed_scripts_are_thin_wrappers(stack: Any) -> None:
     assert r.returncode == 2 and "outside the backup folder" in r.stderr, r.stdout + r.stderr
     r = _script(stack, "deployment/rollback.sh", "--version", "v1.2", "--read-only")
     assert r.returncode == 2 and "read-only" in r.stderr, r.stdout + r.stderr
+    r = _script(stack, "optimization/cache_warmer.sh", "--read-only")
+    assert r.returncode == 2 and "read-only" in r.stderr, r.stdout + r.stderr
     assert state_snapshot(stack) == before
     r = _script(stack, "testing/api_smoke_test.sh")
-    assert r.returncode == 0 and "health" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and "verification passed" in r.stdout, r.stdout + r.stderr
+    r = _script(stack, "testing/critical_path_test.sh")
+    assert r.returncode == 0 and "verification passed" in r.stdout, r.stdout + r.stderr
     r = _script(stack, "deployment/pre_deployment_check.sh", "--json")
     lines = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
-    assert {"engine", "database", "timescaledb"} <= {e["step"] for e in lines}
+    assert {"engine", "database", "timescaledb"} <= {e["step"] for e in lines}, r.stdout + r.stderr
     r = _script(stack, "backup.sh", "--list")
-    assert r.returncode == 0
+    assert r.returncode == 0, r.stdout + r.stderr
