@@ -26,6 +26,9 @@ cd "$ROOT"
 
 # The engine first: the clean-up below talks to it.
 bash scripts/engine.sh
+# What the tests call besides docker and the .venv (curl comes with setup.sh).
+need_cmd git git
+need_cmd ip iproute2
 
 # The test stack is disposable: start it from nothing every time, so a volume
 # initialised with another clone's secrets or a deploy state left by an earlier

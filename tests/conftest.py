@@ -14,6 +14,7 @@ database) run after every other test, so the read-only tiers see a calm stack.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,6 +41,15 @@ def bare_env(**stack_vars: str) -> dict[str, str]:
         env["BASE_IMAGE"] = os.environ["BASE_IMAGE"]
     env.update(stack_vars)
     return env
+
+
+def default_signals() -> None:
+    """``preexec_fn`` for a child a test will signal: SIGINT, SIGTERM and SIGHUP
+    at their defaults. A suite started in the background (``cmd &``, a CI
+    runner) inherits SIGINT ignored, and an ignored SIGINT stays ignored
+    across exec, so the test's Ctrl-C would do nothing in the child."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def base_image() -> str:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Stack
+from tests.conftest import Stack, default_signals
 from tests.reliability._harness import REPO, docker
 
 
@@ -55,6 +55,7 @@ def popen_stackdeck(stack: Stack, *args: str, log: Path, **env: str) -> subproce
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
+        preexec_fn=default_signals,
     )
 
 

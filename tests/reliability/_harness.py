@@ -428,6 +428,24 @@ def engine_answers() -> bool:
         return False
 
 
+def wait_engine_settled(timeout: float = 180.0) -> float:
+    """Wait until ``docker info`` answers three times in a row, at most
+    ``timeout`` s (a daemon loaded by the tests before may miss one 10 s
+    answer without being down); returns the seconds waited, fails with the
+    reason otherwise."""
+    t0 = time.monotonic()
+    streak = 0
+    while time.monotonic() - t0 < timeout:
+        streak = streak + 1 if engine_answers() else 0
+        if streak >= 3:
+            return time.monotonic() - t0
+        time.sleep(1.0)
+    raise AssertionError(
+        f"the Docker engine did not answer `docker info` steadily within {timeout:.0f} s "
+        "before the test (see /var/log/stackdeck-dockerd.log)"
+    )
+
+
 # --- figures ------------------------------------------------------------------
 
 

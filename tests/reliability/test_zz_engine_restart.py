@@ -32,6 +32,7 @@ from tests.reliability._harness import (
     engine_answers,
     figure,
     screen_text,
+    wait_engine_settled,
     wait_until,
 )
 
@@ -90,7 +91,7 @@ def _api_ok(stack: Stack) -> bool:
 async def test_docker_daemon_stop_and_start(stack: Stack) -> None:
     from console.ui.app import create_app
 
-    assert engine_answers(), "the engine must be up before the test"
+    wait_engine_settled()
     pid = _dockerd_pid()
     app = create_app(console_settings(stack))
     try:

@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 
+from tests.conftest import default_signals
+
 REPO = Path(__file__).resolve().parents[3]
 FIGURES = Path(os.environ.get("STACKDECK_OPS_FIGURES", "/tmp/stackdeck-ops-figures.json"))
 
@@ -98,6 +100,7 @@ def start_cli(stack: Any, *args: str, env: dict[str, str] | None = None) -> subp
         stderr=subprocess.PIPE,
         text=True,
         stdin=subprocess.DEVNULL,
+        preexec_fn=default_signals,
     )
 
 
