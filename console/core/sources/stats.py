@@ -83,19 +83,21 @@ def cpu_percent(cpu_stats: Mapping[str, Any], precpu_stats: Mapping[str, Any]) -
 
 
 def memory_usage(memory_stats: Mapping[str, Any]) -> int:
-    """Memory in use without the page cache.
+    """Memory in use without the page cache, as ``docker stats`` computes it
+    (the docker CLI's ``calculateMemUsageUnixNoCache``), so the console and the
+    runbook's ``docker stats`` agree on every host.
 
-    cgroup v2: ``usage - inactive_file``. cgroup v1: ``usage - total_cache``
-    (``cache`` when the hierarchical total is absent). A cache figure above
-    the usage (racy counters) leaves the usage as is.
+    cgroup v1: ``usage - total_inactive_file``; cgroup v2: ``usage -
+    inactive_file``. A figure not below the usage (racy counters) leaves the
+    usage as is.
     """
     usage = int(memory_stats.get("usage") or 0)
     stats = memory_stats.get("stats") or {}
-    if "total_cache" in stats or "cache" in stats:  # cgroup v1
-        cache = int(stats.get("total_cache", stats.get("cache", 0)) or 0)
+    if "total_inactive_file" in stats:  # cgroup v1
+        inactive = int(stats.get("total_inactive_file") or 0)
     else:  # cgroup v2
-        cache = int(stats.get("inactive_file", 0) or 0)
-    return usage - cache if 0 <= cache < usage else usage
+        inactive = int(stats.get("inactive_file") or 0)
+    return usage - inactive if 0 <= inactive < usage else usage
 
 
 def memory_limit(memory_stats: Mapping[str, Any], host_mem_total: int = 0) -> int:

@@ -314,6 +314,73 @@ async def test_stats_cpu_follows_real_load(stack: Any, handle: DockerHandle) -> 
         await source.aclose()
 
 
+_UNITS = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40, "kB": 1e3, "MB": 1e6, "GB": 1e9}
+
+
+def _bytes(text: str) -> float:
+    """``41.2MiB`` (docker stats' MemUsage, 3 significant digits) -> bytes."""
+    number = text.rstrip("BKMGTikb")
+    return float(number) * _UNITS[text[len(number):]]
+
+
+async def test_stats_agree_with_docker_stats(stack: Any, handle: DockerHandle) -> None:
+    """The console's CPU % and memory (page cache excluded) are what the
+    runbook's ``docker stats`` shows, for every container of the project:
+    memory within 3 % or 2 MiB, CPU within 3 points or 15 % (the two read
+    samples a moment apart). A busy container at half a CPU makes the CPU
+    comparison mean something; a systematic difference (another cache
+    figure subtracted, another CPU formula) keeps failing until the deadline."""
+    source = StatsSource(handle.settings, handle)
+    name = f"{stack.name}_stackdeck_cmp_{uuid.uuid4().hex[:6]}"
+    docker(
+        "run", "-d", "--rm", "--name", name, "--cpus", "0.5", "--memory", "64m",
+        "--label", f"com.docker.compose.project={stack.name}",
+        "--label", "com.docker.compose.service=stackdeck-cmp",
+        base_image(), "timeout", "90", "sh", "-c", "while :; do :; done",
+    )  # fmt: skip
+    misses: list[str] = []
+    try:
+        source.request_relist()
+        running = running_containers(stack)
+
+        async def agree() -> bool:
+            snap = await source.poll()
+            ours = {c.name: c for c in snap.containers if len(c.cpu_history) >= 2}
+            if not running <= set(ours):
+                return False
+            out = await asyncio.to_thread(
+                docker, "stats", "--no-stream", "--format", "{{json .}}", *sorted(running)
+            )
+            late = {c.name: c for c in (await source.poll()).containers}
+            misses.clear()
+            for row in map(json.loads, out.splitlines()):
+                mine, mine_late = ours[row["Name"]], late.get(row["Name"], ours[row["Name"]])
+                cli_cpu = float(row["CPUPerc"].rstrip("%"))
+                cli_mem = _bytes(row["MemUsage"].split("/")[0].strip())
+                lo_cpu = min(mine.cpu_percent, mine_late.cpu_percent)
+                hi_cpu = max(mine.cpu_percent, mine_late.cpu_percent)
+                if not lo_cpu - max(3.0, 0.15 * cli_cpu) <= cli_cpu <= hi_cpu + max(3.0, 0.15 * cli_cpu):
+                    misses.append(f"{row['Name']}: CPU {cli_cpu} % (docker stats) vs {lo_cpu:.2f}-{hi_cpu:.2f} %")
+                lo_mem = min(mine.mem_usage, mine_late.mem_usage)
+                hi_mem = max(mine.mem_usage, mine_late.mem_usage)
+                slack = max(2 * 2**20, 0.03 * cli_mem)
+                if not lo_mem - slack <= cli_mem <= hi_mem + slack:
+                    misses.append(f"{row['Name']}: memory {row['MemUsage']} (docker stats) vs {lo_mem}-{hi_mem} B")
+            busy = ours[name].cpu_percent
+            if not 25.0 < busy < 75.0:
+                misses.append(f"the half-CPU container shows {busy:.1f} %")
+            return not misses
+
+        try:
+            await eventually(agree, deadline=60, every=1.0)
+        except (AssertionError, pytest.fail.Exception) as exc:
+            raise AssertionError(f"console and docker stats disagree: {misses}") from exc
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            docker("rm", "-f", name)
+        await source.aclose()
+
+
 # --- health -------------------------------------------------------------------------------
 
 

@@ -59,7 +59,7 @@ def test_seed_schema_migrations_query_answers_the_head(stack: Stack) -> None:
     assert proc.stdout.strip() == head()
 
 
-@pytest.mark.parametrize("colour", ["blue"])
+@pytest.mark.parametrize("colour", ["blue", "green"])
 def test_alembic_current_in_the_backend_container(stack: Stack, colour: str) -> None:
     proc = docker_exec(stack.container(f"backend_{colour}"), "python3", "-m", "alembic", "current")
     assert proc.returncode == 0, proc.stderr[-800:]
