@@ -75,7 +75,7 @@ ensure_base
 base_id=$(docker image inspect -f '{{.Id}}' "$BASE_IMAGE" | cut -c8-19)
 
 for svc in db redis nginx; do
-  build "investment-$svc:latest" "compose/images/$svc/Dockerfile" \
+  build "$IMAGE_PREFIX-$svc:latest" "compose/images/$svc/Dockerfile" \
     "$base_id-$(inputs_hash "compose/images/$svc")"
 done
 
@@ -86,12 +86,12 @@ if [ ${#versions[@]} -eq 0 ]; then
   if [ -f "$STACKDECK_STATE_DIR/deploy.env" ]; then
     for v in $(sed -n 's/^\(BLUE\|GREEN\|WORKER\)_VERSION=//p' "$STACKDECK_STATE_DIR/deploy.env"); do
       case " ${versions[*]} " in *" $v "*) continue ;; esac
-      docker image inspect "investment-backend:$v" >/dev/null 2>&1 || versions+=("$v")
+      docker image inspect "$IMAGE_PREFIX-backend:$v" >/dev/null 2>&1 || versions+=("$v")
     done
   fi
 fi
 for v in "${versions[@]}"; do
-  build "investment-backend:$v" compose/images/backend/Dockerfile "$backend_hash-$v" --build-arg "APP_VERSION=$v"
+  build "$IMAGE_PREFIX-backend:$v" compose/images/backend/Dockerfile "$backend_hash-$v" --build-arg "APP_VERSION=$v"
 done
 # market-sim stands for the outside world: the same code, pinned under its own tag.
-build investment-market-sim:latest compose/images/backend/Dockerfile "$backend_hash-sim" --build-arg "APP_VERSION=$BASE_VERSION"
+build "$IMAGE_PREFIX-market-sim:latest" compose/images/backend/Dockerfile "$backend_hash-sim" --build-arg "APP_VERSION=$BASE_VERSION"

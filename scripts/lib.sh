@@ -19,7 +19,10 @@ HTTP_PORT="${HTTP_PORT:-80}"
 RUN_DIR="${RUN_DIR:-$(_env_file_value RUN_DIR)}"
 RUN_DIR="${RUN_DIR:-/run/$STACK_NAME}"
 STACKDECK_STATE_DIR="${STACKDECK_STATE_DIR:-/var/lib/stackdeck/$STACK_NAME}"
-export STACK_NAME HTTP_PORT RUN_DIR STACKDECK_STATE_DIR
+# Image names: $IMAGE_PREFIX-backend:<version>, $IMAGE_PREFIX-db, ...
+IMAGE_PREFIX="${IMAGE_PREFIX:-$(_env_file_value IMAGE_PREFIX)}"
+IMAGE_PREFIX="${IMAGE_PREFIX:-investment}"
+export STACK_NAME HTTP_PORT RUN_DIR STACKDECK_STATE_DIR IMAGE_PREFIX
 
 case "$STACK_NAME" in
   ''|*[!a-z0-9_-]*) echo "STACK_NAME must be lower-case letters, digits, - or _ (got '$STACK_NAME')" >&2; exit 64;;

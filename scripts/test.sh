@@ -7,6 +7,9 @@
 set -euo pipefail
 export STACK_NAME="${STACKDECK_TEST_STACK:-sdtest}"
 export STACKDECK_TEST_STACK="$STACK_NAME"
+# Images of its own (sdtest-backend:v1.0.0, ...): the base below is new every
+# run, and a stack on the same engine must keep the images it runs.
+export IMAGE_PREFIX="${STACKDECK_TEST_IMAGE_PREFIX:-$STACK_NAME}"
 export HTTP_PORT="${STACKDECK_TEST_PORT:-18080}"
 # The fresh-machine path on every run: the base image is built with mmdebstrap
 # under a tag of this run, and every image of the stack under test is built

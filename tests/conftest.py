@@ -35,10 +35,11 @@ def bare_env(**stack_vars: str) -> dict[str, str]:
     """The environment of a newcomer's shell (``env -i`` plus a login PATH):
     no virtualenv, no PYTHONPATH, so nothing of the project is importable
     from the system python3. Only the stack's variables are passed, and
-    BASE_IMAGE, so a clone reuses the images this run built."""
+    BASE_IMAGE and IMAGE_PREFIX, so a clone reuses the images this run built."""
     env = {"PATH": SYSTEM_PATH, "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8"}
-    if os.environ.get("BASE_IMAGE"):
-        env["BASE_IMAGE"] = os.environ["BASE_IMAGE"]
+    for inherited in ("BASE_IMAGE", "IMAGE_PREFIX"):
+        if os.environ.get(inherited):
+            env[inherited] = os.environ[inherited]
     env.update(stack_vars)
     return env
 
@@ -66,6 +67,8 @@ class Stack:
     run_dir: Path
     state_dir: Path
     repo: Path = REPO
+    image_prefix: str = "investment"
+    """Image names: ``<prefix>-backend:<version>`` (IMAGE_PREFIX; test.sh uses the stack's name)."""
     env: dict[str, str] = field(default_factory=dict, repr=False)
     """.env merged with deploy.env (secrets included: never print them; kept
     out of the repr so a failing test's report cannot show them)."""
@@ -106,6 +109,7 @@ class Stack:
             HTTP_PORT=str(self.http_port),
             RUN_DIR=str(self.run_dir),
             STACKDECK_STATE_DIR=str(self.state_dir),
+            IMAGE_PREFIX=self.image_prefix,
         )
         return env
 
@@ -116,7 +120,12 @@ class Stack:
             HTTP_PORT=str(self.http_port),
             RUN_DIR=str(self.run_dir),
             STACKDECK_STATE_DIR=str(self.state_dir),
+            IMAGE_PREFIX=self.image_prefix,
         )
+
+    @property
+    def backend_image(self) -> str:
+        return f"{self.image_prefix}-backend"
 
     def compose(
         self, *args: str, check: bool = True, timeout: float = 300
@@ -149,7 +158,10 @@ def _resolve_stack() -> Stack:
     port = int(os.environ.get("HTTP_PORT") or dotenv.get("HTTP_PORT") or 80)
     run_dir = Path(os.environ.get("RUN_DIR") or dotenv.get("RUN_DIR") or f"/run/{name}")
     state_dir = Path(os.environ.get("STACKDECK_STATE_DIR") or f"/var/lib/stackdeck/{name}")
-    stack = Stack(name=name, http_port=port, run_dir=run_dir, state_dir=state_dir)
+    prefix = os.environ.get("IMAGE_PREFIX") or dotenv.get("IMAGE_PREFIX") or "investment"
+    stack = Stack(
+        name=name, http_port=port, run_dir=run_dir, state_dir=state_dir, image_prefix=prefix
+    )
     stack.reload_env()
     return stack
 

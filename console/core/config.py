@@ -214,6 +214,7 @@ _origins: contextvars.ContextVar[dict[str, dict[str, Any]] | None] = contextvars
 _STACK_VARS: dict[str, str] = {
     # stack variable -> settings field
     "STACK_NAME": "project",
+    "IMAGE_PREFIX": "image_prefix",
     "RUN_DIR": "run_dir",
     "STACKDECK_STATE_DIR": "state_dir",
     "POSTGRES_PASSWORD": "pg_password",
@@ -379,6 +380,10 @@ class Settings(BaseSettings):
     project: str = Field(DEFAULT_PROJECT, min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$")
     """Compose project name; also the container-name prefix
     (``<project>_db_prod``). Stack variable: ``STACK_NAME``."""
+    image_prefix: str = Field("investment", min_length=1, pattern=r"^[a-z0-9][a-z0-9._/-]*$")
+    """The stack's image names: ``<prefix>-backend:<version>``, ``<prefix>-db``,
+    ... Stack variable: ``IMAGE_PREFIX``. The test command builds under a
+    prefix of its own, so a stack on the same engine keeps its images."""
     repo_root: Path | None = None
     """Repository root of the bundled stack (holds ``compose/``, ``scripts/``
     and ``.env``). Default: found by looking up from the working directory."""

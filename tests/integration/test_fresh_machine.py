@@ -88,7 +88,8 @@ def _image_ids() -> dict[str, str]:
         text=True,
         check=True,
     )
-    return dict(line.split() for line in r.stdout.splitlines() if line.startswith("investment-"))
+    prefix = _env().get("IMAGE_PREFIX", "investment")
+    return dict(line.split() for line in r.stdout.splitlines() if line.startswith(f"{prefix}-"))
 
 
 def _purge(clone: Path) -> None:

@@ -151,6 +151,7 @@ class OpContext:
     db_name: str = "investment_db"
     db_user: str = "postgres"
     image_repo: str = "investment-backend"
+    """``<IMAGE_PREFIX>-backend``: where versions of the backend are tagged."""
     bake_seconds: float = 30.0
     """Default bake window of a blue-green deploy (verification through nginx)."""
     health_timeout: float = 180.0
@@ -186,6 +187,7 @@ class OpContext:
             secrets = list(settings.secret_values())
         values: dict[str, Any] = {
             "stack": settings.project,
+            "image_repo": f"{getattr(settings, 'image_prefix', 'investment')}-backend",
             "repo": repo,
             "state_dir": Path(settings.state_dir),
             "run_dir": Path(settings.run_dir),
@@ -240,6 +242,7 @@ class OpContext:
             state_dir=state_dir,
             run_dir=run_dir,
             base_url=f"http://127.0.0.1:{port}",
+            image_repo=f"{pick('IMAGE_PREFIX', 'investment')}-backend",
             env=dotenv,
             read_only=read_only
             or env_os.get("STACKDECK_READ_ONLY", "").lower() in ("1", "true", "yes"),

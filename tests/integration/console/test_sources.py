@@ -162,7 +162,7 @@ async def test_containers_of_the_project_with_health(stack: Any, handle: DockerH
     blue = by_service["backend_blue"]
     assert (blue.colour, blue.image, blue.tag) == (
         "blue",
-        "investment-backend",
+        stack.backend_image,
         stack.env["BLUE_VERSION"],
     )
     assert blue.version == stack.env["BLUE_VERSION"]

@@ -52,7 +52,7 @@ def test_unknown_version(stack: Any) -> None:
         stack,
         ["deploy", "--version", "v99.99.99-nosuch"],
         "unknown version v99.99.99-nosuch",
-        "no image investment-backend:v99.99.99-nosuch",
+        f"no image {stack.backend_image}:v99.99.99-nosuch",
         "--build",
     )
     _refused(

@@ -202,9 +202,9 @@ def test_02_plain_force_recreate_for_comparison(stack: Any) -> None:
     assert health(stack)["version"] == V2
 
 
-def _build_broken(base: str) -> None:
+def _build_broken(image: str, base: str) -> None:
     dockerfile = f"""
-FROM investment-backend:{base}
+FROM {image}:{base}
 # compose's own health check (curl .../api/health) overrides an image HEALTHCHECK,
 # so curl itself fails here: whichever check runs, it reports unhealthy,
 # while the app itself would answer normally.
@@ -218,7 +218,7 @@ HEALTHCHECK --interval=2s --timeout=2s --retries=2 CMD false
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "Dockerfile").write_text(dockerfile)
         subprocess.run(
-            ["docker", "build", "-q", "-t", f"investment-backend:{V3_BROKEN}", tmp],
+            ["docker", "build", "-q", "-t", f"{image}:{V3_BROKEN}", tmp],
             check=True,
             capture_output=True,
             env={"DOCKER_BUILDKIT": "0", "PATH": "/usr/local/bin:/usr/bin:/bin"},
@@ -226,7 +226,7 @@ HEALTHCHECK --interval=2s --timeout=2s --retries=2 CMD false
 
 
 def test_03_broken_v3_is_never_served(stack: Any) -> None:
-    _build_broken(V2)
+    _build_broken(stack.backend_image, V2)
     before = health(stack)
     idle = "green" if before["colour"] == "blue" else "blue"
     with LoadLoop(stack.base_url) as load:

@@ -209,3 +209,18 @@ def test_parse_duration(text: object, seconds: float) -> None:
 def test_parse_duration_rejects(bad: object) -> None:
     with pytest.raises(ValueError):
         parse_duration(bad)
+
+
+def test_image_prefix_names_the_backend_images(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from console.core.ops.context import OpContext
+
+    assert OpContext.from_settings(Settings(repo_root=clean_env)).image_repo == "investment-backend"
+    write(clean_env / ".env", "IMAGE_PREFIX=fromdotenv\n")
+    assert Settings.for_stack(clean_env).image_prefix == "fromdotenv"
+    monkeypatch.setenv("IMAGE_PREFIX", "sdtest")
+    ctx = OpContext.from_settings(Settings.for_stack(clean_env))
+    assert ctx.image_repo == "sdtest-backend"
+    with pytest.raises(ConfigError):
+        Settings(repo_root=clean_env, image_prefix="Bad Prefix")
