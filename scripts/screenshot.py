@@ -20,6 +20,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+try:  # the system python3 has no textual: run in the console's own .venv
+    import textual  # noqa: F401
+except ModuleNotFoundError:
+    _venv = ROOT / ".venv"
+    if (_venv / "bin" / "python").exists() and Path(sys.prefix).resolve() != _venv.resolve():
+        os.execv(_venv / "bin" / "python", [str(_venv / "bin" / "python"), __file__, *sys.argv[1:]])
+    sys.exit(f"screenshot.py needs the console's environment: bash {ROOT}/scripts/venv.sh first")
 os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")
 
 
