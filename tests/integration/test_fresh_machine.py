@@ -161,3 +161,20 @@ def test_newcomer_follows_the_readme(clone: Path) -> None:
     assert not _project_objects("container") and not _project_objects("volume"), r.stderr
     assert not _project_objects("network"), r.stderr
     assert not STATE.exists() and not RUN.exists(), r.stderr
+
+
+def test_screenshot_script_from_the_system_python(tmp_path: Path) -> None:
+    """``python3 scripts/screenshot.py`` as the README's reader types it: the
+    system interpreter has no textual, so the script moves itself into .venv."""
+    out = tmp_path / "shot.svg"
+    r = subprocess.run(
+        ["python3", str(REPO / "scripts" / "screenshot.py"), "--size", "80x24", "-o", str(out)],
+        cwd="/",
+        env=bare_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "Traceback" not in r.stdout + r.stderr, r.stdout + r.stderr
+    assert r.returncode == 0 and out.stat().st_size > 10_000, r.stdout + r.stderr
