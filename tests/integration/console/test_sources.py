@@ -272,6 +272,19 @@ async def test_stats_stream_every_running_container(stack: Any, handle: DockerHa
     )
 
 
+def _half_cpu_burner(stack: Any, service: str, *, memory: str, seconds: int) -> str:
+    """A throw-away container of the project (its label, so the stack's own
+    services are not disturbed) spinning at most half a CPU; it ends by itself."""
+    name = f"{stack.name}_{service.replace('-', '_')}_{uuid.uuid4().hex[:6]}"
+    docker(
+        "run", "-d", "--rm", "--name", name, "--cpus", "0.5", "--memory", memory,
+        "--label", f"com.docker.compose.project={stack.name}",
+        "--label", f"com.docker.compose.service={service}",
+        base_image(), "timeout", str(seconds), "sh", "-c", "while :; do :; done",
+    )  # fmt: skip
+    return name
+
+
 async def test_stats_cpu_follows_real_load(stack: Any, handle: DockerHandle) -> None:
     """A busy container joins the project: its stream starts and its CPU % rises.
 
@@ -280,13 +293,7 @@ async def test_stats_cpu_follows_real_load(stack: Any, handle: DockerHandle) -> 
     ends by itself.
     """
     source = StatsSource(handle.settings, handle)
-    name = f"{stack.name}_stackdeck_burner_{uuid.uuid4().hex[:6]}"
-    docker(
-        "run", "-d", "--rm", "--name", name, "--cpus", "0.5", "--memory", "32m",
-        "--label", f"com.docker.compose.project={stack.name}",
-        "--label", "com.docker.compose.service=stackdeck-burner",
-        base_image(), "timeout", "60", "sh", "-c", "while :; do :; done",
-    )  # fmt: skip
+    name = _half_cpu_burner(stack, "stackdeck-burner", memory="32m", seconds=60)
     try:
         source.request_relist()
 
@@ -331,13 +338,7 @@ async def test_stats_agree_with_docker_stats(stack: Any, handle: DockerHandle) -
     comparison mean something; a systematic difference (another cache
     figure subtracted, another CPU formula) keeps failing until the deadline."""
     source = StatsSource(handle.settings, handle)
-    name = f"{stack.name}_stackdeck_cmp_{uuid.uuid4().hex[:6]}"
-    docker(
-        "run", "-d", "--rm", "--name", name, "--cpus", "0.5", "--memory", "64m",
-        "--label", f"com.docker.compose.project={stack.name}",
-        "--label", "com.docker.compose.service=stackdeck-cmp",
-        base_image(), "timeout", "90", "sh", "-c", "while :; do :; done",
-    )  # fmt: skip
+    name = _half_cpu_burner(stack, "stackdeck-cmp", memory="64m", seconds=90)
     misses: list[str] = []
     try:
         source.request_relist()
