@@ -111,7 +111,14 @@ async def test_db_power_cut_during_writes(stack: Stack) -> None:
             await watch.wait(
                 lambda: (s := watch.source_state("postgres")) is not None and s.ok, within=30
             )
-            writers = [AckedWriter(stack.pg_dsn, pause=0.0) for _ in range(WRITERS)]
+            # Bounds above what the test's waits can use: with the default
+            # 20 000 rows, unpaused writers reached their bound soon after the
+            # db came back (a clean-clone run, 2026-12-01), and writes that had
+            # stopped at the bound looked like writes that never resumed.
+            writers = [
+                AckedWriter(stack.pg_dsn, pause=0.0, max_rows=400_000, max_seconds=480)
+                for _ in range(WRITERS)
+            ]
             batch = BatchWriter(stack.pg_dsn)
             with LoadLoop(stack.base_url) as load:
                 for w in writers:
@@ -137,6 +144,7 @@ async def test_db_power_cut_during_writes(stack: Stack) -> None:
                     await asyncio.sleep(2)
                     docker("start", db)
                     t_start = time.monotonic()
+                    acked_while_down = sum(w.acked_count for w in writers)
                     db_back_s = await watch.wait(
                         lambda: running_and_healthy(db),
                         within=120,
@@ -151,9 +159,8 @@ async def test_db_power_cut_during_writes(stack: Stack) -> None:
                         what="console postgres source recovers by itself",
                     )
                     console_s = time.monotonic() - t_start
-                    n = sum(w.acked_count for w in writers)
                     await watch.wait(
-                        lambda: sum(w.acked_count for w in writers) > n + 50,
+                        lambda: sum(w.acked_count for w in writers) > acked_while_down + 50,
                         within=60,
                         what="writes resume after recovery",
                     )
