@@ -95,3 +95,4 @@ for v in "${versions[@]}"; do
 done
 # market-sim stands for the outside world: the same code, pinned under its own tag.
 build "$IMAGE_PREFIX-market-sim:latest" compose/images/backend/Dockerfile "$backend_hash-sim" --build-arg "APP_VERSION=$BASE_VERSION"
+log "images ready in $SECONDS s"
