@@ -70,4 +70,4 @@ log "mypy"
 .venv/bin/mypy
 
 export TEXTUAL_ANIMATIONS=none
-exec .venv/bin/python -m pytest -ra -p no:cacheprovider "$@"
+exec .venv/bin/python -m pytest -ra --durations=15 -p no:cacheprovider "$@"
