@@ -153,6 +153,9 @@ class LoadLoop:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     started: float = 0.0
     stopped: float = 0.0
+    wall_offset: float = 0.0
+    """``time.time() - time.monotonic()`` at the start: turns an event's
+    wall-clock time into the samples' clock."""
 
     def _worker(self) -> None:
         deadline = self.started + self.max_seconds
@@ -192,6 +195,7 @@ class LoadLoop:
 
     def __enter__(self) -> LoadLoop:
         self.started = time.monotonic()
+        self.wall_offset = time.time() - self.started
         for _ in range(self.workers):
             th = threading.Thread(target=self._worker, daemon=True)
             th.start()
@@ -218,6 +222,13 @@ class LoadLoop:
             if s.t >= since and s.status == 200:
                 out[str(s.version)] = out.get(str(s.version), 0) + 1
         return out
+
+    def answers_since(self, at: str) -> dict[str, int]:
+        """Versions of the answers to requests sent after ``at`` (an event's
+        ISO time): what nginx served once that event had happened."""
+        from datetime import datetime
+
+        return self.versions(since=datetime.fromisoformat(at).timestamp() - self.wall_offset)
 
     def summary(self) -> dict[str, Any]:
         return {

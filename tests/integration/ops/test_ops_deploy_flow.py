@@ -161,8 +161,9 @@ def test_01_blue_green_v1_to_v2_under_load(stack: Any) -> None:
     versions = load.versions()
     assert versions.get(V2, 0) > 0
     # after the switch was confirmed, nothing but v2 answered
-    switched_at = next(e for e in r.events if e["step"] == "switch" and e["status"] == "ok")
-    assert switched_at
+    switched = next(e for e in r.events if e["step"] == "switch" and e["status"] == "ok")
+    after = load.answers_since(switched["at"])
+    assert set(after) == {V2} and after[V2] > 10, (after, load.summary())
     last = _history(stack)[-1]
     assert last["op"] == "deploy" and last["version"] == V2 and last["result"] == "ok"
     assert last["image_digest"].startswith("sha256:") and last["schema_revision"]
