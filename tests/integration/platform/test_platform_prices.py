@@ -17,9 +17,12 @@ from tests.conftest import Stack
 from tests.integration.platform.pf_helpers import (
     OFF_WATCHLIST,
     call_rows,
+    pg,
+    pg_val,
     price_rows,
     random_unknown_symbol,
     sim_call,
+    wait_for,
 )
 
 pytestmark = pytest.mark.stack
@@ -87,24 +90,110 @@ def finnhub_exhausted(rds: redis.Redis) -> Iterator[list[str]]:
                 rds.set(k, value, ex=max(ttl, 1))
 
 
+def _calls_since(stack: Stack, last_id: int, symbol: str) -> list[tuple[str, str]]:
+    """(provider, outcome) of the call log's rows for ``symbol`` after row ``last_id``."""
+    rows = pg(
+        stack,
+        "SELECT provider, outcome FROM api_calls WHERE id > $1 AND symbol = $2 ORDER BY id",
+        last_id,
+        symbol,
+    )
+    return [(r["provider"], r["outcome"]) for r in rows]
+
+
+def _last_call_id(stack: Stack) -> int:
+    return int(pg_val(stack, "SELECT coalesce(max(id), 0) FROM api_calls"))
+
+
+def _polygon_has_room(stack: Stack, rds: redis.Redis) -> dict[str, int] | None:
+    """Polygon's current minute has a call left, by the ledger and by market-sim."""
+    spec = keys.provider_table()["polygon"]
+    ledger = int(rds.get(keys.quota_key_for(spec)) or 0)
+    sim = int(sim_call(stack, "GET", "/_sim/stats")["quotas"]["polygon"]["calls"])
+    return {"ledger": ledger, "sim": sim} if max(ledger, sim) < spec.limit else None
+
+
 def test_exhausted_provider_falls_back_to_the_next_and_is_never_exceeded(
     stack: Stack, api: httpx.Client, rds: redis.Redis, finnhub_exhausted: list[str]
 ) -> None:
+    # PRICE_PROVIDERS (unset in the test stack): finnhub, polygon, alpha_vantage.
+    # Polygon allows 5 calls a minute and earlier tests may have spent them: wait
+    # for a minute with room (at most until the next one, which
+    # finnhub_exhausted still covers).
+    wait_for(
+        lambda: _polygon_has_room(stack, rds),
+        deadline_s=75,
+        interval=2,
+        what="a Polygon minute with a call left (ledger and market-sim below 5)",
+    )
+    finnhub_now = keys.quota_key_for(keys.provider_table()["finnhub"])
+    assert finnhub_now in finnhub_exhausted, f"{finnhub_now} left the exhausted windows"
     symbol = fresh_symbol(rds)
+    last_id = _last_call_id(stack)
+
     r = api.get("/api/stocks/prices", params={"symbols": symbol})
-    assert r.status_code in (200, 503), r.text
-    if r.status_code == 200:
-        price = PricesBody.model_validate(r.json()).prices[0]
-        if price.source == "provider":
-            assert price.provider in ("polygon", "alpha_vantage")
-        else:
-            # Polygon's minute and Alpha Vantage's day used up too (earlier runs
-            # today): the last stored price, marked stale. Still no Finnhub call.
-            assert price.source == "database" and price.stale
-    else:
-        assert int(r.headers["Retry-After"]) > 0
+    assert r.status_code == 200, r.text
+    price = PricesBody.model_validate(r.json()).prices[0]
+    assert (price.source, price.provider, price.stale) == ("provider", "polygon", False), price
+    # The call log: Polygon answered, Finnhub was never called.
+    assert _calls_since(stack, last_id, symbol) == [("polygon", "ok")]
     # The denied call was not made: the counter did not move past the limit.
     assert all(int(rds.get(k) or 0) == 60 for k in finnhub_exhausted)
+
+
+@pytest.fixture
+def price_providers_exhausted(rds: redis.Redis) -> Iterator[dict[str, int]]:
+    """Every quote provider's counter at its limit, for this window and the one a
+    minute from now (a boundary during the test cannot reopen one); restored
+    afterwards."""
+    table = keys.provider_table()
+    now = datetime.now(UTC)
+    limits = {
+        keys.quota_key_for(table[name], now + timedelta(seconds=d)): table[name].limit
+        for name in ("finnhub", "polygon", "alpha_vantage")
+        for d in (0, 60)
+    }
+    saved = {k: (rds.get(k), rds.ttl(k)) for k in limits}
+    for k, limit in limits.items():
+        rds.set(k, limit, ex=180)
+    try:
+        yield limits
+    finally:
+        for k, (value, ttl) in saved.items():
+            if value is None:
+                rds.delete(k)
+            else:
+                rds.set(k, value, ex=max(ttl, 1))
+
+
+def test_every_provider_exhausted_serves_the_stored_price_marked_stale(
+    stack: Stack, api: httpx.Client, rds: redis.Redis, price_providers_exhausted: dict[str, int]
+) -> None:
+    symbol = pg_val(stack, "SELECT symbol FROM prices ORDER BY time DESC LIMIT 1")
+    assert symbol, "no stored price at all (the worker ingests the watchlist at start)"
+    rds.delete(keys.price_cache_key(symbol))
+    last_id = _last_call_id(stack)
+
+    r = api.get("/api/stocks/prices", params={"symbols": symbol})
+    assert r.status_code == 200, r.text
+    price = PricesBody.model_validate(r.json()).prices[0]
+    assert (price.symbol, price.source, price.stale) == (symbol, "database", True), price
+    assert _calls_since(stack, last_id, symbol) == []
+    assert all(int(rds.get(k) or 0) == v for k, v in price_providers_exhausted.items())
+
+
+def test_every_provider_exhausted_and_nothing_stored_is_503_with_retry_after(
+    stack: Stack, api: httpx.Client, rds: redis.Redis, price_providers_exhausted: dict[str, int]
+) -> None:
+    symbol = random_unknown_symbol()  # nothing stored, and no provider may be asked
+    last_id = _last_call_id(stack)
+
+    r = api.get("/api/stocks/prices", params={"symbols": symbol})
+    assert r.status_code == 503, r.text
+    assert r.json()["error"] == "prices_unavailable", r.text
+    assert int(r.headers["Retry-After"]) > 0
+    assert _calls_since(stack, last_id, symbol) == []
+    assert all(int(rds.get(k) or 0) == v for k, v in price_providers_exhausted.items())
 
 
 @pytest.fixture
