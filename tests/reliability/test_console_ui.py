@@ -7,13 +7,22 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
+from functools import partial
 
 import pytest
 import redis
 
 from tests.conftest import Stack
 from tests.reliability._cli import audit_lines, fingerprint
-from tests.reliability._harness import Figure, app_wait, console_settings, record, screen_text
+from tests.reliability._harness import (
+    Figure,
+    NotReached,
+    app_wait,
+    console_settings,
+    record,
+    screen_text,
+)
 
 pytestmark = [pytest.mark.stack, pytest.mark.destructive]
 
@@ -45,6 +54,34 @@ def _filled(app) -> bool:
         app.containers is not None
         and len(app.containers.containers) >= 6
         and app.health is not None
+    )
+
+
+def _form_answered(app, reason) -> bool:
+    """The deploy form has handled its submit: another screen is up (accepted),
+    or the form's reason is filled and on screen (refused)."""
+    if type(app.screen).__name__ != "DeployScreen":
+        return True
+    text = screen_text(app).lower()
+    return bool(str(reason.content)) and ("malformed" in text or "required" in text)
+
+
+def _refusals(app) -> set[str]:
+    """The identities of the notifications that say the console is read-only."""
+    return {n.identity for n in app._notifications if "read-only" in str(n.message)}
+
+
+async def _answered(pilot, app, seen: set[str], acted: Callable[[], object], what: str) -> None:
+    """Wait (bounded) until the app has answered the last input: by a read-only
+    notification it had not shown before (``seen``: :func:`_refusals` before
+    the input), or by ``acted()``. The refusal proves the input was handled,
+    so the caller's "nothing opened / nothing started" is a fact and not a
+    guess after a fixed delay."""
+    await app_wait(
+        pilot,
+        lambda: acted() or bool(_refusals(app) - seen),
+        within=10,
+        what=what,
     )
 
 
@@ -134,7 +171,7 @@ BAD_VERSIONS = ["1.2.3", "v1..2", "v1.2.3;reboot", "v１.２", "v1\x1b[2Jx", " "
 
 
 async def test_forms_refuse_bad_input(stack: Stack) -> None:
-    from textual.widgets import Button, Input, RadioButton
+    from textual.widgets import Button, Input, RadioButton, Static
 
     before = fingerprint(stack)
     accepted = []
@@ -150,9 +187,23 @@ async def test_forms_refuse_bad_input(stack: Stack) -> None:
                 what="deploy form",
             )
             field = app.screen.query_one("#version", Input)
-            field.value = value
+            reason = app.screen.query_one("#version-error", Static)
+            # set without Input.Changed, so the form's reason stays empty and
+            # only the submit can fill it: a reason on screen (or another
+            # screen) is what proves the enter was handled
+            with field.prevent(Input.Changed):
+                field.value = value
+            assert not str(reason.content), reason.content
             await pilot.press("enter")
-            await pilot.pause(0.2)
+            try:
+                await app_wait(
+                    pilot,
+                    partial(_form_answered, app, reason),
+                    within=10,
+                    what=f"the form answers {value!r}",
+                )
+            except NotReached:
+                pass  # refused in silence: said below
             if type(app.screen).__name__ != "DeployScreen":
                 accepted.append(value)
             else:
@@ -220,8 +271,11 @@ async def test_read_only_cannot_be_escaped_from_the_ui(stack: Stack) -> None:
         dashboard = app.screen
         # every write key: nothing opens, a notification says why
         for key in "dbvfer":
+            seen = _refusals(app)
             await pilot.press(key)
-            await pilot.pause(0.2)
+            await _answered(
+                pilot, app, seen, lambda: app.screen is not dashboard, f"key {key!r} answered"
+            )
             assert app.screen is dashboard, (
                 f"key {key!r} opened {type(app.screen).__name__} in read-only mode"
             )
@@ -243,8 +297,15 @@ async def test_read_only_cannot_be_escaped_from_the_ui(stack: Stack) -> None:
         commands = [c for c in app.get_system_commands(dashboard) if "disabled" in c.help]
         assert len(commands) >= 6, [c.title for c in commands]
         for command in commands:
+            seen = _refusals(app)
             command.callback()
-            await pilot.pause(0.2)
+            await _answered(
+                pilot,
+                app,
+                seen,
+                lambda: app.screen is not dashboard,
+                f"palette {command.title!r} answered",
+            )
             assert app.screen is dashboard, (
                 f"palette {command.title!r} opened {type(app.screen).__name__}"
             )
@@ -255,8 +316,11 @@ async def test_read_only_cannot_be_escaped_from_the_ui(stack: Stack) -> None:
             ("flush_cache", {"prefix": "cache:"}),
             ("rollback", {}),
         ):
+            seen = _refusals(app)
             app.start_operation(action, **params)
-            await pilot.pause(0.3)
+            await _answered(
+                pilot, app, seen, lambda: app.op_running is not None, f"{action} answered"
+            )
             assert app.op_running is None, f"{action} started in read-only mode"
         # and the engine itself refuses, should a UI path ever forget to check
         app._run_operation("cache-flush", {"prefix": "cache:"})

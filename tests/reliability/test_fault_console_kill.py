@@ -12,6 +12,7 @@ explicitly, and the next rollback / VACUUM recovers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -27,6 +28,7 @@ import pytest
 from tests.conftest import Stack
 from tests.reliability._cli import active_conf, popen_stackdeck, stackdeck
 from tests.reliability._harness import (
+    NotReached,
     docker,
     figure,
     pg_query,
@@ -269,7 +271,15 @@ async def test_kill_console_during_vacuum(stack: Stack, tmp_path: Path) -> None:
             assert refused.returncode == 3 and "stale" in said and "vacuum" in said, said
             broke = stackdeck(stack, "lock", "break")
             assert broke.returncode == 0, broke.stdout + broke.stderr
-            await asyncio.sleep(2)
+            # wait for the server to be rid of it (bounded) rather than look
+            # once after a fixed delay; a session that stays fails below
+            with contextlib.suppress(NotReached):
+                await asyncio.to_thread(
+                    wait_until,
+                    lambda: not _vacuum_sessions_sync(stack.pg_dsn, table),
+                    timeout=10,
+                    what="no VACUUM session of the dead console after `lock break`",
+                )
             orphans = await _vacuum_sessions(stack.pg_dsn, table)
             await tx.rollback()
         finally:

@@ -654,8 +654,22 @@ async def test_database_down_then_back_without_restarting_the_monitor(stack: Any
         kept = monitor.latest["database"]
         assert isinstance(kept, DatabaseSnapshot)
         assert good.taken_at <= kept.taken_at <= state.last_ok
-        # every other source carries on while the database stays down
-        await asyncio.sleep(3 * monitor.settings.refresh.database)
+        # every other source carries on while the database stays down: wait
+        # until postgres has failed twice more since ``kept`` was read (two
+        # polls that could have replaced it) and the others have each sent a
+        # fresh snapshot (or postgres is back, which the checks below refuse)
+        others = ("containers", "stats", "quotas")
+        sent = {kind: sum(k == kind for k, _ in rec.items) for kind in others}
+        failed = monitor.states["postgres"].failures
+
+        def carried_on() -> bool:
+            pg = monitor.states["postgres"]
+            return pg.ok or (
+                pg.failures >= failed + 2
+                and all(sum(k == kind for k, _ in rec.items) > sent[kind] for kind in others)
+            )
+
+        await eventually(carried_on)
         states = monitor.states
         assert not states["postgres"].ok
         assert states["postgres"].failures >= 2
