@@ -654,6 +654,27 @@ async def test_quit_during_an_operation_asks_first() -> None:
         assert app.op_running is None
 
 
+async def test_quit_confirmed_during_an_operation_exits_cleanly() -> None:
+    """The operation's worker ends while the app shuts down (its screens
+    already gone): that must not raise, whatever the worker's last state."""
+    ops = FakeOps()
+    app = make_app("normal", ops=ops)
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        await pilot.press("v")
+        await pilot.pause()
+        await pilot.press("y")
+        await pilot.pause()
+        assert app.op_running == "vacuum"
+        await pilot.press("q")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await pilot.pause()
+    # leaving run_test re-raises anything the app raised while shutting down
+    assert app.return_code == 0
+
+
 async def test_live_table_updates_in_place_widen_columns_and_keep_cells_cached() -> None:
     from rich.text import Text
     from textual.app import App, ComposeResult
