@@ -632,19 +632,24 @@ async def test_no_color_keeps_every_state_in_text(
         assert "✓&#160;healthy" in svg and "✗&#160;refused" in svg
 
 
+async def _quit_while_vacuum_runs(pilot: Any, app: Any) -> None:
+    """A VACUUM started from its key and confirmed, then ``q``: the quit question."""
+    await settle(pilot)
+    await pilot.press("v")
+    await pilot.pause()
+    await pilot.press("y")
+    await pilot.pause()
+    assert app.op_running == "vacuum"
+    await pilot.press("q")
+    await pilot.pause()
+    assert isinstance(app.screen, ConfirmScreen)
+
+
 async def test_quit_during_an_operation_asks_first() -> None:
     ops = FakeOps()
     app = make_app("normal", ops=ops)
     async with app.run_test(size=BIG) as pilot:
-        await settle(pilot)
-        await pilot.press("v")
-        await pilot.pause()
-        await pilot.press("y")
-        await pilot.pause()
-        assert app.op_running == "vacuum"
-        await pilot.press("q")
-        await pilot.pause()
-        assert isinstance(app.screen, ConfirmScreen)
+        await _quit_while_vacuum_runs(pilot, app)
         assert "vacuum is running" in app.screen.title_text
         await pilot.press("n")
         await pilot.pause()
@@ -660,15 +665,7 @@ async def test_quit_confirmed_during_an_operation_exits_cleanly() -> None:
     ops = FakeOps()
     app = make_app("normal", ops=ops)
     async with app.run_test(size=BIG) as pilot:
-        await settle(pilot)
-        await pilot.press("v")
-        await pilot.pause()
-        await pilot.press("y")
-        await pilot.pause()
-        assert app.op_running == "vacuum"
-        await pilot.press("q")
-        await pilot.pause()
-        assert isinstance(app.screen, ConfirmScreen)
+        await _quit_while_vacuum_runs(pilot, app)
         await pilot.press("y")
         await pilot.pause()
     # leaving run_test re-raises anything the app raised while shutting down

@@ -4,12 +4,14 @@ flush, emergency limit, scale, the lock between two operators, audit."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
@@ -70,8 +72,10 @@ def test_preflight_passes_and_says_what_it_checked(stack: Any) -> None:
     assert r.final["message"].startswith("pre-deployment checks passed"), r.text()
 
 
-def _stale_lock(stack: Any, user: str) -> None:
-    """A deploy lock whose holder process is dead (killed while holding it)."""
+@contextlib.contextmanager
+def _lock_holder(stack: Any, user: str) -> Iterator[subprocess.Popen[str]]:
+    """A live process holding the deploy lock as ``user``; SIGKILLed on
+    leaving, so the lock stays behind, stale (killed while holding it)."""
     code = textwrap.dedent(
         f"""
         import time
@@ -89,9 +93,16 @@ def _stale_lock(stack: Any, user: str) -> None:
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        yield holder
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
+
+
+def _stale_lock(stack: Any, user: str) -> None:
+    """A deploy lock whose holder process is dead."""
+    with _lock_holder(stack, user):
+        pass
 
 
 def test_preflight_fails_on_a_stale_deploy_lock(stack: Any) -> None:
@@ -282,23 +293,7 @@ def test_scale_worker_to_zero_and_back(stack: Any) -> None:
 def test_second_operator_is_refused_with_the_holder_named(stack: Any) -> None:
     """Another process holds the lock: a write is refused (exit 3) naming it;
     once the holder dies, the lock is stale until broken explicitly."""
-    code = textwrap.dedent(
-        f"""
-        import time
-        from pathlib import Path
-        from console.core.ops.context import Operator
-        from console.core.ops.lock import DeployLock, make_record
-        op = Operator.current({{"USER": "mallory", "SSH_CLIENT": "198.51.100.4 40000 22"}})
-        DeployLock(Path({str(stack.state_dir / "lock")!r})).acquire(make_record(op, "deploy", "held-by-test"))
-        print("held", flush=True)
-        time.sleep(300)
-        """
-    )
-    holder = subprocess.Popen(
-        [sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with _lock_holder(stack, "mallory") as holder:
         r = run_cli(stack, "backup")
         assert r.rc == 3, r.text()
         assert "deploy by mallory from 198.51.100.4" in r.final["message"]
@@ -313,9 +308,6 @@ def test_second_operator_is_refused_with_the_holder_named(stack: Any) -> None:
         assert "held: deploy by mallory" in shown
         br = run_cli(stack, "lock", "break")
         assert br.rc == 3 and "live process" in br.final["message"], br.text()
-    finally:
-        holder.send_signal(signal.SIGKILL)
-        holder.wait()
     r = run_cli(stack, "backup")
     assert r.rc == 3 and "stale deploy lock" in r.final["message"], r.text()
     st = run_cli(stack, "status")

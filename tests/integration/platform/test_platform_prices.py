@@ -3,6 +3,7 @@ and bad input that writes nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -70,6 +71,23 @@ def test_several_symbols_keep_the_requested_order(api: httpx.Client) -> None:
     assert body.count == 2
 
 
+@contextlib.contextmanager
+def _counters_at(rds: redis.Redis, limits: dict[str, int]) -> Iterator[None]:
+    """Quota counters set to the given values (for 180 s at most), each put
+    back as it was (value and TTL, or absent) afterwards."""
+    saved = {k: (rds.get(k), rds.ttl(k)) for k in limits}
+    for k, limit in limits.items():
+        rds.set(k, limit, ex=180)
+    try:
+        yield
+    finally:
+        for k, (value, ttl) in saved.items():
+            if value is None:
+                rds.delete(k)
+            else:
+                rds.set(k, value, ex=max(ttl, 1))
+
+
 @pytest.fixture
 def finnhub_exhausted(rds: redis.Redis) -> Iterator[list[str]]:
     """Finnhub's counters at the limit for this minute and the next (a minute
@@ -77,17 +95,8 @@ def finnhub_exhausted(rds: redis.Redis) -> Iterator[list[str]]:
     spec = keys.provider_table()["finnhub"]
     now = datetime.now(UTC)
     quota_keys = [keys.quota_key_for(spec, now + timedelta(seconds=d)) for d in (0, 60)]
-    saved = {k: (rds.get(k), rds.ttl(k)) for k in quota_keys}
-    for k in quota_keys:
-        rds.set(k, spec.limit, ex=180)
-    try:
+    with _counters_at(rds, dict.fromkeys(quota_keys, spec.limit)):
         yield quota_keys
-    finally:
-        for k, (value, ttl) in saved.items():
-            if value is None:
-                rds.delete(k)
-            else:
-                rds.set(k, value, ex=max(ttl, 1))
 
 
 def _calls_since(stack: Stack, last_id: int, symbol: str) -> list[tuple[str, str]]:
@@ -153,17 +162,8 @@ def price_providers_exhausted(rds: redis.Redis) -> Iterator[dict[str, int]]:
         for name in ("finnhub", "polygon", "alpha_vantage")
         for d in (0, 60)
     }
-    saved = {k: (rds.get(k), rds.ttl(k)) for k in limits}
-    for k, limit in limits.items():
-        rds.set(k, limit, ex=180)
-    try:
+    with _counters_at(rds, limits):
         yield limits
-    finally:
-        for k, (value, ttl) in saved.items():
-            if value is None:
-                rds.delete(k)
-            else:
-                rds.set(k, value, ex=max(ttl, 1))
 
 
 def test_every_provider_exhausted_serves_the_stored_price_marked_stale(
