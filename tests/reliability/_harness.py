@@ -21,15 +21,17 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncpg
-import httpx
+
+from tests.load import LoadLoop as LoadLoop
+from tests.load import LoadResult as LoadResult
+from tests.load import Sample as Sample
 
 REPO = Path(__file__).resolve().parents[2]
 FIGURES = Path(
@@ -93,131 +95,9 @@ async def async_wait_until(
         await asyncio.sleep(interval)
 
 
-# --- bounded load on nginx ---------------------------------------------------
+# --- bounded load on nginx: the suite's one load loop (tests/load.py) ---------
 
-
-@dataclass(frozen=True)
-class Sample:
-    t: float
-    """time.monotonic() when the request was sent."""
-    path: str
-    status: int | None
-    error: str | None
-    """Exception class for transport failures (ConnectError, ReadTimeout, ...)."""
-
-
-@dataclass
-class LoadResult:
-    samples: list[Sample]
-
-    @property
-    def total(self) -> int:
-        return len(self.samples)
-
-    def failed(self, t0: float | None = None, t1: float | None = None) -> list[Sample]:
-        """Requests without a 2xx answer (5xx, refused, reset, timed out)."""
-        return [
-            s
-            for s in self.samples
-            if (s.status is None or not 200 <= s.status < 300)
-            and (t0 is None or s.t >= t0)
-            and (t1 is None or s.t <= t1)
-        ]
-
-    @property
-    def timeouts(self) -> list[Sample]:
-        """Requests that got no answer at all within the client timeout: a hang."""
-        return [s for s in self.samples if s.error and "Timeout" in s.error]
-
-    def outcomes(self) -> dict[str, int]:
-        c: Counter[str] = Counter()
-        for s in self.samples:
-            c[str(s.status) if s.status is not None else s.error or "error"] += 1
-        return dict(sorted(c.items()))
-
-    def last_failure(self) -> float | None:
-        failed = self.failed()
-        return failed[-1].t if failed else None
-
-    def after(self, t: float) -> list[Sample]:
-        return [s for s in self.samples if s.t >= t]
-
-
-class LoadLoop:
-    """Requests to nginx on 127.0.0.1 in a thread, bounded in count and time.
-
-    ``with LoadLoop(url) as load: ...`` starts it; leaving the block stops it.
-    It also stops by itself after ``max_requests`` requests or ``max_seconds``.
-    """
-
-    def __init__(
-        self,
-        base_url: str,
-        paths: Iterable[str] = ("/api/health", "/api/stocks/prices?symbols=AAPL,MSFT"),
-        *,
-        max_requests: int = 4000,
-        max_seconds: float = 150.0,
-        pause: float = 0.05,
-        timeout: float = 10.0,
-    ) -> None:
-        host = urlsplit(base_url).hostname
-        if host != "127.0.0.1":
-            raise ValueError(f"load goes to 127.0.0.1 only, not {host!r}")
-        self.base_url = base_url.rstrip("/")
-        self.paths = list(paths)
-        self.max_requests = max_requests
-        self.max_seconds = max_seconds
-        self.pause = pause
-        self.timeout = timeout
-        self._samples: list[Sample] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="load-loop", daemon=True)
-
-    def __enter__(self) -> LoadLoop:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> LoadLoop:
-        return self.__enter__()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await asyncio.to_thread(self.stop)
-
-    def stop(self) -> LoadResult:
-        self._stop.set()
-        self._thread.join(timeout=self.timeout + 5)
-        return self.result()
-
-    def result(self) -> LoadResult:
-        with self._lock:
-            return LoadResult(list(self._samples))
-
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
-
-    def _run(self) -> None:
-        t_end = time.monotonic() + self.max_seconds
-        n = 0
-        # A new connection per request would measure connect storms; keep-alive
-        # like a real client, but never retry: every failure counts.
-        with httpx.Client(base_url=self.base_url, timeout=self.timeout) as client:
-            while not self._stop.is_set() and n < self.max_requests and time.monotonic() < t_end:
-                path = self.paths[n % len(self.paths)]
-                t = time.monotonic()
-                try:
-                    r = client.get(path)
-                    sample = Sample(t, path, r.status_code, None)
-                except httpx.HTTPError as exc:
-                    sample = Sample(t, path, None, type(exc).__name__)
-                with self._lock:
-                    self._samples.append(sample)
-                n += 1
-                self._stop.wait(self.pause)
+# LoadLoop, LoadResult and Sample are imported at the top and re-exported.
 
 
 # --- acknowledged writes ---------------------------------------------------------
@@ -489,10 +369,18 @@ class Figure:
     recover_s: float | None = None
     requests: int = 0
     requests_failed: int = 0
+    requests_retried: int = 0
+    """Keep-alive retries (tests/load.py's policy), reported beside the failures."""
     rows_acked: int | None = None
     rows_lost: int | None = None
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def load(self, result: LoadResult) -> None:
+        """The load loop's figures: sent, failed, retried."""
+        self.requests = result.total
+        self.requests_failed = len(result.failed())
+        self.requests_retried = result.retries
 
 
 @contextlib.contextmanager

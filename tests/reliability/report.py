@@ -44,7 +44,7 @@ def _cell(value: Any) -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     out = [
-        "| fault / input | result | what the operator saw | recover (s) | requests failed / sent | rows lost / acked |",
+        "| fault / input | result | what the operator saw | recover (s) | requests failed / sent (keep-alive retries) | rows lost / acked |",
         "|---|---|---|---|---|---|",
     ]
     for r in sorted(rows, key=lambda r: r.get("test", "")):
@@ -54,7 +54,9 @@ def table(rows: list[dict[str, Any]]) -> str:
         if r.get("notes"):
             saw = f"{saw}; {r['notes']}" if saw else r["notes"]
         req = (
-            f"{r.get('requests_failed', 0)} / {r.get('requests', 0)}" if r.get("requests") else "–"
+            f"{r.get('requests_failed', 0)} / {r.get('requests', 0)} ({r.get('requests_retried', 0)})"
+            if r.get("requests")
+            else "–"
         )
         rows_ = (
             f"{r.get('rows_lost')} / {r.get('rows_acked')}"

@@ -17,15 +17,14 @@ import json
 import os
 import signal
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 import pytest
 
 from tests.conftest import Stack
+from tests.load import HEALTH, LoadLoop
 from tests.reliability._cli import active_conf, popen_stackdeck, stackdeck
 from tests.reliability._harness import (
     NotReached,
@@ -61,56 +60,14 @@ def _kill_group(proc) -> None:
     proc.wait(timeout=30)
 
 
-class ColourLoad:
-    """Bounded load on nginx recording which colour answered each request."""
-
-    def __init__(self, stack: Stack, max_requests: int = 6000, max_seconds: float = 400) -> None:
-        self.stack = stack
-        self.max_requests = max_requests
-        self.max_seconds = max_seconds
-        self.samples: list[tuple[float, int | None, str | None]] = []
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    async def _run(self) -> None:
-        t_end = time.monotonic() + self.max_seconds
-        async with httpx.AsyncClient(base_url=self.stack.base_url, timeout=10) as client:
-            while (
-                not self._stop.is_set()
-                and len(self.samples) < self.max_requests
-                and time.monotonic() < t_end
-            ):
-                t = time.monotonic()
-                try:
-                    r = await client.get("/api/health")
-                    colour = (r.headers.get("x-upstream-colour") or "").removeprefix(
-                        "backend_"
-                    ) or None
-                    self.samples.append((t, r.status_code, colour))
-                except httpx.HTTPError as exc:
-                    self.samples.append((t, None, type(exc).__name__))
-                await asyncio.sleep(0.05)
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        self._stop.set()
-        if self._task is not None:
-            await asyncio.wait_for(self._task, timeout=30)
-
-    def failed(self) -> list[tuple[float, int | None, str | None]]:
-        return [s for s in self.samples if s[1] is None or s[1] >= 500]
-
-
 async def test_kill_console_during_deploy(stack: Stack, tmp_path: Path) -> None:
     stack.reload_env()
     before_colour = stack.env.get("ACTIVE_COLOUR", "blue")
     version = "v1.0.1"
     log = tmp_path / "deploy.jsonl"
-    load = ColourLoad(stack)
+    load = LoadLoop(stack.base_url, HEALTH, max_requests=6000, max_seconds=400)
     with figure("kill the console during a blue-green deploy (bake window)") as fig:
-        load.start()
+        await asyncio.to_thread(load.start)
         proc = popen_stackdeck(
             stack,
             "--json",
@@ -148,8 +105,7 @@ async def test_kill_console_during_deploy(stack: Stack, tmp_path: Path) -> None:
         assert nginx_t.returncode == 0, nginx_t.stderr
         serving = "green" if "green" in conf else "blue"
         await asyncio.sleep(3)
-        after_kill = [s for s in load.samples if s[0] > t_kill + 1]
-        colours = Counter(s[2] for s in after_kill if s[1] == 200)
+        colours = load.result().colours(since=t_kill + 1)
         assert set(colours) == {serving}, (
             f"after the kill nginx served {dict(colours)} but active.conf says {serving}"
         )
@@ -187,21 +143,18 @@ async def test_kill_console_during_deploy(stack: Stack, tmp_path: Path) -> None:
         assert st2["deploy_env"]["ACTIVE_COLOUR"] == st2["serving_colour"], st2["deploy_env"]
         assert not (st2.get("deploy") or {}).get("interrupted"), st2.get("deploy")
         await asyncio.sleep(2)
-        await load.stop()
-        last = [s for s in load.samples if s[0] > time.monotonic() - 1.5 and s[1] == 200]
-        assert last and {s[2] for s in last} == {before_colour}, Counter(s[2] for s in last)
-        failed = load.failed()
+        result = await asyncio.to_thread(load.stop)
+        last = result.colours(since=time.monotonic() - 1.5)
+        assert set(last) == {before_colour}, last
         fig.operator_saw = (
             f"killed in bake with nginx on {serving}; status: stale lock (deploy, pid {proc.pid} gone), "
             f"deploy interrupted at bake; new deploy refused exit 3; lock break + rollback -> {before_colour}"
         )
         fig.recover_s = round(recover_s, 1)
-        fig.requests = len(load.samples)
-        fig.requests_failed = len(failed)
-        fig.extra = {"colours": dict(Counter(s[2] for s in load.samples))}
-        assert not failed, (
-            f"{len(failed)} requests failed during the interrupted deploy and its recovery: {failed[:5]}"
-        )
+        fig.load(result)
+        fig.extra = {"colours": result.colours()}
+        # two reloads: the deploy's switch, the rollback's switch back
+        result.assert_clean(reloads=2)
 
 
 def _vacuum_sessions_sync(dsn: str, table: str) -> list[dict[str, Any]]:

@@ -245,8 +245,7 @@ async def _kill_and_recover(stack: Stack, which: str, name: str, fig: Figure) ->
     prices_after = await count_rows(stack.pg_dsn, "prices")
     fig.operator_saw = "; ".join(saw)
     fig.recover_s = round(recover_s, 1)
-    fig.requests = result.total
-    fig.requests_failed = len(result.failed())
+    fig.load(result)
     fig.rows_acked = acked
     fig.rows_lost = acked - found
     fig.extra = {

@@ -189,8 +189,7 @@ async def test_db_power_cut_during_writes(stack: Stack) -> None:
             f"/api/health/database {status_down}; crash recovery in db log: {recovered}"
         )
         fig.recover_s = round(db_back_s, 1)
-        fig.requests = result.total
-        fig.requests_failed = len(result.failed())
+        fig.load(result)
         fig.rows_acked = acked
         fig.rows_lost = acked - found
         fig.extra = {

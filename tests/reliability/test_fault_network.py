@@ -121,8 +121,7 @@ async def test_network_disconnect(stack: Stack, which: str) -> None:
                 f"while the container list said {info.state}/{info.health}"
             )
             fig.recover_s = round(recover_s, 1)
-            fig.requests = result.total
-            fig.requests_failed = len(result.failed())
+            fig.load(result)
             fig.rows_acked = acked
             fig.rows_lost = acked - found
             fig.extra = {"outcomes": result.outcomes(), "api_answers": answers}

@@ -158,8 +158,7 @@ async def test_slow_postgres_is_shown_and_nothing_freezes(stack: Stack) -> None:
             f"(mean {top.mean_ms / 1000:.1f} s)"
         )
         fig.recover_s = round(recover_s, 1)
-        fig.requests = result.total
-        fig.requests_failed = len(result.failed())
+        fig.load(result)
         fig.rows_acked = acked
         fig.rows_lost = acked - found
         fig.extra = {"outcomes": result.outcomes(), "writer_failures": dict(writer.failures)}

@@ -187,8 +187,7 @@ async def test_redis_full_refuses_writes_keeps_quotas(stack: Stack) -> None:
                 f"quota panel kept reading"
             )
             fig.recover_s = round(recover_s, 1)
-            fig.requests = result.total
-            fig.requests_failed = len(result.failed())
+            fig.load(result)
             fig.rows_acked = len(quotas_before)
             fig.rows_lost = sum(1 for k in quotas_before if k not in full)
             fig.notes = f"quota counters kept: {len(quotas_before)}/{len(quotas_before)}; evicted_keys={evicted}"

@@ -147,8 +147,7 @@ async def test_docker_daemon_stop_and_start(stack: Stack) -> None:
                 )
                 text_after = screen_text(app)
                 result = load.result()
-            fig.requests = result.total
-            fig.requests_failed = len(result.failed())
+            fig.load(result)
             fig.operator_saw = (
                 f"engine source stale after {seen_s:.1f} s: '{engine_state.last_error}'"
                 + ("; shown on screen" if shown else "; NOT named on screen")

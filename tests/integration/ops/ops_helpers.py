@@ -1,5 +1,5 @@
-"""Helpers of the operations tests: the CLI as a subprocess, a bounded load
-loop against nginx, snapshots of the stack's state, and the figures file."""
+"""Helpers of the operations tests: the CLI as a subprocess, the load they
+run under, snapshots of the stack's state, and the figures file."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tests.conftest import default_signals
+from tests.load import HEALTH, LoadLoop
 
 REPO = Path(__file__).resolve().parents[3]
 FIGURES = Path(os.environ.get("STACKDECK_OPS_FIGURES", "/tmp/stackdeck-ops-figures.json"))
@@ -126,119 +126,13 @@ def read_events_until(
     raise AssertionError("timed out waiting for the event")
 
 
-@dataclass
-class Sample:
-    t: float
-    status: int | None
-    version: str | None
-    colour: str | None
-    error: str | None
-
-
-@dataclass
-class LoadLoop:
-    """GET /api/health through nginx in background threads until stopped,
-    bounded by ``max_requests`` and ``max_seconds`` whatever happens."""
-
-    base_url: str
-    workers: int = 2
-    max_requests: int = 50_000
-    max_seconds: float = 900
-    pause: float = 0.01
-    samples: list[Sample] = field(default_factory=list)
-    keepalive_retries: int = 0
-    """Requests retried once after a keep-alive connection closed unanswered."""
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    started: float = 0.0
-    stopped: float = 0.0
-    wall_offset: float = 0.0
-    """``time.time() - time.monotonic()`` at the start: turns an event's
-    wall-clock time into the samples' clock."""
-
-    def _worker(self) -> None:
-        deadline = self.started + self.max_seconds
-        with httpx.Client(base_url=self.base_url, timeout=10) as client:
-            while not self._stop.is_set() and time.monotonic() < deadline:
-                with self._lock:
-                    if len(self.samples) >= self.max_requests:
-                        return
-                t = time.monotonic()
-                s = self._get(client, t)
-                with self._lock:
-                    self.samples.append(s)
-                time.sleep(self.pause)
-
-    def _get(self, client: httpx.Client, t: float) -> Sample:
-        for attempt in (1, 2):
-            try:
-                r = client.get("/api/health")
-            except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-                # The server closed a reused keep-alive connection without an
-                # answer (an nginx worker retiring after a reload). RFC 9112
-                # 9.3.1 lets a client retry an idempotent request once on a
-                # new connection, as curl and Go's net/http do; counted apart.
-                if attempt == 1:
-                    with self._lock:
-                        self.keepalive_retries += 1
-                    continue
-                return Sample(t, None, None, None, f"{type(exc).__name__}: {exc}")
-            except httpx.HTTPError as exc:
-                return Sample(t, None, None, None, f"{type(exc).__name__}: {exc}")
-            try:
-                body = r.json()
-            except ValueError:
-                body = {}
-            return Sample(t, r.status_code, body.get("version"), body.get("colour"), None)
-        raise AssertionError("unreachable")
-
-    def __enter__(self) -> LoadLoop:
-        self.started = time.monotonic()
-        self.wall_offset = time.time() - self.started
-        for _ in range(self.workers):
-            th = threading.Thread(target=self._worker, daemon=True)
-            th.start()
-            self._threads.append(th)
-        # make sure traffic flows before the operation starts
-        deadline = time.monotonic() + 30
-        while not self.samples and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for th in self._threads:
-            th.join(timeout=20)
-        self.stopped = time.monotonic()
-
-    @property
-    def failed(self) -> list[Sample]:
-        return [s for s in self.samples if s.status != 200]
-
-    def versions(self, since: float = 0.0) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for s in self.samples:
-            if s.t >= since and s.status == 200:
-                out[str(s.version)] = out.get(str(s.version), 0) + 1
-        return out
-
-    def answers_since(self, at: str) -> dict[str, int]:
-        """Versions of the answers to requests sent after ``at`` (an event's
-        ISO time): what nginx served once that event had happened."""
-        from datetime import datetime
-
-        return self.versions(since=datetime.fromisoformat(at).timestamp() - self.wall_offset)
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "requests": len(self.samples),
-            "failed": len(self.failed),
-            "keepalive_retries": self.keepalive_retries,
-            "failures": sorted({f"{s.status} {s.error}" for s in self.failed})[:5],
-            "versions": self.versions(),
-            "seconds": round(self.stopped - self.started, 1),
-        }
+def deploy_load(stack: Any) -> LoadLoop:
+    """The load every deploy test runs under (the suite's one loop, tests/load.py):
+    two keep-alive connections, a request every 10 ms on each, ``/api/health``
+    only (its answers name the version and the colour)."""
+    return LoadLoop(
+        stack.base_url, HEALTH, workers=2, pause=0.01, max_requests=50_000, max_seconds=900
+    )
 
 
 def record_figure(name: str, value: Any) -> None:

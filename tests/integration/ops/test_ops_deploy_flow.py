@@ -30,8 +30,8 @@ import httpx
 import pytest
 
 from tests.integration.ops.ops_helpers import (
-    LoadLoop,
     cli_env,
+    deploy_load,
     health,
     read_events_until,
     record_figure,
@@ -142,7 +142,7 @@ def test_01_blue_green_v1_to_v2_under_load(stack: Any) -> None:
         assert r.rc == 0, r.text()
         base = wait_healthy(stack)
     _state["base"] = base["version"]
-    with LoadLoop(stack.base_url) as load:
+    with deploy_load(stack) as load:
         r = run_cli(
             stack,
             "deploy",
@@ -156,14 +156,14 @@ def test_01_blue_green_v1_to_v2_under_load(stack: Any) -> None:
         )
     assert r.rc == 0, r.text()
     assert r.final["status"] == "done"
-    assert load.failed == [], load.summary()
+    load.result().assert_clean(reloads=1)
     assert health(stack)["version"] == V2
-    versions = load.versions()
+    versions = load.result().versions()
     assert versions.get(V2, 0) > 0
     # after the switch was confirmed, nothing but v2 answered
     switched = next(e for e in r.events if e["step"] == "switch" and e["status"] == "ok")
-    after = load.answers_since(switched["at"])
-    assert set(after) == {V2} and after[V2] > 10, (after, load.summary())
+    after = load.result().answers_since(switched["at"])
+    assert set(after) == {V2} and after[V2] > 10, (after, load.result().summary())
     last = _history(stack)[-1]
     assert last["op"] == "deploy" and last["version"] == V2 and last["result"] == "ok"
     assert last["image_digest"].startswith("sha256:") and last["schema_revision"]
@@ -175,28 +175,28 @@ def test_01_blue_green_v1_to_v2_under_load(stack: Any) -> None:
         {
             "duration_s": r.final["data"]["duration_s"],
             "cli_s": round(r.seconds, 1),
-            "load": load.summary(),
+            "load": load.result().summary(),
         },
     )
 
 
 def test_02_plain_force_recreate_for_comparison(stack: Any) -> None:
     serving = health(stack)["colour"]
-    with LoadLoop(stack.base_url) as load:
+    with deploy_load(stack) as load:
         time.sleep(1)
         t0 = time.monotonic()
         stack.compose("up", "-d", "--force-recreate", "--no-deps", f"backend_{serving}")
         wait_healthy(stack)
         recreate_s = time.monotonic() - t0
         time.sleep(2)
-    failed = load.failed
+    failed = load.result().failed()
     window = (max(s.t for s in failed) - min(s.t for s in failed)) if failed else 0.0
     record_figure(
         "plain_force_recreate",
         {
             "recreate_s": round(recreate_s, 1),
             "failed_window_s": round(window, 1),
-            "load": load.summary(),
+            "load": load.result().summary(),
         },
     )
     assert load.samples  # the loop ran; failures here are the point of the comparison
@@ -230,7 +230,7 @@ def test_03_broken_v3_is_never_served(stack: Any) -> None:
     _build_broken(stack.backend_image, V2)
     before = health(stack)
     idle = "green" if before["colour"] == "blue" else "blue"
-    with LoadLoop(stack.base_url) as load:
+    with deploy_load(stack) as load:
         r = run_cli(
             stack, "deploy", "--version", V3_BROKEN, "--services", "backend", "--bake-seconds", BAKE
         )
@@ -239,8 +239,8 @@ def test_03_broken_v3_is_never_served(stack: Any) -> None:
     assert "health check" in r.final["message"] and "never left" in r.final["message"], r.final[
         "message"
     ]
-    assert load.failed == [], load.summary()
-    assert V3_BROKEN not in load.versions(), load.summary()
+    load.result().assert_clean(reloads=0)
+    assert V3_BROKEN not in load.result().versions(), load.result().summary()
     assert health(stack)["version"] == V2
     last = _history(stack)[-1]
     assert last["version"] == V3_BROKEN and last["result"] == "failed"
@@ -252,7 +252,7 @@ def test_03_broken_v3_is_never_served(stack: Any) -> None:
 
 
 def test_04_bake_failure_switches_back(stack: Any) -> None:
-    with LoadLoop(stack.base_url) as load:
+    with deploy_load(stack) as load:
         r = run_cli(
             stack,
             "deploy",
@@ -274,8 +274,8 @@ def test_04_bake_failure_switches_back(stack: Any) -> None:
     assert [
         e["step"] for e in r.events if e["step"] == "switch" and e["status"] == "ok"
     ]  # it was switched to
-    assert load.failed == [], load.summary()
-    assert set(load.versions(since=done_at)) == {V2}, load.summary()
+    load.result().assert_clean(reloads=2)
+    assert set(load.result().versions(since=done_at)) == {V2}, load.result().summary()
     assert health(stack)["version"] == V2
     last = _history(stack)[-1]
     assert (
@@ -290,10 +290,10 @@ def test_05_rollback_to_previous_colour_under_load(stack: Any) -> None:
     serving = health(stack)["colour"]
     idle = "green" if serving == "blue" else "blue"
     assert _container_state(stack, f"backend_{idle}") in ("exited", "created")
-    with LoadLoop(stack.base_url) as load:
+    with deploy_load(stack) as load:
         r = run_cli(stack, "rollback", "--force")
     assert r.rc == 0, r.text()
-    assert load.failed == [], load.summary()
+    load.result().assert_clean(reloads=1)
     assert health(stack)["version"] == base
     prepare = next(e for e in r.events if e["step"] == "prepare")
     assert prepare["data"]["warm"] is False, r.text()
@@ -308,7 +308,7 @@ def test_05_rollback_to_previous_colour_under_load(stack: Any) -> None:
         {
             "duration_s": r.final["data"]["duration_s"],
             "until_switched_s": switch["data"]["seconds"],
-            "load": load.summary(),
+            "load": load.result().summary(),
         },
     )
 
@@ -322,10 +322,10 @@ def test_05b_rollback_to_the_warm_previous_colour_before_the_worker(stack: Any) 
     assert before["version"] == base
     stack.reload_env()
     assert stack.env["WORKER_VERSION"] == base
-    with LoadLoop(stack.base_url) as load:
+    with deploy_load(stack) as load:
         r = run_cli(stack, "deploy", "--version", V2, "--bake-seconds", BAKE)
     assert r.rc == 0, r.text()
-    assert load.failed == [], load.summary()
+    load.result().assert_clean(reloads=1)
     assert health(stack)["version"] == V2
     _assert_previous_colour_kept_warm(stack, r, before["colour"], base)
     worker = [e for e in r.events if e["step"] == "worker"]
@@ -335,10 +335,10 @@ def test_05b_rollback_to_the_warm_previous_colour_before_the_worker(stack: Any) 
     started = _container_started(stack, f"backend_{before['colour']}")
     deploy_worker_s = (_event_at(worker[-1]) - _event_at(worker[0])).total_seconds()
 
-    with LoadLoop(stack.base_url) as load:
+    with deploy_load(stack) as load:
         r = run_cli(stack, "rollback", "--force")
     assert r.rc == 0, r.text()
-    assert load.failed == [], load.summary()
+    load.result().assert_clean(reloads=1)
     assert health(stack)["version"] == base and health(stack)["colour"] == before["colour"]
     prepare = next(e for e in r.events if e["step"] == "prepare")
     assert prepare["data"]["warm"] is True, r.text()
@@ -371,7 +371,7 @@ def test_05b_rollback_to_the_warm_previous_colour_before_the_worker(stack: Any) 
             "until_switched_s": switch["data"]["seconds"],
             "worker_s": round((_event_at(worker[-1]) - _event_at(worker[0])).total_seconds(), 1),
             "deploy_worker_s": round(deploy_worker_s, 1),
-            "load": load.summary(),
+            "load": load.result().summary(),
         },
     )
 
@@ -495,7 +495,7 @@ def test_09_deploy_killed_during_bake_next_deploy_recovers(stack: Any) -> None:
     assert st["deploy"]["interrupted"] is True
     assert st["deploy"]["recovery"]["action"] == "switch-back", st["deploy"]
     assert run_cli(stack, "lock", "break").rc == 0
-    with LoadLoop(stack.base_url) as load:
+    with deploy_load(stack) as load:
         r = run_cli(
             stack, "deploy", "--version", V4, "--services", "backend", "--bake-seconds", BAKE
         )
@@ -504,7 +504,7 @@ def test_09_deploy_killed_during_bake_next_deploy_recovers(stack: Any) -> None:
     assert recover and any(f"traffic on {serving['colour']}" in e["message"] for e in recover), (
         r.text()
     )
-    assert load.failed == [], load.summary()
+    load.result().assert_clean(reloads=2)
     assert health(stack)["version"] == V4
 
 
@@ -530,19 +530,20 @@ def test_09b_ctrl_c_during_bake_switches_back_and_releases_the_lock(stack: Any) 
 
 def test_10_rollback_to_v1_by_version(stack: Any) -> None:
     base = _state["base"]
-    with LoadLoop(stack.base_url) as load:
+    with deploy_load(stack) as load:
         r = run_cli(stack, "rollback", "--version", base, "--force")
     assert r.rc == 0, r.text()
-    assert load.failed == [], load.summary()
+    load.result().assert_clean(reloads=1)
     assert health(stack)["version"] == base
     record_figure(
-        "rollback_to_version", {"duration_s": r.final["data"]["duration_s"], "load": load.summary()}
+        "rollback_to_version",
+        {"duration_s": r.final["data"]["duration_s"], "load": load.result().summary()},
     )
 
 
 def test_11_rolling_deploy_recreates_in_place(stack: Any) -> None:
     before = health(stack)
-    with LoadLoop(stack.base_url) as load:
+    with deploy_load(stack) as load:
         r = run_cli(
             stack, "deploy", "--strategy", "rolling", "--version", V2, "--services", "backend"
         )
@@ -552,7 +553,8 @@ def test_11_rolling_deploy_recreates_in_place(stack: Any) -> None:
     last = _history(stack)[-1]
     assert last["strategy"] == "rolling" and last["result"] == "ok"
     record_figure(
-        "rolling_deploy", {"duration_s": r.final["data"]["duration_s"], "load": load.summary()}
+        "rolling_deploy",
+        {"duration_s": r.final["data"]["duration_s"], "load": load.result().summary()},
     )
     r = run_cli(stack, "rollback", "--version", _state["base"], "--force")
     assert r.rc == 0, r.text()
