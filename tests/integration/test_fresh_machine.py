@@ -62,7 +62,11 @@ def _run(clone: Path, *argv: str, timeout: float = 300) -> subprocess.CompletedP
 
 def _project_objects(kind: str) -> list[str]:
     """Containers/volumes/networks of the sdnew compose project."""
-    args = {"container": ["ps", "-aq"], "volume": ["volume", "ls", "-q"], "network": ["network", "ls", "-q"]}
+    args = {
+        "container": ["ps", "-aq"],
+        "volume": ["volume", "ls", "-q"],
+        "network": ["network", "ls", "-q"],
+    }
     r = subprocess.run(
         ["docker", *args[kind], "--filter", f"label=com.docker.compose.project={NAME}"],
         capture_output=True,
@@ -75,9 +79,7 @@ def _project_objects(kind: str) -> list[str]:
 def _containers_state() -> dict[str, tuple[str, str]]:
     """name -> (id, StartedAt) of every container of the project."""
     ids = _project_objects("container")
-    r = subprocess.run(
-        ["docker", "inspect", *ids], capture_output=True, text=True, check=True
-    )
+    r = subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, check=True)
     return {c["Name"]: (c["Id"], c["State"]["StartedAt"]) for c in json.loads(r.stdout)}
 
 

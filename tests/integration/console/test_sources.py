@@ -321,13 +321,22 @@ async def test_stats_cpu_follows_real_load(stack: Any, handle: DockerHandle) -> 
         await source.aclose()
 
 
-_UNITS = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40, "kB": 1e3, "MB": 1e6, "GB": 1e9}
+_UNITS = {
+    "B": 1,
+    "KiB": 2**10,
+    "MiB": 2**20,
+    "GiB": 2**30,
+    "TiB": 2**40,
+    "kB": 1e3,
+    "MB": 1e6,
+    "GB": 1e9,
+}
 
 
 def _bytes(text: str) -> float:
     """``41.2MiB`` (docker stats' MemUsage, 3 significant digits) -> bytes."""
     number = text.rstrip("BKMGTikb")
-    return float(number) * _UNITS[text[len(number):]]
+    return float(number) * _UNITS[text[len(number) :]]
 
 
 async def test_stats_agree_with_docker_stats(stack: Any, handle: DockerHandle) -> None:
@@ -360,13 +369,21 @@ async def test_stats_agree_with_docker_stats(stack: Any, handle: DockerHandle) -
                 cli_mem = _bytes(row["MemUsage"].split("/")[0].strip())
                 lo_cpu = min(mine.cpu_percent, mine_late.cpu_percent)
                 hi_cpu = max(mine.cpu_percent, mine_late.cpu_percent)
-                if not lo_cpu - max(3.0, 0.15 * cli_cpu) <= cli_cpu <= hi_cpu + max(3.0, 0.15 * cli_cpu):
-                    misses.append(f"{row['Name']}: CPU {cli_cpu} % (docker stats) vs {lo_cpu:.2f}-{hi_cpu:.2f} %")
+                if (
+                    not lo_cpu - max(3.0, 0.15 * cli_cpu)
+                    <= cli_cpu
+                    <= hi_cpu + max(3.0, 0.15 * cli_cpu)
+                ):
+                    misses.append(
+                        f"{row['Name']}: CPU {cli_cpu} % (docker stats) vs {lo_cpu:.2f}-{hi_cpu:.2f} %"
+                    )
                 lo_mem = min(mine.mem_usage, mine_late.mem_usage)
                 hi_mem = max(mine.mem_usage, mine_late.mem_usage)
                 slack = max(2 * 2**20, 0.03 * cli_mem)
                 if not lo_mem - slack <= cli_mem <= hi_mem + slack:
-                    misses.append(f"{row['Name']}: memory {row['MemUsage']} (docker stats) vs {lo_mem}-{hi_mem} B")
+                    misses.append(
+                        f"{row['Name']}: memory {row['MemUsage']} (docker stats) vs {lo_mem}-{hi_mem} B"
+                    )
             busy = ours[name].cpu_percent
             if not 25.0 < busy < 75.0:
                 misses.append(f"the half-CPU container shows {busy:.1f} %")
