@@ -1,5 +1,5 @@
 """Deploy and rollback under load: a bounded load loop on nginx
-(127.0.0.1 only, 4 clients, a new connection per request, GET /api/health)
+(127.0.0.1 only, 4 keep-alive clients back to back, GET /api/health; the suite's one load loop, tests/load.py)
 runs during each operation and a few seconds after it; every non-200 or
 connection error counts as a failed request.
 
@@ -27,7 +27,9 @@ import time
 from datetime import datetime
 from typing import Any
 
-from bench.common import REPO, LoadLoop, Stack, load_average, log, rnd, row, safe_ratio
+from tests.load import HEALTH, LoadLoop, LoadResult
+
+from bench.common import REPO, Stack, load_average, log, rnd, row, safe_ratio
 
 ROLLBACK_TARGET_S = 5.0
 
@@ -107,6 +109,41 @@ def _wait_recovered(url: str, timeout: float = 120.0, in_a_row: int = 5) -> floa
     return None
 
 
+def _load(stack: Stack, max_seconds: float) -> LoadLoop:
+    """The suite's one load loop (tests/load.py: keep-alive, one retry of a
+    GET closed unanswered on a reused connection, counted): four
+    connections, back to back."""
+    return LoadLoop(
+        stack.base_url,
+        HEALTH,
+        workers=4,
+        pause=0.0,
+        max_requests=40_000,
+        max_seconds=max_seconds,
+        timeout=5.0,
+    )
+
+
+def _summary(r: LoadResult) -> dict[str, Any]:
+    failed = r.failed()
+    errors: dict[str, int] = {}
+    for x in failed:
+        key = f"HTTP {x.status}" if x.status is not None else str(x.error).split(":")[0]
+        errors[key] = errors.get(key, 0) + 1
+    return {
+        "requests": r.total,
+        "failures": len(failed),
+        "retried": r.retries,
+        "seconds": rnd(r.seconds, 2),
+        "errors": errors,
+        "failure_window_s": rnd(failed[-1].t - failed[0].t, 2) if failed else None,
+        "colours": r.colours(),
+        "colour_changes": [(rnd(t, 2), c) for t, c in r.colour_changes()],
+        "p95_ms": rnd(r.latency_ms(95), 1),
+        "max_ms": rnd(r.latency_ms(100), 1),
+    }
+
+
 def bench(stack: Stack, *, quick: bool = False) -> dict[str, Any]:
     load_before = load_average()
     url = f"{stack.base_url}/api/health"
@@ -128,11 +165,11 @@ def bench(stack: Stack, *, quick: bool = False) -> dict[str, Any]:
     bake_args = ["--bake-seconds", "10"] if quick else []
     # 1. blue-green
     log(f"deploy: blue-green {current} → {target} under load")
-    with LoadLoop(url, workers=4, max_seconds=900) as load:
+    with _load(stack, 900) as load:
         time.sleep(2)
         took, rc, events, err = _cli(stack, "deploy", "--version", target, *bake_args)
         time.sleep(3)
-    bg = load.result.summary()
+    bg = _summary(load.result())
     steps = _steps(events)
     raw["blue_green"] = {
         "seconds": rnd(took, 2),
@@ -174,11 +211,11 @@ def bench(stack: Stack, *, quick: bool = False) -> dict[str, Any]:
 
     # 2. rollback to the previous colour
     log("deploy: rollback to the previous colour under load")
-    with LoadLoop(url, workers=4, max_seconds=600) as load:
+    with _load(stack, 600) as load:
         time.sleep(2)
         rb_took, rb_rc, rb_events, rb_err = _cli(stack, "rollback", "--force")
         time.sleep(3)
-    rb = load.result.summary()
+    rb = _summary(load.result())
     rb_steps = _steps(rb_events)
     raw["rollback"] = {
         "seconds": rnd(rb_took, 2),
@@ -189,7 +226,7 @@ def bench(stack: Stack, *, quick: bool = False) -> dict[str, Any]:
     }
     served_again = stack.deploy_env().get("ACTIVE_COLOUR")
     # when the load loop saw the previous colour serve for good, from the command's start (2 s in)
-    back = [t for t, c in rb["colour_changes"] if c == f"backend_{served_again}"]
+    back = [t for t, c in rb["colour_changes"] if c == served_again]
     back_at = rnd(back[-1] - 2.0, 2) if back else None
     rb_switch = rb_steps.get("switch", {}).get("end")
     rb_prepare = next((e for e in rb_events if e.get("step") == "prepare"), {})
@@ -228,7 +265,7 @@ def bench(stack: Stack, *, quick: bool = False) -> dict[str, Any]:
     serving = stack.deploy_env().get("ACTIVE_COLOUR", active)
     service = f"backend_{serving}"
     log(f"deploy: peer: compose up -d --force-recreate --no-deps {service} under load")
-    with LoadLoop(url, workers=4, max_seconds=600) as load:
+    with _load(stack, 600) as load:
         time.sleep(2)
         t = time.monotonic()
         p = stack.compose("up", "-d", "--force-recreate", "--no-deps", service, check=False)
@@ -236,7 +273,7 @@ def bench(stack: Stack, *, quick: bool = False) -> dict[str, Any]:
         recovered = _wait_recovered(url)
         total = time.monotonic() - t
         time.sleep(3)
-    peer = load.result.summary()
+    peer = _summary(load.result())
     raw["compose_force_recreate"] = {
         "service": service,
         "command_seconds": rnd(cmd_took, 2),

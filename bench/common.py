@@ -1,7 +1,7 @@
 """What the benchmarks share: the stack under test, process sampling from
 /proc, a private tmux server to run the console in a real terminal, idle
-containers to grow the project, a bounded HTTP load loop on 127.0.0.1, and
-small statistics helpers.
+containers to grow the project, and small statistics helpers. The load loop
+is the suite's one (tests/load.py).
 
 Nothing here imports the console: the benchmarks drive it as a process (or
 import it lazily where a benchmark needs its sources), so the harness keeps
@@ -19,11 +19,10 @@ import shutil
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -493,131 +492,6 @@ def idle_containers(stack: Stack) -> Iterator[Callable[[int], int]]:
         n = cleanup_idle(stack)
         if n:
             log(f"removed {n} idle bench containers")
-
-
-# --- a bounded HTTP load loop on 127.0.0.1 -------------------------------------
-
-
-@dataclass
-class LoadResult:
-    requests: int = 0
-    failures: int = 0
-    seconds: float = 0.0
-    errors: dict[str, int] = field(default_factory=dict)
-    first_failure_at: float | None = None
-    last_failure_at: float | None = None
-    colours: dict[str, int] = field(default_factory=dict)
-    latencies: list[float] = field(default_factory=list)
-    colour_changes: list[tuple[float, str]] = field(default_factory=list)
-    """(seconds since the loop started, colour) each time the serving colour
-    differs from the previous response's (bounded)."""
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "requests": self.requests,
-            "failures": self.failures,
-            "seconds": rnd(self.seconds, 2),
-            "errors": self.errors,
-            "failure_window_s": rnd(
-                (self.last_failure_at - self.first_failure_at)
-                if self.first_failure_at is not None and self.last_failure_at is not None
-                else None,
-                2,
-            ),
-            "colours": self.colours,
-            "colour_changes": [(rnd(t, 2), c) for t, c in self.colour_changes],
-            "p95_ms": rnd((percentile(self.latencies, 95) or 0) * 1000, 1),
-            "max_ms": rnd(max(self.latencies, default=0) * 1000, 1),
-        }
-
-
-class LoadLoop:
-    """``workers`` threads, each sending GET requests one after the other,
-    new connection each time (a client that reuses a connection nginx closed
-    on reload would measure the client, not the switch). Bounded by
-    ``max_requests`` and ``max_seconds``; stops by itself."""
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        workers: int = 4,
-        max_requests: int = 40_000,
-        max_seconds: float = 600.0,
-        timeout: float = 5.0,
-        pause: float = 0.0,
-    ) -> None:
-        if not (url.startswith("http://127.0.0.1:") or url.startswith("http://localhost:")):
-            raise ValueError("load loops target 127.0.0.1 only")
-        self.url, self.workers, self.timeout, self.pause = url, workers, timeout, pause
-        self.max_requests, self.max_seconds = max_requests, max_seconds
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
-        self.result = LoadResult()
-        self._t0 = 0.0
-
-    def _worker(self) -> None:
-        import http.client
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(self.url)
-        path = parts.path + (f"?{parts.query}" if parts.query else "")
-        deadline = self._t0 + self.max_seconds
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            with self._lock:
-                if self.result.requests >= self.max_requests:
-                    return
-                self.result.requests += 1
-            start = time.monotonic()
-            error = None
-            colour = None
-            try:
-                conn = http.client.HTTPConnection(
-                    parts.hostname or "127.0.0.1", parts.port, timeout=self.timeout
-                )
-                try:
-                    conn.request("GET", path, headers={"Connection": "close"})
-                    resp = conn.getresponse()
-                    resp.read()
-                    colour = resp.getheader("X-Upstream-Colour")
-                    if resp.status != 200:
-                        error = f"HTTP {resp.status}"
-                finally:
-                    conn.close()
-            except Exception as exc:
-                error = type(exc).__name__
-            end = time.monotonic()
-            with self._lock:
-                self.result.latencies.append(end - start)
-                if colour:
-                    self.result.colours[colour] = self.result.colours.get(colour, 0) + 1
-                    changes = self.result.colour_changes
-                    if (not changes or changes[-1][1] != colour) and len(changes) < 50:
-                        changes.append((start - self._t0, colour))
-                if error is not None:
-                    self.result.failures += 1
-                    self.result.errors[error] = self.result.errors.get(error, 0) + 1
-                    rel = start - self._t0
-                    if self.result.first_failure_at is None:
-                        self.result.first_failure_at = rel
-                    self.result.last_failure_at = rel
-            if self.pause:
-                time.sleep(self.pause)
-
-    def __enter__(self) -> LoadLoop:
-        self._t0 = time.monotonic()
-        for _ in range(self.workers):
-            t = threading.Thread(target=self._worker, daemon=True)
-            t.start()
-            self._threads.append(t)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(self.timeout + 2)
-        self.result.seconds = time.monotonic() - self._t0
 
 
 # --- machine -----------------------------------------------------------------

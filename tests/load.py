@@ -59,6 +59,8 @@ class Sample:
     """The colour nginx routed to (its ``X-Upstream-Colour`` header)."""
     retried: bool = False
     """Sent twice: the first attempt met a keep-alive connection closed unanswered."""
+    ms: float | None = None
+    """Milliseconds from sending to the whole answer (a retry included)."""
 
     @property
     def ok(self) -> bool:
@@ -73,6 +75,8 @@ class LoadResult:
     wall_offset: float = 0.0
     """``time.time() - time.monotonic()`` at the start: turns an event's
     wall-clock time into the samples' clock."""
+    t0: float = 0.0
+    """time.monotonic() when the loop started."""
 
     @property
     def total(self) -> int:
@@ -113,6 +117,22 @@ class LoadResult:
 
     def colours(self, since: float = 0.0) -> dict[str, int]:
         return dict(Counter(str(s.colour) for s in self.samples if s.t >= since and s.ok))
+
+    def colour_changes(self, limit: int = 50) -> list[tuple[float, str]]:
+        """(seconds since the start, colour) each time an answer came from
+        another colour than the answer before it."""
+        out: list[tuple[float, str]] = []
+        for s in self.samples:
+            if s.ok and s.colour and (not out or out[-1][1] != s.colour) and len(out) < limit:
+                out.append((s.t - self.t0, s.colour))
+        return out
+
+    def latency_ms(self, p: float) -> float | None:
+        """The ``p``-th percentile of the answers' latency (nearest rank)."""
+        ms = sorted(s.ms for s in self.samples if s.ms is not None)
+        if not ms:
+            return None
+        return ms[min(len(ms) - 1, max(0, round(p / 100 * len(ms)) - 1))]
 
     def monotonic(self, at: str) -> float:
         """An event's ISO time on the samples' clock."""
@@ -228,7 +248,9 @@ class LoadLoop:
         end = self._stopped if self._stopped is not None else time.monotonic()
         with self._lock:
             samples = sorted(self._samples, key=lambda s: s.t)
-        return LoadResult(samples, self.workers, end - self._started, self._wall_offset)
+        return LoadResult(
+            samples, self.workers, end - self._started, self._wall_offset, self._started
+        )
 
     @property
     def samples(self) -> list[Sample]:
@@ -270,6 +292,7 @@ class LoadLoop:
                 return Sample(t, path, None, f"{type(exc).__name__}: {exc}", retried=retried)
             except httpx.HTTPError as exc:
                 return Sample(t, path, None, f"{type(exc).__name__}: {exc}", retried=retried)
+            ms = (time.monotonic() - t) * 1000
             version = None
             if r.headers.get("content-type", "").startswith("application/json"):
                 try:
@@ -279,4 +302,4 @@ class LoadLoop:
                 if isinstance(body, dict):
                     version = body.get("version")
             colour = (r.headers.get("x-upstream-colour") or "").removeprefix("backend_") or None
-            return Sample(t, path, r.status_code, None, version, colour, retried)
+            return Sample(t, path, r.status_code, None, version, colour, retried, ms)
