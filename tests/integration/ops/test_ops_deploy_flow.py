@@ -1,13 +1,26 @@
 """Deploys and rollbacks against the real stack, under load.
 
-One ordered story (the tests depend on each other's end state, so they run
-in file order): v1 -> v2 blue-green under load; the plain in-place recreate
-for comparison; a broken v3 never served; a bake failure switched back;
-rollback to the previous colour when it is not running; a deploy with the
-worker, then a rollback to the previous colour it kept warm (traffic back
-before the worker moves); a deploy with keep_previous_colour off and a
+The story, in file order: v1 -> v2 blue-green under load (its bake passes at
+the tests' p95 threshold); the plain in-place recreate for comparison; a
+broken v3 never served; a really slow v3 (a fault version adding
+``SLOW_MS`` to every request) failing its bake on p95 latency and switched
+back; rollback to the previous colour when it is not running; a deploy with
+the worker, then a rollback to the previous colour it kept warm (traffic
+back before the worker moves); a deploy with keep_previous_colour off and a
 rollback restoring the database; two concurrent deploys; deploys killed
-halfway and recovered; back to v1.
+halfway and recovered; a Ctrl-C during the bake; back to v1; a rolling
+deploy.
+
+Each test stands alone and runs in any order: it shares no state with the
+others. It starts with its preconditions (the ``_ensure_*`` / ``_serving_*``
+helpers below), which bring the stack into the state the test needs through
+the real CLI (``deploy`` / ``rollback``, ``lock break``) and do nothing when
+the stack is already there. In file order each test leaves the state the
+next one needs, so the preconditions cost nothing there; alone, or after
+another test, they cost a deploy or a rollback or two. Every test first
+recovers an interrupted deploy or a stale lock left by an earlier test that
+was killed (``_no_interrupted_deploy``). The base version is the stack's
+default, ``BASE`` (compose's default ``BLUE_VERSION``).
 
 Timings are recorded as figures (``ops_helpers.record_figure``), never
 asserted.
@@ -16,7 +29,9 @@ asserted.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import re
 import signal
 import subprocess
 import tempfile
@@ -29,6 +44,8 @@ import asyncpg
 import httpx
 import pytest
 
+from console.core.ops.context import OpContext
+from tests.fault_versions import Fault, build_fault_version
 from tests.integration.ops.ops_helpers import (
     cli_env,
     deploy_load,
@@ -42,14 +59,20 @@ from tests.integration.ops.ops_helpers import (
 
 pytestmark = [pytest.mark.stack, pytest.mark.destructive]
 
+BASE = "v1.0.0"
+"""The stack's default version (compose's default ``BLUE_VERSION``)."""
 V2 = "v2.0.0-opstest"
 V3_BROKEN = "v3.0.0-opstest.broken"
 V3_SLOW = "v3.0.1-opstest"
 V4 = "v4.0.0-opstest"
 BAKE = "4"
 PROBE_TABLE = "stackdeck_ops_restore_probe"
-
-_state: dict[str, Any] = {}
+DEFAULT_P95_MS = next(f.default for f in dataclasses.fields(OpContext) if f.name == "max_p95_ms")
+"""The bake's default p95 threshold (``OpContext.max_p95_ms``: 2000 ms)."""
+TEST_P95_MS = DEFAULT_P95_MS / 10
+"""The default threshold scaled for the tests' short bakes (200 ms)."""
+SLOW_MS = 500
+"""What the slow version adds to every request: well above ``TEST_P95_MS``."""
 
 
 def _history(stack: Any) -> list[dict[str, Any]]:
@@ -135,13 +158,178 @@ def _pg(stack: Any, *sql: str) -> list[Any]:
     return asyncio.run(go())
 
 
+def _colours(stack: Any) -> tuple[str, str]:
+    """(serving, idle) colour, as nginx answers."""
+    serving = str(wait_healthy(stack)["colour"])
+    return serving, ("green" if serving == "blue" else "blue")
+
+
+def _slot_version(stack: Any, colour: str) -> str | None:
+    stack.reload_env()
+    return stack.env.get(f"{colour.upper()}_VERSION")
+
+
+def _precondition(stack: Any, why: str, *args: str, env: dict[str, str] | None = None) -> Any:
+    """One CLI operation run to reach a test's precondition (never asserted
+    on beyond its success: the test's own assertions come after)."""
+    print(f"[precondition] {why}: stackdeck {' '.join(args)}")
+    r = run_cli(stack, *args, env=env)
+    assert r.rc == 0, f"precondition ({why}) failed:\n{r.text()}"
+    return r
+
+
+def _no_interrupted_deploy(stack: Any) -> None:
+    """No interrupted deploy and no stale lock (left by a test killed halfway)."""
+    st = _status(stack)
+    if st["lock"]["stale"]:
+        _precondition(stack, "stale deploy lock", "lock", "break")
+        st = _status(stack)
+    if st["deploy"]["interrupted"]:
+        _precondition(stack, "interrupted deploy", "rollback", "--force")
+        st = _status(stack)
+    assert not st["lock"]["held"] and not st["deploy"]["interrupted"], st
+    wait_healthy(stack)
+
+
+def _image_exists(stack: Any, version: str) -> bool:
+    r = subprocess.run(
+        ["docker", "image", "inspect", f"{stack.backend_image}:{version}"],
+        capture_output=True,
+        text=True,
+    )
+    return r.returncode == 0
+
+
+def _ensure_image(stack: Any, version: str) -> None:
+    """The image of ``version`` exists (built as test_01 builds v2: ``deploy --build``;
+    the state that leaves is for the next precondition to fix)."""
+    if not _image_exists(stack, version):
+        if health(stack)["version"] == version:  # cannot deploy what serves
+            _serving_base(stack)
+        _precondition(
+            stack,
+            f"image {version} missing",
+            "deploy",
+            "--version",
+            version,
+            "--build",
+            "--services",
+            "backend",
+            "--bake-seconds",
+            BAKE,
+        )
+    assert _image_exists(stack, version)
+
+
+def _serving_base(stack: Any) -> dict[str, Any]:
+    """BASE serves (whatever the idle colour holds)."""
+    if wait_healthy(stack)["version"] != BASE:
+        _precondition(stack, f"serving {BASE}", "rollback", "--version", BASE, "--force")
+    got = wait_healthy(stack)
+    assert got["version"] == BASE, got
+    return got
+
+
+def _serving(stack: Any, version: str) -> dict[str, Any]:
+    """``version`` serves (whatever the idle colour holds)."""
+    if version == BASE:
+        return _serving_base(stack)
+    if wait_healthy(stack)["version"] != version:
+        _ensure_image(stack, version)
+    if wait_healthy(stack)["version"] != version:
+        _precondition(
+            stack,
+            f"serving {version}",
+            "deploy",
+            "--version",
+            version,
+            "--services",
+            "backend",
+            "--bake-seconds",
+            BAKE,
+        )
+    got = wait_healthy(stack)
+    assert got["version"] == version, got
+    return got
+
+
+def _serving_anything_but(stack: Any, version: str) -> dict[str, Any]:
+    """Some version other than ``version`` serves: BASE, or V2 when ``version`` is BASE."""
+    if wait_healthy(stack)["version"] == version:
+        return _serving(stack, V2 if version == BASE else BASE)
+    return wait_healthy(stack)
+
+
+def _serving_v2_idle_holds_base(stack: Any) -> None:
+    """V2 serves and the idle colour's slot holds BASE (running or stopped)."""
+    _, idle = _colours(stack)
+    if health(stack)["version"] == V2 and _slot_version(stack, idle) == BASE:
+        return
+    _ensure_image(stack, V2)
+    _serving_base(stack)
+    _serving(stack, V2)
+    _, idle = _colours(stack)
+    assert health(stack)["version"] == V2 and _slot_version(stack, idle) == BASE
+
+
+def _serving_v2_idle_stopped_at_base(stack: Any) -> None:
+    """V2 serves, the idle colour is stopped and its slot holds BASE: what the
+    failed deploys of v3 leave (their undo puts the slot back, stopped), and
+    what a deploy of V2 from BASE with keep_previous_colour off leaves."""
+
+    def there() -> bool:
+        _, idle = _colours(stack)
+        return (
+            health(stack)["version"] == V2
+            and _container_state(stack, f"backend_{idle}") in ("exited", "created")
+            and _slot_version(stack, idle) == BASE
+        )
+
+    if there():
+        return
+    _ensure_image(stack, V2)
+    _serving_base(stack)
+    _precondition(
+        stack,
+        f"serving {V2}, {BASE} stopped in the idle colour",
+        "deploy",
+        "--version",
+        V2,
+        "--services",
+        "backend",
+        "--bake-seconds",
+        BAKE,
+        env=cli_env(stack, STACKDECK_KEEP_PREVIOUS_COLOUR="false"),
+    )
+    assert there()
+
+
+def _worker_on_base(stack: Any) -> None:
+    stack.reload_env()
+    if stack.env.get("WORKER_VERSION") != BASE or _container_version(stack, "worker") != BASE:
+        # --force: a worker-only deploy of the version the backend serves
+        _precondition(
+            stack,
+            f"worker on {BASE}",
+            "deploy",
+            "--version",
+            BASE,
+            "--services",
+            "worker",
+            "--force",
+        )
+    stack.reload_env()
+    assert stack.env["WORKER_VERSION"] == BASE and _container_version(stack, "worker") == BASE
+
+
+def _bake_event(r: Any) -> dict[str, Any]:
+    return next(e for e in r.events if e["step"] == "bake" and e["status"] in ("ok", "fail"))
+
+
 def test_01_blue_green_v1_to_v2_under_load(stack: Any) -> None:
-    base = wait_healthy(stack)
-    if base["version"] in (V2, V3_SLOW, V4):  # left by an earlier run of this story
-        r = run_cli(stack, "rollback", "--version", "v1.0.0", "--force")
-        assert r.rc == 0, r.text()
-        base = wait_healthy(stack)
-    _state["base"] = base["version"]
+    """Precondition: BASE serves (the previous colour, kept warm, will hold it)."""
+    _no_interrupted_deploy(stack)
+    _serving_base(stack)
     with deploy_load(stack) as load:
         r = run_cli(
             stack,
@@ -153,10 +341,17 @@ def test_01_blue_green_v1_to_v2_under_load(stack: Any) -> None:
             "backend",
             "--bake-seconds",
             BAKE,
+            "--max-p95-ms",
+            f"{TEST_P95_MS:g}",
         )
     assert r.rc == 0, r.text()
     assert r.final["status"] == "done"
     load.result().assert_clean(reloads=1)
+    # the threshold test_04's slow version fails at passes a normal version
+    bake = _bake_event(r)
+    assert bake["status"] == "ok", r.text()
+    assert bake["data"]["p95_ms"] is not None and bake["data"]["p95_ms"] < TEST_P95_MS, bake
+    assert bake["data"]["errors"] == 0, bake
     assert health(stack)["version"] == V2
     versions = load.result().versions()
     assert versions.get(V2, 0) > 0
@@ -169,18 +364,23 @@ def test_01_blue_green_v1_to_v2_under_load(stack: Any) -> None:
     assert last["image_digest"].startswith("sha256:") and last["schema_revision"]
     assert last["user"] and last["colour"] != last["from_colour"]
     # the old colour keeps running, out of the upstream: the instant rollback target
-    _assert_previous_colour_kept_warm(stack, r, last["from_colour"], _state["base"])
+    _assert_previous_colour_kept_warm(stack, r, last["from_colour"], BASE)
     record_figure(
         "blue_green_deploy",
         {
             "duration_s": r.final["data"]["duration_s"],
             "cli_s": round(r.seconds, 1),
+            "bake_p95_ms": bake["data"]["p95_ms"],
+            "bake_threshold_ms": TEST_P95_MS,
             "load": load.result().summary(),
         },
     )
 
 
 def test_02_plain_force_recreate_for_comparison(stack: Any) -> None:
+    """Precondition: V2 serves."""
+    _no_interrupted_deploy(stack)
+    _serving(stack, V2)
     serving = health(stack)["colour"]
     with deploy_load(stack) as load:
         time.sleep(1)
@@ -227,6 +427,9 @@ HEALTHCHECK --interval=2s --timeout=2s --retries=2 CMD false
 
 
 def test_03_broken_v3_is_never_served(stack: Any) -> None:
+    """Precondition: V2 serves and the idle colour's slot holds BASE."""
+    _no_interrupted_deploy(stack)
+    _serving_v2_idle_holds_base(stack)
     _build_broken(stack.backend_image, V2)
     before = health(stack)
     idle = "green" if before["colour"] == "blue" else "blue"
@@ -248,45 +451,75 @@ def test_03_broken_v3_is_never_served(stack: Any) -> None:
     # the idle colour is stopped and its slot holds the version it had before
     assert _container_state(stack, f"backend_{idle}") in ("exited", "created")
     stack.reload_env()
-    assert stack.env[f"{idle.upper()}_VERSION"] == _state["base"]
+    assert stack.env[f"{idle.upper()}_VERSION"] == BASE
 
 
 def test_04_bake_failure_switches_back(stack: Any) -> None:
+    """A really slow version (every request SLOW_MS longer) fails its bake on
+    p95 latency at the default threshold scaled for tests (TEST_P95_MS) and
+    is switched back. Precondition: V2 serves."""
+    _no_interrupted_deploy(stack)
+    _serving(stack, V2)
+    build_fault_version(stack.backend_image, V2, V3_SLOW, Fault(latency_ms=SLOW_MS))
     with deploy_load(stack) as load:
         r = run_cli(
             stack,
             "deploy",
             "--version",
             V3_SLOW,
-            "--build",
             "--services",
             "backend",
             "--bake-seconds",
             BAKE,
             "--max-p95-ms",
-            "0.001",  # no real request is that fast: the bake must fail
+            f"{TEST_P95_MS:g}",
         )
         done_at = time.monotonic()
         time.sleep(2)
     assert r.rc == 1, r.text()
     msg = r.final["message"]
     assert "bake window failed" in msg and "p95 latency" in msg and "switched back" in msg, msg
+    assert r.final["data"]["failed_step"] == "bake", r.final
+    # the p95 the bake measured: the slow version's, above the threshold
+    got = re.search(r"p95 latency (\d+) ms above the ([\d.]+) ms threshold", msg)
+    assert got, msg
+    p95_ms, threshold = int(got.group(1)), float(got.group(2))
+    assert threshold == TEST_P95_MS, msg
+    assert p95_ms >= SLOW_MS - 10, msg
+    fail = _bake_event(r)
+    assert fail["status"] == "fail" and "p95 latency" in fail["message"], r.text()
     assert [
         e["step"] for e in r.events if e["step"] == "switch" and e["status"] == "ok"
     ]  # it was switched to
     load.result().assert_clean(reloads=2)
+    assert load.result().versions().get(V3_SLOW, 0) > 0, load.result().summary()  # it served
     assert set(load.result().versions(since=done_at)) == {V2}, load.result().summary()
     assert health(stack)["version"] == V2
     last = _history(stack)[-1]
     assert (
         last["version"] == V3_SLOW and last["result"] == "rolled-back" and "p95" in last["reason"]
     )
+    assert last["bake"]["p95_ms"] >= SLOW_MS - 10 and last["bake"]["errors"] == 0, last["bake"]
+    record_figure(
+        "bake_failure_slow_version",
+        {
+            "slow_ms": SLOW_MS,
+            "threshold_ms": TEST_P95_MS,
+            "bake": last["bake"],
+            "duration_s": last.get("duration_s"),
+            "cli_s": round(r.seconds, 1),
+            "load": load.result().summary(),
+        },
+    )
 
 
 def test_05_rollback_to_previous_colour_under_load(stack: Any) -> None:
     """The failed deploys of v3 stopped the previous colour (their undo puts
-    its slot back, stopped): the rollback starts it and waits for it."""
-    base = _state["base"]
+    its slot back, stopped): the rollback starts it and waits for it.
+    Precondition: V2 serves, the idle colour stopped and holding BASE."""
+    _no_interrupted_deploy(stack)
+    _serving_v2_idle_stopped_at_base(stack)
+    base = BASE
     serving = health(stack)["colour"]
     idle = "green" if serving == "blue" else "blue"
     assert _container_state(stack, f"backend_{idle}") in ("exited", "created")
@@ -316,8 +549,12 @@ def test_05_rollback_to_previous_colour_under_load(stack: Any) -> None:
 def test_05b_rollback_to_the_warm_previous_colour_before_the_worker(stack: Any) -> None:
     """A deploy of backend and worker keeps the previous colour running; the
     rollback checks it, switches nginx, says traffic is back, and only then
-    moves the worker back."""
-    base = _state["base"]
+    moves the worker back. Precondition: BASE serves, the worker on BASE."""
+    _no_interrupted_deploy(stack)
+    _ensure_image(stack, V2)
+    _serving_base(stack)
+    _worker_on_base(stack)
+    base = BASE
     before = health(stack)
     assert before["version"] == base
     stack.reload_env()
@@ -377,6 +614,10 @@ def test_05b_rollback_to_the_warm_previous_colour_before_the_worker(stack: Any) 
 
 
 def test_06_rollback_with_restore_db(stack: Any) -> None:
+    """Precondition: BASE serves (the rollback goes back to it)."""
+    _no_interrupted_deploy(stack)
+    _ensure_image(stack, V2)
+    _serving_base(stack)
     _pg(
         stack,
         f"DROP TABLE IF EXISTS {PROBE_TABLE}",
@@ -418,7 +659,7 @@ def test_06_rollback_with_restore_db(stack: Any) -> None:
     assert r.rc == 0, r.text()
     rows = [tuple(x) for x in _pg(stack, f"SELECT id, note FROM {PROBE_TABLE} ORDER BY id")[0]]
     assert rows == [(1, "before the backup")]
-    assert health(stack)["version"] == _state["base"]
+    assert health(stack)["version"] == BASE
     assert wait_healthy(stack)["checks"]["database"]["status"] == "healthy"
     last = _history(stack)[-1]
     assert (
@@ -431,6 +672,10 @@ def test_06_rollback_with_restore_db(stack: Any) -> None:
 
 
 def test_07_two_concurrent_deploys(stack: Any) -> None:
+    """Precondition: anything but V2 serves (so the deploy of V2 has work to do)."""
+    _no_interrupted_deploy(stack)
+    _ensure_image(stack, V2)
+    _serving_anything_but(stack, V2)
     first = start_cli(
         stack, "deploy", "--version", V2, "--services", "backend", "--bake-seconds", "8"
     )
@@ -451,6 +696,9 @@ def test_07_two_concurrent_deploys(stack: Any) -> None:
 
 
 def test_08_deploy_killed_before_switch_then_rollback_recovers(stack: Any) -> None:
+    """Precondition: anything but V4 serves (the deploy builds V4 if missing)."""
+    _no_interrupted_deploy(stack)
+    _serving_anything_but(stack, V4)
     serving = health(stack)
     proc = start_cli(
         stack, "deploy", "--version", V4, "--build", "--services", "backend", "--bake-seconds", BAKE
@@ -483,6 +731,10 @@ def test_08_deploy_killed_before_switch_then_rollback_recovers(stack: Any) -> No
 
 
 def test_09_deploy_killed_during_bake_next_deploy_recovers(stack: Any) -> None:
+    """Precondition: image V4 exists, anything but V4 serves."""
+    _no_interrupted_deploy(stack)
+    _ensure_image(stack, V4)
+    _serving_anything_but(stack, V4)
     serving = health(stack)
     proc = start_cli(
         stack, "deploy", "--version", V4, "--services", "backend", "--bake-seconds", "300"
@@ -509,6 +761,10 @@ def test_09_deploy_killed_during_bake_next_deploy_recovers(stack: Any) -> None:
 
 
 def test_09b_ctrl_c_during_bake_switches_back_and_releases_the_lock(stack: Any) -> None:
+    """Precondition: image V2 exists, anything but V2 serves."""
+    _no_interrupted_deploy(stack)
+    _ensure_image(stack, V2)
+    _serving_anything_but(stack, V2)
     serving = health(stack)
     proc = start_cli(
         stack, "deploy", "--version", V2, "--services", "backend", "--bake-seconds", "300"
@@ -529,7 +785,10 @@ def test_09b_ctrl_c_during_bake_switches_back_and_releases_the_lock(stack: Any) 
 
 
 def test_10_rollback_to_v1_by_version(stack: Any) -> None:
-    base = _state["base"]
+    """Precondition: anything but BASE serves."""
+    _no_interrupted_deploy(stack)
+    _serving_anything_but(stack, BASE)
+    base = BASE
     with deploy_load(stack) as load:
         r = run_cli(stack, "rollback", "--version", base, "--force")
     assert r.rc == 0, r.text()
@@ -542,6 +801,10 @@ def test_10_rollback_to_v1_by_version(stack: Any) -> None:
 
 
 def test_11_rolling_deploy_recreates_in_place(stack: Any) -> None:
+    """Precondition: image V2 exists, anything but V2 serves."""
+    _no_interrupted_deploy(stack)
+    _ensure_image(stack, V2)
+    _serving_anything_but(stack, V2)
     before = health(stack)
     with deploy_load(stack) as load:
         r = run_cli(
@@ -556,6 +819,6 @@ def test_11_rolling_deploy_recreates_in_place(stack: Any) -> None:
         "rolling_deploy",
         {"duration_s": r.final["data"]["duration_s"], "load": load.result().summary()},
     )
-    r = run_cli(stack, "rollback", "--version", _state["base"], "--force")
+    r = run_cli(stack, "rollback", "--version", BASE, "--force")
     assert r.rc == 0, r.text()
-    assert health(stack)["version"] == _state["base"]
+    assert health(stack)["version"] == BASE
