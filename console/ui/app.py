@@ -169,6 +169,9 @@ OP_NAMES = {
 GC_FREEZE_AFTER_S = 8.0
 """Seconds after mount when the long-lived objects are frozen out of the
 garbage collector's passes (see ``on_mount``)."""
+HANGUP_UNDO_TIMEOUT_S = 300.0
+"""After SIGHUP, how long the cancelled operation may take to undo itself
+(a deploy switching back, stopping the new colour) before the console exits."""
 
 
 def _default_clock() -> datetime:
@@ -433,6 +436,7 @@ class StackdeckApp(App[None]):
         self._show_active_panel()
         self.query_one(ContainersPanel).focus_default()
         self._start_monitor()
+        self._watch_hangup()
         # Once the dashboard is up, the objects that live as long as the app
         # (Textual's DOM and styles, pydantic's schemas, imported modules) are
         # taken out of the garbage collector's full passes: those passes
@@ -602,6 +606,48 @@ class StackdeckApp(App[None]):
                 self._op_failed(name, "cancelled")
             self.op_running = None
 
+    # --- a dropped SSH session ----------------------------------------------------
+
+    def _watch_hangup(self) -> None:
+        """SIGHUP (the SSH session dropped) cancels a running operation the
+        way Ctrl-C cancels the CLI's: the deploy switches traffic back, the
+        VACUUM is cancelled on the server, the lock is released; then the
+        console exits. Without this the process died mid-operation."""
+        import signal
+
+        try:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._hung_up)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            return
+        self._hangup_handler = True
+
+    def _unwatch_hangup(self) -> None:
+        import signal
+
+        if getattr(self, "_hangup_handler", False):
+            self._hangup_handler = False
+            try:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+
+    def _hung_up(self) -> None:
+        if getattr(self, "_hanging_up", False):
+            return
+        self._hanging_up = True
+        asyncio.get_running_loop().create_task(self._finish_after_hangup())
+
+    async def _finish_after_hangup(self) -> None:
+        for worker in [w for w in self.workers if w.group == "ops" and w.is_running]:
+            worker.cancel()
+            try:
+                # the operation's own undo runs to its end (bounded by its steps)
+                await asyncio.wait_for(worker.wait(), timeout=HANGUP_UNDO_TIMEOUT_S)
+            except Exception as exc:  # cancelled, failed, or too slow: exit anyway
+                self.log.error(f"after SIGHUP: {worker.name}: {type(exc).__name__}: {exc}")
+        await self._stop_monitor()
+        self.exit(return_code=129)
+
     async def action_quit(self) -> None:
         if self.op_running:
 
@@ -625,6 +671,7 @@ class StackdeckApp(App[None]):
         self.exit()
 
     async def on_unmount(self) -> None:
+        self._unwatch_hangup()
         await self._stop_monitor()
 
     # --- bindings: enabled / disabled ------------------------------------------

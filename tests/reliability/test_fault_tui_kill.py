@@ -11,12 +11,17 @@ only read to know which dialog is up before the next key.
 
 Two ways to lose the TUI: SIGKILL to its process group (a power cut of the
 operator's side) and SIGHUP to its session (what the kernel sends when an SSH
-connection drops). The TUI installs no SIGHUP handler (Textual's driver
-handles SIGTSTP/SIGCONT/SIGWINCH only; the headless CLI's ``_main_async``
-turns SIGHUP into a cancellation, the TUI does not), so SIGHUP terminates it
-by the default action, without running any cleanup: what must hold after it
-is exactly what holds after SIGKILL, and that is what is asserted (see
-test_fault_console_kill.py, the model, for what "recovery holds" means).
+connection drops).
+
+* After SIGKILL nothing of the TUI runs: what must hold is what holds after
+  the CLI is killed (test_fault_console_kill.py, the model): one colour
+  served, the stale lock and the interrupted operation explained, the next
+  operation refused until ``lock break``, then recovered.
+* SIGHUP is handled (``StackdeckApp._watch_hangup``), as the CLI handles it:
+  the running operation is cancelled and undoes itself (the deploy switches
+  traffic back and stops the new colour, the VACUUM is cancelled on the
+  server), the lock is released, the history says why, then the TUI exits.
+  Nothing is left for the operator to recover.
 """
 
 from __future__ import annotations
@@ -363,10 +368,14 @@ def test_kill_tui_during_deploy_bake(stack: Stack, sig: signal.Signals) -> None:
                 time.sleep(2)  # into the bake (30 s: the TUI's default bake window)
                 assert _journal(stack).get("step") == "bake", _journal(stack)
                 t_kill = time.monotonic()
-                gone_s = _kill(t, sig)
+                # SIGHUP: the TUI undoes the deploy before it exits (bounded)
+                gone_s = _kill(t, sig, timeout=30 if sig == signal.SIGKILL else 300)
         except BaseException:
             load.stop()
             raise
+        if sig == signal.SIGHUP:
+            _assert_deploy_cancelled(stack, load, fig, before_colour, pid, gone_s)
+            return
         # --- right after the kill: one colour, valid config, still serving
         conf = active_conf(stack)
         assert conf in VALID_CONF, f"active.conf is not one whole line for one colour: {conf!r}"
@@ -426,6 +435,39 @@ def test_kill_tui_during_deploy_bake(stack: Stack, sig: signal.Signals) -> None:
         result.assert_clean(reloads=2)
 
 
+def _assert_deploy_cancelled(
+    stack: Stack, load: LoadLoop, fig: Any, before_colour: str, pid: int | None, gone_s: float
+) -> None:
+    """After SIGHUP: switched back, lock released, history 'rolled-back: cancelled'."""
+    t_gone = time.monotonic()
+    conf = active_conf(stack)
+    assert conf == f"set $active_backend backend_{before_colour};", conf
+    st = _status(stack)
+    assert not st["lock"]["held"] and not st["lock"]["stale"], st["lock"]
+    deploy = st["deploy"] or {}
+    assert not deploy.get("interrupted") and deploy.get("status") == "rolled-back", deploy
+    last = json.loads(_history(stack)[-1])
+    assert last["version"] == VERSION and last["result"] == "rolled-back", last
+    assert "cancelled" in last["reason"], last
+    wait_until(
+        lambda: len(load.result().after(t_gone)) >= 20,
+        timeout=30,
+        what="answers after the TUI exited",
+    )
+    result = load.stop()
+    assert set(result.colours(since=t_gone)) == {before_colour}, result.colours(since=t_gone)
+    fig.operator_saw = (
+        f"SIGHUP in the bake: the TUI (pid {pid}) cancelled its deploy, switched traffic back "
+        f"to {before_colour}, released the lock and exited in {gone_s:.1f} s; history: "
+        f"rolled-back ({last['reason']}); nothing to recover"
+    )
+    fig.recover_s = round(gone_s, 1)
+    fig.load(result)
+    fig.extra = {"colours": result.colours(), "signal": "SIGHUP", "group_gone_s": round(gone_s, 2)}
+    # two reloads: the deploy's switch, the undo's switch back
+    result.assert_clean(reloads=2)
+
+
 # --- 2. killed in a VACUUM ------------------------------------------------------------
 
 TABLE = "reliability_acks"
@@ -479,7 +521,23 @@ async def test_kill_tui_during_vacuum(stack: Stack, sig: signal.Signals) -> None
                 assert t.alive(), f"the TUI exited before its VACUUM blocked:\n{t.screen()}"
                 pid = t.pid
                 t_kill = time.monotonic()
-                gone_s = await asyncio.to_thread(_kill, t, sig)
+                gone_s = await asyncio.to_thread(
+                    _kill, t, sig, 30 if sig == signal.SIGKILL else 120
+                )
+            if sig == signal.SIGHUP:
+                # cancelled by the TUI itself: no session left, lock released
+                orphans = await asyncio.to_thread(_vacuum_sessions, stack.pg_dsn)
+                assert not orphans, f"the cancelled VACUUM is still on the server: {orphans}"
+                status = await asyncio.to_thread(_status, stack)
+                assert not status["lock"]["held"] and not status["lock"]["stale"], status["lock"]
+                await tx.rollback()
+                fig.operator_saw = (
+                    f"SIGHUP with the VACUUM waiting on a lock: the TUI (pid {pid}) cancelled it "
+                    f"on the server, released the lock and exited in {gone_s:.2f} s"
+                )
+                fig.recover_s = round(gone_s, 1)
+                fig.extra = {"signal": how, "group_gone_s": round(gone_s, 2)}
+                return
             # the server must not keep an orphaned VACUUM queued behind the lock
             # (client_connection_check_interval ends it; at the latest after
             # the dead holder's lock is broken): bounded wait, then assert
