@@ -32,6 +32,7 @@ bash scripts/engine.sh
 # What the tests call besides docker and the .venv (curl comes with setup.sh).
 need_cmd git git
 need_cmd ip iproute2
+need_cmd tmux tmux  # the real TUI runs in a tmux pane in the fault tests
 
 # The test stack is disposable: start it from nothing every time, so a volume
 # initialised with another clone's secrets or a deploy state left by an earlier
