@@ -29,6 +29,7 @@ asserted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import re
@@ -36,6 +37,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -695,6 +697,19 @@ def test_07_two_concurrent_deploys(stack: Any) -> None:
     assert health(stack)["version"] == V2
 
 
+@contextlib.contextmanager
+def _killed_on_failure(proc: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
+    """A failure before the test's own signal never leaves the CLI running
+    (its live lock would refuse every later test's operation)."""
+    try:
+        yield proc
+    except BaseException:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        raise
+
+
 def test_08_deploy_killed_before_switch_then_rollback_recovers(stack: Any) -> None:
     """Precondition: anything but V4 serves (the deploy builds V4 if missing)."""
     _no_interrupted_deploy(stack)
@@ -703,7 +718,8 @@ def test_08_deploy_killed_before_switch_then_rollback_recovers(stack: Any) -> No
     proc = start_cli(
         stack, "deploy", "--version", V4, "--build", "--services", "backend", "--bake-seconds", BAKE
     )
-    read_events_until(proc, lambda e: e["step"] == "wait-healthy" and e["status"] == "start")
+    with _killed_on_failure(proc):
+        read_events_until(proc, lambda e: e["step"] == "wait-healthy" and e["status"] == "start")
     proc.kill()
     proc.wait()
     st = _status(stack)
@@ -739,7 +755,8 @@ def test_09_deploy_killed_during_bake_next_deploy_recovers(stack: Any) -> None:
     proc = start_cli(
         stack, "deploy", "--version", V4, "--services", "backend", "--bake-seconds", "300"
     )
-    read_events_until(proc, lambda e: e["step"] == "bake" and e["status"] == "start")
+    with _killed_on_failure(proc):
+        read_events_until(proc, lambda e: e["step"] == "bake" and e["status"] == "start")
     proc.kill()
     proc.wait()
     assert health(stack)["version"] == V4  # killed after the switch
@@ -769,10 +786,11 @@ def test_09b_ctrl_c_during_bake_switches_back_and_releases_the_lock(stack: Any) 
     proc = start_cli(
         stack, "deploy", "--version", V2, "--services", "backend", "--bake-seconds", "300"
     )
-    read_events_until(proc, lambda e: e["step"] == "bake" and e["status"] == "start")
-    assert health(stack)["version"] == V2
-    proc.send_signal(signal.SIGINT)  # the operator's Ctrl-C
-    proc.communicate(timeout=300)
+    with _killed_on_failure(proc):
+        read_events_until(proc, lambda e: e["step"] == "bake" and e["status"] == "start")
+        assert health(stack)["version"] == V2
+        proc.send_signal(signal.SIGINT)  # the operator's Ctrl-C
+        proc.communicate(timeout=300)
     assert proc.returncode == 130
     assert health(stack)["version"] == serving["version"]  # switched back
     st = _status(stack)
