@@ -53,6 +53,7 @@ from pydantic_settings import (
 )
 
 from console.core.errors import ConfigError, redact, register_secret
+from console.core.stack import DEFAULT_IMAGE_PREFIX, DEFAULT_STACK, StackNames, is_secret_key
 
 __all__ = [
     "AlertRuleSettings",
@@ -68,7 +69,7 @@ __all__ = [
 ]
 
 ENV_PREFIX = "STACKDECK_"
-DEFAULT_PROJECT = "investment"
+DEFAULT_PROJECT = DEFAULT_STACK
 
 # --- durations ---------------------------------------------------------------
 
@@ -361,7 +362,6 @@ class _StackEnvSource(PydanticBaseSettingsSource):
         return out
 
 
-_ENV_SECRET_KEY = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY|_KEY$|DSN", re.IGNORECASE)
 _SECRET_FIELDS = ("pg_dsn", "pg_password", "redis_url", "redis_password", "admin_token")
 
 
@@ -380,7 +380,9 @@ class Settings(BaseSettings):
     project: str = Field(DEFAULT_PROJECT, min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$")
     """Compose project name; also the container-name prefix
     (``<project>_db_prod``). Stack variable: ``STACK_NAME``."""
-    image_prefix: str = Field("investment", min_length=1, pattern=r"^[a-z0-9][a-z0-9._/-]*$")
+    image_prefix: str = Field(
+        DEFAULT_IMAGE_PREFIX, min_length=1, pattern=r"^[a-z0-9][a-z0-9._/-]*$"
+    )
     """The stack's image names: ``<prefix>-backend:<version>``, ``<prefix>-db``,
     ... Stack variable: ``IMAGE_PREFIX``. The test command builds under a
     prefix of its own, so a stack on the same engine keeps its images."""
@@ -393,9 +395,9 @@ class Settings(BaseSettings):
     base_url: str = "http://127.0.0.1:80"
     """nginx of the stack, ``http://127.0.0.1:{HTTP_PORT}``; health, metrics
     and cost are read through it."""
-    run_dir: Path = Path("/run/investment")
+    run_dir: Path = StackNames().run_dir
     """Host folder with the stack's unix sockets. Default ``/run/<project>``."""
-    state_dir: Path = Path("/var/lib/stackdeck/investment")
+    state_dir: Path = StackNames().state_dir
     """deploy.env, lock, audit log, history, backups. Default
     ``/var/lib/stackdeck/<project>``."""
     pg_dsn: SecretStr = SecretStr(
@@ -453,9 +455,9 @@ class Settings(BaseSettings):
         if not isinstance(project, str):
             return data
         if not data.get("run_dir"):
-            data["run_dir"] = f"/run/{project}"
+            data["run_dir"] = str(StackNames(project).run_dir)
         if not data.get("state_dir"):
-            data["state_dir"] = f"/var/lib/stackdeck/{project}"
+            data["state_dir"] = str(StackNames(project).state_dir)
         run_dir = str(data["run_dir"])
         if not data.get("pg_dsn"):
             data["pg_dsn"] = f"postgresql://postgres@/investment_db?host={run_dir}/postgresql"
@@ -532,8 +534,7 @@ class Settings(BaseSettings):
     def container_name(self, service: str) -> str:
         """Container name of a compose service in this stack
         (``backend_blue`` -> ``investment_backend_blue_prod``; ``redis`` is ``cache``)."""
-        name = {"redis": "cache", "market-sim": "market_sim"}.get(service, service)
-        return f"{self.project}_{name}_prod"
+        return StackNames(self.project).container(service)
 
     def secret_values(self) -> list[str]:
         """Every secret value held (for :func:`redact` callers that need them)."""
@@ -549,7 +550,7 @@ class Settings(BaseSettings):
                 env = read_env_file(self.env_file)
             except ConfigError:
                 env = {}
-            out.extend(v for k, v in env.items() if v and len(v) >= 8 and _ENV_SECRET_KEY.search(k))
+            out.extend(v for k, v in env.items() if v and len(v) >= 8 and is_secret_key(k))
         return out
 
     def redact(self, text: object) -> str:
