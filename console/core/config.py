@@ -36,6 +36,7 @@ Example ``config.toml``::
 from __future__ import annotations
 
 import contextvars
+import io
 import os
 import re
 import tomllib
@@ -43,6 +44,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
+from dotenv.parser import parse_stream
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import (
@@ -254,7 +256,9 @@ def find_repo_root(start: Path | None = None) -> Path | None:
 
 def read_env_file(path: Path) -> dict[str, str]:
     """Parse a compose-style ``.env``: ``KEY=value`` lines, ``#`` comments,
-    optional ``export``, single or double quotes. Missing file: empty."""
+    optional ``export``, single or double quotes (python-dotenv's parser).
+    Missing file: empty; a line that is not ``KEY=value``: ConfigError with
+    its line number."""
     values: dict[str, str] = {}
     try:
         text = path.read_text(encoding="utf-8")
@@ -266,26 +270,22 @@ def read_env_file(path: Path) -> dict[str, str]:
             source=str(path),
             expected="a readable .env file",
         ) from None
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[len("export ") :].lstrip()
-        key, sep, value = line.partition("=")
-        key = key.strip()
-        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+    # python-dotenv's parser (compose's rules: ``export``, quotes, escapes,
+    # `` #`` comments); wrapped for the line number of a bad line
+    for binding in parse_stream(io.StringIO(text)):
+        key, value, lineno = binding.key, binding.value, binding.original.line
+        if (
+            binding.error
+            or (key is not None and value is None)
+            or (key is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key))
+        ):
             raise ConfigError(
                 f"{path}:{lineno}: not a KEY=value line",
                 source=f"{path}:{lineno}",
                 expected="KEY=value",
             )
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        elif " #" in value:
-            value = value.split(" #", 1)[0].rstrip()
-        values[key] = value
+        if key is not None and value is not None:
+            values[key] = value
     return values
 
 
