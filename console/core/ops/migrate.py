@@ -121,7 +121,3 @@ async def run_migrate(ctx: OpContext, backup: bool = True, **_: Any) -> AsyncIte
     async for item in upgrade(ctx, container, ev):
         yield item
     yield ev.done("migrations applied")
-
-
-run = run_migrate
-"""CONTRACT.md's name: ``console.core.ops.migrate.run(ctx, **params)`` (use ``run_op`` for the lock, audit and read-only checks)."""

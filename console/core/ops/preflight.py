@@ -261,7 +261,3 @@ async def run_preflight(ctx: OpContext, **_: Any) -> AsyncIterator[OpEvent]:
             step="preflight",
         )
     yield ev.done(f"pre-deployment checks passed ({len(warned)} warning(s))", warnings=len(warned))
-
-
-run = run_preflight
-"""CONTRACT.md's name: ``console.core.ops.preflight.run(ctx, **params)`` (use ``run_op`` for the lock, audit and read-only checks)."""

@@ -354,7 +354,3 @@ async def run_rollback(
         duration_s=round(duration, 1),
         backup_id=backup.id if backup else None,
     )
-
-
-run = run_rollback
-"""CONTRACT.md's name: ``console.core.ops.rollback.run(ctx, **params)`` (use ``run_op`` for the lock, audit and read-only checks)."""

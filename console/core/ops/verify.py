@@ -209,7 +209,3 @@ async def run_verify(
             f"verification failed: {failed} check(s) failed, {warned} warning(s)", step="verify"
         )
     yield ev.done(f"verification passed ({warned} warning(s))", warnings=warned)
-
-
-run = run_verify
-"""CONTRACT.md's name: ``console.core.ops.verify.run(ctx, **params)`` (use ``run_op`` for the lock, audit and read-only checks)."""
