@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Operations console for the Investment Analysis Platform. Without a command: the TUI.",
     )
     _global_options(p, top=True)
-    # The global options are accepted after the command too: the seed's
+    # The global options are accepted after the command too: the runbook's
     # wrapper scripts pass their arguments after it.
     common = _Parser(add_help=False)
     _global_options(common, top=False)
@@ -55,12 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--version", required=True, help="image tag, e.g. v1.2.3")
     d.add_argument("--strategy", choices=["blue-green", "rolling"], default="blue-green")
     d.add_argument(
-        "--environment", default="production", help="the seed's flag; this host runs production"
+        "--environment", default="production", help="the runbook's flag; this host runs production"
     )
     d.add_argument(
         "--services",
         default=None,
-        help='e.g. "backend worker" (the seed\'s "backend frontend" works)',
+        help='e.g. "backend worker" (the runbook\'s "backend frontend" works)',
     )
     d.add_argument(
         "--build",
@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("emergency-limit", help="stop all outbound provider calls (on|off)")
     e.add_argument("state", help="on or off")
-    e.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600, as in the seed)")
+    e.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600, as in the runbook)")
 
     s = sub.add_parser("scale", help="scale the worker: scale worker=N")
     s.add_argument("spec", help="SERVICE=N, e.g. worker=0")
@@ -139,8 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     rt = sub.add_parser("restart", help="restart one service")
     rt.add_argument("service")
 
-    sub.add_parser("preflight", help="the seed's pre-deployment checks")
-    vf = sub.add_parser("verify", help="the seed's post-deployment verification through nginx")
+    sub.add_parser("preflight", help="the runbook's pre-deployment checks")
+    vf = sub.add_parser("verify", help="the runbook's post-deployment verification through nginx")
     vf.add_argument("--level", choices=["smoke", "full"], default="full")
     vf.add_argument("--expect-version")
 
@@ -343,7 +343,7 @@ def _interactive() -> bool:
 
 
 def _confirmations(args: argparse.Namespace, ctx: Any, params: dict[str, Any]) -> int | None:
-    """Prompts on a terminal (never in scripts): the seed's rollback
+    """Prompts on a terminal (never in scripts): the runbook's rollback
     confirmation and the typed names. Returns an exit code to stop with."""
     if not _interactive() or args.json or ctx.read_only:
         return None

@@ -141,7 +141,7 @@ class CpuRuleSettings(AlertRuleSettings):
     threshold: float = 80.0
     """Percent."""
     for_seconds: Duration = 300.0
-    """Five minutes, as in the seed."""
+    """Five minutes, as in the runbook."""
 
 
 class MemoryRuleSettings(AlertRuleSettings):
@@ -150,7 +150,7 @@ class MemoryRuleSettings(AlertRuleSettings):
     threshold: float = 85.0
     """Percent."""
     for_seconds: Duration = 300.0
-    """Five minutes, as in the seed."""
+    """Five minutes, as in the runbook."""
 
 
 class LatencyRuleSettings(AlertRuleSettings):
@@ -159,7 +159,7 @@ class LatencyRuleSettings(AlertRuleSettings):
     threshold: float = 2.0
     """Seconds."""
     for_seconds: Duration = 120.0
-    """Two minutes, as in the seed."""
+    """Two minutes, as in the runbook."""
 
 
 class CostRuleSettings(AlertRuleSettings):
@@ -168,11 +168,11 @@ class CostRuleSettings(AlertRuleSettings):
     threshold: float = 1.67
     """USD per day ($50 a month)."""
     for_seconds: Duration = 60.0
-    """One minute, as in the seed."""
+    """One minute, as in the runbook."""
 
 
 class AlertSettings(_Section):
-    """The seed's four alert rules (Prometheus ``for`` semantics)."""
+    """The runbook's four alert rules (Prometheus ``for`` semantics)."""
 
     cpu: CpuRuleSettings = CpuRuleSettings()
     """HighCPUUsage: CPU > 80 % for 5 m by default."""

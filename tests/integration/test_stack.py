@@ -106,7 +106,7 @@ def test_setup_from_nothing_brings_every_service_up_healthy(fresh) -> None:
     assert set(rows) == SERVICES
     for service, row in rows.items():
         assert "(healthy)" in row["status"], f"{service}: {row['status']}"
-    # The seed's container names.
+    # The runbook's container names.
     assert rows["db"]["name"] == f"{FRESH}_db_prod"
     assert rows["redis"]["name"] == f"{FRESH}_cache_prod"
 
@@ -124,7 +124,7 @@ def test_only_nginx_is_published_and_only_on_loopback(fresh) -> None:
 
 
 def test_runbook_post_deployment_verification(fresh) -> None:
-    """The seed's 'Post-Deployment Verification' and 'Cost Management' commands."""
+    """The runbook's 'Post-Deployment Verification' and 'Cost Management' commands."""
     stack, _, _ = fresh
     with httpx.Client(base_url=stack.base_url, timeout=15) as http:
         health = http.get("/api/health")

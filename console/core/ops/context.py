@@ -155,7 +155,7 @@ class OpContext:
     health_timeout: float = 180.0
     """How long a starting container may take to become healthy."""
     max_p95_ms: float = 2000.0
-    """Bake: p95 latency above this switches traffic back (seed: 2 s)."""
+    """Bake: p95 latency above this switches traffic back (runbook: 2 s)."""
     max_error_rate: float = 0.01
     """Bake: share of failed requests above this switches traffic back."""
     keep_previous_colour: bool = True
@@ -238,7 +238,7 @@ class OpContext:
 
     @property
     def deployment_log_path(self) -> Path:
-        """Human-readable event log of deploys and rollbacks (the seed's
+        """Human-readable event log of deploys and rollbacks (the runbook's
         ``logs/deployment.log``, for ``tail -f``)."""
         return self.state_dir / "deployment.log"
 

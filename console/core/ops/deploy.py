@@ -1,4 +1,4 @@
-"""Deploys: blue-green (the seed's recommended method) and rolling (method 2).
+"""Deploys: blue-green (the runbook's recommended method) and rolling (method 2).
 
 Blue-green, step by step (each step journaled before it changes anything):
 
@@ -84,7 +84,7 @@ STRATEGIES = ("blue-green", "rolling")
 ENVIRONMENTS = ("production", "prod")
 DEPLOYABLE = ("backend", "worker")
 ABSENT = ("frontend",)
-"""Services the seed names that this stack does not have (skipped with a note)."""
+"""Services the runbook names that this stack does not have (skipped with a note)."""
 
 
 def parse_services(value: Any) -> list[str]:
@@ -851,7 +851,7 @@ async def _rolling(
     health_timeout: float | None = None,
     **_: Any,
 ) -> AsyncIterator[OpEvent]:
-    """The seed's method 2: recreate one service at a time in place, health
+    """The runbook's method 2: recreate one service at a time in place, health
     verified between them. The serving colour is recreated under traffic, so
     requests fail while it restarts: blue-green is the zero-downtime path."""
     ev = Emitter("deploy", ctx.redact)

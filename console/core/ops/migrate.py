@@ -1,4 +1,4 @@
-"""Schema migrations with Alembic inside a backend container (the seed:
+"""Schema migrations with Alembic inside a backend container (the runbook:
 ``docker exec <backend> python -m alembic upgrade head`` / ``current``)."""
 
 from __future__ import annotations

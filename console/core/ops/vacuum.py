@@ -1,4 +1,4 @@
-"""``VACUUM (ANALYZE)`` per table or for the whole database (the seed's
+"""``VACUUM (ANALYZE)`` per table or for the whole database (the runbook's
 "Database Optimization").
 
 Runs over its own connection outside any transaction block (asyncpg's simple
