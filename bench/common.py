@@ -3,9 +3,10 @@
 containers to grow the project, and small statistics helpers. The load loop
 is the suite's one (tests/load.py).
 
-Nothing here imports the console: the benchmarks drive it as a process (or
-import it lazily where a benchmark needs its sources), so the harness keeps
-working while the console changes.
+Of the console, only its ``.env`` reader and its stack names are imported
+here (``console.core.stack``: one statement of container names and folders);
+the benchmarks drive the console as a process (or import it lazily where a
+benchmark needs its sources), so the harness keeps working while it changes.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from console.core.config import read_env_file
+from console.core.stack import StackNames
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH_LABEL = "io.stackdeck.bench"
@@ -77,11 +79,11 @@ class Stack:
 
     @property
     def run_dir(self) -> Path:
-        return Path(os.environ.get("BENCH_RUN_DIR") or f"/run/{self.name}")
+        return Path(os.environ.get("BENCH_RUN_DIR") or StackNames(self.name).run_dir)
 
     @property
     def state_dir(self) -> Path:
-        return Path(os.environ.get("BENCH_STATE_DIR") or f"/var/lib/stackdeck/{self.name}")
+        return Path(os.environ.get("BENCH_STATE_DIR") or StackNames(self.name).state_dir)
 
     @property
     def base_url(self) -> str:
@@ -91,8 +93,7 @@ class Stack:
         return read_env_file(self.state_dir / "deploy.env")
 
     def container(self, service: str) -> str:
-        names = {"redis": "cache", "market-sim": "market_sim"}
-        return f"{self.name}_{names.get(service, service)}_prod"
+        return StackNames(self.name).container(service)
 
     def proc_env(self, **extra: str) -> dict[str, str]:
         """Environment for a process that must address this stack (scripts,

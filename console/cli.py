@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Operations console for the Investment Analysis Platform. Without a command: the TUI.",
     )
     _global_options(p, top=True)
-    # The global options are accepted after the command too: the seed's
+    # The global options are accepted after the command too: the runbook's
     # wrapper scripts pass their arguments after it.
     common = _Parser(add_help=False)
     _global_options(common, top=False)
@@ -55,12 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--version", required=True, help="image tag, e.g. v1.2.3")
     d.add_argument("--strategy", choices=["blue-green", "rolling"], default="blue-green")
     d.add_argument(
-        "--environment", default="production", help="the seed's flag; this host runs production"
+        "--environment", default="production", help="the runbook's flag; this host runs production"
     )
     d.add_argument(
         "--services",
         default=None,
-        help='e.g. "backend worker" (the seed\'s "backend frontend" works)',
+        help='e.g. "backend worker" (the runbook\'s "backend frontend" works)',
     )
     d.add_argument(
         "--build",
@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("emergency-limit", help="stop all outbound provider calls (on|off)")
     e.add_argument("state", help="on or off")
-    e.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600, as in the seed)")
+    e.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600, as in the runbook)")
 
     s = sub.add_parser("scale", help="scale the worker: scale worker=N")
     s.add_argument("spec", help="SERVICE=N, e.g. worker=0")
@@ -139,8 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     rt = sub.add_parser("restart", help="restart one service")
     rt.add_argument("service")
 
-    sub.add_parser("preflight", help="the seed's pre-deployment checks")
-    vf = sub.add_parser("verify", help="the seed's post-deployment verification through nginx")
+    sub.add_parser("preflight", help="the runbook's pre-deployment checks")
+    vf = sub.add_parser("verify", help="the runbook's post-deployment verification through nginx")
     vf.add_argument("--level", choices=["smoke", "full"], default="full")
     vf.add_argument("--expect-version")
 
@@ -230,15 +230,16 @@ class Printer:
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    """The console's settings for these arguments; None when the config
-    module cannot be imported (the ops engine then reads the stack's files).
-    The TUI needs nothing more: the ops package is imported only by commands
+    """The console's settings for these arguments: the one resolution of the
+    stack (environment, then ``.env``, then the defaults of
+    ``console/core/stack.facts``). The TUI needs nothing more: the ops package is imported only by commands
     (it is 0.6 s of imports, the start-up's largest part)."""
     from console.core.errors import StackdeckError
 
     overrides: dict[str, Any] = {}
     try:
         from console.core.config import Settings, find_repo_root, read_env_file
+        from console.core.stack import DEFAULT_STACK, StackNames
 
         repo = args.repo or find_repo_root() or Path.cwd()
         if args.stack:
@@ -246,22 +247,21 @@ def _settings(args: argparse.Namespace) -> Any:
             env_stack = (
                 os.environ.get("STACK_NAME")
                 or read_env_file(Path(repo) / ".env").get("STACK_NAME")
-                or "investment"
+                or DEFAULT_STACK
             )
             if args.stack != env_stack:
                 # another stack than the environment's: none of its folders or its port
                 from console.core.ops.context import discover_http_port
 
-                overrides["run_dir"] = f"/run/{args.stack}"
-                overrides["state_dir"] = f"/var/lib/stackdeck/{args.stack}"
+                names = StackNames(args.stack)
+                overrides["run_dir"] = str(names.run_dir)
+                overrides["state_dir"] = str(names.state_dir)
                 port = args.http_port or discover_http_port(args.stack)
                 if port:
                     overrides["base_url"] = f"http://127.0.0.1:{port}"
         if args.http_port:
             overrides["base_url"] = f"http://127.0.0.1:{args.http_port}"
         return Settings.for_stack(repo, **overrides)
-    except ImportError:
-        return None
     except StackdeckError as exc:
         raise SystemExit(_die(str(exc), 2)) from None
 
@@ -272,10 +272,6 @@ def _context(args: argparse.Namespace, settings: Any) -> Any:
     from console.core.ops.context import OpContext
 
     try:
-        if settings is None:
-            return OpContext.from_env(
-                args.repo, stack=args.stack, http_port=args.http_port, read_only=args.read_only
-            )
         return OpContext.from_settings(settings, read_only=args.read_only)
     except StackdeckError as exc:
         raise SystemExit(_die(str(exc), 2)) from None
@@ -347,7 +343,7 @@ def _interactive() -> bool:
 
 
 def _confirmations(args: argparse.Namespace, ctx: Any, params: dict[str, Any]) -> int | None:
-    """Prompts on a terminal (never in scripts): the seed's rollback
+    """Prompts on a terminal (never in scripts): the runbook's rollback
     confirmation and the typed names. Returns an exit code to stop with."""
     if not _interactive() or args.json or ctx.read_only:
         return None
@@ -460,8 +456,6 @@ def _list_backups(ctx: Any, printer: Printer) -> int:
 
 
 def _tui(settings: Any, args: argparse.Namespace) -> int:
-    if settings is None:
-        return _die("the console needs console.core.config (not importable)", 1)
     if args.read_only and not getattr(settings, "read_only", False):
         settings = settings.model_copy(update={"read_only": True})
     from console.ui.app import create_app

@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     jwt_expire_minutes: int = Field(default=30, ge=1, le=24 * 60)
     jwt_issuer: str = "investment-api"
     admin_token: SecretStr = SecretStr("")
-    """Static bearer token accepted for admin endpoints (seed: ``$ADMIN_TOKEN``)."""
+    """Static bearer token accepted for admin endpoints (runbook: ``$ADMIN_TOKEN``)."""
     admin_username: str = "admin"
     admin_password: SecretStr = SecretStr("")
     test_username: str = "test"
@@ -143,7 +143,7 @@ class Settings(BaseSettings):
 
     @property
     def daily_target(self) -> float:
-        """The seed's alert threshold: the budget spread over 30 days ($1.67)."""
+        """The runbook's alert threshold: the budget spread over 30 days ($1.67)."""
         return round(self.monthly_budget / 30, 2)
 
 

@@ -7,22 +7,43 @@
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export ROOT
 
+# The stack's naming facts, stated once for the console and the scripts.
+_fact() {  # _fact KEY -> value from console/core/stack.facts
+  sed -n "s/^$1=//p" "$ROOT/console/core/stack.facts" | tail -n 1
+}
+
 _env_file_value() {  # _env_file_value NAME -> value from .env, or empty
   [ -f "$ROOT/.env" ] || return 0
   sed -n "s/^[[:space:]]*$1=//p" "$ROOT/.env" | tail -n 1 | sed -e 's/^"//' -e 's/"$//'
 }
 
 STACK_NAME="${STACK_NAME:-$(_env_file_value STACK_NAME)}"
-STACK_NAME="${STACK_NAME:-investment}"
+STACK_NAME="${STACK_NAME:-$(_fact DEFAULT_STACK)}"
 HTTP_PORT="${HTTP_PORT:-$(_env_file_value HTTP_PORT)}"
 HTTP_PORT="${HTTP_PORT:-80}"
 RUN_DIR="${RUN_DIR:-$(_env_file_value RUN_DIR)}"
-RUN_DIR="${RUN_DIR:-/run/$STACK_NAME}"
-STACKDECK_STATE_DIR="${STACKDECK_STATE_DIR:-/var/lib/stackdeck/$STACK_NAME}"
+_run_dir=$(_fact RUN_DIR)
+_state_dir=$(_fact STATE_DIR)
+RUN_DIR="${RUN_DIR:-${_run_dir//\{stack\}/$STACK_NAME}}"
+STACKDECK_STATE_DIR="${STACKDECK_STATE_DIR:-${_state_dir//\{stack\}/$STACK_NAME}}"
 # Image names: $IMAGE_PREFIX-backend:<version>, $IMAGE_PREFIX-db, ...
 IMAGE_PREFIX="${IMAGE_PREFIX:-$(_env_file_value IMAGE_PREFIX)}"
-IMAGE_PREFIX="${IMAGE_PREFIX:-investment}"
+IMAGE_PREFIX="${IMAGE_PREFIX:-$(_fact DEFAULT_IMAGE_PREFIX)}"
 export STACK_NAME HTTP_PORT RUN_DIR STACKDECK_STATE_DIR IMAGE_PREFIX
+
+# container_of SERVICE: the container of a compose service of this stack
+# (db -> <stack>_db_prod, redis -> <stack>_cache_prod), by the facts file
+container_of() {
+  local word=$1 pair
+  IFS=, read -ra _words <<<"$(_fact CONTAINER_WORDS)"
+  for pair in "${_words[@]}"; do
+    [ "${pair%%=*}" = "$1" ] && word=${pair#*=}
+  done
+  local name
+  name=$(_fact CONTAINER_NAME)
+  name=${name//\{stack\}/$STACK_NAME}
+  printf '%s\n' "${name//\{service\}/$word}"
+}
 
 case "$STACK_NAME" in
   ''|*[!a-z0-9_-]*) echo "STACK_NAME must be lower-case letters, digits, - or _ (got '$STACK_NAME')" >&2; exit 64;;

@@ -55,7 +55,7 @@ compose up -d --wait --wait-timeout 180 db redis market-sim
 # The database volume keeps the password it was initialised with: say so
 # plainly when .env now holds another one, instead of failing later.
 pw=$(_env_file_value POSTGRES_PASSWORD)
-if ! docker exec -e PGPASSWORD="$pw" "${STACK_NAME}_db_prod" \
+if ! docker exec -e PGPASSWORD="$pw" "$(container_of db)" \
      psql -h 127.0.0.1 -U postgres -d investment_db -tAc 'SELECT 1' >/dev/null 2>&1; then
   die "the database of $STACK_NAME does not accept POSTGRES_PASSWORD from .env: its volume was initialised with another password. Put the old .env back, or start over with: STACK_NAME=$STACK_NAME scripts/compose.sh down -v (destroys the data)"
 fi
@@ -63,7 +63,7 @@ fi
 # Migrations: skipped when the database already reports the newest revision
 # shipped in platform_services/db/migrations/versions (ids are ordered: 0001, 0002, ...).
 head=$(ls "$ROOT/platform_services/db/migrations/versions" | sed -n 's/^\([0-9]\{4\}\)_.*\.py$/\1/p' | sort | tail -n 1)
-current=$(docker exec "${STACK_NAME}_db_prod" psql -U postgres -d investment_db -tAc \
+current=$(docker exec "$(container_of db)" psql -U postgres -d investment_db -tAc \
   "SELECT version FROM schema_migrations ORDER BY version DESC LIMIT 1" 2>/dev/null || true)
 if [ -n "$head" ] && [ "$current" = "$head" ]; then
   log "schema at $current (head): no migration"
@@ -79,7 +79,7 @@ fi
 services=(nginx worker backend_blue backend_green)
 active=$(sed -n 's/^ACTIVE_COLOUR=//p' "$STACKDECK_STATE_DIR/deploy.env")
 idle=$([ "$active" = green ] && echo blue || echo green)
-idle_state=$(docker inspect -f '{{.State.Status}}' "${STACK_NAME}_backend_${idle}_prod" 2>/dev/null || echo missing)
+idle_state=$(docker inspect -f '{{.State.Status}}' "$(container_of "backend_$idle")" 2>/dev/null || echo missing)
 if [ "$idle_state" = exited ]; then
   services=(nginx worker "backend_$active")
   log "backend_$idle is stopped (kept for rollback): leaving it so"

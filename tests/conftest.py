@@ -19,11 +19,13 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from console.core.config import read_env_file as _read_env_file
+from console.core.stack import DEFAULT_IMAGE_PREFIX, DEFAULT_STACK, StackNames
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,7 +69,7 @@ class Stack:
     run_dir: Path
     state_dir: Path
     repo: Path = REPO
-    image_prefix: str = "investment"
+    image_prefix: str = DEFAULT_IMAGE_PREFIX
     """Image names: ``<prefix>-backend:<version>`` (IMAGE_PREFIX; test.sh uses the stack's name)."""
     env: dict[str, str] = field(default_factory=dict, repr=False)
     """.env merged with deploy.env (secrets included: never print them; kept
@@ -95,11 +97,7 @@ class Stack:
 
     def container(self, service: str) -> str:
         """Container name of a compose service (db → ``<stack>_db_prod``)."""
-        names = {
-            "redis": "cache",
-            "market-sim": "market_sim",
-        }
-        return f"{self.name}_{names.get(service, service)}_prod"
+        return StackNames(self.name).container(service)
 
     def proc_env(self) -> dict[str, str]:
         """Environment for subprocesses that must address this stack."""
@@ -140,6 +138,26 @@ class Stack:
             timeout=timeout,
         )
 
+    def settings(self, **overrides: Any) -> Any:
+        """The console's Settings for this stack (its ``.env``, these folders)."""
+        from console.core.config import Settings
+
+        values: dict[str, Any] = {
+            "project": self.name,
+            "base_url": self.base_url,
+            "run_dir": self.run_dir,
+            "state_dir": self.state_dir,
+            "image_prefix": self.image_prefix,
+            **overrides,
+        }
+        return Settings.for_stack(self.repo, **values)
+
+    def op_context(self, **overrides: Any) -> Any:
+        """The ops engine's context for this stack, built as the CLI builds it."""
+        from console.core.ops.context import OpContext
+
+        return OpContext.from_settings(self.settings(**overrides))
+
     def reload_env(self) -> None:
         self.env = {
             **_read_env_file(self.repo / ".env"),
@@ -153,12 +171,13 @@ def _resolve_stack() -> Stack:
         os.environ.get("STACKDECK_TEST_STACK")
         or os.environ.get("STACK_NAME")
         or dotenv.get("STACK_NAME")
-        or "investment"
+        or DEFAULT_STACK
     )
     port = int(os.environ.get("HTTP_PORT") or dotenv.get("HTTP_PORT") or 80)
-    run_dir = Path(os.environ.get("RUN_DIR") or dotenv.get("RUN_DIR") or f"/run/{name}")
-    state_dir = Path(os.environ.get("STACKDECK_STATE_DIR") or f"/var/lib/stackdeck/{name}")
-    prefix = os.environ.get("IMAGE_PREFIX") or dotenv.get("IMAGE_PREFIX") or "investment"
+    names = StackNames(name)
+    run_dir = Path(os.environ.get("RUN_DIR") or dotenv.get("RUN_DIR") or names.run_dir)
+    state_dir = Path(os.environ.get("STACKDECK_STATE_DIR") or names.state_dir)
+    prefix = os.environ.get("IMAGE_PREFIX") or dotenv.get("IMAGE_PREFIX") or DEFAULT_IMAGE_PREFIX
     stack = Stack(
         name=name, http_port=port, run_dir=run_dir, state_dir=state_dir, image_prefix=prefix
     )

@@ -25,6 +25,7 @@ import time
 from typing import Any
 
 import httpx
+from console.core.stack import StackNames
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= a.reloads <= 500:
         print("reload_race: --reloads must be 1..500", file=sys.stderr)
         return 2
-    nginx = f"{a.stack}_nginx_prod"
+    nginx = StackNames(a.stack).container("nginx")
     since = str(int(time.time()))
     path = f"/api/health?race={since}"  # marks this run's lines in nginx's log
     stop = threading.Event()

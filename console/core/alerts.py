@@ -1,4 +1,4 @@
-"""The seed's alert rules, evaluated in the console with Prometheus ``for`` semantics.
+"""The runbook's alert rules, evaluated in the console with Prometheus ``for`` semantics.
 
 A rule watches one value per subject (a container, the stack, the API, the
 budget). When the value goes above the threshold the alert becomes
@@ -67,7 +67,7 @@ def _cost_msg(subject: str, value: float, threshold: float) -> str:
 
 
 def default_rules(settings: Settings) -> list[Rule]:
-    """The four seed rules with the thresholds and durations of ``settings``."""
+    """The four runbook rules with the thresholds and durations of ``settings``."""
     cfg = settings.alerts
     rules = []
     for name, section, msg in (

@@ -36,6 +36,7 @@ Example ``config.toml``::
 from __future__ import annotations
 
 import contextvars
+import io
 import os
 import re
 import tomllib
@@ -43,6 +44,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
+from dotenv.parser import parse_stream
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import (
@@ -53,6 +55,7 @@ from pydantic_settings import (
 )
 
 from console.core.errors import ConfigError, redact, register_secret
+from console.core.stack import DEFAULT_IMAGE_PREFIX, DEFAULT_STACK, StackNames, is_secret_key
 
 __all__ = [
     "AlertRuleSettings",
@@ -68,7 +71,7 @@ __all__ = [
 ]
 
 ENV_PREFIX = "STACKDECK_"
-DEFAULT_PROJECT = "investment"
+DEFAULT_PROJECT = DEFAULT_STACK
 
 # --- durations ---------------------------------------------------------------
 
@@ -138,7 +141,7 @@ class CpuRuleSettings(AlertRuleSettings):
     threshold: float = 80.0
     """Percent."""
     for_seconds: Duration = 300.0
-    """Five minutes, as in the seed."""
+    """Five minutes, as in the runbook."""
 
 
 class MemoryRuleSettings(AlertRuleSettings):
@@ -147,7 +150,7 @@ class MemoryRuleSettings(AlertRuleSettings):
     threshold: float = 85.0
     """Percent."""
     for_seconds: Duration = 300.0
-    """Five minutes, as in the seed."""
+    """Five minutes, as in the runbook."""
 
 
 class LatencyRuleSettings(AlertRuleSettings):
@@ -156,7 +159,7 @@ class LatencyRuleSettings(AlertRuleSettings):
     threshold: float = 2.0
     """Seconds."""
     for_seconds: Duration = 120.0
-    """Two minutes, as in the seed."""
+    """Two minutes, as in the runbook."""
 
 
 class CostRuleSettings(AlertRuleSettings):
@@ -165,11 +168,11 @@ class CostRuleSettings(AlertRuleSettings):
     threshold: float = 1.67
     """USD per day ($50 a month)."""
     for_seconds: Duration = 60.0
-    """One minute, as in the seed."""
+    """One minute, as in the runbook."""
 
 
 class AlertSettings(_Section):
-    """The seed's four alert rules (Prometheus ``for`` semantics)."""
+    """The runbook's four alert rules (Prometheus ``for`` semantics)."""
 
     cpu: CpuRuleSettings = CpuRuleSettings()
     """HighCPUUsage: CPU > 80 % for 5 m by default."""
@@ -253,7 +256,9 @@ def find_repo_root(start: Path | None = None) -> Path | None:
 
 def read_env_file(path: Path) -> dict[str, str]:
     """Parse a compose-style ``.env``: ``KEY=value`` lines, ``#`` comments,
-    optional ``export``, single or double quotes. Missing file: empty."""
+    optional ``export``, single or double quotes (python-dotenv's parser).
+    Missing file: empty; a line that is not ``KEY=value``: ConfigError with
+    its line number."""
     values: dict[str, str] = {}
     try:
         text = path.read_text(encoding="utf-8")
@@ -265,26 +270,22 @@ def read_env_file(path: Path) -> dict[str, str]:
             source=str(path),
             expected="a readable .env file",
         ) from None
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[len("export ") :].lstrip()
-        key, sep, value = line.partition("=")
-        key = key.strip()
-        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+    # python-dotenv's parser (compose's rules: ``export``, quotes, escapes,
+    # `` #`` comments); wrapped for the line number of a bad line
+    for binding in parse_stream(io.StringIO(text)):
+        key, value, lineno = binding.key, binding.value, binding.original.line
+        if (
+            binding.error
+            or (key is not None and value is None)
+            or (key is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key))
+        ):
             raise ConfigError(
                 f"{path}:{lineno}: not a KEY=value line",
                 source=f"{path}:{lineno}",
                 expected="KEY=value",
             )
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        elif " #" in value:
-            value = value.split(" #", 1)[0].rstrip()
-        values[key] = value
+        if key is not None and value is not None:
+            values[key] = value
     return values
 
 
@@ -361,7 +362,6 @@ class _StackEnvSource(PydanticBaseSettingsSource):
         return out
 
 
-_ENV_SECRET_KEY = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY|_KEY$|DSN", re.IGNORECASE)
 _SECRET_FIELDS = ("pg_dsn", "pg_password", "redis_url", "redis_password", "admin_token")
 
 
@@ -380,7 +380,9 @@ class Settings(BaseSettings):
     project: str = Field(DEFAULT_PROJECT, min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$")
     """Compose project name; also the container-name prefix
     (``<project>_db_prod``). Stack variable: ``STACK_NAME``."""
-    image_prefix: str = Field("investment", min_length=1, pattern=r"^[a-z0-9][a-z0-9._/-]*$")
+    image_prefix: str = Field(
+        DEFAULT_IMAGE_PREFIX, min_length=1, pattern=r"^[a-z0-9][a-z0-9._/-]*$"
+    )
     """The stack's image names: ``<prefix>-backend:<version>``, ``<prefix>-db``,
     ... Stack variable: ``IMAGE_PREFIX``. The test command builds under a
     prefix of its own, so a stack on the same engine keeps its images."""
@@ -393,9 +395,9 @@ class Settings(BaseSettings):
     base_url: str = "http://127.0.0.1:80"
     """nginx of the stack, ``http://127.0.0.1:{HTTP_PORT}``; health, metrics
     and cost are read through it."""
-    run_dir: Path = Path("/run/investment")
+    run_dir: Path = StackNames().run_dir
     """Host folder with the stack's unix sockets. Default ``/run/<project>``."""
-    state_dir: Path = Path("/var/lib/stackdeck/investment")
+    state_dir: Path = StackNames().state_dir
     """deploy.env, lock, audit log, history, backups. Default
     ``/var/lib/stackdeck/<project>``."""
     pg_dsn: SecretStr = SecretStr(
@@ -453,9 +455,9 @@ class Settings(BaseSettings):
         if not isinstance(project, str):
             return data
         if not data.get("run_dir"):
-            data["run_dir"] = f"/run/{project}"
+            data["run_dir"] = str(StackNames(project).run_dir)
         if not data.get("state_dir"):
-            data["state_dir"] = f"/var/lib/stackdeck/{project}"
+            data["state_dir"] = str(StackNames(project).state_dir)
         run_dir = str(data["run_dir"])
         if not data.get("pg_dsn"):
             data["pg_dsn"] = f"postgresql://postgres@/investment_db?host={run_dir}/postgresql"
@@ -532,8 +534,7 @@ class Settings(BaseSettings):
     def container_name(self, service: str) -> str:
         """Container name of a compose service in this stack
         (``backend_blue`` -> ``investment_backend_blue_prod``; ``redis`` is ``cache``)."""
-        name = {"redis": "cache", "market-sim": "market_sim"}.get(service, service)
-        return f"{self.project}_{name}_prod"
+        return StackNames(self.project).container(service)
 
     def secret_values(self) -> list[str]:
         """Every secret value held (for :func:`redact` callers that need them)."""
@@ -549,7 +550,7 @@ class Settings(BaseSettings):
                 env = read_env_file(self.env_file)
             except ConfigError:
                 env = {}
-            out.extend(v for k, v in env.items() if v and len(v) >= 8 and _ENV_SECRET_KEY.search(k))
+            out.extend(v for k, v in env.items() if v and len(v) >= 8 and is_secret_key(k))
         return out
 
     def redact(self, text: object) -> str:

@@ -44,24 +44,12 @@ from console.core.models import (
 )
 from console.core.sources.base import Clock, Source, backoff_delay, utcnow
 
-__all__ = ["KINDS", "Monitor", "Sink", "default_sources"]
+__all__ = ["Monitor", "Sink", "default_sources"]
 
 log = logging.getLogger(__name__)
 
 Sink = Callable[[str, Snapshot | SourceState], Awaitable[None] | None]
 """``sink(kind, payload)``; may return an awaitable."""
-
-KINDS = (
-    "containers",
-    "health",
-    "stats",
-    "database",
-    "quotas",
-    "cost",
-    "alerts",
-    "events",
-    "source",
-)
 
 SINK_TIMEOUT = 5.0
 """An async sink that takes longer than this is abandoned for that payload."""

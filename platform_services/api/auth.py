@@ -7,7 +7,7 @@
 * Tokens are HS256 JWTs with ``sub``, ``role``, ``iat``, ``exp`` and ``iss``;
   decoding pins the algorithm and requires every one of those claims.
 * Admin endpoints accept a bearer JWT whose role is ``admin``, or the static
-  ``ADMIN_TOKEN`` of the environment (the seed's ``Authorization: Bearer
+  ``ADMIN_TOKEN`` of the environment (the runbook's ``Authorization: Bearer
   $ADMIN_TOKEN``), compared in constant time. Missing or invalid → 401,
   valid but not admin → 403.
 """

@@ -1,6 +1,6 @@
 """The cost model behind ``GET /api/metrics/cost`` and ``investment_daily_cost_projection``.
 
-The platform is meant to run for $50 a month (seed), which is $1.67 a day: the
+The platform is meant to run for $50 a month (runbook), which is $1.67 a day: the
 ``CostBudgetExceeded`` alert fires when the daily projection passes that.
 What costs money, per UTC day:
 

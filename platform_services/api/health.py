@@ -1,4 +1,4 @@
-"""Health endpoints (seed: Post-Deployment Verification).
+"""Health endpoints (runbook: Post-Deployment Verification).
 
 ``GET /api/health`` is what nginx, compose and the deploy tooling look at:
 

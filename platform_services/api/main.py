@@ -2,7 +2,7 @@
 
 Run: ``uvicorn platform_services.api.main:app --host 0.0.0.0 --port 8000``.
 
-Endpoints (the seed's interface):
+Endpoints (the runbook's interface):
 
 ==========================================  ==========================================
 ``GET /api/health``                         status, version, colour, uptime, checks

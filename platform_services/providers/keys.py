@@ -61,7 +61,7 @@ def price_cache_key(symbol: str) -> str:
 
 QUOTA_PREFIX = "quota:"
 EMERGENCY_KEY = "emergency_rate_limit"
-"""While this key exists no outbound provider call is made (seed:
+"""While this key exists no outbound provider call is made (runbook:
 ``SET emergency_rate_limit 1 EX 3600``)."""
 
 QUOTA_GRACE_S = 60
@@ -91,7 +91,7 @@ class ProviderSpec:
 
 
 PROVIDER_ORDER = ("alpha_vantage", "finnhub", "polygon", "newsapi")
-"""Display order (the seed's order)."""
+"""Display order (the runbook's order)."""
 
 DEFAULT_NEWSAPI_DAILY_LIMIT = 100
 
@@ -99,7 +99,7 @@ DEFAULT_NEWSAPI_DAILY_LIMIT = 100
 def provider_table(
     newsapi_daily_limit: int | None = None, env: Mapping[str, str] | None = None
 ) -> dict[str, ProviderSpec]:
-    """The providers and their quotas from the seed.
+    """The providers and their quotas from the runbook.
 
     NewsAPI's daily limit is configurable: the argument wins, then
     ``NEWSAPI_DAILY_LIMIT`` from ``env`` (default: the process environment),

@@ -1,4 +1,4 @@
-"""The ingestion worker (the seed's ``celery_worker``).
+"""The ingestion worker (the runbook's ``celery_worker``).
 
 Every ``WORKER_INTERVAL_S`` it refreshes the prices of the ``WATCHLIST``
 symbols whose cached quote has expired, through the same cache → providers

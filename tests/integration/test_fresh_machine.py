@@ -30,14 +30,15 @@ from typing import Any
 import httpx
 import pytest
 
+from console.core.stack import StackNames
 from tests.conftest import REPO, bare_env
 
 pytestmark = pytest.mark.stack
 
 NAME = "sdnew"
 PORT = 18090
-STATE = Path(f"/var/lib/stackdeck/{NAME}")
-RUN = Path(f"/run/{NAME}")
+STATE = StackNames(NAME).state_dir
+RUN = StackNames(NAME).run_dir
 
 
 def _env() -> dict[str, str]:

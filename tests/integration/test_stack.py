@@ -14,11 +14,11 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
+from console.core.stack import StackNames
 from tests.conftest import REPO, Stack, _read_env_file
 
 pytestmark = pytest.mark.stack
@@ -53,13 +53,13 @@ def _down() -> None:
         capture_output=True,
         timeout=300,
     )
-    shutil.rmtree(f"/var/lib/stackdeck/{FRESH}", ignore_errors=True)
-    shutil.rmtree(f"/run/{FRESH}", ignore_errors=True)
+    shutil.rmtree(StackNames(FRESH).state_dir, ignore_errors=True)
+    shutil.rmtree(StackNames(FRESH).run_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def fresh() -> Iterator[tuple[Stack, subprocess.CompletedProcess[str], float]]:
-    if Path(f"/var/lib/stackdeck/{FRESH}/deploy.env").exists():
+    if (StackNames(FRESH).state_dir / "deploy.env").exists():
         _down()
     t0 = time.monotonic()
     first = _setup()
@@ -67,8 +67,8 @@ def fresh() -> Iterator[tuple[Stack, subprocess.CompletedProcess[str], float]]:
     stack = Stack(
         name=FRESH,
         http_port=PORT,
-        run_dir=Path(f"/run/{FRESH}"),
-        state_dir=Path(f"/var/lib/stackdeck/{FRESH}"),
+        run_dir=StackNames(FRESH).run_dir,
+        state_dir=StackNames(FRESH).state_dir,
     )
     stack.reload_env()
     try:
@@ -106,7 +106,7 @@ def test_setup_from_nothing_brings_every_service_up_healthy(fresh) -> None:
     assert set(rows) == SERVICES
     for service, row in rows.items():
         assert "(healthy)" in row["status"], f"{service}: {row['status']}"
-    # The seed's container names.
+    # The runbook's container names.
     assert rows["db"]["name"] == f"{FRESH}_db_prod"
     assert rows["redis"]["name"] == f"{FRESH}_cache_prod"
 
@@ -124,7 +124,7 @@ def test_only_nginx_is_published_and_only_on_loopback(fresh) -> None:
 
 
 def test_runbook_post_deployment_verification(fresh) -> None:
-    """The seed's 'Post-Deployment Verification' and 'Cost Management' commands."""
+    """The runbook's 'Post-Deployment Verification' and 'Cost Management' commands."""
     stack, _, _ = fresh
     with httpx.Client(base_url=stack.base_url, timeout=15) as http:
         health = http.get("/api/health")

@@ -419,13 +419,7 @@ def record(fig: Figure, *, test: str = "") -> None:
 def console_settings(stack: Any, **overrides: Any) -> Any:
     """Settings of the console for the test stack, with short refreshes so a
     fault shows in seconds (the defaults are 1-30 s; the backoff cap 30 s)."""
-    from console.core.config import Settings
-
     values: dict[str, Any] = {
-        "project": stack.name,
-        "base_url": stack.base_url,
-        "run_dir": stack.run_dir,
-        "state_dir": stack.state_dir,
         "refresh": {
             "containers": 1.0,
             "stats": 1.0,
@@ -439,7 +433,7 @@ def console_settings(stack: Any, **overrides: Any) -> Any:
         "backoff_cap": 4.0,
     }
     values.update(overrides)
-    return Settings.for_stack(REPO, **values)
+    return stack.settings(**values)
 
 
 class MonitorWatch:

@@ -23,7 +23,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   rm -f "$pwfile"
 
   cat >> "$PGDATA/postgresql.conf" <<CONF
-# --- stackdeck (sized for the seed's 2-core / 4 GB server) ---
+# --- stackdeck (sized for the runbook's 2-core / 4 GB server) ---
 listen_addresses = '*'
 unix_socket_directories = '$SOCKDIR'
 unix_socket_permissions = 0770

@@ -19,7 +19,7 @@ One entry point for the TUI and the CLI::
    ``result`` and ``data["code"]`` (see :mod:`console.core.ops.errors`).
 
 Events of writing operations are also appended, as text, to
-``$STATE/deployment.log`` (the seed's ``tail -f logs/deployment.log``).
+``$STATE/deployment.log`` (the runbook's ``tail -f logs/deployment.log``).
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def _registry() -> dict[str, OpSpec]:
             False,
             False,
             preflight.run_preflight,
-            help="the seed's pre-deployment checklist",
+            help="the runbook's pre-deployment checklist",
         ),
         OpSpec(
             "verify",

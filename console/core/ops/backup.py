@@ -1,4 +1,4 @@
-"""Database backup and restore (the seed's ``scripts/backup.sh`` and the
+"""Database backup and restore (the runbook's ``scripts/backup.sh`` and the
 rollback's ``--restore-db``).
 
 A backup is ``pg_dump --format=custom`` run inside the db container, its

@@ -3,7 +3,7 @@
 The key schema is the platform's (``platform_services.providers.keys``, pure
 standard library). A flush by prefix deletes only ``cache:*`` keys with SCAN
 + UNLINK (never KEYS, never blocking the server), after counting them.
-The full ``FLUSHDB`` of the seed's troubleshooting section is behind a typed
+The full ``FLUSHDB`` of the runbook's troubleshooting section is behind a typed
 confirmation (the Redis container's name), and even then the quota counters
 and the emergency switch survive: they are dumped first and restored right
 after, because losing them would let the platform exceed the providers'
@@ -169,7 +169,7 @@ async def validate_cache_warm(ctx: OpContext, params: dict[str, Any]) -> dict[st
 async def run_cache_warm(
     ctx: OpContext, symbols: list[str] | None = None, **_: Any
 ) -> AsyncIterator[OpEvent]:
-    """The seed's ``cache_warmer.sh``: ask the API for the watchlist so the
+    """The runbook's ``cache_warmer.sh``: ask the API for the watchlist so the
     next readers hit the cache (within the providers' quotas: the API never
     exceeds them)."""
     from console.core.ops.http import client, probe
@@ -218,7 +218,7 @@ async def validate_emergency_limit(ctx: OpContext, params: dict[str, Any]) -> di
 async def run_emergency_limit(
     ctx: OpContext, state: str = "on", ttl: int = 3600, **_: Any
 ) -> AsyncIterator[OpEvent]:
-    """The seed's ``SET emergency_rate_limit 1 EX 3600``: no outbound
+    """The runbook's ``SET emergency_rate_limit 1 EX 3600``: no outbound
     provider call while the key exists."""
     ev = Emitter("emergency-limit", ctx.redact)
     r = connect_redis(ctx)

@@ -1,8 +1,8 @@
 """What every operation needs to know: which stack, where its state lives, who asks.
 
 :class:`OpContext` is built once per console or CLI invocation, from the
-console's :class:`~console.core.config.Settings` (:meth:`OpContext.from_settings`)
-or, without settings, from the stack variables (:meth:`OpContext.from_env`).
+console's :class:`~console.core.config.Settings` (:meth:`OpContext.from_settings`),
+the one place that resolves a stack's variables.
 It is a plain, immutable value: operations never mutate it, so the TUI can
 hand the same context to every operation it starts.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import pwd
-import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from console.core.errors import redact
+from console.core.stack import DEFAULT_IMAGE_PREFIX, StackNames, is_secret_key
 
 __all__ = ["COLOURS", "SERVICES", "OpContext", "Operator", "discover_http_port", "other_colour"]
 
@@ -29,8 +29,6 @@ COLOURS = ("blue", "green")
 
 SERVICES = ("nginx", "backend_blue", "backend_green", "worker", "db", "redis", "market-sim")
 """Compose services of the bundled stack (CONTRACT.md)."""
-
-_CONTAINER_SUFFIX = {"redis": "cache", "market-sim": "market_sim"}
 
 _VERSION_VARS = ("BLUE_VERSION", "GREEN_VERSION", "WORKER_VERSION", "ACTIVE_COLOUR")
 """deploy.env variables. Never inherited from the operator's shell: compose
@@ -46,7 +44,7 @@ def discover_http_port(stack: str) -> int | None:
 
     try:
         r = subprocess.run(
-            ["docker", "port", f"{stack}_nginx_prod", "80/tcp"],
+            ["docker", "port", StackNames(stack).container("nginx"), "80/tcp"],
             capture_output=True,
             text=True,
             timeout=10,
@@ -150,14 +148,14 @@ class OpContext:
     operator: Operator = field(default_factory=Operator.current)
     db_name: str = "investment_db"
     db_user: str = "postgres"
-    image_repo: str = "investment-backend"
+    image_repo: str = f"{DEFAULT_IMAGE_PREFIX}-backend"
     """``<IMAGE_PREFIX>-backend``: where versions of the backend are tagged."""
     bake_seconds: float = 30.0
     """Default bake window of a blue-green deploy (verification through nginx)."""
     health_timeout: float = 180.0
     """How long a starting container may take to become healthy."""
     max_p95_ms: float = 2000.0
-    """Bake: p95 latency above this switches traffic back (seed: 2 s)."""
+    """Bake: p95 latency above this switches traffic back (runbook: 2 s)."""
     max_error_rate: float = 0.01
     """Bake: share of failed requests above this switches traffic back."""
     keep_previous_colour: bool = True
@@ -187,7 +185,7 @@ class OpContext:
             secrets = list(settings.secret_values())
         values: dict[str, Any] = {
             "stack": settings.project,
-            "image_repo": f"{getattr(settings, 'image_prefix', 'investment')}-backend",
+            "image_repo": f"{getattr(settings, 'image_prefix', DEFAULT_IMAGE_PREFIX)}-backend",
             "repo": repo,
             "state_dir": Path(settings.state_dir),
             "run_dir": Path(settings.run_dir),
@@ -200,55 +198,6 @@ class OpContext:
         values.update(overrides)
         return cls(**values)
 
-    @classmethod
-    def from_env(
-        cls,
-        repo: Path | None = None,
-        *,
-        stack: str | None = None,
-        http_port: int | None = None,
-        read_only: bool = False,
-        environ: Mapping[str, str] | None = None,
-        **overrides: Any,
-    ) -> OpContext:
-        """From the stack variables (environment, then ``<repo>/.env``, then
-        defaults), the precedence of scripts/lib.sh."""
-        from console.core.config import find_repo_root, read_env_file
-
-        env_os = os.environ if environ is None else environ
-        root = Path(repo) if repo else (find_repo_root() or Path.cwd())
-        dotenv = read_env_file(root / ".env")
-
-        def pick(name: str, default: str) -> str:
-            return env_os.get(name) or dotenv.get(name) or default
-
-        env_stack = pick("STACK_NAME", "investment")
-        name = stack or env_stack
-        # Naming another stack than the environment's: its folders are that
-        # stack's defaults, never the environment's (which belong to the other).
-        same = name == env_stack
-        port = http_port or (
-            int(pick("HTTP_PORT", "80")) if same else discover_http_port(name) or 80
-        )
-        run_dir = Path((pick("RUN_DIR", "") if same else "") or f"/run/{name}")
-        state_dir = Path(
-            (env_os.get("STACKDECK_STATE_DIR", "") if same else "") or f"/var/lib/stackdeck/{name}"
-        )
-        keep = env_os.get("STACKDECK_KEEP_PREVIOUS_COLOUR", "").strip().lower()
-        overrides.setdefault("keep_previous_colour", keep not in ("0", "false", "no", "off"))
-        return cls(
-            stack=name,
-            repo=root,
-            state_dir=state_dir,
-            run_dir=run_dir,
-            base_url=f"http://127.0.0.1:{port}",
-            image_repo=f"{pick('IMAGE_PREFIX', 'investment')}-backend",
-            env=dotenv,
-            read_only=read_only
-            or env_os.get("STACKDECK_READ_ONLY", "").lower() in ("1", "true", "yes"),
-            **overrides,
-        )
-
     def replace(self, **changes: Any) -> OpContext:
         return dataclasses.replace(self, **changes)
 
@@ -256,7 +205,7 @@ class OpContext:
 
     def container(self, service: str) -> str:
         """Container of a compose service: ``backend_blue`` -> ``<stack>_backend_blue_prod``."""
-        return f"{self.stack}_{_CONTAINER_SUFFIX.get(service, service)}_prod"
+        return StackNames(self.stack).container(service)
 
     @property
     def http_port(self) -> int:
@@ -289,7 +238,7 @@ class OpContext:
 
     @property
     def deployment_log_path(self) -> Path:
-        """Human-readable event log of deploys and rollbacks (the seed's
+        """Human-readable event log of deploys and rollbacks (the runbook's
         ``logs/deployment.log``, for ``tail -f``)."""
         return self.state_dir / "deployment.log"
 
@@ -346,12 +295,9 @@ class OpContext:
         """Values that must never appear in output: every secret-looking .env value."""
         out = list(self.extra_secrets)
         for key, value in self.env.items():
-            if value and _SECRET_KEY.search(key) and value not in ("offline-sim",):
+            if value and is_secret_key(key) and value not in ("offline-sim",):
                 out.append(value)
         return out
 
     def redact(self, text: object) -> str:
         return redact(text, self.secrets)
-
-
-_SECRET_KEY = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY|APIKEY|_KEY$|DSN", re.IGNORECASE)

@@ -1,4 +1,4 @@
-"""Deploys: blue-green (the seed's recommended method) and rolling (method 2).
+"""Deploys: blue-green (the runbook's recommended method) and rolling (method 2).
 
 Blue-green, step by step (each step journaled before it changes anything):
 
@@ -54,7 +54,7 @@ from console.core.ops.context import OpContext, other_colour
 from console.core.ops.errors import BadInput, OpError, OpFailed
 from console.core.ops.events import Emitter
 from console.core.ops.http import BakeStats, client, probe
-from console.core.ops.journal import Journal, Recovery
+from console.core.ops.journal import Journal
 from console.core.ops.migrate import MigrationStatus, migration_status, upgrade
 from console.core.ops.proc import (
     compose,
@@ -84,7 +84,7 @@ STRATEGIES = ("blue-green", "rolling")
 ENVIRONMENTS = ("production", "prod")
 DEPLOYABLE = ("backend", "worker")
 ABSENT = ("frontend",)
-"""Services the seed names that this stack does not have (skipped with a note)."""
+"""Services the runbook names that this stack does not have (skipped with a note)."""
 
 
 def parse_services(value: Any) -> list[str]:
@@ -579,13 +579,6 @@ async def run_deploy(ctx: OpContext, *, op_id: str = "", **params: Any) -> Async
         yield e
 
 
-async def _recover_first(
-    ctx: OpContext, ev: Emitter, op_id: str
-) -> AsyncIterator[OpEvent | Recovery]:
-    async for item in recover(ctx, ev, op_id=op_id):
-        yield item
-
-
 async def _blue_green(
     ctx: OpContext,
     *,
@@ -609,7 +602,7 @@ async def _blue_green(
     h_timeout = health_timeout or ctx.health_timeout
     t0 = time.monotonic()
 
-    async for rec in _recover_first(ctx, ev, op_id):
+    async for rec in recover(ctx, ev, op_id=op_id):
         if isinstance(rec, OpEvent):
             yield rec
     for name in services:
@@ -858,14 +851,14 @@ async def _rolling(
     health_timeout: float | None = None,
     **_: Any,
 ) -> AsyncIterator[OpEvent]:
-    """The seed's method 2: recreate one service at a time in place, health
+    """The runbook's method 2: recreate one service at a time in place, health
     verified between them. The serving colour is recreated under traffic, so
     requests fail while it restarts: blue-green is the zero-downtime path."""
     ev = Emitter("deploy", ctx.redact)
     services = [s for s in (services or ["backend", "worker"]) if s in DEPLOYABLE]
     h_timeout = health_timeout or ctx.health_timeout
     t0 = time.monotonic()
-    async for rec in _recover_first(ctx, ev, op_id):
+    async for rec in recover(ctx, ev, op_id=op_id):
         if isinstance(rec, OpEvent):
             yield rec
     view = await observe(ctx)
@@ -975,7 +968,3 @@ async def _rolling(
         version=version,
         duration_s=round(duration, 1),
     )
-
-
-run = run_deploy
-"""CONTRACT.md's name: ``console.core.ops.deploy.run(ctx, **params)`` (use ``run_op`` for the lock, audit and read-only checks)."""

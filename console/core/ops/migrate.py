@@ -1,4 +1,4 @@
-"""Schema migrations with Alembic inside a backend container (the seed:
+"""Schema migrations with Alembic inside a backend container (the runbook:
 ``docker exec <backend> python -m alembic upgrade head`` / ``current``)."""
 
 from __future__ import annotations
@@ -121,7 +121,3 @@ async def run_migrate(ctx: OpContext, backup: bool = True, **_: Any) -> AsyncIte
     async for item in upgrade(ctx, container, ev):
         yield item
     yield ev.done("migrations applied")
-
-
-run = run_migrate
-"""CONTRACT.md's name: ``console.core.ops.migrate.run(ctx, **params)`` (use ``run_op`` for the lock, audit and read-only checks)."""

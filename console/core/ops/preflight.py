@@ -1,4 +1,4 @@
-"""The seed's pre-deployment checklist, the part a machine can check.
+"""The runbook's pre-deployment checklist, the part a machine can check.
 
 Engine and Compose versions, CPU, memory, disk, database reachable,
 TimescaleDB present, ``.env`` complete, provider keys present, backups
@@ -111,7 +111,7 @@ async def run_preflight(ctx: OpContext, **_: Any) -> AsyncIterator[OpEvent]:
     if cpus >= 2:
         yield ev.ok("cpu", f"{cpus} cores (2 minimum, 4 recommended)", cores=cpus)
     else:
-        yield fail("cpu", f"{cpus} core(s): the seed's minimum is 2")
+        yield fail("cpu", f"{cpus} core(s): the runbook's minimum is 2")
     try:
         mem = parse_meminfo(Path("/proc/meminfo").read_text())  # noqa: ASYNC240
         total, avail = mem.get("MemTotal", 0), mem.get("MemAvailable", 0)
@@ -123,7 +123,7 @@ async def run_preflight(ctx: OpContext, **_: Any) -> AsyncIterator[OpEvent]:
                 available=avail,
             )
         else:
-            yield fail("memory", f"{total / GIB:.1f} GiB: the seed's minimum is 4 GiB")
+            yield fail("memory", f"{total / GIB:.1f} GiB: the runbook's minimum is 4 GiB")
     except OSError as exc:
         yield warn("memory", f"cannot read /proc/meminfo: {exc}")
     for label, path in (("docker", docker_root), ("state", str(ctx.state_dir))):
@@ -261,7 +261,3 @@ async def run_preflight(ctx: OpContext, **_: Any) -> AsyncIterator[OpEvent]:
             step="preflight",
         )
     yield ev.done(f"pre-deployment checks passed ({len(warned)} warning(s))", warnings=len(warned))
-
-
-run = run_preflight
-"""CONTRACT.md's name: ``console.core.ops.preflight.run(ctx, **params)`` (use ``run_op`` for the lock, audit and read-only checks)."""

@@ -147,7 +147,10 @@ async def compose(ctx: OpContext, *args: str, **kw: Any) -> Result:
         )
     kw.setdefault("what", f"docker compose {' '.join(args[:3])}")
     # The compose files name images ${IMAGE_PREFIX}-...: the one this context uses.
-    kw["env_extra"] = {"IMAGE_PREFIX": ctx.image_repo.removesuffix("-backend"), **(kw.get("env_extra") or {})}
+    kw["env_extra"] = {
+        "IMAGE_PREFIX": ctx.image_repo.removesuffix("-backend"),
+        **(kw.get("env_extra") or {}),
+    }
     return await run(ctx.compose_argv(*args), ctx=ctx, **kw)
 
 

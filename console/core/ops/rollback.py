@@ -1,4 +1,4 @@
-"""Rollback (the seed's ``scripts/deployment/rollback.sh``).
+"""Rollback (the runbook's ``scripts/deployment/rollback.sh``).
 
 * no version: back to the previous colour. A deploy leaves it running, out
   of the upstream (``keep_previous_colour``): its health is checked directly
@@ -13,7 +13,7 @@
   backup taken before the deploy being rolled back (or ``backup_path``); the
   operator confirms by typing the database name.
 
-Then the seed's rollback verification: the version reported through nginx,
+Then the runbook's rollback verification: the version reported through nginx,
 containers up, the schema version. The worker, when it followed the version
 being rolled back, moves back last: traffic never waits for it.
 """
@@ -354,7 +354,3 @@ async def run_rollback(
         duration_s=round(duration, 1),
         backup_id=backup.id if backup else None,
     )
-
-
-run = run_rollback
-"""CONTRACT.md's name: ``console.core.ops.rollback.run(ctx, **params)`` (use ``run_op`` for the lock, audit and read-only checks)."""

@@ -1,7 +1,7 @@
-"""Scaling the worker and restarting one service (the seed's
+"""Scaling the worker and restarting one service (the runbook's
 ``docker-compose scale celery_worker=0`` and ``docker-compose restart ...``).
 
-The seed's service names are accepted as aliases (``celery_worker``,
+The runbook's service names are accepted as aliases (``celery_worker``,
 ``postgres``, ``cache``), so its commands translate one to one.
 """
 
@@ -42,7 +42,7 @@ def _shown(value: object) -> str:
 
 
 def resolve_service(name: object) -> str:
-    """A compose service of the stack from its name or a seed alias; BadInput otherwise."""
+    """A compose service of the stack from its name or a runbook alias; BadInput otherwise."""
     text = str(name or "").strip()
     service = ALIASES.get(text, text)
     if service not in SERVICES:

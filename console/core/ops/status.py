@@ -233,7 +233,3 @@ async def run_status(ctx: OpContext, **_: Any) -> AsyncIterator[OpEvent]:
     for line in s["summary"]:
         yield ev.info("status", line)
     yield ev.done("; ".join(s["summary"][:1]), status=s)
-
-
-run = run_status
-"""CONTRACT.md's name: ``console.core.ops.status.run(ctx, **params)`` (use ``run_op`` for the lock, audit and read-only checks)."""

@@ -1,4 +1,4 @@
-"""``VACUUM (ANALYZE)`` per table or for the whole database (the seed's
+"""``VACUUM (ANALYZE)`` per table or for the whole database (the runbook's
 "Database Optimization").
 
 Runs over its own connection outside any transaction block (asyncpg's simple
@@ -223,7 +223,3 @@ async def run_vacuum(
         with contextlib.suppress(Exception):
             await mon.close(timeout=5)
     yield ev.done(f"VACUUM (ANALYZE) finished for {len(targets)} target(s)")
-
-
-run = run_vacuum
-"""CONTRACT.md's name: ``console.core.ops.vacuum.run(ctx, **params)`` (use ``run_op`` for the lock, audit and read-only checks)."""

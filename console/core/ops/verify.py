@@ -1,9 +1,9 @@
-"""The seed's post-deployment verification (health checks, performance,
+"""The runbook's post-deployment verification (health checks, performance,
 functional tests) through nginx, and the smoke test of one colour directly
 (``/direct/<colour>/...``) that a deploy runs before switching to it.
 
-Levels: ``smoke`` (the seed's ``api_smoke_test.sh``: health endpoints and a
-price lookup), ``full`` (the seed's post-deployment verification and
+Levels: ``smoke`` (the runbook's ``api_smoke_test.sh``: health endpoints and a
+price lookup), ``full`` (the runbook's post-deployment verification and
 ``critical_path_test.sh``: smoke plus login, cost/usage/cache metrics,
 containers up, schema version)."""
 
@@ -33,7 +33,7 @@ class Check:
     method: str = "GET"
     body: Any = None
     slow_ms: float = 2000.0
-    """Slower than this is a warning (seed: response time threshold 2 s)."""
+    """Slower than this is a warning (runbook: response time threshold 2 s)."""
 
 
 SMOKE = (
@@ -209,7 +209,3 @@ async def run_verify(
             f"verification failed: {failed} check(s) failed, {warned} warning(s)", step="verify"
         )
     yield ev.done(f"verification passed ({warned} warning(s))", warnings=warned)
-
-
-run = run_verify
-"""CONTRACT.md's name: ``console.core.ops.verify.run(ctx, **params)`` (use ``run_op`` for the lock, audit and read-only checks)."""

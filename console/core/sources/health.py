@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import re
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -54,33 +53,32 @@ HISTOGRAM = "http_request_duration_seconds"
 
 # --- prometheus maths (pure) -------------------------------------------------------
 
-_SAMPLE = re.compile(
-    r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>\S+)"
-)
-_LE = re.compile(r'(?:^|,)\s*le\s*=\s*"(?P<le>[^"]*)"')
-
 
 def parse_histogram(text: str, name: str = HISTOGRAM) -> dict[float, float]:
     """Cumulative bucket counts of histogram ``name`` from Prometheus text,
     summed over every other label (method, handler, status): ``{le: count}``
-    with ``math.inf`` for ``+Inf``."""
+    with ``math.inf`` for ``+Inf``. Parsed by prometheus_client's own parser
+    (quoted label values may hold ``}`` or ``,``); a scrape that stops
+    parsing half-way keeps what came before the bad line."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     wanted = name + "_bucket"
     buckets: dict[float, float] = {}
-    for line in text.splitlines():
-        if not line.startswith(wanted):
-            continue
-        match = _SAMPLE.match(line)
-        if not match or match.group("name") != wanted:
-            continue
-        le_match = _LE.search(match.group("labels") or "")
-        if not le_match:
-            continue
-        try:
-            le = float(le_match.group("le").replace("+Inf", "inf"))
-            value = float(match.group("value"))
-        except ValueError:
-            continue
-        buckets[le] = buckets.get(le, 0.0) + value
+    try:
+        for family in text_string_to_metric_families(text):
+            if family.name != name:
+                continue
+            for sample in family.samples:
+                le = sample.labels.get("le")
+                if sample.name != wanted or le is None:
+                    continue
+                try:
+                    bound = float(le)
+                except ValueError:
+                    continue
+                buckets[bound] = buckets.get(bound, 0.0) + float(sample.value)
+    except ValueError:
+        pass
     return buckets
 
 

@@ -8,7 +8,6 @@ confirmation and starts the operation.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,8 +23,6 @@ __all__ = ["DeployRequest", "DeployScreen", "VersionValidator", "check_version"]
 
 Strategy = Literal["blue-green", "rolling"]
 
-_FALLBACK_RE = re.compile(r"^v\d+(\.\d+){0,2}(-[0-9A-Za-z.]+)?$")
-
 
 def check_version(value: str) -> str | None:
     """None when ``value`` is a valid version tag, else the reason it is not."""
@@ -33,12 +30,8 @@ def check_version(value: str) -> str | None:
         # \d in the engine's pattern also matches non-ASCII digits; docker tags do not.
         shown = value.encode("unicode_escape").decode("ascii")[:80]
         return f"malformed version '{shown}': only ASCII letters, digits, '.', '-' (e.g. v1.2.3)"
-    try:
-        from console.core.ops.versions import validate_version
-    except ImportError:  # ops engine not installed: same rule, local copy
-        if _FALLBACK_RE.fullmatch(value) and len(value) <= 64:
-            return None
-        return f"malformed version {value!r}: expected v<major>[.<minor>[.<patch>]][-<suffix>], e.g. v1.2.3"
+    from console.core.ops.versions import validate_version
+
     try:
         validate_version(value)
     except Exception as exc:  # BadInput carries the operator-readable message

@@ -150,7 +150,7 @@ def test_vacuum_completes_and_last_vacuum_changes(stack: Any) -> None:
 
 def test_vacuum_warns_about_long_transactions(stack: Any) -> None:
     async def scenario() -> list[dict[str, Any]]:
-        from console.core.ops import OpContext, run_op
+        from console.core.ops import run_op
 
         blocker = await asyncpg.connect(stack.pg_dsn)
         try:
@@ -158,9 +158,7 @@ def test_vacuum_warns_about_long_transactions(stack: Any) -> None:
             await tx.start()
             await blocker.execute("SELECT count(*) FROM users")
             await asyncio.sleep(1.5)
-            ctx = OpContext.from_env(
-                REPO, stack=stack.name, http_port=stack.http_port, environ=cli_env(stack)
-            )
+            ctx = stack.op_context()
             events = [e async for e in run_op("vacuum", ctx, tables=["users"], long_tx_seconds=1)]
             await tx.rollback()
             return [e.model_dump() for e in events]
@@ -178,16 +176,14 @@ def test_vacuum_cancel_cancels_the_server_side_vacuum(stack: Any) -> None:
     operation is cancelled (pg_cancel_backend), not left waiting."""
 
     async def scenario() -> tuple[list[str], int, int]:
-        from console.core.ops import OpContext, run_op
+        from console.core.ops import run_op
 
         blocker = await asyncpg.connect(stack.pg_dsn)
         tx = blocker.transaction()
         await tx.start()
         await blocker.execute("LOCK TABLE users IN SHARE UPDATE EXCLUSIVE MODE")
         try:
-            ctx = OpContext.from_env(
-                REPO, stack=stack.name, http_port=stack.http_port, environ=cli_env(stack)
-            )
+            ctx = stack.op_context()
             steps: list[str] = []
             gen = run_op("vacuum", ctx, tables=["users"])
             async for e in gen:

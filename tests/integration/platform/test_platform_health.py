@@ -1,4 +1,4 @@
-"""Health endpoints through nginx: the seed's post-deployment verification."""
+"""Health endpoints through nginx: the runbook's post-deployment verification."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Alembic migrations as the seed runs them, the schema they build, and the
-seed's `schema_migrations` query."""
+"""Alembic migrations as the runbook runs them, the schema they build, and the
+runbook's `schema_migrations` query."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_revisions_are_numbered_and_linear() -> None:
 
 
 def test_seed_schema_migrations_query_answers_the_head(stack: Stack) -> None:
-    # Verbatim from the seed's rollback verification.
+    # Verbatim from the runbook's rollback verification.
     proc = docker_exec(
         stack.container("db"),
         "psql",

@@ -95,3 +95,16 @@ def test_a_colour_is_down_only_when_nginx_could_not_reach_it() -> None:
     assert not unreachable(result(503, "v1.2.3"))  # the backend itself: unhealthy, not down
     assert not unreachable(result(200, "v1.2.3"))
     assert not unreachable(result(500))
+
+
+def test_a_label_value_with_a_brace_keeps_its_series() -> None:
+    """A quoted label value may hold ``}`` and ``,`` (the text format allows
+    it): the series still counts (a regex over ``{...}`` dropped it)."""
+    scrape = (
+        "# TYPE http_request_duration_seconds histogram\n"
+        'http_request_duration_seconds_bucket{path="/api/{id},x",le="0.1"} 3.0\n'
+        'http_request_duration_seconds_bucket{path="/api/{id},x",le="+Inf"} 4.0\n'
+        'http_request_duration_seconds_bucket{path="/plain",le="0.1"} 1.0\n'
+        'http_request_duration_seconds_bucket{path="/plain",le="+Inf"} 1.0\n'
+    )
+    assert parse_histogram(scrape) == {0.1: 4.0, math.inf: 5.0}

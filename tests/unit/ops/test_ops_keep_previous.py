@@ -21,25 +21,29 @@ from console.core.ops.status import _summary
     [(None, True), ("true", True), ("1", True), ("false", False), ("0", False), ("no", False)],
 )
 def test_keep_previous_colour_from_the_environment(
-    tmp_path: Path, value: str | None, keep: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str | None, keep: bool
 ) -> None:
-    environ = {"STACK_NAME": "kp"}
+    _no_stack_environment(tmp_path, monkeypatch)
     if value is not None:
-        environ["STACKDECK_KEEP_PREVIOUS_COLOUR"] = value
-    ctx = OpContext.from_env(tmp_path, environ=environ)
+        monkeypatch.setenv("STACKDECK_KEEP_PREVIOUS_COLOUR", value)
+    ctx = OpContext.from_settings(Settings(repo_root=tmp_path, project="kp"))
     assert ctx.keep_previous_colour is keep
 
 
-def test_keep_previous_colour_from_settings(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _no_stack_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
     for key in list(os.environ):
         if key.startswith("STACKDECK_") or key in ("STACK_NAME", "HTTP_PORT", "RUN_DIR"):
             monkeypatch.delenv(key, raising=False)
-    (tmp_path / "config-home").mkdir()
+    (tmp_path / "config-home").mkdir(exist_ok=True)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config-home"))
+
+
+def test_keep_previous_colour_from_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _no_stack_environment(tmp_path, monkeypatch)
     assert Settings(repo_root=tmp_path).keep_previous_colour is True
     assert OpContext.from_settings(Settings(repo_root=tmp_path)).keep_previous_colour is True
     monkeypatch.setenv("STACKDECK_KEEP_PREVIOUS_COLOUR", "false")

@@ -86,7 +86,7 @@ def test_services_accept_the_seed_flags() -> None:
 
 def test_scale_bounds_and_services() -> None:
     assert parse_scale("worker=0") == ("worker", 0)
-    assert parse_scale("celery_worker=3") == ("worker", 3)  # the seed's name
+    assert parse_scale("celery_worker=3") == ("worker", 3)  # the runbook's name
     assert parse_scale(" worker = 10 ") == ("worker", 10)
     for bad, needle in [
         ("worker=-1", "between 0 and 10"),

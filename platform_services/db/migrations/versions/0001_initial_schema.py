@@ -82,7 +82,7 @@ def upgrade() -> None:
     )
     op.execute("CREATE INDEX IF NOT EXISTS api_calls_time_idx ON api_calls (time)")
 
-    # The seed asks `SELECT version FROM schema_migrations ORDER BY version DESC
+    # The runbook asks `SELECT version FROM schema_migrations ORDER BY version DESC
     # LIMIT 1`: a view over Alembic's own table answers with the current revision.
     op.execute(
         "CREATE OR REPLACE VIEW schema_migrations AS "
