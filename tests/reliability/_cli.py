@@ -156,3 +156,73 @@ def running(stack: Stack) -> dict[str, str]:
 
 def env_without(keys: list[str]) -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in keys}
+
+
+# --- after a console died in a deploy -----------------------------------------------
+
+VALID_CONF = {"set $active_backend backend_blue;", "set $active_backend backend_green;"}
+"""nginx's active.conf: one whole line naming one colour, nothing else."""
+
+
+def assert_one_colour_served(stack: Stack, load: Any, since: float) -> str:
+    """Right after a console died mid-deploy: active.conf is one whole line,
+    ``nginx -t`` passes, and every answer (after a 3 s window of them) came
+    from the colour it names. Returns that colour."""
+    import time
+
+    conf = active_conf(stack)
+    assert conf in VALID_CONF, f"active.conf is not one whole line for one colour: {conf!r}"
+    nginx_t = docker("exec", stack.container("nginx"), "nginx", "-t", check=False)
+    assert nginx_t.returncode == 0, nginx_t.stderr
+    serving = "green" if "green" in conf else "blue"
+    time.sleep(3)  # a window of answers after the kill
+    colours = load.result().colours(since=since + 1)
+    assert set(colours) == {serving}, (
+        f"after the kill nginx served {dict(colours)} but active.conf says {serving}"
+    )
+    return serving
+
+
+def assert_dead_deploy_explained_then_recovered(
+    stack: Stack, *, pid: int | None, version: str, before_colour: str
+) -> float:
+    """A console holding the deploy lock died in the bake: ``stackdeck status``
+    explains the stale lock and the interrupted deploy, a new deploy is refused
+    naming the dead holder, and ``lock break`` + ``rollback`` bring traffic back
+    to ``before_colour``. Returns the rollback's seconds."""
+    import time
+
+    status = stackdeck(stack, "status", "--json")
+    assert status.returncode == 0, status.stdout[-1000:] + status.stderr[-1000:]
+    st = json.loads(status.stdout)
+    lock = st["lock"]
+    assert lock["stale"] is True and lock["holder"]["op"] == "deploy", lock
+    assert lock["alive"] is False and lock["holder"]["pid"] == pid, lock
+    deploy = st["deploy"] or {}
+    explanation = str((deploy.get("recovery") or {}).get("explanation", "")).lower()
+    assert deploy.get("interrupted") is True, deploy
+    assert "interrupted" in explanation and "bake" in explanation, explanation
+    human = stackdeck(stack, "status")
+    assert "interrupted" in human.stdout.lower() and "lock break" in human.stdout.lower(), (
+        human.stdout
+    )
+    # a new deploy is refused, naming the dead holder
+    again = stackdeck(stack, "deploy", "--version", version)
+    assert again.returncode == 3, again.stdout + again.stderr
+    said = (again.stdout + again.stderr).lower()
+    assert "stale" in said and "deploy" in said and str(pid) in said, said
+    # explicit recovery: break the lock, roll back
+    broke = stackdeck(stack, "lock", "break")
+    assert broke.returncode == 0, broke.stdout + broke.stderr
+    t_rb = time.monotonic()
+    rb = stackdeck(stack, "rollback", "--force", timeout=400)
+    recover_s = time.monotonic() - t_rb
+    assert rb.returncode == 0, rb.stdout[-2000:] + rb.stderr[-1000:]
+    st2 = json.loads(stackdeck(stack, "status", "--json").stdout)
+    assert not st2["lock"]["held"] and not st2["lock"]["stale"], st2["lock"]
+    assert st2["serving_colour"] == before_colour, (
+        f"after recovery nginx serves {st2['serving_colour']}; the verified colour was {before_colour}"
+    )
+    assert st2["deploy_env"]["ACTIVE_COLOUR"] == st2["serving_colour"], st2["deploy_env"]
+    assert not (st2.get("deploy") or {}).get("interrupted"), st2.get("deploy")
+    return recover_s

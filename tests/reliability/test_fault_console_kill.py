@@ -25,18 +25,20 @@ import pytest
 
 from tests.conftest import Stack
 from tests.load import HEALTH, LoadLoop
-from tests.reliability._cli import active_conf, popen_stackdeck, stackdeck
+from tests.reliability._cli import (
+    assert_dead_deploy_explained_then_recovered,
+    assert_one_colour_served,
+    popen_stackdeck,
+    stackdeck,
+)
 from tests.reliability._harness import (
     NotReached,
-    docker,
     figure,
     pg_query,
     wait_until,
 )
 
 pytestmark = [pytest.mark.stack, pytest.mark.destructive]
-
-VALID_CONF = {"set $active_backend backend_blue;", "set $active_backend backend_green;"}
 
 
 def _events(log: Path) -> list[dict[str, Any]]:
@@ -99,49 +101,11 @@ async def test_kill_console_during_deploy(stack: Stack, tmp_path: Path) -> None:
             if proc.poll() is None:
                 _kill_group(proc)
         # --- right after the kill: one colour, valid config, still serving
-        conf = active_conf(stack)
-        assert conf in VALID_CONF, f"active.conf is not one whole line for one colour: {conf!r}"
-        nginx_t = docker("exec", stack.container("nginx"), "nginx", "-t", check=False)
-        assert nginx_t.returncode == 0, nginx_t.stderr
-        serving = "green" if "green" in conf else "blue"
-        await asyncio.sleep(3)
-        colours = load.result().colours(since=t_kill + 1)
-        assert set(colours) == {serving}, (
-            f"after the kill nginx served {dict(colours)} but active.conf says {serving}"
+        serving = assert_one_colour_served(stack, load, t_kill)
+        # --- the restarted console explains, refuses, recovers
+        recover_s = assert_dead_deploy_explained_then_recovered(
+            stack, pid=proc.pid, version=version, before_colour=before_colour
         )
-        # --- the restarted console explains
-        status = stackdeck(stack, "status", "--json")
-        assert status.returncode == 0, status.stderr
-        st = json.loads(status.stdout)
-        assert st["lock"]["stale"] is True and st["lock"]["holder"]["op"] == "deploy", st["lock"]
-        assert st["lock"]["alive"] is False, st["lock"]
-        deploy = st["deploy"] or {}
-        explanation = str((deploy.get("recovery") or {}).get("explanation", "")).lower()
-        assert deploy.get("interrupted") is True, deploy
-        assert "interrupted" in explanation and "bake" in explanation, explanation
-        human = stackdeck(stack, "status")
-        assert "interrupted" in human.stdout.lower() and "lock break" in human.stdout.lower(), (
-            human.stdout
-        )
-        # --- a new deploy is refused, naming the dead holder
-        again = stackdeck(stack, "deploy", "--version", version)
-        assert again.returncode == 3, again.stdout + again.stderr
-        said = (again.stdout + again.stderr).lower()
-        assert "stale" in said and "deploy" in said and str(proc.pid) in said, said
-        # --- explicit recovery: break the lock, roll back
-        broke = stackdeck(stack, "lock", "break")
-        assert broke.returncode == 0, broke.stdout + broke.stderr
-        t_rb = time.monotonic()
-        rb = stackdeck(stack, "rollback", "--force", timeout=400)
-        recover_s = time.monotonic() - t_rb
-        assert rb.returncode == 0, rb.stdout[-2000:] + rb.stderr[-1000:]
-        st2 = json.loads(stackdeck(stack, "status", "--json").stdout)
-        assert not st2["lock"]["held"] and not st2["lock"]["stale"], st2["lock"]
-        assert st2["serving_colour"] == before_colour, (
-            f"after recovery nginx serves {st2['serving_colour']}; the verified colour was {before_colour}"
-        )
-        assert st2["deploy_env"]["ACTIVE_COLOUR"] == st2["serving_colour"], st2["deploy_env"]
-        assert not (st2.get("deploy") or {}).get("interrupted"), st2.get("deploy")
         await asyncio.sleep(2)
         result = await asyncio.to_thread(load.stop)
         last = result.colours(since=time.monotonic() - 1.5)

@@ -46,7 +46,15 @@ import pytest
 
 from tests.conftest import Stack, default_signals
 from tests.load import HEALTH, LoadLoop
-from tests.reliability._cli import active_conf, audit_lines, cli_env, fingerprint, stackdeck
+from tests.reliability._cli import (
+    active_conf,
+    assert_dead_deploy_explained_then_recovered,
+    assert_one_colour_served,
+    audit_lines,
+    cli_env,
+    fingerprint,
+    stackdeck,
+)
 from tests.reliability._harness import (
     REPO,
     NotReached,
@@ -58,7 +66,6 @@ from tests.reliability._harness import (
 
 pytestmark = [pytest.mark.stack, pytest.mark.destructive]
 
-VALID_CONF = {"set $active_backend backend_blue;", "set $active_backend backend_green;"}
 VERSION = "v1.0.1"
 SIGHUP_IGNORED = (
     "SIGHUP is ignored in the TUI process (by how it was started, or by the TUI itself)"
@@ -377,48 +384,11 @@ def test_kill_tui_during_deploy_bake(stack: Stack, sig: signal.Signals) -> None:
             _assert_deploy_cancelled(stack, load, fig, before_colour, pid, gone_s)
             return
         # --- right after the kill: one colour, valid config, still serving
-        conf = active_conf(stack)
-        assert conf in VALID_CONF, f"active.conf is not one whole line for one colour: {conf!r}"
-        nginx_t = docker("exec", stack.container("nginx"), "nginx", "-t", check=False)
-        assert nginx_t.returncode == 0, nginx_t.stderr
-        serving = "green" if "green" in conf else "blue"
-        time.sleep(3)  # a window of answers after the kill
-        colours = load.result().colours(since=t_kill + 1)
-        assert set(colours) == {serving}, (
-            f"after the kill nginx served {dict(colours)} but active.conf says {serving}"
+        serving = assert_one_colour_served(stack, load, t_kill)
+        # --- the next console explains, refuses, recovers
+        recover_s = assert_dead_deploy_explained_then_recovered(
+            stack, pid=pid, version=VERSION, before_colour=before_colour
         )
-        # --- the next console explains: stale lock of the dead TUI, deploy interrupted in bake
-        st = _status(stack)
-        lock = st["lock"]
-        assert lock["stale"] is True and lock["holder"]["op"] == "deploy", lock
-        assert lock["alive"] is False and lock["holder"]["pid"] == pid, lock
-        deploy = st["deploy"] or {}
-        explanation = str((deploy.get("recovery") or {}).get("explanation", "")).lower()
-        assert deploy.get("interrupted") is True, deploy
-        assert "interrupted" in explanation and "bake" in explanation, explanation
-        human = stackdeck(stack, "status")
-        assert "interrupted" in human.stdout.lower() and "lock break" in human.stdout.lower(), (
-            human.stdout
-        )
-        # --- a new deploy is refused, naming the dead holder
-        again = stackdeck(stack, "deploy", "--version", VERSION)
-        assert again.returncode == 3, again.stdout + again.stderr
-        said = (again.stdout + again.stderr).lower()
-        assert "stale" in said and "deploy" in said and str(pid) in said, said
-        # --- explicit recovery: break the lock, roll back
-        broke = stackdeck(stack, "lock", "break")
-        assert broke.returncode == 0, broke.stdout + broke.stderr
-        t_rb = time.monotonic()
-        rb = stackdeck(stack, "rollback", "--force", timeout=400)
-        recover_s = time.monotonic() - t_rb
-        assert rb.returncode == 0, rb.stdout[-2000:] + rb.stderr[-1000:]
-        st2 = _status(stack)
-        assert not st2["lock"]["held"] and not st2["lock"]["stale"], st2["lock"]
-        assert st2["serving_colour"] == before_colour, (
-            f"after recovery nginx serves {st2['serving_colour']}; the verified colour was {before_colour}"
-        )
-        assert st2["deploy_env"]["ACTIVE_COLOUR"] == st2["serving_colour"], st2["deploy_env"]
-        assert not (st2.get("deploy") or {}).get("interrupted"), st2.get("deploy")
         time.sleep(2)
         result = load.stop()
         last = result.colours(since=time.monotonic() - 1.5)
