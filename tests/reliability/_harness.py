@@ -620,3 +620,27 @@ def mask(text: str, secrets: dict[str, str], window: int = 8) -> str:
         return token
 
     return re.sub(rf"[A-Za-z0-9._~+/=\-]{{{window},}}", repl, text)
+
+
+async def hold_table(dsn: str, table: str) -> tuple[Any, Any, datetime | None]:
+    """Hold ``table`` (created if missing, shaped like ``reliability_acks``)
+    under SHARE UPDATE EXCLUSIVE in an open transaction, so a VACUUM of it
+    waits, deterministically. Returns the connection (close it), the
+    transaction (roll it back to let the VACUUM go) and the table's
+    ``last_vacuum`` before."""
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        await conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {table} (id bigserial PRIMARY KEY, tag text NOT NULL, "
+            "at timestamptz NOT NULL DEFAULT now())"
+        )
+        before = await conn.fetchval(
+            "SELECT last_vacuum FROM pg_stat_user_tables WHERE relname = $1", table
+        )
+        tx = conn.transaction()
+        await tx.start()
+        await conn.execute(f"LOCK TABLE {table} IN SHARE UPDATE EXCLUSIVE MODE")
+    except BaseException:
+        await conn.close()
+        raise
+    return conn, tx, before

@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
 from tests.conftest import Stack
@@ -34,6 +33,7 @@ from tests.reliability._cli import (
 from tests.reliability._harness import (
     NotReached,
     figure,
+    hold_table,
     pg_query,
     wait_until,
 )
@@ -139,19 +139,9 @@ async def test_kill_console_during_vacuum(stack: Stack, tmp_path: Path) -> None:
     table = "reliability_acks"
     log = tmp_path / "vacuum.jsonl"
     with figure("kill the console during VACUUM") as fig:
-        blocker = await asyncpg.connect(stack.pg_dsn, timeout=10)
+        # hold the table so the VACUUM is caught in the middle, deterministically
+        blocker, tx, before = await hold_table(stack.pg_dsn, table)
         try:
-            await blocker.execute(
-                "CREATE TABLE IF NOT EXISTS reliability_acks (id bigserial PRIMARY KEY, tag text NOT NULL, "
-                "at timestamptz NOT NULL DEFAULT now())"
-            )
-            before = await blocker.fetchval(
-                "SELECT last_vacuum FROM pg_stat_user_tables WHERE relname = $1", table
-            )
-            # hold the table so the VACUUM is caught in the middle, deterministically
-            tx = blocker.transaction()
-            await tx.start()
-            await blocker.execute(f"LOCK TABLE {table} IN SHARE UPDATE EXCLUSIVE MODE")
             proc = popen_stackdeck(stack, "--json", "vacuum", table, log=log)
             try:
                 await asyncio.to_thread(

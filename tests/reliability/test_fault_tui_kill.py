@@ -41,7 +41,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
 from tests.conftest import Stack, default_signals
@@ -60,6 +59,7 @@ from tests.reliability._harness import (
     NotReached,
     docker,
     figure,
+    hold_table,
     pg_query,
     wait_until,
 )
@@ -460,19 +460,9 @@ async def test_kill_tui_during_vacuum(stack: Stack, sig: signal.Signals) -> None
     how = signal.Signals(sig).name
     await asyncio.to_thread(_calm, stack)
     with figure(f"kill the TUI ({how}) during VACUUM") as fig:
-        blocker = await asyncpg.connect(stack.pg_dsn, timeout=10)
+        # hold the table so the VACUUM is caught in the middle, deterministically
+        blocker, tx, before = await hold_table(stack.pg_dsn, TABLE)
         try:
-            await blocker.execute(
-                f"CREATE TABLE IF NOT EXISTS {TABLE} (id bigserial PRIMARY KEY, tag text NOT NULL, "
-                "at timestamptz NOT NULL DEFAULT now())"
-            )
-            before = await blocker.fetchval(
-                "SELECT last_vacuum FROM pg_stat_user_tables WHERE relname = $1", TABLE
-            )
-            # hold one table so the database-wide VACUUM is caught in the middle
-            tx = blocker.transaction()
-            await tx.start()
-            await blocker.execute(f"LOCK TABLE {TABLE} IN SHARE UPDATE EXCLUSIVE MODE")
             with tui(stack) as t:
                 await asyncio.to_thread(t.wait_dashboard)
                 if sig == signal.SIGHUP:
