@@ -1,4 +1,6 @@
-"""``console.core`` imports no textual: checked in a fresh interpreter."""
+"""The layers hold (docs/ARCHITECTURE.md), checked in a fresh interpreter:
+``console.core`` imports no textual, the UI no client library, the sources
+and the monitor no ops and no UI, the ops engine no UI."""
 
 from __future__ import annotations
 
@@ -80,3 +82,44 @@ def test_the_console_starts_without_importing_the_ops_engine() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
     ).stdout.strip()
     assert out == "", f"the TUI's start-up imports the ops engine: {out}"
+
+
+def _loaded_after(imports: str, prefixes: tuple[str, ...]) -> list[str]:
+    """Modules starting with ``prefixes`` loaded, in a fresh interpreter, by ``imports``."""
+    code = (
+        "import importlib, pkgutil, sys\n"
+        f"{imports}\n"
+        f"print('\\n'.join(sorted(m for m in sys.modules if m.startswith({prefixes!r}))))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    return out.split()
+
+
+def _every(package: str) -> str:
+    return (
+        f"import {package} as p\n"
+        f"for m in pkgutil.walk_packages(p.__path__, '{package}.'):\n"
+        "    importlib.import_module(m.name)"
+    )
+
+
+def test_the_ui_imports_no_client_library() -> None:
+    """The UI talks to the stack only through the monitor's sink and run_op:
+    no Docker, PostgreSQL, Redis or HTTP client of its own."""
+    loaded = _loaded_after(_every("console.ui"), ("docker", "asyncpg", "redis", "httpx"))
+    assert loaded == [], loaded
+
+
+def test_sources_and_the_monitor_import_no_ops_and_no_ui() -> None:
+    loaded = _loaded_after(
+        _every("console.core.sources") + "\nimport console.core.monitor",
+        ("console.core.ops", "console.ui", "textual"),
+    )
+    assert loaded == [], loaded
+
+
+def test_the_ops_engine_imports_no_ui() -> None:
+    loaded = _loaded_after(_every("console.core.ops"), ("console.ui", "textual"))
+    assert loaded == [], loaded
