@@ -5,9 +5,8 @@ Every command that changes the stack runs through
 same lock, same audit log, same events. Events are printed as they come,
 one line each (``--json``: one JSON object per line).
 
-Exit status: 0 success; 1 the operation failed (what was undone is in the
-output); 2 bad input or read-only mode (nothing was changed); 3 the deploy
-lock is held by someone else or stale; 130 interrupted.
+Exit status and environment: :data:`EXIT_CODES` and :data:`ENVIRONMENT`,
+printed by ``stackdeck --help`` and in the man page (``console/manpage.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +21,45 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["build_parser", "main"]
+__all__ = ["ENVIRONMENT", "EXIT_CODES", "build_parser", "main"]
+
+EXIT_CODES: tuple[tuple[int, str], ...] = (
+    (0, "success"),
+    (1, "the operation failed; what was undone is in the output"),
+    (2, "bad input, bad configuration or read-only mode; nothing was changed"),
+    (3, "the deploy lock is held by someone else, or stale (stackdeck lock show)"),
+    (130, "interrupted (Ctrl-C, or SIGHUP/SIGTERM); the operation undid itself"),
+)
+"""The exit codes of every command."""
+
+ENVIRONMENT: tuple[tuple[str, str], ...] = (
+    ("STACK_NAME", "the stack (compose project) to address; also read from .env"),
+    ("HTTP_PORT", "nginx's port on 127.0.0.1; also read from .env"),
+    ("RUN_DIR", "the host folder with the stack's sockets (default /run/<stack>)"),
+    (
+        "STACKDECK_STATE_DIR",
+        "deploy.env, lock, audit, history, backups (default /var/lib/stackdeck/<stack>)",
+    ),
+    ("IMAGE_PREFIX", "image names <prefix>-backend:<version>; also read from .env"),
+    (
+        "STACKDECK_CONFIG",
+        "the TOML configuration file (default $XDG_CONFIG_HOME/stackdeck/config.toml)",
+    ),
+    ("STACKDECK_*", "any setting, e.g. STACKDECK_READ_ONLY=1, STACKDECK_REFRESH__STATS=2"),
+    ("NO_COLOR", "no colours in the CLI's output"),
+)
+"""The environment the CLI reads (the settings' full list: docs/CONTRACT.md)."""
+
+
+def _epilog() -> str:
+    width = max(len(name) for name, _ in ENVIRONMENT)
+    lines = ["exit status:"]
+    lines += [f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES]
+    lines += ["", "environment:"]
+    lines += [f"  {name:<{width}}  {meaning}" for name, meaning in ENVIRONMENT]
+    lines += ["", "man page: man .venv/share/man/man1/stackdeck.1 (from the checkout)"]
+    return "\n".join(lines)
+
 
 _SYMBOL = {"start": "…", "ok": "✓", "fail": "✗", "info": "·", "warn": "!", "done": "■"}
 _COLOUR = {"ok": "32", "fail": "31", "warn": "33", "done": "1;32", "start": "36"}
@@ -34,9 +71,19 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from console import __version__
+
     p = _Parser(
         prog="stackdeck",
         description="Operations console for the Investment Analysis Platform. Without a command: the TUI.",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--version",
+        action="version",
+        version=f"stackdeck {__version__}",
+        help="the console's own version (a deploy's version is: deploy --version TAG)",
     )
     _global_options(p, top=True)
     # The global options are accepted after the command too: the runbook's
@@ -131,7 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("emergency-limit", help="stop all outbound provider calls (on|off)")
     e.add_argument("state", help="on or off")
-    e.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600, as in the runbook)")
+    e.add_argument(
+        "--ttl", type=int, default=3600, help="seconds (default 3600, as in the runbook)"
+    )
 
     s = sub.add_parser("scale", help="scale the worker: scale worker=N")
     s.add_argument("spec", help="SERVICE=N, e.g. worker=0")

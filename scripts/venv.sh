@@ -29,3 +29,5 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   rm -f "$pip_log"
   echo "$want" > "$stamp"
 fi
+# the man page (an editable install skips data files): man .venv/share/man/man1/stackdeck.1
+install -D -m 0644 "$ROOT/docs/stackdeck.1" "$ROOT/.venv/share/man/man1/stackdeck.1"
