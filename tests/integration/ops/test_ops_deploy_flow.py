@@ -186,10 +186,11 @@ def _no_interrupted_deploy(stack: Any) -> None:
     if st["lock"]["stale"]:
         _precondition(stack, "stale deploy lock", "lock", "break")
         st = _status(stack)
-    if st["deploy"]["interrupted"]:
+    # a stack that never saw a deploy has no journal: "deploy" is null
+    if (st.get("deploy") or {}).get("interrupted"):
         _precondition(stack, "interrupted deploy", "rollback", "--force")
         st = _status(stack)
-    assert not st["lock"]["held"] and not st["deploy"]["interrupted"], st
+    assert not st["lock"]["held"] and not (st.get("deploy") or {}).get("interrupted"), st
     wait_healthy(stack)
 
 

@@ -42,7 +42,22 @@ def test_the_scripts_and_the_console_put_a_stack_in_the_same_folders() -> None:
     assert out == [str(names.run_dir), str(names.state_dir)]
 
 
-def test_settings_and_the_ops_context_use_the_same_names(tmp_path: Path) -> None:
+def test_settings_and_the_ops_context_use_the_same_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    # the stack variables of the shell (test.sh exports the test stack's) win
+    # over the project's defaults: out of the way here
+    for key in list(os.environ):
+        if key.startswith("STACKDECK_") or key in (
+            "STACK_NAME",
+            "HTTP_PORT",
+            "RUN_DIR",
+            "IMAGE_PREFIX",
+        ):
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config-home"))
     settings = Settings(repo_root=tmp_path, project="sdfacts")
     ctx = OpContext.from_settings(settings)
     names = StackNames("sdfacts")
