@@ -24,6 +24,11 @@ def _esc(text: str) -> str:
     return ("\\&" + text) if text[:1] in (".", "'") else text
 
 
+def _metavar(action: argparse.Action) -> str | None:
+    metavar = action.metavar
+    return " ".join(metavar) if isinstance(metavar, tuple) else metavar
+
+
 def _options(parser: argparse.ArgumentParser, skip: frozenset[str] = frozenset()) -> list[str]:
     out: list[str] = []
     for action in parser._actions:  # argparse has no public iterator of its actions
@@ -34,14 +39,14 @@ def _options(parser: argparse.ArgumentParser, skip: frozenset[str] = frozenset()
         if action.option_strings:
             names = ", ".join(action.option_strings)
             if action.nargs != 0:
-                shown = action.metavar or (
+                shown = _metavar(action) or (
                     "{" + ",".join(map(str, action.choices)) + "}"
                     if action.choices
                     else action.dest.upper()
                 )
                 names += " " + shown
         else:
-            names = action.metavar or action.dest
+            names = _metavar(action) or action.dest
         out += [".TP", f"\\fB{_esc(names)}\\fR", _esc(action.help or "")]
     return out
 
