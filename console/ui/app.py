@@ -635,7 +635,8 @@ class StackdeckApp(App[None]):
         if getattr(self, "_hanging_up", False):
             return
         self._hanging_up = True
-        asyncio.get_running_loop().create_task(self._finish_after_hangup())
+        # kept: the loop holds only a weak reference to a task
+        self._hangup_task = asyncio.get_running_loop().create_task(self._finish_after_hangup())
 
     async def _finish_after_hangup(self) -> None:
         for worker in [w for w in self.workers if w.group == "ops" and w.is_running]:
