@@ -111,6 +111,9 @@ async def test_panels_show_the_real_stack(stack: Stack) -> None:
             lambda: (
                 app.health is not None
                 and {r.path for r in app.health.results if r.target == "nginx"} >= set(ENDPOINTS)
+                # the source publishes the nginx wave first, then the colours'
+                and {r.path for r in app.health.results if r.target == serving}
+                >= set(ENDPOINTS[:3])
             ),
             limit_s=60,
             what="the health checks",
