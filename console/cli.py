@@ -98,114 +98,98 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser = add_parser  # type: ignore[method-assign, assignment]
 
-    d = sub.add_parser("deploy", help="deploy a version (blue-green by default)")
-    d.add_argument("--version", required=True, help="image tag, e.g. v1.2.3")
-    d.add_argument("--strategy", choices=["blue-green", "rolling"], default="blue-green")
-    d.add_argument(
-        "--environment", default="production", help="the runbook's flag; this host runs production"
-    )
-    d.add_argument(
-        "--services",
-        default=None,
-        help='e.g. "backend worker" (the runbook\'s "backend frontend" works)',
-    )
-    d.add_argument(
-        "--build",
-        action="store_true",
-        help="build the image from this checkout if it does not exist",
-    )
-    d.add_argument(
-        "--force", action="store_true", help="redeploy even if that version already serves"
-    )
-    d.add_argument(
-        "--backup",
-        choices=["auto", "always", "never"],
-        default="auto",
-        help="database backup before migrating (auto: when migrations are pending)",
-    )
-    d.add_argument(
-        "--bake-seconds", type=float, help="verification window through nginx (default 30)"
-    )
-    d.add_argument("--max-p95-ms", type=float, help="bake: p95 latency threshold (default 2000)")
-    d.add_argument(
-        "--max-error-rate", type=float, help="bake: error rate threshold, 0..1 (default 0.01)"
-    )
-    d.add_argument(
-        "--health-timeout", type=float, help="seconds a new colour may take to become healthy"
-    )
+    # Every operation of the table, with the arguments of its parameter model.
+    from console.core.ops.table import OPERATIONS
 
-    r = sub.add_parser("rollback", help="roll back to the previous colour or a version")
-    r.add_argument("--version", help="roll back to this version (default: the previous colour)")
-    r.add_argument("--restore-db", action="store_true", help="also restore the database")
-    r.add_argument(
-        "--backup-path", help="backup to restore (default: the one taken before the deploy)"
-    )
-    r.add_argument(
-        "--confirm", metavar="DBNAME", help="the database name, typed, to confirm --restore-db"
-    )
-    r.add_argument("--force", action="store_true", help="skip the confirmation prompt")
-
-    b = sub.add_parser("backup", help="pg_dump the database into the backup folder")
-    b.add_argument("--reason", default="manual")
-    b.add_argument("--list", action="store_true", help="list the backups instead")
-
-    rs = sub.add_parser("restore", help="replace the database with a backup")
-    rs.add_argument("path", help="backup id or path inside the backup folder")
-    rs.add_argument("--confirm", metavar="DBNAME", help="the database name, typed, to confirm")
-
-    m = sub.add_parser("migrate", help="alembic upgrade head (backup first)")
-    m.add_argument("--no-backup", action="store_true")
-
-    v = sub.add_parser("vacuum", help="VACUUM (ANALYZE) tables (default: all)")
-    v.add_argument("tables", nargs="*")
-    v.add_argument(
-        "--long-tx-seconds", type=float, default=300, help="warn about transactions older than this"
-    )
-
-    c = sub.add_parser("cache", help="cache flush | warm")
-    csub = c.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
-    cf = csub.add_parser(
-        "flush", parents=[common], help="delete cache keys by prefix (quota counters survive)"
-    )
-    cf.add_argument("--prefix", default="cache:")
-    cf.add_argument("--dry-run", action="store_true", help="only count")
-    cf.add_argument(
-        "--all", action="store_true", help="FLUSHDB (needs --confirm <redis container>)"
-    )
-    cf.add_argument("--confirm")
-    cw = csub.add_parser("warm", parents=[common], help="fetch the watchlist into the cache")
-    cw.add_argument("--symbols", help="comma-separated (default: WATCHLIST)")
-
-    e = sub.add_parser("emergency-limit", help="stop all outbound provider calls (on|off)")
-    e.add_argument("state", help="on or off")
-    e.add_argument(
-        "--ttl", type=int, default=3600, help="seconds (default 3600, as in the runbook)"
-    )
-
-    s = sub.add_parser("scale", help="scale the worker: scale worker=N")
-    s.add_argument("spec", help="SERVICE=N, e.g. worker=0")
-
-    rt = sub.add_parser("restart", help="restart one service")
-    rt.add_argument("service")
-
-    sub.add_parser("preflight", help="the runbook's pre-deployment checks")
-    vf = sub.add_parser("verify", help="the runbook's post-deployment verification through nginx")
-    vf.add_argument("--level", choices=["smoke", "full"], default="full")
-    vf.add_argument("--expect-version")
-
-    sub.add_parser(
-        "status",
-        help="containers, colours, lock, last and interrupted deploys (--json: one object)",
-    )
-
-    lk = sub.add_parser("lock", help="lock show | lock break")
-    lk.add_argument("action", choices=["show", "break"])
+    groups: dict[str, Any] = {}
+    for spec in OPERATIONS.values():
+        if len(spec.cli) == 1:
+            op_parser = sub.add_parser(spec.cli[0], help=spec.help)
+        else:
+            group, leaf = spec.cli
+            if group not in groups:
+                gp = sub.add_parser(group, help=_GROUP_HELP[group])
+                groups[group] = gp.add_subparsers(
+                    dest=f"{group}_command", metavar="ACTION", required=True
+                )
+            op_parser = groups[group].add_parser(leaf, parents=[common], help=spec.help)
+        add_arguments(op_parser, spec.params)
+        op_parser.set_defaults(op=spec.name)
+        if spec.name == "backup":
+            op_parser.add_argument("--list", action="store_true", help="list the backups instead")
+    groups["lock"].add_parser("show", parents=[common], help="who holds the deploy lock")
 
     h = sub.add_parser("history", help="deployment history")
     h.add_argument("-n", type=int, default=20)
     a = sub.add_parser("audit", help="audit log")
     a.add_argument("-n", type=int, default=50)
     return p
+
+
+_GROUP_HELP = {"cache": "cache flush | warm", "lock": "lock show | lock break"}
+
+
+def _scalar_type(annotation: Any) -> type | None:
+    """``float`` for ``float`` / ``float | None`` (likewise ``int``); else None."""
+    from typing import get_args
+
+    kinds = {a for a in (get_args(annotation) or (annotation,)) if a is not type(None)}
+    if kinds == {float}:
+        return float
+    if kinds == {int}:
+        return int
+    return None
+
+
+def add_arguments(parser: argparse.ArgumentParser, model: Any) -> None:
+    """The command-line arguments of an operation's parameter model: one per
+    field (``--field-name``; a bool is a flag; a ``Literal`` gives choices),
+    shaped by the field's :class:`~console.core.ops.table.Arg`."""
+    from console.core.ops.table import arg_of, literal_choices
+
+    for name, info in model.model_fields.items():
+        arg = arg_of(model, name)
+        if not arg.cli:
+            continue
+        kw: dict[str, Any] = {}
+        if info.description:
+            kw["help"] = info.description
+        if arg.metavar:
+            kw["metavar"] = arg.metavar
+        required = info.is_required() if arg.required is None else arg.required
+        if arg.positional:
+            if arg.nargs:
+                kw["nargs"] = arg.nargs
+            elif not required:
+                kw["nargs"] = "?"
+            parser.add_argument(name, **kw)
+            continue
+        flag = arg.flag or "--" + name.replace("_", "-")
+        if info.annotation is bool:
+            kw["action"] = "store_false" if arg.negate else "store_true"
+        else:
+            choices = literal_choices(info.annotation)
+            if choices:
+                kw["choices"] = list(choices)
+            scalar = _scalar_type(info.annotation)
+            if scalar is not None:
+                kw["type"] = scalar
+            if required:
+                kw["required"] = True
+            elif info.default is not None:
+                kw["default"] = info.default
+        parser.add_argument(flag, dest=name, **kw)
+
+
+def params_from_args(args: argparse.Namespace, model: Any) -> dict[str, Any]:
+    """The values of the model's fields that the command line gave."""
+    from console.core.ops.table import arg_of
+
+    return {
+        name: getattr(args, name)
+        for name in model.model_fields
+        if arg_of(model, name).cli and hasattr(args, name)
+    }
 
 
 def _global_options(p: argparse.ArgumentParser, *, top: bool) -> None:
@@ -331,84 +315,37 @@ def _die(message: str, code: int) -> int:
     return code
 
 
-def _params(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
-    cmd = args.command
-    if cmd == "deploy":
-        return "deploy", {
-            "version": args.version,
-            "strategy": args.strategy,
-            "environment": args.environment,
-            "services": args.services,
-            "build": args.build,
-            "force": args.force,
-            "backup": args.backup,
-            "bake_seconds": args.bake_seconds,
-            "max_p95_ms": args.max_p95_ms,
-            "max_error_rate": args.max_error_rate,
-            "health_timeout": args.health_timeout,
-        }
-    if cmd == "rollback":
-        return "rollback", {
-            "version": args.version,
-            "restore_db": args.restore_db,
-            "backup_path": args.backup_path,
-            "confirm": args.confirm,
-            "force": args.force,
-        }
-    if cmd == "backup":
-        return "backup", {"reason": args.reason}
-    if cmd == "restore":
-        return "restore", {"path": args.path, "confirm": args.confirm}
-    if cmd == "migrate":
-        return "migrate", {"backup": not args.no_backup}
-    if cmd == "vacuum":
-        return "vacuum", {"tables": args.tables, "long_tx_seconds": args.long_tx_seconds}
-    if cmd == "cache":
-        if args.cache_command == "flush":
-            return "cache-flush", {
-                "prefix": args.prefix,
-                "dry_run": args.dry_run,
-                "all": args.all,
-                "confirm": args.confirm,
-            }
-        return "cache-warm", {"symbols": args.symbols}
-    if cmd == "emergency-limit":
-        return "emergency-limit", {"state": args.state, "ttl": args.ttl}
-    if cmd == "scale":
-        return "scale", {"spec": args.spec}
-    if cmd == "restart":
-        return "restart", {"service": args.service}
-    if cmd == "preflight":
-        return "preflight", {}
-    if cmd == "verify":
-        return "verify", {"level": args.level, "expect_version": args.expect_version}
-    if cmd == "lock" and args.action == "break":
-        return "lock-break", {}
-    raise AssertionError(cmd)
-
-
 def _interactive() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty()
 
 
-def _confirmations(args: argparse.Namespace, ctx: Any, params: dict[str, Any]) -> int | None:
+def _confirmations(
+    args: argparse.Namespace, ctx: Any, name: str, params: dict[str, Any]
+) -> int | None:
     """Prompts on a terminal (never in scripts): the runbook's rollback
-    confirmation and the typed names. Returns an exit code to stop with."""
+    confirmation and the typed names the parameters ask for. Returns an exit
+    code to stop with."""
+    from console.core.ops.errors import BadInput
+    from console.core.ops.table import OPERATIONS, parse_params
+
     if not _interactive() or args.json or ctx.read_only:
         return None
-    if args.command == "rollback" and not args.force:
+    if name == "rollback" and not args.force:
         answer = input("Roll back the serving version? [y/N] ").strip().lower()
         if answer not in ("y", "yes"):
             return _die("rollback not confirmed; nothing was changed", 2)
-    typed_db = (args.command == "rollback" and args.restore_db) or args.command == "restore"
-    if typed_db and not params.get("confirm"):
+    try:
+        target = parse_params(OPERATIONS[name], params).typed_confirmation()
+    except BadInput:
+        return None  # the engine refuses it with the field named
+    if target == "database" and not params.get("confirm"):
         params["confirm"] = input(
             f"This replaces every row of {ctx.db_name}. Type the database name to confirm: "
         ).strip()
-    if args.command == "cache" and getattr(args, "all", False) and not params.get("confirm"):
-        name = ctx.container("redis")
+    elif target == "redis" and not params.get("confirm"):
         params["confirm"] = input(
-            f"FLUSHDB deletes every key (quota counters are kept). Type {name} to confirm: "
+            f"FLUSHDB deletes every key (quota counters are kept). "
+            f"Type {ctx.container('redis')} to confirm: "
         ).strip()
     return None
 
@@ -541,7 +478,7 @@ def _main(argv: Sequence[str] | None) -> int:
         else:
             print(format_status(status))
         return 0
-    if args.command == "lock" and args.action == "show":
+    if args.command == "lock" and args.lock_command == "show":
         return _show_lock(ctx, printer)
     if args.command == "history":
         return _show_records(ctx.history_path, args.n, printer, "history")
@@ -550,8 +487,11 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command == "backup" and args.list:
         return _list_backups(ctx, printer)
 
-    name, params = _params(args)
-    stop = _confirmations(args, ctx, params)
+    from console.core.ops.table import OPERATIONS
+
+    name = args.op
+    params = params_from_args(args, OPERATIONS[name].params)
+    stop = _confirmations(args, ctx, name, params)
     if stop is not None:
         return stop
     try:

@@ -13,7 +13,7 @@ depend on the names).
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -306,3 +306,19 @@ class OpEvent(BaseModel):
     ``result`` the last of a failed one."""
     message: str
     data: dict[str, Any] = Field(default_factory=dict)
+
+
+class OpsLog(BaseModel):
+    """The events of the operations started from one console, oldest first
+    (the Operations panel's model). Immutable: :meth:`add` returns a new log."""
+
+    model_config = ConfigDict(frozen=True)
+
+    MAX_EVENTS: ClassVar[int] = 2000
+
+    events: tuple[OpEvent, ...] = ()
+
+    def add(self, event: OpEvent) -> OpsLog:
+        """This log with ``event`` appended (the oldest dropped beyond MAX_EVENTS)."""
+        kept = self.events[-(self.MAX_EVENTS - 1) :] if self.events else ()
+        return OpsLog.model_construct(events=(*kept, event))

@@ -13,6 +13,14 @@ from functools import partial
 import pytest
 import redis
 
+from console.core.ops.table import (
+    OPERATIONS,
+    CacheFlushParams,
+    DeployParams,
+    RollbackParams,
+    VacuumParams,
+)
+from console.ui.commands import dashboard_commands
 from tests.conftest import Stack
 from tests.reliability._cli import audit_lines, fingerprint
 from tests.reliability._harness import (
@@ -51,9 +59,9 @@ def _post_resize(app, width: int, height: int) -> None:
 
 def _filled(app) -> bool:
     return (
-        app.containers is not None
-        and len(app.containers.containers) >= 6
-        and app.health is not None
+        app.dashboard.containers is not None
+        and len(app.dashboard.containers.containers) >= 6
+        and app.dashboard.health is not None
     )
 
 
@@ -138,10 +146,10 @@ async def test_terminal_sizes_and_resize_storm(stack: Stack) -> None:
         text = screen_text(app)
         assert "too small" not in text
         assert len(text.splitlines()) == 30
-        seen = app.containers.taken_at
+        seen = app.dashboard.containers.taken_at
         await app_wait(
             pilot,
-            lambda: app.containers.taken_at > seen,
+            lambda: app.dashboard.containers.taken_at > seen,
             within=20,
             what="snapshots after the storm",
         )
@@ -224,7 +232,7 @@ async def test_forms_refuse_bad_input(stack: Stack) -> None:
         app.screen.query_one("#typed", Input).value = "not-the-name\x1b[2J"
         await pilot.press("enter")
         await pilot.pause(0.3)
-        if type(app.screen).__name__ != "TypedConfirmScreen" or app.op_running:
+        if type(app.screen).__name__ != "TypedConfirmScreen" or app.dashboard.op_running:
             accepted.append("FLUSHDB with a wrong typed name")
         while len(app.screen_stack) > 1:
             await pilot.press("escape")
@@ -246,7 +254,7 @@ async def test_forms_refuse_bad_input(stack: Stack) -> None:
         await pilot.press("y")
         await app_wait(
             pilot,
-            lambda: app.op_running is None and "v95.0.0" in screen_text(app),
+            lambda: app.dashboard.op_running is None and "v95.0.0" in screen_text(app),
             within=60,
             what="the operation ends and says why",
         )
@@ -294,8 +302,10 @@ async def test_read_only_cannot_be_escaped_from_the_ui(stack: Stack) -> None:
             await pilot.pause(0.1)
         assert opened not in WRITE_SCREENS, f"palette 'deploy' opened {opened} in read-only mode"
         # ... and every write entry it lists, run as the palette runs them
-        commands = [c for c in app.get_system_commands(dashboard) if "disabled" in c.help]
-        assert len(commands) >= 6, [c.title for c in commands]
+        commands = [c for c in dashboard_commands(app.dashboard) if "disabled" in c.help]
+        assert len(commands) == sum(s.writes for s in OPERATIONS.values()), [
+            c.title for c in commands
+        ]
         for command in commands:
             seen = _refusals(app)
             command.callback()
@@ -311,19 +321,19 @@ async def test_read_only_cannot_be_escaped_from_the_ui(stack: Stack) -> None:
             )
         # a write started the way the confirmation screens start one
         for action, params in (
-            ("deploy", {"version": "v1.0.0", "strategy": "blue-green"}),
-            ("vacuum", {}),
-            ("flush_cache", {"prefix": "cache:"}),
-            ("rollback", {}),
+            ("deploy", DeployParams(version="v1.0.0", strategy="blue-green")),
+            ("vacuum", VacuumParams()),
+            ("cache-flush", CacheFlushParams(prefix="cache:")),
+            ("rollback", RollbackParams()),
         ):
             seen = _refusals(app)
-            app.start_operation(action, **params)
+            app.start_operation(action, params)
             await _answered(
-                pilot, app, seen, lambda: app.op_running is not None, f"{action} answered"
+                pilot, app, seen, lambda: app.dashboard.op_running is not None, f"{action} answered"
             )
-            assert app.op_running is None, f"{action} started in read-only mode"
+            assert app.dashboard.op_running is None, f"{action} started in read-only mode"
         # and the engine itself refuses, should a UI path ever forget to check
-        app._run_operation("cache-flush", {"prefix": "cache:"})
+        app._run_operation("cache-flush", CacheFlushParams(prefix="cache:"))
         await app.workers.wait_for_complete()
         await pilot.pause(0.3)
     assert fingerprint(stack) == before

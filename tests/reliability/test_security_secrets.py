@@ -84,10 +84,10 @@ async def test_no_secret_on_any_screen_or_log_view(stack: Stack, secrets: dict[s
         await app_wait(
             pilot,
             lambda: (
-                app.containers is not None
-                and app.health is not None
-                and app.database is not None
-                and app.quotas is not None
+                app.dashboard.containers is not None
+                and app.dashboard.health is not None
+                and app.dashboard.database is not None
+                and app.dashboard.quotas is not None
             ),
             within=60,
             what="panels filled",
@@ -103,7 +103,7 @@ async def test_no_secret_on_any_screen_or_log_view(stack: Stack, secrets: dict[s
         await pilot.press("escape")
         await pilot.pause(0.2)
         # every container's log view
-        for info in list(app.containers.containers):
+        for info in list(app.dashboard.containers.containers):
             if info.service == "nginx":
                 # a client that puts secrets in a URL: nginx's access log has them now
                 async with httpx.AsyncClient(base_url=stack.base_url, timeout=15) as client:
@@ -111,7 +111,7 @@ async def test_no_secret_on_any_screen_or_log_view(stack: Stack, secrets: dict[s
                         "/api/health", params={PLANT: "1", "api_key": secrets["ADMIN_TOKEN"]}
                     )
                     await client.get(f"/api/health?{PLANT}=1&{secrets['JWT_SECRET']}")
-            app.selected_container = info.name
+            app.dashboard.selected_container = info.name
             await pilot.press("l")
             await app_wait(pilot, lambda: type(app.screen).__name__ == "LogsScreen", within=10)
             log = app.screen.query_one("#logs-view")
@@ -144,7 +144,7 @@ async def test_no_secret_on_any_screen_or_log_view(stack: Stack, secrets: dict[s
             what="vacuum confirm",
         )
         await pilot.press("y")
-        await app_wait(pilot, lambda: app.op_running is None, within=120, what="vacuum ends")
+        await app_wait(pilot, lambda: app.dashboard.op_running is None, within=120, what="vacuum ends")
         await pilot.press("8")
         await pilot.pause(0.3)
         screens["operations"] = screen_text(app)

@@ -100,8 +100,8 @@ async def test_docker_daemon_stop_and_start(stack: Stack) -> None:
                 await app_wait(
                     pilot,
                     lambda: (
-                        app.containers is not None
-                        and (s := app.sources.get("engine")) is not None
+                        app.dashboard.containers is not None
+                        and (s := app.dashboard.sources.get("engine")) is not None
                         and s.ok
                     ),
                     within=60,
@@ -113,11 +113,11 @@ async def test_docker_daemon_stop_and_start(stack: Stack) -> None:
                 stopped_s = time.monotonic() - t_stop
                 seen_s = await app_wait(
                     pilot,
-                    lambda: (s := app.sources.get("engine")) is not None and not s.ok,
+                    lambda: (s := app.dashboard.sources.get("engine")) is not None and not s.ok,
                     within=60,
                     what="console says the engine is unreachable",
                 )
-                engine_state = app.sources["engine"]
+                engine_state = app.dashboard.sources["engine"]
                 await pilot.pause(1.0)
                 text = screen_text(app)
                 shown = "engine" in text.lower() and any(
@@ -131,16 +131,16 @@ async def test_docker_daemon_stop_and_start(stack: Stack) -> None:
                 engine_s = time.monotonic() - t_start
                 back_s = await app_wait(
                     pilot,
-                    lambda: (s := app.sources.get("engine")) is not None and s.ok,
+                    lambda: (s := app.dashboard.sources.get("engine")) is not None and s.ok,
                     within=120,
                     what="console's engine source recovers by itself",
                 )
                 await app_wait(
                     pilot,
                     lambda: (
-                        app.containers is not None
-                        and app.containers.taken_at.timestamp() > 0
-                        and any(c.state == "running" for c in app.containers.containers)
+                        app.dashboard.containers is not None
+                        and app.dashboard.containers.taken_at.timestamp() > 0
+                        and any(c.state == "running" for c in app.dashboard.containers.containers)
                     ),
                     within=120,
                     what="console lists running containers again",

@@ -26,6 +26,7 @@ from console.core.models import (
     SourceState,
     StatsSnapshot,
 )
+from console.core.ops.table import OpParams
 from console.ui.app import StackdeckApp, create_app
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -116,19 +117,19 @@ class FakeOps:
     waits for ``release`` before yielding its remaining steps."""
 
     def __init__(self, *, fail: bool = False) -> None:
-        self.calls: list[tuple[str, Any, dict[str, Any]]] = []
+        self.calls: list[tuple[str, Any, OpParams]] = []
         self.release = asyncio.Event()
         self.fail = fail
 
-    def __call__(self, name: str, ctx: Any, **params: Any) -> AsyncIterator[OpEvent]:
+    def __call__(self, name: str, ctx: Any, params: OpParams) -> AsyncIterator[OpEvent]:
         self.calls.append((name, ctx, params))
         return self._run(name, params)
 
-    async def _run(self, name: str, params: dict[str, Any]) -> AsyncIterator[OpEvent]:
+    async def _run(self, name: str, params: OpParams) -> AsyncIterator[OpEvent]:
         def ev(step: str, status: str, message: str) -> OpEvent:
             return OpEvent(at=NOW, op=name, step=step, status=status, message=message)  # type: ignore[arg-type]
 
-        target = params.get("version", "")
+        target = getattr(params, "version", "")
         yield ev("preflight", "start", f"checking before {name} {target}".strip())
         yield ev("preflight", "ok", "engine, disk, database: ok")
         await self.release.wait()

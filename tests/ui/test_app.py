@@ -8,7 +8,16 @@ import pytest
 from textual.widgets import Button, Input, RadioButton, RadioSet, Tab, Tabs
 
 from console.core.models import SourceState, StatsSnapshot
-from console.ui.app import READ_ONLY_REASON, WRITE_ACTIONS, StackdeckApp
+from console.core.ops.table import (
+    OPERATIONS,
+    CacheFlushParams,
+    DeployParams,
+    EmergencyLimitParams,
+    RestartParams,
+    VacuumParams,
+)
+from console.ui.app import StackdeckApp
+from console.ui.commands import dashboard_commands
 from console.ui.messages import StatsTick
 from console.ui.panels import (
     ContainersPanel,
@@ -21,6 +30,7 @@ from console.ui.panels import (
     StatsPanel,
 )
 from console.ui.screens.confirm import ConfirmScreen, FlushScreen, TypedConfirmScreen
+from console.ui.screens.dashboard import READ_ONLY_REASON
 from console.ui.screens.deploy import DeployScreen
 from console.ui.screens.help import HelpScreen, HelpTable
 from console.ui.screens.logs import LogsScreen
@@ -29,6 +39,7 @@ from console.ui.widgets.table import ListTable
 
 from .fakes import NOW, FakeLogs, FakeMonitor, FakeOps, make_app
 
+WRITES = [name for name, spec in OPERATIONS.items() if spec.writes]
 BIG = (160, 48)
 SMALL = (80, 24)
 
@@ -112,7 +123,7 @@ async def test_stale_marker_has_age_and_reason_and_clears_on_recovery() -> None:
         )
         assert "sources down: cost, postgres" in rendered(app.query_one("#alerts-line"))
         # the age grows with the clock
-        clock = app._clock
+        clock = app.clock
         clock.advance(60)  # type: ignore[attr-defined]
         app._tick()
         await pilot.pause()
@@ -171,7 +182,7 @@ async def test_stats_ticks_replace_each_other_and_selection_drives_the_chart() -
         table.focus()
         await pilot.press("down")  # db
         await settle(pilot)
-        assert app.selected_container == "investment_db_prod"
+        assert app.dashboard.selected_container == "investment_db_prod"
         assert rendered(stats.query_one(".chart-caption")).startswith("db")
 
 
@@ -296,7 +307,7 @@ async def test_tabs_at_80x24_switch_with_digits_and_brackets() -> None:
     app = make_app("normal")
     async with app.run_test(size=SMALL) as pilot:
         await settle(pilot)
-        assert app.compact
+        assert app.dashboard.compact
         tabs = app.query_one("#panel-tabs", Tabs)
         assert tabs.display
         assert app.query_one(ContainersPanel).display
@@ -308,14 +319,14 @@ async def test_tabs_at_80x24_switch_with_digits_and_brackets() -> None:
         assert not app.query_one(ContainersPanel).region.area
         await pilot.press("right_square_bracket")
         await pilot.pause()
-        assert app.active_panel == "database"
+        assert app.dashboard.active_panel == "database"
         assert app.query_one(DatabasePanel).region.area > 0
         await pilot.press("8")
         await pilot.pause()
         assert app.query_one(OperationsPanel).region.area > 0
         await pilot.press("left_square_bracket", "left_square_bracket")
         await pilot.pause()
-        assert app.active_panel == "cost"
+        assert app.dashboard.active_panel == "cost"
         # header, alerts line and footer stay visible
         for selector in ("#header", "#alerts-line", "Footer"):
             assert app.query_one(selector).region.area > 0, selector
@@ -325,7 +336,7 @@ async def test_grid_at_160x48_shows_every_panel() -> None:
     app = make_app("normal")
     async with app.run_test(size=BIG) as pilot:
         await settle(pilot)
-        assert not app.compact
+        assert not app.dashboard.compact
         assert not app.query_one("#panel-tabs").display
         for panel in app.query(".panel"):
             assert panel.region.area > 0, panel.id
@@ -391,14 +402,14 @@ async def test_deploy_form_validation_confirmation_progress_and_disabled_binding
         await pilot.pause()
         await pilot.pause()
         assert [(c[0], c[2]) for c in ops.calls] == [
-            ("deploy", {"version": "v1.2.4", "strategy": "blue-green"})
+            ("deploy", DeployParams(version="v1.2.4", strategy="blue-green"))
         ]
-        assert app.op_running == "deploy"
+        assert app.dashboard.op_running == "deploy"
         log = app.query_one(OperationsPanel)
         assert any("preflight" in line for line in log.lines)
         assert "deploy running" in str(log.border_title)
-        for action in WRITE_ACTIONS:
-            assert app.check_action(action, ()) is None, action  # greyed, not hidden
+        for name in WRITES:
+            assert app.dashboard.check_action("op", (name,)) is None, name  # greyed, not hidden
         footer_keys = {k: b.enabled for k, b in app.screen.active_bindings.items()}
         assert footer_keys["d"] is False and footer_keys["l"] is True
         await pilot.press("b")  # disabled: says why, opens nothing
@@ -407,8 +418,8 @@ async def test_deploy_form_validation_confirmation_progress_and_disabled_binding
         assert any("deploy is running" in m for m in notifications(app))
         ops.release.set()
         await settle(pilot)
-        assert app.op_running is None
-        assert all(app.check_action(action, ()) is True for action in WRITE_ACTIONS)
+        assert app.dashboard.op_running is None
+        assert all(app.dashboard.check_action("op", (name,)) is True for name in WRITES)
         assert any("deploy v1.2.4 complete" in line for line in log.lines)
         assert any("nginx now serves blue" in line for line in log.lines)
 
@@ -431,7 +442,7 @@ async def test_rolling_strategy_and_cancel_at_confirmation() -> None:
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("n")  # cancel at confirmation
         await settle(pilot)
-        assert ops.calls == [] and app.op_running is None
+        assert ops.calls == [] and app.dashboard.op_running is None
         await pilot.press("d")
         await pilot.pause()
         await pilot.press("escape")  # cancel the form
@@ -442,7 +453,7 @@ async def test_rolling_strategy_and_cancel_at_confirmation() -> None:
         await pilot.press("y")
         await settle(pilot)
         assert [(c[0], c[2]) for c in ops.calls] == [
-            ("deploy", {"version": "v2.0.0-rc.1", "strategy": "blue-green"})
+            ("deploy", DeployParams(version="v2.0.0-rc.1", strategy="blue-green"))
         ]
 
 
@@ -460,7 +471,7 @@ async def test_failed_operation_is_shown_and_bindings_come_back() -> None:
         await settle(pilot)
         log = app.query_one(OperationsPanel)
         assert any("smoke test failed" in line for line in log.lines)
-        assert app.op_running is None
+        assert app.dashboard.op_running is None
         assert any("smoke test failed" in m for m in notifications(app))
 
 
@@ -469,8 +480,8 @@ async def test_read_only_mode_disables_write_bindings_and_says_why() -> None:
     app = make_app("normal", read_only=True, ops=ops)
     async with app.run_test(size=BIG) as pilot:
         await settle(pilot)
-        for action in WRITE_ACTIONS:
-            assert app.check_action(action, ()) is None
+        for name in WRITES:
+            assert app.dashboard.check_action("op", (name,)) is None
         for key in ("d", "b", "v", "f", "e", "r"):
             await pilot.press(key)
             await pilot.pause()
@@ -480,7 +491,7 @@ async def test_read_only_mode_disables_write_bindings_and_says_why() -> None:
         assert "READ-ONLY" in rendered(app.query_one("#header .left"))
         assert "read-only mode" in rendered(app.query_one(OperationsPanel).query_one(".idle"))
         # the palette refuses too
-        app.action_deploy()
+        app.dashboard.action_op("deploy")
         await pilot.pause()
         assert not isinstance(app.screen, DeployScreen)
 
@@ -515,7 +526,7 @@ async def test_cache_flush_all_needs_the_target_typed() -> None:
         await pilot.press("enter")
         await settle(pilot)
         assert [(c[0], c[2]) for c in ops.calls] == [
-            ("cache-flush", {"all": True, "confirm": "investment_cache_prod"})
+            ("cache-flush", CacheFlushParams(all=True, confirm="investment_cache_prod"))
         ]
 
 
@@ -554,10 +565,10 @@ async def test_cache_flush_prefix_restart_emergency_vacuum() -> None:
         await pilot.press("y")
         await settle(pilot)
         assert [(c[0], c[2]) for c in ops.calls] == [
-            ("cache-flush", {}),
-            ("restart", {"service": "db"}),
-            ("emergency-limit", {"state": "on"}),
-            ("vacuum", {}),
+            ("cache-flush", CacheFlushParams()),
+            ("restart", RestartParams(service="db")),
+            ("emergency-limit", EmergencyLimitParams(state="on")),
+            ("vacuum", VacuumParams()),
         ]
 
 
@@ -565,14 +576,18 @@ async def test_command_palette_offers_every_action() -> None:
     app = make_app("normal")
     async with app.run_test(size=BIG) as pilot:
         await settle(pilot)
-        titles = [c.title for c in app.get_system_commands(app.screen)]
+        titles = [c.title for c in dashboard_commands(app.dashboard)]
+        titles += [c.title for c in app.get_system_commands(app.screen)]
+        # every operation of the table, the ones without a key too
+        assert [t for t in titles if t in {s.title for s in OPERATIONS.values()}] == [
+            s.title for s in OPERATIONS.values()
+        ]
         for title in (
-            "Deploy a version",
-            "Roll back",
-            "VACUUM (ANALYZE)",
-            "Flush cache",
-            "Toggle emergency rate limit",
-            "Restart selected service",
+            "Deploy",
+            "Rollback",
+            "Backup",
+            "Restore database",
+            "Scale",
             "Logs of selected container",
             "Filter list",
             "Show Stats",
@@ -612,7 +627,7 @@ async def test_monitor_failure_becomes_a_source_marker_not_a_crash() -> None:
     app = StackdeckApp(test_settings(), monitor_factory=Broken, clock=FixedClock(), hostname="h")
     async with app.run_test(size=BIG) as pilot:
         await settle(pilot)
-        assert app.sources["monitor"].ok is False
+        assert app.dashboard.sources["monitor"].ok is False
         assert "sources down: monitor" in rendered(app.query_one("#alerts-line"))
         assert any("cannot connect to the Docker daemon" in m for m in notifications(app))
 
@@ -639,7 +654,7 @@ async def _quit_while_vacuum_runs(pilot: Any, app: Any) -> None:
     await pilot.pause()
     await pilot.press("y")
     await pilot.pause()
-    assert app.op_running == "vacuum"
+    assert app.dashboard.op_running == "vacuum"
     await pilot.press("q")
     await pilot.pause()
     assert isinstance(app.screen, ConfirmScreen)
@@ -653,10 +668,10 @@ async def test_quit_during_an_operation_asks_first() -> None:
         assert "vacuum is running" in app.screen.title_text
         await pilot.press("n")
         await pilot.pause()
-        assert app.return_code is None and app.op_running == "vacuum"
+        assert app.return_code is None and app.dashboard.op_running == "vacuum"
         ops.release.set()
         await settle(pilot)
-        assert app.op_running is None
+        assert app.dashboard.op_running is None
 
 
 async def test_quit_confirmed_during_an_operation_exits_cleanly() -> None:

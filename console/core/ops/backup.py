@@ -33,6 +33,7 @@ from console.core.ops.errors import BadInput, OpFailed
 from console.core.ops.events import Emitter
 from console.core.ops.proc import docker_exec
 from console.core.ops.statefiles import atomic_write, read_json
+from console.core.ops.table import BackupParams, RestoreParams
 
 __all__ = [
     "BackupInfo",
@@ -393,7 +394,9 @@ async def recover_restore(
 # --- the operations -------------------------------------------------------------
 
 
-async def run_backup(ctx: OpContext, reason: str = "manual", **_: Any) -> AsyncIterator[OpEvent]:
+async def run_backup(
+    ctx: OpContext, params: BackupParams, *, op_id: str = ""
+) -> AsyncIterator[OpEvent]:
     from console.core.ops.backend import observe
 
     ev = Emitter("backup", ctx.redact)
@@ -403,7 +406,7 @@ async def run_backup(ctx: OpContext, reason: str = "manual", **_: Any) -> AsyncI
     except OpFailed:
         serving = None
     info: BackupInfo | None = None
-    async for item in take_backup(ctx, ev, reason=reason, serving_version=serving):
+    async for item in take_backup(ctx, ev, reason=params.reason, serving_version=serving):
         if isinstance(item, BackupInfo):
             info = item
         else:
@@ -417,23 +420,22 @@ async def run_backup(ctx: OpContext, reason: str = "manual", **_: Any) -> AsyncI
     )
 
 
-def validate_restore(ctx: OpContext, params: dict[str, Any]) -> dict[str, Any]:
-    backup = resolve_backup(ctx, params.get("path") or params.get("backup"), field="path")
-    confirm = params.get("confirm")
-    if confirm != ctx.db_name:
+async def validate_restore(ctx: OpContext, params: RestoreParams) -> RestoreParams:
+    backup = resolve_backup(ctx, params.path, field="path")
+    if params.confirm != ctx.db_name:
         raise BadInput(
             f"restoring replaces every row of {ctx.db_name}: type the database name to confirm "
             f"(--confirm {ctx.db_name})",
             field="confirm",
         )
-    return {**params, "path": str(backup.path)}
+    return params.model_copy(update={"path": str(backup.path)})
 
 
 async def run_restore(
-    ctx: OpContext, path: str, confirm: str | None = None, **_: Any
+    ctx: OpContext, params: RestoreParams, *, op_id: str = ""
 ) -> AsyncIterator[OpEvent]:
     ev = Emitter("restore", ctx.redact)
-    backup = resolve_backup(ctx, path, field="path")
+    backup = resolve_backup(ctx, params.path, field="path")
     created = backup.created
     age = (
         f", taken {(datetime.now(UTC) - created) // timedelta(minutes=1)} min ago"

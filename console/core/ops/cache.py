@@ -21,6 +21,7 @@ from console.core.ops.context import OpContext
 from console.core.ops.db import connect_redis
 from console.core.ops.errors import BadInput, OpFailed
 from console.core.ops.events import Emitter
+from console.core.ops.table import CacheFlushParams, CacheWarmParams, EmergencyLimitParams
 from platform_services.providers import keys
 
 __all__ = [
@@ -29,7 +30,6 @@ __all__ = [
     "run_emergency_limit",
     "validate_cache_flush",
     "validate_cache_warm",
-    "validate_emergency_limit",
 ]
 
 _SYMBOL = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")
@@ -37,29 +37,15 @@ PRESERVE = (keys.QUOTA_PREFIX + "*", keys.EMERGENCY_KEY)
 """Key patterns a FLUSHDB keeps."""
 
 
-async def validate_cache_flush(ctx: OpContext, params: dict[str, Any]) -> dict[str, Any]:
-    # An explicit empty prefix would mean "everything": refused below, never defaulted.
-    prefix = params.get("prefix")
-    if prefix is None:
-        prefix = keys.CACHE_PREFIX
-    if not isinstance(prefix, str) or any(ord(c) < 32 or c in "*?[]\\" for c in prefix):
-        raise BadInput(
-            "prefix must be plain text without control or glob characters", field="prefix"
-        )
-    if not prefix.startswith(keys.CACHE_PREFIX):
-        raise BadInput(
-            f"prefix {prefix!r} is outside the cache ({keys.CACHE_PREFIX!r}): a flush by prefix only deletes "
-            "cache keys, never quota counters or statistics",
-            field="prefix",
-        )
-    everything = bool(params.get("all"))
-    if everything and params.get("confirm") != ctx.container("redis"):
+async def validate_cache_flush(ctx: OpContext, params: CacheFlushParams) -> CacheFlushParams:
+    """The prefix is checked by the model; a FLUSHDB needs the Redis container's name."""
+    if params.all and params.confirm != ctx.container("redis"):
         raise BadInput(
             f"a full FLUSHDB deletes every key (quota counters are kept): type the Redis container's name "
             f"to confirm (--confirm {ctx.container('redis')})",
             field="confirm",
         )
-    return {**params, "prefix": prefix, "all": everything, "dry_run": bool(params.get("dry_run"))}
+    return params
 
 
 async def _scan(r: Any, pattern: str, count: int = 1000) -> AsyncIterator[list[str]]:
@@ -80,13 +66,10 @@ async def _count(r: Any, pattern: str) -> int:
 
 
 async def run_cache_flush(
-    ctx: OpContext,
-    prefix: str = keys.CACHE_PREFIX,
-    dry_run: bool = False,
-    all: bool = False,
-    **_: Any,
+    ctx: OpContext, params: CacheFlushParams, *, op_id: str = ""
 ) -> AsyncIterator[OpEvent]:
     ev = Emitter("cache-flush", ctx.redact)
+    prefix, dry_run, all = params.prefix, params.dry_run, params.all
     r = connect_redis(ctx)
     try:
         pattern = prefix + "*"
@@ -146,8 +129,8 @@ async def run_cache_flush(
         await r.aclose()
 
 
-async def validate_cache_warm(ctx: OpContext, params: dict[str, Any]) -> dict[str, Any]:
-    symbols = params.get("symbols")
+async def validate_cache_warm(ctx: OpContext, params: CacheWarmParams) -> CacheWarmParams:
+    symbols = params.symbols
     if not symbols:
         symbols = (ctx.env.get("WATCHLIST") or "AAPL,MSFT,GOOGL,AMZN,NVDA").split(",")
     if isinstance(symbols, str):
@@ -163,11 +146,11 @@ async def validate_cache_warm(ctx: OpContext, params: dict[str, Any]) -> dict[st
         out.append(s)
     if not out or len(out) > 50:
         raise BadInput("give between 1 and 50 symbols", field="symbols")
-    return {**params, "symbols": out}
+    return params.model_copy(update={"symbols": out})
 
 
 async def run_cache_warm(
-    ctx: OpContext, symbols: list[str] | None = None, **_: Any
+    ctx: OpContext, params: CacheWarmParams, *, op_id: str = ""
 ) -> AsyncIterator[OpEvent]:
     """The runbook's ``cache_warmer.sh``: ask the API for the watchlist so the
     next readers hit the cache (within the providers' quotas: the API never
@@ -175,7 +158,7 @@ async def run_cache_warm(
     from console.core.ops.http import client, probe
 
     ev = Emitter("cache-warm", ctx.redact)
-    symbols = symbols or []
+    symbols = list(params.symbols or [])
     r = connect_redis(ctx)
     try:
         before = await _count(r, keys.PRICE_CACHE_PREFIX + "*")
@@ -199,28 +182,13 @@ async def run_cache_warm(
     )
 
 
-async def validate_emergency_limit(ctx: OpContext, params: dict[str, Any]) -> dict[str, Any]:
-    state = str(params.get("state", "")).lower()
-    if state not in ("on", "off"):
-        raise BadInput(
-            f"emergency-limit takes on or off, not {params.get('state')!r}", field="state"
-        )
-    ttl = params.get("ttl", 3600)
-    try:
-        ttl = int(ttl)
-    except (TypeError, ValueError):
-        raise BadInput(f"ttl must be whole seconds, not {ttl!r}", field="ttl") from None
-    if not 1 <= ttl <= 7 * 86400:
-        raise BadInput(f"ttl must be between 1 s and 7 days, not {ttl}", field="ttl")
-    return {**params, "state": state, "ttl": ttl}
-
-
 async def run_emergency_limit(
-    ctx: OpContext, state: str = "on", ttl: int = 3600, **_: Any
+    ctx: OpContext, params: EmergencyLimitParams, *, op_id: str = ""
 ) -> AsyncIterator[OpEvent]:
     """The runbook's ``SET emergency_rate_limit 1 EX 3600``: no outbound
-    provider call while the key exists."""
+    provider call while the key exists (state and TTL checked by the model)."""
     ev = Emitter("emergency-limit", ctx.redact)
+    state, ttl = params.state, params.ttl
     r = connect_redis(ctx)
     try:
         if state == "on":

@@ -6,13 +6,13 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 from console.core.models import OpEvent
 from console.core.ops.context import OpContext
 from console.core.ops.errors import OpFailed
 from console.core.ops.events import Emitter
 from console.core.ops.proc import Result, docker_exec
+from console.core.ops.table import MigrateParams
 
 __all__ = ["MigrationStatus", "alembic", "migration_status", "parse_revisions", "run_migrate"]
 
@@ -96,7 +96,9 @@ async def upgrade(
     )
 
 
-async def run_migrate(ctx: OpContext, backup: bool = True, **_: Any) -> AsyncIterator[OpEvent]:
+async def run_migrate(
+    ctx: OpContext, params: MigrateParams, *, op_id: str = ""
+) -> AsyncIterator[OpEvent]:
     """Back up when something is pending (unless ``backup=False``), then
     upgrade to head in the serving colour's container."""
     from console.core.ops.backend import observe
@@ -112,7 +114,7 @@ async def run_migrate(ctx: OpContext, backup: bool = True, **_: Any) -> AsyncIte
     if not status.pending:
         yield ev.done("schema is up to date; nothing to do")
         return
-    if backup:
+    if params.backup:
         async for item in take_backup(
             ctx, ev, reason="pre-migrate", serving_version=view.serving_version()
         ):

@@ -22,6 +22,7 @@ from console.core.models import OpEvent
 from console.core.ops.context import OpContext
 from console.core.ops.errors import OpError, OpFailed
 from console.core.ops.events import Emitter
+from console.core.ops.table import NoParams
 
 __all__ = ["PROVIDER_KEYS", "env_problems", "parse_meminfo", "run_preflight", "version_at_least"]
 
@@ -60,7 +61,9 @@ def env_problems(env: dict[str, str], example: dict[str, str]) -> tuple[list[str
     return missing, weak
 
 
-async def run_preflight(ctx: OpContext, **_: Any) -> AsyncIterator[OpEvent]:
+async def run_preflight(
+    ctx: OpContext, params: NoParams | None = None, *, op_id: str = ""
+) -> AsyncIterator[OpEvent]:
     from console.core.config import read_env_file
     from console.core.ops.backend import observe
     from console.core.ops.backup import list_backups

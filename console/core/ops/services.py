@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
-from typing import Any
 
 from console.core.models import OpEvent
 from console.core.ops.context import SERVICES, OpContext
 from console.core.ops.errors import BadInput, OpFailed
 from console.core.ops.events import Emitter
 from console.core.ops.proc import compose, container_health, inspect_container
+from console.core.ops.table import RestartParams, ScaleParams
 
 __all__ = [
     "parse_scale",
@@ -88,15 +88,18 @@ async def _fixed_container_name(ctx: OpContext, service: str) -> bool:
     return bool(cfg.get("services", {}).get(service, {}).get("container_name"))
 
 
-async def validate_scale(ctx: OpContext, params: dict[str, Any]) -> dict[str, Any]:
-    service, n = parse_scale(params.get("spec"), params.get("count"))
+async def validate_scale(ctx: OpContext, params: ScaleParams) -> ScaleParams:
+    if params.service is not None and params.count is not None:
+        service, n = parse_scale(params.service, params.count)
+    else:
+        service, n = parse_scale(params.spec, params.count)
     if n > 1 and await _fixed_container_name(ctx, service):
         raise BadInput(
             f"{service} has a fixed container name ({ctx.container(service)}) in the compose file, so this "
             f"stack runs at most one; scale to 0 or 1",
             field="scale",
         )
-    return {"service": service, "count": n}
+    return params.model_copy(update={"service": service, "count": n})
 
 
 async def _wait(
@@ -114,9 +117,10 @@ async def _wait(
 
 
 async def run_scale(
-    ctx: OpContext, service: str = "worker", count: int = 1, **_: Any
+    ctx: OpContext, params: ScaleParams, *, op_id: str = ""
 ) -> AsyncIterator[OpEvent]:
     ev = Emitter("scale", ctx.redact)
+    service, count = str(params.service), int(params.count or 0)
     info = await inspect_container(ctx, ctx.container(service))
     state, _h = container_health(info)
     yield ev.info("scale", f"{service}: {state}; scaling to {count}")
@@ -136,14 +140,17 @@ async def run_scale(
     yield ev.done(f"{service} scaled to {count}", count=count)
 
 
-async def validate_restart(ctx: OpContext, params: dict[str, Any]) -> dict[str, Any]:
-    return {**params, "service": resolve_service(params.get("service"))}
+async def validate_restart(ctx: OpContext, params: RestartParams) -> RestartParams:
+    return params.model_copy(update={"service": resolve_service(params.service)})
 
 
-async def run_restart(ctx: OpContext, service: str = "", **_: Any) -> AsyncIterator[OpEvent]:
+async def run_restart(
+    ctx: OpContext, params: RestartParams, *, op_id: str = ""
+) -> AsyncIterator[OpEvent]:
     from console.core.ops.backend import observe
 
     ev = Emitter("restart", ctx.redact)
+    service = params.service
     if service.startswith("backend_"):
         view = await observe(ctx)
         if view.serving == service.removeprefix("backend_"):

@@ -18,6 +18,7 @@ from typing import Any
 from console.core.models import OpEvent
 from console.core.ops.context import OpContext
 from console.core.ops.events import Emitter
+from console.core.ops.table import NoParams
 
 __all__ = ["collect_status", "format_status", "run_status"]
 
@@ -227,7 +228,9 @@ def format_status(s: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-async def run_status(ctx: OpContext, **_: Any) -> AsyncIterator[OpEvent]:
+async def run_status(
+    ctx: OpContext, params: NoParams | None = None, *, op_id: str = ""
+) -> AsyncIterator[OpEvent]:
     ev = Emitter("status", ctx.redact)
     s = await collect_status(ctx)
     for line in s["summary"]:

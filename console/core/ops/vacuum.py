@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -27,10 +26,10 @@ from console.core.ops.context import OpContext
 from console.core.ops.db import connect_pg
 from console.core.ops.errors import BadInput, OpFailed
 from console.core.ops.events import Emitter
+from console.core.ops.table import TABLE_NAME_RE, VacuumParams
 
 __all__ = ["long_transactions", "resolve_tables", "run_vacuum", "validate_vacuum"]
 
-_TABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}(\.[A-Za-z_][A-Za-z0-9_$]{0,62})?$")
 
 _LONG_TX_SQL = """
 SELECT pid, usename, application_name, state,
@@ -75,7 +74,7 @@ async def resolve_tables(conn: Any, names: list[str]) -> list[tuple[str, str]]:
     ambiguous names."""
     out = []
     for name in names:
-        if not _TABLE_RE.fullmatch(name):
+        if not TABLE_NAME_RE.fullmatch(name):
             shown = name.encode("unicode_escape").decode("ascii")[:80]
             raise BadInput(f"not a table name: '{shown}'", field="tables")
         rows = await conn.fetch(
@@ -96,29 +95,15 @@ async def resolve_tables(conn: Any, names: list[str]) -> list[tuple[str, str]]:
     return out
 
 
-async def validate_vacuum(ctx: OpContext, params: dict[str, Any]) -> dict[str, Any]:
-    tables = params.get("tables") or []
-    if isinstance(tables, str):
-        tables = [t for t in re.split(r"[\s,]+", tables) if t]
-    tables = [str(t) for t in tables]
-    for t in tables:
-        if not _TABLE_RE.fullmatch(t):
-            shown = t.encode("unicode_escape").decode("ascii")[:80]
-            raise BadInput(f"not a table name: '{shown}'", field="tables")
-    if tables:
+async def validate_vacuum(ctx: OpContext, params: VacuumParams) -> VacuumParams:
+    """The names are checked by the model; here, that the tables exist."""
+    if params.tables:
         conn = await connect_pg(ctx)
         try:
-            await resolve_tables(conn, tables)
+            await resolve_tables(conn, list(params.tables))
         finally:
             await conn.close()
-    threshold = params.get("long_tx_seconds", 300)
-    try:
-        threshold = float(threshold)
-    except (TypeError, ValueError):
-        raise BadInput(
-            f"long_tx_seconds must be a number, not {threshold!r}", field="long_tx_seconds"
-        ) from None
-    return {**params, "tables": tables, "long_tx_seconds": threshold}
+    return params
 
 
 async def _last_vacuum(conn: Any, display: str) -> Any:
@@ -129,9 +114,10 @@ async def _last_vacuum(conn: Any, display: str) -> Any:
 
 
 async def run_vacuum(
-    ctx: OpContext, tables: list[str] | None = None, long_tx_seconds: float = 300, **_: Any
+    ctx: OpContext, params: VacuumParams, *, op_id: str = ""
 ) -> AsyncIterator[OpEvent]:
     ev = Emitter("vacuum", ctx.redact)
+    tables, long_tx_seconds = list(params.tables), params.long_tx_seconds
     work = await connect_pg(ctx)
     # If this process dies (killed console, lost SSH), the server notices within
     # seconds even while VACUUM waits on a lock, and ends the session.

@@ -15,11 +15,12 @@ from typing import Any
 
 from console.core.models import OpEvent
 from console.core.ops.context import OpContext
-from console.core.ops.errors import BadInput, OpFailed
+from console.core.ops.errors import OpFailed
 from console.core.ops.events import Emitter
 from console.core.ops.http import Probe, client, probe
+from console.core.ops.table import VerifyParams
 
-__all__ = ["Check", "run_verify", "smoke_colour", "validate_verify"]
+__all__ = ["Check", "run_verify", "smoke_colour"]
 
 LEVELS = ("smoke", "full")
 
@@ -99,16 +100,10 @@ async def smoke_colour(
     yield ev.ok(step, f"{colour} passed the smoke test")
 
 
-async def validate_verify(ctx: OpContext, params: dict[str, Any]) -> dict[str, Any]:
-    level = params.get("level") or "full"
-    if level not in LEVELS:
-        raise BadInput(f"level must be one of {', '.join(LEVELS)}, not {level!r}", field="level")
-    return {**params, "level": level}
-
-
 async def run_verify(
-    ctx: OpContext, level: str = "full", expect_version: str | None = None, **_: Any
+    ctx: OpContext, params: VerifyParams, *, op_id: str = ""
 ) -> AsyncIterator[OpEvent]:
+    level, expect_version = params.level, params.expect_version
     from console.core.ops.backend import observe
     from console.core.ops.db import schema_revision
     from console.core.ops.proc import docker

@@ -1,9 +1,10 @@
 """Operations panel: the step events of operations, streamed as they happen.
 
-Unlike the other panels it does not render a snapshot: the app appends each
-:class:`~console.core.models.OpEvent` of the running operation as it arrives,
-so a deploy's progress (``healthy ✓ · migrated ✓ · switched ✓ · baking…``)
-is visible line by line.
+It renders an :class:`~console.core.models.OpsLog` like every other panel
+renders its snapshot: the dashboard replaces the log with one event more for
+each :class:`~console.core.models.OpEvent` of the running operation, and the
+panel writes the new lines, so a deploy's progress
+(``healthy ✓ · migrated ✓ · switched ✓ · baking…``) is visible line by line.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from textual.content import Content
 from textual.reactive import var
 from textual.widgets import RichLog
 
-from console.core.models import OpEvent
+from console.core.models import OpEvent, OpsLog
+from console.core.ops.table import OPERATIONS
 from console.ui.format import fmt_time
 from console.ui.palette import Palette
 from console.ui.panels.base import Panel
@@ -59,14 +61,17 @@ class OperationsPanel(Panel):
     NUMBER = 8
     SOURCES = ()
 
+    snapshot: var[OpsLog | None] = var(None, init=False)
+    """The operations' events (bound to the dashboard)."""
     running: var[str | None] = var(None, init=False)
-    """Name of the operation in progress (bound to the app)."""
+    """Name of the operation in progress (bound to the dashboard)."""
     read_only: var[bool] = var(False, init=False)
-    """Read-only mode (bound to the app): the idle text says why ops are off."""
+    """Read-only mode (bound to the dashboard): the idle text says why ops are off."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._count = 0
+        self._written: tuple[OpEvent, ...] = ()
+        """The events already in the log widget."""
 
     def compose_body(self) -> ComposeResult:
         yield LiveText(classes="idle")
@@ -77,7 +82,21 @@ class OperationsPanel(Panel):
         self._render_idle()
 
     def refresh_panel(self) -> None:
-        """No snapshot: the body is always shown."""
+        """The body is always shown; the events not yet written are appended."""
+        if not self.is_mounted:
+            return
+        events = self.snapshot.events if self.snapshot is not None else ()
+        written = self._written
+        log = self.query_one(RichLog)
+        if events[: len(written)] != written or len(events) < len(written):
+            # the log dropped its oldest events: write it anew
+            log.clear()
+            written = ()
+        if len(events) > len(written):
+            palette, now = Palette.from_app(self.app), self.now
+            for event in events[len(written) :]:
+                log.write(format_op_event(event, palette, now))
+        self._written = events
         self._render_idle()
 
     def watch_running(self) -> None:
@@ -91,7 +110,7 @@ class OperationsPanel(Panel):
             return
         self.set_title(f"{self.TITLE} · {self.running} running…" if self.running else self.TITLE)
         idle = self.query_one(".idle", LiveText)
-        if self._count:
+        if self._written:
             idle.display = False
             return
         idle.display = True
@@ -103,18 +122,8 @@ class OperationsPanel(Panel):
                 )
             )
         else:
-            idle.update(
-                Content.styled(
-                    "no operations yet · d deploy · b rollback · v vacuum · f flush cache · "
-                    "e emergency limit · r restart",
-                    "dim",
-                )
-            )
-
-    def add_event(self, event: OpEvent, now: datetime) -> None:
-        self._count += 1
-        self._render_idle()
-        self.query_one(RichLog).write(format_op_event(event, Palette.from_app(self.app), now))
+            keys = [f"{spec.key.key} {spec.key.words}" for spec in OPERATIONS.values() if spec.key]
+            idle.update(Content.styled(" · ".join(["no operations yet", *keys]), "dim"))
 
     @property
     def lines(self) -> list[str]:

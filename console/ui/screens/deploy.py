@@ -1,14 +1,14 @@
 """The deploy form: version (validated as you type) and strategy.
 
-Validation uses the ops engine's own rule (``console.core.ops.versions``), so
-the form refuses exactly what ``stackdeck deploy`` would refuse, with the
-same message. The form only collects input; the app then asks for
-confirmation and starts the operation.
+Validation is the deploy's parameter model
+(:class:`~console.core.ops.table.DeployParams`), so the form refuses exactly
+what ``stackdeck deploy`` would refuse, with the same message. The form only
+collects input and returns the model; the flow then asks for confirmation
+and starts the operation.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 from textual import on
@@ -19,7 +19,10 @@ from textual.screen import ModalScreen
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 
-__all__ = ["DeployRequest", "DeployScreen", "VersionValidator", "check_version"]
+from console.core.ops.errors import BadInput
+from console.core.ops.table import OPERATIONS, DeployParams, parse_params
+
+__all__ = ["DeployScreen", "VersionValidator", "check_version"]
 
 Strategy = Literal["blue-green", "rolling"]
 
@@ -30,11 +33,9 @@ def check_version(value: str) -> str | None:
         # \d in the engine's pattern also matches non-ASCII digits; docker tags do not.
         shown = value.encode("unicode_escape").decode("ascii")[:80]
         return f"malformed version '{shown}': only ASCII letters, digits, '.', '-' (e.g. v1.2.3)"
-    from console.core.ops.versions import validate_version
-
     try:
-        validate_version(value)
-    except Exception as exc:  # BadInput carries the operator-readable message
+        parse_params(OPERATIONS["deploy"], {"version": value})
+    except BadInput as exc:
         return str(exc)
     return None
 
@@ -45,13 +46,7 @@ class VersionValidator(Validator):
         return self.success() if reason is None else self.failure(reason)
 
 
-@dataclass(frozen=True)
-class DeployRequest:
-    version: str
-    strategy: Strategy
-
-
-class DeployScreen(ModalScreen[DeployRequest | None]):
+class DeployScreen(ModalScreen[DeployParams | None]):
     """Collects a version and a strategy.
 
     | key | action |
@@ -130,7 +125,9 @@ class DeployScreen(ModalScreen[DeployRequest | None]):
             self._show_error(reason)
             self.query_one("#version", Input).focus()
             return
-        self.dismiss(DeployRequest(version=value, strategy=self.strategy))
+        params = parse_params(OPERATIONS["deploy"], {"version": value, "strategy": self.strategy})
+        assert isinstance(params, DeployParams)
+        self.dismiss(params)
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:

@@ -72,16 +72,16 @@ async def test_panels_show_the_real_stack(stack: Stack) -> None:
     async with app.run_test(size=(160, 48)) as pilot:
         await until(
             pilot,
-            lambda: app.containers is not None and len(app.containers.containers) >= len(SERVICES),
+            lambda: app.dashboard.containers is not None and len(app.dashboard.containers.containers) >= len(SERVICES),
             limit_s=60,
             what="the container list",
         )
-        assert app.containers is not None
+        assert app.dashboard.containers is not None
         table = app.query_one(ContainersPanel).query_one(ListTable)
         shown = set(table.shown_keys)
         for service in SERVICES:
             assert stack.container(service) in shown, (service, sorted(shown))
-        serving = app.containers.serving_colour
+        serving = app.dashboard.containers.serving_colour
         assert serving in ("blue", "green")
         assert stack.container(f"backend_{serving}") in shown
         assert "running" in row_text(table, stack.container("db"))
@@ -92,15 +92,15 @@ async def test_panels_show_the_real_stack(stack: Stack) -> None:
         await until(
             pilot,
             lambda: (
-                app.stats is not None
-                and len(app.stats.containers) >= len(SERVICES)
-                and app.stats.total_cpu_percent > 0
+                app.dashboard.stats is not None
+                and len(app.dashboard.stats.containers) >= len(SERVICES)
+                and app.dashboard.stats.total_cpu_percent > 0
             ),
             limit_s=60,
             what="docker stats with CPU use",
         )
-        assert app.stats is not None
-        assert all(s.mem_usage > 0 and s.pids > 0 for s in app.stats.containers)
+        assert app.dashboard.stats is not None
+        assert all(s.mem_usage > 0 and s.pids > 0 for s in app.dashboard.stats.containers)
         stats_table = app.query_one(StatsPanel).query_one(ListTable)
         db_row = row_text(stats_table, stack.container("db"))
         assert "0B / " not in db_row  # memory of the database is not zero
@@ -109,17 +109,17 @@ async def test_panels_show_the_real_stack(stack: Stack) -> None:
         await until(
             pilot,
             lambda: (
-                app.health is not None
-                and {r.path for r in app.health.results if r.target == "nginx"} >= set(ENDPOINTS)
+                app.dashboard.health is not None
+                and {r.path for r in app.dashboard.health.results if r.target == "nginx"} >= set(ENDPOINTS)
                 # the source publishes the nginx wave first, then the colours'
-                and {r.path for r in app.health.results if r.target == serving}
+                and {r.path for r in app.dashboard.health.results if r.target == serving}
                 >= set(ENDPOINTS[:3])
             ),
             limit_s=60,
             what="the health checks",
         )
-        assert app.health is not None
-        by = {(r.path, r.target): r for r in app.health.results}
+        assert app.dashboard.health is not None
+        by = {(r.path, r.target): r for r in app.dashboard.health.results}
         for path in ENDPOINTS[:3]:  # external-apis depends on the simulated providers' mood
             assert by[(path, "nginx")].status == 200, by[(path, "nginx")]
             assert by[(path, serving)].status == 200, by[(path, serving)]
@@ -140,8 +140,8 @@ async def test_a_slow_query_shows_up(stack: Stack) -> None:
         await until(
             pilot,
             lambda: (
-                app.database is not None
-                and any("pg_sleep" in q.query for q in app.database.slow_queries)
+                app.dashboard.database is not None
+                and any("pg_sleep" in q.query for q in app.dashboard.database.slow_queries)
             ),
             limit_s=60,
             what="pg_sleep among the slow queries",
@@ -150,8 +150,8 @@ async def test_a_slow_query_shows_up(stack: Stack) -> None:
         table.filter_text = "pg_sleep"
         await pilot.pause()
         assert table.row_count >= 1
-        assert app.database is not None
-        assert app.database.max_connections > 0 and app.database.db_size_bytes > 0
+        assert app.dashboard.database is not None
+        assert app.dashboard.database.max_connections > 0 and app.dashboard.database.db_size_bytes > 0
 
 
 @pytest.mark.destructive
@@ -160,7 +160,7 @@ async def test_database_down_marks_the_panel_stale_and_recovers(stack: Stack) ->
     app = create_app(live_settings(stack), hostname="itest")
     async with app.run_test(size=(160, 48)) as pilot:
         panel = app.query_one(DatabasePanel)
-        await until(pilot, lambda: app.database is not None, limit_s=60, what="database data")
+        await until(pilot, lambda: app.dashboard.database is not None, limit_s=60, what="database data")
         await asyncio.to_thread(
             subprocess.run, ["docker", "stop", "-t", "10", db], check=True, capture_output=True
         )
@@ -171,7 +171,7 @@ async def test_database_down_marks_the_panel_stale_and_recovers(stack: Stack) ->
             marker = str(panel.border_subtitle)
             assert marker.startswith("stale ") and "postgres" in marker, marker
             assert panel.query_one(ListTable).row_count > 0  # last good data still shown
-            assert app.containers is not None  # the rest keeps working
+            assert app.dashboard.containers is not None  # the rest keeps working
         finally:
             await asyncio.to_thread(
                 subprocess.run, ["docker", "start", db], check=True, capture_output=True

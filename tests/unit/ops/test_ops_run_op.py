@@ -13,7 +13,7 @@ import pytest
 
 from console.cli import build_parser
 from console.core.models import OpEvent
-from console.core.ops import OPS, OpContext, result_code, run_op
+from console.core.ops import OPERATIONS, OpContext, result_code, run_op
 from console.core.ops.audit import read_jsonl
 from console.core.ops.context import Operator
 from console.core.ops.lock import DeployLock, lock_state, make_record
@@ -42,7 +42,7 @@ async def _events(name: str, ctx: OpContext, **params: Any) -> list[OpEvent]:
 
 
 def test_registry_flags() -> None:
-    writes = {n for n, s in OPS.items() if s.writes}
+    writes = {n for n, s in OPERATIONS.items() if s.writes}
     assert writes >= {
         "deploy",
         "rollback",
@@ -55,11 +55,11 @@ def test_registry_flags() -> None:
         "restart",
         "lock-break",
     }
-    assert {n for n, s in OPS.items() if not s.writes} == {"preflight", "verify", "status"}
-    assert (
-        OPS["restore"].destructive and OPS["deploy"].destructive and not OPS["backup"].destructive
-    )
-    assert not OPS["lock-break"].takes_lock and OPS["deploy"].takes_lock
+    assert {n for n, s in OPERATIONS.items() if not s.writes} == {"preflight", "verify", "status"}
+    # destructive: the TUI's confirmation is red with the focus on Cancel
+    assert OPERATIONS["restore"].destructive and OPERATIONS["rollback"].destructive
+    assert not OPERATIONS["deploy"].destructive and not OPERATIONS["backup"].destructive
+    assert not OPERATIONS["lock-break"].takes_lock and OPERATIONS["deploy"].takes_lock
 
 
 async def test_unknown_operation(tmp_path: Path) -> None:
@@ -70,7 +70,7 @@ async def test_unknown_operation(tmp_path: Path) -> None:
 
 async def test_read_only_refuses_writes_before_anything(tmp_path: Path) -> None:
     ctx = _ctx(tmp_path, read_only=True)
-    for name, spec in OPS.items():
+    for name, spec in OPERATIONS.items():
         if not spec.writes:
             continue
         events = await _events(name, ctx, version="v1", password=SECRET)
@@ -78,7 +78,7 @@ async def test_read_only_refuses_writes_before_anything(tmp_path: Path) -> None:
         assert "read-only mode" in events[-1].message
     assert not (tmp_path / "state" / "lock").exists()  # no lock was even taken
     audit = read_jsonl(tmp_path / "state" / "audit.log")
-    assert {a["op"] for a in audit} == {n for n, s in OPS.items() if s.writes}
+    assert {a["op"] for a in audit} == {n for n, s in OPERATIONS.items() if s.writes}
     assert all(
         a["event"] == "refused" and a["result"] == "read-only" and a["user"] == "unit"
         for a in audit

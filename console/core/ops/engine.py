@@ -1,0 +1,306 @@
+"""The engine: :func:`run_op` runs every operation of the table
+(:data:`console.core.ops.table.OPERATIONS`) behind the same safety net.
+
+One entry point for the TUI and the CLI::
+
+    async for event in run_op("deploy", ctx, DeployParams(version="v1.2.3")):
+        render(event)
+
+(``run_op("deploy", ctx, version="v1.2.3")`` builds the same model from
+keywords.) In this order:
+
+1. unknown operation -> a ``fail`` event (``bad-input``);
+2. read-only mode refuses every operation that writes (``read-only``);
+3. the parameters as the operation's typed model (``bad-input``, naming the
+   field);
+4. the operation's own validation, the checks that need the stack, before
+   anything changes (``bad-input``);
+5. the deploy lock for every writing operation (``lock-busy``, naming the
+   holder, or explaining a stale lock);
+6. one audit line when it starts and one when it ends (a single line when it
+   was refused), with the operator's identity and the parameters, secrets
+   masked;
+7. the operation's events; the last one is ``done``, or ``fail`` with step
+   ``result`` and ``data["code"]`` (see :mod:`console.core.ops.errors`).
+
+Events of writing operations are also appended, as text, to
+``$STATE/deployment.log`` (the runbook's ``tail -f logs/deployment.log``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import traceback
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from console.core.models import OpEvent
+from console.core.ops.audit import audit, redact_params
+from console.core.ops.context import OpContext, Operator
+from console.core.ops.errors import BadInput, LockBusy, OpError, OpFailed, ReadOnly, exit_code
+from console.core.ops.events import Emitter
+from console.core.ops.lock import DeployLock, break_lock, describe_holder, make_record
+from console.core.ops.table import OPERATIONS, NoParams, OpParams, OpSpec, parse_params
+
+__all__ = [
+    "IMPLEMENTATIONS",
+    "OPERATIONS",
+    "BadInput",
+    "LockBusy",
+    "OpContext",
+    "OpError",
+    "OpFailed",
+    "OpParams",
+    "OpSpec",
+    "Operator",
+    "ReadOnly",
+    "exit_code",
+    "result_code",
+    "run_op",
+]
+
+RunFn = Callable[..., AsyncIterator[OpEvent]]
+"""``run(ctx, params, *, op_id)``: the operation's events."""
+ValidateFn = Callable[[OpContext, Any], Awaitable[Any]]
+"""``validate(ctx, params) -> params``: the checks that need the stack."""
+
+
+@dataclass(frozen=True)
+class Implementation:
+    """How the engine runs one operation of :data:`OPERATIONS`."""
+
+    run: RunFn
+    validate: ValidateFn | None = None
+
+
+async def _run_lock_break(
+    ctx: OpContext, params: NoParams, *, op_id: str
+) -> AsyncIterator[OpEvent]:
+    ev = Emitter("lock-break", ctx.redact)
+    record = await asyncio.to_thread(break_lock, ctx.lock_path)
+    if record is None:
+        yield ev.done("the lock was free; nothing to break")
+    else:
+        yield ev.done(f"broke the stale lock of {describe_holder(record)}", holder=record)
+
+
+def _keywords(impl: Implementation) -> Implementation:
+    """An operation whose functions still take keywords (deploy, rollback):
+    its validation's result is checked against the same model again."""
+    validate = impl.validate
+
+    async def validate_model(ctx: OpContext, params: OpParams) -> OpParams:
+        if validate is None:
+            return params
+        checked = await validate(ctx, params.model_dump())
+        return type(params).model_validate(checked)
+
+    def run(ctx: OpContext, params: OpParams, *, op_id: str) -> AsyncIterator[OpEvent]:
+        events: AsyncIterator[OpEvent] = impl.run(ctx, op_id=op_id, **params.model_dump())
+        return events
+
+    return Implementation(run, validate_model)
+
+
+def _implementations() -> dict[str, Implementation]:
+    from console.core.ops import (
+        backup,
+        cache,
+        deploy,
+        migrate,
+        preflight,
+        rollback,
+        services,
+        status,
+        vacuum,
+        verify,
+    )
+
+    impls = {
+        "preflight": Implementation(preflight.run_preflight),
+        "verify": Implementation(verify.run_verify),
+        "status": Implementation(status.run_status),
+        "deploy": _keywords(Implementation(deploy.run_deploy, deploy.validate_deploy)),
+        "rollback": _keywords(Implementation(rollback.run_rollback, rollback.validate_rollback)),
+        "backup": Implementation(backup.run_backup),
+        "restore": Implementation(backup.run_restore, backup.validate_restore),
+        "migrate": Implementation(migrate.run_migrate),
+        "vacuum": Implementation(vacuum.run_vacuum, vacuum.validate_vacuum),
+        "cache-flush": Implementation(cache.run_cache_flush, cache.validate_cache_flush),
+        "cache-warm": Implementation(cache.run_cache_warm, cache.validate_cache_warm),
+        "emergency-limit": Implementation(cache.run_emergency_limit),
+        "scale": Implementation(services.run_scale, services.validate_scale),
+        "restart": Implementation(services.run_restart, services.validate_restart),
+        "lock-break": Implementation(_run_lock_break),
+    }
+    missing = set(OPERATIONS) ^ set(impls)
+    assert not missing, f"operations without an implementation (or the reverse): {missing}"
+    return impls
+
+
+IMPLEMENTATIONS: dict[str, Implementation] = _implementations()
+"""The engine's side of every operation in :data:`OPERATIONS`."""
+
+
+def result_code(event: OpEvent) -> str | None:
+    """The error code of a final ``fail`` event (None for ``done``)."""
+    if event.status == "done":
+        return None
+    return str(event.data.get("code", "failed"))
+
+
+def _fail_data(exc: OpError, op_id: str) -> dict[str, Any]:
+    data = {k: v for k, v in exc.data.items() if k not in ("code", "op_id")}
+    data.setdefault("failed_step", exc.step)
+    return {**data, "code": exc.code, "op_id": op_id}
+
+
+def _log_line(ctx: OpContext, event: OpEvent) -> None:
+    line = f"{event.at.isoformat(timespec='seconds')} {event.op:<16} {event.status:<5} {event.step:<14} {event.message}\n"
+    try:
+        ctx.deployment_log_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(
+            ctx.deployment_log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640
+        )
+        try:
+            os.write(fd, line.encode("utf-8"))
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+async def run_op(
+    name: str, ctx: OpContext, params: OpParams | None = None, **kwargs: Any
+) -> AsyncIterator[OpEvent]:
+    """Run operation ``name`` with ``params`` (its :class:`OpParams` model,
+    or keywords to build it from); yields its :class:`OpEvent` s (see the
+    module doc)."""
+    ev = Emitter(name, ctx.redact)
+    spec = OPERATIONS.get(name)
+    if spec is None:
+        yield ev.fail(
+            "result",
+            f"unknown operation {name!r}; known: {', '.join(OPERATIONS)}",
+            code="bad-input",
+        )
+        return
+    impl = IMPLEMENTATIONS[name]
+    op_id = uuid.uuid4().hex[:12]
+    t0 = time.monotonic()
+    operator = ctx.operator.as_dict()
+    shown: dict[str, Any] = params.model_dump() if params is not None else dict(kwargs)
+
+    def write_audit(event: str, **kw: Any) -> None:
+        if spec.audited:
+            audit(
+                ctx.audit_path,
+                event=event,
+                op=name,
+                op_id=op_id,
+                operator=operator,
+                params=shown,
+                secrets=ctx.secrets,
+                read_only=ctx.read_only,
+                **kw,
+            )
+
+    lock: DeployLock | None = None
+    try:
+        if params is not None and kwargs:
+            raise BadInput(f"{name}: give a parameter model or keywords, not both")
+        if spec.writes and ctx.read_only:
+            raise ReadOnly(name)
+        typed = parse_params(spec, params if params is not None else kwargs)
+        shown = typed.model_dump()
+        if impl.validate is not None:
+            typed = await impl.validate(ctx, typed)
+            shown = typed.model_dump()
+        if spec.takes_lock:
+            lock = DeployLock(ctx.lock_path)
+            await asyncio.to_thread(lock.acquire, make_record(ctx.operator, name, op_id))
+    except OpError as exc:
+        try:
+            write_audit("refused", result=exc.code, message=str(exc))
+        except OSError:
+            pass
+        yield ev.fail("result", str(exc), **_fail_data(exc, op_id))
+        return
+    except Exception as exc:
+        message = ctx.redact(f"could not start {name}: {type(exc).__name__}: {exc}")
+        yield ev.fail("result", message, code="failed", op_id=op_id)
+        return
+
+    try:
+        write_audit("start")
+    except OSError as exc:
+        if lock is not None:
+            lock.release()
+        if spec.writes:
+            yield ev.fail(
+                "result",
+                f"cannot write the audit log {ctx.audit_path} ({exc.strerror}): refusing to act unaudited",
+                code="failed",
+                op_id=op_id,
+            )
+            return
+        yield ev.warn("audit", f"cannot write the audit log {ctx.audit_path}: {exc.strerror}")
+
+    result, message = "ok", ""
+    try:
+        yield ev.start(
+            "begin",
+            f"{spec.title} (op {op_id}) by {ctx.operator.describe()}",
+            op_id=op_id,
+            params=redact_params(shown, ctx.secrets),
+        )
+        last: OpEvent | None = None
+        events = impl.run(ctx, typed, op_id=op_id)
+        try:
+            async for event in events:
+                if spec.writes:
+                    _log_line(ctx, event)
+                if event.status == "done":
+                    last = event
+                yield event
+        finally:
+            # Close the operation's generator now (its cleanup runs here),
+            # not whenever the garbage collector gets to it.
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        if last is None:
+            done = ev.done(f"{spec.title} finished")
+            if spec.writes:
+                _log_line(ctx, done)
+            yield done
+        else:
+            message = last.message
+    except OpError as exc:
+        result, message = exc.code, str(exc)
+        final = ev.fail("result", message, **_fail_data(exc, op_id))
+        if spec.writes:
+            _log_line(ctx, final)
+        yield final
+    except (asyncio.CancelledError, GeneratorExit):
+        result, message = "cancelled", "cancelled by the operator"
+        raise
+    except Exception as exc:
+        result = "error"
+        message = ctx.redact(f"internal error in {name}: {type(exc).__name__}: {exc}")
+        tb = ctx.redact("".join(traceback.format_exception(exc))[-2000:])
+        final = ev.fail("result", message, code="failed", op_id=op_id, traceback=tb)
+        if spec.writes:
+            _log_line(ctx, final)
+        yield final
+    finally:
+        try:
+            write_audit("end", result=result, message=message, duration_s=time.monotonic() - t0)
+        except OSError:
+            pass
+        if lock is not None:
+            lock.release()
