@@ -753,3 +753,76 @@ async def test_a_long_tail_reaches_the_log_view_in_a_few_batches(monkeypatch: An
     # 1201 lines in batches of at most 500, not 1201 messages
     assert sum(batches) == 1201 and max(batches) <= 500
     assert len(batches) <= 10, batches
+
+
+# --- operations without a key: the palette, a form from their model --------------
+
+
+async def test_palette_operation_without_a_key_asks_its_model_then_confirms() -> None:
+    from console.core.ops.table import ScaleParams
+    from console.ui.screens.params import ParamsScreen
+
+    ops = FakeOps()
+    ops.release.set()
+    app = make_app("normal", ops=ops)
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        scale = next(c for c in dashboard_commands(app.dashboard) if c.title == "Scale")
+        scale.callback()
+        await pilot.pause()
+        form = app.screen
+        assert isinstance(form, ParamsScreen)
+        await pilot.press(*"worker=2", "enter")
+        await pilot.pause()
+        confirm = app.screen
+        assert isinstance(confirm, ConfirmScreen) and confirm.destructive
+        assert confirm.title_text == "Scale?"
+        assert ops.calls == []
+        await pilot.press("y")
+        await settle(pilot)
+        assert [(c[0], c[2]) for c in ops.calls] == [("scale", ScaleParams(spec="worker=2"))]
+
+
+async def test_the_form_refuses_what_the_model_refuses_and_names_the_field() -> None:
+    from console.ui.screens.params import ParamsScreen
+
+    ops = FakeOps()
+    app = make_app("normal", ops=ops)
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        app.dashboard.action_op("restore")
+        await pilot.pause()
+        form = app.screen
+        assert isinstance(form, ParamsScreen)
+        form.submit()  # nothing typed: the backup is required
+        await pilot.pause()
+        assert app.screen is form
+        error = form.query_one("#params-error")
+        assert "path is required" in rendered(error) and error.has_class("-visible")
+        await pilot.press(*"20261201T000000Z", "enter")
+        await pilot.pause()
+        typed = app.screen
+        assert isinstance(typed, TypedConfirmScreen)  # a restore replaces the database
+        assert typed.expected == app.database_name()
+        await pilot.press("escape")
+        await settle(pilot)
+        assert ops.calls == []
+
+
+async def test_a_read_only_operation_from_the_palette_runs_at_once() -> None:
+    from console.core.ops.table import NoParams
+
+    ops = FakeOps()
+    ops.release.set()
+    app = make_app("normal", read_only=True, ops=ops)
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        entries = {c.title: c for c in dashboard_commands(app.dashboard)}
+        assert "(disabled: read-only mode" in entries["Backup"].help
+        assert "disabled" not in entries["Pre-deployment checks"].help
+        entries["Backup"].callback()  # refused, says why
+        await pilot.pause()
+        assert notifications(app).count(READ_ONLY_REASON) == 1
+        entries["Pre-deployment checks"].callback()
+        await settle(pilot)
+        assert [(c[0], c[2]) for c in ops.calls] == [("preflight", NoParams())]

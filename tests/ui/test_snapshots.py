@@ -76,3 +76,26 @@ def test_deploy_form_error_80x24(snap_compare: Any) -> None:
 
 def test_too_small_40x15(snap_compare: Any) -> None:
     assert snap_compare(make_app("normal"), terminal_size=(40, 15), run_before=settle)
+
+
+def test_operation_form_error_80x24(snap_compare: Any) -> None:
+    """An operation without a key, from the palette: its form, built from its
+    parameter model, refusing an empty required field."""
+
+    async def run_before(pilot: Any) -> None:
+        await settle(pilot)
+        pilot.app.dashboard.action_op("restore")
+        await pilot.pause()
+        pilot.app.screen.submit()
+        await pilot.pause()
+
+    assert snap_compare(make_app("normal"), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_operation_form_160x48(snap_compare: Any) -> None:
+    async def run_before(pilot: Any) -> None:
+        await settle(pilot)
+        pilot.app.dashboard.action_op("verify")
+        await pilot.pause()
+
+    assert snap_compare(make_app("normal"), terminal_size=(160, 48), run_before=run_before)
