@@ -68,6 +68,7 @@ from console.ui.screens.dashboard import (
     HELP_BINDING,
     QUIT_BINDING,
     DashboardScreen,
+    spec_of,
 )
 from console.ui.screens.deploy import DeployScreen
 from console.ui.screens.help import HelpScreen, HelpSection
@@ -402,9 +403,9 @@ class StackdeckApp(App[None]):
         dash = self.dashboard
 
         def disabled(binding: Binding) -> str | None:
-            return dash.write_block_reason() if binding in operations else None
+            spec = spec_of(binding)
+            return dash.block_reason(spec) if spec is not None else None
 
-        operations = dash.operation_bindings()
         self.push_screen(
             HelpScreen(
                 self.help_sections(), key_display=self.get_key_display, disabled_reason=disabled
@@ -420,6 +421,17 @@ class StackdeckApp(App[None]):
                 "Commands",
                 tooltip="Command palette (same as :)",
             ),
+        ]
+        in_palette = [
+            Binding(
+                "colon",
+                f"op('{spec.name}')",
+                spec.title,
+                tooltip=spec.help,
+                id=f"palette.{spec.name}",
+            )
+            for spec in OPERATIONS.values()
+            if spec.key is None
         ]
         return [
             (
@@ -440,6 +452,7 @@ class StackdeckApp(App[None]):
                     *TypedConfirmScreen.BINDINGS,
                 ],
             ),
+            ("More operations, by name in the command palette (:)", in_palette),
         ]
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:

@@ -30,7 +30,7 @@ from console.ui.panels import (
     StatsPanel,
 )
 from console.ui.screens.confirm import ConfirmScreen, FlushScreen, TypedConfirmScreen
-from console.ui.screens.dashboard import READ_ONLY_REASON
+from console.ui.screens.dashboard import READ_ONLY_REASON, DashboardScreen
 from console.ui.screens.deploy import DeployScreen
 from console.ui.screens.help import HelpScreen, HelpTable
 from console.ui.screens.logs import LogsScreen
@@ -197,9 +197,11 @@ async def test_help_screen_lists_every_binding() -> None:
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
         text = "\n".join(table.text for table in app.screen.query(HelpTable))
-        for binding in StackdeckApp.BINDINGS:
+        for binding in DashboardScreen.BINDINGS:
             assert binding.description in text, binding  # type: ignore[union-attr]
             assert (binding.tooltip or "")[:30] in text  # type: ignore[union-attr]
+        for spec in OPERATIONS.values():  # the palette's operations too
+            assert (spec.key.label if spec.key else spec.title) in text, spec.name
         keys = {line.split()[0].rstrip(",") for line in text.splitlines() if line.strip()}
         for key in (
             "?",

@@ -71,6 +71,7 @@ __all__ = [
     "READ_ONLY_REASON",
     "DashboardScreen",
     "op_bindings",
+    "spec_of",
 ]
 
 GRID_MIN_WIDTH = 120
@@ -420,7 +421,7 @@ class DashboardScreen(Screen[None]):
     def on_key(self, event: Key) -> None:
         """A disabled operation key falls through to here: say why it did nothing."""
         for binding in self._bindings.key_to_bindings.get(event.key, ()):
-            spec = _spec_of(binding)
+            spec = spec_of(binding)
             if spec is not None:
                 reason = self.block_reason(spec)
                 if reason:
@@ -515,10 +516,10 @@ class DashboardScreen(Screen[None]):
         return self.stack_app.settings.container_name("redis")
 
     def operation_bindings(self) -> list[Binding]:
-        return [b for b in self._all_bindings() if _spec_of(b) is not None]
+        return [b for b in self._all_bindings() if spec_of(b) is not None]
 
     def view_bindings(self) -> list[Binding]:
-        return [b for b in self._all_bindings() if _spec_of(b) is None]
+        return [b for b in self._all_bindings() if spec_of(b) is None]
 
     def _all_bindings(self) -> Iterable[Binding]:
         return [b for b in self.BINDINGS if isinstance(b, Binding)]
@@ -530,7 +531,7 @@ _SNAPSHOT_KINDS = frozenset(
 """Snapshot kinds of the monitor; each is a reactive of the same name."""
 
 
-def _spec_of(binding: Binding) -> OpSpec | None:
+def spec_of(binding: Binding) -> OpSpec | None:
     """The operation a binding runs (``op('deploy')``), or None."""
     action = binding.action
     if action.startswith("op(") and action.endswith(")"):
