@@ -40,28 +40,13 @@ from typing import Any
 
 from console.core.models import OpEvent
 from console.core.ops.audit import audit, redact_params
-from console.core.ops.context import OpContext, Operator
-from console.core.ops.errors import BadInput, LockBusy, OpError, OpFailed, ReadOnly, exit_code
+from console.core.ops.context import OpContext
+from console.core.ops.errors import BadInput, OpError, ReadOnly
 from console.core.ops.events import Emitter
 from console.core.ops.lock import DeployLock, break_lock, describe_holder, make_record
-from console.core.ops.table import OPERATIONS, NoParams, OpParams, OpSpec, parse_params
+from console.core.ops.table import OPERATIONS, NoParams, OpParams, parse_params
 
-__all__ = [
-    "IMPLEMENTATIONS",
-    "OPERATIONS",
-    "BadInput",
-    "LockBusy",
-    "OpContext",
-    "OpError",
-    "OpFailed",
-    "OpParams",
-    "OpSpec",
-    "Operator",
-    "ReadOnly",
-    "exit_code",
-    "result_code",
-    "run_op",
-]
+__all__ = ["IMPLEMENTATIONS", "Implementation", "result_code", "run_op"]
 
 RunFn = Callable[..., AsyncIterator[OpEvent]]
 """``run(ctx, params, *, op_id)``: the operation's events."""
