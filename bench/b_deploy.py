@@ -157,7 +157,7 @@ def bench(stack: Stack, *, quick: bool = False) -> dict[str, Any]:
     }
     rows = []
 
-    log(f"deploy: building investment-backend:{target} (outside the timed window)")
+    log(f"deploy: building {stack.backend_image}:{target} (outside the timed window)")
     b = stack.script("images.sh", target, timeout=900, check=False)
     if b.returncode != 0:
         raise RuntimeError(f"images.sh {target} failed: {b.stderr[-500:]}")
@@ -268,7 +268,9 @@ def bench(stack: Stack, *, quick: bool = False) -> dict[str, Any]:
     with _load(stack, 600) as load:
         time.sleep(2)
         t = time.monotonic()
-        p = stack.compose("up", "-d", "--force-recreate", "--no-deps", service, check=False)
+        p = stack.compose(
+            "up", "-d", "--force-recreate", "--no-deps", service, check=False, timeout=600
+        )
         cmd_took = time.monotonic() - t
         recovered = _wait_recovered(url)
         total = time.monotonic() - t
