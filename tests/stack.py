@@ -209,7 +209,8 @@ class Stack:
 
     def psql(self, sql: str, *, check: bool = True, timeout: float = 60) -> str:
         """One statement through ``psql`` in the db container, the runbook's
-        way (``-tA``: bare values); its output, stripped."""
+        way (``-tA``: bare values); its output, stripped. A failure raises
+        with psql's message unless ``check`` is false."""
         r = self.exec(
             "db",
             "psql",
@@ -220,9 +221,10 @@ class Stack:
             "-tA",
             "-c",
             sql,
-            check=check,
             timeout=timeout,
         )
+        if check and r.returncode != 0:
+            raise AssertionError(f"psql {sql!r} exited {r.returncode}: {r.stderr.strip()}")
         return r.stdout.strip()
 
     def redis_cli(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
