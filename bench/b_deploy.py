@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import time
 from datetime import datetime
 from typing import Any
@@ -37,17 +36,7 @@ ROLLBACK_TARGET_S = 5.0
 def _cli(
     stack: Stack, *args: str, timeout: float = 900
 ) -> tuple[float, int, list[dict[str, Any]], str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "console",
-        "--stack",
-        stack.name,
-        "--http-port",
-        str(stack.http_port),
-        "--json",
-        *args,
-    ]
+    cmd = stack.cli_argv(*args)
     t = time.monotonic()
     p = subprocess.run(
         cmd,

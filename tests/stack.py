@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,13 @@ class Stack:
     def bare_env(self) -> dict[str, str]:
         """:func:`bare_env` addressing this stack."""
         return bare_env(**self._stack_vars())
+
+    def cli_argv(self, *args: str, json_output: bool = True) -> list[str]:
+        """The argv of ``stackdeck [--json] ARGS`` addressing this stack, run
+        from this checkout by the running interpreter."""
+        argv = [sys.executable, "-m", "console", "--stack", self.name]
+        argv += ["--http-port", str(self.http_port)]
+        return [*argv, *(["--json"] if json_output else []), *args]
 
     def script(
         self, name: str, *args: str, check: bool = True, timeout: float = 900
