@@ -23,6 +23,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from tests.machine import machine_info
+
 from bench.common import (
     REPO,
     Stack,
@@ -31,7 +33,6 @@ from bench.common import (
     idle_containers,
     load_average,
     log,
-    machine_info,
     run,
 )
 
@@ -114,7 +115,12 @@ def _setup(stack: Stack) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    stack = Stack(args.stack, args.http_port)
+    stack = Stack.named(
+        args.stack,
+        args.http_port,
+        run_dir=os.environ.get("BENCH_RUN_DIR"),
+        state_dir=os.environ.get("BENCH_STATE_DIR"),
+    )
     selected = [b for b in (args.only.split(",") if args.only else ALL)]
     unknown = [b for b in selected if b not in ALL]
     if unknown:

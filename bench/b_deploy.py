@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import time
 from datetime import datetime
 from typing import Any
@@ -37,17 +36,7 @@ ROLLBACK_TARGET_S = 5.0
 def _cli(
     stack: Stack, *args: str, timeout: float = 900
 ) -> tuple[float, int, list[dict[str, Any]], str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "console",
-        "--stack",
-        stack.name,
-        "--http-port",
-        str(stack.http_port),
-        "--json",
-        *args,
-    ]
+    cmd = stack.cli_argv(*args)
     t = time.monotonic()
     p = subprocess.run(
         cmd,
@@ -157,7 +146,7 @@ def bench(stack: Stack, *, quick: bool = False) -> dict[str, Any]:
     }
     rows = []
 
-    log(f"deploy: building investment-backend:{target} (outside the timed window)")
+    log(f"deploy: building {stack.backend_image}:{target} (outside the timed window)")
     b = stack.script("images.sh", target, timeout=900, check=False)
     if b.returncode != 0:
         raise RuntimeError(f"images.sh {target} failed: {b.stderr[-500:]}")
@@ -268,7 +257,9 @@ def bench(stack: Stack, *, quick: bool = False) -> dict[str, Any]:
     with _load(stack, 600) as load:
         time.sleep(2)
         t = time.monotonic()
-        p = stack.compose("up", "-d", "--force-recreate", "--no-deps", service, check=False)
+        p = stack.compose(
+            "up", "-d", "--force-recreate", "--no-deps", service, check=False, timeout=600
+        )
         cmd_took = time.monotonic() - t
         recovered = _wait_recovered(url)
         total = time.monotonic() - t

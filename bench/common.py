@@ -1,10 +1,11 @@
 """What the benchmarks share: the stack under test, process sampling from
 /proc, a private tmux server to run the console in a real terminal, idle
-containers to grow the project, and small statistics helpers. The load loop
-is the suite's one (tests/load.py).
+containers to grow the project, and small statistics helpers. The stack
+helper, the load loop and the machine description are the suite's own
+(tests/stack.py, tests/load.py, tests/machine.py).
 
-Of the console, only its ``.env`` reader and its stack names are imported
-here (``console.core.stack``: one statement of container names and folders);
+Of the console, only what those import is imported here (its ``.env`` reader
+and ``console.core.stack``: one statement of container names and folders);
 the benchmarks drive the console as a process (or import it lazily where a
 benchmark needs its sources), so the harness keeps working while it changes.
 """
@@ -14,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import platform
 import shlex
 import shutil
 import statistics
@@ -27,8 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from console.core.config import read_env_file
-from console.core.stack import StackNames
+from tests.stack import Stack as Stack
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH_LABEL = "io.stackdeck.bench"
@@ -66,93 +65,7 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-# --- the stack ---------------------------------------------------------------
-
-
-@dataclass
-class Stack:
-    """The stack under test, addressed like scripts/lib.sh does."""
-
-    name: str
-    http_port: int
-    repo: Path = REPO
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(os.environ.get("BENCH_RUN_DIR") or StackNames(self.name).run_dir)
-
-    @property
-    def state_dir(self) -> Path:
-        return Path(os.environ.get("BENCH_STATE_DIR") or StackNames(self.name).state_dir)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    def deploy_env(self) -> dict[str, str]:
-        return read_env_file(self.state_dir / "deploy.env")
-
-    def container(self, service: str) -> str:
-        return StackNames(self.name).container(service)
-
-    def proc_env(self, **extra: str) -> dict[str, str]:
-        """Environment for a process that must address this stack (scripts,
-        the console, the ops CLI)."""
-        env = dict(os.environ)
-        env.update(
-            STACK_NAME=self.name,
-            HTTP_PORT=str(self.http_port),
-            RUN_DIR=str(self.run_dir),
-            STACKDECK_STATE_DIR=str(self.state_dir),
-        )
-        env.update(extra)
-        return env
-
-    def script(
-        self, name: str, *args: str, timeout: float = 900, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["bash", str(self.repo / "scripts" / name), *args],
-            env=self.proc_env(),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=check,
-        )
-
-    def compose(
-        self, *args: str, timeout: float = 600, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        return self.script("compose.sh", *args, timeout=timeout, check=check)
-
-    def healthy(self) -> bool:
-        import httpx
-
-        try:
-            return httpx.get(f"{self.base_url}/api/health", timeout=5).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def project_containers(self, running_only: bool = True) -> list[str]:
-        """Names of the project's containers (label ``com.docker.compose.project``)."""
-        args = [
-            "docker",
-            "ps",
-            "--filter",
-            f"label=com.docker.compose.project={self.name}",
-            "--format",
-            "{{.Names}}",
-        ]
-        if not running_only:
-            args.insert(2, "-a")
-        out = run(args).stdout.split()
-        return sorted(out)
-
-    def project_ids(self) -> list[str]:
-        out = run(
-            ["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={self.name}"]
-        ).stdout
-        return out.split()
+# --- processes ---------------------------------------------------------------
 
 
 def run(
@@ -495,55 +408,6 @@ def idle_containers(stack: Stack) -> Iterator[Callable[[int], int]]:
             log(f"removed {n} idle bench containers")
 
 
-# --- machine -----------------------------------------------------------------
-
-
-def machine_info() -> dict[str, Any]:
-    cpu = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem = 0
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem = int(line.split()[1]) * 1024
-    docker = run(
-        ["docker", "version", "--format", "{{.Server.Version}} (API {{.Server.APIVersion}})"],
-        check=False,
-    ).stdout.strip()
-    compose = run(["docker", "compose", "version", "--short"], check=False).stdout.strip()
-    textual = "?"
-    with contextlib.suppress(Exception):
-        from importlib.metadata import version
-
-        textual = version("textual")
-    cgroup = "v2" if Path("/sys/fs/cgroup/cgroup.controllers").exists() else "v1"
-    return {
-        "hostname": platform.node(),
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "mem_total_gib": round(mem / 2**30, 1),
-        "kernel": platform.release(),
-        "os": _os_release(),
-        "python": platform.python_version(),
-        "textual": textual,
-        "docker": docker,
-        "compose": compose,
-        "cgroup": cgroup,
-    }
-
-
-def _os_release() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/etc/os-release").read_text().splitlines():
-            if line.startswith("PRETTY_NAME="):
-                return line.split("=", 1)[1].strip('"')
-    return platform.platform()
-
-
 def dump_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
@@ -588,8 +452,9 @@ def safe_ratio(a: float | None, b: float | None) -> float | None:
 
 
 def console_settings(stack: Stack, **overrides: Any) -> Any:
-    """``console.core.config.Settings`` for the stack under test, the way the
-    console would build them from the stack's environment (imported lazily)."""
+    """``console.core.config.Settings`` for the stack under test
+    (:meth:`Stack.settings`, imported lazily), with the stack's variables in
+    this process's environment and no user config.toml."""
     os.environ.update(
         STACK_NAME=stack.name,
         HTTP_PORT=str(stack.http_port),
@@ -598,8 +463,4 @@ def console_settings(stack: Stack, **overrides: Any) -> Any:
         XDG_CONFIG_HOME=str(_empty_dir("noconfig")),
     )
     os.environ.pop("STACKDECK_CONFIG", None)
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
-    from console.core.config import Settings
-
-    return Settings.for_stack(REPO, **overrides)
+    return stack.settings(**overrides)

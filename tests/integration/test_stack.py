@@ -18,8 +18,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from console.core.config import read_env_file
 from console.core.stack import StackNames
-from tests.conftest import REPO, Stack, _read_env_file
+from tests.conftest import REPO, Stack
 
 pytestmark = pytest.mark.stack
 
@@ -251,7 +252,7 @@ def test_second_setup_run_changes_nothing(fresh) -> None:
 
 
 def test_env_example_lists_every_secret_compose_requires() -> None:
-    example = _read_env_file(REPO / ".env.example")
+    example = read_env_file(REPO / ".env.example")
     compose_text = (REPO / "compose" / "docker-compose.yml").read_text()
     import re
 

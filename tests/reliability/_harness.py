@@ -15,13 +15,12 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import subprocess
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,8 +77,11 @@ async def async_wait_until(
     within: float,
     interval: float = 0.2,
     what: str = "condition",
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
 ) -> float:
-    """:func:`wait_until` for the event loop (the predicate is synchronous)."""
+    """:func:`wait_until` for the event loop (the predicate is synchronous;
+    ``sleep`` lets something else run between tries: by default the loop,
+    a Textual pilot's ``pause`` for a running app)."""
     t0 = time.monotonic()
     last: Any = None
     while True:
@@ -92,7 +94,7 @@ async def async_wait_until(
                 return time.monotonic() - t0
         if time.monotonic() - t0 > within:
             raise NotReached(f"{what}: not reached within {within:g} s (last: {last!r})")
-        await asyncio.sleep(interval)
+        await sleep(interval)
 
 
 # --- bounded load on nginx: the suite's one load loop (tests/load.py) ---------
@@ -261,6 +263,16 @@ def pg_query(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
     return run_sync(run)
 
 
+LAST_VACUUM = "SELECT last_vacuum FROM pg_stat_user_tables WHERE relname = $1"
+"""When a table was last vacuumed by hand (NULL: never)."""
+
+
+def last_vacuum(dsn: str, table: str) -> datetime | None:
+    """The ``last_vacuum`` of ``table`` (None: never vacuumed by hand)."""
+    rows = pg_query(dsn, LAST_VACUUM, table)
+    return rows[0]["last_vacuum"] if rows else None
+
+
 # --- docker -------------------------------------------------------------------
 
 
@@ -327,37 +339,6 @@ def wait_engine_settled(timeout: float = 180.0) -> float:
 
 
 # --- figures ------------------------------------------------------------------
-
-
-def machine() -> dict[str, Any]:
-    mem = 0
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemTotal:"):
-                    mem = int(line.split()[1]) // 1024
-    except OSError:
-        pass
-    try:
-        with open("/etc/os-release", encoding="utf-8") as fh:
-            osr = dict(line.rstrip().split("=", 1) for line in fh if "=" in line)
-        os_name = osr.get("PRETTY_NAME", "").strip('"')
-    except OSError:
-        os_name = platform.system()
-    try:
-        engine = docker(
-            "version", "-f", "{{.Server.Version}}", check=False, timeout=10
-        ).stdout.strip()
-    except subprocess.TimeoutExpired:
-        engine = "?"
-    return {
-        "host": platform.node(),
-        "os": os_name,
-        "cpus": os.cpu_count(),
-        "mem_mib": mem,
-        "python": platform.python_version(),
-        "engine": engine,
-    }
 
 
 @dataclass
@@ -588,21 +569,9 @@ async def app_wait(
     pilot: Any, predicate: Callable[[], Any], *, within: float = 30, what: str = ""
 ) -> float:
     """Let the app run until ``predicate`` holds (safety deadline only)."""
-    t0 = time.monotonic()
-    last: Any = None
-    while True:
-        try:
-            last = predicate()
-        except Exception as exc:
-            last = exc
-        else:
-            if last:
-                return time.monotonic() - t0
-        if time.monotonic() - t0 > within:
-            raise NotReached(
-                f"{what or 'app condition'}: not reached within {within:g} s (last: {last!r})"
-            )
-        await pilot.pause(0.2)
+    return await async_wait_until(
+        predicate, within=within, what=what or "app condition", sleep=pilot.pause
+    )
 
 
 def mask(text: str, secrets: dict[str, str], window: int = 8) -> str:
@@ -634,9 +603,7 @@ async def hold_table(dsn: str, table: str) -> tuple[Any, Any, datetime | None]:
             f"CREATE TABLE IF NOT EXISTS {table} (id bigserial PRIMARY KEY, tag text NOT NULL, "
             "at timestamptz NOT NULL DEFAULT now())"
         )
-        before = await conn.fetchval(
-            "SELECT last_vacuum FROM pg_stat_user_tables WHERE relname = $1", table
-        )
+        before = await conn.fetchval(LAST_VACUUM, table)
         tx = conn.transaction()
         await tx.start()
         await conn.execute(f"LOCK TABLE {table} IN SHARE UPDATE EXCLUSIVE MODE")

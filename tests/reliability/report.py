@@ -14,7 +14,8 @@ import argparse
 import json
 from typing import Any
 
-from tests.reliability._harness import FIGURES, machine
+from tests.machine import machine_info
+from tests.reliability._harness import FIGURES
 
 
 def load(run: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
@@ -75,10 +76,11 @@ def main() -> None:
     p.add_argument("--since")
     args = p.parse_args()
     rows = load(args.run, args.since)
-    m = machine()
+    m = machine_info()
     print(
         f"Measured {min((r['at'] for r in rows), default='?')} – {max((r['at'] for r in rows), default='?')} "
-        f"on {m['os']}, {m['cpus']} CPUs, {m['mem_mib']} MiB, Docker {m['engine']}, Python {m['python']}.\n"
+        f"on {m['os']}, {m['cores']} CPUs, {m['mem_total_gib']} GiB, Docker {m['docker']}, "
+        f"Compose {m['compose']}, Python {m['python']}.\n"
     )
     print(table(rows))
 

@@ -34,6 +34,7 @@ from tests.reliability._harness import (
     NotReached,
     figure,
     hold_table,
+    last_vacuum,
     pg_query,
     wait_until,
 )
@@ -195,14 +196,7 @@ async def test_kill_console_during_vacuum(stack: Stack, tmp_path: Path) -> None:
         again = stackdeck(stack, "vacuum", table, timeout=300)
         recover_s = time.monotonic() - t0
         assert again.returncode == 0, again.stdout[-1500:] + again.stderr[-500:]
-        after = (
-            await asyncio.to_thread(
-                pg_query,
-                stack.pg_dsn,
-                "SELECT last_vacuum FROM pg_stat_user_tables WHERE relname = $1",
-                table,
-            )
-        )[0]["last_vacuum"]
+        after = await asyncio.to_thread(last_vacuum, stack.pg_dsn, table)
         assert after is not None and (before is None or after > before)
         fig.operator_saw = (
             f"status: stale lock (vacuum, pid {proc.pid} gone); new vacuum refused exit 3; "

@@ -60,6 +60,7 @@ from tests.reliability._harness import (
     docker,
     figure,
     hold_table,
+    last_vacuum,
     pg_query,
     wait_until,
 )
@@ -539,14 +540,7 @@ async def test_kill_tui_during_vacuum(stack: Stack, sig: signal.Signals) -> None
         again = await asyncio.to_thread(stackdeck, stack, "vacuum", TABLE, timeout=300)
         recover_s = time.monotonic() - t0
         assert again.returncode == 0, again.stdout[-1500:] + again.stderr[-500:]
-        after = (
-            await asyncio.to_thread(
-                pg_query,
-                stack.pg_dsn,
-                "SELECT last_vacuum FROM pg_stat_user_tables WHERE relname = $1",
-                TABLE,
-            )
-        )[0]["last_vacuum"]
+        after = await asyncio.to_thread(last_vacuum, stack.pg_dsn, TABLE)
         assert after is not None and (before is None or after > before)
         st2 = await asyncio.to_thread(_status, stack)
         assert not st2["lock"]["held"] and not st2["lock"]["stale"], st2["lock"]

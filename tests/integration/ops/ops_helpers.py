@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,28 +53,13 @@ def cli_env(stack: Any, **extra: str) -> dict[str, str]:
     return env
 
 
-def cli_argv(stack: Any, *args: str, json_output: bool = True) -> list[str]:
-    argv = [
-        sys.executable,
-        "-m",
-        "console",
-        "--stack",
-        stack.name,
-        "--http-port",
-        str(stack.http_port),
-    ]
-    if json_output:
-        argv.append("--json")
-    return [*argv, *args]
-
-
 def run_cli(
     stack: Any, *args: str, timeout: float = 600, env: dict[str, str] | None = None
 ) -> CliResult:
     """``stackdeck --json ARGS`` against the test stack; events parsed."""
     t0 = time.monotonic()
     proc = subprocess.run(
-        cli_argv(stack, *args),
+        stack.cli_argv(*args),
         env=env or cli_env(stack),
         cwd=REPO,
         capture_output=True,
@@ -93,7 +77,7 @@ def run_cli(
 
 def start_cli(stack: Any, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        cli_argv(stack, *args),
+        stack.cli_argv(*args),
         env=env or cli_env(stack),
         cwd=REPO,
         stdout=subprocess.PIPE,

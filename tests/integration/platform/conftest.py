@@ -8,6 +8,7 @@ import httpx
 import pytest
 import redis
 
+from platform_services.providers import keys
 from tests.conftest import Stack
 from tests.integration.platform.pf_helpers import login
 
@@ -25,6 +26,16 @@ def rds(stack: Stack) -> Iterator[redis.Redis]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture
+def emergency(rds: redis.Redis) -> Iterator[None]:
+    """The emergency rate-limit switch on for the test (two minutes at most)."""
+    rds.set(keys.EMERGENCY_KEY, "1", ex=120)
+    try:
+        yield
+    finally:
+        rds.delete(keys.EMERGENCY_KEY)
 
 
 @pytest.fixture(scope="session")

@@ -44,19 +44,8 @@ def test_revisions_are_numbered_and_linear() -> None:
 
 def test_seed_schema_migrations_query_answers_the_head(stack: Stack) -> None:
     # Verbatim from the runbook's rollback verification.
-    proc = docker_exec(
-        stack.container("db"),
-        "psql",
-        "-U",
-        "postgres",
-        "-d",
-        "investment_db",
-        "-tA",
-        "-c",
-        "SELECT version FROM schema_migrations ORDER BY version DESC LIMIT 1;",
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == head()
+    version = stack.psql("SELECT version FROM schema_migrations ORDER BY version DESC LIMIT 1;")
+    assert version == head()
 
 
 @pytest.mark.parametrize("colour", ["blue", "green"])

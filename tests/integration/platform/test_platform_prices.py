@@ -196,15 +196,6 @@ def test_every_provider_exhausted_and_nothing_stored_is_503_with_retry_after(
     assert all(int(rds.get(k) or 0) == v for k, v in price_providers_exhausted.items())
 
 
-@pytest.fixture
-def emergency(rds: redis.Redis) -> Iterator[None]:
-    rds.set(keys.EMERGENCY_KEY, "1", ex=120)
-    try:
-        yield
-    finally:
-        rds.delete(keys.EMERGENCY_KEY)
-
-
 def _calls_today(rds: redis.Redis) -> dict[str, int]:
     day = keys.utc_day()
     names = list(keys.provider_table())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -35,15 +34,6 @@ def test_worker_ingests_the_watchlist_into_the_hypertable(stack: Stack) -> None:
 
     watchlist = stack.env.get("WATCHLIST", "AAPL,MSFT,GOOGL,AMZN,NVDA").split(",")
     assert price_rows(stack, watchlist) >= 1
-
-
-@pytest.fixture
-def emergency(rds: redis.Redis) -> Iterator[None]:
-    rds.set(keys.EMERGENCY_KEY, "1", ex=120)
-    try:
-        yield
-    finally:
-        rds.delete(keys.EMERGENCY_KEY)
 
 
 def test_a_cycle_under_the_emergency_key_makes_no_call(
