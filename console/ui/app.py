@@ -45,7 +45,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import socket
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
@@ -107,6 +107,14 @@ LogFollower = Callable[[Settings, str, int], AsyncIterator[LogLine]]
 
 Clock = Callable[[], datetime]
 
+VersionLister = Callable[[Any], Awaitable[list[str]]]
+"""``lister(ctx)``: the versions that can be deployed without building
+(an image, or a git tag to build from), oldest first."""
+
+VERSIONS_TIMEOUT_S = 5.0
+"""How long the deploy form waits for the list of versions before opening
+without it."""
+
 GC_FREEZE_AFTER_S = 8.0
 """Seconds after mount when the long-lived objects are frozen out of the
 garbage collector's passes (see ``on_mount``)."""
@@ -138,6 +146,12 @@ def _default_ops_runner(name: str, ctx: Any, params: OpParams) -> AsyncIterator[
     return runner
 
 
+async def _default_version_lister(ctx: Any) -> list[str]:
+    from console.core.ops.deploy import known_versions
+
+    return await known_versions(ctx)
+
+
 def _default_log_follower(settings: Settings, container: str, tail: int) -> AsyncIterator[LogLine]:
     from console.core.sources.engine import follow_logs
 
@@ -163,10 +177,12 @@ class StackdeckApp(App[None]):
         clock: Clock | None = None,
         ops_runner: OpsRunner | None = None,
         log_follower: LogFollower | None = None,
+        version_lister: VersionLister | None = None,
         hostname: str | None = None,
         preload: bool = True,
     ) -> None:
         super().__init__()
+        self._version_lister = version_lister or _default_version_lister
         self._preload = preload
         self.settings = settings
         self._monitor_factory = monitor_factory or _default_monitor_factory
@@ -342,6 +358,16 @@ class StackdeckApp(App[None]):
                 self.log.warning(f"no OpContext ({exc}); passing None to the injected runner")
         return self._op_context
 
+    async def available_versions(self) -> list[str]:
+        """The versions the deploy form offers (empty when they cannot be listed in time)."""
+        try:
+            return await asyncio.wait_for(
+                self._version_lister(self._ops_context()), VERSIONS_TIMEOUT_S
+            )
+        except Exception as exc:  # no docker, slow daemon: the form still opens
+            self.log.warning(f"cannot list versions: {type(exc).__name__}: {exc}")
+            return []
+
     def database_name(self) -> str:
         """The database a restore replaces (what its typed confirmation asks for)."""
         try:
@@ -467,6 +493,7 @@ def create_app(
     clock: Clock | None = None,
     ops_runner: OpsRunner | None = None,
     log_follower: LogFollower | None = None,
+    version_lister: VersionLister | None = None,
     hostname: str | None = None,
     preload: bool = True,
 ) -> StackdeckApp:
@@ -476,6 +503,7 @@ def create_app(
     - ``clock()``: timezone-aware now; the header clock and every age use it.
     - ``ops_runner(name, ctx, **params)``: default ``console.core.ops.run_op``.
     - ``log_follower(settings, container, tail)``: default the engine's ``follow_logs``.
+    - ``version_lister(ctx)``: the deploy form's versions (default: the images).
     - ``hostname``: shown in the header (default: this machine's name).
     - ``preload``: import plotext in a thread after the first frame (charts
       draw sparklines until then) and freeze the long-lived objects out of
@@ -488,6 +516,7 @@ def create_app(
         clock=clock,
         ops_runner=ops_runner,
         log_follower=log_follower,
+        version_lister=version_lister,
         hostname=hostname,
         preload=preload,
     )

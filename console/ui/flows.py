@@ -94,17 +94,23 @@ async def generic(dash: DashboardScreen, spec: OpSpec) -> OpParams | None:
 
 async def deploy(dash: DashboardScreen, spec: OpSpec) -> OpParams | None:
     serving, idle = dash.serving_and_idle()
+    versions = await dash.stack_app.available_versions()
     params = await dash.app.push_screen_wait(
-        DeployScreen(dash.stack_app.settings.project, serving, idle)
+        DeployScreen(dash.stack_app.settings.project, serving, idle, versions)
     )
     if params is None:
         return None
+    built = (
+        " Built from this checkout first if there is no image of it."
+        if params.build and params.version not in versions
+        else ""
+    )
     body = Content.assemble(
         "Deploy ",
         (params.version, "bold"),
         f" to {dash.stack_app.settings.project} with the ",
         (params.strategy, "bold"),
-        " strategy.\n",
+        f" strategy.{built}\n",
         (
             "The idle colour starts, is verified, then nginx switches to it; "
             "failures switch back automatically."

@@ -188,6 +188,14 @@ def test_settings(**overrides: Any) -> Settings:
     return Settings(**values)
 
 
+VERSIONS = ["v1.2.1", "v1.2.2", "v1.2.3", "v1.3.0-rc.1"]
+"""The versions the fake engine has images of."""
+
+
+async def fake_versions(ctx: Any) -> list[str]:
+    return list(VERSIONS)
+
+
 def make_app(
     scenario: str | None = "normal",
     *,
@@ -202,6 +210,7 @@ def make_app(
         clock=clock or FixedClock(),
         ops_runner=ops or FakeOps(),
         log_follower=logs or FakeLogs([]),
+        version_lister=fake_versions,
         hostname="prod-host",
         preload=False,  # exact frames: the chart never waits for a background import
     )

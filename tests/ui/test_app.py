@@ -828,3 +828,48 @@ async def test_a_read_only_operation_from_the_palette_runs_at_once() -> None:
         entries["Pre-deployment checks"].callback()
         await settle(pilot)
         assert [(c[0], c[2]) for c in ops.calls] == [("preflight", NoParams())]
+
+
+async def test_deploy_form_offers_what_the_cli_offers() -> None:
+    """A version with no image can be deployed from the TUI: build, backup
+    policy and bake window, with the versions that exist offered as you type."""
+    from textual.widgets import Checkbox, Select
+
+    from .fakes import VERSIONS
+
+    ops = FakeOps()
+    ops.release.set()
+    app = make_app("normal", ops=ops)
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        await pilot.press("d")
+        await pilot.pause()
+        form = app.screen
+        assert isinstance(form, DeployScreen)
+        hint = rendered(form.query_one("#versions"))
+        assert all(v in hint for v in VERSIONS)
+        await pilot.press(*"v1.3", "right")  # the suggestion completes it
+        await pilot.pause()
+        assert form.query_one("#version", Input).value == "v1.3.0-rc.1"
+        form.query_one("#version", Input).value = "v1.4.0"
+        form.query_one("#build", Checkbox).value = True
+        form.query_one("#backup", Select).value = "always"
+        form.query_one("#bake-seconds", Input).value = "abc"
+        form.submit()
+        await pilot.pause()
+        assert app.screen is form  # the model refuses what the CLI refuses
+        assert "bake_seconds must be a number" in rendered(form.query_one("#form-error"))
+        form.query_one("#bake-seconds", Input).value = "10"
+        form.submit()
+        await pilot.pause()
+        confirm = app.screen
+        assert isinstance(confirm, ConfirmScreen)
+        assert "Built from this checkout first" in str(confirm.body)
+        await pilot.press("y")
+        await settle(pilot)
+        assert [(c[0], c[2]) for c in ops.calls] == [
+            (
+                "deploy",
+                DeployParams(version="v1.4.0", build=True, backup="always", bake_seconds=10),
+            )
+        ]

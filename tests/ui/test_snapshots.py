@@ -99,3 +99,19 @@ def test_operation_form_160x48(snap_compare: Any) -> None:
         await pilot.pause()
 
     assert snap_compare(make_app("normal"), terminal_size=(160, 48), run_before=run_before)
+
+
+def test_deploy_form_with_build_160x48(snap_compare: Any) -> None:
+    """A version with no image yet: typed, build ticked, a backup and a bake window chosen."""
+
+    async def run_before(pilot: Any) -> None:
+        await settle(pilot)
+        await pilot.press("d", *"v1.4.0")
+        await pilot.pause()
+        form = pilot.app.screen
+        form.query_one("#build").value = True
+        form.query_one("#backup").value = "always"
+        form.query_one("#bake-seconds").value = "10"
+        await pilot.pause()
+
+    assert snap_compare(make_app("normal"), terminal_size=(160, 48), run_before=run_before)

@@ -9,15 +9,17 @@ and starts the operation.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
+from textual.suggester import SuggestFromList
 from textual.validation import ValidationResult, Validator
-from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
+from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Select, Static
 
 from console.core.ops.errors import BadInput
 from console.core.ops.table import OPERATIONS, DeployParams, parse_params
@@ -47,7 +49,9 @@ class VersionValidator(Validator):
 
 
 class DeployScreen(ModalScreen[DeployParams | None]):
-    """Collects a version and a strategy.
+    """Collects what ``stackdeck deploy`` takes: the version (with the ones
+    that exist offered as you type), the strategy, build from this checkout,
+    the backup policy and the bake window.
 
     | key | action |
     |---|---|
@@ -59,14 +63,22 @@ class DeployScreen(ModalScreen[DeployParams | None]):
         Binding("escape", "cancel", "Cancel", id="deploy.cancel", tooltip="Close the form"),
     ]
 
-    def __init__(self, project: str, serving: str | None, idle: str | None) -> None:
+    def __init__(
+        self,
+        project: str,
+        serving: str | None,
+        idle: str | None,
+        versions: Sequence[str] = (),
+    ) -> None:
         super().__init__(classes="dialog-screen")
         self.project = project
         self.serving = serving
         self.idle = idle
+        self.versions = list(versions)
+        """Versions with an image or a git tag (newest last), offered by the input."""
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog", id="deploy-form"):
+        with VerticalScroll(classes="dialog", id="deploy-form"):
             yield Label(
                 f"Deploy a version of the backend to {self.project}", classes="dialog-title"
             )
@@ -83,8 +95,16 @@ class DeployScreen(ModalScreen[DeployParams | None]):
                 id="version",
                 validators=[VersionValidator()],
                 validate_on=["changed", "submitted"],
+                suggester=SuggestFromList(list(reversed(self.versions))),
             )
             yield Static("", id="version-error", classes="field-error")
+            yield Static(self._known(), id="versions", classes="dialog-hint")
+            yield Checkbox(
+                "build it from this checkout when there is no image (--build)",
+                False,
+                id="build",
+                compact=True,
+            )
             yield Label("Strategy")
             with RadioSet(id="strategy"):
                 yield RadioButton(
@@ -93,9 +113,32 @@ class DeployScreen(ModalScreen[DeployParams | None]):
                     id="blue-green",
                 )
                 yield RadioButton("rolling: recreate one service at a time", id="rolling")
+            with Horizontal(classes="form-row"):
+                yield Label("Backup before migrating")
+                yield Select(
+                    [(choice, choice) for choice in _BACKUP],
+                    value="auto",
+                    allow_blank=False,
+                    id="backup",
+                    compact=True,
+                )
+                yield Label("Bake s")
+                yield Input(placeholder="30", id="bake-seconds", compact=True, type="number")
+            yield Static("", id="form-error", classes="field-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Deploy…", variant="primary", id="submit", compact=True)
                 yield Button("Cancel (esc)", id="cancel", compact=True)
+
+    def _known(self) -> str:
+        if not self.versions:
+            return "no version has an image or a git tag yet: type one and tick build"
+        shown = self.versions[-6:]
+        more = (
+            f" (+{len(self.versions) - len(shown)} older)"
+            if len(self.versions) > len(shown)
+            else ""
+        )
+        return f"available: {', '.join(reversed(shown))}{more}"
 
     def on_mount(self) -> None:
         self.query_one("#version", Input).focus()
@@ -105,8 +148,8 @@ class DeployScreen(ModalScreen[DeployParams | None]):
         pressed = self.query_one("#strategy", RadioSet).pressed_button
         return "rolling" if pressed is not None and pressed.id == "rolling" else "blue-green"
 
-    def _show_error(self, reason: str | None) -> None:
-        error = self.query_one("#version-error", Static)
+    def _show_error(self, reason: str | None, where: str = "#version-error") -> None:
+        error = self.query_one(where, Static)
         error.update(reason or "")
         error.set_class(bool(reason), "-visible")
 
@@ -116,19 +159,41 @@ class DeployScreen(ModalScreen[DeployParams | None]):
         value = event.value.strip()
         self._show_error(check_version(value) if value else None)
 
-    @on(Input.Submitted, "#version")
+    def values(self) -> dict[str, object]:
+        """The form as the deploy's raw parameters (an empty bake: the default)."""
+        out: dict[str, object] = {
+            "version": self.query_one("#version", Input).value.strip(),
+            "strategy": self.strategy,
+            "build": self.query_one("#build", Checkbox).value,
+            "backup": self.query_one("#backup", Select).value,
+        }
+        bake = self.query_one("#bake-seconds", Input).value.strip()
+        if bake:
+            out["bake_seconds"] = bake
+        return out
+
+    @on(Input.Submitted)
     @on(Button.Pressed, "#submit")
     def submit(self) -> None:
-        value = self.query_one("#version", Input).value.strip()
-        reason = check_version(value)
+        values = self.values()
+        reason = check_version(str(values["version"]))
         if reason is not None:
             self._show_error(reason)
             self.query_one("#version", Input).focus()
             return
-        params = parse_params(OPERATIONS["deploy"], {"version": value, "strategy": self.strategy})
+        try:
+            params = parse_params(OPERATIONS["deploy"], values)
+        except BadInput as exc:
+            self._show_error(
+                str(exc), "#version-error" if exc.field == "version" else "#form-error"
+            )
+            return
         assert isinstance(params, DeployParams)
         self.dismiss(params)
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+_BACKUP = ("auto", "always", "never")
