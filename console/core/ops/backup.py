@@ -32,6 +32,7 @@ from console.core.ops.db import psql, quote_ident, schema_revision
 from console.core.ops.errors import BadInput, OpFailed
 from console.core.ops.events import Emitter
 from console.core.ops.proc import docker_exec
+from console.core.ops.progress import Progress, run_steps
 from console.core.ops.statefiles import atomic_write, read_json
 from console.core.ops.table import BackupParams, RestoreParams
 
@@ -130,20 +131,20 @@ def resolve_backup(
 
 async def take_backup(
     ctx: OpContext,
-    ev: Emitter,
+    progress: Progress,
     *,
     reason: str,
     serving_version: str | None = None,
     op_id: str | None = None,
-) -> AsyncIterator[OpEvent | BackupInfo]:
-    """pg_dump into the backup folder. Yields events, then the BackupInfo."""
+) -> BackupInfo:
+    """pg_dump into the backup folder; returns the backup taken."""
     folder = ctx.backups_dir
     folder.mkdir(parents=True, exist_ok=True)
     os.chmod(folder, 0o750)
     bid = _new_id()
     partial = folder / f"{bid}.dump.partial"
     dump = folder / f"{bid}.dump"
-    yield ev.start("backup", f"backing up {ctx.db_name} ({reason})", backup_id=bid)
+    progress.start("backup", f"backing up {ctx.db_name} ({reason})", backup_id=bid)
     started = datetime.now(UTC)
     revision = await schema_revision(ctx)
     try:
@@ -188,7 +189,7 @@ async def take_backup(
         "duration_s": round((datetime.now(UTC) - started).total_seconds(), 2),
     }
     atomic_write(folder / f"{bid}.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    yield ev.ok(
+    progress.ok(
         "backup",
         f"backup {bid} taken: {size / 1e6:.1f} MB, sha256 {digest[:12]}…, schema {revision}",
         backup_id=bid,
@@ -197,7 +198,7 @@ async def take_backup(
         sha256=digest,
         schema_revision=revision,
     )
-    yield BackupInfo(bid, dump, meta)
+    return BackupInfo(bid, dump, meta)
 
 
 async def _db_exists(ctx: OpContext, name: str) -> bool:
@@ -213,20 +214,20 @@ async def _db_exists(ctx: OpContext, name: str) -> bool:
 async def restore_database(
     ctx: OpContext,
     backup: BackupInfo,
-    ev: Emitter,
+    progress: Progress,
     journal: Any = None,
-) -> AsyncIterator[OpEvent]:
+) -> None:
     """Load ``backup`` into a fresh database, then swap it in."""
     expected = backup.meta.get("sha256")
     if expected:
-        yield ev.start("restore-verify", f"checking the checksum of {backup.id}")
+        progress.start("restore-verify", f"checking the checksum of {backup.id}")
         actual = await asyncio.to_thread(_sha256, backup.path)
         if actual != expected:
             raise OpFailed(
                 f"backup {backup.id} is corrupt: sha256 {actual[:12]}… does not match the recorded {expected[:12]}…",
                 step="restore-verify",
             )
-        yield ev.ok("restore-verify", "checksum matches")
+        progress.ok("restore-verify", "checksum matches")
     suffix = backup.id.replace("-", "_").lower()[:24]
     new_db = f"{ctx.db_name}__restore_{suffix}"
     old_db = f"{ctx.db_name}__pre_restore_{suffix}"
@@ -235,7 +236,7 @@ async def restore_database(
         journal.update(
             restore={"backup_id": backup.id, "new_db": new_db, "old_db": old_db, "phase": "load"}
         )
-    yield ev.start("restore-load", f"loading {backup.id} into a new database {new_db}")
+    progress.start("restore-load", f"loading {backup.id} into a new database {new_db}")
     await psql(
         ctx, f"DROP DATABASE IF EXISTS {quote_ident(new_db)} WITH (FORCE)", database="postgres"
     )
@@ -268,7 +269,7 @@ async def restore_database(
         if not r.ok:
             # pg_restore exits 1 when it ignored errors; TimescaleDB's catalog
             # emits benign ones. The data check below decides.
-            yield ev.warn("restore-load", f"pg_restore reported: {ctx.redact(r.tail(4))}")
+            progress.warn("restore-load", f"pg_restore reported: {ctx.redact(r.tail(4))}")
         restored_rev = await schema_revision(ctx, database=new_db)
         expected_rev = backup.meta.get("schema_revision")
         if expected_rev and restored_rev != expected_rev:
@@ -284,9 +285,9 @@ async def restore_database(
             check=False,
         )
         raise
-    yield ev.ok("restore-load", f"{backup.id} loaded (schema {restored_rev})")
+    progress.ok("restore-load", f"{backup.id} loaded (schema {restored_rev})")
 
-    yield ev.start("restore-swap", f"swapping {new_db} in as {live}")
+    progress.start("restore-swap", f"swapping {new_db} in as {live}")
     if journal is not None:
         journal.update(
             restore={"backup_id": backup.id, "new_db": new_db, "old_db": old_db, "phase": "swap"}
@@ -339,7 +340,7 @@ async def restore_database(
         journal.update(
             restore={"backup_id": backup.id, "new_db": new_db, "old_db": old_db, "phase": "swapped"}
         )
-    yield ev.ok("restore-swap", f"{live} now holds the data of backup {backup.id}")
+    progress.ok("restore-swap", f"{live} now holds the data of backup {backup.id}")
     await psql(
         ctx,
         f"DROP DATABASE IF EXISTS {quote_ident(old_db)} WITH (FORCE)",
@@ -350,9 +351,7 @@ async def restore_database(
         journal.update(restore={"backup_id": backup.id, "phase": "done"})
 
 
-async def recover_restore(
-    ctx: OpContext, state: dict[str, Any], ev: Emitter
-) -> AsyncIterator[OpEvent]:
+async def recover_restore(ctx: OpContext, state: dict[str, Any], progress: Progress) -> None:
     """Repair what an interrupted restore left: the live database missing
     between the two renames, or a half-loaded copy."""
     live = ctx.db_name
@@ -367,7 +366,7 @@ async def recover_restore(
                 f"ALTER DATABASE {quote_ident(new_db)} RENAME TO {quote_ident(live)}",
                 database="postgres",
             )
-            yield ev.ok("recover", f"finished the interrupted restore swap: {new_db} is now {live}")
+            progress.ok("recover", f"finished the interrupted restore swap: {new_db} is now {live}")
         elif await _db_exists(ctx, old_db):
             await psql(
                 ctx,
@@ -379,7 +378,7 @@ async def recover_restore(
                 f"ALTER DATABASE {quote_ident(live)} WITH ALLOW_CONNECTIONS true",
                 database="postgres",
             )
-            yield ev.ok("recover", f"put the pre-restore database back as {live}")
+            progress.ok("recover", f"put the pre-restore database back as {live}")
     for name in (new_db, old_db):
         if await _db_exists(ctx, name):
             await psql(
@@ -388,7 +387,7 @@ async def recover_restore(
                 database="postgres",
                 check=False,
             )
-            yield ev.info("recover", f"dropped the leftover database {name}")
+            progress.info("recover", f"dropped the leftover database {name}")
 
 
 # --- the operations -------------------------------------------------------------
@@ -399,25 +398,22 @@ async def run_backup(
 ) -> AsyncIterator[OpEvent]:
     from console.core.ops.backend import observe
 
-    ev = Emitter("backup", ctx.redact)
-    try:
-        view = await observe(ctx)
-        serving = view.serving_version()
-    except OpFailed:
-        serving = None
-    info: BackupInfo | None = None
-    async for item in take_backup(ctx, ev, reason=params.reason, serving_version=serving):
-        if isinstance(item, BackupInfo):
-            info = item
-        else:
-            yield item
-    assert info is not None
-    yield ev.done(
-        f"backup {info.id} at {info.path}",
-        backup_id=info.id,
-        path=str(info.path),
-        sha256=info.meta["sha256"],
-    )
+    async def body(progress: Progress) -> None:
+        try:
+            view = await observe(ctx)
+            serving = view.serving_version()
+        except OpFailed:
+            serving = None
+        info = await take_backup(ctx, progress, reason=params.reason, serving_version=serving)
+        progress.done(
+            f"backup {info.id} at {info.path}",
+            backup_id=info.id,
+            path=str(info.path),
+            sha256=info.meta["sha256"],
+        )
+
+    async for event in run_steps(Emitter("backup", ctx.redact), body):
+        yield event
 
 
 async def validate_restore(ctx: OpContext, params: RestoreParams) -> RestoreParams:
@@ -434,7 +430,6 @@ async def validate_restore(ctx: OpContext, params: RestoreParams) -> RestorePara
 async def run_restore(
     ctx: OpContext, params: RestoreParams, *, op_id: str = ""
 ) -> AsyncIterator[OpEvent]:
-    ev = Emitter("restore", ctx.redact)
     backup = resolve_backup(ctx, params.path, field="path")
     created = backup.created
     age = (
@@ -442,7 +437,13 @@ async def run_restore(
         if created
         else ""
     )
-    yield ev.info("restore", f"restoring {ctx.db_name} from {backup.id}{age}", backup_id=backup.id)
-    async for item in restore_database(ctx, backup, ev):
-        yield item
-    yield ev.done(f"{ctx.db_name} restored from {backup.id}", backup_id=backup.id)
+
+    async def body(progress: Progress) -> None:
+        progress.info(
+            "restore", f"restoring {ctx.db_name} from {backup.id}{age}", backup_id=backup.id
+        )
+        await restore_database(ctx, backup, progress)
+        progress.done(f"{ctx.db_name} restored from {backup.id}", backup_id=backup.id)
+
+    async for event in run_steps(Emitter("restore", ctx.redact), body):
+        yield event

@@ -12,6 +12,7 @@ from console.core.ops.context import OpContext
 from console.core.ops.errors import OpFailed
 from console.core.ops.events import Emitter
 from console.core.ops.proc import Result, docker_exec
+from console.core.ops.progress import Progress, run_steps
 from console.core.ops.table import MigrateParams
 
 __all__ = ["MigrationStatus", "alembic", "migration_status", "parse_revisions", "run_migrate"]
@@ -78,20 +79,21 @@ async def migration_status(ctx: OpContext, container: str) -> MigrationStatus:
 
 
 async def upgrade(
-    ctx: OpContext, container: str, ev: Emitter, step: str = "migrate"
-) -> AsyncIterator[OpEvent]:
+    ctx: OpContext, container: str, progress: Progress, step: str = "migrate"
+) -> None:
+    """``alembic upgrade head`` in ``container``, checked afterwards."""
     before = await migration_status(ctx, container)
     if not before.pending:
-        yield ev.ok(
+        progress.ok(
             step, f"no pending migrations ({before.describe()})", current=sorted(before.current)
         )
         return
-    yield ev.start(step, f"alembic upgrade head ({before.describe()})")
+    progress.start(step, f"alembic upgrade head ({before.describe()})")
     await alembic(ctx, container, "upgrade", "head", timeout_s=1800)
     after = await migration_status(ctx, container)
     if after.pending:
         raise OpFailed(f"alembic upgrade head finished but {after.describe()}", step=step)
-    yield ev.ok(
+    progress.ok(
         step, f"migrated to {','.join(sorted(after.current))}", current=sorted(after.current)
     )
 
@@ -102,24 +104,24 @@ async def run_migrate(
     """Back up when something is pending (unless ``backup=False``), then
     upgrade to head in the serving colour's container."""
     from console.core.ops.backend import observe
-    from console.core.ops.backup import BackupInfo, take_backup
+    from console.core.ops.backup import take_backup
 
-    ev = Emitter("migrate", ctx.redact)
-    view = await observe(ctx)
-    if view.serving is None:
-        raise OpFailed("cannot tell which colour nginx serves (is nginx up?)", step="prepare")
-    container = view.colours[view.serving].container
-    status = await migration_status(ctx, container)
-    yield ev.info("status", status.describe(), pending=status.pending)
-    if not status.pending:
-        yield ev.done("schema is up to date; nothing to do")
-        return
-    if params.backup:
-        async for item in take_backup(
-            ctx, ev, reason="pre-migrate", serving_version=view.serving_version()
-        ):
-            if not isinstance(item, BackupInfo):
-                yield item
-    async for item in upgrade(ctx, container, ev):
-        yield item
-    yield ev.done("migrations applied")
+    async def body(progress: Progress) -> None:
+        view = await observe(ctx)
+        if view.serving is None:
+            raise OpFailed("cannot tell which colour nginx serves (is nginx up?)", step="prepare")
+        container = view.colours[view.serving].container
+        status = await migration_status(ctx, container)
+        progress.info("status", status.describe(), pending=status.pending)
+        if not status.pending:
+            progress.done("schema is up to date; nothing to do")
+            return
+        if params.backup:
+            await take_backup(
+                ctx, progress, reason="pre-migrate", serving_version=view.serving_version()
+            )
+        await upgrade(ctx, container, progress)
+        progress.done("migrations applied")
+
+    async for event in run_steps(Emitter("migrate", ctx.redact), body):
+        yield event

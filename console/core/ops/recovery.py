@@ -6,11 +6,9 @@ an interruption is always repaired before anything new happens.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-from console.core.models import OpEvent
 from console.core.ops.audit import record_history
 from console.core.ops.backend import (
     observe,
@@ -25,35 +23,31 @@ from console.core.ops.backend import (
 from console.core.ops.backup import recover_restore
 from console.core.ops.context import OpContext
 from console.core.ops.errors import OpFailed
-from console.core.ops.events import Emitter
 from console.core.ops.journal import Journal, Recovery, plan_recovery
+from console.core.ops.progress import Progress
 
 __all__ = ["recover"]
 
 
-async def recover(
-    ctx: OpContext, ev: Emitter, *, op_id: str | None = None
-) -> AsyncIterator[OpEvent | Recovery]:
+async def recover(ctx: OpContext, progress: Progress, *, op_id: str | None = None) -> Recovery:
     """Repair an interrupted deploy/rollback, if the journal shows one.
 
-    Yields events, and last the :class:`Recovery` that was carried out (none
+    Returns the :class:`Recovery` that was carried out (action ``none``
     when there was nothing to do).
     """
     journal = Journal.load(ctx.journal_path)
     view = await observe(ctx)
     plan = plan_recovery(journal, serving=view.serving)
     if plan.action == "none":
-        yield plan
-        return
+        return plan
     assert journal is not None
     if plan.action == "running":
         raise OpFailed(f"cannot recover: {plan.explanation}", step="recover")
-    yield ev.warn("recover", plan.explanation, recovery=plan.as_dict())
+    progress.warn("recover", plan.explanation, recovery=plan.as_dict())
 
     restore_state = journal.get("restore")
     if isinstance(restore_state, dict) and restore_state.get("phase") not in (None, "done"):
-        async for item in recover_restore(ctx, restore_state, ev):
-            yield item
+        await recover_restore(ctx, restore_state, progress)
 
     target = plan.traffic
     if target in ("blue", "green"):
@@ -71,12 +65,13 @@ async def recover(
             elif cv.state != "running":
                 await start_existing(ctx, target)
             assert version is not None
-            async for item in wait_healthy(ctx, target, version, ev, step="recover"):
-                yield item
+            await progress.relay(
+                wait_healthy(ctx, target, version, progress.emitter, step="recover")
+            )
         if plan.rewrite_nginx:
             assert version is not None
             await switch_traffic(ctx, target, version)
-            yield ev.ok("recover", f"traffic on {target} ({version})")
+            progress.ok("recover", f"traffic on {target} ({version})")
         else:
             set_active(ctx, target)
     if plan.stop and view.colours[plan.stop].state in (
@@ -86,15 +81,15 @@ async def recover(
         "paused",
     ):
         await stop_colour(ctx, plan.stop)
-        yield ev.ok("recover", f"stopped {plan.stop} (kept)")
+        progress.ok("recover", f"stopped {plan.stop} (kept)")
     if plan.restore_slot:
         colour, version = plan.restore_slot
         if await restore_slot(ctx, colour, version):
-            yield ev.ok(
+            progress.ok(
                 "recover", f"{colour}'s slot is back to {version} (stopped, ready for rollback)"
             )
         else:
-            yield ev.warn(
+            progress.warn(
                 "recover", f"image of {version} is gone: {colour}'s slot keeps what it has"
             )
 
@@ -132,5 +127,5 @@ async def recover(
             "serving_after": plan.traffic,
         },
     )
-    yield ev.ok("recover", f"recovered ({plan.action}): traffic on {plan.traffic}")
-    yield plan
+    progress.ok("recover", f"recovered ({plan.action}): traffic on {plan.traffic}")
+    return plan

@@ -16,18 +16,20 @@
 Then the runbook's rollback verification: the version reported through nginx,
 containers up, the schema version. The worker, when it followed the version
 being rolled back, moves back last: traffic never waits for it.
+
+Built like a deploy: steps from :mod:`console.core.ops.steps`, the journal
+and history line kept by :class:`~console.core.ops.lifecycle.OpRecord`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from console.core.models import OpEvent
-from console.core.ops.audit import read_jsonl, record_history
+from console.core.ops.audit import read_jsonl
 from console.core.ops.backend import (
     observe,
     restore_slot,
@@ -46,13 +48,15 @@ from console.core.ops.backup import (
 )
 from console.core.ops.context import OpContext, other_colour
 from console.core.ops.db import schema_revision
-from console.core.ops.deploy import _journal_identity, _move_worker, bake
 from console.core.ops.errors import BadInput, OpError, OpFailed
 from console.core.ops.events import Emitter
-from console.core.ops.journal import Journal, Recovery
+from console.core.ops.lifecycle import OpRecord
 from console.core.ops.proc import image_info
+from console.core.ops.progress import Progress, run_steps
 from console.core.ops.recovery import recover
 from console.core.ops.statefiles import read_deploy_env
+from console.core.ops.steps.bake import bake
+from console.core.ops.steps.worker import move_worker
 from console.core.ops.versions import image_ref, validate_version
 
 __all__ = ["backup_for_version", "run_rollback", "validate_rollback"]
@@ -137,16 +141,33 @@ async def run_rollback(
     verify_seconds: float = 3,
     **_: Any,
 ) -> AsyncIterator[OpEvent]:
-    ev = Emitter("rollback", ctx.redact)
-    t0 = time.monotonic()
-    plan: Recovery | None = None
-    async for item in recover(ctx, ev, op_id=op_id):
-        if isinstance(item, Recovery):
-            plan = item
-        else:
-            yield item
-    if plan is not None and plan.action != "none" and version is None and not restore_db:
-        yield ev.done(
+    body = partial(
+        _rollback,
+        ctx,
+        op_id=op_id,
+        version=version,
+        restore_db=restore_db,
+        backup_path=backup_path,
+        verify_seconds=verify_seconds,
+    )
+    async for event in run_steps(Emitter("rollback", ctx.redact), body):
+        yield event
+
+
+async def _rollback(
+    ctx: OpContext,
+    progress: Progress,
+    *,
+    op_id: str,
+    version: str | None,
+    restore_db: bool,
+    backup_path: str | None,
+    verify_seconds: float,
+) -> None:
+    record = OpRecord(ctx, "rollback", op_id)
+    plan = await recover(ctx, progress, op_id=op_id)
+    if plan.action != "none" and version is None and not restore_db:
+        progress.done(
             f"the interrupted operation was undone ({plan.action}); traffic on {plan.traffic}"
         )
         return
@@ -174,11 +195,11 @@ async def run_rollback(
                 step="prepare",
             )
     if target == from_version and not restore_db:
-        yield ev.done(f"{frm} already serves {target}; nothing to do")
+        progress.done(f"{frm} already serves {target}; nothing to do")
         return
     instant = idle.state != "missing" and idle.version == target
     warm = instant and idle.state == "running"
-    yield ev.info(
+    progress.info(
         "prepare",
         f"{frm} serves {from_version}; rolling back to {target} on {to}"
         + (
@@ -202,29 +223,21 @@ async def run_rollback(
     if target == from_version:
         # restore only
         to = frm
-    history: dict[str, Any] = {
-        "id": op_id,
-        "op": "rollback",
-        "strategy": "instant" if instant else "redeploy",
-        "version": target,
-        "from_version": from_version,
-        "colour": to,
-        "from_colour": frm,
-        "image": image_ref(ctx.image_repo, target),
-        "user": ctx.operator.user,
-        "ssh_client": ctx.operator.ssh_client,
-        "host": ctx.operator.host,
-        "started": datetime.now(UTC).isoformat(),
-        "backup_id": backup.id if backup else None,
-        "restore_db": restore_db,
-    }
+    strategy = "instant" if instant else "redeploy"
+    record.open(
+        strategy=strategy,
+        version=target,
+        from_version=from_version,
+        colour=to,
+        from_colour=frm,
+        image=image_ref(ctx.image_repo, target),
+        backup_id=backup.id if backup else None,
+        restore_db=restore_db,
+    )
     info = await image_info(ctx, image_ref(ctx.image_repo, target))
-    history["image_digest"] = info.get("Id") if info else None
-    journal = Journal.begin(
-        ctx.journal_path,
-        id=op_id,
-        op="rollback",
-        strategy=history["strategy"],
+    record.note(image_digest=info.get("Id") if info else None)
+    journal = record.begin_journal(
+        strategy=strategy,
         version=target,
         from_version=from_version,
         from_colour=frm,
@@ -232,96 +245,80 @@ async def run_rollback(
         to_prev_version=idle_version,
         after_switch="finalize",
         to_was_running=warm,
-        backup_id=history["backup_id"],
-        **_journal_identity(ctx),
+        backup_id=backup.id if backup else None,
     )
     step = "start"
     switched = False
     try:
         if to != frm:
-            journal.step(step)
+            record.step(step)
             if warm:
-                yield ev.info(step, f"{to} ({target}) is already running: checking its health")
+                progress.info(step, f"{to} ({target}) is already running: checking its health")
             elif instant:
-                yield ev.start(step, f"starting the existing {to} container ({target})")
+                progress.start(step, f"starting the existing {to} container ({target})")
                 await start_existing(ctx, to)
             else:
-                yield ev.start(step, f"starting {to} with {target}")
+                progress.start(step, f"starting {to} with {target}")
                 await start_colour(ctx, to, target)
             step = "wait-healthy"
-            journal.step(step)
-            async for item in wait_healthy(ctx, to, target, ev):
-                yield item
+            record.step(step)
+            await progress.relay(wait_healthy(ctx, to, target, progress.emitter))
             step = "switch"
-            journal.step(step, switch_started=True)
-            yield ev.start(step, f"switching nginx from {frm} to {to}")
+            record.step(step, switch_started=True)
+            progress.start(step, f"switching nginx from {frm} to {to}")
             await switch_traffic(ctx, to, target)
             switched = True
-            journal.update(switched=True)
-            yield ev.ok(
+            record.mark(switched=True)
+            progress.ok(
                 step,
                 f"traffic back on {to} ({target}): nginx serves it "
-                f"{time.monotonic() - t0:.1f} s after the rollback began",
+                f"{record.elapsed():.1f} s after the rollback began",
                 colour=to,
                 version=target,
-                seconds=round(time.monotonic() - t0, 2),
+                seconds=round(record.elapsed(), 2),
             )
         if restore_db and backup is not None:
             step = "restore-db"
-            journal.step(step)
-            async for item in restore_database(ctx, backup, ev, journal=journal):
-                yield item
+            record.step(step)
+            await restore_database(ctx, backup, progress, journal=journal)
         step = "verify"
-        journal.step(step)
-        async for item in bake(
+        record.step(step)
+        await bake(
             ctx,
             to,
             target,
-            ev,
+            progress,
             seconds=verify_seconds,
             max_p95_ms=ctx.max_p95_ms,
             max_error_rate=ctx.max_error_rate,
-        ):
-            yield item
+        )
         revision = await schema_revision(ctx)
-        history["schema_revision"] = revision
-        yield ev.ok(
+        record.note(schema_revision=revision)
+        progress.ok(
             "verify",
             f"version {target} reported through nginx; schema version {revision}",
             schema_revision=revision,
         )
-        journal.update(bake_passed=True)
-    except (asyncio.CancelledError, GeneratorExit):
-        journal.finish("failed", reason=f"cancelled at {step}")
-        history.update(
-            result="failed", reason=f"cancelled at {step}", finished=datetime.now(UTC).isoformat()
-        )
-        record_history(ctx.history_path, history)
+        record.mark(bake_passed=True)
+    except asyncio.CancelledError:
+        record.fail("failed", f"cancelled at {step}", timed=False)
         raise
     except Exception as exc:
         reason = ctx.redact(
             str(exc) if isinstance(exc, OpError) else f"{type(exc).__name__}: {exc}"
         )
-        yield ev.fail(step, reason)
+        progress.fail(step, reason)
         if not switched and to != frm and warm:
-            yield ev.info("rollback", f"{to} left running as it was; traffic stays on {frm}")
+            progress.info("rollback", f"{to} left running as it was; traffic stays on {frm}")
         elif not switched and to != frm:
             try:
                 await stop_colour(ctx, to)
                 if not instant and idle_version and idle_version != target:
                     await restore_slot(ctx, to, idle_version)
-                yield ev.ok("rollback", f"{to} stopped; traffic stays on {frm} ({from_version})")
+                progress.ok("rollback", f"{to} stopped; traffic stays on {frm} ({from_version})")
             except OpError as e2:
-                yield ev.warn("rollback", f"cleaning up {to}: {e2}")
-        journal.finish("failed", reason=reason)
-        history.update(
-            result="failed",
-            reason=f"{step}: {reason}",
-            failed_step=step,
-            finished=datetime.now(UTC).isoformat(),
-            duration_s=round(time.monotonic() - t0, 1),
-        )
-        record_history(ctx.history_path, history)
+                progress.warn("rollback", f"cleaning up {to}: {e2}")
+        record.fail("failed", reason, history_reason=f"{step}: {reason}", failed_step=step)
         serving_now = to if switched else frm
         raise OpFailed(
             f"rollback to {target} failed at {step}: {reason}. Traffic is on {serving_now}.",
@@ -329,24 +326,18 @@ async def run_rollback(
         ) from None
 
     if to != frm:
-        journal.step("stop-old")
+        record.step("stop-old")
         try:
             await stop_colour(ctx, frm)
-            yield ev.ok("stop-old", f"{frm} ({from_version}) stopped, kept for a roll-forward")
+            progress.ok("stop-old", f"{frm} ({from_version}) stopped, kept for a roll-forward")
         except OpError as exc:
-            yield ev.warn("stop-old", f"could not stop {frm}: {exc}")
+            progress.warn("stop-old", f"could not stop {frm}: {exc}")
     worker_version = read_deploy_env(ctx.deploy_env_path).get("WORKER_VERSION")
     if worker_version == from_version and worker_version != target:
         # the worker followed the version being rolled back: it goes back too
-        async for item in _move_worker(ctx, target, ev, ctx.health_timeout):
-            yield item
-    duration = time.monotonic() - t0
-    journal.finish("done", duration_s=round(duration, 1))
-    history.update(
-        result="ok", finished=datetime.now(UTC).isoformat(), duration_s=round(duration, 1)
-    )
-    record_history(ctx.history_path, history)
-    yield ev.done(
+        await move_worker(ctx, target, progress, ctx.health_timeout)
+    duration = record.succeed()
+    progress.done(
         f"rolled back to {target} on {to} in {duration:.1f} s"
         + (f"; database restored from {backup.id}" if backup else ""),
         version=target,

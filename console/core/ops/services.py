@@ -108,11 +108,13 @@ async def _wait(
     ev: Emitter,
     timeout_s: float,
 ) -> AsyncIterator[OpEvent]:
-    from console.core.ops.deploy import wait_service_healthy
+    from console.core.ops.progress import Progress, run_steps
+    from console.core.ops.steps.health import wait_service_healthy
 
-    async for item in wait_service_healthy(
-        ctx, service, ev, timeout_s=timeout_s, step="wait-healthy"
-    ):
+    async def wait(progress: Progress) -> None:
+        await wait_service_healthy(ctx, service, progress, timeout_s=timeout_s, step="wait-healthy")
+
+    async for item in run_steps(ev, wait):
         yield item
 
 

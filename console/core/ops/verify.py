@@ -18,6 +18,7 @@ from console.core.ops.context import OpContext
 from console.core.ops.errors import OpFailed
 from console.core.ops.events import Emitter
 from console.core.ops.http import Probe, client, probe
+from console.core.ops.progress import Progress, run_steps
 from console.core.ops.table import VerifyParams
 
 __all__ = ["Check", "run_verify", "smoke_colour"]
@@ -54,8 +55,9 @@ def _describe(p: Probe) -> str:
 
 
 async def _run_checks(
-    ctx: OpContext, ev: Emitter, prefix: str, checks: tuple[Check, ...], step: str
-) -> AsyncIterator[OpEvent | tuple[int, int]]:
+    ctx: OpContext, progress: Progress, prefix: str, checks: tuple[Check, ...], step: str
+) -> tuple[int, int]:
+    """Run ``checks`` under ``prefix``; returns (failed, warned)."""
     failed = warned = 0
     async with client(ctx, timeout_s=max(ctx.http_timeout, 10)) as http:
         for c in checks:
@@ -67,37 +69,32 @@ async def _run_checks(
                 "latency_ms": round(p.latency_ms, 1),
             }
             if p.ok and p.latency_ms <= c.slow_ms:
-                yield ev.ok(step, f"{c.name}: {_describe(p)}", **data)
+                progress.ok(step, f"{c.name}: {_describe(p)}", **data)
             elif p.ok:
                 warned += 1
-                yield ev.warn(
+                progress.warn(
                     step, f"{c.name}: slow, {_describe(p)} (threshold {c.slow_ms:g} ms)", **data
                 )
             elif c.required:
                 failed += 1
-                yield ev.fail(step, f"{c.name}: {_describe(p)}", **data)
+                progress.fail(step, f"{c.name}: {_describe(p)}", **data)
             else:
                 warned += 1
-                yield ev.warn(step, f"{c.name}: {_describe(p)} (not required)", **data)
-    yield failed, warned
+                progress.warn(step, f"{c.name}: {_describe(p)} (not required)", **data)
+    return failed, warned
 
 
 async def smoke_colour(
-    ctx: OpContext, colour: str, version: str, ev: Emitter, step: str = "smoke"
-) -> AsyncIterator[OpEvent]:
+    ctx: OpContext, colour: str, version: str, progress: Progress, step: str = "smoke"
+) -> None:
     """The smoke test of one colour straight through ``/direct/<colour>``."""
-    yield ev.start(step, f"smoke-testing {colour} directly (/direct/{colour}/...)")
-    failed = 0
-    async for item in _run_checks(ctx, ev, f"/direct/{colour}", SMOKE, step):
-        if isinstance(item, tuple):
-            failed = item[0]
-        else:
-            yield item
+    progress.start(step, f"smoke-testing {colour} directly (/direct/{colour}/...)")
+    failed, _warned = await _run_checks(ctx, progress, f"/direct/{colour}", SMOKE, step)
     if failed:
         raise OpFailed(
             f"smoke test of {colour} ({version}): {failed} required check(s) failed", step=step
         )
-    yield ev.ok(step, f"{colour} passed the smoke test")
+    progress.ok(step, f"{colour} passed the smoke test")
 
 
 async def run_verify(
@@ -108,99 +105,97 @@ async def run_verify(
     from console.core.ops.db import schema_revision
     from console.core.ops.proc import docker
 
-    ev = Emitter("verify", ctx.redact)
-    failed = warned = 0
-    async for item in _run_checks(ctx, ev, "", SMOKE, "health"):
-        if isinstance(item, tuple):
-            failed += item[0]
-            warned += item[1]
-        else:
-            yield item
+    async def body(progress: Progress) -> None:
+        failed, warned = await _run_checks(ctx, progress, "", SMOKE, "health")
 
-    async with client(ctx, timeout_s=max(ctx.http_timeout, 10)) as http:
-        p = await probe(http, "/api/health")
-        version = p.version
-        if expect_version and version != expect_version:
-            failed += 1
-            yield ev.fail("version", f"nginx serves {version}, expected {expect_version}")
-        elif version:
-            yield ev.ok(
-                "version", f"serving {version} ({p.colour})", version=version, colour=p.colour
-            )
+        async with client(ctx, timeout_s=max(ctx.http_timeout, 10)) as http:
+            p = await probe(http, "/api/health")
+            version = p.version
+            if expect_version and version != expect_version:
+                failed += 1
+                progress.fail("version", f"nginx serves {version}, expected {expect_version}")
+            elif version:
+                progress.ok(
+                    "version", f"serving {version} ({p.colour})", version=version, colour=p.colour
+                )
+
+            if level == "full":
+                user = ctx.env.get("TEST_USERNAME") or "test"
+                password = ctx.env.get("TEST_PASSWORD")
+                if password:
+                    p = await probe(
+                        http,
+                        "/api/auth/login",
+                        method="POST",
+                        json_body={"username": user, "password": password},
+                    )
+                    token_ok = isinstance(p.body, dict) and any(
+                        k in p.body for k in ("access_token", "token")
+                    )
+                    if p.ok and token_ok:
+                        progress.ok("login", f"login as {user}: {p.describe()}, token issued")
+                    else:
+                        failed += 1
+                        progress.fail("login", f"login as {user}: {p.describe()}")
+                else:
+                    warned += 1
+                    progress.warn("login", "TEST_PASSWORD is not in .env: login not tested")
+                for name, path, field in (
+                    ("cost", "/api/metrics/cost", "daily_projection"),
+                    ("api-usage", "/api/metrics/api-usage", None),
+                    ("cache-metrics", "/api/metrics/cache", "hit_rate"),
+                ):
+                    p = await probe(http, path)
+                    if p.ok and (field is None or (isinstance(p.body, dict) and field in p.body)):
+                        value = p.body.get(field) if field and isinstance(p.body, dict) else None
+                        progress.ok(
+                            name,
+                            f"{path}: {p.describe()}" + (f", {field} {value}" if field else ""),
+                        )
+                    else:
+                        failed += 1
+                        progress.fail(
+                            name, f"{path}: {p.describe()}" + (f" (no {field})" if p.ok else "")
+                        )
 
         if level == "full":
-            user = ctx.env.get("TEST_USERNAME") or "test"
-            password = ctx.env.get("TEST_PASSWORD")
-            if password:
-                p = await probe(
-                    http,
-                    "/api/auth/login",
-                    method="POST",
-                    json_body={"username": user, "password": password},
-                )
-                token_ok = isinstance(p.body, dict) and any(
-                    k in p.body for k in ("access_token", "token")
-                )
-                if p.ok and token_ok:
-                    yield ev.ok("login", f"login as {user}: {p.describe()}, token issued")
+            r = await docker(
+                ctx,
+                "ps",
+                "-a",
+                "--filter",
+                f"label=com.docker.compose.project={ctx.stack}",
+                "--format",
+                "{{.Names}}\t{{.State}}\t{{.Status}}",
+                timeout_s=30,
+            )
+            view = await observe(ctx)
+            idle_name = ctx.container(f"backend_{view.idle}") if view.idle else None
+            for line in sorted(r.stdout.splitlines()):
+                name, state, status = [*line.split("\t"), "", ""][:3]
+                if state == "running" and "unhealthy" not in status:
+                    kept = " (idle colour, warm rollback target)" if name == idle_name else ""
+                    progress.ok("containers", f"{name}: {status}{kept}")
+                elif name == idle_name and state in ("exited", "created"):
+                    progress.info("containers", f"{name}: {state} (idle colour, kept for rollback)")
+                elif name == ctx.container("worker") and state in ("exited", "created"):
+                    warned += 1
+                    progress.warn("containers", f"{name}: {state} (worker scaled to 0?)")
                 else:
                     failed += 1
-                    yield ev.fail("login", f"login as {user}: {p.describe()}")
-            else:
-                warned += 1
-                yield ev.warn("login", "TEST_PASSWORD is not in .env: login not tested")
-            for name, path, field in (
-                ("cost", "/api/metrics/cost", "daily_projection"),
-                ("api-usage", "/api/metrics/api-usage", None),
-                ("cache-metrics", "/api/metrics/cache", "hit_rate"),
-            ):
-                p = await probe(http, path)
-                if p.ok and (field is None or (isinstance(p.body, dict) and field in p.body)):
-                    value = p.body.get(field) if field and isinstance(p.body, dict) else None
-                    yield ev.ok(
-                        name, f"{path}: {p.describe()}" + (f", {field} {value}" if field else "")
-                    )
-                else:
-                    failed += 1
-                    yield ev.fail(
-                        name, f"{path}: {p.describe()}" + (f" (no {field})" if p.ok else "")
-                    )
-
-    if level == "full":
-        r = await docker(
-            ctx,
-            "ps",
-            "-a",
-            "--filter",
-            f"label=com.docker.compose.project={ctx.stack}",
-            "--format",
-            "{{.Names}}\t{{.State}}\t{{.Status}}",
-            timeout_s=30,
-        )
-        view = await observe(ctx)
-        idle_name = ctx.container(f"backend_{view.idle}") if view.idle else None
-        for line in sorted(r.stdout.splitlines()):
-            name, state, status = [*line.split("\t"), "", ""][:3]
-            if state == "running" and "unhealthy" not in status:
-                kept = " (idle colour, warm rollback target)" if name == idle_name else ""
-                yield ev.ok("containers", f"{name}: {status}{kept}")
-            elif name == idle_name and state in ("exited", "created"):
-                yield ev.info("containers", f"{name}: {state} (idle colour, kept for rollback)")
-            elif name == ctx.container("worker") and state in ("exited", "created"):
-                warned += 1
-                yield ev.warn("containers", f"{name}: {state} (worker scaled to 0?)")
+                    progress.fail("containers", f"{name}: {state} {status}")
+            revision = await schema_revision(ctx)
+            if revision:
+                progress.ok("schema", f"schema version {revision}", schema_revision=revision)
             else:
                 failed += 1
-                yield ev.fail("containers", f"{name}: {state} {status}")
-        revision = await schema_revision(ctx)
-        if revision:
-            yield ev.ok("schema", f"schema version {revision}", schema_revision=revision)
-        else:
-            failed += 1
-            yield ev.fail("schema", "cannot read the schema version (alembic_version)")
+                progress.fail("schema", "cannot read the schema version (alembic_version)")
 
-    if failed:
-        raise OpFailed(
-            f"verification failed: {failed} check(s) failed, {warned} warning(s)", step="verify"
-        )
-    yield ev.done(f"verification passed ({warned} warning(s))", warnings=warned)
+        if failed:
+            raise OpFailed(
+                f"verification failed: {failed} check(s) failed, {warned} warning(s)", step="verify"
+            )
+        progress.done(f"verification passed ({warned} warning(s))", warnings=warned)
+
+    async for event in run_steps(Emitter("verify", ctx.redact), body):
+        yield event

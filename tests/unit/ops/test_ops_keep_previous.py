@@ -12,8 +12,8 @@ import pytest
 
 from console.core.config import Settings
 from console.core.ops.context import OpContext
-from console.core.ops.deploy import WORKER_HEARTBEAT_MAX_AGE_S, heartbeat_verdict
 from console.core.ops.status import _summary
+from console.core.ops.steps.worker import WORKER_HEARTBEAT_MAX_AGE_S, heartbeat_verdict
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,132 @@
+"""The backend image of a version: selected when it exists, else built
+(from the git tag of that name, or with ``--build`` from this checkout)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from console.core.ops.context import OpContext
+from console.core.ops.errors import BadInput, OpFailed
+from console.core.ops.proc import docker, image_info
+from console.core.ops.proc import run as run_command
+from console.core.ops.progress import Progress
+from console.core.ops.versions import image_ref
+
+__all__ = [
+    "BASE_IMAGE_LABEL",
+    "ensure_image",
+    "git_tag_exists",
+    "known_versions",
+    "stack_base_image",
+]
+
+BASE_IMAGE_LABEL = "com.investment.base-image"
+"""Label scripts/images.sh puts on every image: the base it was built from."""
+
+
+async def known_versions(ctx: OpContext) -> list[str]:
+    r = await docker(
+        ctx, "image", "ls", ctx.image_repo, "--format", "{{.Tag}}", timeout_s=30, check=False
+    )
+    return sorted({t for t in r.stdout.split() if t and t != "<none>"})
+
+
+async def stack_base_image(ctx: OpContext) -> str | None:
+    """The base the stack's backend images were built from (their label), so
+    a version built by the engine shares the base of the ones images.sh made;
+    None when no image carries the label (the Dockerfile's default applies)."""
+    for tag in reversed(await known_versions(ctx)):
+        info = await image_info(ctx, image_ref(ctx.image_repo, tag))
+        base = ((info or {}).get("Config") or {}).get("Labels", {}) or {}
+        if base.get(BASE_IMAGE_LABEL):
+            return str(base[BASE_IMAGE_LABEL])
+    return None
+
+
+async def git_tag_exists(ctx: OpContext, version: str) -> bool:
+    if not (ctx.repo / ".git").exists():
+        return False
+    r = await run_command(
+        ["git", "-C", str(ctx.repo), "rev-parse", "-q", "--verify", f"refs/tags/{version}"],
+        check=False,
+        timeout_s=15,
+    )
+    return r.ok
+
+
+async def ensure_image(
+    ctx: OpContext, version: str, build: bool, progress: Progress
+) -> dict[str, Any]:
+    """Select or build the image; returns its inspect data."""
+    ref = image_ref(ctx.image_repo, version)
+    info = await image_info(ctx, ref)
+    if info is not None:
+        progress.ok(
+            "image",
+            f"using {ref} ({str(info.get('Id', ''))[7:19]})",
+            image=ref,
+            digest=info.get("Id"),
+        )
+        return info
+    dockerfile = "compose/images/backend/Dockerfile"
+    common = [
+        "build",
+        "--network",
+        "host",
+        "-q",
+        "--build-arg",
+        f"APP_VERSION={version}",
+        "--label",
+        "com.investment.built-by=stackdeck",
+        "-t",
+        ref,
+    ]
+    base = await stack_base_image(ctx)
+    if base:
+        common += ["--build-arg", f"BASE_IMAGE={base}", "--label", f"{BASE_IMAGE_LABEL}={base}"]
+    env = {"DOCKER_BUILDKIT": "0"}
+    if await git_tag_exists(ctx, version):
+        progress.start("image", f"building {ref} from git tag {version}")
+        with tempfile.TemporaryDirectory(prefix="stackdeck-build-") as tmp:
+            tar = Path(tmp) / "context.tar"
+            await run_command(
+                ["git", "-C", str(ctx.repo), "archive", "--format=tar", "-o", str(tar), version],
+                timeout_s=120,
+                what="git archive",
+            )
+            await docker(
+                ctx,
+                *common,
+                "-f",
+                dockerfile,
+                "-",
+                stdin_path=tar,
+                timeout_s=1800,
+                env_extra=env,
+                what=f"docker build {ref}",
+            )
+    elif build:
+        progress.start("image", f"building {ref} from this checkout ({ctx.repo})")
+        await docker(
+            ctx,
+            *common,
+            "-f",
+            str(ctx.repo / dockerfile),
+            str(ctx.repo),
+            timeout_s=1800,
+            env_extra=env,
+            what=f"docker build {ref}",
+        )
+    else:
+        raise BadInput(
+            f"unknown version {version}: no image {ref}; add --build to build it", field="version"
+        )
+    info = await image_info(ctx, ref)
+    if info is None:
+        raise OpFailed(f"docker build reported success but {ref} does not exist", step="image")
+    progress.ok(
+        "image", f"built {ref} ({str(info.get('Id', ''))[7:19]})", image=ref, digest=info.get("Id")
+    )
+    return info
