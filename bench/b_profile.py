@@ -156,11 +156,12 @@ _TUI_MODULES = [
     "console.ui.app",
     "console.core.monitor",
     "console.core.sources.cost",
-    "console.core.sources.engine",
+    "console.core.sources.docker.containers",
+    "console.core.sources.docker.events",
+    "console.core.sources.docker.stats",
     "console.core.sources.health",
     "console.core.sources.postgres",
     "console.core.sources.redis_quota",
-    "console.core.sources.stats",
     "docker",
 ]
 

@@ -1,6 +1,6 @@
 """Stats freshness: how long until fresh stats of every container of the
 project are on hand, with the console's own stats source
-(``console.core.sources.stats.StatsSource``: one streaming connection per
+(``console.core.sources.docker.stats.StatsSource``: one streaming connection per
 container) against ``docker stats --no-stream`` and against the naive SDK
 poll (``container.stats(stream=False)`` one container after the other), at
 each container count.
@@ -27,8 +27,8 @@ from bench.common import Stack, console_settings, log, median, rnd, row, run, sa
 
 
 async def _console(stack: Stack, expected: int, steady_seconds: float) -> dict[str, Any]:
-    from console.core.sources.engine import DockerHandle
-    from console.core.sources.stats import StatsSource
+    from console.core.sources.docker.handle import DockerHandle
+    from console.core.sources.docker.stats import StatsSource
 
     settings = console_settings(stack)
     handle = DockerHandle(settings)

@@ -58,11 +58,13 @@ SINK_TIMEOUT = 5.0
 def default_sources(settings: Settings, *, clock: Clock = utcnow) -> list[Source]:
     """Every source of the bundled stack, sharing one docker client."""
     from console.core.sources.cost import CostSource
-    from console.core.sources.engine import ContainersSource, DockerHandle, EventsSource
+    from console.core.sources.docker.containers import ContainersSource
+    from console.core.sources.docker.events import EventsSource
+    from console.core.sources.docker.handle import DockerHandle
+    from console.core.sources.docker.stats import StatsSource
     from console.core.sources.health import HealthSource
     from console.core.sources.postgres import PostgresSource
     from console.core.sources.redis_quota import QuotaSource
-    from console.core.sources.stats import StatsSource
 
     handle = DockerHandle(settings)
     return [
@@ -179,7 +181,7 @@ class Monitor:
     # --- internals ----------------------------------------------------------------------
 
     def _wire_events(self) -> None:
-        from console.core.sources.engine import EventsSource
+        from console.core.sources.docker.events import EventsSource
 
         for src in self.sources:
             if isinstance(src, EventsSource):
@@ -196,7 +198,7 @@ class Monitor:
             pass  # loop closed
 
     def _after_engine_event(self) -> None:
-        from console.core.sources.stats import StatsSource
+        from console.core.sources.docker.stats import StatsSource
 
         for src in self.sources:
             if isinstance(src, StatsSource):

@@ -16,17 +16,15 @@ from console.core.ops.errors import OpFailed
 from console.core.ops.events import Emitter
 from console.core.ops.http import client, probe
 from console.core.ops.nginx import read_active, switch_to
-from console.core.ops.proc import (
-    compose,
-    container_health,
-    container_version,
-    docker,
-    image_info,
-    inspect_container,
-    last_health_log,
-)
+from console.core.ops.proc import compose, docker, image_info, inspect_container
 from console.core.ops.statefiles import read_deploy_env, update_deploy_env
 from console.core.ops.versions import image_ref
+from console.core.sources.docker.inspect import (
+    container_health,
+    container_version,
+    exit_code_of,
+    last_health_log,
+)
 
 __all__ = [
     "ColourView",
@@ -167,7 +165,7 @@ async def wait_healthy(
             if state in ("missing", "exited", "dead"):
                 raise OpFailed(
                     f"{colour} ({version}) is {state}"
-                    + (f" (exit code {info['State'].get('ExitCode')})" if info else "")
+                    + (f" (exit code {exit_code_of(info)})" if info else "")
                     + f"; see `docker logs {name}`",
                     step=step,
                 )

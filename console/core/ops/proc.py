@@ -20,10 +20,15 @@ from typing import Any
 from console.core.ops.context import OpContext
 from console.core.ops.errors import OpFailed
 
+# The parsers of inspect output live with the sources (one reading of
+# ``docker inspect`` for the whole console); re-exported here, outside
+# __all__, only for deploy.py, which still imports them from proc.
+from console.core.sources.docker.inspect import container_health as container_health
+from console.core.sources.docker.inspect import last_health_log as last_health_log
+
 __all__ = [
     "Result",
     "compose",
-    "container_health",
     "docker",
     "docker_exec",
     "image_info",
@@ -181,41 +186,6 @@ async def inspect_container(ctx: OpContext, name: str) -> dict[str, Any] | None:
         raise OpFailed(f"docker inspect {name} failed: {r.tail()}")
     data = json.loads(r.stdout)
     return data[0] if data else None
-
-
-def container_health(info: dict[str, Any] | None) -> tuple[str, str | None]:
-    """``(state, health)`` of an inspected container: ``("missing", None)``,
-    ``("running", "healthy")``, ``("exited", None)``..."""
-    if not info:
-        return "missing", None
-    state = info.get("State", {})
-    health = (state.get("Health") or {}).get("Status")
-    return str(state.get("Status", "unknown")), health
-
-
-def container_version(info: dict[str, Any] | None) -> str | None:
-    """The app version of a backend container (label, else APP_VERSION env)."""
-    if not info:
-        return None
-    labels = (info.get("Config") or {}).get("Labels") or {}
-    if labels.get("com.investment.version"):
-        return str(labels["com.investment.version"])
-    for item in (info.get("Config") or {}).get("Env") or []:
-        if item.startswith("APP_VERSION="):
-            return str(item.split("=", 1)[1])
-    return None
-
-
-def last_health_log(info: dict[str, Any] | None) -> str | None:
-    """Output of the last health probe (why a container is unhealthy)."""
-    if not info:
-        return None
-    logs = ((info.get("State") or {}).get("Health") or {}).get("Log") or []
-    if not logs:
-        return None
-    last = logs[-1]
-    out = str(last.get("Output", "")).strip()
-    return f"exit {last.get('ExitCode')}" + (f": {out[:200]}" if out else "")
 
 
 async def image_info(ctx: OpContext, ref: str) -> dict[str, Any] | None:

@@ -15,8 +15,9 @@ from console.core.models import OpEvent
 from console.core.ops.context import SERVICES, OpContext
 from console.core.ops.errors import BadInput, OpFailed
 from console.core.ops.events import Emitter
-from console.core.ops.proc import compose, container_health, inspect_container
+from console.core.ops.proc import compose, inspect_container
 from console.core.ops.table import RestartParams, ScaleParams
+from console.core.sources.docker.inspect import container_health
 
 __all__ = [
     "parse_scale",

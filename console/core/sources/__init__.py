@@ -3,9 +3,9 @@
 ========================  ===========  =========================================
 module                    sink kind    backend
 ========================  ===========  =========================================
-:mod:`.engine`            containers,  Docker engine (docker SDK, threads):
-                          events       containers, serving colour, events, logs
-:mod:`.stats`             stats        Docker stats streams, one per container
+:mod:`.docker`            containers,  Docker engine (docker SDK, threads):
+                          events,      containers, serving colour, events,
+                          stats        stats streams, logs
 :mod:`.health`            health       nginx and each colour (httpx), /metrics
 :mod:`.postgres`          database     PostgreSQL (asyncpg)
 :mod:`.redis_quota`       quotas       the quota ledger in Redis (redis.asyncio)

@@ -28,11 +28,14 @@ from console.core.config import Settings
 from console.core.models import DatabaseSnapshot, SourceState
 from console.core.monitor import Monitor
 from console.core.sources.cost import CostSource
-from console.core.sources.engine import ContainersSource, DockerHandle, EventsSource, follow_logs
+from console.core.sources.docker.containers import ContainersSource
+from console.core.sources.docker.events import EventsSource
+from console.core.sources.docker.handle import DockerHandle
+from console.core.sources.docker.logs import follow_logs
+from console.core.sources.docker.stats import StatsSource
 from console.core.sources.health import HEALTH_PATHS, HealthSource
 from console.core.sources.postgres import PostgresSource
 from console.core.sources.redis_quota import QuotaSource
-from console.core.sources.stats import StatsSource
 from platform_services.providers import keys
 from tests.conftest import base_image
 
@@ -223,6 +226,31 @@ async def test_logs_tail_and_follow(stack: Any, handle: DockerHandle) -> None:
                 break
     await asyncio.wait_for(task, timeout=DEADLINE)
     assert found and marker in found[0]
+
+
+async def test_a_log_follower_stops_reading_as_soon_as_it_is_closed(
+    stack: Any, handle: DockerHandle
+) -> None:
+    """Closing the follower shuts its connection down: the reading thread, blocked
+    on a log that will not move for minutes, ends at once (not with the container)."""
+    name = f"{stack.name}-quiet-{uuid.uuid4().hex[:6]}"
+    docker(
+        "run", "-d", "--rm", "--name", name, base_image(), "sh", "-c", "echo ready; exec sleep 300"
+    )
+    try:
+        lines = follow_logs(name, tail=10, handle=handle)
+        first = await asyncio.wait_for(anext(lines), timeout=DEADLINE)
+        assert (first.container, first.text) == (name, "ready")
+        assert first.at is not None
+        await lines.aclose()
+
+        def reader_gone() -> bool:
+            return not [t for t in threading.enumerate() if t.name == f"stackdeck-logs-{name}"]
+
+        await eventually(reader_gone)
+        assert docker("inspect", "-f", "{{.State.Running}}", name).strip() == "true"
+    finally:
+        docker("rm", "-f", name)
 
 
 # --- stats ------------------------------------------------------------------------------

@@ -7,16 +7,10 @@ import struct
 import tarfile
 from datetime import UTC, datetime
 
-from console.core.sources.engine import (
-    _demux,
-    container_info,
-    engine_event,
-    parse_active_colour,
-    parse_docker_time,
-    parse_log_line,
-    read_tar_member,
-    split_image,
-)
+from console.core.sources.docker.containers import parse_active_colour, read_tar_member
+from console.core.sources.docker.events import engine_event
+from console.core.sources.docker.inspect import container_info, parse_docker_time, split_image
+from console.core.sources.docker.logs import _demux, parse_log_line
 
 INSPECT = {
     "Id": "0123456789abcdef" * 4,
@@ -169,7 +163,7 @@ def test_log_lines_and_demux() -> None:
 
 def test_docker_errors_read_well() -> None:
     from console.core.errors import SourceError
-    from console.core.sources.engine import describe_docker_error
+    from console.core.sources.docker.handle import describe_docker_error
 
     class APIError(Exception):
         status_code = 404
@@ -215,7 +209,7 @@ class _Handle:
 
 def test_containers_are_inspected_again_only_when_their_list_entry_changes() -> None:
     from console.core.config import Settings
-    from console.core.sources.engine import ContainersSource
+    from console.core.sources.docker.containers import ContainersSource
 
     api = _CountingApi()
     first = dict(INSPECT, Id="a" * 64)

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from console.core.sources.stats import (
+from console.core.sources.docker.inspect import cpu_limit_of
+from console.core.sources.docker.stats import (
     blkio_totals,
-    cpu_limit_of,
     cpu_percent,
     derive_stats,
     memory_limit,

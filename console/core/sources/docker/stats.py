@@ -16,6 +16,7 @@ v2 samples.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 from collections import deque
@@ -28,13 +29,18 @@ from console.core.config import Settings
 from console.core.errors import SourceError
 from console.core.models import ContainerStats, StatsSnapshot
 from console.core.sources.base import Clock, Source, utcnow
-from console.core.sources.engine import (
+from console.core.sources.docker.handle import DockerHandle, describe_docker_error
+from console.core.sources.docker.inspect import (
     PROJECT_LABEL,
     SERVICE_LABEL,
-    DockerHandle,
-    describe_docker_error,
+    cpu_limit_of,
     parse_docker_time,
-    shutdown_response,
+)
+from console.core.sources.docker.stream import (
+    ResponseStream,
+    Stream,
+    StreamThread,
+    request_stream,
 )
 
 __all__ = [
@@ -223,19 +229,20 @@ def derive_stats(
     )
 
 
-def cpu_limit_of(inspect: Mapping[str, Any]) -> float | None:
-    """CPUs a container may use from ``HostConfig`` (NanoCpus or quota/period)."""
-    host = inspect.get("HostConfig") or {}
-    nano = host.get("NanoCpus") or 0
-    if nano:
-        return nano / 1e9
-    quota, period = host.get("CpuQuota") or 0, host.get("CpuPeriod") or 0
-    if quota > 0 and period > 0:
-        return quota / period
-    return None
-
-
 # --- one stream ----------------------------------------------------------------------
+
+
+def open_stats(api: Any, container_id: str) -> Stream[Mapping[str, Any]]:
+    """``/containers/{id}/stats?stream=1``, decoded: a sample about every second.
+
+    Not ``APIClient.stats``: it returns a bare generator over a response it
+    keeps to itself, so another thread could not close it (see
+    :func:`~.stream.request_stream`).
+    """
+    from docker.utils.json_stream import json_stream
+
+    response = request_stream(api, "/containers/{0}/stats", container_id, params={"stream": True})
+    return ResponseStream(json_stream(response.iter_content(chunk_size=None)), response)
 
 
 @dataclass
@@ -247,9 +254,7 @@ class _Stream:
     service: str
     cpu_limit: float | None
     history: int
-    thread: threading.Thread | None = None
-    response: Any = None
-    stop: threading.Event = field(default_factory=threading.Event)
+    reader: StreamThread[Mapping[str, Any]] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     latest: ContainerStats | None = None
     last_sample: Sample | None = None
@@ -258,7 +263,6 @@ class _Stream:
     """Monotonic times of complete samples (CPU known), for refresh timing."""
     cpu_hist: deque[float] = field(init=False)
     mem_hist: deque[float] = field(init=False)
-    error: BaseException | None = None
 
     def __post_init__(self) -> None:
         self.cpu_hist = deque(maxlen=self.history)
@@ -306,13 +310,12 @@ class _Stream:
         return None
 
     def close(self) -> None:
-        self.stop.set()
-        if self.response is not None:
-            shutdown_response(self.response)
+        if self.reader is not None:
+            self.reader.close()
 
     @property
     def alive(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
+        return self.reader is not None and self.reader.alive
 
 
 class StatsSource(Source):
@@ -381,31 +384,17 @@ class StatsSource(Source):
                 cpu_limit=limit,
                 history=self.settings.stats_history,
             )
-            stream.thread = threading.Thread(
-                target=self._run_stream, args=(stream,), name=f"stackdeck-stats-{name}", daemon=True
+            stream.reader = StreamThread(
+                functools.partial(open_stats, api, cid),
+                functools.partial(self._on_sample, stream),
+                name=f"stackdeck-stats-{name}",
             )
             self._streams[cid] = stream
-            stream.thread.start()
+            stream.reader.start()
         self._last_list = time.monotonic()
 
-    def _run_stream(self, stream: _Stream) -> None:
-        try:
-            api = self.handle.api
-            response = api._get(
-                api._url("/containers/{0}/stats", stream.id), params={"stream": True}, stream=True
-            )
-            api._raise_for_status(response)
-            stream.response = response
-            if stream.stop.is_set():
-                shutdown_response(response)
-                return
-            for raw in api._stream_helper(response, decode=True):
-                if stream.stop.is_set():
-                    break
-                stream.on_raw(raw, self._host_mem)
-        except BaseException as exc:
-            if not stream.stop.is_set():
-                stream.error = exc
+    def _on_sample(self, stream: _Stream, raw: Mapping[str, Any]) -> None:
+        stream.on_raw(raw, self._host_mem)
 
     def _refresh_timing(self, now: float) -> None:
         """Close the current refresh cycle once every stream has delivered a
@@ -475,12 +464,12 @@ class StatsSource(Source):
         self._streams.clear()
         for stream in streams:
             stream.close()
-        threads = [s.thread for s in streams if s.thread is not None]
+        readers = [s.reader for s in streams if s.reader is not None]
 
         def join_all() -> None:
             deadline = time.monotonic() + 2.0
-            for thread in threads:
-                thread.join(max(0.0, deadline - time.monotonic()))
+            for reader in readers:
+                reader.join(max(0.0, deadline - time.monotonic()))
 
-        if threads:
+        if readers:
             await asyncio.to_thread(join_all)

@@ -1,0 +1,145 @@
+"""Every container of the compose project, and the colour nginx serves."""
+
+from __future__ import annotations
+
+import io
+import re
+import tarfile
+from typing import Any
+
+from console.core.config import Settings
+from console.core.errors import SourceError
+from console.core.models import ContainerInfo, ContainersSnapshot
+from console.core.sources.base import Clock, Source, utcnow
+from console.core.sources.docker.handle import DockerHandle, describe_docker_error
+from console.core.sources.docker.inspect import PROJECT_LABEL, container_info
+
+__all__ = ["ACTIVE_CONF", "ContainersSource", "parse_active_colour", "read_tar_member"]
+
+ACTIVE_CONF = "/etc/nginx/upstream/active.conf"
+
+_COLOUR_RE = re.compile(r"\$active_backend\s+backend_(blue|green)\s*;")
+
+
+def parse_active_colour(text: str) -> str | None:
+    """Colour from nginx's ``set $active_backend backend_green;`` (None if absent)."""
+    for line in text.splitlines():
+        if line.strip().startswith("#"):
+            continue
+        match = _COLOUR_RE.search(line)
+        if match:
+            return match.group(1)
+    return None
+
+
+def read_tar_member(data: bytes) -> str:
+    """Text of the first regular file in a tar archive (``get_archive`` output)."""
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        for member in tar.getmembers():
+            if member.isfile():
+                fh = tar.extractfile(member)
+                if fh is not None:
+                    return fh.read().decode("utf-8", "replace")
+    return ""
+
+
+class ContainersSource(Source):
+    """Every container of the compose project, and the colour nginx serves."""
+
+    name = "engine"
+    kind = "containers"
+
+    def __init__(self, settings: Settings, handle: DockerHandle, *, clock: Clock = utcnow) -> None:
+        super().__init__(settings, clock=clock)
+        self.handle = handle
+        self._inspected: dict[str, tuple[tuple[Any, ...], ContainerInfo]] = {}
+        """Container id -> (what the list said of it, its info): a container
+        whose list entry did not change is not inspected again."""
+
+    @property
+    def interval(self) -> float:
+        return self.settings.refresh.containers
+
+    @staticmethod
+    def _list_key(item: dict[str, Any]) -> tuple[Any, ...]:
+        # Status ("Up 13 minutes (healthy)") changes with the state, the health,
+        # a restart (the uptime starts over) and once a minute anyway.
+        return (item.get("State"), item.get("Status"), item.get("Image"), item.get("Created"))
+
+    def _info(self, api: Any, item: dict[str, Any]) -> ContainerInfo | None:
+        container_id = str(item["Id"])
+        key = self._list_key(item)
+        cached = self._inspected.get(container_id)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        try:
+            inspect = api.inspect_container(container_id)
+        except Exception as exc:  # removed between list and inspect
+            if getattr(exc, "status_code", None) == 404:
+                return None
+            raise
+        info = container_info(inspect)
+        self._inspected[container_id] = (key, info)
+        return info
+
+    def _collect(self) -> ContainersSnapshot:
+        api = self.handle.api
+        try:
+            version = self.handle.version().get("Version")
+        except Exception:
+            self.handle.forget_cache()
+            raise
+        listed = api.containers(
+            all=True, filters={"label": f"{PROJECT_LABEL}={self.settings.project}"}
+        )
+        infos: list[ContainerInfo] = []
+        nginx_id: str | None = None
+        for item in listed:
+            info = self._info(api, item)
+            if info is None:
+                continue
+            infos.append(info)
+            if info.service == "nginx" and info.state == "running":
+                nginx_id = str(item["Id"])
+        listed_ids = {str(item["Id"]) for item in listed}
+        for gone in set(self._inspected) - listed_ids:
+            del self._inspected[gone]
+        serving = self._serving_colour(api, nginx_id) if nginx_id else None
+        infos.sort(key=lambda c: (_SERVICE_ORDER.get(c.service, 99), c.service, c.name))
+        return ContainersSnapshot(
+            taken_at=self.clock(),
+            project=self.settings.project,
+            containers=infos,
+            serving_colour=serving,  # type: ignore[arg-type]
+            engine_version=version,
+        )
+
+    @staticmethod
+    def _serving_colour(api: Any, nginx_id: str) -> str | None:
+        """Read active.conf out of the nginx container (get_archive: no exec,
+        no process in the container)."""
+        try:
+            stream, _stat = api.get_archive(nginx_id, ACTIVE_CONF)
+            data = b"".join(stream)
+        except Exception:
+            return None
+        return parse_active_colour(read_tar_member(data))
+
+    async def poll(self) -> ContainersSnapshot:
+        try:
+            return await self.handle.call(
+                self._collect, deadline=self.poll_timeout, what="list containers"
+            )
+        except Exception as exc:
+            raise SourceError("engine", describe_docker_error(exc)) from None
+
+
+_SERVICE_ORDER = {
+    "nginx": 0,
+    "backend_blue": 1,
+    "backend_green": 2,
+    "worker": 3,
+    "db": 4,
+    "redis": 5,
+    "market-sim": 6,
+}
