@@ -147,13 +147,13 @@ def _default_ops_runner(name: str, ctx: Any, params: OpParams) -> AsyncIterator[
 
 
 async def _default_version_lister(ctx: Any) -> list[str]:
-    from console.core.ops.deploy import known_versions
+    from console.core.ops.steps.images import deployable_versions
 
-    return await known_versions(ctx)
+    return await deployable_versions(ctx)
 
 
 def _default_log_follower(settings: Settings, container: str, tail: int) -> AsyncIterator[LogLine]:
-    from console.core.sources.engine import follow_logs
+    from console.core.sources.docker.logs import follow_logs
 
     return follow_logs(container, tail=tail, settings=settings)
 
@@ -503,7 +503,7 @@ def create_app(
     - ``clock()``: timezone-aware now; the header clock and every age use it.
     - ``ops_runner(name, ctx, **params)``: default ``console.core.ops.run_op``.
     - ``log_follower(settings, container, tail)``: default the engine's ``follow_logs``.
-    - ``version_lister(ctx)``: the deploy form's versions (default: the images).
+    - ``version_lister(ctx)``: the deploy form's versions (default: images and git tags).
     - ``hostname``: shown in the header (default: this machine's name).
     - ``preload``: import plotext in a thread after the first frame (charts
       draw sparklines until then) and freeze the long-lived objects out of

@@ -56,7 +56,7 @@ from console.core.ops.events import Emitter
 from console.core.ops.journal import Journal
 from console.core.ops.lifecycle import OpRecord
 from console.core.ops.migrate import upgrade
-from console.core.ops.proc import compose, container_health, image_info, inspect_container
+from console.core.ops.proc import compose, image_info, inspect_container
 from console.core.ops.progress import Progress, run_steps
 from console.core.ops.recovery import recover
 from console.core.ops.statefiles import read_deploy_env, update_deploy_env
@@ -64,12 +64,13 @@ from console.core.ops.steps.bake import bake
 from console.core.ops.steps.health import wait_ready, wait_service_healthy
 from console.core.ops.steps.images import ensure_image, git_tag_exists, known_versions
 from console.core.ops.steps.worker import move_worker, worker_heartbeat
+from console.core.ops.table import DeployParams
 from console.core.ops.verify import smoke_colour
-from console.core.ops.versions import image_ref, validate_version
+from console.core.ops.versions import image_ref
+from console.core.sources.docker.inspect import container_health, image_id
 
 __all__ = ["parse_services", "run_deploy", "validate_deploy"]
 
-STRATEGIES = ("blue-green", "rolling")
 ENVIRONMENTS = ("production", "prod")
 DEPLOYABLE = ("backend", "worker")
 ABSENT = ("frontend",)
@@ -101,53 +102,20 @@ def parse_services(value: Any) -> list[str]:
     return out
 
 
-def _number(params: dict[str, Any], key: str, lo: float, hi: float, default: float) -> float:
-    value = params.get(key)
-    if value is None:
-        return default
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise BadInput(f"{key} must be a number, not {value!r}", field=key) from None
-    if not lo <= number <= hi:
-        raise BadInput(f"{key} must be between {lo:g} and {hi:g}, not {number:g}", field=key)
-    return number
-
-
-async def validate_deploy(ctx: OpContext, params: dict[str, Any]) -> dict[str, Any]:
-    version = validate_version(params.get("version"))
-    strategy = params.get("strategy") or "blue-green"
-    if strategy not in STRATEGIES:
+async def validate_deploy(ctx: OpContext, params: DeployParams) -> DeployParams:
+    """The environment is this host's, the services deployable, the image
+    there (or buildable: --build, or a git tag); the thresholds the operator
+    left out are the configured ones. Choices and ranges are the model's."""
+    if params.environment not in ENVIRONMENTS:
         raise BadInput(
-            f"strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}", field="strategy"
-        )
-    environment = params.get("environment") or "production"
-    if environment not in ENVIRONMENTS:
-        raise BadInput(
-            f"environment {environment!r}: this host runs the production stack {ctx.stack!r} "
+            f"environment {params.environment!r}: this host runs the production stack {ctx.stack!r} "
             "(use --stack to address another stack)",
             field="environment",
         )
-    services = parse_services(params.get("services"))
-    backup = params.get("backup") or "auto"
-    if backup not in ("auto", "always", "never"):
-        raise BadInput(f"backup must be auto, always or never, not {backup!r}", field="backup")
-    out = {
-        **params,
-        "version": version,
-        "strategy": strategy,
-        "environment": "production",
-        "services": services,
-        "backup": backup,
-        "bake_seconds": _number(params, "bake_seconds", 0, 3600, ctx.bake_seconds),
-        "max_p95_ms": _number(params, "max_p95_ms", 0.001, 600_000, ctx.max_p95_ms),
-        "max_error_rate": _number(params, "max_error_rate", 0, 1, ctx.max_error_rate),
-        "health_timeout": _number(params, "health_timeout", 1, 3600, ctx.health_timeout),
-        "build": bool(params.get("build")),
-        "force": bool(params.get("force")),
-    }
+    services = parse_services(params.services)
+    version = params.version
     if await image_info(ctx, image_ref(ctx.image_repo, version)) is None:
-        if not out["build"] and not await git_tag_exists(ctx, version):
+        if not params.build and not await git_tag_exists(ctx, version):
             have = await known_versions(ctx)
             raise BadInput(
                 f"unknown version {version}: there is no image {image_ref(ctx.image_repo, version)} and no git "
@@ -155,7 +123,20 @@ async def validate_deploy(ctx: OpContext, params: dict[str, Any]) -> dict[str, A
                 "To build this checkout as that version, add --build",
                 field="version",
             )
-    return out
+
+    def given(value: float | None, default: float) -> float:
+        return default if value is None else value
+
+    return params.model_copy(
+        update={
+            "environment": "production",
+            "services": services,
+            "bake_seconds": given(params.bake_seconds, ctx.bake_seconds),
+            "max_p95_ms": given(params.max_p95_ms, ctx.max_p95_ms),
+            "max_error_rate": given(params.max_error_rate, ctx.max_error_rate),
+            "health_timeout": given(params.health_timeout, ctx.health_timeout),
+        }
+    )
 
 
 def _open_record(
@@ -206,9 +187,13 @@ async def _undo_blue_green(ctx: OpContext, journal: Journal, notes: list[tuple[s
         notes.append(("warn", f"cleaning up {to}: {exc}"))
 
 
-async def run_deploy(ctx: OpContext, *, op_id: str = "", **params: Any) -> AsyncIterator[OpEvent]:
-    strategy = _rolling if params.get("strategy") == "rolling" else _blue_green
-    body = partial(strategy, ctx, op_id=op_id, **params)
+async def run_deploy(
+    ctx: OpContext, params: DeployParams, *, op_id: str = ""
+) -> AsyncIterator[OpEvent]:
+    strategy = _rolling if params.strategy == "rolling" else _blue_green
+    values = params.model_dump(exclude={"strategy", "environment"})
+    values["services"] = parse_services(params.services)
+    body = partial(strategy, ctx, op_id=op_id, **values)
     async for event in run_steps(Emitter("deploy", ctx.redact), body):
         yield event
 
@@ -274,7 +259,7 @@ async def _blue_green(
     )
 
     image = await ensure_image(ctx, version, build, progress) if "backend" in services else None
-    digest = image.get("Id") if image else None
+    digest = image_id(image)
 
     _open_record(record, "blue-green", view, version, to)
     record.note(image=image_ref(ctx.image_repo, version), image_digest=digest, services=services)
@@ -470,7 +455,7 @@ async def _rolling(
     _open_record(record, "rolling", view, version, colour)
     record.note(
         image=image_ref(ctx.image_repo, version),
-        image_digest=image.get("Id"),
+        image_digest=image_id(image),
         services=services,
     )
     record.begin_journal(

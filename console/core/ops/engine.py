@@ -73,24 +73,6 @@ async def _run_lock_break(
         yield ev.done(f"broke the stale lock of {describe_holder(record)}", holder=record)
 
 
-def _keywords(impl: Implementation) -> Implementation:
-    """An operation whose functions still take keywords (deploy, rollback):
-    its validation's result is checked against the same model again."""
-    validate = impl.validate
-
-    async def validate_model(ctx: OpContext, params: OpParams) -> OpParams:
-        if validate is None:
-            return params
-        checked = await validate(ctx, params.model_dump())
-        return type(params).model_validate(checked)
-
-    def run(ctx: OpContext, params: OpParams, *, op_id: str) -> AsyncIterator[OpEvent]:
-        events: AsyncIterator[OpEvent] = impl.run(ctx, op_id=op_id, **params.model_dump())
-        return events
-
-    return Implementation(run, validate_model)
-
-
 def _implementations() -> dict[str, Implementation]:
     from console.core.ops import (
         backup,
@@ -109,8 +91,8 @@ def _implementations() -> dict[str, Implementation]:
         "preflight": Implementation(preflight.run_preflight),
         "verify": Implementation(verify.run_verify),
         "status": Implementation(status.run_status),
-        "deploy": _keywords(Implementation(deploy.run_deploy, deploy.validate_deploy)),
-        "rollback": _keywords(Implementation(rollback.run_rollback, rollback.validate_rollback)),
+        "deploy": Implementation(deploy.run_deploy, deploy.validate_deploy),
+        "rollback": Implementation(rollback.run_rollback, rollback.validate_rollback),
         "backup": Implementation(backup.run_backup),
         "restore": Implementation(backup.run_restore, backup.validate_restore),
         "migrate": Implementation(migrate.run_migrate),

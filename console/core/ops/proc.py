@@ -23,8 +23,6 @@ from console.core.ops.errors import OpFailed
 # The parsers of inspect output live with the sources (one reading of
 # ``docker inspect`` for the whole console); re-exported here, outside
 # __all__, only for deploy.py, which still imports them from proc.
-from console.core.sources.docker.inspect import container_health as container_health
-from console.core.sources.docker.inspect import last_health_log as last_health_log
 
 __all__ = [
     "Result",

@@ -57,7 +57,9 @@ from console.core.ops.recovery import recover
 from console.core.ops.statefiles import read_deploy_env
 from console.core.ops.steps.bake import bake
 from console.core.ops.steps.worker import move_worker
-from console.core.ops.versions import image_ref, validate_version
+from console.core.ops.table import RollbackParams
+from console.core.ops.versions import image_ref
+from console.core.sources.docker.inspect import image_id
 
 __all__ = ["backup_for_version", "run_rollback", "validate_rollback"]
 
@@ -89,33 +91,28 @@ def _previous_version_from_history(ctx: OpContext, serving_version: str | None) 
     return None
 
 
-async def validate_rollback(ctx: OpContext, params: dict[str, Any]) -> dict[str, Any]:
-    out = dict(params)
-    version = params.get("version")
-    if version not in (None, ""):
-        version = validate_version(version)
-        if await image_info(ctx, image_ref(ctx.image_repo, version)) is None:
-            raise BadInput(
-                f"unknown version {version}: no image {image_ref(ctx.image_repo, version)} to roll back to",
-                field="version",
-            )
-        out["version"] = version
-    else:
-        out["version"] = None
-    restore = bool(params.get("restore_db"))
-    out["restore_db"] = restore
-    backup_path = params.get("backup_path")
-    if backup_path not in (None, "") and not restore:
+async def validate_rollback(ctx: OpContext, params: RollbackParams) -> RollbackParams:
+    """The version's image exists; a database restore is confirmed and has a
+    backup (named, or the one taken before the serving version's deploy)."""
+    update: dict[str, Any] = {}
+    version = params.version
+    if version is not None and await image_info(ctx, image_ref(ctx.image_repo, version)) is None:
+        raise BadInput(
+            f"unknown version {version}: no image {image_ref(ctx.image_repo, version)} to roll back to",
+            field="version",
+        )
+    backup_path = params.backup_path or None
+    if backup_path is not None and not params.restore_db:
         raise BadInput("--backup-path is only used with --restore-db", field="backup_path")
-    if restore:
-        if params.get("confirm") != ctx.db_name:
+    if params.restore_db:
+        if params.confirm != ctx.db_name:
             raise BadInput(
                 f"--restore-db replaces every row of {ctx.db_name} with the backup: type the database "
                 f"name to confirm (--confirm {ctx.db_name})",
                 field="confirm",
             )
-        if backup_path not in (None, ""):
-            out["backup_path"] = str(resolve_backup(ctx, backup_path, field="backup_path").path)
+        if backup_path is not None:
+            update["backup_path"] = str(resolve_backup(ctx, backup_path, field="backup_path").path)
         else:
             view = await observe(ctx)
             serving_version = view.serving_version()
@@ -126,29 +123,21 @@ async def validate_rollback(ctx: OpContext, params: dict[str, Any]) -> dict[str,
                     f"(backups are in {ctx.backups_dir}; `stackdeck backup` lists how to take one)",
                     field="backup_path",
                 )
-            out["backup_path"] = str(found.path)
-    out["verify_seconds"] = float(params.get("verify_seconds") or 3)
-    return out
+            update["backup_path"] = str(found.path)
+    return params.model_copy(update=update)
 
 
 async def run_rollback(
-    ctx: OpContext,
-    *,
-    op_id: str = "",
-    version: str | None = None,
-    restore_db: bool = False,
-    backup_path: str | None = None,
-    verify_seconds: float = 3,
-    **_: Any,
+    ctx: OpContext, params: RollbackParams, *, op_id: str = ""
 ) -> AsyncIterator[OpEvent]:
     body = partial(
         _rollback,
         ctx,
         op_id=op_id,
-        version=version,
-        restore_db=restore_db,
-        backup_path=backup_path,
-        verify_seconds=verify_seconds,
+        version=params.version,
+        restore_db=params.restore_db,
+        backup_path=params.backup_path,
+        verify_seconds=params.verify_seconds,
     )
     async for event in run_steps(Emitter("rollback", ctx.redact), body):
         yield event
@@ -235,7 +224,7 @@ async def _rollback(
         restore_db=restore_db,
     )
     info = await image_info(ctx, image_ref(ctx.image_repo, target))
-    record.note(image_digest=info.get("Id") if info else None)
+    record.note(image_digest=image_id(info))
     journal = record.begin_journal(
         strategy=strategy,
         version=target,

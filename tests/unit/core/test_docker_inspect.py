@@ -98,10 +98,14 @@ def test_container_info_from_recorded_inspect() -> None:
 
 
 def test_the_ops_engine_reads_inspect_output_through_the_same_parsers() -> None:
-    from console.core.ops import backend, proc, services
+    from console.core.ops import backend, deploy, rollback, services
+    from console.core.ops.steps import bake, health, images, worker
 
-    assert proc.container_health is parse.container_health
     assert backend.container_version is parse.container_version
-    assert proc.last_health_log is parse.last_health_log
     assert backend.container_health is parse.container_health
     assert services.container_health is parse.container_health
+    for module in (deploy, bake, health, worker):
+        assert module.container_health is parse.container_health, module.__name__
+    assert bake.last_health_log is health.last_health_log is parse.last_health_log
+    assert deploy.image_id is rollback.image_id is images.image_id is parse.image_id
+    assert worker.hostname_of is parse.hostname_of and images.labels_of is parse.labels_of

@@ -19,7 +19,6 @@ MODULES = [
     "console.core.monitor",
     "console.core.sources",
     "console.core.sources.base",
-    "console.core.sources.engine",
     "console.core.sources.docker",
     "console.core.sources.docker.containers",
     "console.core.sources.docker.events",

@@ -10,8 +10,9 @@ import time
 from console.core.ops.context import OpContext
 from console.core.ops.errors import OpFailed
 from console.core.ops.http import BakeStats, client, probe
-from console.core.ops.proc import container_health, inspect_container, last_health_log
+from console.core.ops.proc import inspect_container
 from console.core.ops.progress import Progress
+from console.core.sources.docker.inspect import container_health, last_health_log
 
 __all__ = ["bake"]
 

@@ -15,8 +15,9 @@ from console.core.ops.backend import wait_healthy
 from console.core.ops.context import OpContext
 from console.core.ops.errors import OpError, OpFailed
 from console.core.ops.migrate import MigrationStatus, migration_status
-from console.core.ops.proc import container_health, inspect_container, last_health_log
+from console.core.ops.proc import inspect_container
 from console.core.ops.progress import Progress
+from console.core.sources.docker.inspect import container_health, last_health_log
 
 __all__ = ["ReadyProbe", "wait_ready", "wait_service_healthy"]
 

@@ -12,10 +12,12 @@ from console.core.ops.errors import BadInput, OpFailed
 from console.core.ops.proc import docker, image_info
 from console.core.ops.proc import run as run_command
 from console.core.ops.progress import Progress
-from console.core.ops.versions import image_ref
+from console.core.ops.versions import VERSION_RE, Version, image_ref
+from console.core.sources.docker.inspect import image_id, labels_of, short_image_id
 
 __all__ = [
     "BASE_IMAGE_LABEL",
+    "deployable_versions",
     "ensure_image",
     "git_tag_exists",
     "known_versions",
@@ -39,7 +41,7 @@ async def stack_base_image(ctx: OpContext) -> str | None:
     None when no image carries the label (the Dockerfile's default applies)."""
     for tag in reversed(await known_versions(ctx)):
         info = await image_info(ctx, image_ref(ctx.image_repo, tag))
-        base = ((info or {}).get("Config") or {}).get("Labels", {}) or {}
+        base = labels_of(info) if info else {}
         if base.get(BASE_IMAGE_LABEL):
             return str(base[BASE_IMAGE_LABEL])
     return None
@@ -56,6 +58,23 @@ async def git_tag_exists(ctx: OpContext, version: str) -> bool:
     return r.ok
 
 
+async def git_version_tags(ctx: OpContext) -> list[str]:
+    """The repository's tags that are versions (``v1.2.3``), to build from."""
+    if not (ctx.repo / ".git").exists():
+        return []
+    r = await run_command(
+        ["git", "-C", str(ctx.repo), "tag", "--list", "v*"], check=False, timeout_s=15
+    )
+    return [t for t in r.stdout.split() if VERSION_RE.fullmatch(t)] if r.ok else []
+
+
+async def deployable_versions(ctx: OpContext) -> list[str]:
+    """Versions a deploy can take without --build: an image, or a git tag to
+    build it from; oldest first (semver order), what the deploy form offers."""
+    names = set(await known_versions(ctx)) | set(await git_version_tags(ctx))
+    return sorted((n for n in names if VERSION_RE.fullmatch(n)), key=Version)
+
+
 async def ensure_image(
     ctx: OpContext, version: str, build: bool, progress: Progress
 ) -> dict[str, Any]:
@@ -65,9 +84,9 @@ async def ensure_image(
     if info is not None:
         progress.ok(
             "image",
-            f"using {ref} ({str(info.get('Id', ''))[7:19]})",
+            f"using {ref} ({short_image_id(info)})",
             image=ref,
-            digest=info.get("Id"),
+            digest=image_id(info),
         )
         return info
     dockerfile = "compose/images/backend/Dockerfile"
@@ -126,7 +145,5 @@ async def ensure_image(
     info = await image_info(ctx, ref)
     if info is None:
         raise OpFailed(f"docker build reported success but {ref} does not exist", step="image")
-    progress.ok(
-        "image", f"built {ref} ({str(info.get('Id', ''))[7:19]})", image=ref, digest=info.get("Id")
-    )
+    progress.ok("image", f"built {ref} ({short_image_id(info)})", image=ref, digest=image_id(info))
     return info

@@ -11,10 +11,11 @@ from typing import Any
 
 from console.core.ops.context import OpContext
 from console.core.ops.errors import OpError
-from console.core.ops.proc import compose, container_health, inspect_container
+from console.core.ops.proc import compose, inspect_container
 from console.core.ops.progress import Progress
 from console.core.ops.statefiles import read_deploy_env, update_deploy_env
 from console.core.ops.steps.health import ReadyProbe, wait_service_healthy
+from console.core.sources.docker.inspect import container_health, hostname_of
 
 __all__ = ["WORKER_HEARTBEAT_MAX_AGE_S", "heartbeat_verdict", "move_worker", "worker_heartbeat"]
 
@@ -86,7 +87,7 @@ def worker_heartbeat(ctx: OpContext, version: str) -> ReadyProbe:
     from platform_services.providers.keys import WORKER_HEARTBEAT_KEY
 
     async def ready(info: dict[str, Any]) -> str | None:
-        hostname = str((info.get("Config") or {}).get("Hostname") or "")
+        hostname = hostname_of(info)
         try:
             from console.core.ops.db import connect_redis
 
