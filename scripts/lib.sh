@@ -30,6 +30,17 @@ STACKDECK_STATE_DIR="${STACKDECK_STATE_DIR:-${_state_dir//\{stack\}/$STACK_NAME}
 IMAGE_PREFIX="${IMAGE_PREFIX:-$(_env_file_value IMAGE_PREFIX)}"
 IMAGE_PREFIX="${IMAGE_PREFIX:-$(_fact DEFAULT_IMAGE_PREFIX)}"
 export STACK_NAME HTTP_PORT RUN_DIR STACKDECK_STATE_DIR IMAGE_PREFIX
+# The monitoring UIs and the alert sink, on 127.0.0.1 only: set in .env, or
+# derived from HTTP_PORT so two stacks on one engine never ask for the same port
+# (HTTP_PORT 80: 10080, 20080, 30080).
+_port() {  # _port NAME OFFSET
+  local v="${!1:-$(_env_file_value "$1")}"
+  printf '%s' "${v:-$(( HTTP_PORT + $2 ))}"
+}
+PROMETHEUS_PORT=$(_port PROMETHEUS_PORT 10000)
+ALERTMANAGER_PORT=$(_port ALERTMANAGER_PORT 20000)
+ALERT_SINK_PORT=$(_port ALERT_SINK_PORT 30000)
+export PROMETHEUS_PORT ALERTMANAGER_PORT ALERT_SINK_PORT
 
 # container_of SERVICE: the container of a compose service of this stack
 # (db -> <stack>_db_prod, redis -> <stack>_cache_prod), by the facts file
