@@ -100,6 +100,9 @@ code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/api/h
 [ "$code" = 200 ] || die "stack is up but http://127.0.0.1:$HTTP_PORT/api/health answered $code"
 
 # Monitoring last: it watches the rest (compose/monitoring, README "Monitoring").
+MONITORING_CONFIG_HASH=$(cd "$ROOT" && find compose/monitoring -type f -print0 | LC_ALL=C sort -z \
+  | xargs -0 sha256sum | sha256sum | cut -c1-16)
+export MONITORING_CONFIG_HASH
 monitoring=(prometheus alertmanager alert_sink node_exporter postgres_exporter redis_exporter nginx_exporter stack_exporter)
 log "starting monitoring: ${monitoring[*]}"
 compose up -d --wait --wait-timeout 180 "${monitoring[@]}"

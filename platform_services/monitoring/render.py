@@ -145,6 +145,12 @@ def alertmanager_config(env: Mapping[str, str]) -> dict[str, Any]:
             "smarthost": setting(env, "ALERT_SMTP_SMARTHOST"),
             "require_tls": setting(env, "ALERT_SMTP_REQUIRE_TLS").lower() in ("1", "true", "yes"),
             "send_resolved": True,
+            # A plain-text part beside Alertmanager's HTML: every label, readable in any client.
+            "text": (
+                "{{ range .Alerts }}[{{ .Status }}] {{ .Annotations.summary }}\n"
+                "{{ range .Labels.SortedPairs }}  {{ .Name }} = {{ .Value }}\n{{ end }}"
+                "  since {{ .StartsAt }}\n  {{ .GeneratorURL }}\n\n{{ end }}"
+            ),
         }
         if setting(env, "ALERT_SMTP_USERNAME"):
             email["auth_username"] = setting(env, "ALERT_SMTP_USERNAME")

@@ -15,6 +15,7 @@ case "${1:-}" in
       --storage.tsdb.path=/var/lib/monitoring/prometheus \
       --storage.tsdb.retention.time="${PROMETHEUS_RETENTION_TIME:-15d}" \
       --storage.tsdb.retention.size="${PROMETHEUS_RETENTION_SIZE:-2GB}" \
+      --web.external-url="${PROMETHEUS_EXTERNAL_URL:-http://127.0.0.1:9090}" \
       --web.listen-address=:9090 "$@"
     ;;
   alertmanager)
@@ -25,6 +26,7 @@ case "${1:-}" in
       --web.config.file=/run/monitoring/web.yml \
       --storage.path=/var/lib/monitoring/alertmanager \
       --cluster.listen-address= \
+      --web.external-url="${ALERTMANAGER_EXTERNAL_URL:-http://127.0.0.1:9093}" \
       --web.listen-address=:9093 "$@"
     ;;
   *) exec "$@" ;;
