@@ -38,7 +38,16 @@ from tests.conftest import base_image
 
 pytestmark = pytest.mark.stack
 
-SERVICES = {"nginx", "backend_blue", "backend_green", "worker", "db", "redis", "market-sim"}
+SERVICES = {"nginx", "backend_blue", "backend_green", "worker", "db", "redis", "market-sim"} | {
+    "prometheus",
+    "alertmanager",
+    "alert_sink",
+    "node_exporter",
+    "postgres_exporter",
+    "redis_exporter",
+    "nginx_exporter",
+    "stack_exporter",
+}
 DEADLINE = 60.0
 
 
