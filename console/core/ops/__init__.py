@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from console.core.models import OpEvent
+from console.core.ops import notify
 from console.core.ops.audit import audit, redact_params
 from console.core.ops.context import OpContext, Operator
 from console.core.ops.errors import BadInput, LockBusy, OpError, OpFailed, ReadOnly, exit_code
@@ -391,3 +392,4 @@ async def run_op(name: str, ctx: OpContext, **params: Any) -> AsyncIterator[OpEv
             pass
         if lock is not None:
             lock.release()
+        notify.operation_finished(ctx, name, spec.writes, op_id, result, message, params)
