@@ -128,11 +128,14 @@ def test_every_target_up_and_the_serving_colour_known(stack: Stack, prom: httpx.
             assert health == "up", (job, colour)
     rows = {r["metric"]["colour"]: r["value"][1] for r in _query(prom, "stackdeck_serving_colour")}
     assert rows == {serving: "1", ({"blue", "green"} - {serving}).pop(): "0"}
+    # Firing ones: a single missed scrape (a busy machine) makes a pending
+    # alert, which its `for` exists to absorb.
     r = prom.get("/api/v1/alerts")
     down = [
         a["labels"]
         for a in r.json()["data"]["alerts"]
         if a["labels"]["alertname"] in ("ServingColourDown", "ServiceDown")
+        and a["state"] == "firing"
     ]
     assert down == []
 
