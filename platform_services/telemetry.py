@@ -43,6 +43,10 @@ QUOTA_USED = Gauge(
     ["provider"],
 )
 QUOTA_LIMIT = Gauge("investment_provider_quota_limit", "Provider quota per window.", ["provider"])
+EMERGENCY_RATE_LIMIT = Gauge(
+    "investment_emergency_rate_limit",
+    "1 while the emergency_rate_limit switch is on (no provider call is made).",
+)
 CACHE_HITS = Counter("investment_cache_hits_total", "Price lookups served from the Redis cache.")
 CACHE_MISSES = Counter("investment_cache_misses_total", "Price lookups the cache could not serve.")
 LOGIN_ATTEMPTS = Counter("investment_login_attempts_total", "Login attempts by result.", ["result"])

@@ -78,6 +78,9 @@ for svc in db redis nginx; do
   build "$IMAGE_PREFIX-$svc:latest" "compose/images/$svc/Dockerfile" \
     "$base_id-$(inputs_hash "compose/images/$svc")"
 done
+# One image for Prometheus, Alertmanager, the exporters and the alert sink.
+build "$IMAGE_PREFIX-monitoring:latest" compose/images/monitoring/Dockerfile \
+  "$base_id-$(inputs_hash compose/images/monitoring platform_services/monitoring platform_services/__init__.py)"
 
 backend_hash="$base_id-$(inputs_hash compose/images/backend platform_services)"
 versions=("$@")

@@ -30,6 +30,16 @@ STACKDECK_STATE_DIR="${STACKDECK_STATE_DIR:-${_state_dir//\{stack\}/$STACK_NAME}
 IMAGE_PREFIX="${IMAGE_PREFIX:-$(_env_file_value IMAGE_PREFIX)}"
 IMAGE_PREFIX="${IMAGE_PREFIX:-$(_fact DEFAULT_IMAGE_PREFIX)}"
 export STACK_NAME HTTP_PORT RUN_DIR STACKDECK_STATE_DIR IMAGE_PREFIX
+# The monitoring UIs and the alert sink, on 127.0.0.1 only: set in .env, or
+# derived from HTTP_PORT so two stacks on one engine never ask for the same port
+# (HTTP_PORT 80: 10080, 20080, 30080).
+IFS=, read -ra _offsets <<<"$(_fact MONITORING_PORT_OFFSETS)"
+for _pair in "${_offsets[@]}"; do  # NAME=OFFSET
+  _name=${_pair%%=*}
+  _value="${!_name:-$(_env_file_value "$_name")}"
+  printf -v "$_name" '%s' "${_value:-$(( HTTP_PORT + ${_pair#*=} ))}"
+  export "${_name?}"
+done
 
 # container_of SERVICE: the container of a compose service of this stack
 # (db -> <stack>_db_prod, redis -> <stack>_cache_prod), by the facts file

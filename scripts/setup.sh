@@ -26,7 +26,16 @@ for line in open(src, encoding="utf-8"):
 open(dst, "w", encoding="utf-8").writelines(out)
 PY
 fi
-for k in POSTGRES_PASSWORD REDIS_PASSWORD JWT_SECRET ADMIN_TOKEN ADMIN_PASSWORD TEST_PASSWORD; do
+# Keys added to .env.example after a .env was made: appended with a random
+# value (the rest of .env is left as it is).
+for k in MONITORING_PASSWORD; do
+  if [ -z "$(_env_file_value "$k")" ]; then
+    log ".env has no $k: adding a random one"
+    printf '\n# added by setup.sh: the credential of the Prometheus and Alertmanager UIs\n%s=%s\n' \
+      "$k" "$(python3 -c 'import secrets; print(secrets.token_hex(24))')" >> "$ROOT/.env"
+  fi
+done
+for k in POSTGRES_PASSWORD REDIS_PASSWORD JWT_SECRET ADMIN_TOKEN ADMIN_PASSWORD TEST_PASSWORD MONITORING_PASSWORD; do
   v=$(_env_file_value "$k")
   [ -n "$v" ] || die ".env has no $k (compare with .env.example)"
   [ "$v" != change-me ] || die ".env: $k is still 'change-me'; set a real secret"
@@ -89,4 +98,13 @@ compose up -d --wait --wait-timeout 180 "${services[@]}"
 
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/api/health" || true)
 [ "$code" = 200 ] || die "stack is up but http://127.0.0.1:$HTTP_PORT/api/health answered $code"
+
+# Monitoring last: it watches the rest (compose/monitoring, README "Monitoring").
+MONITORING_CONFIG_HASH=$(cd "$ROOT" && find compose/monitoring -type f -print0 | LC_ALL=C sort -z \
+  | xargs -0 sha256sum | sha256sum | cut -c1-16)
+export MONITORING_CONFIG_HASH
+monitoring=(prometheus alertmanager alert_sink node_exporter postgres_exporter redis_exporter nginx_exporter stack_exporter)
+log "starting monitoring: ${monitoring[*]}"
+compose up -d --wait --wait-timeout 180 "${monitoring[@]}"
+log "Prometheus on http://127.0.0.1:$PROMETHEUS_PORT, Alertmanager on http://127.0.0.1:$ALERTMANAGER_PORT, alert sink on http://127.0.0.1:$ALERT_SINK_PORT/messages (user $(_env_file_value MONITORING_USER | grep . || echo stackdeck), password MONITORING_PASSWORD in .env)"
 log "stack $STACK_NAME healthy on http://127.0.0.1:$HTTP_PORT in $(( $(date +%s) - started )) s"

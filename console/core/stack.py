@@ -10,6 +10,7 @@ stack folder asks :class:`StackNames`.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -21,6 +22,7 @@ __all__ = [
     "StackNames",
     "facts",
     "is_secret_key",
+    "monitoring_ports",
 ]
 
 FACTS_FILE = Path(__file__).with_name("stack.facts")
@@ -44,6 +46,17 @@ DEFAULT_STACK = facts()["DEFAULT_STACK"]
 DEFAULT_IMAGE_PREFIX = facts()["DEFAULT_IMAGE_PREFIX"]
 _WORDS = dict(pair.split("=", 1) for pair in facts()["CONTAINER_WORDS"].split(",") if pair)
 _SECRET_KEYS = re.compile(facts()["SECRET_KEYS"], re.IGNORECASE)
+
+
+def monitoring_ports(env: Mapping[str, str], http_port: int) -> dict[str, int]:
+    """``PROMETHEUS_PORT``, ``ALERTMANAGER_PORT``, ``ALERT_SINK_PORT``: from
+    ``env`` (the environment, then .env), else ``http_port`` plus their offset."""
+    out: dict[str, int] = {}
+    for pair in facts()["MONITORING_PORT_OFFSETS"].split(","):
+        name, offset = pair.split("=", 1)
+        given = str(env.get(name) or "").strip()
+        out[name] = int(given) if given.isdigit() else http_port + int(offset)
+    return out
 
 
 def is_secret_key(key: str) -> bool:

@@ -211,4 +211,7 @@ class Platform:
                 telemetry.QUOTA_USED.labels(usage.provider).set(usage.used)
                 telemetry.QUOTA_LIMIT.labels(usage.provider).set(usage.limit)
         with contextlib.suppress(Exception):
+            on, _ttl = await self.ledger.emergency()
+            telemetry.EMERGENCY_RATE_LIMIT.set(1 if on else 0)
+        with contextlib.suppress(Exception):
             await self.cost_report(max_age_s=COST_REFRESH_S)

@@ -40,6 +40,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import prometheus_client
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -280,4 +281,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return check(settings.redis_url, settings.worker_heartbeat_max_age_s)
     setup_logging(settings.log_level)
+    port = os.environ.get("WORKER_METRICS_PORT", "")
+    if port and not args.once:
+        # Its provider-call and quota counters, for Prometheus (not published).
+        prometheus_client.start_http_server(int(port))
     return asyncio.run(_serve(settings, args.once))

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from console.core.config import read_env_file
+from console.core.ops.context import SERVICES as ALL_SERVICES
 from console.core.stack import StackNames
 from tests.conftest import REPO, Stack
 
@@ -26,7 +27,16 @@ pytestmark = pytest.mark.stack
 
 FRESH = "sdfresh"
 PORT = 18099
-SERVICES = {"nginx", "backend_blue", "backend_green", "worker", "db", "redis", "market-sim"}
+SERVICES = set(ALL_SERVICES)
+"""Every service the console knows of: the stack runs exactly these."""
+# Published on 127.0.0.1 only: nginx for users, and the monitoring UIs
+# (HTTP_PORT + 10000 / 20000 / 30000 when .env does not set them).
+PUBLISHED = {
+    "nginx": PORT,
+    "prometheus": PORT + 10000,
+    "alertmanager": PORT + 20000,
+    "alert_sink": PORT + 30000,
+}
 
 
 def _env() -> dict[str, str]:
@@ -112,14 +122,14 @@ def test_setup_from_nothing_brings_every_service_up_healthy(fresh) -> None:
     assert rows["redis"]["name"] == f"{FRESH}_cache_prod"
 
 
-def test_only_nginx_is_published_and_only_on_loopback(fresh) -> None:
+def test_only_nginx_and_the_monitoring_uis_are_published_and_only_on_loopback(fresh) -> None:
     for service, row in _containers(FRESH).items():
         ports = subprocess.run(
             ["docker", "port", row["id"]], capture_output=True, text=True, check=True
         ).stdout.split()
-        if service == "nginx":
-            assert f"127.0.0.1:{PORT}" in ports
-            assert not any(p.startswith("0.0.0.0") for p in ports)
+        if service in PUBLISHED:
+            assert f"127.0.0.1:{PUBLISHED[service]}" in ports, (service, ports)
+            assert not any(p.startswith("0.0.0.0") or p.startswith("[::]") for p in ports)
         else:
             assert ports == [], f"{service} publishes {ports}"
 

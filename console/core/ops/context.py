@@ -20,15 +20,37 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from console.core.errors import redact
-from console.core.stack import DEFAULT_IMAGE_PREFIX, StackNames, is_secret_key
+from console.core.stack import DEFAULT_IMAGE_PREFIX, StackNames, is_secret_key, monitoring_ports
 
-__all__ = ["COLOURS", "SERVICES", "OpContext", "Operator", "discover_http_port", "other_colour"]
+__all__ = [
+    "APP_SERVICES",
+    "COLOURS",
+    "MONITORING_SERVICES",
+    "SERVICES",
+    "OpContext",
+    "Operator",
+    "discover_http_port",
+    "other_colour",
+]
 
 COLOURS = ("blue", "green")
 """The two backend colours."""
 
-SERVICES = ("nginx", "backend_blue", "backend_green", "worker", "db", "redis", "market-sim")
-"""Compose services of the bundled stack (CONTRACT.md)."""
+APP_SERVICES = ("nginx", "backend_blue", "backend_green", "worker", "db", "redis", "market-sim")
+"""The platform's compose services (CONTRACT.md)."""
+MONITORING_SERVICES = (
+    "prometheus",
+    "alertmanager",
+    "alert_sink",
+    "node_exporter",
+    "postgres_exporter",
+    "redis_exporter",
+    "nginx_exporter",
+    "stack_exporter",
+)
+"""The monitoring's compose services (README, "Monitoring")."""
+SERVICES = APP_SERVICES + MONITORING_SERVICES
+"""Every compose service of the bundled stack."""
 
 _VERSION_VARS = ("BLUE_VERSION", "GREEN_VERSION", "WORKER_VERSION", "ACTIVE_COLOUR")
 """deploy.env variables. Never inherited from the operator's shell: compose
@@ -286,6 +308,9 @@ class OpContext:
             RUN_DIR=str(self.run_dir),
             STACKDECK_STATE_DIR=str(self.state_dir),
         )
+        # a service compose recreates keeps its monitoring ports (not compose's defaults)
+        ports = monitoring_ports({**self.env, **os.environ}, self.http_port)
+        env.update({name: str(port) for name, port in ports.items()})
         return env
 
     # --- secrets ---------------------------------------------------------------

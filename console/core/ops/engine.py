@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from console.core.models import OpEvent
+from console.core.ops import notify
 from console.core.ops.audit import audit, redact_params
 from console.core.ops.context import OpContext
 from console.core.ops.errors import BadInput, OpError, ReadOnly
@@ -271,3 +272,4 @@ async def run_op(
             pass
         if lock is not None:
             lock.release()
+        notify.operation_finished(ctx, name, spec.writes, op_id, result, message, shown)

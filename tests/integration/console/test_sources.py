@@ -27,6 +27,7 @@ import redis.asyncio as aioredis
 from console.core.config import Settings
 from console.core.models import DatabaseSnapshot, SourceState
 from console.core.monitor import Monitor
+from console.core.ops.context import SERVICES as ALL_SERVICES
 from console.core.sources.cost import CostSource
 from console.core.sources.docker.containers import ContainersSource
 from console.core.sources.docker.events import EventsSource
@@ -41,7 +42,8 @@ from tests.conftest import base_image
 
 pytestmark = pytest.mark.stack
 
-SERVICES = {"nginx", "backend_blue", "backend_green", "worker", "db", "redis", "market-sim"}
+SERVICES = set(ALL_SERVICES)
+"""Every service the console knows of: the stack runs exactly these."""
 DEADLINE = 60.0
 
 

@@ -113,3 +113,30 @@ def test_nothing_else_restates_the_naming_rule() -> None:
                 line = text.count("\n", 0, m.start()) + 1
                 found.append(f"{rel}:{line}: {what}")
     assert not found, f"restated outside {FACTS_FILE.name}: {found}"
+
+
+def test_the_scripts_and_the_console_derive_the_same_monitoring_ports() -> None:
+    from console.core.config import read_env_file
+    from console.core.stack import monitoring_ports
+
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "HTTP_PORT": "18555"}
+    env["PROMETHEUS_PORT"] = "19999"  # given: kept
+    r = subprocess.run(
+        [
+            "bash",
+            "-c",
+            'source scripts/lib.sh; echo "$PROMETHEUS_PORT $ALERTMANAGER_PORT $ALERT_SINK_PORT"',
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode == 0, r.stderr
+    dotenv = read_env_file(REPO / ".env") if (REPO / ".env").exists() else {}
+    ports = monitoring_ports({**dotenv, **env}, 18555)
+    assert r.stdout.split() == [str(p) for p in ports.values()]
+    assert ports["PROMETHEUS_PORT"] == 19999
+    if not dotenv.get("ALERTMANAGER_PORT"):
+        assert ports["ALERTMANAGER_PORT"] == 18555 + 20000  # derived from HTTP_PORT

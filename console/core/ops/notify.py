@@ -1,0 +1,152 @@
+"""Tell the team about operations, through the stack's Alertmanager.
+
+Deploys, rollbacks, emergency-limit changes, and any operation that changes
+the stack and does not end ``ok``, are posted to Alertmanager's
+``/api/v2/alerts`` as an informational alert (``alertname="StackOperation"``,
+``severity`` ``info``, or ``warning`` when it failed), with who ran it and
+from where. Alertmanager routes it like any alert: the team's webhook, Slack
+and e-mail (README, "Monitoring"). The alert ends by itself after
+:data:`SHOW_FOR_S`, so a notification is sent once, then its resolution.
+
+Sending never holds up or fails the operation: it runs in a thread of its
+own, with a short timeout, and a failure is only logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from console.core.ops.audit import redact_params
+from console.core.stack import monitoring_ports
+
+__all__ = [
+    "NOTIFIED_OPS",
+    "SHOW_FOR_S",
+    "alertmanager_url",
+    "operation_alert",
+    "operation_finished",
+]
+
+log = logging.getLogger(__name__)
+
+NOTIFIED_OPS = frozenset({"deploy", "rollback", "emergency-limit"})
+"""Notified whatever their result; every other writing operation only when it
+does not end ``ok``."""
+SHOW_FOR_S = 300
+TIMEOUT_S = 3.0
+
+
+def alertmanager_url(env: Mapping[str, str], http_port: int) -> str:
+    """Alertmanager on 127.0.0.1: ``ALERTMANAGER_PORT``, or derived from
+    ``HTTP_PORT`` (``console/core/stack.facts``, as scripts/lib.sh)."""
+    return f"http://127.0.0.1:{monitoring_ports(env, http_port)['ALERTMANAGER_PORT']}"
+
+
+def should_notify(name: str, writes: bool, result: str) -> bool:
+    return name in NOTIFIED_OPS or (writes and result != "ok")
+
+
+def operation_alert(
+    *,
+    stack: str,
+    name: str,
+    op_id: str,
+    result: str,
+    message: str,
+    params: Mapping[str, Any],
+    operator: Mapping[str, Any],
+    secrets: list[str],
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The Alertmanager alert for one finished operation (pure)."""
+    now = now or datetime.now(UTC)
+    user = str(operator.get("user") or "unknown")
+    where = str(operator.get("ssh_client") or "local")
+    safe = redact_params(params, secrets)
+    detail = ", ".join(f"{k}={v}" for k, v in sorted(safe.items()) if v not in (None, "", False))
+    failed = result != "ok"
+    return {
+        "labels": {
+            "alertname": "StackOperation",
+            "severity": "warning" if failed else "info",
+            "service": "stackdeck",
+            "stack": stack,
+            "op": name,
+            "result": result,
+            "operator": user,
+            "from": where,
+            "op_id": op_id,
+        },
+        "annotations": {
+            "summary": f"{name} {'FAILED' if failed else result} by {user} from {where}: {message}".strip(),
+            "params": detail,
+        },
+        "startsAt": now.isoformat(),
+        "endsAt": (now + timedelta(seconds=SHOW_FOR_S)).isoformat(),
+    }
+
+
+def _post(url: str, auth: tuple[str, str], alert: dict[str, Any]) -> None:
+    try:
+        r = httpx.post(f"{url}/api/v2/alerts", json=[alert], auth=auth, timeout=TIMEOUT_S)
+        if r.status_code >= 300:
+            log.warning("operation notice: Alertmanager answered %s", r.status_code)
+    except httpx.HTTPError as exc:
+        log.warning("operation notice not sent (%s)", exc)
+
+
+def operation_finished(
+    ctx: Any,
+    name: str,
+    writes: bool,
+    op_id: str,
+    result: str,
+    message: str,
+    params: Mapping[str, Any],
+) -> threading.Thread | None:
+    """Post the notice of a finished operation in the background; returns the
+    thread (not a daemon: a CLI run waits up to TIMEOUT_S for it at exit), or
+    None when this operation is not notified."""
+    env: Mapping[str, str] = ctx.env
+    # A stack without monitoring (no credential in its .env) has no
+    # Alertmanager to tell.
+    if not should_notify(name, writes, result) or not env.get("MONITORING_PASSWORD"):
+        return None
+    try:
+        return _start(ctx, env, name, op_id, result, message, params)
+    except Exception as exc:  # a notice must never break the operation's ending
+        log.warning("operation notice not sent (%s: %s)", type(exc).__name__, exc)
+        return None
+
+
+def _start(
+    ctx: Any,
+    env: Mapping[str, str],
+    name: str,
+    op_id: str,
+    result: str,
+    message: str,
+    params: Mapping[str, Any],
+) -> threading.Thread:
+    alert = operation_alert(
+        stack=ctx.stack,
+        name=name,
+        op_id=op_id,
+        result=result,
+        message=ctx.redact(message),
+        params=params,
+        operator=ctx.operator.as_dict(),
+        secrets=list(ctx.secrets),
+    )
+    auth = ((env.get("MONITORING_USER") or "stackdeck"), env["MONITORING_PASSWORD"])
+    t = threading.Thread(
+        target=_post, args=(alertmanager_url(env, ctx.http_port), auth, alert), name="op-notice"
+    )
+    t.start()
+    return t
