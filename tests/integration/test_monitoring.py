@@ -24,25 +24,18 @@ from typing import Any
 import httpx
 import pytest
 
+from console.core.ops.context import MONITORING_SERVICES
+from console.core.stack import monitoring_ports
 from tests.conftest import REPO, Stack
 
 pytestmark = pytest.mark.stack
 
 OVERRIDES = {"ALERT_FOR_OVERRIDES": "ContainerHighCPU=15s", "ALERT_GROUP_WAIT": "1s"}
-MONITORING_SERVICES = [
-    "prometheus",
-    "alertmanager",
-    "alert_sink",
-    "node_exporter",
-    "postgres_exporter",
-    "redis_exporter",
-    "nginx_exporter",
-    "stack_exporter",
-]
 
 
-def _port(stack: Stack, key: str, offset: int) -> int:
-    return int(os.environ.get(key) or stack.env.get(key) or stack.http_port + offset)
+def _port(stack: Stack, key: str) -> int:
+    """The port scripts/lib.sh gave the stack (the environment, .env, or derived)."""
+    return monitoring_ports({**stack.env, **os.environ}, stack.http_port)[key]
 
 
 def _client(stack: Stack, port: int) -> httpx.Client:
@@ -56,7 +49,7 @@ def _client(stack: Stack, port: int) -> httpx.Client:
 
 @pytest.fixture(scope="module")
 def prom(stack: Stack) -> Iterator[httpx.Client]:
-    with _client(stack, _port(stack, "PROMETHEUS_PORT", 10000)) as c:
+    with _client(stack, _port(stack, "PROMETHEUS_PORT")) as c:
         yield c
 
 
@@ -79,20 +72,7 @@ def _wait(what: str, fn: Callable[[], Any], timeout: float, every: float = 2.0) 
 
 
 def _running(stack: Stack) -> set[str]:
-    out = subprocess.run(
-        [
-            "docker",
-            "ps",
-            "--filter",
-            f"label=com.docker.compose.project={stack.name}",
-            "--format",
-            "{{.Names}}",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    return set(out)
+    return set(stack.project_containers())
 
 
 def test_every_target_up_and_the_serving_colour_known(stack: Stack, prom: httpx.Client) -> None:
@@ -158,12 +138,9 @@ def test_per_container_cpu_and_memory_for_every_running_container(
     assert float(db[0]["value"][1]) == 1024 * 1024 * 1024  # docker-compose.production.yml
 
 
-@pytest.mark.parametrize(
-    "key,offset",
-    [("PROMETHEUS_PORT", 10000), ("ALERTMANAGER_PORT", 20000), ("ALERT_SINK_PORT", 30000)],
-)
-def test_monitoring_uis_need_the_credential(stack: Stack, key: str, offset: int) -> None:
-    port = _port(stack, key, offset)
+@pytest.mark.parametrize("key", ["PROMETHEUS_PORT", "ALERTMANAGER_PORT", "ALERT_SINK_PORT"])
+def test_monitoring_uis_need_the_credential(stack: Stack, key: str) -> None:
+    port = _port(stack, key)
     path = (
         "/messages"
         if key == "ALERT_SINK_PORT"
@@ -185,9 +162,9 @@ def test_monitoring_uis_need_the_credential(stack: Stack, key: str, offset: int)
 def test_monitoring_ports_are_on_loopback_only(stack: Stack) -> None:
     expected = {
         "nginx": stack.http_port,
-        "prometheus": _port(stack, "PROMETHEUS_PORT", 10000),
-        "alertmanager": _port(stack, "ALERTMANAGER_PORT", 20000),
-        "alert_sink": _port(stack, "ALERT_SINK_PORT", 30000),
+        "prometheus": _port(stack, "PROMETHEUS_PORT"),
+        "alertmanager": _port(stack, "ALERTMANAGER_PORT"),
+        "alert_sink": _port(stack, "ALERT_SINK_PORT"),
     }
     for service in MONITORING_SERVICES:
         ports = subprocess.run(
@@ -245,7 +222,7 @@ def test_cpu_burn_pages_the_team_through_webhook_slack_and_mail(
     # log survives restarts) and would not repeat an identical alert within
     # ALERT_REPEAT_INTERVAL.
     burner = f"{stack.name}_cpu_burn_{int(time.time())}"
-    sink = _client(stack, _port(stack, "ALERT_SINK_PORT", 30000))
+    sink = _client(stack, _port(stack, "ALERT_SINK_PORT"))
     before = sink.get("/messages").json()
     seen_before = len(before["webhooks"]), len(before["mail"])
 

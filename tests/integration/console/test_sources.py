@@ -99,20 +99,7 @@ async def eventually(
 
 
 def running_containers(stack: Any) -> set[str]:
-    out = subprocess.run(
-        [
-            "docker",
-            "ps",
-            "--filter",
-            f"label=com.docker.compose.project={stack.name}",
-            "--format",
-            "{{.Names}}",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return {line for line in out.split() if line}
+    return set(stack.project_containers())
 
 
 def docker(*args: str) -> str:
