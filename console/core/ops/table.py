@@ -25,7 +25,7 @@ and ``stackdeck --help`` read it without paying for the engine.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -445,8 +445,6 @@ class OpSpec:
     locks: bool | None = None
     """Takes the deploy lock (default: ``writes``)."""
     audited: bool = True
-    form: bool = field(default=False)
-    """The TUI asks for its parameters in a form before confirming."""
 
     @property
     def takes_lock(self) -> bool:
@@ -471,7 +469,6 @@ def _spec_list() -> list[OpSpec]:
                 "Deploy",
                 "Deploy a version: form (version, strategy), then confirmation",
             ),
-            form=True,
         ),
         OpSpec(
             "rollback",
@@ -501,7 +498,6 @@ def _spec_list() -> list[OpSpec]:
             writes=True,
             cli=("restore",),
             destructive=True,
-            form=True,
         ),
         OpSpec(
             "migrate",
@@ -566,7 +562,6 @@ def _spec_list() -> list[OpSpec]:
             writes=True,
             cli=("scale",),
             destructive=True,
-            form=True,
         ),
         OpSpec(
             "restart",
@@ -593,7 +588,6 @@ def _spec_list() -> list[OpSpec]:
             VerifyParams,
             writes=False,
             cli=("verify",),
-            form=True,
         ),
         OpSpec(
             "status",
