@@ -154,12 +154,16 @@ class Stack:
     # --- processes ----------------------------------------------------------------
 
     def _stack_vars(self) -> dict[str, str]:
+        from console.core.stack import monitoring_ports
+
+        ports = monitoring_ports(self.env, self.http_port)  # this stack's, not the shell's
         return {
             "STACK_NAME": self.name,
             "HTTP_PORT": str(self.http_port),
             "RUN_DIR": str(self.run_dir),
             "STACKDECK_STATE_DIR": str(self.state_dir),
             "IMAGE_PREFIX": self.image_prefix,
+            **{name: str(port) for name, port in ports.items()},
         }
 
     def proc_env(self, **extra: str) -> dict[str, str]:

@@ -167,6 +167,16 @@ def alertmanager_config(env: Mapping[str, str]) -> dict[str, Any]:
             "group_wait": _duration(env, "ALERT_GROUP_WAIT"),
             "group_interval": _duration(env, "ALERT_GROUP_INTERVAL"),
             "repeat_interval": _duration(env, "ALERT_REPEAT_INTERVAL"),
+            # Each operation's notice is a notification of its own, sent after
+            # the group wait: batched with the previous deploy's it would wait
+            # for the group interval (5 m).
+            "routes": [
+                {
+                    "receiver": "team",
+                    "matchers": ['alertname="StackOperation"'],
+                    "group_by": ["alertname", "op_id"],
+                }
+            ],
         },
         "receivers": [receiver],
         "inhibit_rules": [

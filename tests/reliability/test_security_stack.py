@@ -6,12 +6,14 @@ password on every path in.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 
 import pytest
 import redis
 
+from console.core.stack import monitoring_ports
 from tests.conftest import Stack
 from tests.reliability._harness import docker
 
@@ -55,7 +57,9 @@ def speaks_postgres(host: str, port: int = 5432) -> bool:
 SPEAKS = {"db": speaks_postgres, "redis": speaks_redis}
 
 
-def test_only_nginx_is_published_and_only_on_loopback(stack: Stack) -> None:
+def test_only_nginx_and_the_monitoring_uis_are_published_and_only_on_loopback(
+    stack: Stack,
+) -> None:
     published: dict[str, list[str]] = {}
     for c in _project_containers(stack):
         name = c["Name"].lstrip("/")
@@ -65,10 +69,15 @@ def test_only_nginx_is_published_and_only_on_loopback(stack: Stack) -> None:
                 published.setdefault(name, []).append(
                     f"{b.get('HostIp') or '0.0.0.0'}:{b.get('HostPort')}->{port}"
                 )
-    assert set(published) == {stack.container("nginx")}, f"published ports: {published}"
-    for binding in published[stack.container("nginx")]:
-        assert binding.startswith("127.0.0.1:"), f"nginx published beyond loopback: {binding}"
-    assert published[stack.container("nginx")] == [f"127.0.0.1:{stack.http_port}->80/tcp"]
+    ports = monitoring_ports({**stack.env, **os.environ}, stack.http_port)
+    expected = {
+        stack.container("nginx"): [f"127.0.0.1:{stack.http_port}->80/tcp"],
+        stack.container("prometheus"): [f"127.0.0.1:{ports['PROMETHEUS_PORT']}->9090/tcp"],
+        stack.container("alertmanager"): [f"127.0.0.1:{ports['ALERTMANAGER_PORT']}->9093/tcp"],
+        stack.container("alert_sink"): [f"127.0.0.1:{ports['ALERT_SINK_PORT']}->9099/tcp"],
+    }
+    # db, redis, the backends, the exporters: nothing on the host
+    assert published == expected, f"published ports: {published}"
 
 
 @pytest.mark.parametrize("service,port", [("db", 5432), ("redis", 6379)])

@@ -47,13 +47,16 @@ def parse_meminfo(text: str) -> dict[str, int]:
 
 
 def env_problems(env: dict[str, str], example: dict[str, str]) -> tuple[list[str], list[str]]:
-    """(missing or placeholder keys, weak secrets) of ``.env`` against ``.env.example``."""
+    """(missing or placeholder keys, weak secrets) of ``.env`` against
+    ``.env.example``. A key the example leaves empty is optional (an SMTP
+    login, test-only overrides): it may be empty or absent."""
     missing = []
     weak = []
     for key, example_value in example.items():
         value = env.get(key)
         if value is None or value == "":
-            missing.append(key)
+            if example_value != "":
+                missing.append(key)
         elif value == "change-me":
             missing.append(f"{key} (still change-me)")
         elif example_value == "change-me" and len(value) < 16:

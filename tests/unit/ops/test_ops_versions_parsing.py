@@ -129,6 +129,10 @@ def test_env_problems_and_resources() -> None:
     assert missing == ["NEWSAPI_KEY"] and weak == ["POSTGRES_PASSWORD"]
     missing, _ = env_problems({"POSTGRES_PASSWORD": "change-me"}, example)
     assert "POSTGRES_PASSWORD (still change-me)" in missing
+    # a key the example leaves empty is optional (an SMTP login, test overrides)
+    optional = {**example, "ALERT_SMTP_PASSWORD": ""}
+    full = {"POSTGRES_PASSWORD": "x" * 20, "ADMIN_USERNAME": "a", "NEWSAPI_KEY": "k"}
+    assert env_problems(full, optional) == ([], [])
     assert version_at_least("20.10.24+dfsg1", (20, 10))
     assert not version_at_least("19.03.1", (20, 10))
     assert version_at_least("2.40.3", (2, 0))

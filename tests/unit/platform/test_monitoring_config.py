@@ -70,6 +70,11 @@ def test_alertmanager_defaults_route_to_the_local_sink_on_every_channel() -> Non
         "4h",
     )
     assert route["group_by"] == ["alertname", "service", "colour"]
+    # an operation's notice is its own group: sent after the group wait, not
+    # held for the group interval behind the previous operation's
+    (ops,) = route["routes"]
+    assert ops["matchers"] == ['alertname="StackOperation"']
+    assert ops["group_by"] == ["alertname", "op_id"]
     down = cfg["inhibit_rules"][0]
     assert down["equal"] == ["service"]
     assert "ServiceDown" in down["source_matchers"][0]
