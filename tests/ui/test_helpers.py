@@ -105,3 +105,39 @@ def test_versions_accepted(good: str) -> None:
 def test_versions_refused_with_a_reason(bad: str) -> None:
     reason = check_version(bad)
     assert reason is not None and ("malformed" in reason or "required" in reason)
+
+
+async def test_a_key_given_twice_keeps_its_first_row_and_does_not_crash() -> None:
+    """A snapshot taken while compose recreates a container may name one
+    container twice; the table must not raise DuplicateKey (it took the TUI
+    down in a run)."""
+    from rich.text import Text
+    from textual.app import App, ComposeResult
+
+    from console.ui.widgets.table import ListTable, Row
+
+    class One(App[None]):
+        def compose(self) -> ComposeResult:
+            yield ListTable([("name", "name")])
+
+    def row(key: str, text: str) -> Row:
+        return Row(key=key, cells=(Text(text),), search=text)
+
+    app = One()
+    async with app.run_test() as pilot:
+        table = app.query_one(ListTable)
+        table.set_rows([row("a", "first a"), row("b", "b"), row("a", "second a")])
+        await pilot.pause()
+        assert table.row_count == 2
+        assert [str(table.get_row_at(i)[0]) for i in range(2)] == ["first a", "b"]
+
+
+def test_a_renamed_container_is_inspected_again() -> None:
+    """Compose renames the old container to <id>_<name> before it creates the
+    new one: the cache of inspected containers must not keep the old name."""
+    from console.core.sources.docker.containers import ContainersSource
+
+    item = {"Id": "1", "State": "running", "Status": "Up 1 minute", "Image": "i", "Created": 1}
+    before = ContainersSource._list_key({**item, "Names": ["/sdtest_backend_green_prod"]})
+    after = ContainersSource._list_key({**item, "Names": ["/1abc_sdtest_backend_green_prod"]})
+    assert before != after

@@ -151,7 +151,12 @@ class ListTable(DataTable[Text]):
         return self._shown[self.cursor_row]
 
     def set_rows(self, rows: Sequence[Row]) -> None:
-        self._rows = list(rows)
+        """Show ``rows``; a key given twice keeps its first row (a snapshot
+        taken mid-change must never take the table, and the console, down)."""
+        first: dict[str, Row] = {}
+        for row in rows:
+            first.setdefault(row.key, row)
+        self._rows = list(first.values())
         self._apply()
 
     def watch_filter_text(self) -> None:

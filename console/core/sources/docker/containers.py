@@ -63,8 +63,17 @@ class ContainersSource(Source):
     @staticmethod
     def _list_key(item: dict[str, Any]) -> tuple[Any, ...]:
         # Status ("Up 13 minutes (healthy)") changes with the state, the health,
-        # a restart (the uptime starts over) and once a minute anyway.
-        return (item.get("State"), item.get("Status"), item.get("Image"), item.get("Created"))
+        # a restart (the uptime starts over) and once a minute anyway. Names:
+        # compose recreates a container by renaming the old one to
+        # <id>_<name> first; its cached info would still carry the name the
+        # new container now has (two rows of one name: the TUI's table refused it).
+        return (
+            item.get("State"),
+            item.get("Status"),
+            item.get("Image"),
+            item.get("Created"),
+            tuple(item.get("Names") or ()),
+        )
 
     def _info(self, api: Any, item: dict[str, Any]) -> ContainerInfo | None:
         container_id = str(item["Id"])
