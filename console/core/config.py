@@ -225,6 +225,8 @@ _STACK_VARS: dict[str, str] = {
     "ADMIN_TOKEN": "admin_token",
     "MONTHLY_BUDGET": "monthly_budget",
     "NEWSAPI_DAILY_LIMIT": "newsapi_daily_limit",
+    "MONITORING_USER": "monitoring_user",
+    "MONITORING_PASSWORD": "monitoring_password",
 }
 """Variables of the bundled stack (``.env`` and compose.sh's environment) the
 console understands. ``HTTP_PORT`` is handled apart: it becomes ``base_url``."""
@@ -354,6 +356,15 @@ class _StackEnvSource(PydanticBaseSettingsSource):
             out["base_url"] = f"http://127.0.0.1:{port}"
             where = "environment" if "HTTP_PORT" in os.environ else str(env_path)
             provided["base_url"] = f"HTTP_PORT in {where}"
+        if (port and str(port).isdigit()) or merged.get("PROMETHEUS_PORT"):
+            from console.core.stack import monitoring_ports
+
+            env_ports = {**merged, **{k: v for k, v in os.environ.items() if k.endswith("_PORT")}}
+            ports = monitoring_ports(env_ports, int(str(port)) if str(port).isdigit() else 80)
+            out["prometheus_url"] = f"http://127.0.0.1:{ports['PROMETHEUS_PORT']}"
+            out["alertmanager_url"] = f"http://127.0.0.1:{ports['ALERTMANAGER_PORT']}"
+            provided["prometheus_url"] = f"PROMETHEUS_PORT/HTTP_PORT in {env_path}"
+            provided["alertmanager_url"] = f"ALERTMANAGER_PORT/HTTP_PORT in {env_path}"
         if root and "repo_root" not in state:
             out["repo_root"] = str(root)
         origins = _origins.get()
@@ -362,7 +373,14 @@ class _StackEnvSource(PydanticBaseSettingsSource):
         return out
 
 
-_SECRET_FIELDS = ("pg_dsn", "pg_password", "redis_url", "redis_password", "admin_token")
+_SECRET_FIELDS = (
+    "pg_dsn",
+    "pg_password",
+    "redis_url",
+    "redis_password",
+    "admin_token",
+    "monitoring_password",
+)
 
 
 class Settings(BaseSettings):
@@ -413,6 +431,16 @@ class Settings(BaseSettings):
     """Redis password when the URL has none (stack: ``REDIS_PASSWORD``)."""
     admin_token: SecretStr | None = None
     """Bearer token for admin API endpoints, when they need one (stack: ``ADMIN_TOKEN``)."""
+    prometheus_url: str | None = "http://127.0.0.1:10080"
+    """The stack's Prometheus on 127.0.0.1 (stack: ``PROMETHEUS_PORT``, else
+    ``HTTP_PORT`` + 10000). None or empty: no history, alerts evaluated locally."""
+    alertmanager_url: str | None = "http://127.0.0.1:20080"
+    """The stack's Alertmanager (stack: ``ALERTMANAGER_PORT``, else ``HTTP_PORT`` + 20000)."""
+    monitoring_user: str = "stackdeck"
+    """User of the monitoring UIs' basic auth (stack: ``MONITORING_USER``)."""
+    monitoring_password: SecretStr | None = None
+    """Password of the monitoring UIs (stack: ``MONITORING_PASSWORD``). Without
+    it the console does not ask Prometheus (the history is marked missing)."""
     monthly_budget: float = Field(50.0, gt=0)
     """Monthly budget in USD (stack: ``MONTHLY_BUDGET``)."""
     daily_target: float = Field(1.67, gt=0)

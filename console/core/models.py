@@ -256,11 +256,159 @@ class Alert(BaseModel):
     firing: bool
     """True once the condition held for the rule's ``for`` duration."""
     message: str
+    source: Literal["local", "prometheus"] = "local"
+    """Who evaluated it: the stack's Prometheus, or the console itself (the
+    fallback when no Prometheus answers)."""
+    labels: dict[str, str] = Field(default_factory=dict)
+    """The alert's labels (Prometheus), e.g. alertname, service, colour, severity."""
+    silenced_by: list[str] = Field(default_factory=list)
+    """Ids of the Alertmanager silences that mute it now."""
+
+
+class Silence(BaseModel):
+    """One Alertmanager silence."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    matchers: str
+    """``alertname=HighCPUUsage, service=host``."""
+    starts_at: datetime
+    ends_at: datetime
+    created_by: str
+    comment: str
+    state: str = "active"
+    """active, pending or expired."""
 
 
 class AlertsSnapshot(Snapshot):
     alerts: list[Alert] = Field(default_factory=list)
     """Pending and firing; firing first."""
+    source: Literal["local", "prometheus"] = "local"
+    """Where the alerts come from; ``local`` is the console's fallback."""
+    note: str | None = None
+    """Why the alerts are evaluated locally (Prometheus' failure), or None."""
+    silences: list[Silence] = Field(default_factory=list)
+    """Active and pending silences (Alertmanager), the soonest to end first."""
+
+
+# --- history (Prometheus) ----------------------------------------------------
+
+
+class HistorySeries(BaseModel):
+    """One time series of a chart, read from Prometheus."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    """``<chart>:<subject>``, e.g. ``cpu:backend_blue``, ``p95:green``."""
+    chart: str
+    """Which chart it belongs to (``cpu``, ``mem``, ``p95``, ``errors``, ...)."""
+    subject: str
+    """Service, colour, provider, route ... (the legend)."""
+    unit: str = ""
+    points: list[tuple[float, float]] = Field(default_factory=list)
+    """(unix time, value), oldest first; gaps are missing points."""
+
+
+class Marker(BaseModel):
+    """An operation drawn on the time charts (from the audit log)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    at: datetime
+    op: str
+    """deploy, rollback, vacuum, cache-flush, emergency-limit, ..."""
+    label: str
+    """``deploy v2.0.0 by root: ok``."""
+    result: str | None = None
+    op_id: str = ""
+    operator: str = ""
+
+
+class HistorySnapshot(Snapshot):
+    """The charts' memory: Prometheus range queries over ``range_seconds``."""
+
+    range_seconds: int = 3600
+    start: datetime | None = None
+    end: datetime | None = None
+    step_seconds: float = 30.0
+    series: list[HistorySeries] = Field(default_factory=list)
+    markers: list[Marker] = Field(default_factory=list)
+    """Operations within the range, oldest first (read even without Prometheus)."""
+    available: bool = True
+    """False: no history (``reason`` says why); the charts show live samples only."""
+    reason: str | None = None
+
+    def chart(self, name: str) -> list[HistorySeries]:
+        return [s for s in self.series if s.chart == name]
+
+    def subject(self, chart: str, subject: str) -> HistorySeries | None:
+        return next((s for s in self.series if s.chart == chart and s.subject == subject), None)
+
+
+# --- since the deploy --------------------------------------------------------
+
+
+class Comparison(BaseModel):
+    """One number before and after the deploy."""
+
+    model_config = ConfigDict(frozen=True)
+
+    group: str
+    """``endpoint``, ``service``."""
+    subject: str
+    """``GET /api/stocks/prices``, ``backend_green``, ..."""
+    metric: str
+    """``p95``, ``error rate``, ``cpu``, ``memory``."""
+    unit: str = ""
+    before: float | None = None
+    after: float | None = None
+
+    @property
+    def change(self) -> float | None:
+        """after / before (None when one is missing or before is 0)."""
+        if self.before is None or self.after is None or self.before == 0:
+            return None
+        return self.after / self.before
+
+
+class StatementChange(BaseModel):
+    """A pg_stat_statements entry compared across the deploy."""
+
+    model_config = ConfigDict(frozen=True)
+
+    queryid: str
+    query: str
+    calls_before: int = 0
+    mean_ms_before: float | None = None
+    calls_after: int = 0
+    mean_ms_after: float | None = None
+    new: bool = False
+    """Not in the snapshot taken at the deploy: first run after it."""
+
+    @property
+    def ratio(self) -> float | None:
+        if not self.mean_ms_before or self.mean_ms_after is None:
+            return None
+        return self.mean_ms_after / self.mean_ms_before
+
+
+class SinceDeploySnapshot(Snapshot):
+    """The window before the last deploy against the window after it."""
+
+    deploy: Marker | None = None
+    """The deploy compared against (None: no deploy on record)."""
+    before_start: datetime | None = None
+    after_end: datetime | None = None
+    window_seconds: float = 0.0
+    comparisons: list[Comparison] = Field(default_factory=list)
+    slower: list[StatementChange] = Field(default_factory=list)
+    """Statements slower after the deploy, the biggest ratio first."""
+    new_statements: list[StatementChange] = Field(default_factory=list)
+    """Statements first seen after the deploy, the most time first."""
+    warnings: list[str] = Field(default_factory=list)
+    """What could not be compared, and why (no Prometheus, no pgss snapshot)."""
 
 
 class EngineEvent(BaseModel):
