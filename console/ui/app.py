@@ -111,6 +111,13 @@ VersionLister = Callable[[Any], Awaitable[list[str]]]
 """``lister(ctx)``: the versions that can be deployed without building
 (an image, or a git tag to build from), oldest first."""
 
+SinceLoader = Callable[[Settings], Awaitable[Any]]
+"""``loader(settings)``: the "since the deploy" snapshot
+(``console.core.since.since_deploy`` by default)."""
+
+SINCE_TIMEOUT_S = 20.0
+"""How long the "since the deploy" view waits for its comparison."""
+
 VERSIONS_TIMEOUT_S = 5.0
 """How long the deploy form waits for the list of versions before opening
 without it."""
@@ -152,6 +159,12 @@ async def _default_version_lister(ctx: Any) -> list[str]:
     return await deployable_versions(ctx)
 
 
+async def _default_since_loader(settings: Settings) -> Any:
+    from console.core.since import since_deploy
+
+    return await since_deploy(settings)
+
+
 def _default_log_follower(settings: Settings, container: str, tail: int) -> AsyncIterator[LogLine]:
     from console.core.sources.docker.logs import follow_logs
 
@@ -178,11 +191,14 @@ class StackdeckApp(App[None]):
         ops_runner: OpsRunner | None = None,
         log_follower: LogFollower | None = None,
         version_lister: VersionLister | None = None,
+        since_loader: SinceLoader | None = None,
         hostname: str | None = None,
         preload: bool = True,
     ) -> None:
         super().__init__()
         self._version_lister = version_lister or _default_version_lister
+        self._since_loader = since_loader or _default_since_loader
+        self._history_wish: dict[str, Any] = {}
         self._preload = preload
         self.settings = settings
         self._monitor_factory = monitor_factory or _default_monitor_factory
@@ -260,6 +276,8 @@ class StackdeckApp(App[None]):
     async def _start_monitor(self) -> None:
         # Built in a thread: constructing sources must never stall the first frame.
         self._monitor = await asyncio.to_thread(self._monitor_factory, self.settings, self._sink)
+        if self._history_wish:
+            self.set_history(**self._history_wish)
         await self._monitor.start()
 
     async def _stop_monitor(self) -> None:
@@ -367,6 +385,21 @@ class StackdeckApp(App[None]):
         except Exception as exc:  # no docker, slow daemon: the form still opens
             self.log.warning(f"cannot list versions: {type(exc).__name__}: {exc}")
             return []
+
+    def set_history(self, **wish: Any) -> None:
+        """Ask the monitor's history for another ``range_seconds`` or ``view``
+        (a dashboard's charts); remembered until the monitor is up."""
+        self._history_wish.update(wish)
+        setter = getattr(self._monitor, "set_history", None)
+        if setter is not None:
+            try:
+                setter(**wish)
+            except Exception as exc:  # a monitor without history: the charts stay live-only
+                self.log.warning(f"history: {type(exc).__name__}: {exc}")
+
+    async def since_deploy(self) -> Any:
+        """The "since the deploy" comparison (raises on timeout or failure)."""
+        return await asyncio.wait_for(self._since_loader(self.settings), SINCE_TIMEOUT_S)
 
     def database_name(self) -> str:
         """The database a restore replaces (what its typed confirmation asks for)."""
@@ -494,6 +527,7 @@ def create_app(
     ops_runner: OpsRunner | None = None,
     log_follower: LogFollower | None = None,
     version_lister: VersionLister | None = None,
+    since_loader: SinceLoader | None = None,
     hostname: str | None = None,
     preload: bool = True,
 ) -> StackdeckApp:
@@ -504,6 +538,8 @@ def create_app(
     - ``ops_runner(name, ctx, **params)``: default ``console.core.ops.run_op``.
     - ``log_follower(settings, container, tail)``: default the engine's ``follow_logs``.
     - ``version_lister(ctx)``: the deploy form's versions (default: images and git tags).
+    - ``since_loader(settings)``: the "since the deploy" view's comparison
+      (default ``console.core.since.since_deploy``).
     - ``hostname``: shown in the header (default: this machine's name).
     - ``preload``: import plotext in a thread after the first frame (charts
       draw sparklines until then) and freeze the long-lived objects out of
@@ -517,6 +553,7 @@ def create_app(
         ops_runner=ops_runner,
         log_follower=log_follower,
         version_lister=version_lister,
+        since_loader=since_loader,
         hostname=hostname,
         preload=preload,
     )

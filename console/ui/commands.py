@@ -45,6 +45,28 @@ def dashboard_commands(dash: DashboardScreen) -> list[Command]:
         )
     out.append(Command("Logs of selected container", "Tail, follow, filter", dash.action_logs))
     out.append(Command("Filter list", "Filter the focused list", dash.action_filter))
+    out.append(
+        Command(
+            "Alerts and silences",
+            "Pending, firing, silenced; silence one (key a)",
+            dash.action_alerts,
+        )
+    )
+    out.append(
+        Command(
+            "Since the deploy",
+            "Endpoints, services, slower and new queries since the last deploy (key w)",
+            dash.action_since_deploy,
+        )
+    )
+    out.append(
+        Command(
+            "Dashboards",
+            "The runbook's four dashboards over the range (key g)",
+            dash.action_dashboards,
+        )
+    )
+    out.append(Command("Time range", "Charts: 15m, 1h, 6h, 24h (key t)", dash.action_cycle_range))
     for cls in sorted(PANEL_CLASSES, key=lambda c: c.NUMBER):
         out.append(
             Command(

@@ -132,3 +132,23 @@ def shorten(text: str, width: int) -> str:
 def as_timedelta(seconds: float) -> timedelta:
     """Convenience for callers that want a timedelta."""
     return timedelta(seconds=seconds)
+
+
+RANGES: tuple[int, ...] = (900, 3600, 21600, 86400)
+"""The time ranges the ``t`` key steps through: 15 m, 1 h, 6 h, 24 h."""
+
+
+def fmt_range(seconds: float) -> str:
+    """``15m``, ``1h``, ``6h``, ``24h``."""
+    seconds = int(seconds)
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600}h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60}m"
+    return f"{seconds}s"
+
+
+def next_range(seconds: float) -> int:
+    """The range after ``seconds`` in :data:`RANGES` (wrapping)."""
+    later = [r for r in RANGES if r > seconds]
+    return later[0] if later else RANGES[0]

@@ -20,6 +20,7 @@ from console.core.models import (
     DatabaseSnapshot,
     EventsSnapshot,
     HealthSnapshot,
+    HistorySnapshot,
     LogLine,
     OpEvent,
     QuotaSnapshot,
@@ -42,6 +43,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "cost": CostSnapshot,
     "alerts": AlertsSnapshot,
     "events": EventsSnapshot,
+    "history": HistorySnapshot,
     "source": SourceState,
 }
 
@@ -87,6 +89,7 @@ class FakeMonitor:
         self.feed = list(feed)
         self.started = False
         self.stopped = False
+        self.history_wishes: list[dict[str, Any]] = []
         FakeMonitor.instances.append(self)
 
     async def start(self) -> None:
@@ -99,6 +102,10 @@ class FakeMonitor:
 
     def push(self, kind: str, payload: BaseModel) -> None:
         self.sink(kind, payload)
+
+    def set_history(self, **wish: Any) -> None:
+        """What the UI asked of the history source (range, dashboard view)."""
+        self.history_wishes.append(wish)
 
 
 def monitor_factory(
@@ -203,6 +210,7 @@ def make_app(
     ops: FakeOps | None = None,
     logs: FakeLogs | None = None,
     clock: FixedClock | None = None,
+    since: Callable[[Settings], Any] | None = None,
 ) -> StackdeckApp:
     return create_app(
         test_settings(read_only=read_only),
@@ -211,9 +219,28 @@ def make_app(
         ops_runner=ops or FakeOps(),
         log_follower=logs or FakeLogs([]),
         version_lister=fake_versions,
+        since_loader=since or FakeSince(),
         hostname="prod-host",
         preload=False,  # exact frames: the chart never waits for a background import
     )
 
 
 test_settings.__test__ = False  # type: ignore[attr-defined]  # not a test despite its name
+
+
+class FakeSince:
+    """The "since the deploy" loader: ``snapshot`` (default :func:`since_snapshot`)
+    or ``error``; counts its calls."""
+
+    def __init__(self, snapshot: Any = None, error: Exception | None = None) -> None:
+        self.snapshot = snapshot
+        self.error = error
+        self.calls = 0
+
+    async def __call__(self, settings: Settings) -> Any:
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+        from .memory import since_snapshot
+
+        return self.snapshot or since_snapshot()

@@ -13,8 +13,9 @@ from textual.content import Content
 from textual.reactive import var
 from textual.widgets import DataTable
 
-from console.core.models import ContainerStats, StatsSnapshot
-from console.ui.format import fmt_bytes
+from console.core.models import ContainerStats, HistorySnapshot, StatsSnapshot
+from console.ui.format import fmt_bytes, fmt_range
+from console.ui.history import history_span, history_values, marker_times
 from console.ui.palette import Palette
 from console.ui.panels.base import ContainerSelected, Panel
 from console.ui.widgets.chart import ChartSeries, PlotextChart
@@ -77,6 +78,8 @@ class StatsPanel(Panel):
     """The newest stats tick."""
     selected: var[str | None] = var(None, init=False)
     """Container whose history the chart shows (bound to the app's selection)."""
+    history: var[HistorySnapshot | None] = var(None, init=False)
+    """Prometheus' memory: the chart shows the chosen range, then live samples."""
 
     def __init__(
         self,
@@ -114,6 +117,10 @@ class StatsPanel(Panel):
         return f"{len(snapshot.containers)} containers"
 
     def watch_selected(self) -> None:
+        if self.snapshot is not None and self.is_mounted:
+            self._render_chart(self.snapshot)
+
+    def watch_history(self) -> None:
         if self.snapshot is not None and self.is_mounted:
             self._render_chart(self.snapshot)
 
@@ -165,23 +172,43 @@ class StatsPanel(Panel):
         variables = self.app.theme_variables
         cpu_rgb = _rgb(variables.get("primary", ""), (1, 120, 212))
         mem_rgb = _rgb(variables.get("warning", ""), (254, 166, 43))
-        chart.set_series(
-            [
-                ChartSeries("cpu %", tuple(target.cpu_history), cpu_rgb),
-                ChartSeries("mem %", tuple(target.mem_history), mem_rgb),
-            ],
-        )
-        samples = max(len(target.cpu_history), len(target.mem_history))
-        span = ""
-        if snapshot.refresh_seconds is not None or samples:
-            span = f" · last {samples} samples"
+        history = self.history
+        service = target.service or target.name
+        cpu_hist = history_values(history, "cpu", service) if history else None
+        mem_hist = history_values(history, "mem", service) if history else None
+        if history is not None and history.available and (cpu_hist or mem_hist):
+            now = snapshot.taken_at.timestamp()
+            cpu_t, cpu_v = cpu_hist or ((), ())
+            mem_t, mem_v = mem_hist or ((), ())
+            span = history_span(history, now)
+            chart.set_series(
+                [
+                    # Prometheus' range, then the newest live sample at the right edge
+                    ChartSeries("cpu %", (*cpu_v, target.cpu_percent), cpu_rgb, (*cpu_t, now)),
+                    ChartSeries("mem %", (*mem_v, target.mem_percent), mem_rgb, (*mem_t, now)),
+                ],
+                span=span,
+                marks=marker_times(history),
+            )
+            span_text = f" · last {fmt_range(history.range_seconds)} (Prometheus)"
+        else:
+            chart.set_series(
+                [
+                    ChartSeries("cpu %", tuple(target.cpu_history), cpu_rgb),
+                    ChartSeries("mem %", tuple(target.mem_history), mem_rgb),
+                ],
+            )
+            samples = max(len(target.cpu_history), len(target.mem_history))
+            span_text = f" · last {samples} samples" if samples else ""
+            if history is not None and not history.available:
+                span_text += " · no history"
         caption.update(
             Content.from_markup(
                 "[b]$name[/b]  [$primary]━ cpu $cpu[/]  [$warning]━ mem $mem[/]$span",
-                name=target.service or target.name,
+                name=service,
                 cpu=f"{target.cpu_percent:.1f}%",
                 mem=f"{target.mem_percent:.0f}%",
-                span=span,
+                span=span_text,
             )
         )
 

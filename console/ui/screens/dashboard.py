@@ -36,6 +36,7 @@ from console.core.models import (
     DatabaseSnapshot,
     EventsSnapshot,
     HealthSnapshot,
+    HistorySnapshot,
     LogLine,
     OpsLog,
     QuotaSnapshot,
@@ -43,6 +44,7 @@ from console.core.models import (
     StatsSnapshot,
 )
 from console.core.ops.table import OPERATIONS, OpSpec
+from console.ui.format import fmt_range, next_range
 from console.ui.messages import OpProgress, SnapshotArrived, SourceChanged, StatsTick
 from console.ui.panels import PANEL_CLASSES
 from console.ui.panels.base import EPOCH, ContainerSelected, Panel
@@ -138,6 +140,34 @@ class DashboardScreen(Screen[None]):
         ),
         COMMANDS_BINDING,
         Binding(
+            "t",
+            "cycle_range",
+            "Range",
+            id="range",
+            tooltip="Time range of every chart: 15m, 1h, 6h, 24h (from Prometheus)",
+        ),
+        Binding(
+            "a",
+            "alerts",
+            "Alerts",
+            id="alerts",
+            tooltip="Alerts (pending, firing), silences; silence an alert",
+        ),
+        Binding(
+            "w",
+            "since_deploy",
+            "Since deploy",
+            id="since-deploy",
+            tooltip="What changed since the last deploy: endpoints, services, slower and new queries",
+        ),
+        Binding(
+            "g",
+            "dashboards",
+            "Dashboards",
+            id="dashboards",
+            tooltip="The runbook's four dashboards over the chosen time range",
+        ),
+        Binding(
             "left_square_bracket",
             "prev_panel",
             "Prev panel",
@@ -182,6 +212,10 @@ class DashboardScreen(Screen[None]):
     """Cost projection."""
     alerts: var[AlertsSnapshot | None] = var(None, init=False)
     """Evaluated alert rules."""
+    history: var[HistorySnapshot | None] = var(None, init=False)
+    """Prometheus' range queries and the operation markers (every chart)."""
+    history_range: var[int] = var(3600, init=False)
+    """The charts' time range in seconds (``t`` steps through RANGES)."""
     events: var[EventsSnapshot | None] = var(None, init=False)
     """Engine event timeline."""
     ops_log: var[OpsLog] = var(OpsLog, init=False)
@@ -255,6 +289,7 @@ class DashboardScreen(Screen[None]):
                     ).data_bind(
                         snapshot=DashboardScreen.stats,
                         selected=DashboardScreen.selected_container,
+                        history=DashboardScreen.history,
                         **bind,
                     )
                     yield DatabasePanel(stale_after=_stale_after(refresh.database)).data_bind(
@@ -442,6 +477,36 @@ class DashboardScreen(Screen[None]):
 
         self.run_worker(run_flow(self, spec), group="flow", exclusive=True, exit_on_error=False)
 
+    def action_cycle_range(self) -> None:
+        """The next time range; every chart follows once Prometheus answers."""
+        self.history_range = next_range(self.history_range)
+        self.stack_app.set_history(range_seconds=self.history_range)
+        reason = self.history_missing()
+        note = f" (no history: {reason})" if reason else ""
+        self.notify(f"charts: last {fmt_range(self.history_range)}{note}", title="Range")
+
+    def history_missing(self) -> str | None:
+        """Why the charts have no history, or None when they have it."""
+        history = self.history
+        if history is None:
+            return "waiting for Prometheus"
+        return None if history.available else history.reason or "Prometheus did not answer"
+
+    def action_alerts(self) -> None:
+        from console.ui.screens.alerts import AlertsScreen
+
+        self.app.push_screen(AlertsScreen())
+
+    def action_since_deploy(self) -> None:
+        from console.ui.screens.since import SinceDeployScreen
+
+        self.app.push_screen(SinceDeployScreen())
+
+    def action_dashboards(self) -> None:
+        from console.ui.screens.charts import DashboardsScreen
+
+        self.app.push_screen(DashboardsScreen())
+
     def _focused_panel(self) -> Panel | None:
         node = self.focused
         while node is not None:
@@ -526,7 +591,7 @@ class DashboardScreen(Screen[None]):
 
 
 _SNAPSHOT_KINDS = frozenset(
-    {"containers", "health", "stats", "database", "quotas", "cost", "alerts", "events"}
+    {"containers", "health", "stats", "database", "quotas", "cost", "alerts", "events", "history"}
 )
 """Snapshot kinds of the monitor; each is a reactive of the same name."""
 

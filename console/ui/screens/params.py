@@ -55,9 +55,11 @@ class ParamsScreen(ModalScreen[OpParams | None]):
         Binding("escape", "cancel", "Cancel", id="params.cancel", tooltip="Close the form"),
     ]
 
-    def __init__(self, spec: OpSpec) -> None:
+    def __init__(self, spec: OpSpec, *, initial: dict[str, Any] | None = None) -> None:
         super().__init__(classes="dialog-screen")
         self.spec = spec
+        self.initial = dict(initial or {})
+        """Values shown instead of the model's defaults (e.g. the alert being silenced)."""
 
     def compose(self) -> ComposeResult:
         model = self.spec.params
@@ -67,6 +69,8 @@ class ParamsScreen(ModalScreen[OpParams | None]):
             for name in form_fields(model):
                 info = model.model_fields[name]
                 default = None if info.is_required() else info.default
+                if name in self.initial:
+                    default = self.initial[name]
                 choices = literal_choices(info.annotation)
                 if info.annotation is bool:
                     yield Checkbox(_label(name, info.description), bool(default), id=f"f-{name}")
@@ -80,7 +84,9 @@ class ParamsScreen(ModalScreen[OpParams | None]):
                         id=f"f-{name}",
                     )
                 else:
-                    shown = "" if default in (None, [], ()) else str(default)
+                    if isinstance(default, list | tuple):
+                        default = " ".join(str(v) for v in default)
+                    shown = "" if default in (None, "", [], ()) else str(default)
                     yield Input(value=shown, placeholder=name, id=f"f-{name}")
             yield Static("", id="params-error", classes="field-error")
             with Horizontal(classes="dialog-buttons"):

@@ -55,8 +55,10 @@ class AlertsLine(LiveText):
         if not self.is_mounted:
             return
         snapshot = self.alerts
-        firing = [a for a in snapshot.alerts if a.firing] if snapshot else []
-        pending = [a for a in snapshot.alerts if not a.firing] if snapshot else []
+        alerts = snapshot.alerts if snapshot else []
+        firing = [a for a in alerts if a.firing and not a.silenced_by]
+        pending = [a for a in alerts if not a.firing and not a.silenced_by]
+        silenced = [a for a in alerts if a.silenced_by]
         self.set_class(bool(firing), "-firing")
         now = self.now
         parts: list[str | tuple[str, str]] = []
@@ -78,6 +80,12 @@ class AlertsLine(LiveText):
         for index, alert in enumerate(pending):
             lead = " · " if parts and (firing or index) else ""
             parts.append((f"{lead}pending {alert_text(alert, now)}", "dim"))
+        if silenced:
+            parts.append((f"  · {len(silenced)} silenced", "dim"))
+        if snapshot is not None and snapshot.source == "local" and snapshot.note:
+            # The console's own evaluation (the monitor says why: no Prometheus).
+            parts.append(("  │ local alerts", "$warning bold"))
+            parts.append((f": {snapshot.note}", "$warning"))
         failing = [s for s in self.sources.values() if not s.ok]
         if failing:
             names = ", ".join(sorted(s.name for s in failing))

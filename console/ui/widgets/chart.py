@@ -70,6 +70,8 @@ class ChartSeries:
     label: str
     values: tuple[float, ...]
     rgb: tuple[int, int, int] = (0, 120, 212)
+    times: tuple[float, ...] = ()
+    """Unix time of each value (a time chart); empty: one value per sample."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,13 @@ class ChartData:
     """Fixed upper bound of the y axis; None: a round number above the peak."""
     markers: tuple[int, ...] = field(default_factory=tuple)
     """Sample indexes to mark with a vertical line (deploys, restarts)."""
+    span: tuple[float, float] | None = None
+    """(start, end) unix times of a time chart's x axis; None: sample indexes."""
+    marks: tuple[float, ...] = ()
+    """Unix times to mark with a vertical line (operations: deploys, rollbacks, ...)."""
+    mark_rgb: tuple[int, int, int] = (230, 180, 0)
+    y_floor: float = 5.0
+    """The lowest y-axis top (a quiet percent chart still spans 0-5 %)."""
 
 
 def nice_top(peak: float, floor: float = 5.0) -> float:
@@ -95,11 +104,27 @@ def _y_top(data: ChartData) -> float:
     if data.y_max is not None:
         return data.y_max
     peak = max((max(s.values) for s in data.series if s.values), default=0.0)
-    return nice_top(peak)
+    return nice_top(peak, data.y_floor)
 
 
 def _tick(value: float) -> str:
-    return f"{value:g}"
+    return f"{value:.3g}"
+
+
+def ago(seconds: float) -> str:
+    """``-1h``, ``-30m``, ``-45s`` for a time axis label."""
+    seconds = max(0.0, seconds)
+    if seconds < 1:
+        return "now"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            value = seconds / size
+            return (
+                f"-{value:.0f}{unit}"
+                if value >= 10 or value == int(value)
+                else f"-{value:.1f}{unit}"
+            )
+    return f"-{seconds:.0f}s"
 
 
 def _render_plotext6(width: int, height: int, data: ChartData) -> str:
@@ -109,18 +134,32 @@ def _render_plotext6(width: int, height: int, data: ChartData) -> str:
     fig.clear()
     fig.theme("colorless")
     fig.plot_size(width, height)
+    top = _y_top(data)
+    timed = data.span is not None
     for series in data.series:
         if not series.values:
             continue
         marker = plt.marker("braille", plt.pixel(foreground=series.rgb))
-        signal = fig.signal(list(series.values), marker=marker)
+        if timed and len(series.times) == len(series.values):
+            signal = fig.signal(list(series.times), list(series.values), marker=marker)
+        else:
+            signal = fig.signal(list(series.values), marker=marker)
         signal.lines()
         fig.draw(signal)
-    top = _y_top(data)
+    if data.span is not None:
+        start, end = data.span
+        mark = plt.marker("│", plt.pixel(foreground=data.mark_rgb))
+        for at in data.marks:
+            if start <= at <= end:
+                fig.draw(fig.segment([at, at], [0, top], marker=mark))
+        fig.ruler("x").lim(start, end)
+        middle = (start + end) / 2
+        fig.ruler("x").ticks([start, middle, end], [ago(end - start), ago(end - middle), "now"])
+    else:
+        fig.ruler("x").ticks([])
     fig.legend(False)
     fig.ruler("y").lim(0, top)
     fig.ruler("y").ticks([0, top / 2, top], [_tick(0), _tick(top / 2), _tick(top)])
-    fig.ruler("x").ticks([])
     fig.axes(False, axis="x", side="upper")
     fig.axes(False, axis="y", side="right")
     return str(fig.build())
@@ -174,8 +213,18 @@ class PlotextChart(Widget):
     data: reactive[ChartData] = reactive(ChartData, layout=False)
     """What to draw; set a new value to redraw."""
 
-    def set_series(self, series: Sequence[ChartSeries], *, y_max: float | None = None) -> None:
-        self.data = ChartData(series=tuple(series), y_max=y_max)
+    def set_series(
+        self,
+        series: Sequence[ChartSeries],
+        *,
+        y_max: float | None = None,
+        span: tuple[float, float] | None = None,
+        marks: Sequence[float] = (),
+        y_floor: float = 5.0,
+    ) -> None:
+        self.data = ChartData(
+            series=tuple(series), y_max=y_max, span=span, marks=tuple(marks), y_floor=y_floor
+        )
 
     def render(self) -> Text:
         size = self.content_size

@@ -102,8 +102,9 @@ class HeaderBar(Horizontal):
         elif self.containers is not None:
             parts.append((" · no containers", "$warning"))
         if self.alerts is not None:
-            firing = sum(1 for a in self.alerts.alerts if a.firing)
-            pending = len(self.alerts.alerts) - firing
+            loud = [a for a in self.alerts.alerts if not a.silenced_by]
+            firing = sum(1 for a in loud if a.firing)
+            pending = len(loud) - firing
             if firing:
                 parts.append(" · ")
                 parts.append((f"{firing} alert{'s' if firing != 1 else ''}", "$error bold reverse"))

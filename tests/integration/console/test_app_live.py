@@ -183,3 +183,57 @@ async def test_database_down_marks_the_panel_stale_and_recovers(stack: Stack) ->
             what="recovery after the database came back",
         )
         assert app.return_code is None
+
+
+async def test_the_console_opens_on_the_last_hour(stack: Stack) -> None:
+    """Load first, then the console: its charts carry samples from before it started."""
+    from console.core.prom import PromClient
+    from console.ui.widgets.chart import PlotextChart
+    from tests.load import LoadLoop
+
+    settings = live_settings(stack)
+    prom = PromClient(settings)
+    try:
+        async with LoadLoop(stack.base_url, max_requests=600, max_seconds=60, pause=0.02):
+            # until Prometheus has scraped the backend's counters of this load
+            deadline = time.monotonic() + 90
+            while True:
+                rate = await prom.query('sum(rate(http_request_duration_seconds_count{job="backend"}[1m]))')
+                if rate and rate[0][1] > 0:
+                    break
+                if time.monotonic() > deadline:
+                    pytest.fail(f"Prometheus never saw the load (last answer {rate!r})")
+                await asyncio.sleep(1)
+    finally:
+        await prom.aclose()
+    started = time.time()
+    app = create_app(settings, hostname="itest")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await until(
+            pilot,
+            lambda: app.dashboard.history is not None and app.dashboard.history.series,
+            limit_s=60,
+            what="the history from Prometheus",
+        )
+        history = app.dashboard.history
+        assert history is not None and history.available, history
+        assert history.range_seconds == 3600
+        oldest = {s.key: s.points[0][0] for s in history.series if s.points}
+        backend = [k for k in oldest if k.startswith("cpu:backend_")]
+        assert backend, sorted(oldest)
+        assert min(oldest[k] for k in backend) < started - 15, (started, oldest)
+        assert any(k.startswith("rps:") or k.startswith("requests:") for k in oldest), sorted(oldest)
+        # the stats panel's chart draws them: a time axis reaching before the start
+        await until(pilot, lambda: app.dashboard.stats is not None, limit_s=60, what="stats")
+        chart = app.query_one(StatsPanel).query_one(PlotextChart)
+        await until(pilot, lambda: chart.data.span is not None, limit_s=30, what="a time chart")
+        times = [t for series in chart.data.series for t in series.times]
+        assert times and min(times) < started - 15
+        # the range key: the next poll covers six hours
+        await pilot.press("t")
+        await until(
+            pilot,
+            lambda: app.dashboard.history is not None and app.dashboard.history.range_seconds == 21600,
+            limit_s=60,
+            what="the 6 h range",
+        )

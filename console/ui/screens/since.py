@@ -1,0 +1,188 @@
+"""Since the deploy: the window before the last deploy against the window after it.
+
+Endpoints (p95, error rate), services (CPU, memory), and the statements of
+pg_stat_statements that got slower or are new since the snapshot the ops
+engine took at the deploy. Loaded when the screen opens and on ``r``.
+
+| key | action |
+|---|---|
+| r | compare again (now) |
+| escape, q | back to the dashboard |
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.content import Content
+from textual.screen import Screen
+from textual.widgets import Footer, Label
+
+from console.core.models import Comparison, SinceDeploySnapshot, StatementChange
+from console.ui.format import fmt_duration, fmt_time, shorten
+from console.ui.widgets.table import ListTable, Row
+from console.ui.widgets.text import LiveText
+
+if TYPE_CHECKING:
+    from console.ui.screens.dashboard import DashboardScreen
+
+__all__ = ["SinceDeployScreen", "change_text", "comparison_row", "statement_row"]
+
+WORSE_RATIO = 1.2
+"""A change by this factor or more (either way for p95 and errors: up is worse) is highlighted."""
+
+
+def _num(value: float | None, unit: str) -> str:
+    if value is None or value != value:
+        return "–"
+    if unit == "s":
+        return f"{value * 1000:.0f} ms" if value < 10 else f"{value:.1f} s"
+    if unit == "ratio":
+        return f"{value * 100:.2f}%"
+    if unit == "%":
+        return f"{value:.1f}%"
+    if unit == "bytes":
+        from console.ui.format import fmt_bytes
+
+        return fmt_bytes(value)
+    return f"{value:.3g}{(' ' + unit) if unit else ''}"
+
+
+def change_text(before: float | None, after: float | None) -> Text:
+    """``×2.4`` red when it went up by WORSE_RATIO or more, green when down."""
+    if before is None or after is None:
+        return Text("new" if before is None and after is not None else "–", justify="right")
+    if before == 0:
+        return Text(
+            "–" if after == 0 else "from 0", justify="right", style="" if after == 0 else "red"
+        )
+    ratio = after / before
+    style = "bold red" if ratio >= WORSE_RATIO else ("green" if ratio <= 1 / WORSE_RATIO else "")
+    return Text(f"×{ratio:.2f}", justify="right", style=style)
+
+
+def comparison_row(item: Comparison) -> Row:
+    cells = (
+        Text(item.subject, style="bold"),
+        Text(item.metric),
+        Text(_num(item.before, item.unit), justify="right"),
+        Text(_num(item.after, item.unit), justify="right"),
+        change_text(item.before, item.after),
+    )
+    key = f"{item.group}|{item.subject}|{item.metric}"
+    return Row(key=key, cells=cells, search=f"{item.subject} {item.metric}")
+
+
+def statement_row(item: StatementChange) -> Row:
+    cells = (
+        Text("NEW" if item.new else "slower", style="yellow" if item.new else "bold red"),
+        Text(_num(item.mean_ms_before, "ms") if not item.new else "–", justify="right"),
+        Text(_num(item.mean_ms_after, "ms"), justify="right"),
+        Text(f"×{item.ratio:.1f}" if item.ratio else "–", justify="right"),
+        Text(str(item.calls_after), justify="right"),
+        Text(shorten(" ".join(item.query.split()), 200)),
+    )
+    return Row(key=item.queryid, cells=cells, search=item.query)
+
+
+class SinceDeployScreen(Screen[None]):
+    """What changed since the last deploy: what triage needs first."""
+
+    BINDINGS = [
+        Binding("escape,q", "app.pop_screen", "Back", id="since.back"),
+        Binding("r", "reload", "Compare again", id="since.reload"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="since-screen")
+        self.snapshot: SinceDeploySnapshot | None = None
+
+    @property
+    def dash(self) -> DashboardScreen:
+        from console.ui.app import StackdeckApp
+
+        app = self.app
+        assert isinstance(app, StackdeckApp)
+        return app.dashboard
+
+    def compose(self) -> ComposeResult:
+        yield LiveText(id="since-title", classes="screen-title")
+        with Vertical(id="since-body"):
+            yield Label("Endpoints and services: before → after", classes="section-title")
+            yield ListTable(
+                [
+                    ("subject", "endpoint / service"),
+                    ("metric", "metric"),
+                    ("before", "before>"),
+                    ("after", "after>"),
+                    ("change", "change>"),
+                ],
+                id="since-comparisons",
+            )
+            yield Label("Statements (pg_stat_statements): slower and new", classes="section-title")
+            yield ListTable(
+                [
+                    ("kind", "what"),
+                    ("before", "mean before>"),
+                    ("after", "mean after>"),
+                    ("ratio", "×>"),
+                    ("calls", "calls after>"),
+                    ("query", "query"),
+                ],
+                id="since-statements",
+            )
+            yield LiveText(id="since-warnings", classes="screen-note")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self._title(Content.styled("comparing…", "dim"))
+        self.query_one("#since-comparisons", ListTable).focus()
+        self.action_reload()
+
+    def _title(self, detail: Content) -> None:
+        self.query_one("#since-title", LiveText).update(
+            Content.assemble(("Since the deploy", "bold"), "  ", detail)
+        )
+
+    @work(group="since", exclusive=True, exit_on_error=False)
+    async def action_reload(self) -> None:
+        try:
+            snapshot = await self.dash.stack_app.since_deploy()
+        except Exception as exc:  # timeout, no database: say so, keep the last result
+            reason = str(exc) or type(exc).__name__
+            self._title(Content.styled(f"could not compare: {shorten(reason, 160)}", "$error"))
+            return
+        self.show(snapshot)
+
+    def show(self, snapshot: SinceDeploySnapshot) -> None:
+        self.snapshot = snapshot
+        now = self.dash.now
+        deploy = snapshot.deploy
+        if deploy is None:
+            self._title(Content.styled("no deploy on record", "$warning"))
+        else:
+            window = fmt_duration(snapshot.window_seconds, parts=2)
+            self._title(
+                Content.assemble(
+                    (deploy.label, "bold"),
+                    f" · {fmt_time(deploy.at, now)} · {window} before vs {window} after",
+                )
+            )
+        worse = sorted(
+            snapshot.comparisons,
+            key=lambda c: -(c.change or 0.0) if c.metric in ("p95", "error rate") else 0.0,
+        )
+        self.query_one("#since-comparisons", ListTable).set_rows([comparison_row(c) for c in worse])
+        statements = [*snapshot.slower, *snapshot.new_statements]
+        self.query_one("#since-statements", ListTable).set_rows(
+            [statement_row(s) for s in statements]
+        )
+        warnings = snapshot.warnings
+        self.query_one("#since-warnings", LiveText).update(
+            Content.styled("\n".join(f"! {w}" for w in warnings), "$warning") if warnings else ""
+        )
