@@ -450,3 +450,20 @@ async def test_a_refused_deploy_takes_no_snapshot(
     ctx = _ctx(tmp_path).replace(read_only=True)
     events = await _events(ctx, monkeypatch)
     assert [e.step for e in events] == ["result"] and events[0].status == "fail"
+
+
+class BrokenProm:
+    async def query(self, expr: str, at: Any = None) -> Any:
+        from console.core.prom import PromError
+
+        raise PromError("Prometheus: not reachable (connection refused)")
+
+
+async def test_a_prometheus_that_fails_is_a_warning_and_no_comparisons(
+    clean_env: Path, tmp_path: Path
+) -> None:
+    settings = _settings(tmp_path)
+    _deploy_on_record(settings, "d45", T)
+    snap = await since_deploy(settings, now=T + timedelta(minutes=10), prom=BrokenProm())
+    assert snap.comparisons == [] and snap.deploy is not None
+    assert "no Prometheus: Prometheus: not reachable (connection refused)" in snap.warnings
