@@ -441,6 +441,33 @@ def _list_backups(ctx: Any, printer: Printer) -> int:
     return 0
 
 
+def _since_deploy(settings: Any, args: argparse.Namespace, printer: Printer) -> int:
+    """``stackdeck since-deploy``: read-only, one table (``--json``: one object)."""
+    from console.core.ops.errors import BadInput
+    from console.core.ops.table import OPERATIONS, parse_params
+    from console.core.since import format_since, since_deploy
+
+    try:
+        params = parse_params(
+            OPERATIONS["since-deploy"], params_from_args(args, OPERATIONS["since-deploy"].params)
+        )
+    except BadInput as exc:
+        return _die(str(exc), 2)
+    snap = asyncio.run(
+        since_deploy(
+            settings,
+            window_max=params.window,  # type: ignore[attr-defined]
+            min_ratio=params.min_ratio,  # type: ignore[attr-defined]
+            min_calls=params.min_calls,  # type: ignore[attr-defined]
+        )
+    )
+    if printer.as_json:
+        printer.stream.write(snap.model_dump_json() + "\n")
+    else:
+        print(format_since(snap))
+    return 0
+
+
 def _tui(settings: Any, args: argparse.Namespace) -> int:
     if args.read_only and not getattr(settings, "read_only", False):
         settings = settings.model_copy(update={"read_only": True})
@@ -478,6 +505,8 @@ def _main(argv: Sequence[str] | None) -> int:
         else:
             print(format_status(status))
         return 0
+    if args.command == "since-deploy":
+        return _since_deploy(settings, args, printer)
     if args.command == "lock" and args.lock_command == "show":
         return _show_lock(ctx, printer)
     if args.command == "history":

@@ -407,6 +407,9 @@ class SinceDeploySnapshot(Snapshot):
     """Statements slower after the deploy, the biggest ratio first."""
     new_statements: list[StatementChange] = Field(default_factory=list)
     """Statements first seen after the deploy, the most time first."""
+    statements_snapshot_at: datetime | None = None
+    """When the pg_stat_statements snapshot compared against was taken (at
+    the deploy's start); the statements' "after" runs from it to ``taken_at``."""
     warnings: list[str] = Field(default_factory=list)
     """What could not be compared, and why (no Prometheus, no pgss snapshot)."""
 

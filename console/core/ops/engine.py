@@ -25,6 +25,12 @@ keywords.) In this order:
 
 Events of writing operations are also appended, as text, to
 ``$STATE/deployment.log`` (the runbook's ``tail -f logs/deployment.log``).
+
+A deploy or a rollback that runs (not refused) first saves a snapshot of
+``pg_stat_statements`` to ``$STATE/pgss/<op_id>.json`` (step ``pgss``), what
+"since the deploy" (:mod:`console.core.since`) compares the statements with.
+It never holds the operation up: a database that does not answer within
+:data:`PGSS_TIMEOUT_S` is a ``warn`` event and the operation goes on.
 """
 
 from __future__ import annotations
@@ -47,7 +53,12 @@ from console.core.ops.events import Emitter
 from console.core.ops.lock import DeployLock, break_lock, describe_holder, make_record
 from console.core.ops.table import OPERATIONS, NoParams, OpParams, parse_params
 
-__all__ = ["IMPLEMENTATIONS", "Implementation", "result_code", "run_op"]
+__all__ = ["IMPLEMENTATIONS", "PGSS_SNAPSHOT_OPS", "Implementation", "result_code", "run_op"]
+
+PGSS_SNAPSHOT_OPS = ("deploy", "rollback")
+"""Operations that snapshot pg_stat_statements when they start."""
+PGSS_TIMEOUT_S = 3.0
+"""Longest a snapshot may take (connect and read) before the operation goes on without it."""
 
 RunFn = Callable[..., AsyncIterator[OpEvent]]
 """``run(ctx, params, *, op_id)``: the operation's events."""
@@ -75,6 +86,7 @@ async def _run_lock_break(
 
 
 def _implementations() -> dict[str, Implementation]:
+    from console.core import since
     from console.core.ops import (
         backup,
         cache,
@@ -103,6 +115,7 @@ def _implementations() -> dict[str, Implementation]:
         "emergency-limit": Implementation(cache.run_emergency_limit),
         "scale": Implementation(services.run_scale, services.validate_scale),
         "restart": Implementation(services.run_restart, services.validate_restart),
+        "since-deploy": Implementation(since.run_since_deploy),
         "lock-break": Implementation(_run_lock_break),
     }
     missing = set(OPERATIONS) ^ set(impls)
@@ -125,6 +138,59 @@ def _fail_data(exc: OpError, op_id: str) -> dict[str, Any]:
     data = {k: v for k, v in exc.data.items() if k not in ("code", "op_id")}
     data.setdefault("failed_step", exc.step)
     return {**data, "code": exc.code, "op_id": op_id}
+
+
+async def _pgss_snapshot(
+    ctx: OpContext, ev: Emitter, name: str, op_id: str, params: dict[str, Any]
+) -> OpEvent:
+    """Snapshot pg_stat_statements for "since the deploy"; never raises."""
+    from console.core import pgss
+    from console.core.ops.db import connect_pg
+    from console.core.ops.statefiles import read_deploy_env
+
+    t0 = time.monotonic()
+
+    async def read() -> pgss.StatementsView:
+        conn = await connect_pg(ctx, timeout_s=PGSS_TIMEOUT_S)
+        try:
+            return await pgss.read_view(conn)
+        finally:
+            try:
+                await asyncio.wait_for(conn.close(), timeout=1.0)
+            except Exception:
+                conn.terminate()
+
+    try:
+        view = await asyncio.wait_for(read(), timeout=PGSS_TIMEOUT_S)
+        serving = read_deploy_env(ctx.deploy_env_path).get("ACTIVE_COLOUR")
+        record = pgss.snapshot_record(
+            view,
+            op=name,
+            op_id=op_id,
+            params=redact_params(params, ctx.secrets),
+            serving_colour=serving,
+            database=ctx.db_name,
+        )
+        path = await asyncio.to_thread(pgss.save_snapshot, ctx.state_dir, record)
+    except TimeoutError:
+        return ev.warn(
+            "pgss",
+            f"no pg_stat_statements snapshot: the database did not answer within "
+            f"{PGSS_TIMEOUT_S:g} s; {name} goes on without it",
+        )
+    except Exception as exc:
+        reason = exc if isinstance(exc, OpError) else f"{type(exc).__name__}: {exc}"
+        return ev.warn(
+            "pgss", ctx.redact(f"no pg_stat_statements snapshot ({reason}); {name} goes on")
+        )
+    ms = (time.monotonic() - t0) * 1000
+    return ev.info(
+        "pgss",
+        f"pg_stat_statements snapshot: {len(view.stats)} statements in {ms:.0f} ms ({path.name})",
+        path=str(path),
+        statements=len(view.stats),
+        seconds=round(ms / 1000, 3),
+    )
 
 
 def _log_line(ctx: OpContext, event: OpEvent) -> None:
@@ -226,6 +292,11 @@ async def run_op(
             op_id=op_id,
             params=redact_params(shown, ctx.secrets),
         )
+        if name in PGSS_SNAPSHOT_OPS:
+            snapshot = await _pgss_snapshot(ctx, ev, name, op_id, shown)
+            if spec.writes:
+                _log_line(ctx, snapshot)
+            yield snapshot
         last: OpEvent | None = None
         events = impl.run(ctx, typed, op_id=op_id)
         try:

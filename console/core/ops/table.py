@@ -51,6 +51,7 @@ __all__ = [
     "RestoreParams",
     "RollbackParams",
     "ScaleParams",
+    "SinceDeployParams",
     "VacuumParams",
     "VerifyParams",
     "arg_of",
@@ -360,6 +361,31 @@ class VerifyParams(OpParams):
     expect_version: str | None = None
 
 
+class SinceDeployParams(OpParams):
+    window: Annotated[
+        int, Field(description="longest window compared on each side, seconds (default 3600)")
+    ] = 3600
+    min_ratio: Annotated[
+        float, Field(description="a statement is slower from this ratio of means on (default 1.5)")
+    ] = 1.5
+    min_calls: Annotated[
+        int, Field(description="calls a statement needs on each side to be compared (default 3)")
+    ] = 3
+
+    _RANGES: ClassVar[dict[str, tuple[float, float]]] = {
+        "window": (60, 7 * 86400),
+        "min_ratio": (1.0, 1000.0),
+        "min_calls": (1, 1_000_000),
+    }
+
+    @field_validator("window", "min_ratio", "min_calls")
+    @classmethod
+    def _ranges(cls, value: float, info: Any) -> float:
+        lo, hi = cls._RANGES[info.field_name]
+        _number_field(info.field_name, value, lo, hi)
+        return value
+
+
 def _describe_error(error: Any) -> tuple[str, str]:
     """(field, sentence) for one pydantic error."""
     loc = error.get("loc") or ()
@@ -596,6 +622,16 @@ def _spec_list() -> list[OpSpec]:
             NoParams,
             writes=False,
             cli=("status",),
+            audited=False,
+        ),
+        OpSpec(
+            "since-deploy",
+            "Since the deploy",
+            "the window before the last deploy against the window after it: endpoints, "
+            "services, statements (--json: one object)",
+            SinceDeployParams,
+            writes=False,
+            cli=("since-deploy",),
             audited=False,
         ),
         OpSpec(

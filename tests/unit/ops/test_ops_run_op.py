@@ -55,7 +55,12 @@ def test_registry_flags() -> None:
         "restart",
         "lock-break",
     }
-    assert {n for n, s in OPERATIONS.items() if not s.writes} == {"preflight", "verify", "status"}
+    assert {n for n, s in OPERATIONS.items() if not s.writes} == {
+        "preflight",
+        "verify",
+        "status",
+        "since-deploy",
+    }
     # destructive: the TUI's confirmation is red with the focus on Cancel
     assert OPERATIONS["restore"].destructive and OPERATIONS["rollback"].destructive
     assert not OPERATIONS["deploy"].destructive and not OPERATIONS["backup"].destructive
