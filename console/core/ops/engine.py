@@ -83,6 +83,7 @@ def _implementations() -> dict[str, Implementation]:
         preflight,
         rollback,
         services,
+        silence,
         status,
         vacuum,
         verify,
@@ -104,6 +105,9 @@ def _implementations() -> dict[str, Implementation]:
         "scale": Implementation(services.run_scale, services.validate_scale),
         "restart": Implementation(services.run_restart, services.validate_restart),
         "lock-break": Implementation(_run_lock_break),
+        "silence": Implementation(silence.run_silence, silence.validate_silence),
+        "silence-expire": Implementation(silence.run_silence_expire),
+        "silence-list": Implementation(silence.run_silence_list),
     }
     missing = set(OPERATIONS) ^ set(impls)
     assert not missing, f"operations without an implementation (or the reverse): {missing}"
