@@ -209,7 +209,9 @@ def test_a_deploy_silences_the_new_colours_alerts_while_it_runs(stack: Any) -> N
     expire = next(
         i
         for i, e in enumerate(events)
-        if e["step"] == "silence" and e["status"] == "ok" and "expired" in e["message"]
+        if e["step"] == "silence"
+        and e["status"] == "ok"
+        and e["message"] == f"expired silence {sid}"
     )
     assert events[expire]["data"]["silence_id"] == sid
     assert expire < steps.index(("result", "done"))

@@ -54,8 +54,15 @@ def test_registry_flags() -> None:
         "scale",
         "restart",
         "lock-break",
+        "silence",
+        "silence-expire",
     }
-    assert {n for n, s in OPERATIONS.items() if not s.writes} == {"preflight", "verify", "status"}
+    assert {n for n, s in OPERATIONS.items() if not s.writes} == {
+        "preflight",
+        "verify",
+        "status",
+        "silence-list",
+    }
     # destructive: the TUI's confirmation is red with the focus on Cancel
     assert OPERATIONS["restore"].destructive and OPERATIONS["rollback"].destructive
     assert not OPERATIONS["deploy"].destructive and not OPERATIONS["backup"].destructive
