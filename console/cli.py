@@ -126,7 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-_GROUP_HELP = {"cache": "cache flush | warm", "lock": "lock show | lock break"}
+_GROUP_HELP = {
+    "cache": "cache flush | warm",
+    "lock": "lock show | lock break",
+    "silence": "silence add | expire | list (Alertmanager)",
+}
 
 
 def _scalar_type(annotation: Any) -> type | None:

@@ -11,6 +11,7 @@ into plain tuples so the rest of the console never sees Prometheus' JSON.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +29,7 @@ __all__ = [
     "monitoring_configured",
     "parse_matrix",
     "parse_vector",
+    "silence_body",
 ]
 
 Labels = dict[str, str]
@@ -199,24 +201,18 @@ class AlertmanagerClient(_Client):
 
     async def create_silence(
         self,
-        matchers: Mapping[str, str],
+        matchers: Mapping[str, str | Sequence[str]],
         *,
         ends_at: datetime,
         created_by: str,
         comment: str,
         starts_at: datetime | None = None,
     ) -> str:
-        """Silence the alerts whose labels equal ``matchers``; returns its id."""
-        body = {
-            "matchers": [
-                {"name": k, "value": v, "isRegex": False, "isEqual": True}
-                for k, v in sorted(matchers.items())
-            ],
-            "startsAt": (starts_at or datetime.now(UTC)).isoformat(),
-            "endsAt": ends_at.isoformat(),
-            "createdBy": created_by,
-            "comment": comment,
-        }
+        """Silence the alerts whose labels equal ``matchers`` (a list of
+        values: any one of them); returns its id."""
+        body = silence_body(
+            matchers, ends_at=ends_at, created_by=created_by, comment=comment, starts_at=starts_at
+        )
         answer = await self._request("POST", "/api/v2/silences", json=body)
         silence_id = (answer or {}).get("silenceID") if isinstance(answer, dict) else None
         if not silence_id:
@@ -225,6 +221,37 @@ class AlertmanagerClient(_Client):
 
     async def expire_silence(self, silence_id: str) -> None:
         await self._request("DELETE", f"/api/v2/silence/{silence_id}")
+
+
+def silence_body(
+    matchers: Mapping[str, str | Sequence[str]],
+    *,
+    ends_at: datetime,
+    created_by: str,
+    comment: str,
+    starts_at: datetime | None = None,
+) -> dict[str, Any]:
+    """The body of ``POST /api/v2/silences`` (pure): one equality matcher per
+    label; a label given several values matches any one of them (an anchored
+    regex of the escaped values, as Alertmanager anchors every regex)."""
+    out = []
+    for name, value in sorted(matchers.items()):
+        if isinstance(value, str):
+            out.append({"name": name, "value": value, "isRegex": False, "isEqual": True})
+        else:
+            values = sorted(set(value))
+            if len(values) == 1:
+                out.append({"name": name, "value": values[0], "isRegex": False, "isEqual": True})
+            else:
+                regex = "|".join(re.escape(v) for v in values)
+                out.append({"name": name, "value": regex, "isRegex": True, "isEqual": True})
+    return {
+        "matchers": out,
+        "startsAt": (starts_at or datetime.now(UTC)).isoformat(),
+        "endsAt": ends_at.isoformat(),
+        "createdBy": created_by,
+        "comment": comment,
+    }
 
 
 def _ts(value: datetime | float) -> float:

@@ -15,6 +15,7 @@ page from condition to the team's inbox.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -315,3 +316,122 @@ def test_cpu_burn_pages_the_team_through_webhook_slack_and_mail(
         f" condition (activeAt) -> notification in the sink {got['at'] - active_at:.0f} s;"
         f" burn start -> notification {got['at'] - started:.0f} s"
     )
+
+
+def _burner(stack: Stack, name: str, seconds: int = 150) -> subprocess.Popen[bytes]:
+    """The CPU burn of the page test: a container of the stack's project at
+    its 0.2-core limit, bounded by ``timeout``."""
+    return subprocess.Popen(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--name",
+            name,
+            "--network",
+            "none",
+            "--cpus",
+            "0.2",
+            "--label",
+            f"com.docker.compose.project={stack.name}",
+            "--label",
+            "com.docker.compose.service=cpu_burn",
+            "--entrypoint",
+            "timeout",
+            f"{stack.image_prefix}-monitoring:latest",
+            str(seconds),
+            "sh",
+            "-c",
+            "(while :; do :; done) & while :; do :; done",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def test_a_silenced_cpu_burn_is_suppressed_and_never_pages(stack: Stack, short_for: None) -> None:
+    import asyncio
+
+    from console.core.ops import run_op
+    from console.core.ops.notify import operation_alert
+
+    ctx = stack.op_context()
+    burner = f"{stack.name}_cpu_burn_{int(time.time())}"
+    sink = _client(stack, _port(stack, "ALERT_SINK_PORT"))
+    am = _client(stack, _port(stack, "ALERTMANAGER_PORT"))
+    before = sink.get("/messages").json()
+    seen_before = len(before["webhooks"]), len(before["mail"])
+
+    async def op(name: str, **params: Any) -> list[Any]:
+        return [e async for e in run_op(name, ctx, **params)]
+
+    added = asyncio.run(
+        op(
+            "silence",
+            alertname="ContainerHighCPU",
+            matchers=["service=cpu_burn"],
+            duration="10m",
+            comment="monitoring test: the burner is expected",
+        )
+    )
+    assert added[-1].status == "done", added[-1]
+    sid = added[-1].data["silence_id"]
+    op_id = added[0].data["op_id"]
+
+    def suppressed() -> dict[str, Any] | None:
+        r = am.get("/api/v2/alerts", params={"filter": 'alertname="ContainerHighCPU"'})
+        r.raise_for_status()
+        for a in r.json():
+            if a["labels"].get("name") == burner and a["status"]["state"] == "suppressed":
+                return dict(a)
+        return None
+
+    burn = _burner(stack, burner)
+    try:
+        got = _wait("the burner's alert suppressed in Alertmanager", suppressed, 150, every=1)
+        assert got["status"]["silencedBy"] == [sid], got["status"]
+        # Positive barrier: an alert posted after the burner's, through the same
+        # Alertmanager and group wait, reaches the sink; the burner's would have
+        # come first.
+        canary_id = f"silence-canary-{int(time.time())}"
+        canary = operation_alert(
+            stack=stack.name,
+            name="silence-canary",
+            op_id=canary_id,
+            result="ok",
+            message="barrier of the silence test",
+            params={},
+            operator=ctx.operator.as_dict(),
+            secrets=[],
+        )
+        am.post("/api/v2/alerts", json=[canary]).raise_for_status()
+
+        def canary_delivered() -> bool:
+            m = sink.get("/messages").json()
+            return any(canary_id in str(w["body"]) for w in m["webhooks"][seen_before[0] :])
+
+        _wait("the canary in the sink", canary_delivered, 90, every=1)
+        m = sink.get("/messages").json()
+        paged = [
+            w
+            for w in m["webhooks"][seen_before[0] :]
+            if "ContainerHighCPU" in str(w["body"]) and burner in str(w["body"])
+        ]
+        mailed = [x for x in m["mail"][seen_before[1] :] if burner in x["body"]]
+        assert paged == [] and mailed == [], (paged, mailed)
+    finally:
+        subprocess.run(["docker", "rm", "-f", burner], capture_output=True)
+        burn.wait(timeout=30)
+        expired = asyncio.run(op("silence-expire", silence_id=sid))
+        sink.close()
+        am.close()
+    assert expired[-1].status == "done", expired[-1]
+    lines = [
+        json.loads(line)
+        for line in (stack.state_dir / "audit.log").read_text().splitlines()
+        if line.strip()
+    ]
+    end = next(r for r in lines if r.get("op_id") == op_id and r["event"] == "end")
+    assert end["op"] == "silence" and end["result"] == "ok" and end["user"] == ctx.operator.user
+    assert sid in end["message"] and "until" in end["message"]
+    assert "alertname=ContainerHighCPU, service=cpu_burn" in end["message"]

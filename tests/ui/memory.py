@@ -8,6 +8,7 @@ import math
 from datetime import timedelta
 
 from console.core.history import DASHBOARDS, MAIN_CHARTS, ChartSpec
+
 from console.core.models import (
     Alert,
     AlertsSnapshot,
@@ -191,33 +192,33 @@ def since_snapshot() -> SinceDeploySnapshot:
                 group="endpoint",
                 subject="GET /api/stocks/prices",
                 metric="p95",
-                unit="s",
-                before=0.21,
-                after=0.94,
+                unit="ms",
+                before=210.0,
+                after=940.0,
             ),
             Comparison(
                 group="endpoint",
                 subject="GET /api/stocks/prices",
                 metric="error rate",
-                unit="ratio",
-                before=0.001,
-                after=0.004,
+                unit="%",
+                before=0.1,
+                after=0.4,
             ),
             Comparison(
                 group="endpoint",
                 subject="GET /api/health",
                 metric="p95",
-                unit="s",
-                before=0.012,
-                after=0.011,
+                unit="ms",
+                before=12.0,
+                after=11.0,
             ),
             Comparison(
                 group="endpoint",
                 subject="POST /api/auth/login",
                 metric="p95",
-                unit="s",
-                before=0.08,
-                after=0.09,
+                unit="ms",
+                before=80.0,
+                after=90.0,
             ),
             Comparison(
                 group="service",
@@ -242,9 +243,9 @@ def since_snapshot() -> SinceDeploySnapshot:
                 group="service",
                 subject="db",
                 metric="memory",
-                unit="bytes",
-                before=182e6,
-                after=240e6,
+                unit="MiB",
+                before=174.0,
+                after=229.0,
             ),
         ],
         slower=[

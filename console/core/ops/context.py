@@ -187,6 +187,9 @@ class OpContext:
     docker: str = "docker"
     """The docker CLI."""
     extra_secrets: tuple[str, ...] = field(default=(), repr=False)
+    alertmanager_url: str | None = None
+    """The stack's Alertmanager (settings' ``alertmanager_url``); None: the
+    one ``.env``/``HTTP_PORT`` name (as the operation notices use)."""
 
     # --- construction ---------------------------------------------------------
 
@@ -216,6 +219,7 @@ class OpContext:
             "read_only": bool(read_only or getattr(settings, "read_only", False)),
             "keep_previous_colour": bool(getattr(settings, "keep_previous_colour", True)),
             "extra_secrets": tuple(secrets),
+            "alertmanager_url": getattr(settings, "alertmanager_url", None),
         }
         values.update(overrides)
         return cls(**values)

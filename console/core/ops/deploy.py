@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from functools import partial
 from typing import Any
 
@@ -59,6 +60,7 @@ from console.core.ops.migrate import upgrade
 from console.core.ops.proc import compose, image_info, inspect_container
 from console.core.ops.progress import Progress, run_steps
 from console.core.ops.recovery import recover
+from console.core.ops.silence import silence_expected
 from console.core.ops.statefiles import read_deploy_env, update_deploy_env
 from console.core.ops.steps.bake import bake
 from console.core.ops.steps.health import wait_ready, wait_service_healthy
@@ -198,10 +200,18 @@ async def run_deploy(
         yield event
 
 
-async def _blue_green(
+async def _blue_green(ctx: OpContext, progress: Progress, **kwargs: Any) -> None:
+    """The blue-green deploy; what it registers on ``cleanup`` (the silence of
+    the new colour's alerts) is undone when it ends, however it ends."""
+    async with AsyncExitStack() as cleanup:
+        await _blue_green_steps(ctx, progress, cleanup=cleanup, **kwargs)
+
+
+async def _blue_green_steps(
     ctx: OpContext,
     progress: Progress,
     *,
+    cleanup: AsyncExitStack,
     op_id: str,
     version: str,
     services: list[str] | None = None,
@@ -285,6 +295,17 @@ async def _blue_green(
     )
     step = "start-idle"
     notes: list[tuple[str, str]] = []
+    silence = await silence_expected(
+        ctx,
+        progress,
+        op="deploy",
+        op_id=op_id,
+        colour=to,
+        version=version,
+        seconds=h_timeout + bake_s,
+    )
+    cleanup.push_async_callback(silence.expire, progress)
+    record.note(silence_id=silence.silence_id)
     try:
         record.step("start-idle")
         progress.start("start-idle", f"starting {to} with {version}")
@@ -373,6 +394,7 @@ async def _blue_green(
             failed_step=step,
             bake=getattr(exc, "data", None) or None,
         )
+        await cleanup.aclose()
         where = f"{frm} ({from_version})"
         if undo_error:
             raise OpFailed(
@@ -411,6 +433,7 @@ async def _blue_green(
             progress.warn("stop-old", f"could not stop {frm}: {exc}")
     if "worker" in services:
         await move_worker(ctx, version, progress, h_timeout)
+    await cleanup.aclose()  # the silence ends before the deploy reports done
     duration = record.succeed()
     progress.done(
         f"deployed {version} to {to} in {duration:.1f} s ({frm} keeps {from_version} for rollback)",

@@ -95,6 +95,7 @@ def _implementations() -> dict[str, Implementation]:
         preflight,
         rollback,
         services,
+        silence,
         status,
         vacuum,
         verify,
@@ -117,6 +118,9 @@ def _implementations() -> dict[str, Implementation]:
         "restart": Implementation(services.run_restart, services.validate_restart),
         "since-deploy": Implementation(since.run_since_deploy),
         "lock-break": Implementation(_run_lock_break),
+        "silence": Implementation(silence.run_silence, silence.validate_silence),
+        "silence-expire": Implementation(silence.run_silence_expire),
+        "silence-list": Implementation(silence.run_silence_list),
     }
     missing = set(OPERATIONS) ^ set(impls)
     assert not missing, f"operations without an implementation (or the reverse): {missing}"

@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 NOTIFIED_OPS = frozenset({"deploy", "rollback", "emergency-limit"})
 """Notified whatever their result; every other writing operation only when it
 does not end ``ok``."""
+NOT_NOTIFIED = frozenset({"silence", "silence-expire"})
+"""Never notified: they act on Alertmanager itself (which keeps who silenced
+what), and their failure is mostly Alertmanager being away."""
 SHOW_FOR_S = 300
 TIMEOUT_S = 3.0
 
@@ -49,6 +52,8 @@ def alertmanager_url(env: Mapping[str, str], http_port: int) -> str:
 
 
 def should_notify(name: str, writes: bool, result: str) -> bool:
+    if name in NOT_NOTIFIED:
+        return False
     return name in NOTIFIED_OPS or (writes and result != "ok")
 
 

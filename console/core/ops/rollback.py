@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from functools import partial
 from typing import Any
 
@@ -54,6 +55,7 @@ from console.core.ops.lifecycle import OpRecord
 from console.core.ops.proc import image_info
 from console.core.ops.progress import Progress, run_steps
 from console.core.ops.recovery import recover
+from console.core.ops.silence import silence_expected
 from console.core.ops.statefiles import read_deploy_env
 from console.core.ops.steps.bake import bake
 from console.core.ops.steps.worker import move_worker
@@ -143,10 +145,17 @@ async def run_rollback(
         yield event
 
 
-async def _rollback(
+async def _rollback(ctx: OpContext, progress: Progress, **kwargs: Any) -> None:
+    """The rollback; the silence of a colour it starts ends when it ends."""
+    async with AsyncExitStack() as cleanup:
+        await _rollback_steps(ctx, progress, cleanup=cleanup, **kwargs)
+
+
+async def _rollback_steps(
     ctx: OpContext,
     progress: Progress,
     *,
+    cleanup: AsyncExitStack,
     op_id: str,
     version: str | None,
     restore_db: bool,
@@ -238,6 +247,18 @@ async def _rollback(
     )
     step = "start"
     switched = False
+    if to != frm and not warm:
+        silence = await silence_expected(
+            ctx,
+            progress,
+            op="rollback",
+            op_id=op_id,
+            colour=to,
+            version=target,
+            seconds=ctx.health_timeout + verify_seconds,
+        )
+        cleanup.push_async_callback(silence.expire, progress)
+        record.note(silence_id=silence.silence_id)
     try:
         if to != frm:
             record.step(step)
@@ -308,6 +329,7 @@ async def _rollback(
             except OpError as e2:
                 progress.warn("rollback", f"cleaning up {to}: {e2}")
         record.fail("failed", reason, history_reason=f"{step}: {reason}", failed_step=step)
+        await cleanup.aclose()
         serving_now = to if switched else frm
         raise OpFailed(
             f"rollback to {target} failed at {step}: {reason}. Traffic is on {serving_now}.",
@@ -325,6 +347,7 @@ async def _rollback(
     if worker_version == from_version and worker_version != target:
         # the worker followed the version being rolled back: it goes back too
         await move_worker(ctx, target, progress, ctx.health_timeout)
+    await cleanup.aclose()  # the silence ends before the rollback reports done
     duration = record.succeed()
     progress.done(
         f"rolled back to {target} on {to} in {duration:.1f} s"

@@ -51,6 +51,8 @@ __all__ = [
     "RestoreParams",
     "RollbackParams",
     "ScaleParams",
+    "SilenceExpireParams",
+    "SilenceParams",
     "SinceDeployParams",
     "VacuumParams",
     "VerifyParams",
@@ -386,6 +388,152 @@ class SinceDeployParams(OpParams):
         return value
 
 
+ALERTNAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_:]{0,127}$")
+"""An alert rule's name (a Prometheus metric-style name)."""
+LABEL_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+"""A Prometheus label name."""
+SILENCE_MIN_S = 60.0
+SILENCE_MAX_S = 7 * 86400.0
+SILENCE_ID_RE = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
+"""Alertmanager's silence ids (UUIDs)."""
+
+
+def _shown(value: object, limit: int = 60) -> str:
+    return str(value).encode("unicode_escape").decode("ascii")[:limit]
+
+
+def _plain_text(value: str) -> bool:
+    return not any(ord(c) < 32 or ord(c) == 127 for c in value)
+
+
+class SilenceParams(OpParams):
+    alertname: Annotated[
+        str,
+        Arg(positional=True),
+        Field(description="the alert to silence, a rule's name (e.g. ContainerHighCPU)"),
+    ]
+    matchers: Annotated[
+        list[str],
+        Arg(positional=True, nargs="*", metavar="LABEL=VALUE"),
+        Field(description="labels the alerts must also have, e.g. service=cpu_burn colour=green"),
+    ] = []
+    duration: Annotated[str, Field(description="how long, 1m .. 7d (e.g. 30m, 2h)")] = "2h"
+    comment: Annotated[str, Field(description="why (required; Alertmanager and the team need it)")]
+
+    @field_validator("alertname", mode="before")
+    @classmethod
+    def _alertname(cls, value: object) -> str:
+        name = str(value if value is not None else "").strip()
+        if not ALERTNAME_RE.fullmatch(name):
+            raise BadInput(
+                f"not an alert name: '{_shown(name)}' (a rule's name, e.g. ContainerHighCPU)",
+                field="alertname",
+            )
+        return name
+
+    @field_validator("matchers", mode="before")
+    @classmethod
+    def _matchers(cls, value: object) -> list[str]:
+        if value is None or value == "":
+            return []
+        if isinstance(value, dict):
+            items = [f"{k}={v}" for k, v in value.items()]
+        elif isinstance(value, str):
+            items = [m for m in re.split(r"[\s,]+", value) if m]
+        elif isinstance(value, list | tuple):
+            items = [str(m).strip() for m in value if str(m).strip()]
+        else:
+            raise BadInput("matchers are LABEL=VALUE pairs", field="matchers")
+        seen: dict[str, str] = {}
+        for item in items:
+            label, eq, val = item.partition("=")
+            label, val = label.strip(), val.strip()
+            if not eq or not LABEL_NAME_RE.fullmatch(label) or not val:
+                raise BadInput(
+                    f"not a LABEL=VALUE matcher: '{_shown(item)}' (e.g. service=cpu_burn)",
+                    field="matchers",
+                )
+            if label == "alertname":
+                raise BadInput(
+                    "the alert name is given on its own, not as a matcher", field="matchers"
+                )
+            if label in seen:
+                raise BadInput(f"label {label} is given twice", field="matchers")
+            if not _plain_text(val) or len(val) > 200:
+                raise BadInput(
+                    f"the value of {label} must be plain text of at most 200 characters",
+                    field="matchers",
+                )
+            seen[label] = val
+        return [f"{k}={v}" for k, v in sorted(seen.items())]
+
+    @field_validator("duration", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> str:
+        from console.core.config import parse_duration
+
+        text = str(value if value is not None else "").strip()
+        try:
+            seconds = parse_duration(text)
+        except ValueError:
+            raise BadInput(
+                f"duration must be like 30m, 2h or 1d, not '{_shown(text)}'", field="duration"
+            ) from None
+        if not SILENCE_MIN_S <= seconds <= SILENCE_MAX_S:
+            raise BadInput(
+                f"duration must be between 1 minute and 7 days, not {text}", field="duration"
+            )
+        return text
+
+    @field_validator("comment", mode="before")
+    @classmethod
+    def _comment(cls, value: object) -> str:
+        text = str(value if value is not None else "").strip()
+        if not text:
+            raise BadInput(
+                "comment is required: say why (Alertmanager keeps it with the silence)",
+                field="comment",
+            )
+        if not _plain_text(text) or len(text) > 500:
+            raise BadInput(
+                "comment must be one line of plain text, at most 500 characters", field="comment"
+            )
+        return text
+
+    @property
+    def seconds(self) -> float:
+        from console.core.config import parse_duration
+
+        return parse_duration(self.duration)
+
+    def labels(self) -> dict[str, str]:
+        """Every label the silenced alerts must have, the alert's name included."""
+        out = {"alertname": self.alertname}
+        for matcher in self.matchers:
+            label, _, value = matcher.partition("=")
+            out[label] = value
+        return out
+
+
+class SilenceExpireParams(OpParams):
+    silence_id: Annotated[
+        str, Arg(positional=True, metavar="ID"), Field(description="the silence's id")
+    ]
+
+    @field_validator("silence_id", mode="before")
+    @classmethod
+    def _id(cls, value: object) -> str:
+        text = str(value if value is not None else "").strip()
+        if not SILENCE_ID_RE.fullmatch(text):
+            raise BadInput(
+                f"not a silence id: '{_shown(text)}' (stackdeck silence list shows them)",
+                field="silence_id",
+            )
+        return text.lower()
+
+
 def _describe_error(error: Any) -> tuple[str, str]:
     """(field, sentence) for one pydantic error."""
     loc = error.get("loc") or ()
@@ -632,6 +780,33 @@ def _spec_list() -> list[OpSpec]:
             SinceDeployParams,
             writes=False,
             cli=("since-deploy",),
+            audited=False,
+        ),
+        OpSpec(
+            "silence",
+            "Silence alert",
+            "silence an alert in Alertmanager for a while, with why",
+            SilenceParams,
+            writes=True,
+            cli=("silence", "add"),
+            locks=False,
+        ),
+        OpSpec(
+            "silence-expire",
+            "Expire silence",
+            "end a silence now",
+            SilenceExpireParams,
+            writes=True,
+            cli=("silence", "expire"),
+            locks=False,
+        ),
+        OpSpec(
+            "silence-list",
+            "Silences",
+            "active and pending silences, the soonest to end first",
+            NoParams,
+            writes=False,
+            cli=("silence", "list"),
             audited=False,
         ),
         OpSpec(

@@ -38,18 +38,17 @@ WORSE_RATIO = 1.2
 
 
 def _num(value: float | None, unit: str) -> str:
+    """A compared value in the unit ``console.core.since`` gives it."""
     if value is None or value != value:
         return "–"
-    if unit == "s":
-        return f"{value * 1000:.0f} ms" if value < 10 else f"{value:.1f} s"
-    if unit == "ratio":
-        return f"{value * 100:.2f}%"
+    if unit == "ms":
+        return f"{value:.0f} ms" if value >= 10 else f"{value:.1f} ms"
     if unit == "%":
-        return f"{value:.1f}%"
-    if unit == "bytes":
-        from console.ui.format import fmt_bytes
-
-        return fmt_bytes(value)
+        return f"{value:.2f}%" if value < 10 else f"{value:.1f}%"
+    if unit == "MiB":
+        return f"{value:.0f} MiB"
+    if unit == "/s":
+        return f"{value:.2f}/s"
     return f"{value:.3g}{(' ' + unit) if unit else ''}"
 
 

@@ -60,6 +60,9 @@ def test_which_operations_are_notified() -> None:
     assert notify.should_notify("vacuum", True, "failed")
     assert not notify.should_notify("vacuum", True, "ok")
     assert not notify.should_notify("status", False, "failed")
+    # silences act on Alertmanager itself: no notice there, even when they fail
+    assert not notify.should_notify("silence", True, "failed")
+    assert not notify.should_notify("silence-expire", True, "failed")
 
 
 def test_alertmanager_url_from_env_or_derived() -> None:

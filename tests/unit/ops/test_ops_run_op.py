@@ -54,11 +54,14 @@ def test_registry_flags() -> None:
         "scale",
         "restart",
         "lock-break",
+        "silence",
+        "silence-expire",
     }
     assert {n for n, s in OPERATIONS.items() if not s.writes} == {
         "preflight",
         "verify",
         "status",
+        "silence-list",
         "since-deploy",
     }
     # destructive: the TUI's confirmation is red with the focus on Cancel
