@@ -110,7 +110,6 @@ def explain(settings: Settings, exc: BaseException) -> str:
 # --- thresholds and alerts (pure) ---------------------------------------------------------
 
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
-_MATCHERS = re.compile(r"\{[^{}]*\}")
 _SET_OPS = re.compile(r"\b(?:and|or|unless)\b")
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _COMPARISON = re.compile(
@@ -159,9 +158,9 @@ def _first_clause(expr: str) -> str:
 
 def parse_threshold(expr: str) -> float:
     """The number a rule compares against: the constant after the last
-    comparison operator of its first clause (label matchers and strings
-    ignored; ``> 26 * 3600`` is 93600). NaN when the rule has none."""
-    text = _MATCHERS.sub("{}", _STRINGS.sub('""', expr or ""))
+    comparison operator of its first clause (strings, so label matchers'
+    values, ignored; ``> 26 * 3600`` is 93600). NaN when the rule has none."""
+    text = _STRINGS.sub('""', expr or "")  # a matcher's value is a string
     matches = list(_COMPARISON.finditer(_first_clause(text)))
     if not matches:
         return math.nan
