@@ -263,6 +263,9 @@ class Alert(BaseModel):
     """The alert's labels (Prometheus), e.g. alertname, service, colour, severity."""
     silenced_by: list[str] = Field(default_factory=list)
     """Ids of the Alertmanager silences that mute it now."""
+    for_seconds: float | None = None
+    """The rule's ``for``: how long the condition must hold before it fires
+    (Prometheus' rules; None when not known)."""
 
 
 class Silence(BaseModel):

@@ -7,7 +7,18 @@ back without the others noticing. For every new snapshot the monitor calls
 ``sink(kind, snapshot)``; for every change of a source's liveness it calls
 ``sink("source", SourceState(...))``. Kinds: ``containers``, ``health``,
 ``stats``, ``database``, ``quotas``, ``cost``, ``alerts``, ``events``,
-``source``.
+``history``, ``source``.
+
+History and alerts (:mod:`console.core.sources.prometheus`): the ``history``
+source back-fills the charts from Prometheus (:meth:`Monitor.set_history`
+changes its range or dashboard and polls it at once). The ``alerts`` the
+monitor publishes are Prometheus' (``source="prometheus"``) while its
+alerts source answers; when it fails, or no monitoring is configured, the
+console's own :class:`~console.core.alerts.AlertEngine` (fed by stats, health
+and cost all along) is published instead, with ``source="local"`` and a
+``note`` saying why; its next answer switches back. Either way a snapshot is
+published when it changed (the local one also on every evaluation while an
+alert is pending or firing).
 
 A failing source keeps its last good snapshot (``monitor.latest[kind]``),
 reports ``SourceState(ok=False, last_ok, last_error, failures, next_retry)``
@@ -36,6 +47,7 @@ from console.core.alerts import AlertEngine
 from console.core.config import Settings
 from console.core.errors import redact
 from console.core.models import (
+    AlertsSnapshot,
     CostSnapshot,
     HealthSnapshot,
     Snapshot,
@@ -51,6 +63,9 @@ log = logging.getLogger(__name__)
 Sink = Callable[[str, Snapshot | SourceState], Awaitable[None] | None]
 """``sink(kind, payload)``; may return an awaitable."""
 
+PROM_ALERTS = "prom-alerts"
+"""Name of the source of Prometheus' alerts (:class:`~console.core.sources.prometheus.PromAlertsSource`)."""
+
 SINK_TIMEOUT = 5.0
 """An async sink that takes longer than this is abandoned for that payload."""
 
@@ -64,6 +79,7 @@ def default_sources(settings: Settings, *, clock: Clock = utcnow) -> list[Source
     from console.core.sources.docker.stats import StatsSource
     from console.core.sources.health import HealthSource
     from console.core.sources.postgres import PostgresSource
+    from console.core.sources.prometheus import HistorySource, PromAlertsSource
     from console.core.sources.redis_quota import QuotaSource
 
     handle = DockerHandle(settings)
@@ -75,6 +91,8 @@ def default_sources(settings: Settings, *, clock: Clock = utcnow) -> list[Source
         PostgresSource(settings, clock=clock),
         QuotaSource(settings, clock=clock),
         CostSource(settings, clock=clock),
+        HistorySource(settings, clock=clock),
+        PromAlertsSource(settings, clock=clock),
     ]
 
 
@@ -118,6 +136,17 @@ class Monitor:
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_alerts: list[tuple[str, str, bool]] | None = None
+        self._prom_alerts: Source | None = next(
+            (s for s in self.sources if s.kind == "alerts" and s.name == PROM_ALERTS), None
+        )
+        self._local_note: str | None = None
+        """Why the alerts are the console's own (None: Prometheus answers, or
+        there is no Prometheus alerts source at all)."""
+        self._alerts_mode: str | None = "local" if self._prom_alerts is None else None
+        """Whose alerts are published: ``prometheus`` (its last poll answered),
+        ``local`` (the console's own), None until the Prometheus source first
+        reports (so the start does not flash the local ones)."""
+        self._last_prom_alerts: dict[str, Any] | None = None
         self._wire_events()
         if autostart:
             try:
@@ -170,6 +199,29 @@ class Monitor:
         """A source by name (engine, events, stats, health, postgres, redis, cost)."""
         rt = self._runtimes.get(name)
         return rt.source if rt else next((s for s in self.sources if s.name == name), None)
+
+    def set_history(self, range_seconds: int | None = None, view: str | None = None) -> None:
+        """Change the history's range (900, 3600, 21600 or 86400 s) and/or the
+        dashboard whose charts it queries besides the main ones (a name of
+        :data:`~console.core.history.DASHBOARDS`; ``""`` for none), then poll
+        it now. None leaves that setting as it is. A bad value raises
+        ValueError with a one-line reason, and nothing changes."""
+        from console.core.history import DASHBOARDS, RANGES
+        from console.core.sources.prometheus import HistorySource
+
+        src = self.source("history")
+        if not isinstance(src, HistorySource):
+            raise ValueError("this monitor has no history source")
+        if range_seconds is not None and range_seconds not in RANGES:
+            shown = ", ".join(str(r) for r in RANGES)
+            raise ValueError(f"history range must be one of {shown} seconds, not {range_seconds!r}")
+        if view and view not in DASHBOARDS:
+            raise ValueError(f"unknown dashboard {view!r}; known: {', '.join(DASHBOARDS)}")
+        if range_seconds is not None:
+            src.range_seconds = range_seconds
+        if view is not None:
+            src.view = view or None
+        self.refresh("history")
 
     def refresh(self, name: str | None = None) -> None:
         """Poll a source (by source name or sink kind) now, or all of them;
@@ -283,9 +335,14 @@ class Monitor:
         )
         log.info("source %s failed (%d): %s", rt.source.name, rt.failures, rt.state.last_error)
         await self._emit("source", rt.state)
+        if rt.source is self._prom_alerts:
+            await self._alerts_local(f"{rt.state.last_error}: evaluated by this console")
         await self._sleep(rt, delay)
 
     async def _publish(self, src: Source, snapshot: Snapshot) -> None:
+        if src is self._prom_alerts and isinstance(snapshot, AlertsSnapshot):
+            await self._alerts_from_prometheus(snapshot)
+            return
         self.latest[src.kind] = snapshot
         await self._emit(src.kind, snapshot)
         fed = True
@@ -298,14 +355,46 @@ class Monitor:
         else:
             fed = False
         if fed:
-            alerts = self.alerts.snapshot()
-            signature = [(a.rule, a.subject, a.firing) for a in alerts.alerts]
-            # Publish on every change of the set, and on every evaluation while
-            # something is pending or firing (values and durations move).
-            if signature != self._last_alerts or alerts.alerts:
-                self._last_alerts = signature
-                self.latest["alerts"] = alerts
-                await self._emit("alerts", alerts)
+            # Fed whatever the mode, so the fallback is current the moment
+            # Prometheus stops answering.
+            await self._publish_local()
+
+    # --- alerts: Prometheus while it answers, the console's own otherwise ----------------
+
+    async def _alerts_from_prometheus(self, snapshot: AlertsSnapshot) -> None:
+        if snapshot.source != "prometheus":
+            # The source is not authoritative (no monitoring configured).
+            await self._alerts_local(snapshot.note or "no Prometheus: evaluated by this console")
+            return
+        switched = self._alerts_mode != "prometheus"
+        self._alerts_mode = "prometheus"
+        self._local_note = None
+        key = snapshot.model_dump(exclude={"taken_at"})
+        if switched or key != self._last_prom_alerts:
+            self._last_prom_alerts = key
+            self.latest["alerts"] = snapshot
+            await self._emit("alerts", snapshot)
+
+    async def _alerts_local(self, note: str) -> None:
+        """Prometheus does not answer: the console's evaluation, saying why."""
+        switched = self._alerts_mode != "local" or note != self._local_note
+        self._alerts_mode = "local"
+        self._local_note = note
+        await self._publish_local(force=switched)
+
+    async def _publish_local(self, *, force: bool = False) -> None:
+        if self._alerts_mode != "local":
+            return  # Prometheus' alerts are shown (or its first answer is awaited)
+        alerts = self.alerts.snapshot()
+        if self._local_note:
+            alerts = alerts.model_copy(update={"note": self._local_note})
+        signature = [(a.rule, a.subject, a.firing) for a in alerts.alerts]
+        # Publish on every change of the set, and on every evaluation while
+        # something is pending or firing (values and durations move).
+        if force or signature != self._last_alerts or alerts.alerts:
+            self._last_alerts = signature
+            self.latest["alerts"] = alerts
+            await self._emit("alerts", alerts)
 
 
 def _reason(exc: BaseException) -> str:
