@@ -36,13 +36,20 @@ class Command:
 def dashboard_commands(dash: DashboardScreen) -> list[Command]:
     """The dashboard's palette entries, in the order they are listed."""
     out: list[Command] = []
+    # read-only operations the console has a view of open that view
+    views: dict[str, tuple[str, Callable[[], object]]] = {
+        "since-deploy": ("w", dash.action_since_deploy),
+        "silence-list": ("a", dash.action_alerts),
+    }
     for spec in OPERATIONS.values():
         reason = dash.block_reason(spec)
         key = f" (key {spec.key.key})" if spec.key else ""
         suffix = f" (disabled: {reason})" if reason else ""
-        out.append(
-            Command(spec.title, f"{spec.help}{key}{suffix}", partial(dash.action_op, spec.name))
-        )
+        callback: Callable[[], object] = partial(dash.action_op, spec.name)
+        if spec.name in views:
+            view_key, callback = views[spec.name]
+            key = f" (key {view_key})"
+        out.append(Command(spec.title, f"{spec.help}{key}{suffix}", callback))
     out.append(Command("Logs of selected container", "Tail, follow, filter", dash.action_logs))
     out.append(Command("Filter list", "Filter the focused list", dash.action_filter))
     out.append(
@@ -50,13 +57,6 @@ def dashboard_commands(dash: DashboardScreen) -> list[Command]:
             "Alerts and silences",
             "Pending, firing, silenced; silence one (key a)",
             dash.action_alerts,
-        )
-    )
-    out.append(
-        Command(
-            "Since the deploy",
-            "Endpoints, services, slower and new queries since the last deploy (key w)",
-            dash.action_since_deploy,
         )
     )
     out.append(

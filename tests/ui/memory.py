@@ -8,7 +8,6 @@ import math
 from datetime import timedelta
 
 from console.core.history import DASHBOARDS, MAIN_CHARTS, ChartSpec
-
 from console.core.models import (
     Alert,
     AlertsSnapshot,

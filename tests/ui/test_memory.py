@@ -151,7 +151,7 @@ async def test_g_opens_the_four_dashboards_over_the_range() -> None:
             assert views[index - 1] in text_of(app, "#charts-title")
         await pilot.press("escape")
         await pilot.pause()
-        assert monitor().history_wishes[-1] == {"view": None}
+        assert monitor().history_wishes[-1] == {"view": ""}
 
 
 # --- alerts and silences ------------------------------------------------------------

@@ -63,7 +63,9 @@ def alert_row(alert: Alert, now: datetime) -> Row:
         Text(alert.rule, style="bold"),
         Text(alert.subject),
         Text(f"{alert.value:.4g}", justify="right"),
-        Text(f"{alert.threshold:g}", justify="right"),
+        Text(
+            f"{alert.threshold:g}" if alert.threshold == alert.threshold else "–", justify="right"
+        ),
         Text(held, justify="right"),
         Text(alert.message, overflow="ellipsis"),
     )

@@ -46,10 +46,10 @@ def fmt_value(value: float, unit: str) -> str:
         return f"${value:.2f}"
     if unit in ("%", "%/core"):
         return f"{value:.1f}%"
-    if unit == "bytes":
+    if unit in ("B", "B/s"):
         from console.ui.format import fmt_bytes
 
-        return fmt_bytes(value)
+        return fmt_bytes(value) + unit[1:]
     if unit == "s":
         return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
     text = f"{value:.3g}"
@@ -177,7 +177,7 @@ class DashboardsScreen(Screen[None]):
         self.query_one("#charts-grid", Grid).styles.grid_rows = str(max(7, free // 3))
 
     def on_unmount(self) -> None:
-        self.dash.stack_app.set_history(view=None)
+        self.dash.stack_app.set_history(view="")
 
     def _show_view(self) -> None:
         name = VIEWS[self.view]

@@ -95,8 +95,11 @@ class ParamsScreen(ModalScreen[OpParams | None]):
 
     def on_mount(self) -> None:
         fields = form_fields(self.spec.params)
-        if fields:
-            self.query_one(f"#f-{fields[0]}").focus()
+        # the first field still to fill (a pre-filled form starts at its blank one)
+        blank = [name for name in fields if name not in self.initial]
+        first = blank[0] if blank else (fields[0] if fields else None)
+        if first is not None:
+            self.query_one(f"#f-{first}").focus()
 
     def values(self) -> dict[str, Any]:
         """What the form holds, as the model's raw input (empty text: the default)."""
