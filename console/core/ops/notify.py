@@ -76,6 +76,9 @@ def operation_alert(
     safe = redact_params(params, secrets)
     detail = ", ".join(f"{k}={v}" for k, v in sorted(safe.items()) if v not in (None, "", False))
     failed = result != "ok"
+    why = str(safe.get("reason") or "").strip() if name == "rollback" else ""
+    if why:
+        message = f"{message} (reason: {why})".strip()
     return {
         "labels": {
             "alertname": "StackOperation",

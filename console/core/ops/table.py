@@ -213,12 +213,24 @@ class RollbackParams(OpParams):
     force: Annotated[bool, Arg(form=False), Field(description="skip the confirmation prompt")] = (
         False
     )
+    reason: Annotated[
+        str | None,
+        Field(description="why (told to the team with the rollback, kept in the audit log)"),
+    ] = None
     verify_seconds: Annotated[float, Arg(cli=False)] = 3.0
 
     @field_validator("version", mode="before")
     @classmethod
     def _version(cls, value: object) -> str | None:
         return None if value in (None, "") else validate_version(value)
+
+    @field_validator("reason", mode="before")
+    @classmethod
+    def _reason(cls, value: object) -> str | None:
+        text = " ".join(str(value).split()) if value is not None else ""
+        if len(text) > 300:
+            raise BadInput("reason must be at most 300 characters", field="reason")
+        return text or None
 
     def destructive(self) -> bool:
         return True

@@ -38,7 +38,8 @@ def test_rollback_notice_names_who_where_and_the_reason() -> None:
         "op_id": "abc123",
     }
     assert (
-        a["annotations"]["summary"] == "rollback ok by alice from 10.0.0.5: rolled back to v1.0.0"
+        a["annotations"]["summary"]
+        == "rollback ok by alice from 10.0.0.5: rolled back to v1.0.0 (reason: p95 too high)"
     )
     assert "reason=p95 too high" in a["annotations"]["params"]
     assert "hunter2" not in str(a)
