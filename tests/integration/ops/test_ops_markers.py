@@ -5,6 +5,7 @@ as StackOperation notices, the rollback's with the reason it was given."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from datetime import UTC, datetime, timedelta
@@ -16,11 +17,15 @@ import pytest
 from console.core.history import read_markers
 from console.core.sources.prometheus import HistorySource
 from console.core.stack import monitoring_ports
+from tests.fault_versions import Fault, build_fault_version
 from tests.integration.ops.ops_helpers import health, run_cli, wait_healthy
 
 pytestmark = [pytest.mark.stack, pytest.mark.destructive]
 
 REASON = "p95 regression seen after the deploy"
+BASE = "v1.0.0"
+VERSIONS = ("v1.2.0-markers", "v1.2.1-markers")
+"""Two plain versions (the real backend, no fault): the test deploys the one not serving."""
 
 
 def _op_id(result: Any) -> str:
@@ -28,16 +33,18 @@ def _op_id(result: Any) -> str:
 
 
 async def test_a_deploy_and_a_rollback_are_markers_and_notices(stack: Any) -> None:
-    wait_healthy(stack)
-    version = health(stack)["version"]
+    serving = wait_healthy(stack)["version"]
+    version = VERSIONS[1] if serving == VERSIONS[0] else VERSIONS[0]
+    build_fault_version(stack.backend_image, BASE, version, Fault())
     started = datetime.now(UTC) - timedelta(seconds=5)
     deploy = run_cli(
-        stack, "deploy", "--version", version, "--force", "--services", "backend",
-        "--bake-seconds", "2",
-    )  # fmt: skip
+        stack, "deploy", "--version", version, "--services", "backend", "--bake-seconds", "2"
+    )
     assert deploy.rc == 0, deploy.text()
+    assert health(stack)["version"] == version
     rollback = run_cli(stack, "rollback", "--force", "--reason", REASON)
     assert rollback.rc == 0, rollback.text()
+    assert health(stack)["version"] == serving
     deploy_id, rollback_id = _op_id(deploy), _op_id(rollback)
 
     # the markers, as the history source publishes them with its range
@@ -61,16 +68,16 @@ async def test_a_deploy_and_a_rollback_are_markers_and_notices(stack: Any) -> No
     sink = f"http://127.0.0.1:{monitoring_ports({**stack.env, **os.environ}, stack.http_port)['ALERT_SINK_PORT']}"
     got: dict[str, dict[str, Any]] = {}
     deadline = time.monotonic() + 120  # Alertmanager's group wait (30 s by default)
-    with httpx.Client(auth=auth, timeout=5) as http:
+    async with httpx.AsyncClient(auth=auth, timeout=5) as http:
         while len(got) < 2 and time.monotonic() < deadline:
-            for hook in http.get(f"{sink}/messages").json()["webhooks"]:
+            for hook in (await http.get(f"{sink}/messages")).json()["webhooks"]:
                 if hook["channel"] != "generic":
                     continue
                 for alert in hook["body"].get("alerts", []):
                     op_id = alert["labels"].get("op_id")
                     if op_id in (deploy_id, rollback_id):
                         got[op_id] = alert
-            time.sleep(1)
+            await asyncio.sleep(1)
     assert set(got) == {deploy_id, rollback_id}, f"notices received: {sorted(got)}"
     assert got[deploy_id]["labels"]["op"] == "deploy"
     assert got[rollback_id]["labels"]["op"] == "rollback"
