@@ -65,13 +65,20 @@ def change_text(before: float | None, after: float | None) -> Text:
     return Text(f"×{ratio:.2f}", justify="right", style=style)
 
 
+UP_IS_WORSE = frozenset({"p95", "error rate", "cpu", "memory"})
+"""Metrics whose rise is coloured as a regression (a request rate is neither)."""
+
+
 def comparison_row(item: Comparison) -> Row:
+    change = change_text(item.before, item.after)
+    if item.metric not in UP_IS_WORSE:
+        change.style = ""
     cells = (
         Text(item.subject, style="bold"),
         Text(item.metric),
         Text(_num(item.before, item.unit), justify="right"),
         Text(_num(item.after, item.unit), justify="right"),
-        change_text(item.before, item.after),
+        change,
     )
     key = f"{item.group}|{item.subject}|{item.metric}"
     return Row(key=key, cells=cells, search=f"{item.subject} {item.metric}")
@@ -172,16 +179,19 @@ class SinceDeployScreen(Screen[None]):
                     f" · {fmt_time(deploy.at, now)} · {window} before vs {window} after",
                 )
             )
+        rank = {"p95": 0, "error rate": 1, "cpu": 2, "memory": 3}
         worse = sorted(
             snapshot.comparisons,
-            key=lambda c: -(c.change or 0.0) if c.metric in ("p95", "error rate") else 0.0,
+            key=lambda c: (rank.get(c.metric, 9), -(c.change or 0.0), c.subject),
         )
         self.query_one("#since-comparisons", ListTable).set_rows([comparison_row(c) for c in worse])
         statements = [*snapshot.slower, *snapshot.new_statements]
         self.query_one("#since-statements", ListTable).set_rows(
             [statement_row(s) for s in statements]
         )
-        warnings = snapshot.warnings
+        notes = [f"! {w}" for w in snapshot.warnings]
+        if not statements and deploy is not None and snapshot.statements_snapshot_at:
+            notes.insert(0, "no statement got slower, and none is new, since then")
         self.query_one("#since-warnings", LiveText).update(
-            Content.styled("\n".join(f"! {w}" for w in warnings), "$warning") if warnings else ""
+            Content.styled("\n".join(notes), "$warning") if notes else ""
         )
