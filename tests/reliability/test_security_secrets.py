@@ -144,7 +144,9 @@ async def test_no_secret_on_any_screen_or_log_view(stack: Stack, secrets: dict[s
             what="vacuum confirm",
         )
         await pilot.press("y")
-        await app_wait(pilot, lambda: app.dashboard.op_running is None, within=120, what="vacuum ends")
+        await app_wait(
+            pilot, lambda: app.dashboard.op_running is None, within=120, what="vacuum ends"
+        )
         await pilot.press("8")
         await pilot.pause(0.3)
         screens["operations"] = screen_text(app)

@@ -72,7 +72,10 @@ async def test_panels_show_the_real_stack(stack: Stack) -> None:
     async with app.run_test(size=(160, 48)) as pilot:
         await until(
             pilot,
-            lambda: app.dashboard.containers is not None and len(app.dashboard.containers.containers) >= len(SERVICES),
+            lambda: (
+                app.dashboard.containers is not None
+                and len(app.dashboard.containers.containers) >= len(SERVICES)
+            ),
             limit_s=60,
             what="the container list",
         )
@@ -110,7 +113,8 @@ async def test_panels_show_the_real_stack(stack: Stack) -> None:
             pilot,
             lambda: (
                 app.dashboard.health is not None
-                and {r.path for r in app.dashboard.health.results if r.target == "nginx"} >= set(ENDPOINTS)
+                and {r.path for r in app.dashboard.health.results if r.target == "nginx"}
+                >= set(ENDPOINTS)
                 # the source publishes the nginx wave first, then the colours'
                 and {r.path for r in app.dashboard.health.results if r.target == serving}
                 >= set(ENDPOINTS[:3])
@@ -151,7 +155,9 @@ async def test_a_slow_query_shows_up(stack: Stack) -> None:
         await pilot.pause()
         assert table.row_count >= 1
         assert app.dashboard.database is not None
-        assert app.dashboard.database.max_connections > 0 and app.dashboard.database.db_size_bytes > 0
+        assert (
+            app.dashboard.database.max_connections > 0 and app.dashboard.database.db_size_bytes > 0
+        )
 
 
 @pytest.mark.destructive
@@ -160,7 +166,9 @@ async def test_database_down_marks_the_panel_stale_and_recovers(stack: Stack) ->
     app = create_app(live_settings(stack), hostname="itest")
     async with app.run_test(size=(160, 48)) as pilot:
         panel = app.query_one(DatabasePanel)
-        await until(pilot, lambda: app.dashboard.database is not None, limit_s=60, what="database data")
+        await until(
+            pilot, lambda: app.dashboard.database is not None, limit_s=60, what="database data"
+        )
         await asyncio.to_thread(
             subprocess.run, ["docker", "stop", "-t", "10", db], check=True, capture_output=True
         )
@@ -198,7 +206,9 @@ async def test_the_console_opens_on_the_last_hour(stack: Stack) -> None:
             # until Prometheus has scraped the backend's counters of this load
             deadline = time.monotonic() + 90
             while True:
-                rate = await prom.query('sum(rate(http_request_duration_seconds_count{job="backend"}[1m]))')
+                rate = await prom.query(
+                    'sum(rate(http_request_duration_seconds_count{job="backend"}[1m]))'
+                )
                 if rate and rate[0][1] > 0:
                     break
                 if time.monotonic() > deadline:
@@ -222,7 +232,9 @@ async def test_the_console_opens_on_the_last_hour(stack: Stack) -> None:
         backend = [k for k in oldest if k.startswith("cpu:backend_")]
         assert backend, sorted(oldest)
         assert min(oldest[k] for k in backend) < started - 15, (started, oldest)
-        assert any(k.startswith("rps:") or k.startswith("requests:") for k in oldest), sorted(oldest)
+        assert any(k.startswith("rps:") or k.startswith("requests:") for k in oldest), sorted(
+            oldest
+        )
         # the stats panel's chart draws them: a time axis reaching before the start
         await until(pilot, lambda: app.dashboard.stats is not None, limit_s=60, what="stats")
         chart = app.query_one(StatsPanel).query_one(PlotextChart)
@@ -233,7 +245,9 @@ async def test_the_console_opens_on_the_last_hour(stack: Stack) -> None:
         await pilot.press("t")
         await until(
             pilot,
-            lambda: app.dashboard.history is not None and app.dashboard.history.range_seconds == 21600,
+            lambda: (
+                app.dashboard.history is not None and app.dashboard.history.range_seconds == 21600
+            ),
             limit_s=60,
             what="the 6 h range",
         )

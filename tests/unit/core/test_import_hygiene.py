@@ -90,7 +90,9 @@ def test_the_console_starts_without_importing_the_ops_engine() -> None:
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
     ).stdout.strip()
-    table = "console.core.ops,console.core.ops.errors,console.core.ops.table,console.core.ops.versions"
+    table = (
+        "console.core.ops,console.core.ops.errors,console.core.ops.table,console.core.ops.versions"
+    )
     assert out == table, f"the TUI's start-up imports more than the table of operations: {out}"
 
 
