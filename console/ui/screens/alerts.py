@@ -11,23 +11,20 @@ pending or firing, and what Alertmanager keeps quiet.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.content import Content
-from textual.screen import Screen
 from textual.widgets import Footer, Label
 
 from console.core.models import Alert, AlertsSnapshot, Silence
 from console.ui.format import fmt_duration, seconds_between, shorten
+from console.ui.screens.base import OverDashboard
 from console.ui.widgets.table import ListTable, Row
 from console.ui.widgets.text import LiveText
-
-if TYPE_CHECKING:
-    from console.ui.screens.dashboard import DashboardScreen
 
 __all__ = ["AlertsScreen", "alert_matchers", "alert_row", "silence_row"]
 
@@ -84,7 +81,7 @@ def silence_row(silence: Silence, now: datetime) -> Row:
     return Row(key=silence.id, cells=cells, search=f"{silence.matchers} {silence.comment}")
 
 
-class AlertsScreen(Screen[None]):
+class AlertsScreen(OverDashboard):
     """Pending and firing alerts with their threshold, value and age; the
     active silences; keys to silence an alert and to expire a silence."""
 
@@ -100,14 +97,6 @@ class AlertsScreen(Screen[None]):
         super().__init__(id="alerts-screen")
         self._alerts: dict[str, Alert] = {}
         self._silences: dict[str, Silence] = {}
-
-    @property
-    def dash(self) -> DashboardScreen:
-        from console.ui.app import StackdeckApp
-
-        app = self.app
-        assert isinstance(app, StackdeckApp)
-        return app.dashboard
 
     def compose(self) -> ComposeResult:
         yield LiveText(id="alerts-title", classes="screen-title")

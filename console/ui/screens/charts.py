@@ -14,24 +14,21 @@ on every chart and listed under them.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Vertical, VerticalScroll
 from textual.content import Content
-from textual.screen import Screen
 from textual.widgets import Footer
 
 from console.core.history import DASHBOARDS, ChartSpec
 from console.core.models import HistorySnapshot, Marker
 from console.ui.format import fmt_range, fmt_time
 from console.ui.history import history_span, marker_times, series_rgb
+from console.ui.screens.base import OverDashboard
 from console.ui.widgets.chart import ChartSeries, PlotextChart
 from console.ui.widgets.text import LiveText
-
-if TYPE_CHECKING:
-    from console.ui.screens.dashboard import DashboardScreen
 
 __all__ = ["ChartBox", "DashboardsScreen", "fmt_value", "markers_text"]
 
@@ -131,7 +128,7 @@ class ChartBox(Vertical):
         )
 
 
-class DashboardsScreen(Screen[None]):
+class DashboardsScreen(OverDashboard):
     """System Overview, Application Performance, Business Metrics and Database
     Performance: a screenful of charts each, over the chosen range."""
 
@@ -149,14 +146,6 @@ class DashboardsScreen(Screen[None]):
     def __init__(self, view: int = 0) -> None:
         super().__init__(id="dashboards-screen")
         self.view = view % len(VIEWS)
-
-    @property
-    def dash(self) -> DashboardScreen:
-        from console.ui.app import StackdeckApp
-
-        app = self.app
-        assert isinstance(app, StackdeckApp)
-        return app.dashboard
 
     def compose(self) -> ComposeResult:
         yield LiveText(id="charts-title", classes="screen-title")

@@ -12,24 +12,19 @@ engine took at the deploy. Loaded when the screen opens and on ``r``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.content import Content
-from textual.screen import Screen
 from textual.widgets import Footer, Label
 
 from console.core.models import Comparison, SinceDeploySnapshot, StatementChange
 from console.ui.format import fmt_duration, fmt_time, shorten
+from console.ui.screens.base import OverDashboard
 from console.ui.widgets.table import ListTable, Row
 from console.ui.widgets.text import LiveText
-
-if TYPE_CHECKING:
-    from console.ui.screens.dashboard import DashboardScreen
 
 __all__ = ["SinceDeployScreen", "change_text", "comparison_row", "statement_row"]
 
@@ -96,7 +91,7 @@ def statement_row(item: StatementChange) -> Row:
     return Row(key=item.queryid, cells=cells, search=item.query)
 
 
-class SinceDeployScreen(Screen[None]):
+class SinceDeployScreen(OverDashboard):
     """What changed since the last deploy: what triage needs first."""
 
     BINDINGS = [
@@ -107,14 +102,6 @@ class SinceDeployScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__(id="since-screen")
         self.snapshot: SinceDeploySnapshot | None = None
-
-    @property
-    def dash(self) -> DashboardScreen:
-        from console.ui.app import StackdeckApp
-
-        app = self.app
-        assert isinstance(app, StackdeckApp)
-        return app.dashboard
 
     def compose(self) -> ComposeResult:
         yield LiveText(id="since-title", classes="screen-title")
