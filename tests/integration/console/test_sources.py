@@ -77,6 +77,14 @@ def settings_for(stack: Any, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+def every_source_ok(monitor: Monitor) -> bool:
+    """Every source of the monitor (the stack's Prometheus history and alerts
+    too) has reported, and each one's last poll succeeded."""
+    return len(monitor.states) == len(monitor.sources) == 9 and all(
+        s.ok for s in monitor.states.values()
+    )
+
+
 async def eventually(
     check: Callable[[], Any], *, deadline: float = DEADLINE, every: float = 0.25
 ) -> Any:
@@ -628,12 +636,11 @@ async def test_monitor_runs_every_source(stack: Any) -> None:
             "cost",
             "events",
             "alerts",
+            "history",
             "source",
         }
         await eventually(lambda: rec.kinds() >= wanted)
-        await eventually(
-            lambda: len(monitor.states) == 7 and all(s.ok for s in monitor.states.values())
-        )
+        await eventually(lambda: every_source_ok(monitor))
         assert set(monitor.latest) >= wanted - {"source"}
     finally:
         await monitor.stop()
@@ -671,9 +678,7 @@ async def test_database_down_then_back_without_restarting_the_monitor(stack: Any
     monitor = Monitor(settings_for(stack), rec)
     stopped = False
     try:
-        await eventually(
-            lambda: len(monitor.states) == 7 and all(s.ok for s in monitor.states.values())
-        )
+        await eventually(lambda: every_source_ok(monitor))
         await eventually(lambda: "database" in monitor.latest)
         good = monitor.latest["database"]
 
@@ -788,9 +793,7 @@ async def test_docker_daemon_away_and_back(stack: Any, tmp_path: Any) -> None:
     rec = Recorder()
     monitor = Monitor(settings_for(stack, docker_host=f"unix://{proxy.path}"), rec)
     try:
-        await eventually(
-            lambda: len(monitor.states) == 7 and all(s.ok for s in monitor.states.values())
-        )
+        await eventually(lambda: every_source_ok(monitor))
         await eventually(lambda: {"containers", "stats"} <= set(monitor.latest))
         await proxy.cut()
 
@@ -821,9 +824,7 @@ async def test_redis_away_and_back(stack: Any, tmp_path: Any) -> None:
     rec = Recorder()
     monitor = Monitor(settings_for(stack, redis_url=f"unix://{proxy.path}"), rec)
     try:
-        await eventually(
-            lambda: len(monitor.states) == 7 and all(s.ok for s in monitor.states.values())
-        )
+        await eventually(lambda: every_source_ok(monitor))
         await eventually(lambda: "quotas" in monitor.latest)
         await proxy.cut()
         await eventually(lambda: not monitor.states["redis"].ok)
