@@ -203,7 +203,8 @@ def load_snapshot(state_dir: Path, op_id: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) and isinstance(value.get("all"), dict) else None
 
 
-def _parse_time(value: Any) -> datetime | None:
+def parse_time(value: Any) -> datetime | None:
+    """An ISO time from a JSON record (UTC when it has no zone); None when absent or bad."""
     if not value:
         return None
     try:
@@ -224,9 +225,9 @@ def view_from_snapshot(record: Mapping[str, Any]) -> StatementsView:
         except (TypeError, ValueError, IndexError):
             continue
     return StatementsView(
-        taken_at=_parse_time(record.get("taken_at")) or datetime.fromtimestamp(0, UTC),
+        taken_at=parse_time(record.get("taken_at")) or datetime.fromtimestamp(0, UTC),
         stats=stats,
-        stats_reset=_parse_time(record.get("stats_reset")),
+        stats_reset=parse_time(record.get("stats_reset")),
         dealloc=record.get("dealloc"),
     )
 

@@ -72,16 +72,6 @@ class LastDeploy:
         )
 
 
-def _at(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        at = datetime.fromisoformat(str(value))
-    except ValueError:
-        return None
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-
-
 def last_deploy(
     records: Iterable[Mapping[str, Any]],
     *,
@@ -97,7 +87,7 @@ def last_deploy(
         if rec.get("op") not in ops:
             continue
         op_id = str(rec.get("op_id") or "")
-        at = _at(rec.get("at"))
+        at = pgss.parse_time(rec.get("at"))
         if at is None or not op_id:
             continue
         if rec.get("event") == "start":
