@@ -12,13 +12,14 @@ into plain tuples so the rest of the console never sees Prometheus' JSON.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
 from console.core.config import Settings
+from console.core.models import Silence
 
 __all__ = [
     "AlertmanagerClient",
@@ -26,10 +27,13 @@ __all__ = [
     "PromClient",
     "PromError",
     "RangeSeries",
+    "current_silences",
     "monitoring_configured",
     "parse_matrix",
+    "parse_time",
     "parse_vector",
     "silence_body",
+    "silence_model",
 ]
 
 Labels = dict[str, str]
@@ -269,3 +273,43 @@ def matchers_text(matchers: Sequence[Mapping[str, Any]]) -> str:
         )
         parts.append(f"{m.get('name')}{op}{m.get('value')}")
     return ", ".join(parts)
+
+
+def parse_time(value: Any) -> datetime | None:
+    """Prometheus' and Alertmanager's RFC 3339 times (nanoseconds, ``Z``)."""
+    if not value:
+        return None
+    text = str(value)
+    m = re.match(r"^(.*?\.\d{1,6})\d*(.*)$", text)
+    if m:
+        text = m.group(1) + m.group(2)
+    try:
+        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else None
+
+
+def silence_model(item: Mapping[str, Any]) -> Silence | None:
+    """One silence of ``GET /api/v2/silences`` as the console's model (None
+    when its times cannot be read)."""
+    starts, ends = parse_time(item.get("startsAt")), parse_time(item.get("endsAt"))
+    if starts is None or ends is None:
+        return None
+    return Silence(
+        id=str(item.get("id") or ""),
+        matchers=matchers_text(item.get("matchers") or []),
+        starts_at=starts,
+        ends_at=ends,
+        created_by=str(item.get("createdBy") or ""),
+        comment=str(item.get("comment") or ""),
+        state=str((item.get("status") or {}).get("state") or ""),
+    )
+
+
+def current_silences(items: Iterable[Mapping[str, Any]]) -> list[Silence]:
+    """The active and pending silences, the soonest to end first."""
+    models = [silence_model(item) for item in items]
+    out = [m for m in models if m is not None and m.state in ("active", "pending")]
+    out.sort(key=lambda m: (m.ends_at, m.id))
+    return out

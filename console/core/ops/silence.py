@@ -38,7 +38,7 @@ from console.core.ops.events import Emitter
 from console.core.ops.notify import alertmanager_url
 from console.core.ops.progress import Progress
 from console.core.ops.table import NoParams, SilenceExpireParams, SilenceParams
-from console.core.prom import AlertmanagerClient, PromError, matchers_text
+from console.core.prom import AlertmanagerClient, PromError, current_silences, silence_model
 
 __all__ = [
     "DEPLOY_ALERTS",
@@ -119,33 +119,9 @@ def _failure(ctx: OpContext, exc: PromError) -> OpFailed:
     return OpFailed(ctx.redact(f"Alertmanager at {_where(ctx)} {reason}"), step="alertmanager")
 
 
-def _when(value: Any) -> datetime:
-    try:
-        at = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return datetime.fromtimestamp(0, UTC)
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
-
-
-def silence_model(raw: Mapping[str, Any]) -> Silence:
-    """One silence of ``GET /api/v2/silences`` as the console's model."""
-    return Silence(
-        id=str(raw.get("id", "")),
-        matchers=matchers_text(raw.get("matchers") or []),
-        starts_at=_when(raw.get("startsAt")),
-        ends_at=_when(raw.get("endsAt")),
-        created_by=str(raw.get("createdBy", "")),
-        comment=str(raw.get("comment", "")),
-        state=str((raw.get("status") or {}).get("state", "active")),
-    )
-
-
 def current(silences: Sequence[Mapping[str, Any]]) -> list[Silence]:
     """The active and pending silences, the soonest to end first."""
-    models = [silence_model(s) for s in silences]
-    return sorted(
-        (s for s in models if s.state in ("active", "pending")), key=lambda s: (s.ends_at, s.id)
-    )
+    return current_silences(silences)
 
 
 def _until(at: datetime) -> str:
@@ -216,6 +192,8 @@ async def run_silence_expire(
                 field="silence_id",
             )
         silence = silence_model(raw)
+        if silence is None:
+            raise OpFailed(f"Alertmanager's silence {params.silence_id} has unreadable times")
         if silence.state == "expired":
             yield ev.done(
                 f"silence {silence.id} ({silence.matchers}) had already ended at {_until(silence.ends_at)}",

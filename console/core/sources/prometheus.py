@@ -54,8 +54,9 @@ from console.core.prom import (
     AlertmanagerClient,
     PromClient,
     PromError,
-    matchers_text,
+    current_silences,
     monitoring_configured,
+    parse_time,
 )
 from console.core.sources.base import Clock, Source, utcnow
 
@@ -170,21 +171,6 @@ def parse_threshold(expr: str) -> float:
         return math.nan
 
 
-def parse_time(value: Any) -> datetime | None:
-    """Prometheus' and Alertmanager's RFC 3339 times (nanoseconds, ``Z``)."""
-    if not value:
-        return None
-    text = str(value)
-    m = re.match(r"^(.*?\.\d{1,6})\d*(.*)$", text)
-    if m:
-        text = m.group(1) + m.group(2)
-    try:
-        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return at if at.tzinfo is not None else None
-
-
 SUBJECT_LABELS = ("route", "name", "mountpoint", "provider", "colour", "service", "instance", "job")
 """Labels that name what an alert is about, the most specific first."""
 
@@ -226,27 +212,7 @@ def _matches(matchers: Sequence[Mapping[str, Any]], labels: Mapping[str, str]) -
 
 def silences_from_alertmanager(items: Iterable[Mapping[str, Any]]) -> list[Silence]:
     """The active and pending silences, the soonest to end first."""
-    out = []
-    for item in items:
-        state = str((item.get("status") or {}).get("state") or "")
-        if state not in ("active", "pending"):
-            continue
-        starts, ends = parse_time(item.get("startsAt")), parse_time(item.get("endsAt"))
-        if starts is None or ends is None:
-            continue
-        out.append(
-            Silence(
-                id=str(item.get("id") or ""),
-                matchers=matchers_text(item.get("matchers") or []),
-                starts_at=starts,
-                ends_at=ends,
-                created_by=str(item.get("createdBy") or ""),
-                comment=str(item.get("comment") or ""),
-                state=state,
-            )
-        )
-    out.sort(key=lambda s: (s.ends_at, s.id))
-    return out
+    return current_silences(items)
 
 
 def alerts_from_rules(
