@@ -29,6 +29,7 @@ from typing import Any
 from console.core import pgss
 from console.core.config import Settings
 from console.core.errors import redact
+from console.core.history import marker_label
 from console.core.models import Comparison, Marker, OpEvent, SinceDeploySnapshot
 
 __all__ = [
@@ -60,12 +61,11 @@ class LastDeploy:
     result: str
 
     def marker(self) -> Marker:
-        version = self.params.get("version")
-        what = f"{self.op} {version}" if version else f"{self.op} to the previous colour"
+        start = {"op": self.op, "params": self.params, "user": self.user}
         return Marker(
             at=self.started,
             op=self.op,
-            label=f"{what} by {self.user}: {self.result}",
+            label=marker_label(start, self.result),
             result=self.result,
             op_id=self.op_id,
             operator=self.user,
