@@ -195,6 +195,7 @@ async def test_database_down_marks_the_panel_stale_and_recovers(stack: Stack) ->
 
 async def test_the_console_opens_on_the_last_hour(stack: Stack) -> None:
     """Load first, then the console: its charts carry samples from before it started."""
+    from console.core.history import CPU, choose_step, to_series
     from console.core.prom import PromClient
     from console.ui.widgets.chart import PlotextChart
     from tests.load import LoadLoop
@@ -214,6 +215,26 @@ async def test_the_console_opens_on_the_last_hour(stack: Stack) -> None:
                 if time.monotonic() > deadline:
                     pytest.fail(f"Prometheus never saw the load (last answer {rate!r})")
                 await asyncio.sleep(1)
+        # On a stack brought up a minute ago (CI runs this tier first) Prometheus
+        # holds less history than the claim needs: wait, on Prometheus' own answer
+        # to the chart's query at the console's range and step, until a backend's
+        # CPU line reaches 20 s into the past, so a console started now must carry
+        # a point from before its start.
+        step = choose_step(3600)
+        deadline = time.monotonic() + 120
+        while True:
+            now = time.time()
+            matrix = await prom.query_range(CPU.query, now - 3600, now, step)
+            firsts = [
+                s.points[0][0]
+                for s in to_series(CPU, matrix)
+                if s.subject.startswith("backend_") and s.points
+            ]
+            if firsts and min(firsts) < now - 20:
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(f"Prometheus holds no backend CPU from 20 s ago ({firsts!r} at {now})")
+            await asyncio.sleep(1)
     finally:
         await prom.aclose()
     started = time.time()
