@@ -81,6 +81,40 @@ class ContainersSnapshot(Snapshot):
     engine_version: str | None = None
 
 
+ColourRole = Literal["serving", "down", "standby", "standby-running", "absent", "unknown"]
+"""What a deployment colour is for, against what it does (``console.core.colours``):
+
+- ``serving``: nginx routes to it and its container runs;
+- ``down``: nginx routes to it and its container does not run (an outage: red);
+- ``standby``: not serving, container stopped on purpose (kept for rollback or
+  roll-forward): dimmed, not probed, never a failure;
+- ``standby-running``: not serving, container running (the instant rollback
+  target of the default blue-green state): healthy is normal, a failing
+  check a warning, never an outage;
+- ``absent``: not serving and no container at all;
+- ``unknown``: which colour serves is not known (nginx unreadable): shown as
+  the container and the checks say, without interpretation."""
+
+
+class ColourStatus(BaseModel):
+    """One deployment colour's role (see :data:`ColourRole`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    colour: Colour
+    role: ColourRole
+    state: str | None = None
+    """Its container's state (running, exited, ...), None without a container
+    or without a container list."""
+    version: str | None = None
+    """The version its container carries (else what its ``/api/health`` said)."""
+
+    @property
+    def is_standby(self) -> bool:
+        """Not serving, on purpose: stopped or running as a rollback target."""
+        return self.role in ("standby", "standby-running")
+
+
 # --- health endpoints -------------------------------------------------------
 
 

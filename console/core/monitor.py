@@ -48,6 +48,7 @@ from console.core.config import Settings
 from console.core.errors import redact
 from console.core.models import (
     AlertsSnapshot,
+    ContainersSnapshot,
     CostSnapshot,
     HealthSnapshot,
     Snapshot,
@@ -345,6 +346,8 @@ class Monitor:
             return
         self.latest[src.kind] = snapshot
         await self._emit(src.kind, snapshot)
+        if isinstance(snapshot, ContainersSnapshot):
+            self._note_containers(snapshot)
         fed = True
         if isinstance(snapshot, StatsSnapshot):
             self.alerts.feed_stats(snapshot)
@@ -358,6 +361,16 @@ class Monitor:
             # Fed whatever the mode, so the fallback is current the moment
             # Prometheus stops answering.
             await self._publish_local()
+
+    def _note_containers(self, snapshot: ContainersSnapshot) -> None:
+        """Tell the health source which colours are stopped on standby (it
+        does not ask them); a change polls it at once, so a colour a deploy
+        just started is asked without waiting a full interval."""
+        from console.core.sources.health import HealthSource
+
+        for src in self.sources:
+            if isinstance(src, HealthSource) and src.note_containers(snapshot):
+                self.refresh(src.name)
 
     # --- alerts: Prometheus while it answers, the console's own otherwise ----------------
 

@@ -646,7 +646,9 @@ async def test_no_color_keeps_every_state_in_text(
         assert "serving" in svg
         if scenario == "stale":
             assert "stale&#160;42s" in svg
-        assert "✓&#160;healthy" in svg and "✗&#160;refused" in svg
+        # The stopped blue colour is on standby (spelled out, not a red ✗);
+        # green's own 503 on /external-apis is still a ✗.
+        assert "✓&#160;healthy" in svg and "✗&#160;503" in svg and "standby" in svg
 
 
 async def _quit_while_vacuum_runs(pilot: Any, app: Any) -> None:

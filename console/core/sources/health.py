@@ -9,6 +9,15 @@ reused ``httpx.AsyncClient`` (concurrently, but never two requests for the
 same path to the same backend at once). Each result carries status,
 latency, version and colour.
 
+A colour on standby, stopped (not the serving colour, its container not
+running, as the monitor tells :meth:`HealthSource.note_containers` from every
+container list), is not asked at all and has no results: nginx would only
+give up on it after its connect timeout (2 s measured) on every poll, to say
+what the engine already says. The container list comes every few seconds
+and after every engine event, so a colour a deploy starts is asked again on
+the next poll (the monitor polls at once when the set changes). Without a
+container list (the engine does not answer) every colour is asked as above.
+
 The same poll scrapes each colour's Prometheus endpoint and turns the bucket
 deltas of ``http_request_duration_seconds`` between two scrapes into the p95
 the HighAPIResponseTime alert needs (``histogram_quantile(0.95,
@@ -27,9 +36,10 @@ from typing import Any
 
 import httpx
 
+from console.core.colours import COLOURS, not_running, unreachable
 from console.core.config import Settings
 from console.core.errors import SourceError, redact
-from console.core.models import EndpointResult, HealthSnapshot
+from console.core.models import ContainersSnapshot, EndpointResult, HealthSnapshot
 from console.core.sources.base import Clock, Source, utcnow
 
 __all__ = [
@@ -139,15 +149,6 @@ def sum_buckets(parts: Iterable[Mapping[float, float]]) -> dict[float, float]:
 # --- the source ------------------------------------------------------------------------
 
 
-def unreachable(result: EndpointResult) -> bool:
-    """nginx could not reach the backend (a 502/504 of its own) or nothing
-    answered at all: the colour is down, not merely unhealthy (a backend's
-    own answer, even a 503, carries its version)."""
-    if result.status is None:
-        return True
-    return result.status in (502, 504) and result.version is None
-
-
 class HealthUnreachable(SourceError):
     """nginx itself did not answer; carries the snapshot of failed results so
     the panel can show them while the source is marked not-ok."""
@@ -184,10 +185,31 @@ class HealthSource(Source):
         """Colours nginx could not reach at the last poll (stopped, or never
         started): only their ``/api/health`` is asked again, not all four
         paths and the metrics, each of which waits for nginx to give up."""
+        self._skipped: set[str] = set()
+        """Colours on standby with their container stopped (from the last
+        container list): not asked at all."""
 
     @property
     def interval(self) -> float:
         return self.settings.refresh.health
+
+    def note_containers(self, snapshot: ContainersSnapshot) -> bool:
+        """Take the colours not to ask from a container list (the standby
+        colour whose container is stopped); True when that set changed, so
+        the caller can poll at once (a colour a deploy just started)."""
+        skipped: set[str] = set(not_running(snapshot))
+        if skipped == self._skipped:
+            return False
+        for colour in skipped - self._skipped:
+            self._down.discard(colour)
+            self._scrapes.pop(colour, None)
+        self._skipped = skipped
+        return True
+
+    @property
+    def skipped(self) -> frozenset[str]:
+        """The colours the next poll will not ask (stopped standby)."""
+        return frozenset(self._skipped)
 
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
@@ -271,11 +293,12 @@ class HealthSource(Source):
             # direct ones may wait for nginx to give up on a stopped colour.
             self._first = False
             await self.early(HealthSnapshot(taken_at=self.clock(), results=list(through)))
-        up = [c for c in ("blue", "green") if c not in self._down]
+        asked = [c for c in COLOURS if c not in self._skipped]
+        up = [c for c in asked if c not in self._down]
         direct_probes = [
             self._probe(c, path)
             for path in HEALTH_PATHS
-            for c in ("blue", "green")
+            for c in asked
             if c in up or path == HEALTH_PATHS[0]
         ]
         scrapes = [self._scrape(colour) for colour in up]
@@ -285,7 +308,7 @@ class HealthSource(Source):
         by_key: dict[tuple[str, str], EndpointResult] = {
             (r.path, r.target): r for r in (*through, *direct)
         }
-        for colour in ("blue", "green"):
+        for colour in asked:
             first = by_key[(HEALTH_PATHS[0], colour)]
             if colour not in up:
                 for path in HEALTH_PATHS[1:]:
@@ -297,7 +320,7 @@ class HealthSource(Source):
             else:
                 self._down.discard(colour)
         results: list[EndpointResult] = [
-            by_key[(path, t)] for path in HEALTH_PATHS for t in TARGETS
+            by_key[(path, t)] for path in HEALTH_PATHS for t in TARGETS if (path, t) in by_key
         ]
         deltas = [d for d in scraped if d]
         p95 = rate = None

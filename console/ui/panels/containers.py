@@ -1,4 +1,12 @@
-"""Containers panel: every container of the compose project, and who serves."""
+"""Containers panel: every container of the compose project, and who serves.
+
+A backend colour that does not serve is on standby (``console.core.colours``):
+stopped, its row is dimmed and says ``stopped`` / ``standby`` instead of a red
+``exited``, and the title says which version it keeps for a rollback or a
+roll-forward; running, it reads ``✓ standby`` (a failing check is a warning,
+not an error: it serves nobody). The colour nginx routes to stays red when
+it does not run.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +18,14 @@ from textual.app import ComposeResult
 from textual.reactive import var
 from textual.widgets import DataTable
 
-from console.core.models import ContainerInfo, ContainersSnapshot
+from console.core.colours import colour_roles
+from console.core.models import ColourStatus, ContainerInfo, ContainersSnapshot
 from console.ui.format import NONE, fmt_age, shorten
 from console.ui.palette import Palette
 from console.ui.panels.base import ContainerSelected, Panel
 from console.ui.widgets.table import ListTable, Row
 
-__all__ = ["ContainersPanel", "container_row", "short_port"]
+__all__ = ["ContainersPanel", "container_row", "short_port", "standby_note"]
 
 _STATE_ORDER = {"running": 0, "restarting": 1, "paused": 2, "created": 3, "exited": 4, "dead": 5}
 
@@ -31,10 +40,32 @@ def short_port(port: str) -> str:
     return text.replace("->", "→")
 
 
+WIDE = 90
+"""Panel width from which the standby note is written in full."""
+
+
+def standby_note(status: ColourStatus, *, wide: bool) -> str:
+    """``blue v1.2.2 kept for rollback/roll-forward`` (``standby`` when narrow),
+    ``blue v1.2.2 standby (running)``; empty for a colour that is not on standby."""
+    name = " ".join(p for p in (status.colour, status.version) if p)
+    if status.role == "standby":
+        return f"{name} {'kept for rollback/roll-forward' if wide else 'standby'}"
+    if status.role == "standby-running":
+        return f"{name} standby (running)"
+    return ""
+
+
 def container_row(
-    info: ContainerInfo, snapshot: ContainersSnapshot, palette: Palette, now_text: str
+    info: ContainerInfo,
+    snapshot: ContainersSnapshot,
+    palette: Palette,
+    now_text: str,
+    role: ColourStatus | None = None,
 ) -> Row:
-    """One table row for a container (``now_text`` is its uptime, precomputed)."""
+    """One table row for a container (``now_text`` is its uptime, precomputed;
+    ``role`` its colour's role, for a backend colour)."""
+    if role is not None and role.role == "standby":
+        return _stopped_standby_row(info, palette)
     serving = info.colour is not None and info.colour == snapshot.serving_colour
     colour = Text(info.colour or "", style=palette.colour(info.colour))
     if serving:
@@ -54,6 +85,17 @@ def container_row(
         health_cell = Text("… starting", style=palette.warn)
     else:
         health_cell = Text(NONE, style=palette.muted)
+    if role is not None and role.role == "standby-running":
+        # The rollback target: healthy is what it should be; anything else is
+        # worth a look but is no outage (it serves nobody).
+        if health in ("healthy", None) and info.state == "running":
+            health_cell = Text("✓ standby", style=palette.ok)
+        elif health == "unhealthy":
+            health_cell = Text("✗ unhealthy", style=palette.warn)
+        if info.state != "running":
+            state_style = palette.warn
+    elif role is not None and role.role == "down" and health != "unhealthy":
+        health_cell = Text("✗ down", style=f"bold {palette.err}")
     restarts = Text(
         str(info.restart_count),
         justify="right",
@@ -70,7 +112,27 @@ def container_row(
         Text(shorten(image, 28)),
         Text(shorten(" ".join(short_port(p) for p in info.ports), 18), style=palette.muted),
     )
-    search = " ".join([info.name, info.service, info.colour or "", image, info.state, health or ""])
+    words = [info.name, info.service, info.colour or "", image, info.state, health or ""]
+    if role is not None and role.is_standby:
+        words.append("standby")
+    return Row(key=info.name, cells=cells, search=" ".join(words))
+
+
+def _stopped_standby_row(info: ContainerInfo, palette: Palette) -> Row:
+    """A colour stopped on purpose: dimmed, ``stopped`` and ``standby``, never red."""
+    muted = palette.muted
+    image = f"{info.image}:{info.tag}" if info.tag else info.image
+    cells = (
+        Text(info.service, style=muted),
+        Text(info.colour or "", style=f"{palette.colour(info.colour)} dim"),
+        Text("stopped", style=muted),
+        Text("◌ standby", style=muted),
+        Text(NONE, justify="right", style=muted),
+        Text(str(info.restart_count), justify="right", style=muted),
+        Text(shorten(image, 28), style=muted),
+        Text(shorten(" ".join(short_port(p) for p in info.ports), 18), style=muted),
+    )
+    search = " ".join([info.name, info.service, info.colour or "", image, info.state, "standby"])
     return Row(key=info.name, cells=cells, search=search)
 
 
@@ -114,10 +176,22 @@ class ContainersPanel(Panel):
         text = f"{running}/{len(snapshot.containers)} running"
         if snapshot.serving_colour:
             text += f" · serving {snapshot.serving_colour}"
+        wide = self.size.width >= WIDE
+        for status in colour_roles(snapshot, None).values():
+            if status.role == "down":
+                text += " ✗ down"
+            elif note := standby_note(status, wide=wide):
+                text += f" · {note}"
         return text
+
+    def on_resize(self) -> None:
+        # The standby note is written in full only where it fits.
+        if self.snapshot is not None:
+            self.refresh_panel()
 
     def render_snapshot(self, snapshot: ContainersSnapshot) -> None:
         palette = self.palette
+        roles = colour_roles(snapshot, None)
         ordered = sorted(
             snapshot.containers,
             key=lambda c: (_STATE_ORDER.get(c.state, 9), c.service, c.name),
@@ -128,6 +202,7 @@ class ContainersPanel(Panel):
                 snapshot,
                 palette,
                 fmt_age(self.now, c.started_at) if c.state == "running" and c.started_at else NONE,
+                roles.get(c.colour) if c.colour else None,
             )
             for c in ordered
         ]

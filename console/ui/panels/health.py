@@ -1,4 +1,11 @@
-"""Health panel: each health endpoint through nginx and against each colour."""
+"""Health panel: each health endpoint through nginx and against each colour.
+
+A colour stopped on standby (``console.core.colours``) is not asked by the
+health source; its column reads ``standby`` (dimmed) on every row, and the
+title names it with its version instead of counting it. A running standby
+colour is shown as it answers, a failure in the warning colour: it serves
+nobody. The serving colour's failures stay red.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,8 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.reactive import var
 
-from console.core.models import EndpointResult, HealthSnapshot
+from console.core.colours import colour_roles
+from console.core.models import ColourStatus, ContainersSnapshot, EndpointResult, HealthSnapshot
 from console.ui.format import NONE, shorten
 from console.ui.palette import Palette
 from console.ui.panels.base import Panel
@@ -42,16 +50,27 @@ def short_error(error: str | None) -> str:
     return shorten(error or "no answer", 10)
 
 
-def endpoint_cell(result: EndpointResult | None, palette: Palette) -> Text:
-    """``200 12ms`` (ok), ``503 40ms`` (bad), ``✗ refused`` (no answer), NONE."""
+def endpoint_cell(
+    result: EndpointResult | None, palette: Palette, role: ColourStatus | None = None
+) -> Text:
+    """``200 12ms`` (ok), ``503 40ms`` (bad), ``✗ refused`` (no answer), NONE;
+    ``standby`` for a colour stopped on standby (``role``), and a running
+    standby colour's failure in the warning colour, not the error one."""
+    if role is not None and role.role == "standby":
+        return Text("standby", style=palette.muted)
+    bad = (
+        palette.warn
+        if role is not None and role.role == "standby-running"
+        else f"bold {palette.err}"
+    )
     if result is None:
         return Text(NONE, style=palette.muted)
     if result.status is None:
-        return Text(f"✗ {short_error(result.error)}", style=f"bold {palette.err}")
+        return Text(f"✗ {short_error(result.error)}", style=bad)
     latency = f" {result.latency_ms:.0f}ms" if result.latency_ms is not None else ""
     good = 200 <= result.status < 300
     slow = result.latency_ms is not None and result.latency_ms >= 1000
-    style = palette.ok if good and not slow else (palette.warn if good else f"bold {palette.err}")
+    style = palette.ok if good and not slow else (palette.warn if good else bad)
     mark = "" if good else "✗ "
     return Text(f"{mark}{result.status}{latency}", style=style)
 
@@ -66,6 +85,11 @@ class HealthPanel(Panel):
 
     snapshot: var[HealthSnapshot | None] = var(None, init=False)
     """The newest round of health checks."""
+    containers: var[ContainersSnapshot | None] = var(None, init=False)
+    """The newest container list: which colour serves and which is on standby."""
+
+    def watch_containers(self) -> None:
+        self.refresh_panel()
 
     def compose_body(self) -> ComposeResult:
         yield ListTable(
@@ -87,10 +111,21 @@ class HealthPanel(Panel):
         if not via_nginx:
             return ""
         ok = sum(1 for r in via_nginx if r.status is not None and 200 <= r.status < 300)
-        return f"{ok}/{len(via_nginx)} ok via nginx"
+        text = f"{ok}/{len(via_nginx)} ok via nginx"
+        for status in colour_roles(self.containers, snapshot).values():
+            if status.is_standby:
+                text += f" · {status.colour} standby"
+                if status.version:
+                    text += f" {status.version}"
+                if status.role == "standby-running":
+                    text += " (running)"
+        return text
 
     def render_snapshot(self, snapshot: HealthSnapshot) -> None:
         palette = self.palette
+        roles: dict[str, ColourStatus] = {
+            str(c): status for c, status in colour_roles(self.containers, snapshot).items()
+        }
         paths: list[str] = []
         by_key: dict[tuple[str, str], EndpointResult] = {}
         for result in snapshot.results:
@@ -100,7 +135,7 @@ class HealthPanel(Panel):
         rows = []
         for path in paths:
             cells = [Text(short_path(path), style="bold")]
-            cells += [endpoint_cell(by_key.get((path, t)), palette) for t in TARGETS]
+            cells += [endpoint_cell(by_key.get((path, t)), palette, roles.get(t)) for t in TARGETS]
             nginx = by_key.get((path, "nginx"))
             versions = []
             if nginx is not None and nginx.version:

@@ -297,7 +297,9 @@ class DashboardScreen(Screen[None]):
                     )
                 with Vertical(id="right", classes="column"):
                     yield HealthPanel(stale_after=_stale_after(refresh.health)).data_bind(
-                        snapshot=DashboardScreen.health, **bind
+                        snapshot=DashboardScreen.health,
+                        containers=DashboardScreen.containers,
+                        **bind,
                     )
                     yield QuotasPanel(stale_after=_stale_after(refresh.quotas)).data_bind(
                         snapshot=DashboardScreen.quotas, **bind

@@ -9,6 +9,7 @@ from textual.containers import Horizontal
 from textual.content import Content
 from textual.reactive import var
 
+from console.core.colours import serving_colour
 from console.core.models import AlertsSnapshot, ContainersSnapshot, HealthSnapshot
 from console.ui.panels.base import EPOCH
 from console.ui.widgets.text import LiveText
@@ -21,7 +22,7 @@ def serving_version(
 ) -> tuple[str | None, str | None]:
     """(colour, version) that nginx serves: from the container list, else from
     what ``/api/health`` through nginx reported."""
-    colour = containers.serving_colour if containers else None
+    colour: str | None = serving_colour(containers, health)
     version = None
     if containers and colour:
         for info in containers.containers:
@@ -31,7 +32,6 @@ def serving_version(
     if health is not None:
         for result in health.results:
             if result.target == "nginx" and result.path == "/api/health" and result.version:
-                colour = colour or result.colour
                 version = version or result.version
                 break
     return colour, version
