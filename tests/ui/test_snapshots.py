@@ -13,7 +13,7 @@ import pytest
 from .fakes import FakeOps, make_app
 
 SIZES = {"80x24": (80, 24), "160x48": (160, 48)}
-SCENARIOS = ["normal", "alert", "stale", "empty"]
+SCENARIOS = ["normal", "alert", "stale", "empty", "standby"]
 
 
 async def settle(pilot: Any) -> None:

@@ -174,13 +174,14 @@ class ContainersPanel(Panel):
     def title_detail(self, snapshot: ContainersSnapshot) -> str:
         running = sum(1 for c in snapshot.containers if c.state == "running")
         text = f"{running}/{len(snapshot.containers)} running"
+        roles = colour_roles(snapshot, None)
         if snapshot.serving_colour:
             text += f" · serving {snapshot.serving_colour}"
-        wide = self.size.width >= WIDE
-        for status in colour_roles(snapshot, None).values():
-            if status.role == "down":
+            if roles[snapshot.serving_colour].role == "down":
                 text += " ✗ down"
-            elif note := standby_note(status, wide=wide):
+        wide = self.size.width >= WIDE
+        for status in roles.values():
+            if note := standby_note(status, wide=wide):
                 text += f" · {note}"
         return text
 

@@ -1,0 +1,252 @@
+"""Which colour serves and what the other one is for (console/core/colours.py),
+and the health source leaving a stopped standby colour alone."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from console.core.colours import colour_roles, not_running, serving_colour
+from console.core.config import Settings
+from console.core.models import (
+    ContainerInfo,
+    ContainersSnapshot,
+    EndpointResult,
+    HealthSnapshot,
+)
+from console.core.monitor import Monitor
+from console.core.sources.health import HEALTH_PATHS, HealthSource
+
+NOW = datetime(2025, 3, 14, 14, 2, 11, tzinfo=UTC)
+WAIT = 10.0  # upper bound for a condition to come true (not a timed assert)
+
+
+def backend(colour: str, state: str, version: str, health: str | None = None) -> ContainerInfo:
+    return ContainerInfo(
+        id=colour,
+        name=f"investment_backend_{colour}_prod",
+        service=f"backend_{colour}",
+        colour=colour,  # type: ignore[arg-type]
+        image="investment-backend",
+        tag=version,
+        state=state,
+        health=health,
+        version=version,
+    )
+
+
+def containers(serving: str | None, **states: str) -> ContainersSnapshot:
+    """``containers("blue", blue="running", green="exited")``; a colour not
+    named has no container."""
+    versions = {"blue": "v1.2.2", "green": "v1.2.3"}
+    infos = [backend(c, s, versions[c]) for c, s in states.items()]
+    return ContainersSnapshot(
+        taken_at=NOW,
+        project="investment",
+        containers=infos,
+        serving_colour=serving,  # type: ignore[arg-type]
+    )
+
+
+def roles(snapshot: ContainersSnapshot | None, health: HealthSnapshot | None = None) -> dict:
+    return {c: s.role for c, s in colour_roles(snapshot, health).items()}
+
+
+# --- the classification --------------------------------------------------------------
+
+
+def test_after_a_rollback_the_stopped_colour_is_standby() -> None:
+    # green was rolled back from: exited (with the engine's stale "unhealthy").
+    snap = containers("blue", blue="running", green="exited")
+    got = colour_roles(snap, None)
+    assert got["blue"].role == "serving"
+    assert got["green"].role == "standby"
+    assert got["green"].version == "v1.2.3" and got["green"].state == "exited"
+    assert got["green"].is_standby and not got["blue"].is_standby
+
+
+def test_the_previous_colour_kept_running_is_standby_running() -> None:
+    assert roles(containers("green", blue="running", green="running")) == {
+        "blue": "standby-running",
+        "green": "serving",
+    }
+
+
+def test_a_crash_looping_rollback_target_is_not_called_stopped() -> None:
+    # restarting: it tries to run; it is no outage, but not a quiet standby.
+    assert roles(containers("green", blue="restarting", green="running"))["blue"] == (
+        "standby-running"
+    )
+
+
+@pytest.mark.parametrize("state", ["exited", "dead", "created"])
+def test_the_serving_colour_not_running_is_down(state: str) -> None:
+    got = roles(containers("green", blue="running", green=state))
+    assert got == {"blue": "standby-running", "green": "down"}
+
+
+def test_the_serving_colour_without_a_container_is_down() -> None:
+    assert roles(containers("green", blue="exited")) == {"blue": "standby", "green": "down"}
+
+
+def test_a_colour_without_a_container_is_absent() -> None:
+    assert roles(containers("blue", blue="running")) == {"blue": "serving", "green": "absent"}
+
+
+def test_without_a_serving_colour_nothing_is_interpreted() -> None:
+    # nginx unreadable: which stopped colour is on purpose is not known.
+    assert roles(containers(None, blue="running", green="exited")) == {
+        "blue": "unknown",
+        "green": "unknown",
+    }
+
+
+def _health(nginx_colour: str | None, **direct: int | None) -> HealthSnapshot:
+    results = [
+        EndpointResult(
+            path="/api/health", target="nginx", status=200, version="v1", colour=nginx_colour
+        )
+    ]
+    for colour, status in direct.items():
+        version = "v1" if status == 200 else None
+        results.append(
+            EndpointResult(path="/api/health", target=colour, status=status, version=version)  # type: ignore[arg-type]
+        )
+    return HealthSnapshot(taken_at=NOW, results=results)
+
+
+def test_without_a_container_list_the_health_answers_decide() -> None:
+    # The engine does not answer: serving from nginx's answer, running from
+    # each colour's own /api/health (a 502 of nginx's: not running).
+    health = _health("blue", blue=200, green=502)
+    assert serving_colour(None, health) == "blue"
+    assert roles(None, health) == {"blue": "serving", "green": "standby"}
+    assert roles(None, _health("blue", blue=200, green=200))["green"] == "standby-running"
+    assert roles(None, _health("green", blue=200, green=None))["green"] == "down"
+
+
+def test_the_container_list_names_the_serving_colour_before_the_health() -> None:
+    # nginx's active file (read from the container) wins over an old answer.
+    snap = containers("green", blue="running", green="running")
+    assert serving_colour(snap, _health("blue")) == "green"
+
+
+def test_the_health_source_skips_only_stopped_colours_that_do_not_serve() -> None:
+    assert not_running(containers("blue", blue="running", green="exited")) == {"green"}
+    assert not_running(containers("blue", blue="running")) == {"green"}  # no container
+    assert not_running(containers("green", blue="running", green="exited")) == set()  # down: asked
+    assert not_running(containers("green", blue="running", green="running")) == set()
+    assert not_running(containers(None, blue="running", green="exited")) == set()
+
+
+# --- the health source: a stopped standby colour is not asked ----------------------
+
+
+class CountingNginx:
+    """nginx in front of blue (serving, up) and green (stopped: 502 from nginx
+    itself). Counts every request by URL path."""
+
+    def __init__(self) -> None:
+        self.asked: Counter[str] = Counter()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        self.asked[path] = self.asked[path] + 1
+        if path.startswith("/direct/green/"):
+            return httpx.Response(502, text="<html>502 Bad Gateway</html>")
+        return httpx.Response(200, json={"status": "ok", "version": "v1.2.2", "colour": "blue"})
+
+    def green(self) -> int:
+        return sum(n for p, n in self.asked.items() if p.startswith("/direct/green/"))
+
+
+@pytest.fixture
+def settings(clean_env: Path) -> Settings:
+    return Settings(repo_root=clean_env, backoff_cap=0.05)
+
+
+def _source(settings: Settings, nginx: CountingNginx) -> HealthSource:
+    client = httpx.AsyncClient(base_url="http://127.0.0.1:9", transport=httpx.MockTransport(nginx))
+    return HealthSource(settings, clock=lambda: NOW, client=client)
+
+
+async def test_a_stopped_standby_colour_is_not_probed_every_poll(settings: Settings) -> None:
+    nginx = CountingNginx()
+    source = _source(settings, nginx)
+    assert source.note_containers(containers("blue", blue="running", green="exited"))
+    for _ in range(5):
+        snap = await source.poll()
+    assert nginx.green() == 0
+    assert not [r for r in snap.results if r.target == "green"]
+    # blue (serving) is still asked in full: four paths through nginx and direct.
+    assert all(nginx.asked[f"/direct/blue{p}"] == 5 for p in HEALTH_PATHS)
+    assert source.skipped == {"green"}
+
+
+async def test_a_colour_started_again_is_probed_again(settings: Settings) -> None:
+    nginx = CountingNginx()
+    source = _source(settings, nginx)
+    source.note_containers(containers("blue", blue="running", green="exited"))
+    await source.poll()
+    assert nginx.green() == 0
+    assert source.note_containers(containers("blue", blue="running", green="running"))
+    assert not source.note_containers(containers("blue", blue="running", green="running"))
+    snap = await source.poll()
+    assert nginx.asked["/direct/green/api/health"] == 1
+    assert next(r.status for r in snap.results if r.target == "green") == 502
+
+
+async def test_the_serving_colour_is_probed_even_when_stopped(settings: Settings) -> None:
+    # nginx routes to green and green is stopped: an outage, it stays asked
+    # (its /api/health each poll) so the console sees it come back.
+    nginx = CountingNginx()
+    source = _source(settings, nginx)
+    assert not source.note_containers(containers("green", blue="running", green="exited"))
+    for _ in range(3):
+        await source.poll()
+    assert nginx.asked["/direct/green/api/health"] == 3
+
+
+async def test_the_monitor_hands_the_container_list_to_the_health_source(
+    settings: Settings,
+) -> None:
+    """The wiring: a containers snapshot published by the monitor reaches the
+    health source, which is polled again at once and leaves the stopped
+    standby colour alone."""
+    from console.core.sources.base import Source
+
+    class OneList(Source):
+        name = "engine"
+        kind = "containers"
+
+        async def poll(self) -> ContainersSnapshot:
+            return containers("blue", blue="running", green="exited")
+
+    nginx = CountingNginx()
+    health = _source(settings, nginx)
+    healths: list[HealthSnapshot] = []
+    changed = asyncio.Event()
+
+    def sink(kind: str, payload: object) -> None:
+        if isinstance(payload, HealthSnapshot):
+            healths.append(payload)
+        changed.set()
+
+    def green_left_alone() -> bool:
+        return health.skipped == {"green"} and any(
+            not [r for r in h.results if r.target == "green"] for h in healths
+        )
+
+    async with Monitor(settings, sink, sources=[OneList(settings), health], autostart=False):
+
+        async def until() -> None:
+            while not green_left_alone():
+                changed.clear()
+                await changed.wait()
+
+        await asyncio.wait_for(until(), timeout=WAIT)
