@@ -19,12 +19,12 @@ from console.ui.panels import ContainersPanel, HealthPanel
 from console.ui.widgets.table import ListTable
 
 from .fakes import NOW, FakeMonitor, make_app
-from .fixtures.make_fixtures import PATHS, rolled_back
+from .fixtures.make_fixtures import PATHS, name, rolled_back
 
 BIG = (160, 48)
 SMALL = (80, 24)
-GREEN = "investment_backend_green_prod"
-BLUE = "investment_backend_blue_prod"
+GREEN = name("backend_green")
+BLUE = name("backend_blue")
 COLUMNS = ("service", "colour", "state", "health", "up", "restarts", "image", "ports")
 
 

@@ -12,8 +12,9 @@ latency, version and colour.
 A colour on standby, stopped (not the serving colour, its container not
 running, as the monitor tells :meth:`HealthSource.note_containers` from every
 container list), is not asked at all and has no results: nginx would only
-give up on it after its connect timeout (2 s measured) on every poll, to say
-what the engine already says. The container list comes every few seconds
+give up on it after its resolver or connect timeout (2 s each in
+compose/nginx/conf/site.conf; the report in issue 16 saw 2007 ms) on every
+poll, to say what the engine already says. The container list comes every few seconds
 and after every engine event, so a colour a deploy starts is asked again on
 the next poll (the monitor polls at once when the set changes). Without a
 container list (the engine does not answer) every colour is asked as above.

@@ -21,6 +21,7 @@ from console.core.models import (
 )
 from console.core.monitor import Monitor
 from console.core.sources.health import HEALTH_PATHS, HealthSource
+from console.core.stack import StackNames
 
 NOW = datetime(2025, 3, 14, 14, 2, 11, tzinfo=UTC)
 WAIT = 10.0  # upper bound for a condition to come true (not a timed assert)
@@ -29,7 +30,7 @@ WAIT = 10.0  # upper bound for a condition to come true (not a timed assert)
 def backend(colour: str, state: str, version: str, health: str | None = None) -> ContainerInfo:
     return ContainerInfo(
         id=colour,
-        name=f"investment_backend_{colour}_prod",
+        name=StackNames("investment").container(f"backend_{colour}"),
         service=f"backend_{colour}",
         colour=colour,  # type: ignore[arg-type]
         image="investment-backend",
