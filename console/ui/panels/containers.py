@@ -148,6 +148,9 @@ class ContainersPanel(Panel):
     snapshot: var[ContainersSnapshot | None] = var(None, init=False)
     """The newest container list."""
 
+    _wide = False
+    """Whether the title was last written for a panel ``WIDE`` columns or more."""
+
     def compose_body(self) -> ComposeResult:
         yield ListTable(
             [
@@ -179,16 +182,21 @@ class ContainersPanel(Panel):
             text += f" · serving {snapshot.serving_colour}"
             if roles[snapshot.serving_colour].role == "down":
                 text += " ✗ down"
-        wide = self.size.width >= WIDE
+        wide = self._wide = self.size.width >= WIDE
         for status in roles.values():
             if note := standby_note(status, wide=wide):
                 text += f" · {note}"
         return text
 
     def on_resize(self) -> None:
-        # The standby note is written in full only where it fits.
-        if self.snapshot is not None:
-            self.refresh_panel()
+        # The standby note is written in full only where it fits: the title
+        # again when the panel crossed that width, nothing else.
+        snapshot = self.snapshot
+        wide = self.size.width >= WIDE
+        if snapshot is not None and wide != self._wide:
+            self._wide = wide
+            detail = self.title_detail(snapshot)
+            self.set_title(f"{self.TITLE} · {detail}" if detail else self.TITLE)
 
     def render_snapshot(self, snapshot: ContainersSnapshot) -> None:
         palette = self.palette

@@ -16,7 +16,13 @@ from textual.app import ComposeResult
 from textual.reactive import var
 
 from console.core.colours import colour_roles
-from console.core.models import ColourStatus, ContainersSnapshot, EndpointResult, HealthSnapshot
+from console.core.models import (
+    Colour,
+    ColourStatus,
+    ContainersSnapshot,
+    EndpointResult,
+    HealthSnapshot,
+)
 from console.ui.format import NONE, shorten
 from console.ui.palette import Palette
 from console.ui.panels.base import Panel
@@ -89,7 +95,15 @@ class HealthPanel(Panel):
     """The newest container list: which colour serves and which is on standby."""
 
     def watch_containers(self) -> None:
-        self.refresh_panel()
+        # A new container list every few seconds; the panel changes only when
+        # a colour's role or version does.
+        roles = colour_roles(self.containers, self.snapshot)
+        if roles != self._roles:
+            self._roles = roles
+            self.refresh_panel()
+
+    _roles: dict[Colour, ColourStatus] | None = None
+    """The roles the panel was last drawn with (from ``watch_containers``)."""
 
     def compose_body(self) -> ComposeResult:
         yield ListTable(
