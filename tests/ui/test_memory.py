@@ -158,6 +158,26 @@ async def test_without_prometheus_the_stats_chart_is_live_and_says_so() -> None:
 # --- dashboards ---------------------------------------------------------------------
 
 
+async def test_a_history_that_arrives_before_a_chart_box_is_composed_is_drawn() -> None:
+    """Pressing a view key mounts new boxes; a history poll landing before their
+    compose used to raise NoMatches (.chart-caption) in the screen's redraw."""
+    from textual.app import App
+
+    spec = DASHBOARDS[list(DASHBOARDS)[1]][0]
+    box = ChartBox(spec)
+    box.show(history_snapshot(view=list(DASHBOARDS)[1]), NOW.timestamp())  # not mounted yet
+
+    class Host(App[None]):
+        def compose(self) -> Any:
+            yield box
+
+    async with Host().run_test(size=(80, 20)) as pilot:
+        await pilot.pause()
+        caption = str(box.query_one(".chart-caption", LiveText).content)
+        assert spec.title in caption and "no history" not in caption
+        assert any(s.values for s in box.query_one(PlotextChart).data.series)
+
+
 async def test_g_opens_the_four_dashboards_over_the_range() -> None:
     views = list(DASHBOARDS)
     assert len(views) == 4
