@@ -752,9 +752,11 @@ async def test_a_long_tail_reaches_the_log_view_in_a_few_batches(monkeypatch: An
         logs.feed("one more")
         await until(pilot, lambda: screen.lines[-1].endswith("one more"))
         logs.close()
-    # 1201 lines in batches of at most 500, not 1201 messages
+    # 1201 lines in batches of at most 500, not 1201 messages. How many batches
+    # depends on when the reader thread gets the CPU (3-4 on a calm machine, 13
+    # seen at load 12): the bound is far from both that and one message a line.
     assert sum(batches) == 1201 and max(batches) <= 500
-    assert len(batches) <= 10, batches
+    assert len(batches) <= 60, batches
 
 
 # --- operations without a key: the palette, a form from their model --------------
