@@ -33,6 +33,7 @@ from console.core.sources.cost import CostSource
 from console.core.sources.docker.containers import ContainersSource
 from console.core.sources.docker.events import EventsSource
 from console.core.sources.docker.handle import DockerHandle
+from console.core.sources.docker.inspect import parse_docker_time
 from console.core.sources.docker.logs import follow_logs
 from console.core.sources.docker.stats import StatsSource
 from console.core.sources.health import HEALTH_PATHS, HealthSource
@@ -673,6 +674,87 @@ async def test_events_are_streamed(stack: Any, handle: DockerHandle) -> None:
             return actions >= {"die", "start"}
 
         await eventually(restarted)
+    finally:
+        await source.aclose()
+
+
+def engine_replays(container: str, since: float) -> set[str]:
+    """The actions of ``container`` the engine still returns for ``since``
+    (its own answer: ``docker events --since .. --until now``)."""
+    out = docker(
+        "events",
+        "--since",
+        f"{since:.3f}",
+        "--until",
+        f"{time.time():.3f}",
+        "--filter",
+        f"container={container}",
+        "--format",
+        "{{.Action}}",
+    )
+    return set(out.split())
+
+
+async def test_events_before_the_start_are_recalled_once_the_engine_forgot_them(
+    stack: Any, handle: DockerHandle
+) -> None:
+    """A service restarted from another terminal (the ``restart`` operation,
+    audited) before the console starts is on its timeline at start, marked as
+    before the start, even once the engine's 256-event buffer no longer holds
+    the restart (proven below by asking the engine)."""
+    market = stack.container("market-sim")
+    t0 = time.time()
+    env = stack.proc_env(PYTHONPATH=str(stack.repo))
+    env.pop("STACKDECK_READ_ONLY", None)
+    done = await asyncio.to_thread(
+        subprocess.run,
+        stack.cli_argv("restart", "market-sim"),
+        env=env,
+        cwd=stack.repo,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    started = inspect(market)["State"]["StartedAt"]
+
+    # Push the restart out of the engine's buffer: image tag/untag events are
+    # cheap and touch no container (health probes do the same, slower).
+    api = handle.api
+    image = inspect(market)["Image"]
+    noise = f"stackdeck-events-noise-{uuid.uuid4().hex[:8]}"
+    try:
+        for _ in range(20):
+            if not engine_replays(market, t0) & {"die", "start"}:
+                break
+            for i in range(64):
+                api.tag(image, noise, f"n{i}")
+                api.remove_image(f"{noise}:n{i}")
+        assert not engine_replays(market, t0) & {"die", "start"}, "the engine still holds it"
+    finally:
+        for tag in docker("images", "--format", "{{.Repository}}:{{.Tag}}", noise).split():
+            docker("rmi", tag)
+
+    source = EventsSource(handle.settings, handle)
+    try:
+        snap = await source.poll()
+        assert snap is not None
+        on_screen = {(e.container, e.action) for e in snap.events}
+        assert {(market, "die"), (market, "start"), ("stackdeck", "restart")} <= on_screen, (
+            snap.events
+        )
+        assert snap.started_at is not None and snap.since is not None
+        assert (snap.started_at - snap.since).total_seconds() == source.history_seconds
+        earlier = {(e.container, e.action): e for e in snap.events if e.before_start}
+        assert {(market, "die"), (market, "start")} <= set(earlier), snap.events
+        start = earlier[(market, "start")]
+        assert start.at.timestamp() >= t0 and start.at < snap.started_at
+        assert start.at == parse_docker_time(started)
+        restart = earlier[("stackdeck", "restart")]
+        assert restart.origin == "audit" and "restart market-sim" in (restart.detail or "")
+        assert restart.at <= earlier[(market, "die")].at
+        assert [e.at for e in snap.events] == sorted(e.at for e in snap.events)
     finally:
         await source.aclose()
 
