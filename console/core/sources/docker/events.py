@@ -321,11 +321,14 @@ class EventsSource(Source):
         if self._started is None:
             self._started = self.clock()
         if self._recalled is None:
-            since, until = self.look_back, self._started
-            assert since is not None
-            recalled = await self.handle.call(
-                self._recall, since, until, what="recall the events before the start"
-            )
+            until = self._started
+            since = until - timedelta(seconds=self.history_seconds)
+            try:
+                recalled = await self.handle.call(
+                    self._recall, since, until, what="recall the events before the start"
+                )
+            except Exception as exc:  # a dead daemon is a failed poll of this source
+                raise SourceError("events", describe_docker_error(exc)) from None
             with self._lock:
                 self._recalled = recalled
                 self._version += 1
