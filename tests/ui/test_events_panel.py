@@ -32,7 +32,7 @@ def at_start() -> EventsSnapshot:
                 at=ago(250),
                 container="stackdeck",
                 action="deploy",
-                detail="deploy v2.0.0 (blue-green) by alice: ok",
+                detail="v2.0.0 (blue-green) by alice: ok",
                 origin="audit",
                 before_start=True,
             ),
@@ -87,7 +87,7 @@ async def test_events_before_the_start_are_shown_marked() -> None:
                 ["14:02:09", "worker", "start", ""],
                 ["‹ 14:01:41", "market-sim", "start", ""],
                 ["‹ 13:58:11", "backend_blue", "die", "exit 0"],
-                ["‹ 13:58:01", "stackdeck", "deploy", "deploy v2.0.0 (blue-green) by alice: ok"],
+                ["‹ 13:58:01", "stackdeck", "deploy", "v2.0.0 (blue-green) by alice: ok"],
             ]
             assert str(panel.border_title) == "Events · 4 · ‹ 3 before the console started"
             await pilot.press("slash", *"before start")

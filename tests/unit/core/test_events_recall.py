@@ -133,12 +133,12 @@ def test_recall_merges_containers_and_operations_in_time_order(
         until=START,
     )
     assert rows(events) == [
-        ("02:21:40", "stackdeck", "deploy", "deploy v2.0.0 (blue-green) by alice: ok"),
+        ("02:21:40", "stackdeck", "deploy", "v2.0.0 (blue-green) by alice: ok"),
         ("02:21:56", "market-sim", "create", None),
         ("02:22:22", "prometheus", "create", None),
         ("02:22:24", "prometheus", "start", None),
         ("02:22:49", "prometheus", "die", "exit 0"),
-        ("02:23:10", "stackdeck", "rollback", "rollback to the previous colour by alice: ok"),
+        ("02:23:10", "stackdeck", "rollback", "to the previous colour by alice: ok"),
         ("02:24:07", "market-sim", "die", None),
         ("02:24:15", "market-sim", "start", None),
     ]

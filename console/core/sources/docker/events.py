@@ -159,14 +159,15 @@ def recalled_from_inspect(attrs: Attrs, *, since: datetime, until: datetime) -> 
 
 def recalled_from_audit(markers: Iterable[Marker]) -> list[EngineEvent]:
     """The operations of stackdeck's audit log (by anyone, from any terminal)
-    as timeline entries at their start: ``deploy`` · ``deploy v2.0.0
-    (blue-green) by root: ok``. Marked ``before_start``."""
+    as timeline entries at their start: ``deploy`` · ``v2.0.0 (blue-green)
+    by root: ok`` (the chart marker's label, after the name). Marked
+    ``before_start``."""
     return [
         EngineEvent(
             at=marker.at,
             container="stackdeck",
             action=marker.op,
-            detail=marker.label,
+            detail=marker.label.removeprefix(f"{marker.op} "),
             origin="audit",
             before_start=True,
         )
