@@ -41,6 +41,7 @@ from console.core.sources.postgres import PostgresSource
 from console.core.sources.redis_quota import QuotaSource
 from platform_services.providers import keys
 from tests.conftest import base_image
+from tests.integration.console.engine_buffer import forget_in_the_engine
 
 pytestmark = pytest.mark.stack
 
@@ -678,23 +679,6 @@ async def test_events_are_streamed(stack: Any, handle: DockerHandle) -> None:
         await source.aclose()
 
 
-def engine_replays(container: str, since: float) -> set[str]:
-    """The actions of ``container`` the engine still returns for ``since``
-    (its own answer: ``docker events --since .. --until now``)."""
-    out = docker(
-        "events",
-        "--since",
-        f"{since:.3f}",
-        "--until",
-        f"{time.time():.3f}",
-        "--filter",
-        f"container={container}",
-        "--format",
-        "{{.Action}}",
-    )
-    return set(out.split())
-
-
 async def test_events_before_the_start_are_recalled_once_the_engine_forgot_them(
     stack: Any, handle: DockerHandle
 ) -> None:
@@ -719,22 +703,7 @@ async def test_events_before_the_start_are_recalled_once_the_engine_forgot_them(
     assert done.returncode == 0, done.stdout + done.stderr
     started = inspect(market)["State"]["StartedAt"]
 
-    # Push the restart out of the engine's buffer: image tag/untag events are
-    # cheap and touch no container (health probes do the same, slower).
-    api = handle.api
-    image = inspect(market)["Image"]
-    noise = f"stackdeck-events-noise-{uuid.uuid4().hex[:8]}"
-    try:
-        for _ in range(20):
-            if not engine_replays(market, t0) & {"die", "start"}:
-                break
-            for i in range(64):
-                api.tag(image, noise, f"n{i}")
-                api.remove_image(f"{noise}:n{i}")
-        assert not engine_replays(market, t0) & {"die", "start"}, "the engine still holds it"
-    finally:
-        for tag in docker("images", "--format", "{{.Repository}}:{{.Tag}}", noise).split():
-            docker("rmi", tag)
+    await asyncio.to_thread(forget_in_the_engine, handle.api, market, t0)
 
     # Something the buffer does still hold from before the start: the
     # timeline replays it from the engine, marked as well.
