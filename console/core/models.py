@@ -424,13 +424,24 @@ class EngineEvent(BaseModel):
     container: str
     service: str | None = None
     action: str
-    """start, die, stop, kill, restart, health_status: healthy, oom, ..."""
+    """start, die, stop, kill, restart, health_status: healthy, oom, ...; for
+    an operation read from the audit log, its name (deploy, rollback, ...)."""
     detail: str | None = None
+    origin: Literal["engine", "inspect", "audit"] = "engine"
+    """Where it was read: the engine's event stream; a container's
+    ``docker inspect`` (its creation, last start, last exit); stackdeck's
+    audit log (an operation, by anyone)."""
+    before_start: bool = False
+    """It happened before the console started: recalled at start, not seen live."""
 
 
 class EventsSnapshot(Snapshot):
     events: list[EngineEvent] = Field(default_factory=list)
     """Newest last, bounded."""
+    started_at: datetime | None = None
+    """When the console (its events source) started; earlier events were recalled."""
+    since: datetime | None = None
+    """The look-back: the timeline covers events from here on."""
 
 
 class LogLine(BaseModel):

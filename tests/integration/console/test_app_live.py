@@ -22,10 +22,13 @@ import asyncpg
 import pytest
 
 from console.core.config import Settings
+from console.core.sources.docker.handle import DockerHandle
 from console.ui.app import StackdeckApp, create_app
-from console.ui.panels import ContainersPanel, DatabasePanel, HealthPanel, StatsPanel
+from console.ui.panels import ContainersPanel, DatabasePanel, EventsPanel, HealthPanel, StatsPanel
+from console.ui.panels.events import BEFORE_MARK
 from console.ui.widgets.table import ListTable
 from tests.conftest import Stack
+from tests.integration.console.engine_buffer import forget_in_the_engine
 
 pytestmark = pytest.mark.stack
 
@@ -131,6 +134,36 @@ async def test_panels_show_the_real_stack(stack: Stack) -> None:
         assert health_table.shown_keys[: len(ENDPOINTS)] == list(ENDPOINTS)
         assert "200" in row_text(health_table, "/api/health")
         assert not app.query_one(HealthPanel).has_class("-stale")
+
+
+async def test_a_restart_before_the_start_is_on_screen_marked(stack: Stack) -> None:
+    """market-sim restarted, then forgotten by the engine's event buffer,
+    before the console starts: the Events panel shows its start at once,
+    marked as before the console started."""
+    market = stack.container("market-sim")
+    t0 = time.time()
+    stack.compose("restart", "market-sim")
+    handle = DockerHandle(live_settings(stack))
+    try:
+        await asyncio.to_thread(forget_in_the_engine, handle.api, market, t0)
+    finally:
+        await handle.aclose()
+
+    app: StackdeckApp = create_app(live_settings(stack), hostname="itest")
+    async with app.run_test(size=(160, 48)) as pilot:
+        table = app.query_one(EventsPanel).query_one(ListTable)
+
+        def restart_rows() -> list[str]:
+            return [
+                row_text(table, key)
+                for key in table.shown_keys
+                if f"|{market}|" in key and key.split("|")[2] in ("die", "start")
+            ]
+
+        await until(pilot, lambda: len(restart_rows()) >= 2, limit_s=60, what="the restart")
+        rows = restart_rows()
+        assert all(row.startswith(f"{BEFORE_MARK} ") for row in rows), rows
+        assert "before the console started" in str(app.query_one(EventsPanel).border_title)
 
 
 async def test_a_slow_query_shows_up(stack: Stack) -> None:
