@@ -11,6 +11,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from textual.widgets._footer import FooterKey
+
 from console.core.models import LockInfo, OpHolder, OtherOpsSnapshot
 from console.core.ops.table import OPERATIONS
 from console.ui.panels import OperationsPanel
@@ -33,6 +35,12 @@ async def settle(pilot: Any) -> None:
 
 def notifications(app: Any) -> list[str]:
     return [n.message for n in app._notifications]
+
+
+def footer_disabled(app: Any, key: str) -> bool:
+    """Whether the footer draws ``key`` greyed (what the operator sees)."""
+    (item,) = [k for k in app.screen.query(FooterKey) if k.key == key]
+    return bool(item.has_class("-disabled"))
 
 
 def header_text(app: Any) -> str:
@@ -86,6 +94,7 @@ async def test_another_operators_deploy_greys_the_keys_until_the_lock_is_release
         assert dash.check_action("op", ("status",)) is True  # reading is not locked
         footer_keys = {k: b.enabled for k, b in app.screen.active_bindings.items()}
         assert footer_keys["d"] is False and footer_keys["l"] is True
+        assert footer_disabled(app, "d") and not footer_disabled(app, "l")
         await pilot.press("d")
         await pilot.pause()
         assert not isinstance(app.screen, DeployScreen)
@@ -104,6 +113,7 @@ async def test_another_operators_deploy_greys_the_keys_until_the_lock_is_release
         assert "lock:" not in header_text(app)
         footer_keys = {k: b.enabled for k, b in app.screen.active_bindings.items()}
         assert footer_keys["d"] is True
+        assert not footer_disabled(app, "d")  # redrawn without a key pressed
         lines = app.query_one(OperationsPanel).lines
         assert any("deploy ✔ end" in line and "deployed v1.2.4" in line for line in lines)
         assert sum("deploy ▶ begin" in line for line in lines) == 1  # not twice
