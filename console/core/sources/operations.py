@@ -238,8 +238,8 @@ class OperationsSource(Source):
         elif event in ("end", "refused"):
             if op_id in self._ended:
                 return
-            if event == "end" and op_id not in self._announced:
-                self._start(record, op_id, at)
+            # (one that began before this console looked ends without a
+            # begin line: its end line names who ran it)
             self._scan_journal()  # the last steps before the end
             self._ended.add(op_id)
             result = str(record.get("result") or "?")

@@ -231,3 +231,14 @@ def test_a_corrupt_record_or_audit_line_is_skipped(state: Path) -> None:
 def test_lock_info_round_trips(stale: bool) -> None:
     info = LockInfo(op="deploy", holder=OpHolder(user="a", host="h"), stale=stale)
     assert LockInfo.model_validate(info.model_dump(mode="json")) == info
+
+
+def test_an_operation_begun_before_the_console_looked_ends_without_a_begin(state: Path) -> None:
+    _audit(state, "start", "op5")  # before the source's first look: history
+    src = _source(state)
+    src.scan()
+    _audit(state, "end", "op5", result="ok", message="verified")
+    snap = src.scan()
+    assert snap is not None
+    assert [(e.step, e.status, e.message) for e in snap.events] == [("end", "done", "verified")]
+    assert snap.events[0].data["by"] == f"alice@{HOST} (cli)"
