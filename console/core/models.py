@@ -487,3 +487,58 @@ class OpsLog(BaseModel):
         """This log with ``event`` appended (the oldest dropped beyond MAX_EVENTS)."""
         kept = self.events[-(self.MAX_EVENTS - 1) :] if self.events else ()
         return OpsLog.model_construct(events=(*kept, event))
+
+
+class OpHolder(BaseModel):
+    """Who runs an operation, as the deploy lock, the audit log and the
+    journal record it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    user: str | None = None
+    host: str | None = None
+    pid: int | None = None
+    ssh_client: str | None = None
+    """The SSH client's address (None on a local terminal)."""
+    via: str | None = None
+    """``tui`` (a console) or ``cli`` (``stackdeck <command>``, a script);
+    None in records written before it was recorded."""
+
+    @property
+    def who(self) -> str:
+        """``alice@host2 (cli)``."""
+        text = f"{self.user or '?'}@{self.host or '?'}"
+        return f"{text} ({self.via})" if self.via else text
+
+
+class LockInfo(BaseModel):
+    """The deploy lock as held by another process (never this console's own)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    op: str
+    op_id: str | None = None
+    holder: OpHolder
+    started: datetime | None = None
+    stale: bool = False
+    """Nobody holds the lock but its record is left: the holder died mid-operation."""
+    alive: bool | None = None
+    """Whether the holder's pid still runs (None: another host, cannot be checked)."""
+
+
+class OtherOpsSnapshot(Snapshot):
+    """What other operators do on this stack (other consoles, the CLI,
+    scripts), from the stack's lock, audit log and journal: this console's
+    own operations are not in it (the Operations panel has them already)."""
+
+    lock: LockInfo | None = None
+    """The deploy lock when another process holds it (or left it stale)."""
+    events: list[OpEvent] = Field(default_factory=list)
+    """Their operations' events, oldest first, the last ``MAX_EVENTS``;
+    each event's ``data`` has ``seq`` (1, 2, ...), ``op_id``, ``by``
+    (:attr:`OpHolder.who`) and ``pid``."""
+    seq: int = 0
+    """How many events were produced so far: the consumer appends those
+    whose ``seq`` is above the last one it took."""
+
+    MAX_EVENTS: ClassVar[int] = 200

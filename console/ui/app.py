@@ -365,10 +365,12 @@ class StackdeckApp(App[None]):
     def _ops_context(self) -> Any:
         if self._op_context is None:
             try:
-                from console.core.ops.context import OpContext
+                from console.core.ops.context import OpContext, Operator
 
                 self._op_context = OpContext.from_settings(
-                    self.settings, read_only=bool(self.settings.read_only)
+                    self.settings,
+                    read_only=bool(self.settings.read_only),
+                    operator=Operator.current(via="tui"),
                 )
             except Exception as exc:
                 if self._ops_runner is None:

@@ -23,6 +23,7 @@ from console.core.models import (
     HistorySnapshot,
     LogLine,
     OpEvent,
+    OtherOpsSnapshot,
     QuotaSnapshot,
     SourceState,
     StatsSnapshot,
@@ -44,6 +45,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "alerts": AlertsSnapshot,
     "events": EventsSnapshot,
     "history": HistorySnapshot,
+    "others": OtherOpsSnapshot,
     "source": SourceState,
 }
 

@@ -17,7 +17,7 @@ from textual.content import Content
 from textual.reactive import var
 from textual.widgets import RichLog
 
-from console.core.models import OpEvent, OpsLog
+from console.core.models import OpEvent, OpsLog, OtherOpsSnapshot
 from console.core.ops.table import OPERATIONS
 from console.ui.format import fmt_time
 from console.ui.palette import Palette
@@ -49,11 +49,16 @@ def format_op_event(event: OpEvent, palette: Palette, now: datetime) -> Text:
         line.append(
             f"  {event.message}", style=f"bold {palette.err}" if event.status == "fail" else ""
         )
+    by = event.data.get("by")
+    if by and event.step != "begin":  # another operator's (its begin line names them)
+        line.append(f"  · {by}", style=palette.muted)
     return line
 
 
 class OperationsPanel(Panel):
-    """Live log of operations started from this console."""
+    """Live log of operations started from this console, and of other
+    operators' (another console, the CLI, a script) as their lock, audit
+    lines and journal steps appear."""
 
     PANEL_ID = "operations"
     TITLE = "Operations"
@@ -67,6 +72,9 @@ class OperationsPanel(Panel):
     """Name of the operation in progress (bound to the dashboard)."""
     read_only: var[bool] = var(False, init=False)
     """Read-only mode (bound to the dashboard): the idle text says why ops are off."""
+    others: var[OtherOpsSnapshot | None] = var(None, init=False)
+    """Other operators' operations (bound to the dashboard): the title names
+    the one that holds the deploy lock."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -105,10 +113,20 @@ class OperationsPanel(Panel):
     def watch_read_only(self) -> None:
         self._render_idle()
 
+    def watch_others(self) -> None:
+        self._render_idle()
+
     def _render_idle(self) -> None:
         if not self.is_mounted:
             return
-        self.set_title(f"{self.TITLE} · {self.running} running…" if self.running else self.TITLE)
+        lock = self.others.lock if self.others is not None else None
+        if self.running:
+            self.set_title(f"{self.TITLE} · {self.running} running…")
+        elif lock is not None and not lock.stale:
+            pid = f", pid {lock.holder.pid}" if lock.holder.pid is not None else ""
+            self.set_title(f"{self.TITLE} · {lock.op} by {lock.holder.who}{pid} running…")
+        else:
+            self.set_title(self.TITLE)
         idle = self.query_one(".idle", LiveText)
         if self._written:
             idle.display = False

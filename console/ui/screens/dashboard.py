@@ -11,8 +11,9 @@ Operation keys come from the table of operations
 gets a binding ``op('<name>')``; every operation is also in the command
 palette (``console.ui.commands``). Pressing one runs its flow
 (``console.ui.flows``: form, confirmation) and then the app's ops runner.
-Writing operations are greyed while one runs and in read-only mode; pressing
-one then says why.
+Writing operations are greyed while one runs, in read-only mode and (those
+that take the deploy lock) while another operator holds it; pressing one
+then says why. When that lock is released they come back on their own.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from console.core.models import (
     HistorySnapshot,
     LogLine,
     OpsLog,
+    OtherOpsSnapshot,
     QuotaSnapshot,
     SourceState,
     StatsSnapshot,
@@ -57,7 +59,7 @@ from console.ui.panels.operations import OperationsPanel
 from console.ui.panels.quotas import QuotasPanel
 from console.ui.panels.stats import StatsPanel
 from console.ui.widgets.alerts import AlertsLine
-from console.ui.widgets.header import HeaderBar, serving_version
+from console.ui.widgets.header import HeaderBar, lock_reason, serving_version
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -219,7 +221,11 @@ class DashboardScreen(Screen[None]):
     events: var[EventsSnapshot | None] = var(None, init=False)
     """Engine event timeline."""
     ops_log: var[OpsLog] = var(OpsLog, init=False)
-    """The events of the operations started from this console."""
+    """The events of the operations started from this console, and those of
+    other operators (from ``others``) as they arrive."""
+    others: var[OtherOpsSnapshot | None] = var(None, init=False, bindings=True)
+    """Other operators' operations and the deploy lock another process holds
+    (the lock-taking keys are greyed while it does)."""
     sources: var[dict[str, SourceState]] = var(dict, init=False)
     """Liveness of every source, by source name."""
     now: var[datetime] = var(EPOCH, init=False)
@@ -240,6 +246,8 @@ class DashboardScreen(Screen[None]):
         self.project = project
         self.hostname = hostname
         self._mounted = False
+        self._others_seq = 0
+        """The ``seq`` of the last event of ``others`` put in ``ops_log``."""
         self.set_reactive(DashboardScreen.read_only, read_only)
         self.set_reactive(DashboardScreen.now, now)
 
@@ -262,6 +270,7 @@ class DashboardScreen(Screen[None]):
             now=DashboardScreen.now,
             op_running=DashboardScreen.op_running,
             read_only=DashboardScreen.read_only,
+            others=DashboardScreen.others,
         )
         yield AlertsLine().data_bind(
             alerts=DashboardScreen.alerts, sources=DashboardScreen.sources, now=DashboardScreen.now
@@ -310,6 +319,7 @@ class DashboardScreen(Screen[None]):
                 snapshot=DashboardScreen.ops_log,
                 running=DashboardScreen.op_running,
                 read_only=DashboardScreen.read_only,
+                others=DashboardScreen.others,
                 **bind,
             )
         yield Footer(compact=True)
@@ -409,6 +419,19 @@ class DashboardScreen(Screen[None]):
     def on_source_changed(self, message: SourceChanged) -> None:
         self.sources = {**self.sources, message.state.name: message.state}
 
+    def watch_others(self, others: OtherOpsSnapshot | None) -> None:
+        """Other operators' new events go to the Operations panel's log."""
+        if others is None:
+            return
+        log = self.ops_log
+        for event in others.events:
+            seq = event.data.get("seq")
+            if isinstance(seq, int) and seq > self._others_seq:
+                log = log.add(event)
+        self._others_seq = max(self._others_seq, others.seq)
+        if log is not self.ops_log:
+            self.ops_log = log
+
     def on_op_progress(self, message: OpProgress) -> None:
         event = message.event
         self.ops_log = self.ops_log.add(event)
@@ -431,9 +454,20 @@ class DashboardScreen(Screen[None]):
             return f"{self.op_running} is running: wait for it to finish"
         return None
 
+    def lock_block_reason(self) -> str | None:
+        """Why a lock-taking operation cannot start: another process holds
+        the deploy lock (or left it stale), or None."""
+        lock = self.others.lock if self.others is not None else None
+        return lock_reason(lock, self.now) if lock is not None else None
+
     def block_reason(self, spec: OpSpec) -> str | None:
         """Why ``spec`` cannot start now, or None."""
-        return self.write_block_reason() if spec.writes else None
+        if not spec.writes:
+            return None
+        reason = self.write_block_reason()
+        if reason is None and spec.takes_lock:
+            reason = self.lock_block_reason()
+        return reason
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if self.app.screen is not self and not action.startswith("app."):
@@ -591,7 +625,18 @@ class DashboardScreen(Screen[None]):
 
 
 _SNAPSHOT_KINDS = frozenset(
-    {"containers", "health", "stats", "database", "quotas", "cost", "alerts", "events", "history"}
+    {
+        "containers",
+        "health",
+        "stats",
+        "database",
+        "quotas",
+        "cost",
+        "alerts",
+        "events",
+        "history",
+        "others",
+    }
 )
 """Snapshot kinds of the monitor; each is a reactive of the same name."""
 
