@@ -30,6 +30,7 @@ __all__ = [
     "parse_lock_record",
     "proc_start_time",
     "read_journal",
+    "read_json",
 ]
 
 
@@ -103,9 +104,8 @@ def parse_json_line(line: bytes | str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def read_journal(path: Path) -> dict[str, Any] | None:
-    """The deploy journal, None when missing, empty or not a JSON object
-    (it is replaced atomically, so a reader never sees half of it)."""
+def read_json(path: Path) -> Any:
+    """The JSON in ``path``, None when missing or empty (or unreadable JSON)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -113,7 +113,13 @@ def read_journal(path: Path) -> dict[str, Any] | None:
     if not text.strip():
         return None
     try:
-        value = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError:
         return None
+
+
+def read_journal(path: Path) -> dict[str, Any] | None:
+    """The deploy journal, None when missing, empty or not a JSON object
+    (it is replaced atomically, so a reader never sees half of it)."""
+    value = read_json(path)
     return value if isinstance(value, dict) else None
