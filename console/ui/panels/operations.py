@@ -10,8 +10,9 @@ While an operation that reports progress runs (a VACUUM: its
 ``pg_stat_progress_vacuum`` samples, about one a second), a live line above
 the log shows where it stands and, when it can be cancelled, the key that
 does it (``VACUUM (ANALYZE) public.prices · scanning heap 1,234/5,678 blocks
-(22 %) · c cancel``). :func:`running_op` reads that state from the log; the
-dashboard's cancel key uses it too (the op id for the audit, the session).
+(22 %) · c cancel``); the log itself gets one line per phase, not one per
+sample. :func:`running_op` reads that state from the log; the dashboard's
+cancel key uses it too (the op id for the audit, the session).
 """
 
 from __future__ import annotations
@@ -152,11 +153,31 @@ class OperationsPanel(Panel):
         dashboard's binding; the panel does not bind it)."""
         self._written: tuple[OpEvent, ...] = ()
         """The events already in the log widget."""
+        self._last_stage: tuple[str, str | None, str] | None = None
+        """(op, relation, phase) of the last progress sample written."""
+
+    def _same_stage(self, event: OpEvent) -> bool:
+        """True for a progress sample of the stage already in the log: the
+        log gets one line per phase (a VACUUM samples once a second), the
+        live line above it the rest."""
+        sample = event.data.get("progress") if event.step == "progress" else None
+        if not isinstance(sample, dict) or event.status != "info":
+            if event.op == (self._last_stage or ("",))[0]:
+                self._last_stage = None
+            return False
+        stage = (event.op, sample.get("relation"), str(sample.get("phase")))
+        same = stage == self._last_stage
+        self._last_stage = stage
+        return same
 
     def compose_body(self) -> ComposeResult:
         yield LiveText(classes="idle")
         yield LiveText(classes="live")
-        yield RichLog(max_lines=2000, wrap=True, markup=False, auto_scroll=True, id="ops-log")
+        # min_width: RichLog wraps at 78 columns at least, one too many at 80x24
+        # (a horizontal scrollbar under every long line)
+        yield RichLog(
+            max_lines=2000, wrap=True, markup=False, auto_scroll=True, min_width=20, id="ops-log"
+        )
 
     def on_mount(self) -> None:
         self.remove_class("-empty")
@@ -173,9 +194,12 @@ class OperationsPanel(Panel):
             # the log dropped its oldest events: write it anew
             log.clear()
             written = ()
+            self._last_stage = None
         if len(events) > len(written):
             palette, now = Palette.from_app(self.app), self.now
             for event in events[len(written) :]:
+                if self._same_stage(event):
+                    continue  # the live line shows it
                 log.write(format_op_event(event, palette, now))
         self._written = events
         self._render_idle()

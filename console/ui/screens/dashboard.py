@@ -110,7 +110,7 @@ CANCEL_BINDING = Binding(
     "cancel_op",
     "Cancel op",
     id="cancel-op",
-    tooltip="Cancel the running VACUUM on the server (pg_cancel_backend; confirmation, audited)",
+    tooltip="While a VACUUM runs: cancel it on the server (pg_cancel_backend; confirmed, audited)",
 )
 """Shown only while a cancellable operation runs (``OpSpec.cancellable``);
 early in the list so it stays in the footer at 80 columns."""
@@ -636,10 +636,11 @@ class DashboardScreen(Screen[None]):
         return self.stack_app.settings.container_name("redis")
 
     def operation_bindings(self) -> list[Binding]:
-        return [b for b in self._all_bindings() if spec_of(b) is not None]
+        """The operations' keys, then the cancel key (the help's first section)."""
+        return [b for b in self._all_bindings() if spec_of(b) is not None] + [CANCEL_BINDING]
 
     def view_bindings(self) -> list[Binding]:
-        return [b for b in self._all_bindings() if spec_of(b) is None]
+        return [b for b in self._all_bindings() if spec_of(b) is None and b is not CANCEL_BINDING]
 
     def _all_bindings(self) -> Iterable[Binding]:
         return [b for b in self.BINDINGS if isinstance(b, Binding)]
