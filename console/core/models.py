@@ -456,6 +456,62 @@ class LogLine(BaseModel):
 # --- operations -------------------------------------------------------------
 
 
+class VacuumProgress(BaseModel):
+    """Where a running VACUUM stands: one row of ``pg_stat_progress_vacuum``,
+    or, before it has one, the lock its session waits for. Carried in the
+    ``data["progress"]`` of the vacuum's ``progress`` events; the Operations
+    panel shows the latest one live, the CLI prints :meth:`describe`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    relation: str | None = None
+    """The table being vacuumed (``prices``, ``public.prices``)."""
+    phase: str
+    """PostgreSQL's phase words (``scanning heap``, ``vacuuming indexes``,
+    ...) or ``waiting for a lock`` while the session is blocked."""
+    heap_blks_total: int = 0
+    heap_blks_scanned: int = 0
+    heap_blks_vacuumed: int = 0
+    index_vacuum_count: int = 0
+    """Completed passes over the indexes."""
+    waiting_on: str | None = None
+    """The lock wait event (``relation``) when ``phase`` is waiting."""
+    blockers: tuple[int, ...] = ()
+    """Backend pids holding the lock the VACUUM waits for."""
+
+    WAITING: ClassVar[str] = "waiting for a lock"
+
+    @property
+    def waiting(self) -> bool:
+        return self.phase == self.WAITING
+
+    def describe(self) -> str:
+        """``scanning heap 1,234/5,678 blocks (22 %)`` (blocks of the phase that
+        counts them), ``vacuuming indexes · 1 index pass``, ``waiting for a
+        lock (relation) held by pid 4242``."""
+        if self.waiting:
+            what = f" ({self.waiting_on})" if self.waiting_on else ""
+            held = ""
+            if self.blockers:
+                held = f" held by pid{'s' if len(self.blockers) > 1 else ''} " + ", ".join(
+                    str(p) for p in self.blockers
+                )
+            return f"{self.WAITING}{what}{held}"
+        done = None
+        if self.phase == "scanning heap":
+            done = self.heap_blks_scanned
+        elif self.phase == "vacuuming heap":
+            done = self.heap_blks_vacuumed
+        text = self.phase
+        if done is not None and self.heap_blks_total > 0:
+            pct = min(100, done * 100 // self.heap_blks_total)
+            text += f" {done:,}/{self.heap_blks_total:,} blocks ({pct} %)"
+        if self.index_vacuum_count:
+            passes = self.index_vacuum_count
+            text += f" · {passes} index pass{'es' if passes > 1 else ''}"
+        return text
+
+
 class OpEvent(BaseModel):
     """One step event of an operation, rendered by the ops log and the CLI."""
 

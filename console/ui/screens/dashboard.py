@@ -14,6 +14,9 @@ palette (``console.ui.commands``). Pressing one runs its flow
 Writing operations are greyed while one runs, in read-only mode and (those
 that take the deploy lock) while another operator holds it; pressing one
 then says why. When that lock is released they come back on their own.
+While a cancellable operation runs (a VACUUM), ``c`` cancels it after a
+confirmation (``StackdeckApp.cancel_operation``: audited, then the same
+cancel as quitting or SIGHUP); the key is in the footer only then.
 """
 
 from __future__ import annotations
@@ -55,9 +58,10 @@ from console.ui.panels.cost import CostPanel
 from console.ui.panels.database import DatabasePanel
 from console.ui.panels.events import EventsPanel
 from console.ui.panels.health import HealthPanel
-from console.ui.panels.operations import OperationsPanel
+from console.ui.panels.operations import OperationsPanel, RunningOp, running_op
 from console.ui.panels.quotas import QuotasPanel
 from console.ui.panels.stats import StatsPanel
+from console.ui.screens.confirm import ConfirmScreen
 from console.ui.widgets.alerts import AlertsLine
 from console.ui.widgets.header import HeaderBar, lock_reason, serving_version
 
@@ -67,6 +71,7 @@ if TYPE_CHECKING:
     from console.ui.app import StackdeckApp
 
 __all__ = [
+    "CANCEL_BINDING",
     "COMMANDS_BINDING",
     "GRID_MIN_HEIGHT",
     "GRID_MIN_WIDTH",
@@ -102,6 +107,15 @@ COMMANDS_BINDING = Binding(
 )
 """On the app (every screen) and first on the dashboard, so the footer keeps
 its order: at 80 columns the first ones stay visible."""
+CANCEL_BINDING = Binding(
+    "c",
+    "cancel_op",
+    "Cancel op",
+    id="cancel-op",
+    tooltip="While a VACUUM runs: cancel it on the server (pg_cancel_backend; confirmed, audited)",
+)
+"""Shown only while a cancellable operation runs (``OpSpec.cancellable``);
+early in the list so it stays in the footer at 80 columns."""
 
 
 def op_bindings() -> list[Binding]:
@@ -129,6 +143,7 @@ class DashboardScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         HELP_BINDING,
         QUIT_BINDING,
+        CANCEL_BINDING,
         *op_bindings(),
         Binding(
             "l", "logs", "Logs", id="logs", tooltip="Tail and follow the selected container's log"
@@ -315,7 +330,7 @@ class DashboardScreen(Screen[None]):
                         snapshot=DashboardScreen.cost, **bind
                     )
                     yield EventsPanel().data_bind(snapshot=DashboardScreen.events, **bind)
-            yield OperationsPanel().data_bind(
+            yield OperationsPanel(cancel_key=CANCEL_BINDING.key).data_bind(
                 snapshot=DashboardScreen.ops_log,
                 running=DashboardScreen.op_running,
                 read_only=DashboardScreen.read_only,
@@ -469,12 +484,21 @@ class DashboardScreen(Screen[None]):
             reason = self.lock_block_reason()
         return reason
 
+    def cancellable_op(self) -> RunningOp | None:
+        """The running operation when the cancel key may stop it, else None."""
+        spec = OPERATIONS.get(self.op_running or "")
+        if spec is None or not spec.cancellable:
+            return None
+        return running_op(self.ops_log, spec.name)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if self.app.screen is not self and not action.startswith("app."):
             # A dialog is on top: its keys are the ones that work. The keys
             # bound here are already inactive; this hides them from the
             # footer below the dialog too.
             return False
+        if action == "cancel_op":
+            return self.cancellable_op() is not None  # absent from the footer otherwise
         if action == "op" and parameters:
             spec = OPERATIONS.get(str(parameters[0]))
             if spec is not None and self.block_reason(spec) is not None:
@@ -510,6 +534,37 @@ class DashboardScreen(Screen[None]):
         from console.ui.flows import run_flow
 
         self.run_worker(run_flow(self, spec), group="flow", exclusive=True, exit_on_error=False)
+
+    def action_cancel_op(self) -> None:
+        """Confirm, then cancel the running VACUUM (audited; its session is
+        cancelled on the server by the operation's own clean-up)."""
+        state = self.cancellable_op()
+        if state is None:
+            self.notify("no operation to cancel", severity="information")
+            return
+        spec = OPERATIONS[state.op]
+        target = f" of {state.target}" if state.target else ""
+        session = f" {state.session_pid}" if state.session_pid else ""
+        where = f"; it stands at: {state.progress.describe()}" if state.progress else ""
+        body = (
+            f"Its database session{session} gets pg_cancel_backend{where}. "
+            "Nothing is lost: what it finished stays done, the lock is released "
+            "and it can run again later. Your cancel is written to the audit log."
+        )
+
+        def decided(confirmed: bool | None) -> None:
+            current = self.cancellable_op()
+            if confirmed and current is not None and current.op_id == state.op_id:
+                self.stack_app.cancel_operation(current, via=f"key {CANCEL_BINDING.key}")
+
+        self.app.push_screen(
+            ConfirmScreen(
+                f"Cancel {spec.title}{target}?",
+                body,
+                confirm_label=f"Stop {spec.title}",
+            ),
+            decided,
+        )
 
     def action_cycle_range(self) -> None:
         """The next time range; every chart follows once Prometheus answers."""
@@ -615,10 +670,11 @@ class DashboardScreen(Screen[None]):
         return self.stack_app.settings.container_name("redis")
 
     def operation_bindings(self) -> list[Binding]:
-        return [b for b in self._all_bindings() if spec_of(b) is not None]
+        """The operations' keys, then the cancel key (the help's first section)."""
+        return [b for b in self._all_bindings() if spec_of(b) is not None] + [CANCEL_BINDING]
 
     def view_bindings(self) -> list[Binding]:
-        return [b for b in self._all_bindings() if spec_of(b) is None]
+        return [b for b in self._all_bindings() if spec_of(b) is None and b is not CANCEL_BINDING]
 
     def _all_bindings(self) -> Iterable[Binding]:
         return [b for b in self.BINDINGS if isinstance(b, Binding)]
