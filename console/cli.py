@@ -306,10 +306,12 @@ def _settings(args: argparse.Namespace) -> Any:
 def _context(args: argparse.Namespace, settings: Any) -> Any:
     """The ops engine's context for a command."""
     from console.core.errors import StackdeckError
-    from console.core.ops.context import OpContext
+    from console.core.ops.context import OpContext, Operator
 
     try:
-        return OpContext.from_settings(settings, read_only=args.read_only)
+        return OpContext.from_settings(
+            settings, read_only=args.read_only, operator=Operator.current(via="cli")
+        )
     except StackdeckError as exc:
         raise SystemExit(_die(str(exc), 2)) from None
 

@@ -458,13 +458,24 @@ class EngineEvent(BaseModel):
     container: str
     service: str | None = None
     action: str
-    """start, die, stop, kill, restart, health_status: healthy, oom, ..."""
+    """start, die, stop, kill, restart, health_status: healthy, oom, ...; for
+    an operation read from the audit log, its name (deploy, rollback, ...)."""
     detail: str | None = None
+    origin: Literal["engine", "inspect", "audit"] = "engine"
+    """Where it was read: the engine's event stream; a container's
+    ``docker inspect`` (its creation, last start, last exit); stackdeck's
+    audit log (an operation, by anyone)."""
+    before_start: bool = False
+    """It happened before the console started: recalled at start, not seen live."""
 
 
 class EventsSnapshot(Snapshot):
     events: list[EngineEvent] = Field(default_factory=list)
     """Newest last, bounded."""
+    started_at: datetime | None = None
+    """When the console (its events source) started; earlier events were recalled."""
+    since: datetime | None = None
+    """The look-back: the timeline covers events from here on."""
 
 
 class LogLine(BaseModel):
@@ -477,6 +488,62 @@ class LogLine(BaseModel):
 
 
 # --- operations -------------------------------------------------------------
+
+
+class VacuumProgress(BaseModel):
+    """Where a running VACUUM stands: one row of ``pg_stat_progress_vacuum``,
+    or, before it has one, the lock its session waits for. Carried in the
+    ``data["progress"]`` of the vacuum's ``progress`` events; the Operations
+    panel shows the latest one live, the CLI prints :meth:`describe`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    relation: str | None = None
+    """The table being vacuumed (``prices``, ``public.prices``)."""
+    phase: str
+    """PostgreSQL's phase words (``scanning heap``, ``vacuuming indexes``,
+    ...) or ``waiting for a lock`` while the session is blocked."""
+    heap_blks_total: int = 0
+    heap_blks_scanned: int = 0
+    heap_blks_vacuumed: int = 0
+    index_vacuum_count: int = 0
+    """Completed passes over the indexes."""
+    waiting_on: str | None = None
+    """The lock wait event (``relation``) when ``phase`` is waiting."""
+    blockers: tuple[int, ...] = ()
+    """Backend pids holding the lock the VACUUM waits for."""
+
+    WAITING: ClassVar[str] = "waiting for a lock"
+
+    @property
+    def waiting(self) -> bool:
+        return self.phase == self.WAITING
+
+    def describe(self) -> str:
+        """``scanning heap 1,234/5,678 blocks (22 %)`` (blocks of the phase that
+        counts them), ``vacuuming indexes · 1 index pass``, ``waiting for a
+        lock (relation) held by pid 4242``."""
+        if self.waiting:
+            what = f" ({self.waiting_on})" if self.waiting_on else ""
+            held = ""
+            if self.blockers:
+                held = f" held by pid{'s' if len(self.blockers) > 1 else ''} " + ", ".join(
+                    str(p) for p in self.blockers
+                )
+            return f"{self.WAITING}{what}{held}"
+        done = None
+        if self.phase == "scanning heap":
+            done = self.heap_blks_scanned
+        elif self.phase == "vacuuming heap":
+            done = self.heap_blks_vacuumed
+        text = self.phase
+        if done is not None and self.heap_blks_total > 0:
+            pct = min(100, done * 100 // self.heap_blks_total)
+            text += f" {done:,}/{self.heap_blks_total:,} blocks ({pct} %)"
+        if self.index_vacuum_count:
+            passes = self.index_vacuum_count
+            text += f" · {passes} index pass{'es' if passes > 1 else ''}"
+        return text
 
 
 class OpEvent(BaseModel):
@@ -510,3 +577,58 @@ class OpsLog(BaseModel):
         """This log with ``event`` appended (the oldest dropped beyond MAX_EVENTS)."""
         kept = self.events[-(self.MAX_EVENTS - 1) :] if self.events else ()
         return OpsLog.model_construct(events=(*kept, event))
+
+
+class OpHolder(BaseModel):
+    """Who runs an operation, as the deploy lock, the audit log and the
+    journal record it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    user: str | None = None
+    host: str | None = None
+    pid: int | None = None
+    ssh_client: str | None = None
+    """The SSH client's address (None on a local terminal)."""
+    via: str | None = None
+    """``tui`` (a console) or ``cli`` (``stackdeck <command>``, a script);
+    None in records written before it was recorded."""
+
+    @property
+    def who(self) -> str:
+        """``alice@host2 (cli)``."""
+        text = f"{self.user or '?'}@{self.host or '?'}"
+        return f"{text} ({self.via})" if self.via else text
+
+
+class LockInfo(BaseModel):
+    """The deploy lock as held by another process (never this console's own)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    op: str
+    op_id: str | None = None
+    holder: OpHolder
+    started: datetime | None = None
+    stale: bool = False
+    """Nobody holds the lock but its record is left: the holder died mid-operation."""
+    alive: bool | None = None
+    """Whether the holder's pid still runs (None: another host, cannot be checked)."""
+
+
+class OtherOpsSnapshot(Snapshot):
+    """What other operators do on this stack (other consoles, the CLI,
+    scripts), from the stack's lock, audit log and journal: this console's
+    own operations are not in it (the Operations panel has them already)."""
+
+    lock: LockInfo | None = None
+    """The deploy lock when another process holds it (or left it stale)."""
+    events: list[OpEvent] = Field(default_factory=list)
+    """Their operations' events, oldest first, the last ``MAX_EVENTS``;
+    each event's ``data`` has ``seq`` (1, 2, ...), ``op_id``, ``by``
+    (:attr:`OpHolder.who`) and ``pid``."""
+    seq: int = 0
+    """How many events were produced so far: the consumer appends those
+    whose ``seq`` is above the last one it took."""
+
+    MAX_EVENTS: ClassVar[int] = 200

@@ -7,7 +7,8 @@ back without the others noticing. For every new snapshot the monitor calls
 ``sink(kind, snapshot)``; for every change of a source's liveness it calls
 ``sink("source", SourceState(...))``. Kinds: ``containers``, ``health``,
 ``stats``, ``database``, ``quotas``, ``cost``, ``alerts``, ``events``,
-``history``, ``source``.
+``history``, ``others`` (other operators' operations and the deploy lock they
+hold: :mod:`console.core.sources.operations`), ``source``.
 
 History and alerts (:mod:`console.core.sources.prometheus`): the ``history``
 source back-fills the charts from Prometheus (:meth:`Monitor.set_history`
@@ -79,6 +80,7 @@ def default_sources(settings: Settings, *, clock: Clock = utcnow) -> list[Source
     from console.core.sources.docker.handle import DockerHandle
     from console.core.sources.docker.stats import StatsSource
     from console.core.sources.health import HealthSource
+    from console.core.sources.operations import OperationsSource
     from console.core.sources.postgres import PostgresSource
     from console.core.sources.prometheus import HistorySource, PromAlertsSource
     from console.core.sources.redis_quota import QuotaSource
@@ -94,6 +96,7 @@ def default_sources(settings: Settings, *, clock: Clock = utcnow) -> list[Source
         CostSource(settings, clock=clock),
         HistorySource(settings, clock=clock),
         PromAlertsSource(settings, clock=clock),
+        OperationsSource(settings, clock=clock),
     ]
 
 

@@ -368,6 +368,33 @@ async def since_deploy(
     )
 
 
+# --- what counts as a change ----------------------------------------------------------
+
+WORSE_RATIO = 1.2
+"""A comparison changed when after/before moved by this factor or more, either way."""
+
+NOISE_FLOOR: dict[str, float] = {"p95": 5.0, "error rate": 0.25, "cpu": 1.0, "memory": 16.0}
+"""The smallest absolute change, in the metric's unit (ms, percentage points,
+percentage points of one core, MiB), that counts, whatever the ratio: an idle
+exporter going from 0.29 % to 0.35 % of a core is ×1.2 and means nothing."""
+
+UP_IS_WORSE = frozenset(NOISE_FLOOR)
+"""Metrics whose rise is a regression (a request rate is neither better nor worse)."""
+
+
+def verdict(c: Comparison) -> int:
+    """+1 when ``c`` got worse, -1 when it got better, 0 when it did not move
+    (or moved less than its noise floor, or is not a better/worse metric)."""
+    if c.metric not in UP_IS_WORSE or c.before is None or c.after is None:
+        return 0
+    if abs(c.after - c.before) < NOISE_FLOOR[c.metric]:
+        return 0
+    if c.before == 0:
+        return 1 if c.after > 0 else 0
+    ratio = c.after / c.before
+    return 1 if ratio >= WORSE_RATIO else -1 if ratio <= 1 / WORSE_RATIO else 0
+
+
 # --- text -------------------------------------------------------------------------------
 
 
@@ -383,12 +410,12 @@ def _num(value: float | None, unit: str = "") -> str:
     return f"{text}{unit}" if unit in ("%", "ms") else text
 
 
-def _change(before: float | None, after: float | None) -> str:
+def _change(c: Comparison) -> str:
+    before, after = c.before, c.after
     if before is None or after is None:
         return "new" if before is None and after is not None else "gone" if after is None else ""
-    if before == 0:
-        return "" if after == 0 else "from 0"
-    return f"×{after / before:.2f}"
+    text = ("" if after == 0 else "from 0") if before == 0 else f"×{after / before:.2f}"
+    return text + {1: " !", -1: "", 0: ""}[verdict(c)]
 
 
 def _clip(text: str, width: int) -> str:
@@ -415,14 +442,14 @@ def format_since(snap: SinceDeploySnapshot, width: int = 100) -> str:
         if not rows:
             continue
         out.append("")
-        out.append(f"{title:<44} {'metric':<11} {'before':>10} {'after':>10} {'change':>8}")
+        out.append(f"{title:<44} {'metric':<11} {'before':>10} {'after':>10} {'change':>10}")
         last = None
         for c in rows:
             subject = _clip(c.subject, 44) if c.subject != last else ""
             last = c.subject
             out.append(
                 f"{subject:<44} {c.metric + (' ' + c.unit if c.unit not in ('%', 'ms') else ''):<11} "
-                f"{_num(c.before, c.unit):>10} {_num(c.after, c.unit):>10} {_change(c.before, c.after):>8}"
+                f"{_num(c.before, c.unit):>10} {_num(c.after, c.unit):>10} {_change(c):>10}"
             )
     qw = max(width - 48, 30)
     if snap.slower:

@@ -34,6 +34,7 @@ Keys (also on the ``?`` screen, generated from the bindings):
 | l | logs | tail/follow/filter the selected container's log |
 | 1-8, [ ] | panels | show a panel (tabs at small sizes) / focus it (grid) |
 | d b v f e r | operations | deploy, rollback, vacuum, flush cache, emergency limit, restart (from the table of operations) |
+| c | cancel | the running VACUUM, on the server (confirmed, audited); shown only while one runs |
 | q | quit | asks first while an operation runs |
 
 Writing operations are disabled (greyed) while one runs, and in read-only
@@ -54,7 +55,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.events import Resize
 from textual.screen import Screen
-from textual.worker import Worker, WorkerState
+from textual.worker import Worker, WorkerCancelled, WorkerState
 
 from console.core.config import Settings
 from console.core.models import LogLine, OpEvent, Snapshot, SourceState, StatsSnapshot
@@ -62,6 +63,7 @@ from console.core.ops.table import OPERATIONS, OpParams
 from console.ui.commands import DashboardCommands
 from console.ui.messages import OpProgress, SnapshotArrived, SourceChanged, StatsTick
 from console.ui.panels.base import FilterBar
+from console.ui.panels.operations import RunningOp
 from console.ui.screens.confirm import ConfirmScreen, TypedConfirmScreen
 from console.ui.screens.dashboard import (
     COMMANDS_BINDING,
@@ -79,6 +81,7 @@ from console.ui.widgets.chart import PlotextChart, begin_plotext_preload, preloa
 __all__ = [
     "LogFollower",
     "MonitorFactory",
+    "OpCanceller",
     "OpsRunner",
     "StackdeckApp",
     "create_app",
@@ -101,6 +104,11 @@ MonitorFactory = Callable[[Settings, Sink], MonitorLike]
 OpsRunner = Callable[..., AsyncIterator[OpEvent]]
 """``runner(name, ctx, params)``: the step events of one operation
 (``console.core.ops.run_op`` by default)."""
+
+OpCanceller = Callable[..., Awaitable[str | None]]
+"""``canceller(ctx, op=, op_id=, via=, stop=, **detail)``: audits the
+operator's cancel, then awaits ``stop()`` (``console.core.ops.engine.cancel_op``
+by default); returns a warning or None."""
 
 LogFollower = Callable[[Settings, str, int], AsyncIterator[LogLine]]
 """``follower(settings, container, tail)``: a container's log, tail then follow."""
@@ -153,6 +161,12 @@ def _default_ops_runner(name: str, ctx: Any, params: OpParams) -> AsyncIterator[
     return runner
 
 
+async def _default_op_canceller(ctx: Any, **kwargs: Any) -> str | None:
+    from console.core.ops.engine import cancel_op
+
+    return await cancel_op(ctx, **kwargs)
+
+
 async def _default_version_lister(ctx: Any) -> list[str]:
     from console.core.ops.steps.images import deployable_versions
 
@@ -194,8 +208,11 @@ class StackdeckApp(App[None]):
         since_loader: SinceLoader | None = None,
         hostname: str | None = None,
         preload: bool = True,
+        op_canceller: OpCanceller | None = None,
     ) -> None:
         super().__init__()
+        self._op_canceller = op_canceller or _default_op_canceller
+        self._cancel_note: str | None = None
         self._version_lister = version_lister or _default_version_lister
         self._since_loader = since_loader or _default_since_loader
         self._history_wish: dict[str, Any] = {}
@@ -314,7 +331,8 @@ class StackdeckApp(App[None]):
                 error = worker.error
                 self._op_failed(name, f"{type(error).__name__}: {error}")
             elif event.state == WorkerState.CANCELLED:
-                self._op_failed(name, "cancelled")
+                note, self._cancel_note = self._cancel_note, None
+                self._op_failed(name, note or "cancelled")
             self.dashboard.op_running = None
 
     # --- a dropped SSH session ----------------------------------------------------
@@ -350,25 +368,35 @@ class StackdeckApp(App[None]):
         self._hangup_task = asyncio.get_running_loop().create_task(self._finish_after_hangup())
 
     async def _finish_after_hangup(self) -> None:
+        await self._stop_operations("after SIGHUP")
+        await self._stop_monitor()
+        self.exit(return_code=129)
+
+    async def _stop_operations(self, why: str) -> None:
+        """Cancel the running operation and wait while it undoes itself (a
+        deploy switches back, a VACUUM is cancelled on the server, the lock
+        is released): what SIGHUP and the cancel key both do."""
         for worker in [w for w in self.workers if w.group == "ops" and w.is_running]:
             worker.cancel()
             try:
                 # the operation's own undo runs to its end (bounded by its steps)
                 await asyncio.wait_for(worker.wait(), timeout=HANGUP_UNDO_TIMEOUT_S)
-            except Exception as exc:  # cancelled, failed, or too slow: exit anyway
-                self.log.error(f"after SIGHUP: {worker.name}: {type(exc).__name__}: {exc}")
-        await self._stop_monitor()
-        self.exit(return_code=129)
+            except WorkerCancelled:
+                pass  # what was asked
+            except Exception as exc:  # failed, or too slow: go on anyway
+                self.log.error(f"{why}: {worker.name}: {type(exc).__name__}: {exc}")
 
     # --- operations ----------------------------------------------------------------
 
     def _ops_context(self) -> Any:
         if self._op_context is None:
             try:
-                from console.core.ops.context import OpContext
+                from console.core.ops.context import OpContext, Operator
 
                 self._op_context = OpContext.from_settings(
-                    self.settings, read_only=bool(self.settings.read_only)
+                    self.settings,
+                    read_only=bool(self.settings.read_only),
+                    operator=Operator.current(via="tui"),
                 )
             except Exception as exc:
                 if self._ops_runner is None:
@@ -424,6 +452,39 @@ class StackdeckApp(App[None]):
         ctx = self._ops_context()
         async for event in runner(name, ctx, params):
             self.dashboard.post_message(OpProgress(event))
+
+    def cancel_operation(self, state: RunningOp, *, via: str) -> None:
+        """The operator's cancel of the running operation (the dashboard's
+        cancel key, once confirmed): one audit line naming who and how, then
+        the same cancel as SIGHUP (:meth:`_stop_operations`)."""
+        self._cancel_running(state, via)
+
+    @work(group="cancel", exclusive=True, exit_on_error=False)
+    async def _cancel_running(self, state: RunningOp, via: str) -> None:
+        detail: dict[str, Any] = {}
+        if state.session_pid is not None:
+            detail["session_pid"] = state.session_pid
+        if state.target:
+            detail["target"] = state.target
+        session = (
+            f": session {state.session_pid} cancelled on the server" if state.session_pid else ""
+        )
+        self._cancel_note = f"cancelled by the operator ({via}){session}"
+        try:
+            warning = await self._op_canceller(
+                self._ops_context(),
+                op=state.op,
+                op_id=state.op_id or "",
+                via=via,
+                stop=lambda: self._stop_operations(f"cancel ({via})"),
+                **detail,
+            )
+        except Exception as exc:  # the canceller failed before stopping: stop anyway
+            self.log.error(f"cancel: {type(exc).__name__}: {exc}")
+            warning = f"cancel: {type(exc).__name__}: {exc}"
+            await self._stop_operations(f"cancel ({via})")
+        if warning:
+            self.notify(warning, title="Cancel", severity="warning", timeout=10)
 
     def _op_failed(self, name: str, reason: str) -> None:
         event = OpEvent(at=self.clock(), op=name, step="result", status="fail", message=reason)
@@ -530,6 +591,7 @@ def create_app(
     since_loader: SinceLoader | None = None,
     hostname: str | None = None,
     preload: bool = True,
+    op_canceller: OpCanceller | None = None,
 ) -> StackdeckApp:
     """The app factory used by the CLI, ``python -m console.ui`` and the tests.
 
@@ -545,6 +607,8 @@ def create_app(
       draw sparklines until then) and freeze the long-lived objects out of
       the garbage collector's passes; off for tests that need exact frames
       or create many apps in one process (frozen objects are never freed).
+    - ``op_canceller(ctx, op=, op_id=, via=, stop=, **detail)``: the cancel
+      key's audit-then-stop (default ``console.core.ops.engine.cancel_op``).
     """
     return StackdeckApp(
         settings,
@@ -556,4 +620,5 @@ def create_app(
         since_loader=since_loader,
         hostname=hostname,
         preload=preload,
+        op_canceller=op_canceller,
     )

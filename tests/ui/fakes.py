@@ -23,6 +23,7 @@ from console.core.models import (
     HistorySnapshot,
     LogLine,
     OpEvent,
+    OtherOpsSnapshot,
     QuotaSnapshot,
     SourceState,
     StatsSnapshot,
@@ -44,6 +45,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "alerts": AlertsSnapshot,
     "events": EventsSnapshot,
     "history": HistorySnapshot,
+    "others": OtherOpsSnapshot,
     "source": SourceState,
 }
 
@@ -149,6 +151,56 @@ class FakeOps:
         yield ev("result", "done", f"{name} {target} complete".replace("  ", " "))
 
 
+def load_op_events(name: str) -> list[OpEvent]:
+    """The recorded events of ``fixtures/<name>.json`` (an operation's
+    stream as the real engine yielded it), re-timed to the fixed clock."""
+    data = json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
+    events = [OpEvent.model_validate(item) for item in data["events"]]
+    if not events:
+        return events
+    last = events[-1].at
+    return [e.model_copy(update={"at": NOW - (last - e.at)}) for e in events]
+
+
+class FakeVacuum:
+    """An ops runner for a VACUUM in progress: replays the recorded events of
+    a real one (``fixtures/vacuum_progress.json``: begin, the VACUUM's start
+    with its session, progress samples), then runs until it is cancelled."""
+
+    def __init__(self, events: list[OpEvent] | None = None) -> None:
+        self.events = events if events is not None else load_op_events("vacuum_progress")
+        self.calls: list[tuple[str, Any, OpParams]] = []
+        self.replayed = asyncio.Event()
+        self.cancelled = False
+
+    def __call__(self, name: str, ctx: Any, params: OpParams) -> AsyncIterator[OpEvent]:
+        self.calls.append((name, ctx, params))
+        return self._run()
+
+    async def _run(self) -> AsyncIterator[OpEvent]:
+        for event in self.events:
+            yield event
+        self.replayed.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+
+
+class FakeCanceller:
+    """The cancel key's canceller: records what it was asked, then stops the
+    operation as the real one does (``stop()``), without an audit file."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    async def __call__(self, ctx: Any, *, stop: Callable[[], Any], **kwargs: Any) -> str | None:
+        self.calls.append(kwargs)
+        await stop()
+        return None
+
+
 class FakeLogs:
     """A log follower: the tail lines at once, then whatever the test ``feed``s."""
 
@@ -207,10 +259,11 @@ def make_app(
     scenario: str | None = "normal",
     *,
     read_only: bool = False,
-    ops: FakeOps | None = None,
+    ops: FakeOps | FakeVacuum | None = None,
     logs: FakeLogs | None = None,
     clock: FixedClock | None = None,
     since: Callable[[Settings], Any] | None = None,
+    canceller: FakeCanceller | None = None,
 ) -> StackdeckApp:
     return create_app(
         test_settings(read_only=read_only),
@@ -222,6 +275,7 @@ def make_app(
         since_loader=since or FakeSince(),
         hostname="prod-host",
         preload=False,  # exact frames: the chart never waits for a background import
+        op_canceller=canceller or FakeCanceller(),
     )
 
 

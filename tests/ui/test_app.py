@@ -37,7 +37,7 @@ from console.ui.screens.logs import LogsScreen
 from console.ui.screens.too_small import TooSmallScreen
 from console.ui.widgets.table import ListTable
 
-from .fakes import NOW, FakeLogs, FakeMonitor, FakeOps, make_app
+from .fakes import NOW, FakeCanceller, FakeLogs, FakeMonitor, FakeOps, FakeVacuum, make_app
 
 WRITES = [name for name, spec in OPERATIONS.items() if spec.writes]
 BIG = (160, 48)
@@ -691,6 +691,88 @@ async def test_quit_confirmed_during_an_operation_exits_cleanly() -> None:
     assert app.return_code == 0
 
 
+async def test_cancel_key_shows_only_while_a_vacuum_runs_confirms_then_cancels() -> None:
+    """``c`` is absent until a VACUUM runs; then it is in the footer, the
+    live line shows the recorded progress, ``c`` asks first (``n`` keeps it
+    running), and ``y`` hands the op id and session to the canceller, which
+    stops the operation; the key is gone again afterwards."""
+    ops, canceller = FakeVacuum(), FakeCanceller()
+    app = make_app("normal", ops=ops, canceller=canceller)
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        dash = app.dashboard
+        assert dash.check_action("cancel_op", ()) is False
+        assert "c" not in app.screen.active_bindings
+        await pilot.press("c")  # nothing runs: nothing opens
+        await pilot.pause()
+        assert app.screen is dash
+        await pilot.press("v")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await until(pilot, ops.replayed.is_set)
+        await until(pilot, lambda: "c" in app.screen.active_bindings)
+        assert app.screen.active_bindings["c"].enabled
+        assert dash.op_running == "vacuum"
+        panel = app.query_one(OperationsPanel)
+        live = rendered(panel.query_one(".live"))
+        assert live == (
+            "VACUUM (ANALYZE) public.prices › _hyper_1_1_chunk · "
+            "scanning heap 937/4,673 blocks (20 %) · c cancel"
+        )
+        # one log line per phase (its first sample); the live line has the rest
+        samples = [line for line in panel.lines if "blocks (" in line]
+        assert len(samples) == 1 and "177/4,673 blocks (3 %)" in samples[0], samples
+        await pilot.press("c")
+        await pilot.pause()
+        confirm = app.screen
+        assert isinstance(confirm, ConfirmScreen)
+        assert confirm.title_text == "Cancel VACUUM (ANALYZE) of public.prices?"
+        assert "session 294 gets pg_cancel_backend" in str(confirm.body)
+        assert "c" not in app.screen.active_bindings  # the dialog's keys only
+        await pilot.press("n")
+        await pilot.pause()
+        assert canceller.calls == [] and not ops.cancelled and dash.op_running == "vacuum"
+        await pilot.press("c")
+        await pilot.pause()
+        await pilot.press("y")
+        await until(pilot, lambda: dash.op_running is None)
+        assert ops.cancelled
+        assert canceller.calls == [
+            {
+                "op": "vacuum",
+                "op_id": "aa1c1a3b8979",
+                "via": "key c",
+                "session_pid": 294,
+                "target": "public.prices",
+            }
+        ]
+        await settle(pilot)
+        last = dash.ops_log.events[-1]
+        assert (last.step, last.status) == ("result", "fail")
+        assert (
+            last.message == "cancelled by the operator (key c): session 294 cancelled on the server"
+        )
+        assert dash.check_action("cancel_op", ()) is False
+        assert "c" not in app.screen.active_bindings
+        assert not panel.query_one(".live").display
+
+
+async def test_the_cancel_key_is_absent_while_an_operation_that_cannot_be_cancelled_runs() -> None:
+    ops = FakeOps()
+    app = make_app("normal", ops=ops)
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        await pilot.press("d", *"v1.2.4", "enter")
+        await pilot.pause()
+        await pilot.press("y")
+        await until(pilot, lambda: app.dashboard.op_running == "deploy")
+        assert app.dashboard.check_action("cancel_op", ()) is False
+        assert "c" not in app.screen.active_bindings
+        ops.release.set()
+        await settle(pilot)
+
+
 async def test_live_table_updates_in_place_widen_columns_and_keep_cells_cached() -> None:
     from rich.text import Text
     from textual.app import App, ComposeResult
@@ -754,9 +836,11 @@ async def test_a_long_tail_reaches_the_log_view_in_a_few_batches(monkeypatch: An
         logs.feed("one more")
         await until(pilot, lambda: screen.lines[-1].endswith("one more"))
         logs.close()
-    # 1201 lines in batches of at most 500, not 1201 messages
+    # 1201 lines in batches of at most 500, not 1201 messages. How many batches
+    # depends on when the reader thread gets the CPU (3-4 on a calm machine, 13
+    # seen at load 12): the bound is far from both that and one message a line.
     assert sum(batches) == 1201 and max(batches) <= 500
-    assert len(batches) <= 10, batches
+    assert len(batches) <= 60, batches
 
 
 # --- operations without a key: the palette, a form from their model --------------

@@ -9,11 +9,13 @@ from typing import Any
 import pytest
 
 from console.core.history import DASHBOARDS
+from console.core.models import Comparison
 from console.ui.format import RANGES, fmt_range, next_range
+from console.ui.panels.stats import StatsPanel
 from console.ui.screens.alerts import AlertsScreen, alert_matchers
 from console.ui.screens.charts import ChartBox, DashboardsScreen, fmt_value
 from console.ui.screens.since import SinceDeployScreen, change_text
-from console.ui.widgets.chart import ChartData, ChartSeries, ago, render_chart
+from console.ui.widgets.chart import ChartData, ChartSeries, PlotextChart, ago, render_chart
 from console.ui.widgets.text import LiveText
 
 from .fakes import NOW, FakeMonitor, FakeOps, FakeSince, make_app
@@ -26,6 +28,23 @@ async def settle(pilot: Any) -> None:
     await pilot.pause()
     await pilot.app.workers.wait_for_complete()
     await pilot.pause()
+
+
+async def until_drawn(pilot: Any, predicate: Any, what: str, seconds: float = 10.0) -> None:
+    """Let the app run until ``predicate()`` holds (a redraw scheduled after a
+    refresh lands a few frames later on a loaded machine); fail naming ``what``."""
+    for _ in range(int(seconds / 0.02)):
+        if predicate():
+            await pilot.pause()
+            return
+        await pilot.pause(0.02)
+    raise AssertionError(f"gave up waiting for {what} after {seconds:.0f} s")
+
+
+def charts_drawn(app: Any) -> bool:
+    """Every chart on the screen has the history's lines."""
+    charts = list(app.screen.query(PlotextChart))
+    return bool(charts) and all(any(s.values for s in c.data.series) for c in charts)
 
 
 def monitor() -> FakeMonitor:
@@ -84,11 +103,22 @@ def test_silence_matchers_name_the_subject_not_the_value() -> None:
     }
 
 
+def _cmp(metric: str, before: float | None, after: float | None) -> Comparison:
+    unit = {"p95": "ms", "memory": "MiB", "requests": "/s"}.get(metric, "%")
+    return Comparison(group="x", subject="s", metric=metric, unit=unit, before=before, after=after)
+
+
 def test_change_text() -> None:
-    assert change_text(0.2, 0.9).plain == "×4.50"
-    assert "red" in str(change_text(0.2, 0.9).style)
-    assert "green" in str(change_text(0.9, 0.2).style)
-    assert change_text(None, 3.0).plain == "new"
+    assert change_text(_cmp("p95", 20, 90)).plain == "×4.50"
+    assert "red" in str(change_text(_cmp("p95", 20, 90)).style)
+    assert "green" in str(change_text(_cmp("p95", 90, 20)).style)
+    assert change_text(_cmp("p95", None, 3.0)).plain == "new"
+    # a rate is neither better nor worse; noise below the floor is not coloured
+    assert str(change_text(_cmp("requests", 1.0, 9.0)).style) == ""
+    assert str(change_text(_cmp("cpu", 0.29, 0.35)).style) == ""
+    assert str(change_text(_cmp("p95", 4.9, 9.0)).style) == ""
+    assert "red" in str(change_text(_cmp("cpu", 2.0, 30.0)).style)
+    assert "red" in str(change_text(_cmp("error rate", 0.0, 5.0)).style)
     assert fmt_value(0.21, "s") == "210 ms"
     assert fmt_value(42.0, "%") == "42.0%"
 
@@ -126,6 +156,26 @@ async def test_without_prometheus_the_stats_chart_is_live_and_says_so() -> None:
 
 
 # --- dashboards ---------------------------------------------------------------------
+
+
+async def test_a_history_that_arrives_before_a_chart_box_is_composed_is_drawn() -> None:
+    """Pressing a view key mounts new boxes; a history poll landing before their
+    compose used to raise NoMatches (.chart-caption) in the screen's redraw."""
+    from textual.app import App
+
+    spec = DASHBOARDS[list(DASHBOARDS)[1]][0]
+    box = ChartBox(spec)
+    box.show(history_snapshot(view=list(DASHBOARDS)[1]), NOW.timestamp())  # not mounted yet
+
+    class Host(App[None]):
+        def compose(self) -> Any:
+            yield box
+
+    async with Host().run_test(size=(80, 20)) as pilot:
+        await pilot.pause()
+        caption = str(box.query_one(".chart-caption", LiveText).content)
+        assert spec.title in caption and "no history" not in caption
+        assert any(s.values for s in box.query_one(PlotextChart).data.series)
 
 
 async def test_g_opens_the_four_dashboards_over_the_range() -> None:
@@ -241,7 +291,8 @@ def test_snapshot_dashboard_with_history(snap_compare: Any, size: str) -> None:
         monitor().push("history", history_snapshot())
         monitor().push("alerts", alerts_snapshot())
         await pilot.press("3")  # the stats panel (the tab shown at 80x24)
-        await pilot.pause()
+        chart = pilot.app.query_one(StatsPanel).query_one(PlotextChart)
+        await until_drawn(pilot, lambda: chart.data.span is not None, "the stats chart's history")
 
     assert snap_compare(make_app("normal"), terminal_size=SIZES[size], run_before=run_before)
 
@@ -254,8 +305,7 @@ def test_snapshot_dashboards_view(snap_compare: Any, size: str) -> None:
         await pilot.pause()
         monitor().push("history", history_snapshot(view=list(DASHBOARDS)[1]))
         await pilot.press("2")
-        await pilot.pause()
-        await pilot.pause()
+        await until_drawn(pilot, lambda: charts_drawn(pilot.app), "the dashboard's charts")
 
     assert snap_compare(make_app("normal"), terminal_size=SIZES[size], run_before=run_before)
 
@@ -277,6 +327,11 @@ def test_snapshot_since_the_deploy(snap_compare: Any, size: str) -> None:
         await settle(pilot)
         await pilot.press("w")
         await settle(pilot)
+        await until_drawn(
+            pilot,
+            lambda: pilot.app.screen.query_one("#since-statements").row_count > 0,
+            "the comparison",
+        )
 
     assert snap_compare(
         make_app("normal", since=FakeSince(since_snapshot())),

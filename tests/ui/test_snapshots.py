@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from .fakes import FakeOps, make_app
+from .fakes import FakeOps, FakeVacuum, make_app
 
 SIZES = {"80x24": (80, 24), "160x48": (160, 48)}
 SCENARIOS = ["normal", "alert", "stale", "empty", "standby"]
@@ -63,6 +63,33 @@ def test_deploy_in_progress_160x48(snap_compare: Any) -> None:
     app = make_app("normal", ops=ops)
     assert snap_compare(app, terminal_size=(160, 48), run_before=run_before)
     ops.release.set()
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_vacuum_in_progress_with_its_cancel_key(snap_compare: Any, size: str) -> None:
+    """A VACUUM in progress (recorded progress of a real one): the live line
+    with its phase, blocks and the cancel key, which is in the footer; at
+    80x24 on the Operations tab."""
+    ops = FakeVacuum()
+
+    async def run_before(pilot: Any) -> None:
+        await settle(pilot)
+        if size == "80x24":
+            await pilot.press("8")  # the Operations tab, where a VACUUM is watched
+            await pilot.pause()
+        await pilot.press("v")
+        await pilot.pause()
+        await pilot.press("y")
+        for _ in range(250):  # the recorded events replayed, the footer refreshed
+            if ops.replayed.is_set() and "c" in pilot.app.screen.active_bindings:
+                break
+            await pilot.pause(0.02)
+        await pilot.pause()
+        await pilot.pause()
+
+    assert snap_compare(
+        make_app("normal", ops=ops), terminal_size=SIZES[size], run_before=run_before
+    )
 
 
 def test_deploy_form_error_80x24(snap_compare: Any) -> None:

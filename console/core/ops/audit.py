@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from console.core.errors import MASK, redact
+from console.core.opfiles import parse_json_line
 
 __all__ = ["append_jsonl", "audit", "read_jsonl", "record_history", "redact_params"]
 
@@ -89,17 +90,7 @@ def read_jsonl(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return []
-    out = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(value, dict):
-            out.append(value)
+    out = [r for r in map(parse_json_line, text.splitlines()) if r is not None]
     if limit is not None:
         out = out[-limit:] if limit > 0 else []
     return out
@@ -131,6 +122,7 @@ def audit(
         "ssh_client": operator.get("ssh_client"),
         "host": operator.get("host"),
         "pid": operator.get("pid"),
+        "via": operator.get("via"),
         "read_only": read_only,
         "params": redact_params(params, secrets),
     }

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from console.core.errors import redact
+from console.core.opfiles import proc_start_time
 from console.core.stack import DEFAULT_IMAGE_PREFIX, StackNames, is_secret_key, monitoring_ports
 
 __all__ = [
@@ -85,24 +86,6 @@ def other_colour(colour: str) -> str:
     return "green" if colour == "blue" else "blue"
 
 
-def _proc_start_time(pid: int) -> int | None:
-    """Start time of ``pid`` in clock ticks since boot (field 22 of /proc/PID/stat).
-
-    Together with the pid it identifies a process even after the pid is reused.
-    """
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-            text = fh.read()
-    except OSError:
-        return None
-    # the command name (field 2) may contain spaces and parentheses
-    rest = text[text.rfind(")") + 2 :].split()
-    try:
-        return int(rest[19])
-    except (IndexError, ValueError):
-        return None
-
-
 @dataclass(frozen=True)
 class Operator:
     """Who runs an operation: recorded in the lock, the audit log and the history."""
@@ -115,9 +98,14 @@ class Operator:
     pid: int
     pid_start: int | None = None
     """Start time of the process (clock ticks), to tell a reused pid from ours."""
+    via: str | None = None
+    """Which interface runs it: ``tui`` (a console), ``cli`` (``stackdeck <command>``,
+    a runbook script), None when not said (a library call, an older record)."""
 
     @classmethod
-    def current(cls, environ: Mapping[str, str] | None = None) -> Operator:
+    def current(
+        cls, environ: Mapping[str, str] | None = None, *, via: str | None = None
+    ) -> Operator:
         env = os.environ if environ is None else environ
         user = env.get("SUDO_USER") or env.get("LOGNAME") or env.get("USER")
         if not user:
@@ -137,7 +125,8 @@ class Operator:
             ssh_client=ssh,
             host=socket.gethostname(),
             pid=pid,
-            pid_start=_proc_start_time(pid),
+            pid_start=proc_start_time(pid),
+            via=via,
         )
 
     def as_dict(self) -> dict[str, Any]:

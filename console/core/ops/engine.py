@@ -23,6 +23,13 @@ keywords.) In this order:
 7. the operation's events; the last one is ``done``, or ``fail`` with step
    ``result`` and ``data["code"]`` (see :mod:`console.core.ops.errors`).
 
+Cancelling is cancelling the task that iterates :func:`run_op` (Ctrl-C in
+the CLI, quitting or SIGHUP in the TUI): the operation undoes itself where
+it stands (a VACUUM is cancelled on the server), the end line says
+``cancelled`` and the lock is released. :func:`cancel_op` is the operator's
+deliberate cancel (the TUI's cancel key): it writes who asked, and how,
+to the audit log first, then stops the task the same way.
+
 Events of writing operations are also appended, as text, to
 ``$STATE/deployment.log`` (the runbook's ``tail -f logs/deployment.log``).
 
@@ -53,7 +60,14 @@ from console.core.ops.events import Emitter
 from console.core.ops.lock import DeployLock, break_lock, describe_holder, make_record
 from console.core.ops.table import OPERATIONS, NoParams, OpParams, parse_params
 
-__all__ = ["IMPLEMENTATIONS", "PGSS_SNAPSHOT_OPS", "Implementation", "result_code", "run_op"]
+__all__ = [
+    "IMPLEMENTATIONS",
+    "PGSS_SNAPSHOT_OPS",
+    "Implementation",
+    "cancel_op",
+    "result_code",
+    "run_op",
+]
 
 PGSS_SNAPSHOT_OPS = ("deploy", "rollback")
 """Operations that snapshot pg_stat_statements when they start."""
@@ -348,3 +362,42 @@ async def run_op(
         if lock is not None:
             lock.release()
         notify.operation_finished(ctx, name, spec.writes, op_id, result, message, shown)
+
+
+async def cancel_op(
+    ctx: OpContext,
+    *,
+    op: str,
+    op_id: str,
+    via: str,
+    stop: Callable[[], Awaitable[object]],
+    **detail: Any,
+) -> str | None:
+    """The operator cancels operation ``op`` (``op_id``) that runs in this
+    process: an audit line ``cancel`` (who, ``via`` what, ``detail`` such as
+    the VACUUM's session pid), then ``stop()``, which cancels the task that
+    iterates :func:`run_op` and waits for it to end (its own clean-up, the
+    end line ``cancelled``, the lock released). Returns a warning when the
+    audit line could not be written: the cancel happens anyway, since
+    stopping is never the riskier choice."""
+    warning = None
+    spec = OPERATIONS.get(op)
+    if spec is None or spec.audited:
+        try:
+            audit(
+                ctx.audit_path,
+                event="cancel",
+                op=op,
+                op_id=op_id,
+                operator=ctx.operator.as_dict(),
+                params={"via": via, **detail},
+                secrets=ctx.secrets,
+                read_only=ctx.read_only,
+                message=f"cancel requested by {ctx.operator.describe()} ({via})",
+            )
+        except OSError as exc:
+            warning = (
+                f"cannot write the audit log {ctx.audit_path} ({exc.strerror}); cancelling anyway"
+            )
+    await stop()
+    return warning

@@ -21,9 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from console.core.opfiles import holder_alive, read_journal
 from console.core.ops.context import other_colour
-from console.core.ops.lock import describe_holder, format_age, holder_alive
-from console.core.ops.statefiles import atomic_write, read_json
+from console.core.ops.lock import describe_holder, format_age
+from console.core.ops.statefiles import atomic_write
 
 __all__ = ["Journal", "Recovery", "explain_journal", "plan_recovery"]
 
@@ -55,8 +56,7 @@ class Journal:
 
     @staticmethod
     def load(path: Path) -> dict[str, Any] | None:
-        data = read_json(path)
-        return data if isinstance(data, dict) else None
+        return read_journal(path)
 
     def save(self) -> None:
         import json

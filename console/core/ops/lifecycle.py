@@ -67,7 +67,7 @@ class OpRecord:
             id=self.op_id,
             op=self.op,
             **fields,
-            **self._operator("pid", "pid_start", "host", "user", "ssh_client"),
+            **self._operator("pid", "pid_start", "host", "user", "ssh_client", "via"),
         )
         return self.journal
 

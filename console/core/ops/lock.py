@@ -25,7 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from console.core.ops.context import Operator, _proc_start_time
+from console.core.opfiles import holder_alive, parse_lock_record
+from console.core.ops.context import Operator
 from console.core.ops.errors import LockBusy
 
 __all__ = [
@@ -51,6 +52,7 @@ def make_record(
         "host": operator.host,
         "pid": operator.pid,
         "pid_start": operator.pid_start,
+        "via": operator.via,
         "op": op,
         "op_id": op_id,
         "started": started.isoformat(),
@@ -75,31 +77,6 @@ def _age(holder: dict[str, Any], now: datetime | None = None) -> float | None:
     except (KeyError, ValueError):
         return None
     return ((now or datetime.now(UTC)) - started).total_seconds()
-
-
-def holder_alive(holder: dict[str, Any], host: str | None = None) -> bool | None:
-    """Whether the holder's process still runs: None when it ran on another
-    host (cannot be checked from here). A reused pid (different start time)
-    counts as dead."""
-    import socket
-
-    if holder.get("host") not in (None, host or socket.gethostname()):
-        return None
-    pid = holder.get("pid")
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    recorded = holder.get("pid_start")
-    if recorded is not None:
-        current = _proc_start_time(pid)
-        if current is not None and current != recorded:
-            return False
-    return True
 
 
 def describe_holder(holder: dict[str, Any] | None, now: datetime | None = None) -> str:
@@ -144,14 +121,7 @@ def _read_record_fd(fd: int) -> dict[str, Any] | None:
         if not data:
             break
         chunks.append(data)
-    text = b"".join(chunks).decode("utf-8", "replace").strip()
-    if not text:
-        return None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        return {"corrupt": text[:200]}
-    return value if isinstance(value, dict) else {"corrupt": text[:200]}
+    return parse_lock_record(b"".join(chunks))
 
 
 def _read_record(path: Path) -> dict[str, Any] | None:

@@ -8,12 +8,12 @@ writer is killed in the middle.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+
+from console.core.opfiles import read_json
 
 __all__ = ["atomic_write", "read_deploy_env", "read_json", "update_deploy_env"]
 
@@ -38,20 +38,6 @@ def atomic_write(path: Path, text: str, mode: int = 0o640) -> None:
             os.close(dfd)
     except OSError:
         pass
-
-
-def read_json(path: Path) -> Any:
-    """The JSON in ``path``, None when missing or empty (or unreadable JSON)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    if not text.strip():
-        return None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return None
 
 
 def read_deploy_env(path: Path) -> dict[str, str]:

@@ -631,6 +631,10 @@ class OpSpec:
     locks: bool | None = None
     """Takes the deploy lock (default: ``writes``)."""
     audited: bool = True
+    cancellable: bool = False
+    """The TUI's cancel key may stop it while it runs (confirmed, audited):
+    only operations whose cancel leaves the stack as it was (a VACUUM is
+    cancelled on the server); a deploy's undo is for quitting or SIGHUP."""
 
     @property
     def takes_lock(self) -> bool:
@@ -701,6 +705,7 @@ def _spec_list() -> list[OpSpec]:
             writes=True,
             cli=("vacuum",),
             key=Key("v", "vacuum", "Vacuum", "VACUUM (ANALYZE) the database (confirmation)"),
+            cancellable=True,
         ),
         OpSpec(
             "cache-flush",

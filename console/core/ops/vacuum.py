@@ -3,9 +3,13 @@
 
 Runs over its own connection outside any transaction block (asyncpg's simple
 query protocol), while a second connection reads ``pg_stat_progress_vacuum``
-for progress events. Cancelling the operation (the TUI's cancel, Ctrl-C in
-the CLI) sends ``pg_cancel_backend`` to the vacuuming session, so nothing
-keeps running on the server after the operator gave up.
+about once a second (:data:`PROGRESS_POLL_S`) for ``progress`` events, each
+carrying a :class:`~console.core.models.VacuumProgress` (phase, heap blocks
+scanned of total, index passes; or the lock it waits for). The ``start``
+event of each VACUUM names its session (``data["pid"]``). Cancelling the
+operation (the TUI's cancel key, quitting, SIGHUP, Ctrl-C in the CLI) sends
+``pg_cancel_backend`` to the vacuuming session, so nothing keeps running on
+the server after the operator gave up.
 
 Long transactions hold back the xmin horizon: VACUUM then cannot remove the
 dead tuples they may still see, so it would run for nothing. They are
@@ -18,17 +22,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from console.core.models import OpEvent
+from console.core.models import OpEvent, VacuumProgress
 from console.core.ops.context import OpContext
 from console.core.ops.db import connect_pg
 from console.core.ops.errors import BadInput, OpFailed
 from console.core.ops.events import Emitter
 from console.core.ops.table import TABLE_NAME_RE, VacuumParams
 
-__all__ = ["long_transactions", "resolve_tables", "run_vacuum", "validate_vacuum"]
+__all__ = [
+    "PROGRESS_POLL_S",
+    "long_transactions",
+    "parse_progress",
+    "resolve_tables",
+    "run_vacuum",
+    "validate_vacuum",
+    "waiting_progress",
+]
+
+PROGRESS_POLL_S = 1.0
+"""How often a running VACUUM's progress is read."""
+WAIT_NOTE_EVERY_S = 5.0
+"""A VACUUM blocked on a lock says so again this often."""
 
 
 _LONG_TX_SQL = """
@@ -50,9 +67,40 @@ FROM pg_stat_activity WHERE pid = $1
 
 _PROGRESS_SQL = """
 SELECT p.phase, p.heap_blks_total, p.heap_blks_scanned, p.heap_blks_vacuumed,
-       p.relid::regclass::text AS relation
+       p.index_vacuum_count, p.relid::regclass::text AS relation
 FROM pg_stat_progress_vacuum p WHERE p.pid = $1
 """
+
+
+def parse_progress(row: Mapping[str, Any]) -> VacuumProgress:
+    """One ``pg_stat_progress_vacuum`` row (as :data:`_PROGRESS_SQL` reads it)
+    as a model; missing or NULL counters read as 0."""
+
+    def count(key: str) -> int:
+        value = row.get(key)
+        return int(value) if value is not None else 0
+
+    return VacuumProgress(
+        relation=row.get("relation") or None,
+        phase=str(row.get("phase") or "initializing"),
+        heap_blks_total=count("heap_blks_total"),
+        heap_blks_scanned=count("heap_blks_scanned"),
+        heap_blks_vacuumed=count("heap_blks_vacuumed"),
+        index_vacuum_count=count("index_vacuum_count"),
+    )
+
+
+def waiting_progress(row: Mapping[str, Any], relation: str | None) -> VacuumProgress | None:
+    """The waiting state from a ``pg_stat_activity`` row (:data:`_WAIT_SQL`),
+    or None when the session is not waiting for a lock."""
+    if row.get("wait_event_type") != "Lock":
+        return None
+    return VacuumProgress(
+        relation=relation,
+        phase=VacuumProgress.WAITING,
+        waiting_on=row.get("wait_event") or None,
+        blockers=tuple(int(p) for p in row.get("blockers") or ()),
+    )
 
 
 async def long_transactions(
@@ -143,41 +191,42 @@ async def run_vacuum(
             sql = f"VACUUM (ANALYZE) {qualified}" if qualified else "VACUUM (ANALYZE)"
             t0 = time.monotonic()
             task = asyncio.ensure_future(work.execute(sql))
-            last_progress: tuple[Any, ...] | None = None
+            last_progress: VacuumProgress | None = None
             waiting_noted = 0.0
             try:
-                yield ev.start("vacuum", f"{sql} (session {pid})", table=display)
+                yield ev.start("vacuum", f"{sql} (session {pid})", table=display, pid=pid)
                 while not task.done():
-                    await asyncio.wait({task}, timeout=0.5)
+                    await asyncio.wait({task}, timeout=PROGRESS_POLL_S)
                     if task.done():
                         break
                     row = await mon.fetchrow(_PROGRESS_SQL, pid)
                     if row is None:
                         wait = await mon.fetchrow(_WAIT_SQL, pid)
+                        waiting = waiting_progress(dict(wait), display) if wait else None
                         if (
-                            wait
-                            and wait["wait_event_type"] == "Lock"
-                            and time.monotonic() - waiting_noted > 5
+                            waiting is not None
+                            and time.monotonic() - waiting_noted > WAIT_NOTE_EVERY_S
                         ):
                             waiting_noted = time.monotonic()
+                            last_progress = waiting
                             yield ev.warn(
                                 "progress",
-                                f"waiting for a lock ({wait['wait_event']}) held by pid(s) {wait['blockers']}",
-                                blockers=wait["blockers"],
+                                waiting.describe(),
+                                blockers=list(waiting.blockers),
+                                progress=waiting.model_dump(mode="json"),
                             )
                         continue
-                    key = (row["relation"], row["phase"], row["heap_blks_scanned"])
-                    if key != last_progress:
-                        last_progress = key
-                        total = row["heap_blks_total"] or 0
-                        pct = f"{row['heap_blks_scanned'] * 100 / total:.0f}%" if total else "-"
+                    progress = parse_progress(dict(row))
+                    if progress != last_progress:
+                        last_progress = progress
                         yield ev.info(
                             "progress",
-                            f"{row['relation']}: {row['phase']}, {pct} of {total} blocks scanned",
-                            relation=row["relation"],
-                            phase=row["phase"],
-                            heap_blks_total=total,
-                            heap_blks_scanned=row["heap_blks_scanned"],
+                            f"{progress.relation}: {progress.describe()}",
+                            relation=progress.relation,
+                            phase=progress.phase,
+                            heap_blks_total=progress.heap_blks_total,
+                            heap_blks_scanned=progress.heap_blks_scanned,
+                            progress=progress.model_dump(mode="json"),
                         )
                 await task
             except BaseException:

@@ -10,6 +10,8 @@ module                    sink kind    backend
 :mod:`.postgres`          database     PostgreSQL (asyncpg)
 :mod:`.redis_quota`       quotas       the quota ledger in Redis (redis.asyncio)
 :mod:`.cost`              cost         the API's cost and cache metrics (httpx)
+:mod:`.operations`        others       the state folder: other operators' deploy
+                                       lock, audit lines and journal (files)
 ========================  ===========  =========================================
 
 Submodules are imported on demand, so importing this package pulls in none

@@ -1,4 +1,8 @@
-"""Events panel: the Docker event stream as a short timeline, newest first."""
+"""Events panel: the Docker event stream as a short timeline, newest first.
+
+Events from before the console started (recalled at start from the engine's
+buffer, ``docker inspect`` and the audit log) carry :data:`BEFORE_MARK` before
+their time and are dimmed; the title counts them."""
 
 from __future__ import annotations
 
@@ -9,12 +13,15 @@ from textual.app import ComposeResult
 from textual.reactive import var
 
 from console.core.models import EngineEvent, EventsSnapshot
-from console.ui.format import fmt_time, shorten
+from console.ui.format import fmt_duration, fmt_time, seconds_between, shorten
 from console.ui.palette import Palette
 from console.ui.panels.base import Panel
 from console.ui.widgets.table import ListTable, Row
 
-__all__ = ["EventsPanel", "event_style"]
+__all__ = ["BEFORE_MARK", "EventsPanel", "event_style"]
+
+BEFORE_MARK = "‹"
+"""Marks the time of an event that happened before the console started."""
 
 _BAD = ("die", "kill", "oom", "unhealthy", "destroy")
 _GOOD = ("start", "healthy", "create")
@@ -50,10 +57,21 @@ class EventsPanel(Panel):
         )
 
     def empty_reason(self, snapshot: EventsSnapshot) -> str | None:
-        return None if snapshot.events else "no engine events since the console started"
+        if snapshot.events:
+            return None
+        if snapshot.since is not None and snapshot.started_at is not None:
+            back = fmt_duration(seconds_between(snapshot.started_at, snapshot.since), parts=1)
+            return (
+                f"no engine events since {fmt_time(snapshot.since, self.now)}"
+                f" ({back} before the console started)"
+            )
+        return "no engine events since the console started"
 
     def title_detail(self, snapshot: EventsSnapshot) -> str:
-        return f"{len(snapshot.events)}"
+        earlier = sum(1 for e in snapshot.events if e.before_start)
+        if not earlier:
+            return f"{len(snapshot.events)}"
+        return f"{len(snapshot.events)} · {BEFORE_MARK} {earlier} before the console started"
 
     def render_snapshot(self, snapshot: EventsSnapshot) -> None:
         palette = self.palette
@@ -63,12 +81,21 @@ class EventsPanel(Panel):
             base = f"{event.at.isoformat()}|{event.container}|{event.action}"
             seen[base] = seen.get(base, 0) + 1
             key = f"{base}|{seen[base]}"
+            at = fmt_time(event.at, self.now)
+            earlier = event.before_start
             cells = (
-                Text(fmt_time(event.at, self.now), style=palette.muted),
-                Text(event.service or event.container, style="bold"),
-                Text(event.action, style=event_style(event, palette)),
+                Text(f"{BEFORE_MARK} {at}" if earlier else at, style=palette.muted),
+                Text(event.service or event.container, style="bold dim" if earlier else "bold"),
+                Text(
+                    event.action,
+                    style=f"{event_style(event, palette)} dim".strip()
+                    if earlier
+                    else event_style(event, palette),
+                ),
                 Text(shorten(event.detail or "", 60), style=palette.muted),
             )
             search = f"{event.container} {event.service or ''} {event.action} {event.detail or ''}"
+            if earlier:
+                search += " before start"
             rows.append(Row(key=key, cells=cells, search=search))
         self.query_one(ListTable).set_rows(rows)

@@ -5,10 +5,19 @@ renders its snapshot: the dashboard replaces the log with one event more for
 each :class:`~console.core.models.OpEvent` of the running operation, and the
 panel writes the new lines, so a deploy's progress
 (``healthy ✓ · migrated ✓ · switched ✓ · baking…``) is visible line by line.
+
+While an operation that reports progress runs (a VACUUM: its
+``pg_stat_progress_vacuum`` samples, about one a second), a live line above
+the log shows where it stands and, when it can be cancelled, the key that
+does it (``VACUUM (ANALYZE) public.prices · scanning heap 1,234/5,678 blocks
+(22 %) · c cancel``); the log itself gets one line per phase, not one per
+sample. :func:`running_op` reads that state from the log; the dashboard's
+cancel key uses it too (the op id for the audit, the session).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from rich.text import Text
@@ -17,14 +26,14 @@ from textual.content import Content
 from textual.reactive import var
 from textual.widgets import RichLog
 
-from console.core.models import OpEvent, OpsLog
+from console.core.models import OpEvent, OpsLog, OtherOpsSnapshot, VacuumProgress
 from console.core.ops.table import OPERATIONS
 from console.ui.format import fmt_time
 from console.ui.palette import Palette
 from console.ui.panels.base import Panel
 from console.ui.widgets.text import LiveText
 
-__all__ = ["OperationsPanel", "format_op_event"]
+__all__ = ["OperationsPanel", "RunningOp", "format_op_event", "live_line", "running_op"]
 
 _MARKS = {
     "start": ("▶", "accent"),
@@ -49,11 +58,85 @@ def format_op_event(event: OpEvent, palette: Palette, now: datetime) -> Text:
         line.append(
             f"  {event.message}", style=f"bold {palette.err}" if event.status == "fail" else ""
         )
+    by = event.data.get("by")
+    if by and event.step != "begin":  # another operator's (its begin line names them)
+        line.append(f"  · {by}", style=palette.muted)
     return line
 
 
+@dataclass(frozen=True)
+class RunningOp:
+    """What the log says of the operation in progress."""
+
+    op: str
+    op_id: str | None = None
+    """From its ``begin`` event (what the audit log calls it)."""
+    target: str | None = None
+    """What it works on now (a VACUUM's table)."""
+    session_pid: int | None = None
+    """The database session doing the work (a VACUUM's backend pid)."""
+    progress: VacuumProgress | None = None
+    """The latest progress sample, when it reports one."""
+
+
+def running_op(log: OpsLog | None, name: str | None) -> RunningOp | None:
+    """The state of running operation ``name`` from its events since its
+    last ``begin`` (None when nothing runs)."""
+    if not name:
+        return None
+    op_id = target = session_pid = progress = None
+    events = log.events if log is not None else ()
+    for event in reversed(events):
+        if event.op != name:
+            continue
+        data = event.data
+        if progress is None and event.step == "progress" and isinstance(data.get("progress"), dict):
+            progress = VacuumProgress.model_validate(data["progress"])
+        if event.status == "start" and event.step != "begin" and target is None:
+            if data.get("table"):
+                target = str(data["table"])
+            if isinstance(data.get("pid"), int):
+                session_pid = data["pid"]
+        if event.step == "begin" and event.status == "start":
+            op_id = str(data["op_id"]) if data.get("op_id") else None
+            break
+    return RunningOp(name, op_id, target, session_pid, progress)
+
+
+def live_line(state: RunningOp, cancel_key: str | None) -> Content | None:
+    """``VACUUM (ANALYZE) public.prices › _hyper_1_1_chunk · scanning heap
+    1,234/5,678 blocks (22 %) · c cancel``, or None when the operation says
+    nothing live (no target, no progress)."""
+    spec = OPERATIONS.get(state.op)
+    progress = state.progress
+    if progress is None and state.target is None:
+        return None
+    title = spec.title if spec is not None else state.op
+    what = state.target or ""
+    relation = progress.relation if progress is not None else None
+    if relation and relation.rsplit(".", 1)[-1] != what.rsplit(".", 1)[-1]:
+        # a hypertable is vacuumed chunk by chunk: name the chunk, not its schema
+        short = relation.rsplit(".", 1)[-1]
+        what = f"{what} › {short}" if what else relation
+    if progress is None:
+        where = f"starting (session {state.session_pid})" if state.session_pid else "starting"
+    else:
+        where = progress.describe()
+    tone = "$warning" if progress is not None and progress.waiting else "$accent"
+    parts: list[tuple[str, str] | str] = [
+        (f"{title} {what}".strip(), "bold"),
+        " · ",
+        (where, tone),
+    ]
+    if cancel_key and spec is not None and spec.cancellable:
+        parts += [" · ", (cancel_key, "bold"), " cancel"]
+    return Content.assemble(*parts)
+
+
 class OperationsPanel(Panel):
-    """Live log of operations started from this console."""
+    """Live log of operations started from this console, and of other
+    operators' (another console, the CLI, a script) as their lock, audit
+    lines and journal steps appear."""
 
     PANEL_ID = "operations"
     TITLE = "Operations"
@@ -67,15 +150,42 @@ class OperationsPanel(Panel):
     """Name of the operation in progress (bound to the dashboard)."""
     read_only: var[bool] = var(False, init=False)
     """Read-only mode (bound to the dashboard): the idle text says why ops are off."""
+    others: var[OtherOpsSnapshot | None] = var(None, init=False)
+    """Other operators' operations (bound to the dashboard): the title names
+    the one that holds the deploy lock."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, cancel_key: str | None = None) -> None:
         super().__init__()
+        self.cancel_key = cancel_key
+        """The key shown in the live line of a cancellable operation (the
+        dashboard's binding; the panel does not bind it)."""
         self._written: tuple[OpEvent, ...] = ()
         """The events already in the log widget."""
+        self._last_stage: tuple[str, str | None, str] | None = None
+        """(op, relation, phase) of the last progress sample written."""
+
+    def _same_stage(self, event: OpEvent) -> bool:
+        """True for a progress sample of the stage already in the log: the
+        log gets one line per phase (a VACUUM samples once a second), the
+        live line above it the rest."""
+        sample = event.data.get("progress") if event.step == "progress" else None
+        if not isinstance(sample, dict) or event.status != "info":
+            if event.op == (self._last_stage or ("",))[0]:
+                self._last_stage = None
+            return False
+        stage = (event.op, sample.get("relation"), str(sample.get("phase")))
+        same = stage == self._last_stage
+        self._last_stage = stage
+        return same
 
     def compose_body(self) -> ComposeResult:
         yield LiveText(classes="idle")
-        yield RichLog(max_lines=2000, wrap=True, markup=False, auto_scroll=True, id="ops-log")
+        yield LiveText(classes="live")
+        # min_width: RichLog wraps at 78 columns at least, one too many at 80x24
+        # (a horizontal scrollbar under every long line)
+        yield RichLog(
+            max_lines=2000, wrap=True, markup=False, auto_scroll=True, min_width=20, id="ops-log"
+        )
 
     def on_mount(self) -> None:
         self.remove_class("-empty")
@@ -92,23 +202,50 @@ class OperationsPanel(Panel):
             # the log dropped its oldest events: write it anew
             log.clear()
             written = ()
+            self._last_stage = None
         if len(events) > len(written):
             palette, now = Palette.from_app(self.app), self.now
             for event in events[len(written) :]:
+                if self._same_stage(event):
+                    continue  # the live line shows it
                 log.write(format_op_event(event, palette, now))
         self._written = events
         self._render_idle()
+        self._render_live()
 
     def watch_running(self) -> None:
         self._render_idle()
+        self._render_live()
+
+    def _render_live(self) -> None:
+        if not self.is_mounted:
+            return
+        live = self.query_one(".live", LiveText)
+        state = running_op(self.snapshot, self.running)
+        line = None
+        if state is not None:
+            line = live_line(state, self.cancel_key)
+        live.display = line is not None
+        if line is not None:
+            live.update(line)
 
     def watch_read_only(self) -> None:
+        self._render_idle()
+
+    def watch_others(self) -> None:
         self._render_idle()
 
     def _render_idle(self) -> None:
         if not self.is_mounted:
             return
-        self.set_title(f"{self.TITLE} · {self.running} running…" if self.running else self.TITLE)
+        lock = self.others.lock if self.others is not None else None
+        if self.running:
+            self.set_title(f"{self.TITLE} · {self.running} running…")
+        elif lock is not None and not lock.stale:
+            pid = f", pid {lock.holder.pid}" if lock.holder.pid is not None else ""
+            self.set_title(f"{self.TITLE} · {lock.op} by {lock.holder.who}{pid} running…")
+        else:
+            self.set_title(self.TITLE)
         idle = self.query_one(".idle", LiveText)
         if self._written:
             idle.display = False

@@ -20,6 +20,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Vertical, VerticalScroll
 from textual.content import Content
+from textual.css.query import NoMatches
 from textual.widgets import Footer
 
 from console.core.history import DASHBOARDS, ChartSpec
@@ -86,14 +87,25 @@ class ChartBox(Vertical):
     def __init__(self, spec: ChartSpec) -> None:
         super().__init__(classes="chart-box")
         self.spec = spec
+        self._wanted: tuple[HistorySnapshot | None, float] | None = None
+        """What ``show`` was last given: a history that arrives between the
+        box's mount and its compose is drawn once its children exist."""
 
     def compose(self) -> ComposeResult:
         yield LiveText(classes="chart-caption")
         yield PlotextChart()
 
+    def on_mount(self) -> None:
+        if self._wanted is not None:
+            self.show(*self._wanted)
+
     def show(self, history: HistorySnapshot | None, now: float) -> None:
-        caption = self.query_one(".chart-caption", LiveText)
-        chart = self.query_one(PlotextChart)
+        self._wanted = (history, now)
+        try:
+            caption = self.query_one(".chart-caption", LiveText)
+            chart = self.query_one(PlotextChart)
+        except NoMatches:  # not composed yet: on_mount draws it
+            return
         spec = self.spec
         if history is None or not history.available:
             caption.update(Content.assemble((spec.title, "bold"), ("  no history", "dim")))

@@ -11,8 +11,12 @@ Operation keys come from the table of operations
 gets a binding ``op('<name>')``; every operation is also in the command
 palette (``console.ui.commands``). Pressing one runs its flow
 (``console.ui.flows``: form, confirmation) and then the app's ops runner.
-Writing operations are greyed while one runs and in read-only mode; pressing
-one then says why.
+Writing operations are greyed while one runs, in read-only mode and (those
+that take the deploy lock) while another operator holds it; pressing one
+then says why. When that lock is released they come back on their own.
+While a cancellable operation runs (a VACUUM), ``c`` cancels it after a
+confirmation (``StackdeckApp.cancel_operation``: audited, then the same
+cancel as quitting or SIGHUP); the key is in the footer only then.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from console.core.models import (
     HistorySnapshot,
     LogLine,
     OpsLog,
+    OtherOpsSnapshot,
     QuotaSnapshot,
     SourceState,
     StatsSnapshot,
@@ -53,11 +58,12 @@ from console.ui.panels.cost import CostPanel
 from console.ui.panels.database import DatabasePanel
 from console.ui.panels.events import EventsPanel
 from console.ui.panels.health import HealthPanel
-from console.ui.panels.operations import OperationsPanel
+from console.ui.panels.operations import OperationsPanel, RunningOp, running_op
 from console.ui.panels.quotas import QuotasPanel
 from console.ui.panels.stats import StatsPanel
+from console.ui.screens.confirm import ConfirmScreen
 from console.ui.widgets.alerts import AlertsLine
-from console.ui.widgets.header import HeaderBar, serving_version
+from console.ui.widgets.header import HeaderBar, lock_reason, serving_version
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -65,6 +71,7 @@ if TYPE_CHECKING:
     from console.ui.app import StackdeckApp
 
 __all__ = [
+    "CANCEL_BINDING",
     "COMMANDS_BINDING",
     "GRID_MIN_HEIGHT",
     "GRID_MIN_WIDTH",
@@ -100,6 +107,15 @@ COMMANDS_BINDING = Binding(
 )
 """On the app (every screen) and first on the dashboard, so the footer keeps
 its order: at 80 columns the first ones stay visible."""
+CANCEL_BINDING = Binding(
+    "c",
+    "cancel_op",
+    "Cancel op",
+    id="cancel-op",
+    tooltip="While a VACUUM runs: cancel it on the server (pg_cancel_backend; confirmed, audited)",
+)
+"""Shown only while a cancellable operation runs (``OpSpec.cancellable``);
+early in the list so it stays in the footer at 80 columns."""
 
 
 def op_bindings() -> list[Binding]:
@@ -127,6 +143,7 @@ class DashboardScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         HELP_BINDING,
         QUIT_BINDING,
+        CANCEL_BINDING,
         *op_bindings(),
         Binding(
             "l", "logs", "Logs", id="logs", tooltip="Tail and follow the selected container's log"
@@ -219,7 +236,11 @@ class DashboardScreen(Screen[None]):
     events: var[EventsSnapshot | None] = var(None, init=False)
     """Engine event timeline."""
     ops_log: var[OpsLog] = var(OpsLog, init=False)
-    """The events of the operations started from this console."""
+    """The events of the operations started from this console, and those of
+    other operators (from ``others``) as they arrive."""
+    others: var[OtherOpsSnapshot | None] = var(None, init=False, bindings=True)
+    """Other operators' operations and the deploy lock another process holds
+    (the lock-taking keys are greyed while it does)."""
     sources: var[dict[str, SourceState]] = var(dict, init=False)
     """Liveness of every source, by source name."""
     now: var[datetime] = var(EPOCH, init=False)
@@ -240,6 +261,8 @@ class DashboardScreen(Screen[None]):
         self.project = project
         self.hostname = hostname
         self._mounted = False
+        self._others_seq = 0
+        """The ``seq`` of the last event of ``others`` put in ``ops_log``."""
         self.set_reactive(DashboardScreen.read_only, read_only)
         self.set_reactive(DashboardScreen.now, now)
 
@@ -262,6 +285,7 @@ class DashboardScreen(Screen[None]):
             now=DashboardScreen.now,
             op_running=DashboardScreen.op_running,
             read_only=DashboardScreen.read_only,
+            others=DashboardScreen.others,
         )
         yield AlertsLine().data_bind(
             alerts=DashboardScreen.alerts, sources=DashboardScreen.sources, now=DashboardScreen.now
@@ -308,10 +332,11 @@ class DashboardScreen(Screen[None]):
                         snapshot=DashboardScreen.cost, **bind
                     )
                     yield EventsPanel().data_bind(snapshot=DashboardScreen.events, **bind)
-            yield OperationsPanel().data_bind(
+            yield OperationsPanel(cancel_key=CANCEL_BINDING.key).data_bind(
                 snapshot=DashboardScreen.ops_log,
                 running=DashboardScreen.op_running,
                 read_only=DashboardScreen.read_only,
+                others=DashboardScreen.others,
                 **bind,
             )
         yield Footer(compact=True)
@@ -411,6 +436,19 @@ class DashboardScreen(Screen[None]):
     def on_source_changed(self, message: SourceChanged) -> None:
         self.sources = {**self.sources, message.state.name: message.state}
 
+    def watch_others(self, others: OtherOpsSnapshot | None) -> None:
+        """Other operators' new events go to the Operations panel's log."""
+        if others is None:
+            return
+        log = self.ops_log
+        for event in others.events:
+            seq = event.data.get("seq")
+            if isinstance(seq, int) and seq > self._others_seq:
+                log = log.add(event)
+        self._others_seq = max(self._others_seq, others.seq)
+        if log is not self.ops_log:
+            self.ops_log = log
+
     def on_op_progress(self, message: OpProgress) -> None:
         event = message.event
         self.ops_log = self.ops_log.add(event)
@@ -433,9 +471,27 @@ class DashboardScreen(Screen[None]):
             return f"{self.op_running} is running: wait for it to finish"
         return None
 
+    def lock_block_reason(self) -> str | None:
+        """Why a lock-taking operation cannot start: another process holds
+        the deploy lock (or left it stale), or None."""
+        lock = self.others.lock if self.others is not None else None
+        return lock_reason(lock, self.now) if lock is not None else None
+
     def block_reason(self, spec: OpSpec) -> str | None:
         """Why ``spec`` cannot start now, or None."""
-        return self.write_block_reason() if spec.writes else None
+        if not spec.writes:
+            return None
+        reason = self.write_block_reason()
+        if reason is None and spec.takes_lock:
+            reason = self.lock_block_reason()
+        return reason
+
+    def cancellable_op(self) -> RunningOp | None:
+        """The running operation when the cancel key may stop it, else None."""
+        spec = OPERATIONS.get(self.op_running or "")
+        if spec is None or not spec.cancellable:
+            return None
+        return running_op(self.ops_log, spec.name)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if self.app.screen is not self and not action.startswith("app."):
@@ -443,6 +499,8 @@ class DashboardScreen(Screen[None]):
             # bound here are already inactive; this hides them from the
             # footer below the dialog too.
             return False
+        if action == "cancel_op":
+            return self.cancellable_op() is not None  # absent from the footer otherwise
         if action == "op" and parameters:
             spec = OPERATIONS.get(str(parameters[0]))
             if spec is not None and self.block_reason(spec) is not None:
@@ -478,6 +536,37 @@ class DashboardScreen(Screen[None]):
         from console.ui.flows import run_flow
 
         self.run_worker(run_flow(self, spec), group="flow", exclusive=True, exit_on_error=False)
+
+    def action_cancel_op(self) -> None:
+        """Confirm, then cancel the running VACUUM (audited; its session is
+        cancelled on the server by the operation's own clean-up)."""
+        state = self.cancellable_op()
+        if state is None:
+            self.notify("no operation to cancel", severity="information")
+            return
+        spec = OPERATIONS[state.op]
+        target = f" of {state.target}" if state.target else ""
+        session = f" {state.session_pid}" if state.session_pid else ""
+        where = f"; it stands at: {state.progress.describe()}" if state.progress else ""
+        body = (
+            f"Its database session{session} gets pg_cancel_backend{where}. "
+            "Nothing is lost: what it finished stays done, the lock is released "
+            "and it can run again later. Your cancel is written to the audit log."
+        )
+
+        def decided(confirmed: bool | None) -> None:
+            current = self.cancellable_op()
+            if confirmed and current is not None and current.op_id == state.op_id:
+                self.stack_app.cancel_operation(current, via=f"key {CANCEL_BINDING.key}")
+
+        self.app.push_screen(
+            ConfirmScreen(
+                f"Cancel {spec.title}{target}?",
+                body,
+                confirm_label=f"Stop {spec.title}",
+            ),
+            decided,
+        )
 
     def action_cycle_range(self) -> None:
         """The next time range; every chart follows once Prometheus answers."""
@@ -583,17 +672,29 @@ class DashboardScreen(Screen[None]):
         return self.stack_app.settings.container_name("redis")
 
     def operation_bindings(self) -> list[Binding]:
-        return [b for b in self._all_bindings() if spec_of(b) is not None]
+        """The operations' keys, then the cancel key (the help's first section)."""
+        return [b for b in self._all_bindings() if spec_of(b) is not None] + [CANCEL_BINDING]
 
     def view_bindings(self) -> list[Binding]:
-        return [b for b in self._all_bindings() if spec_of(b) is None]
+        return [b for b in self._all_bindings() if spec_of(b) is None and b is not CANCEL_BINDING]
 
     def _all_bindings(self) -> Iterable[Binding]:
         return [b for b in self.BINDINGS if isinstance(b, Binding)]
 
 
 _SNAPSHOT_KINDS = frozenset(
-    {"containers", "health", "stats", "database", "quotas", "cost", "alerts", "events", "history"}
+    {
+        "containers",
+        "health",
+        "stats",
+        "database",
+        "quotas",
+        "cost",
+        "alerts",
+        "events",
+        "history",
+        "others",
+    }
 )
 """Snapshot kinds of the monitor; each is a reactive of the same name."""
 

@@ -21,15 +21,13 @@ from textual.content import Content
 from textual.widgets import Footer, Label
 
 from console.core.models import Comparison, SinceDeploySnapshot, StatementChange
+from console.core.since import verdict
 from console.ui.format import fmt_duration, fmt_time, shorten
 from console.ui.screens.base import OverDashboard
 from console.ui.widgets.table import ListTable, Row
 from console.ui.widgets.text import LiveText
 
 __all__ = ["SinceDeployScreen", "change_text", "comparison_row", "statement_row"]
-
-WORSE_RATIO = 1.2
-"""A change by this factor or more (either way for p95 and errors: up is worse) is highlighted."""
 
 
 def _num(value: float | None, unit: str) -> str:
@@ -47,27 +45,19 @@ def _num(value: float | None, unit: str) -> str:
     return f"{value:.3g}{(' ' + unit) if unit else ''}"
 
 
-def change_text(before: float | None, after: float | None) -> Text:
-    """``×2.4`` red when it went up by WORSE_RATIO or more, green when down."""
+def change_text(item: Comparison) -> Text:
+    """``×2.4``: red when it got worse, green when better (``since.verdict``:
+    by ``WORSE_RATIO`` and more than the metric's noise floor), plain otherwise."""
+    before, after = item.before, item.after
     if before is None or after is None:
         return Text("new" if before is None and after is not None else "–", justify="right")
-    if before == 0:
-        return Text(
-            "–" if after == 0 else "from 0", justify="right", style="" if after == 0 else "red"
-        )
-    ratio = after / before
-    style = "bold red" if ratio >= WORSE_RATIO else ("green" if ratio <= 1 / WORSE_RATIO else "")
-    return Text(f"×{ratio:.2f}", justify="right", style=style)
-
-
-UP_IS_WORSE = frozenset({"p95", "error rate", "cpu", "memory"})
-"""Metrics whose rise is coloured as a regression (a request rate is neither)."""
+    text = ("–" if after == 0 else "from 0") if before == 0 else f"×{after / before:.2f}"
+    style = {1: "bold red", -1: "green", 0: ""}[verdict(item)]
+    return Text(text, justify="right", style=style)
 
 
 def comparison_row(item: Comparison) -> Row:
-    change = change_text(item.before, item.after)
-    if item.metric not in UP_IS_WORSE:
-        change.style = ""
+    change = change_text(item)
     cells = (
         Text(item.subject, style="bold"),
         Text(item.metric),
@@ -169,7 +159,7 @@ class SinceDeployScreen(OverDashboard):
         rank = {"p95": 0, "error rate": 1, "cpu": 2, "memory": 3}
         worse = sorted(
             snapshot.comparisons,
-            key=lambda c: (rank.get(c.metric, 9), -(c.change or 0.0), c.subject),
+            key=lambda c: (rank.get(c.metric, 9), -verdict(c), -(c.change or 0.0), c.subject),
         )
         self.query_one("#since-comparisons", ListTable).set_rows([comparison_row(c) for c in worse])
         statements = [*snapshot.slower, *snapshot.new_statements]

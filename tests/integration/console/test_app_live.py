@@ -22,10 +22,13 @@ import asyncpg
 import pytest
 
 from console.core.config import Settings
+from console.core.sources.docker.handle import DockerHandle
 from console.ui.app import StackdeckApp, create_app
-from console.ui.panels import ContainersPanel, DatabasePanel, HealthPanel, StatsPanel
+from console.ui.panels import ContainersPanel, DatabasePanel, EventsPanel, HealthPanel, StatsPanel
+from console.ui.panels.events import BEFORE_MARK
 from console.ui.widgets.table import ListTable
 from tests.conftest import Stack
+from tests.integration.console.engine_buffer import forget_in_the_engine
 
 pytestmark = pytest.mark.stack
 
@@ -133,6 +136,36 @@ async def test_panels_show_the_real_stack(stack: Stack) -> None:
         assert not app.query_one(HealthPanel).has_class("-stale")
 
 
+async def test_a_restart_before_the_start_is_on_screen_marked(stack: Stack) -> None:
+    """market-sim restarted, then forgotten by the engine's event buffer,
+    before the console starts: the Events panel shows its start at once,
+    marked as before the console started."""
+    market = stack.container("market-sim")
+    t0 = time.time()
+    stack.compose("restart", "market-sim")
+    handle = DockerHandle(live_settings(stack))
+    try:
+        await asyncio.to_thread(forget_in_the_engine, handle.api, market, t0)
+    finally:
+        await handle.aclose()
+
+    app: StackdeckApp = create_app(live_settings(stack), hostname="itest")
+    async with app.run_test(size=(160, 48)) as pilot:
+        table = app.query_one(EventsPanel).query_one(ListTable)
+
+        def restart_rows() -> list[str]:
+            return [
+                row_text(table, key)
+                for key in table.shown_keys
+                if f"|{market}|" in key and key.split("|")[2] in ("die", "start")
+            ]
+
+        await until(pilot, lambda: len(restart_rows()) >= 2, limit_s=60, what="the restart")
+        rows = restart_rows()
+        assert all(row.startswith(f"{BEFORE_MARK} ") for row in rows), rows
+        assert "before the console started" in str(app.query_one(EventsPanel).border_title)
+
+
 async def test_a_slow_query_shows_up(stack: Stack) -> None:
     conn = await asyncpg.connect(stack.pg_dsn)
     try:
@@ -195,8 +228,8 @@ async def test_database_down_marks_the_panel_stale_and_recovers(stack: Stack) ->
 
 async def test_the_console_opens_on_the_last_hour(stack: Stack) -> None:
     """Load first, then the console: its charts carry samples from before it started."""
-    from console.core.history import CPU, choose_step, to_series
-    from console.core.prom import PromClient
+    from console.core.prom import PromClient, PromError
+    from console.core.sources.prometheus import HistorySource, PrometheusUnavailable
     from console.ui.widgets.chart import PlotextChart
     from tests.load import LoadLoop
 
@@ -207,34 +240,41 @@ async def test_the_console_opens_on_the_last_hour(stack: Stack) -> None:
             # until Prometheus has scraped the backend's counters of this load
             deadline = time.monotonic() + 90
             while True:
-                rate = await prom.query(
-                    'sum(rate(http_request_duration_seconds_count{job="backend"}[1m]))'
-                )
-                if rate and rate[0][1] > 0:
+                try:  # Prometheus answers 503 for a while after it starts
+                    rate: Any = await prom.query(
+                        'sum(rate(http_request_duration_seconds_count{job="backend"}[1m]))'
+                    )
+                except PromError as exc:
+                    rate = exc
+                if isinstance(rate, list) and rate and rate[0][1] > 0:
                     break
                 if time.monotonic() > deadline:
                     pytest.fail(f"Prometheus never saw the load (last answer {rate!r})")
                 await asyncio.sleep(1)
         # On a stack brought up a minute ago (CI runs this tier first) Prometheus
-        # holds less history than the claim needs: wait, on Prometheus' own answer
-        # to the chart's query at the console's range and step, until a backend's
-        # CPU line reaches 20 s into the past, so a console started now must carry
-        # a point from before its start.
-        step = choose_step(3600)
-        deadline = time.monotonic() + 120
+        # holds less history than the claim needs: wait until the console's own
+        # history source (same range, same step-aligned grid as the console's
+        # first poll) has a backend CPU line reaching 20 s into the past, so a
+        # console started after this must carry a point from before its start.
+        source = HistorySource(settings, client=prom)
+        deadline = time.monotonic() + 150
         while True:
-            now = time.time()
-            matrix = await prom.query_range(CPU.query, now - 3600, now, step)
-            firsts = [
-                s.points[0][0]
-                for s in to_series(CPU, matrix)
-                if s.subject.startswith("backend_") and s.points
-            ]
-            if firsts and min(firsts) < now - 20:
+            try:
+                snap = await source.poll()
+            except PrometheusUnavailable as exc:
+                oldest_cpu, seen = None, str(exc)
+            else:
+                firsts = [
+                    s.points[0][0]
+                    for s in snap.series
+                    if s.key.startswith("cpu:backend_") and s.points
+                ]
+                oldest_cpu, seen = (min(firsts) if firsts else None), f"first points {firsts}"
+            if oldest_cpu is not None and oldest_cpu < time.time() - 20:
                 break
             if time.monotonic() > deadline:
-                pytest.fail(f"Prometheus holds no backend CPU from 20 s ago ({firsts!r} at {now})")
-            await asyncio.sleep(1)
+                pytest.fail(f"Prometheus holds no backend CPU from 20 s ago ({seen})")
+            await asyncio.sleep(2)
     finally:
         await prom.aclose()
     started = time.time()

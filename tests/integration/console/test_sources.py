@@ -33,6 +33,7 @@ from console.core.sources.cost import CostSource
 from console.core.sources.docker.containers import ContainersSource
 from console.core.sources.docker.events import EventsSource
 from console.core.sources.docker.handle import DockerHandle
+from console.core.sources.docker.inspect import parse_docker_time
 from console.core.sources.docker.logs import follow_logs
 from console.core.sources.docker.stats import StatsSource
 from console.core.sources.health import HEALTH_PATHS, HealthSource
@@ -40,6 +41,7 @@ from console.core.sources.postgres import PostgresSource
 from console.core.sources.redis_quota import QuotaSource
 from platform_services.providers import keys
 from tests.conftest import base_image
+from tests.integration.console.engine_buffer import forget_in_the_engine
 
 pytestmark = pytest.mark.stack
 
@@ -669,10 +671,73 @@ async def test_events_are_streamed(stack: Any, handle: DockerHandle) -> None:
             snap = await source.poll()
             if snap is None:
                 return None
-            actions = {e.action for e in snap.events if e.container == market}
-            return actions >= {"die", "start"}
+            live = [e for e in snap.events if e.container == market and not e.before_start]
+            return {e.action for e in live} >= {"die", "start"}
 
         await eventually(restarted)
+    finally:
+        await source.aclose()
+
+
+async def test_events_before_the_start_are_recalled_once_the_engine_forgot_them(
+    stack: Any, handle: DockerHandle
+) -> None:
+    """A service restarted from another terminal (the ``restart`` operation,
+    audited) before the console starts is on its timeline at start, marked as
+    before the start, even once the engine's 256-event buffer no longer holds
+    the restart (proven below by asking the engine)."""
+    market = stack.container("market-sim")
+    t0 = time.time()
+    env = stack.proc_env(PYTHONPATH=str(stack.repo))
+    env.pop("STACKDECK_READ_ONLY", None)
+    done = await asyncio.to_thread(
+        subprocess.run,
+        stack.cli_argv("restart", "market-sim"),
+        env=env,
+        cwd=stack.repo,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    started = inspect(market)["State"]["StartedAt"]
+
+    await asyncio.to_thread(forget_in_the_engine, handle.api, market, t0)
+
+    # Something the buffer does still hold from before the start: the
+    # timeline replays it from the engine, marked as well.
+    docker("pause", market)
+    docker("unpause", market)
+
+    source = EventsSource(handle.settings, handle)
+    try:
+        snap = await source.poll()
+        assert snap is not None
+        on_screen = {(e.container, e.action) for e in snap.events}
+        assert {(market, "die"), (market, "start"), ("stackdeck", "restart")} <= on_screen, (
+            snap.events
+        )
+        assert snap.started_at is not None and snap.since is not None
+        assert (snap.started_at - snap.since).total_seconds() == source.history_seconds
+        earlier = {(e.container, e.action): e for e in snap.events if e.before_start}
+        assert {(market, "die"), (market, "start")} <= set(earlier), snap.events
+        start = earlier[(market, "start")]
+        assert start.at.timestamp() >= t0 and start.at < snap.started_at
+        assert start.at == parse_docker_time(started)
+        restart = earlier[("stackdeck", "restart")]
+        assert restart.origin == "audit" and (restart.detail or "").startswith("market-sim by ")
+        assert restart.at <= earlier[(market, "die")].at
+        assert [e.at for e in snap.events] == sorted(e.at for e in snap.events)
+
+        async def replayed() -> Any:
+            nonlocal snap
+            snap = await source.poll() or snap
+            return [e for e in snap.events if e.container == market and e.action == "unpause"]
+
+        [unpause] = await eventually(replayed)
+        assert unpause.origin == "engine" and unpause.before_start
+        assert all(e.before_start == (e.at < snap.started_at) for e in snap.events), snap.events
     finally:
         await source.aclose()
 

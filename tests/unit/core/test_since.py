@@ -19,7 +19,7 @@ import pytest
 
 from console.core import pgss
 from console.core.config import Settings
-from console.core.models import OpEvent
+from console.core.models import Comparison, OpEvent
 from console.core.ops import engine
 from console.core.ops.audit import audit
 from console.core.ops.context import OpContext, Operator
@@ -469,3 +469,21 @@ async def test_a_prometheus_that_fails_is_a_warning_and_no_comparisons(
     snap = await since_deploy(settings, now=T + timedelta(minutes=10), prom=BrokenProm())
     assert snap.comparisons == [] and snap.deploy is not None
     assert "no Prometheus: Prometheus: not reachable (connection refused)" in snap.warnings
+
+
+def test_verdict_needs_the_ratio_and_more_than_the_noise_floor() -> None:
+    from console.core.since import NOISE_FLOOR, verdict
+
+    def c(metric: str, before: float | None, after: float | None) -> Comparison:
+        return Comparison(group="service", subject="s", metric=metric, before=before, after=after)
+
+    assert verdict(c("p95", 20.0, 90.0)) == 1
+    assert verdict(c("p95", 90.0, 20.0)) == -1
+    assert verdict(c("p95", 100.0, 110.0)) == 0  # ×1.1: under the ratio
+    assert verdict(c("cpu", 0.29, 0.35)) == 0  # ×1.2, but 0.06 points of a core
+    assert verdict(c("cpu", 0.29, 0.29 + NOISE_FLOOR["cpu"])) == 1
+    assert verdict(c("memory", 40.0, 50.0)) == 0  # ×1.25, 10 MiB
+    assert verdict(c("error rate", 0.0, 2.0)) == 1  # errors from none
+    assert verdict(c("error rate", 0.0, 0.0)) == 0
+    assert verdict(c("requests", 1.0, 50.0)) == 0  # a rate is neither
+    assert verdict(c("p95", None, 50.0)) == 0  # new: said as new, not as worse
