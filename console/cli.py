@@ -474,14 +474,50 @@ def _since_deploy(settings: Any, args: argparse.Namespace, printer: Printer) -> 
     return 0
 
 
+_tui_left_with: int | None = None
+"""The TUI's exit status once it has quit normally (see :func:`_leave_at_exit`)."""
+
+
+def _leave_at_exit() -> None:
+    """At exit, after a normal quit of the TUI: end the process without
+    tearing the interpreter down.
+
+    Python's own exit frees the whole heap object by object (Textual's DOM,
+    the snapshots, every imported module): 0.1-0.3 s of CPU, which a busy
+    host stretches further, while the operator waits for the prompt
+    (issue 16: leaving is never slower than 0.5 s). By the time this runs
+    the terminal is restored, the sources are closed, the non-daemon threads
+    (an operation's notice) have been joined and the exit handlers
+    registered while the TUI ran have run (this one was registered before
+    them, so it runs after them); the log is flushed here. After an error
+    or Ctrl-C the normal exit happens, traceback included."""
+    code = _tui_left_with
+    if code is None:
+        return
+    import logging
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 def _tui(settings: Any, args: argparse.Namespace) -> int:
+    global _tui_left_with
     if args.read_only and not getattr(settings, "read_only", False):
         settings = settings.model_copy(update={"read_only": True})
+    import atexit
+
     from console.ui.app import create_app
 
+    atexit.register(_leave_at_exit)
     app = create_app(settings)
     app.run()
-    return int(getattr(app, "return_code", 0) or 0)
+    _tui_left_with = int(getattr(app, "return_code", 0) or 0)
+    return _tui_left_with
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -262,6 +262,18 @@ class QuotaSnapshot(Snapshot):
 # --- cost -------------------------------------------------------------------
 
 
+class CostDay(BaseModel):
+    """One UTC day of the recorded cost history (what the chart draws)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    day: date
+    cost: float | None
+    """USD of the day (today: so far); None: no record of that day (a gap)."""
+    partial: bool = False
+    """Recorded for part of the day only: the first day of the record."""
+
+
 class CostSnapshot(Snapshot):
     month_to_date: float
     daily_projection: float
@@ -272,6 +284,11 @@ class CostSnapshot(Snapshot):
     """USD per day by component (compute, storage, provider calls, ...)."""
     cache_hit_rate: float | None = None
     daily_history: list[tuple[date, float]] = Field(default_factory=list)
+    """The platform's modelled cost of the last 30 days (its fixed part counts
+    days before the stack existed): not drawn, see ``recorded_days``."""
+    recorded_days: list[CostDay] = Field(default_factory=list)
+    """The days whose cost was recorded as they happened, from the first one
+    to today (at most 30), a day without a record as a gap."""
 
 
 # --- alerts, events, logs ---------------------------------------------------

@@ -26,7 +26,8 @@ reports ``SourceState(ok=False, last_ok, last_error, failures, next_retry)``
 and is retried with exponential backoff capped at ``settings.backoff_cap``;
 its next success reports ``ok=True`` again. Every await is bounded by a
 timeout, so a wedged backend cannot hang a task, and ``await monitor.stop()``
-ends the tasks, the stream threads and the connections.
+ends the tasks, the streams and the connections within :data:`STOP_GRACE`,
+without waiting for a call stuck in a slow backend (its thread is a daemon).
 
 The sink may be a plain function or a coroutine function. It runs on the
 monitor's event loop (the app's loop when the TUI starts the monitor); a sink
@@ -70,6 +71,11 @@ PROM_ALERTS = "prom-alerts"
 
 SINK_TIMEOUT = 5.0
 """An async sink that takes longer than this is abandoned for that payload."""
+
+STOP_GRACE = 0.25
+"""Seconds :meth:`Monitor.stop` waits for the sources to end and close (the
+quit waits for it): what is still busy after that (a call stuck in a daemon
+that does not answer, a database slow under load) is abandoned."""
 
 
 def default_sources(settings: Settings, *, clock: Clock = utcnow) -> list[Source]:
@@ -151,6 +157,8 @@ class Monitor:
         ``local`` (the console's own), None until the Prometheus source first
         reports (so the start does not flash the local ones)."""
         self._last_prom_alerts: dict[str, Any] | None = None
+        self._closing: list[asyncio.Future[None]] = []
+        """The sources' closers, kept referenced while they finish after stop()."""
         self._wire_events()
         if autostart:
             try:
@@ -166,22 +174,31 @@ class Monitor:
         """Start every source's task (idempotent)."""
         self._start_tasks(asyncio.get_running_loop())
 
-    async def stop(self) -> None:
-        """Cancel the tasks, close streams, threads and connections (idempotent)."""
+    async def stop(self, grace: float = STOP_GRACE) -> None:
+        """Cancel the tasks, close streams and connections (idempotent).
+
+        Returns within about ``grace`` seconds whatever the backends do: the
+        sources' closing goes on in the background past that (their sockets
+        are closed by then or at exit), and no thread is waited for. A
+        console quitting under load must not wait for a slow call."""
         if self._stopping:
             return
         self._stopping = True
+        deadline = asyncio.get_running_loop().time() + grace
         tasks = [rt.task for rt in self._runtimes.values() if rt.task is not None]
         for task in tasks:
             task.cancel()
         if tasks:
-            await asyncio.wait(tasks, timeout=5.0)
-        closers = [self._close_source(src) for src in self.sources]
-        await asyncio.gather(*closers, return_exceptions=True)
+            await asyncio.wait(tasks, timeout=grace)
         handles = {
             id(h): h for src in self.sources if (h := getattr(src, "handle", None)) is not None
         }
-        await asyncio.gather(*(h.aclose() for h in handles.values()), return_exceptions=True)
+        self._closing = [
+            *(asyncio.ensure_future(self._close_source(src)) for src in self.sources),
+            *(asyncio.ensure_future(h.aclose()) for h in handles.values()),
+        ]
+        left = deadline - asyncio.get_running_loop().time()
+        await asyncio.wait(self._closing, timeout=max(left, 0.05))
 
     async def __aenter__(self) -> Monitor:
         await self.start()

@@ -224,6 +224,8 @@ class StackdeckApp(App[None]):
         self._log_follower = log_follower or _default_log_follower
         self.hostname = hostname or socket.gethostname()
         self._monitor: MonitorLike | None = None
+        self._stopping_monitor: asyncio.Future[None] | None = None
+        """The monitor's stop begun by a quit (awaited in ``on_unmount``)."""
         self._op_context: Any = None
         self._hangup_handler = False
         self._hanging_up = False
@@ -301,9 +303,19 @@ class StackdeckApp(App[None]):
         monitor, self._monitor = self._monitor, None
         if monitor is not None:
             try:
+                # bounded by the monitor (Monitor.stop's grace): a slow call
+                # is abandoned, never waited for
                 await monitor.stop()
             except Exception as exc:  # shutting down: report, never hang the exit
                 self.log.error(f"monitor stop failed: {exc}")
+
+    def _quit(self) -> None:
+        """Leave now: the monitor stops while Textual restores the terminal
+        and takes the screen down (``on_unmount`` waits for the end of that
+        stop), instead of one after the other."""
+        if self._stopping_monitor is None:
+            self._stopping_monitor = asyncio.ensure_future(self._stop_monitor())
+        self.exit()
 
     def follow_log(self, container: str, tail: int) -> AsyncIterator[LogLine]:
         """A container's log, tail then follow (the log screen's source)."""
@@ -496,10 +508,9 @@ class StackdeckApp(App[None]):
         running = self.dashboard.op_running
         if running:
 
-            async def decided(confirmed: bool | None) -> None:
+            def decided(confirmed: bool | None) -> None:
                 if confirmed:
-                    await self._stop_monitor()
-                    self.exit()
+                    self._quit()
 
             self.push_screen(
                 ConfirmScreen(
@@ -512,11 +523,12 @@ class StackdeckApp(App[None]):
                 decided,
             )
             return
-        await self._stop_monitor()
-        self.exit()
+        self._quit()
 
     async def on_unmount(self) -> None:
         self._unwatch_hangup()
+        if self._stopping_monitor is not None:
+            await self._stopping_monitor
         await self._stop_monitor()
 
     def action_help(self) -> None:

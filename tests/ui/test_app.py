@@ -107,6 +107,46 @@ async def test_alerts_line_shows_firing_first_and_pending_dimmed() -> None:
         assert "EMERGENCY LIMIT ON" in rendered(app.query_one(QuotasPanel).query_one(".emergency"))
 
 
+async def test_cost_chart_draws_recorded_days_only() -> None:
+    """Issue 16: a stack recorded since yesterday afternoon shows two days,
+    the first marked partial, whatever the platform models for the month."""
+    from datetime import date
+
+    from console.core.models import CostDay, CostSnapshot
+
+    app = make_app("normal")
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        daily = app.query_one(CostPanel).query_one(".daily")
+        shown = rendered(daily)
+        assert "03-09 → 03-14" in shown and "03-09 partial" in shown
+        assert "1 day not recorded" in shown and "03-01" not in shown
+
+        base = app.dashboard.cost
+        assert base is not None and len(base.daily_history) == 14  # modelled: not drawn
+        two = base.model_copy(
+            update={
+                "recorded_days": [
+                    CostDay(day=date(2025, 3, 13), cost=0.41, partial=True),
+                    CostDay(day=date(2025, 3, 14), cost=0.95),
+                ]
+            }
+        )
+        app.dashboard.cost = two
+        await pilot.pause()
+        shown = rendered(daily)
+        assert "03-13 → 03-14 · 03-13 partial" in shown and "not recorded" not in shown
+        bars = shown.splitlines()[:3]
+        # two days of three columns each after the 8-column scale: nothing before them
+        assert all(len(line.rstrip()) <= 8 + 2 * 3 for line in bars), bars
+
+        app.dashboard.cost = CostSnapshot(
+            **{**two.model_dump(), "recorded_days": [], "daily_history": base.daily_history}
+        )
+        await pilot.pause()
+        assert "none recorded yet" in rendered(daily)
+
+
 async def test_stale_marker_has_age_and_reason_and_clears_on_recovery() -> None:
     app = make_app("stale")
     async with app.run_test(size=BIG) as pilot:

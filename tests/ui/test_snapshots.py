@@ -39,6 +39,18 @@ def test_stale_panel_tab_at_80x24(snap_compare: Any) -> None:
     assert snap_compare(make_app("stale"), terminal_size=(80, 24), run_before=run_before)
 
 
+def test_cost_tab_recorded_days_80x24(snap_compare: Any) -> None:
+    """The cost chart draws the recorded days only (issue 16): from the 9th,
+    partial and dim, with the 12th a gap; none of the platform's 14 modelled days."""
+
+    async def run_before(pilot: Any) -> None:
+        await settle(pilot)
+        await pilot.press("6")
+        await pilot.pause()
+
+    assert snap_compare(make_app("normal"), terminal_size=(80, 24), run_before=run_before)
+
+
 def test_help_screen_80x24(snap_compare: Any) -> None:
     async def run_before(pilot: Any) -> None:
         await settle(pilot)

@@ -125,6 +125,9 @@ class PostgresSource(Source):
                 await asyncio.wait_for(conn.close(timeout=1.0), timeout=1.5)
             except Exception:
                 conn.terminate()
+            except asyncio.CancelledError:
+                conn.terminate()  # the console quits: close the socket, no goodbye
+                raise
 
     async def poll(self) -> DatabaseSnapshot:
         async with self._lock:

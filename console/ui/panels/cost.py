@@ -1,5 +1,6 @@
 """Cost panel: month to date, daily projection against the target, month end
-against the budget, components, cache hit rate and a small daily chart."""
+against the budget, components, cache hit rate and a small chart of the
+recorded days (``CostSnapshot.recorded_days``: no day before the record began)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from console.ui.widgets.sparkline import BLOCKS, gauge
 from console.ui.widgets.text import LiveText
 
 __all__ = ["CostPanel", "bar_rows"]
+
+DAILY_COLUMNS = 31
+"""Columns of the daily chart: a month of days, one column each."""
 
 
 def bar_rows(values: Sequence[float], height: int, *, top: float | None = None) -> list[str]:
@@ -96,19 +100,33 @@ class CostPanel(Panel):
         return Content.assemble(*lines)
 
     def _daily(self, s: CostSnapshot) -> Content:
-        history = s.daily_history[-31:]
-        if not history:
-            return Content.styled("no daily history yet", "dim")
-        values = [v for _, v in history]
+        """The recorded days only (never the platform's modelled ones): the
+        first day, recorded from when the record began, drawn dim and marked
+        partial; a day without a record is a gap (a dot on the baseline)."""
+        days = s.recorded_days[-31:]
+        if not days:
+            return Content.styled("daily: none recorded yet (recording from now on)", "dim")
+        values = [d.cost or 0.0 for d in days]
         top = max(max(values), s.daily_target)
         rows = bar_rows(values, 3, top=top)
-        first, last = history[0][0], history[-1][0]
-        label_lo = f"{first:%m-%d}"
-        label_hi = f"{last:%m-%d}"
-        gap = max(1, len(values) - len(label_lo) - len(label_hi))
+        width = max(1, min(3, DAILY_COLUMNS // len(days)))  # a few days: wider bars
         parts: list[str | tuple[str, str]] = []
         for index, row in enumerate(rows):
-            prefix = f"{fmt_money(top):>7} " if index == 0 else " " * 8
-            parts += [(prefix, "dim"), (row, "$primary"), "\n"]
-        parts.append((f"{'daily':>7} {label_lo}{' ' * gap}{label_hi}", "dim"))
+            parts.append((f"{fmt_money(top):>7} " if index == 0 else " " * 8, "dim"))
+            baseline = index == len(rows) - 1
+            for char, day in zip(row, days, strict=True):
+                if day.cost is None:
+                    parts.append((("·" if baseline else " ") * width, "dim"))
+                else:
+                    parts.append((char * width, "$primary 50%" if day.partial else "$primary"))
+            parts.append("\n")
+        first, last = days[0].day, days[-1].day
+        span = f"{first:%m-%d}" if first == last else f"{first:%m-%d} → {last:%m-%d}"
+        notes = [span]
+        if days[0].partial:
+            notes.append(f"{first:%m-%d} partial")
+        gaps = sum(1 for d in days if d.cost is None)
+        if gaps:
+            notes.append(f"{gaps} day{'s' if gaps > 1 else ''} not recorded")
+        parts.append((f"{'daily':>7} " + " · ".join(notes), "dim"))
         return Content.assemble(*parts)

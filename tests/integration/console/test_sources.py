@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC
 from typing import Any
 
 import asyncpg
@@ -26,6 +27,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from console.core.config import Settings
+from console.core.cost_days import RECORD_FILE, load_record
 from console.core.models import DatabaseSnapshot, SourceState
 from console.core.monitor import Monitor
 from console.core.ops.context import SERVICES as ALL_SERVICES
@@ -609,6 +611,17 @@ async def test_cost_through_nginx(stack: Any) -> None:
         assert snap.monthly_budget > 0
         assert "compute" in snap.components
         assert snap.daily_history
+        # Issue 16: today's cost is recorded in the stack's state folder, and
+        # the chart's days are the recorded ones only (the platform's 30 are
+        # modelled, also before the stack existed).
+        settings = settings_for(stack)
+        record = load_record(settings.state_dir / RECORD_FILE)
+        today = snap.taken_at.astimezone(UTC).date()
+        assert record[today.isoformat()]["cost"] == dict(snap.daily_history)[today]
+        assert snap.recorded_days[-1].day == today and snap.recorded_days[0].partial
+        for day in snap.recorded_days:
+            assert (day.cost is None) == (day.day.isoformat() not in record)
+        assert min(d.day for d in snap.recorded_days).isoformat() == min(record)
     finally:
         await source.aclose()
 

@@ -111,6 +111,65 @@ async def test_snapshots_reach_the_sink_and_stop_closes(settings: Settings) -> N
     assert a.calls == calls  # no polling after stop
 
 
+async def test_stop_abandons_a_blocked_engine_call_and_a_slow_close(settings: Settings) -> None:
+    """Quitting under load (issue 16): ``stop()`` returns while a source's
+    docker call is still blocked and another source's close is still busy.
+    The blocked call's thread is a daemon, so nothing joins it at exit (a
+    ``ThreadPoolExecutor``'s threads are joined by ``concurrent.futures`` at
+    interpreter exit: the quit waited for the slowest call)."""
+    import threading
+
+    from console.core.sources.docker.handle import DockerHandle
+
+    handle = DockerHandle(settings)
+    entered, release = threading.Event(), threading.Event()
+    callers: list[threading.Thread] = []
+
+    def blocking_call() -> StatsSnapshot:
+        callers.append(threading.current_thread())
+        entered.set()
+        release.wait(WAIT * 6)  # a daemon that does not answer
+        return snap()
+
+    class Stuck(FakeSource):
+        async def poll(self) -> Snapshot | None:
+            return await self.handle.call(blocking_call, deadline=WAIT * 6)
+
+    stuck = Stuck(settings, "stats", "stats", lambda n: None)
+    stuck.handle = handle  # type: ignore[attr-defined]  # the monitor closes a source's handle
+    stuck._timeout = WAIT * 6
+    closing, finish = asyncio.Event(), asyncio.Event()
+    close_ended: list[str] = []
+
+    class SlowClose(FakeSource):
+        async def aclose(self) -> None:
+            closing.set()
+            try:
+                await finish.wait()  # a connection's goodbye that takes its time
+                close_ended.append("finished")
+            except asyncio.CancelledError:
+                close_ended.append("cancelled")
+                raise
+
+    slow = SlowClose(settings, "redis", "quotas", lambda n: None)
+    monitor = Monitor(settings, Recorder(), sources=[stuck, slow], autostart=False)
+    await monitor.start()
+    try:
+        await asyncio.wait_for(asyncio.to_thread(entered.wait, WAIT), timeout=WAIT)
+        assert entered.is_set(), "the docker call never started"
+        await monitor.stop()
+        # returned with the call still blocked, on a thread nothing will join
+        assert callers[0].is_alive() and not release.is_set()
+        assert callers[0].daemon, "the call's thread would be joined at exit"
+        # and without waiting for (or cutting short) the slow close
+        assert closing.is_set() and close_ended == []
+        finish.set()
+        await asyncio.wait_for(asyncio.gather(*monitor._closing), timeout=WAIT)
+        assert close_ended == ["finished"]
+    finally:
+        release.set()
+
+
 async def test_a_source_can_show_a_partial_snapshot_before_its_poll_returns(
     settings: Settings,
 ) -> None:

@@ -15,7 +15,6 @@ merges them with the buffer's replay; every event before the start is marked
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections import deque
@@ -367,9 +366,10 @@ class EventsSource(Source):
         )
 
     async def aclose(self) -> None:
+        """Close the stream (its socket is shut down, so the thread returns at
+        once); never waits for the thread, which is a daemon: one still
+        connecting ends when the engine answers or its timeout passes."""
         self._closed = True
         reader = self._reader
         if reader is not None:
             reader.close()
-            if reader.alive:
-                await asyncio.to_thread(reader.join, 1.0)

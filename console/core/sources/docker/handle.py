@@ -1,9 +1,17 @@
 """The Docker client the engine sources share, and how its errors read.
 
-docker-py is blocking, so every call runs on a small thread pool owned by
-:class:`DockerHandle` (never the event loop's default executor, which the UI
-may need), each call bounded by a timeout. Streams (stats, events, logs) run
-on threads of their own (:mod:`.stream`).
+docker-py is blocking, so every call runs on a thread of its own, at most
+``workers`` at once per :class:`DockerHandle` (never the event loop's default
+executor, which the UI may need), each call bounded by a timeout. Streams
+(stats, events, logs) run on threads of their own (:mod:`.stream`).
+
+The call threads are daemon threads that nothing joins: a call stuck in a
+socket read (a daemon that hangs, or answers slowly under load) is abandoned
+when its caller times out or the console quits, and ends with its socket
+timeout if the process is still there. A ``ThreadPoolExecutor`` cannot do
+this: ``concurrent.futures`` joins every pool thread at interpreter exit,
+so a quit waited for the slowest call in flight (issue 16, "quit lags under
+load").
 """
 
 from __future__ import annotations
@@ -12,7 +20,6 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from console.core.config import Settings
@@ -42,7 +49,7 @@ def describe_docker_error(exc: BaseException) -> str:
 
 
 class DockerHandle:
-    """A lazily created docker client and a small private thread pool.
+    """A lazily created docker client, and its calls on daemon threads.
 
     Creating the client talks to the daemon (API version negotiation), so it
     happens on the pool, inside a poll, and a daemon that is down is just a
@@ -55,7 +62,11 @@ class DockerHandle:
         self._client: Any = None
         self._create_lock = threading.Lock()
         """Serialises client creation only; close() never waits for it."""
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stackdeck-docker")
+        self._workers = workers
+        self._slots: asyncio.Semaphore | None = None
+        """At most ``workers`` calls run at once (a stuck call holds its slot
+        until its thread ends, as a pool's busy worker would)."""
+        self._calls = 0
         self._closed = False
         self._failed_at: float | None = None
         self._failure: SourceError | None = None
@@ -114,12 +125,51 @@ class DockerHandle:
     async def call(
         self, fn: Callable[..., T], *args: Any, deadline: float | None = None, what: str = "call"
     ) -> T:
-        """Run a blocking docker call on the pool, bounded by a timeout."""
-        loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(self._pool, lambda: fn(*args))
+        """Run a blocking docker call on a daemon thread, bounded by a timeout
+        (which includes the wait for a free slot)."""
         return await with_timeout(
-            fut, deadline or self.settings.request_timeout + 1.0, "engine", what
+            self._run(fn, *args), deadline or self.settings.request_timeout + 1.0, "engine", what
         )
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._closed:
+            raise SourceError("engine", "closed")
+        loop = asyncio.get_running_loop()
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self._workers)
+        slots = self._slots
+        await slots.acquire()
+        done: asyncio.Future[T] = loop.create_future()
+
+        def settle(result: Any, error: BaseException | None) -> None:
+            slots.release()
+            if done.done():
+                return  # the caller gave up (timeout, cancel, quit)
+            if error is not None:
+                done.set_exception(error)
+            else:
+                done.set_result(result)
+
+        def work() -> None:
+            result: Any = None
+            error: BaseException | None = None
+            try:
+                result = fn(*args)
+            except BaseException as exc:
+                error = exc
+            try:
+                loop.call_soon_threadsafe(settle, result, error)
+            except RuntimeError:
+                pass  # the loop is closed: the console has quit
+
+        self._calls += 1
+        thread = threading.Thread(target=work, name=f"stackdeck-docker-{self._calls}", daemon=True)
+        try:
+            thread.start()
+        except BaseException:
+            slots.release()
+            raise
+        return await done
 
     def info(self, refresh: bool = False) -> dict[str, Any]:
         """``docker info`` (cached; blocking)."""
@@ -139,8 +189,8 @@ class DockerHandle:
         self._version = None
 
     def close(self) -> None:
-        """Close the client and the pool (never blocks: stuck calls end with
-        their socket timeout)."""
+        """Close the client; never blocks. Calls still in flight are abandoned:
+        their threads are daemon threads, and end with their socket timeout."""
         self._closed = True
         client, self._client = self._client, None
         if client is not None:
@@ -148,12 +198,7 @@ class DockerHandle:
                 client.close()
             except Exception:
                 pass
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
-    async def aclose(self, grace: float = 2.0) -> None:
-        """:meth:`close`, then wait (bounded) until the pool's threads are gone."""
+    async def aclose(self) -> None:
+        """:meth:`close` (nothing to wait for: see the module docstring)."""
         self.close()
-        try:
-            await asyncio.wait_for(asyncio.to_thread(self._pool.shutdown, wait=True), timeout=grace)
-        except TimeoutError:
-            pass  # a call stuck in the daemon; its thread ends with its socket timeout

@@ -15,7 +15,6 @@ v2 samples.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import threading
 import time
@@ -459,17 +458,10 @@ class StatsSource(Source):
         return sum(1 for s in self._streams.values() if s.alive)
 
     async def aclose(self) -> None:
+        """Close every stream (their sockets are shut down, so their threads
+        return at once); never waits for the threads, which are daemons."""
         self._closed = True
         streams = list(self._streams.values())
         self._streams.clear()
         for stream in streams:
             stream.close()
-        readers = [s.reader for s in streams if s.reader is not None]
-
-        def join_all() -> None:
-            deadline = time.monotonic() + 2.0
-            for reader in readers:
-                reader.join(max(0.0, deadline - time.monotonic()))
-
-        if readers:
-            await asyncio.to_thread(join_all)
