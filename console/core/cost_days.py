@@ -1,74 +1,37 @@
-"""The recorded cost history: each UTC day's cost, kept as it happens.
+"""The recorded cost history: each UTC day's cost, as the platform recorded it.
 
-The platform's ``/api/metrics/cost`` models the last 30 days: its fixed part
-(compute, storage) is counted for every day, also the days before the stack
-existed (issue 16, "cost history invents days"). The chart draws this record
-instead: the cost source writes today's cost so far at every poll (and
-updates a day already recorded when the platform's figure for it moves, e.g.
-the last minutes of yesterday), and the chart shows only the days that have
-a record. The first day is partial (the record began during it); a day
-without a record between two recorded ones is a gap, never filled in.
-
-The record lives in the stack's state folder (``<state_dir>/cost-days.json``,
-beside the audit log and the deploy history), so every console on the host
-shares it. It is written only while a console runs: a day on which none ran
-is a gap. A console that cannot write there (read-only mount, another user)
-keeps the record in memory for its own session.
+The platform's cost model counts its fixed part (compute, storage) for every
+day, also the days before the stack existed (issue 16, "cost history invents
+days"). The platform therefore records each day's cost as it happens, in its
+database (``cost_days``, migration 0003): whenever it computes its report
+(every ``/api/metrics/cost``, and every Prometheus scrape of ``/metrics``),
+with or without a console open. The report carries those days as
+``recorded_days``; the chart draws only them. The first day is partial (the
+record began during it); a day without a record between two recorded ones
+(the stack was down) is a gap, never filled in.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import os
-from collections.abc import Iterable, Mapping
-from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
+from collections.abc import Mapping
+from datetime import date, timedelta
 from typing import Any
 
 from console.core.models import CostDay
 
-__all__ = ["RECORD_FILE", "day_series", "load_record", "save_record", "update_record"]
-
-log = logging.getLogger(__name__)
-
-RECORD_FILE = "cost-days.json"
-"""The record's file name in the stack's state folder."""
-KEEP_DAYS = 400
-"""Days older than this are dropped from the record."""
+__all__ = ["Record", "day_series", "parse_recorded"]
 
 Record = dict[str, dict[str, Any]]
 """``{"2025-03-14": {"cost": 1.52, "first": iso, "last": iso}}``: one entry
 per recorded UTC day; ``first``/``last``: when it was first and last recorded."""
 
 
-def update_record(
-    record: Mapping[str, Mapping[str, Any]],
-    now: datetime,
-    platform_days: Iterable[tuple[date, float]],
-) -> Record:
-    """The record after a poll at ``now`` whose report gave ``platform_days``
-    (its per-day costs; today's is the cost so far).
-
-    Today is recorded (or updated); a day already in the record takes the
-    report's newer figure; a day the record does not have is never added:
-    the report's figure for it is modelled, not seen."""
-    now = now.astimezone(UTC)
-    today = now.date()
-    at = now.isoformat()
-    out: Record = {day: dict(entry) for day, entry in record.items()}
-    for day, cost in platform_days:
-        key = day.isoformat()
-        if day > today:
-            continue
-        if day == today:
-            entry = out.setdefault(key, {"first": at})
-            entry["cost"] = round(float(cost), 4)
-            entry["last"] = at
-        elif key in out:
-            out[key]["cost"] = round(float(cost), 4)
-    oldest = (today - timedelta(days=KEEP_DAYS)).isoformat()
-    return {day: entry for day, entry in sorted(out.items()) if day >= oldest}
+def parse_recorded(raw: Any) -> Record:
+    """The report's ``recorded_days``; empty when it has none (a platform
+    older than the record, or its database down)."""
+    if not isinstance(raw, Mapping):
+        return {}
+    return {str(k): dict(v) for k, v in raw.items() if isinstance(v, Mapping)}
 
 
 def day_series(
@@ -94,29 +57,3 @@ def day_series(
         CostDay(day=day, cost=recorded.get(day), partial=day == first)
         for day in (start + timedelta(days=i) for i in range((today - start).days + 1))
     ]
-
-
-def load_record(path: Path) -> Record:
-    """The record in ``path``; empty when there is none or it is unreadable."""
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        log.warning("cost record %s unreadable (%s): starting a new one", path, exc)
-        return {}
-    days = raw.get("days") if isinstance(raw, dict) else None
-    if not isinstance(days, dict):
-        return {}
-    return {str(k): dict(v) for k, v in days.items() if isinstance(v, dict)}
-
-
-def save_record(path: Path, record: Mapping[str, Mapping[str, Any]]) -> None:
-    """Write the record atomically (a reader never sees half a file).
-    Raises OSError when the folder is missing or not writable."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps({"days": record}, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

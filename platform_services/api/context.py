@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 
 from platform_services import telemetry
 from platform_services.api import auth
-from platform_services.api.cost import CostParams, CostReport, compute_cost
+from platform_services.api.cost import CostParams, CostReport, compute_cost, with_recorded
 from platform_services.db.store import Store
 from platform_services.market import MarketService
 from platform_services.providers import keys
@@ -198,11 +198,24 @@ class Platform:
             except RedisError as rexc:
                 missing.append(f"cache ({type(rexc).__name__})")
         report = compute_cost(now, self.cost_params(), db_size, calls)
+        if not missing:
+            try:
+                report = await self._record_cost_day(report, since)
+            except Exception as exc:
+                missing.append(f"cost record ({type(exc).__name__})")
         telemetry.DAILY_COST_PROJECTION.set(report.daily_projection)
         telemetry.MONTH_END_PROJECTION.set(report.month_end_projection)
         if not missing:
             self._cost = (time.monotonic(), report)
         return report, missing
+
+    async def _record_cost_day(self, report: CostReport, since: date) -> CostReport:
+        """Write today's cost so far to ``cost_days``; the report with the days recorded."""
+        today = report.at.date()
+        today_cost = dict(report.daily_history).get(today)
+        if today_cost is not None:
+            await self.store.record_cost_day(today, today_cost)
+        return with_recorded(report, await self.store.cost_days(since))
 
     async def refresh_gauges(self) -> None:
         """Bring the scrape-time gauges up to date (quota usage, cost)."""

@@ -33,7 +33,7 @@ API gathers the inputs (``api_calls`` and ``pg_database_size``).
 from __future__ import annotations
 
 import calendar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
 MIN_DAY_FRACTION = 1 / 24
@@ -64,7 +64,13 @@ class CostReport:
     """Projected USD for today by component."""
     calls_today: dict[str, int]
     daily_history: list[tuple[date, float]] = field(default_factory=list)
-    """Cost of each day of the last 30 (today: so far), oldest first."""
+    """Cost of each day of the last 30 (today: so far), oldest first, modelled
+    from the fixed cost and the logged calls (cut at the first recorded day
+    by :func:`with_recorded`)."""
+    recorded_days: list[tuple[date, float, datetime, datetime]] = field(default_factory=list)
+    """The days the platform recorded as they happened (``cost_days``):
+    (day, cost, first and last recorded at), oldest first. What a cost
+    history draws: a day without a record is a day the platform did not run."""
 
     @property
     def over_budget(self) -> bool:
@@ -83,6 +89,10 @@ class CostReport:
             "components": self.components,
             "calls_today": self.calls_today,
             "daily_history": [[d.isoformat(), cost] for d, cost in self.daily_history],
+            "recorded_days": {
+                d.isoformat(): {"cost": cost, "first": first.isoformat(), "last": last.isoformat()}
+                for d, cost, first, last in self.recorded_days
+            },
         }
 
 
@@ -155,4 +165,18 @@ def compute_cost(
         },
         calls_today={p: n for p, (n, _) in sorted(calls_by_day.get(today, {}).items())},
         daily_history=history,
+    )
+
+
+def with_recorded(
+    report: CostReport, recorded: list[tuple[date, float, datetime, datetime]]
+) -> CostReport:
+    """``report`` with the days recorded in ``cost_days`` (oldest first), its
+    modelled history cut at the first of them: the days before it are days
+    the stack did not exist, and a model must not invent their cost."""
+    first = recorded[0][0] if recorded else report.at.date()
+    return replace(
+        report,
+        daily_history=[(d, c) for d, c in report.daily_history if d >= first],
+        recorded_days=list(recorded),
     )

@@ -158,6 +158,12 @@ class CacheClearBody(BaseModel):
 # --- metrics ---------------------------------------------------------------------------
 
 
+class RecordedDay(BaseModel):
+    cost: float = Field(description="USD; today: so far, a past day: at its last record")
+    first: str = Field(description="when the day's record began (ISO 8601)")
+    last: str = Field(description="when it was last recorded (ISO 8601)")
+
+
 class CostBody(BaseModel):
     timestamp: str
     currency: str
@@ -171,7 +177,13 @@ class CostBody(BaseModel):
     calls_today: dict[str, int]
     daily_history: list[list[str | float]] = Field(
         description="[date, usd] pairs for each of the last 30 UTC days, oldest first "
-        "(today: so far)."
+        "(today: so far), modelled from the fixed cost and the logged calls; never "
+        "before the first recorded day."
+    )
+    recorded_days: dict[str, RecordedDay] = Field(
+        default_factory=dict,
+        description="The UTC days the platform recorded as they happened (table cost_days): "
+        "a day the stack did not run has none. Empty while the database is unreachable.",
     )
     degraded_inputs: list[str]
     model: dict[str, Any]

@@ -249,6 +249,31 @@ class Store:
             out.setdefault(r["day"], {})[r["provider"]] = (int(r["calls"]), float(r["usd"]))
         return out
 
+    async def record_cost_day(self, day: date, cost_usd: float) -> None:
+        """Today's cost so far (issue 16): the first write of a day sets when
+        its record began, every later one moves its cost and last time."""
+        await self.execute(
+            """
+            INSERT INTO cost_days (day, cost_usd) VALUES ($1, $2)
+            ON CONFLICT (day) DO UPDATE
+               SET cost_usd = EXCLUDED.cost_usd, last_recorded_at = now()
+            """,
+            day,
+            cost_usd,
+        )
+
+    async def cost_days(self, since: date) -> list[tuple[date, float, datetime, datetime]]:
+        """The recorded days from ``since``: (day, cost, first and last recorded at)."""
+        rows = await self.fetch(
+            "SELECT day, cost_usd, first_recorded_at, last_recorded_at FROM cost_days"
+            " WHERE day >= $1 ORDER BY day",
+            since,
+        )
+        return [
+            (r["day"], float(r["cost_usd"]), r["first_recorded_at"], r["last_recorded_at"])
+            for r in rows
+        ]
+
     async def database_size(self) -> int:
         return int(await self.fetchval("SELECT pg_database_size(current_database())"))
 

@@ -6,17 +6,14 @@ figure is missing from the report (an older API version), it is derived here
 with the same arithmetic: month-end = month to date + remaining days of the
 month * daily projection.
 
-The report's 30-day history is modelled (it counts days before the stack
-existed); the snapshot's ``recorded_days`` are what was seen instead: every
-poll records today's cost in the stack's state folder
-(:mod:`console.core.cost_days`), and only recorded days are drawn.
+The report's 30-day history is modelled; the snapshot's ``recorded_days`` are
+the days the platform recorded as they happened (``cost_days`` in its
+database, :mod:`console.core.cost_days`), and only those are drawn.
 """
 
 from __future__ import annotations
 
-import asyncio
 import calendar
-import logging
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
@@ -24,16 +21,9 @@ from typing import Any
 import httpx
 
 from console.core.config import Settings
-from console.core.cost_days import (
-    RECORD_FILE,
-    Record,
-    day_series,
-    load_record,
-    save_record,
-    update_record,
-)
+from console.core.cost_days import day_series, parse_recorded
 from console.core.errors import SourceError, redact
-from console.core.models import CostDay, CostSnapshot
+from console.core.models import CostSnapshot
 from console.core.sources.base import Clock, Source, utcnow
 
 __all__ = [
@@ -43,8 +33,6 @@ __all__ = [
     "month_end_projection",
     "remaining_days_in_month",
 ]
-
-log = logging.getLogger(__name__)
 
 COST_PATH = "/api/metrics/cost"
 CACHE_PATH = "/api/metrics/cache"
@@ -143,6 +131,9 @@ def cost_snapshot_from(
         components=components,
         cache_hit_rate=cache_hit_rate(cache) if cache else None,
         daily_history=_history(cost.get("daily_history")),
+        recorded_days=day_series(
+            parse_recorded(cost.get("recorded_days")), now.astimezone(UTC).date()
+        ),
     )
 
 
@@ -156,8 +147,6 @@ class CostSource(Source):
         super().__init__(settings, clock=clock)
         self._client = client
         self._own_client = client is None
-        self._record: Record | None = None
-        """The recorded days (loaded from the state folder at the first poll)."""
 
     @property
     def interval(self) -> float:
@@ -214,22 +203,7 @@ class CostSource(Source):
             )
         except ValueError as exc:
             raise SourceError("cost", str(exc)) from None
-        days = await asyncio.to_thread(self._record_today, snapshot)
-        return snapshot.model_copy(update={"recorded_days": days})
-
-    def _record_today(self, snapshot: CostSnapshot) -> list[CostDay]:
-        """Record today's cost (blocking: file I/O) and return the days to draw."""
-        path = self.settings.state_dir / RECORD_FILE
-        # another console on the host may have recorded days meanwhile
-        record = {**(self._record or {}), **load_record(path)}
-        updated = update_record(record, snapshot.taken_at, snapshot.daily_history)
-        if updated != record:
-            try:
-                save_record(path, updated)
-            except OSError as exc:  # kept in memory for this session
-                log.debug("cost record not saved to %s: %s", path, exc)
-        self._record = updated
-        return day_series(updated, snapshot.taken_at.astimezone(UTC).date())
+        return snapshot
 
     async def aclose(self) -> None:
         if self._client is not None and self._own_client:

@@ -27,7 +27,6 @@ import pytest
 import redis.asyncio as aioredis
 
 from console.core.config import Settings
-from console.core.cost_days import RECORD_FILE, load_record
 from console.core.models import DatabaseSnapshot, SourceState
 from console.core.monitor import Monitor
 from console.core.ops.context import SERVICES as ALL_SERVICES
@@ -611,17 +610,20 @@ async def test_cost_through_nginx(stack: Any) -> None:
         assert snap.monthly_budget > 0
         assert "compute" in snap.components
         assert snap.daily_history
-        # Issue 16: today's cost is recorded in the stack's state folder, and
-        # the chart's days are the recorded ones only (the platform's 30 are
-        # modelled, also before the stack existed).
-        settings = settings_for(stack)
-        record = load_record(settings.state_dir / RECORD_FILE)
+        # Issue 16: the chart's days are the ones the platform recorded as they
+        # happened (its cost_days table), never its 30 modelled days.
+        conn = await asyncpg.connect(stack.pg_dsn, timeout=10)
+        try:
+            rows = await conn.fetch("SELECT day, cost_usd FROM cost_days ORDER BY day")
+        finally:
+            await conn.close()
+        record = {r["day"]: r["cost_usd"] for r in rows}
         today = snap.taken_at.astimezone(UTC).date()
-        assert record[today.isoformat()]["cost"] == dict(snap.daily_history)[today]
         assert snap.recorded_days[-1].day == today and snap.recorded_days[0].partial
+        assert snap.recorded_days[0].day == min(record)
         for day in snap.recorded_days:
-            assert (day.cost is None) == (day.day.isoformat() not in record)
-        assert min(d.day for d in snap.recorded_days).isoformat() == min(record)
+            assert (day.cost is None) == (day.day not in record)
+        assert snap.recorded_days[-1].cost == pytest.approx(record[today], abs=0.01)
     finally:
         await source.aclose()
 

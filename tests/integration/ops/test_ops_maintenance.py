@@ -340,21 +340,23 @@ def test_migrate_with_nothing_pending(stack: Any) -> None:
 
 
 def test_migrate_with_one_pending_backs_up_and_applies_it(stack: Any) -> None:
-    """The database one revision behind (``alembic_version`` set back to 0001;
-    0002 is ``CREATE ... IF NOT EXISTS``, so re-applying it loses nothing):
-    migrate takes a backup, then upgrades to the head."""
+    """The database one revision behind (``alembic_version`` set back to the
+    one before the head; every migration after 0001 is ``CREATE ... IF NOT
+    EXISTS``, so re-applying the head loses nothing): migrate takes a backup,
+    then upgrades to the head."""
     head = _pg(stack, "SELECT version_num FROM alembic_version")[0][0]
-    assert head == "0002", f"the test expects 0002 as the head, not {head}"
-    _pg(stack, "UPDATE alembic_version SET version_num = '0001'")
+    assert head != "0001", "the test needs a head after 0001"
+    behind = f"{int(head) - 1:04d}"
+    _pg(stack, "UPDATE alembic_version SET version_num = $1", behind)
     try:
         r = run_cli(stack, "migrate")
         assert r.rc == 0, r.text()
         assert r.final["message"] == "migrations applied", r.text()
         assert "backup" in r.steps("ok"), r.text()
         assert "migrate" in r.steps("ok"), r.text()
-        assert _pg(stack, "SELECT version_num FROM alembic_version")[0][0] == "0002"
+        assert _pg(stack, "SELECT version_num FROM alembic_version")[0][0] == head
     finally:
-        _pg(stack, "UPDATE alembic_version SET version_num = '0002'")
+        _pg(stack, "UPDATE alembic_version SET version_num = $1", head)
 
 
 def test_cache_warm_fills_the_price_cache(stack: Any, rds: Any) -> None:

@@ -12,6 +12,7 @@ import redis
 from platform_services.api.schemas import ApiUsageBody, CacheMetricsBody, CostBody
 from platform_services.providers import keys
 from tests.conftest import Stack
+from tests.integration.platform.pf_helpers import pg
 
 pytestmark = pytest.mark.stack
 
@@ -26,9 +27,32 @@ def test_cost_metrics(stack: Stack, api: httpx.Client) -> None:
     assert body.month_end_projection >= body.month_to_date > 0
     assert {"compute", "storage", "provider_calls"} <= set(body.components)
     assert body.daily_projection == pytest.approx(sum(body.components.values()), abs=1e-3)
-    assert len(body.daily_history) == 30
+    # Issue 16: the platform records each day's cost as it happens (cost_days),
+    # and its modelled history does not reach before the first recorded day.
+    today = datetime.now(UTC).date()
+    recorded = sorted(body.recorded_days)
+    assert recorded and recorded[-1] == today.isoformat(), recorded
     days = [date.fromisoformat(d) for d, _ in body.daily_history]
-    assert days == sorted(days) and days[-1] == datetime.now(UTC).date()
+    assert days == sorted(days) and days[-1] == today
+    assert days[0] == date.fromisoformat(recorded[0]) and len(days) <= 30
+    row = pg(
+        stack,
+        "SELECT cost_usd, first_recorded_at, last_recorded_at FROM cost_days WHERE day = $1",
+        today,
+    )
+    assert row, "today has no row in cost_days"
+    assert body.recorded_days[today.isoformat()].cost == pytest.approx(row[0][0])
+    assert dict(body.daily_history)[today.isoformat()] == pytest.approx(row[0][0])
+    # a later report moves today's record, never its start
+    first_at = row[0][1]
+    again = CostBody.model_validate(api.get("/api/metrics/cost").json())
+    later = pg(
+        stack, "SELECT first_recorded_at, last_recorded_at FROM cost_days WHERE day = $1", today
+    )
+    assert later[0][0] == first_at and later[0][1] >= row[0][2]
+    assert (
+        again.recorded_days[today.isoformat()].first == body.recorded_days[today.isoformat()].first
+    )
     assert body.degraded_inputs == []
     assert body.budget_status == ("over" if body.daily_projection > body.daily_target else "ok")
 

@@ -83,3 +83,32 @@ def test_day_fraction_and_naive_time() -> None:
     assert day_fraction(datetime(2025, 1, 1, 18, 0, tzinfo=UTC)) == pytest.approx(0.75)
     with pytest.raises(ValueError):
         compute_cost(datetime(2025, 1, 1), PARAMS, 0, {})
+
+
+def test_recorded_days_cut_the_modelled_history_and_reach_the_api_json() -> None:
+    """Issue 16: the model counts the fixed cost for 30 days, also the days
+    before the stack existed; with what ``cost_days`` recorded, the history
+    starts at the first recorded day, and the recorded days go out as they are."""
+    from platform_services.api.cost import with_recorded
+
+    now = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)
+    report = compute_cost(now, PARAMS, 0, {})
+    assert len(report.daily_history) == 30  # the model alone invents 29 days
+    first_at = datetime(2025, 3, 12, 17, 5, tzinfo=UTC)
+    recorded = [
+        (date(2025, 3, 12), 0.55, first_at, datetime(2025, 3, 12, 23, 59, 50, tzinfo=UTC)),
+        (date(2025, 3, 14), 0.65, datetime(2025, 3, 14, 0, 0, 5, tzinfo=UTC), now),
+    ]
+    cut = with_recorded(report, recorded)
+    assert [d for d, _ in cut.daily_history] == [date(2025, 3, d) for d in (12, 13, 14)]
+    body = cut.to_json()
+    assert body["recorded_days"] == {
+        "2025-03-12": {
+            "cost": 0.55,
+            "first": first_at.isoformat(),
+            "last": recorded[0][3].isoformat(),
+        },
+        "2025-03-14": {"cost": 0.65, "first": recorded[1][2].isoformat(), "last": now.isoformat()},
+    }
+    # nothing recorded yet (a database that just came up): today only
+    assert [d for d, _ in with_recorded(report, []).daily_history] == [date(2025, 3, 14)]
