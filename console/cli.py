@@ -19,7 +19,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 __all__ = ["ENVIRONMENT", "EXIT_CODES", "build_parser", "main"]
 
@@ -494,6 +494,11 @@ def _leave_at_exit() -> None:
     code = _tui_left_with
     if code is None:
         return
+    _end_process(code)
+
+
+def _end_process(code: int) -> NoReturn:
+    """Flush the log and the streams, then end the process at once."""
     import logging
 
     logging.shutdown()
@@ -514,7 +519,7 @@ def _tui(settings: Any, args: argparse.Namespace) -> int:
     from console.ui.app import create_app
 
     atexit.register(_leave_at_exit)
-    app = create_app(settings)
+    app = create_app(settings, leave=_end_process)
     app.run()
     _tui_left_with = int(getattr(app, "return_code", 0) or 0)
     return _tui_left_with

@@ -264,6 +264,7 @@ def make_app(
     clock: FixedClock | None = None,
     since: Callable[[Settings], Any] | None = None,
     canceller: FakeCanceller | None = None,
+    leave: Callable[[int], None] | None = None,
 ) -> StackdeckApp:
     return create_app(
         test_settings(read_only=read_only),
@@ -276,6 +277,7 @@ def make_app(
         hostname="prod-host",
         preload=False,  # exact frames: the chart never waits for a background import
         op_canceller=canceller or FakeCanceller(),
+        leave=leave,
     )
 
 

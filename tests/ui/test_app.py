@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -651,6 +652,69 @@ async def test_quit_stops_the_monitor() -> None:
         await pilot.press("q")
         await pilot.pause()
     assert monitor.stopped
+
+
+class Leave:
+    """The CLI's ``leave(code)``, recorded: in the real console it ends the
+    process; here the app then exits the normal way so the test can end."""
+
+    def __init__(self) -> None:
+        self.codes: list[int] = []
+        self.app: Any = None
+
+    def __call__(self, code: int) -> None:
+        self.codes.append(code)
+        self.app.exit(return_code=code)
+
+
+def _app_that_can_leave(**kw: Any) -> tuple[Any, Leave]:
+    leave = Leave()
+    app = leave.app = make_app("normal", leave=leave, **kw)
+    return app, leave
+
+
+async def test_quit_with_nothing_to_finish_leaves_at_once() -> None:
+    """The terminal is given back and the process ended without the sources'
+    goodbyes (the monitor is not stopped: the process's end closes its sockets)."""
+    app, leave = _app_that_can_leave()
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        await pilot.press("q")
+        await pilot.pause()
+        assert leave.codes == [0]
+        assert not FakeMonitor.instances[-1].stopped
+
+
+async def test_quit_during_an_operation_never_leaves_at_once() -> None:
+    """Confirmed during a VACUUM: the normal exit, which cancels the
+    operation and waits for its undo, not the quick one."""
+    app, leave = _app_that_can_leave(ops=FakeOps())
+    async with app.run_test(size=BIG) as pilot:
+        await _quit_while_vacuum_runs(pilot, app)
+        await pilot.press("y")
+        await pilot.pause()
+    assert leave.codes == [] and app.return_code == 0
+    assert FakeMonitor.instances[-1].stopped
+
+
+async def test_quit_while_a_notice_is_sent_waits_for_it() -> None:
+    """An operation's notice still on its way (its thread alive): the normal
+    exit, which joins that thread, so the page is not lost."""
+    from console.core.ops.notify import NOTICE_THREAD
+
+    sending = threading.Event()
+    notice = threading.Thread(target=sending.wait, args=(30,), name=NOTICE_THREAD)
+    notice.start()
+    try:
+        app, leave = _app_that_can_leave()
+        async with app.run_test(size=BIG) as pilot:
+            await settle(pilot)
+            await pilot.press("q")
+            await pilot.pause()
+        assert leave.codes == [] and app.return_code == 0
+    finally:
+        sending.set()
+        notice.join()
 
 
 async def test_monitor_failure_becomes_a_source_marker_not_a_crash() -> None:

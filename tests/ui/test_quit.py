@@ -129,8 +129,11 @@ class Pane:
             stdin=subprocess.DEVNULL,
         ).stdout
 
-    def start(self, env: dict[str, str]) -> None:
-        cmd = f"exec {sys.executable} -m console --stack sdquit --http-port 9"
+    def start(self, env: dict[str, str], *, then: str | None = None) -> None:
+        """The console in the pane; with ``then``, a shell runs ``then`` after
+        it in the same pane (on the same terminal) instead of the pane ending."""
+        console = f"{sys.executable} -m console --stack sdquit --http-port 9"
+        cmd = f"{console}; {then}" if then else f"exec {console}"
         subprocess.run(
             [
                 *("tmux", "-L", self.server, "-f", "/dev/null", "new-session", "-d"),
@@ -148,6 +151,12 @@ class Pane:
     def screen(self) -> str:
         return self.tmux("capture-pane", "-p", "-t", "tui")
 
+    def flags(self) -> dict[str, str]:
+        """What the terminal was left in: tmux's view of the pane's modes."""
+        names = ("alternate_on", "cursor_flag", "mouse_any_flag", "mouse_sgr_flag")
+        out = self.tmux("display-message", "-p", "-t", "tui", " ".join(f"#{{{n}}}" for n in names))
+        return dict(zip(names, out.split(), strict=False))
+
     def exited(self) -> bool:
         return self.tmux("display-message", "-p", "-t", "tui", "#{pane_dead}").strip() == "1"
 
@@ -164,11 +173,8 @@ def pane(tmp_path: Path) -> Iterator[Pane]:
         p.kill()
 
 
-def test_quit_leaves_without_waiting_for_a_call_the_engine_never_answers(
-    tmp_path: Path, pane: Pane
-) -> None:
-    # a short path: a unix socket's path is limited to ~100 bytes
-    engine = SilentEngine(tmp_path / "d.sock")
+def _console_env(tmp_path: Path, engine: SilentEngine) -> dict[str, str]:
+    """The console's environment: the silent engine, no stack, no operator's files."""
     nothing = tmp_path / "run"  # no PostgreSQL or Redis socket there: they fail at once
     nothing.mkdir()
     config = tmp_path / "config.toml"  # empty: no operator's file is read
@@ -192,6 +198,15 @@ def test_quit_leaves_without_waiting_for_a_call_the_engine_never_answers(
         "STACKDECK_REDIS_URL",
     ):
         env.pop(leak, None)
+    return env
+
+
+def test_quit_leaves_without_waiting_for_a_call_the_engine_never_answers(
+    tmp_path: Path, pane: Pane
+) -> None:
+    # a short path: a unix socket's path is limited to ~100 bytes
+    engine = SilentEngine(tmp_path / "d.sock")
+    env = _console_env(tmp_path, engine)
     try:
         pane.start(env)
         poll(
@@ -222,5 +237,52 @@ def test_quit_leaves_without_waiting_for_a_call_the_engine_never_answers(
         )
         for n, since in asked.items():
             assert closed[n] < since + CALL_TIMEOUT_S, f"request {n} was waited for"
+    finally:
+        engine.close()
+
+
+def test_quit_gives_the_terminal_back_as_it_was(tmp_path: Path, pane: Pane) -> None:
+    """After ``q`` the shell gets its terminal back: the main screen, the
+    cursor, no mouse reporting, line editing and echo, and exit status 0;
+    whichever way the console leaves (at once when nothing is left to
+    finish), the terminal is restored before the process ends."""
+    engine = SilentEngine(tmp_path / "d.sock")
+    after = tmp_path / "after"
+    try:
+        # the shell after the console, on the same terminal: its exit status,
+        # the terminal's line settings, then it waits (the pane stays alive)
+        pane.start(
+            _console_env(tmp_path, engine),
+            then=f"echo $? > {after}.code; stty -a > {after}; exec sleep 120",
+        )
+        poll(
+            lambda: "Containers" in pane.screen() or pane.exited(),
+            timeout=60,
+            what="the TUI did not paint its dashboard",
+        )
+        # what the console changed, seen the way the check below sees it
+        taken = pane.flags()
+        assert taken["alternate_on"] == "1" and taken["mouse_any_flag"] == "1", taken
+        assert not after.exists()
+
+        pane.tmux("send-keys", "-t", "tui", "q")
+        poll(
+            lambda: after.exists() and after.read_text().strip(),
+            timeout=EXIT_BOUND_S,
+            what="the shell after the console never ran: the console did not leave",
+        )
+        assert (tmp_path / "after.code").read_text().strip() == "0"
+        settings = set(after.read_text().replace(";", " ").split())
+        assert {"icanon", "echo", "isig"} <= settings, (
+            f"line editing not restored:\n{after.read_text()}"
+        )
+        assert not {"-icanon", "-echo", "-isig"} & settings
+        assert pane.flags() == {
+            "alternate_on": "0",
+            "cursor_flag": "1",
+            "mouse_any_flag": "0",
+            "mouse_sgr_flag": "0",
+        }
+        assert "Traceback" not in pane.screen()
     finally:
         engine.close()

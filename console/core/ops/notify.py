@@ -45,6 +45,10 @@ SHOW_FOR_S = 300
 TIMEOUT_S = 3.0
 
 
+NOTICE_THREAD = "op-notice"
+"""The name of the thread that sends an operation's notice (a quit waits for it)."""
+
+
 def alertmanager_url(env: Mapping[str, str], http_port: int) -> str:
     """Alertmanager on 127.0.0.1: ``ALERTMANAGER_PORT``, or derived from
     ``HTTP_PORT`` (``console/core/stack.facts``, as scripts/lib.sh)."""
@@ -154,7 +158,7 @@ def _start(
     )
     auth = ((env.get("MONITORING_USER") or "stackdeck"), env["MONITORING_PASSWORD"])
     t = threading.Thread(
-        target=_post, args=(alertmanager_url(env, ctx.http_port), auth, alert), name="op-notice"
+        target=_post, args=(alertmanager_url(env, ctx.http_port), auth, alert), name=NOTICE_THREAD
     )
     t.start()
     return t
