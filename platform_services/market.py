@@ -11,7 +11,8 @@ For every symbol:
    call first asks the quota ledger; a denied call is not made and the next
    provider is tried. A provider that does not know the symbol, fails or
    rate-limits us also hands over to the next one.
-3. A quote is cached for ``PRICE_CACHE_TTL_S``. The caller stores it in the
+3. A quote is cached for ``PRICE_CACHE_TTL_S`` and published on
+   ``prices:updates`` (the price stream's feed). The caller stores it in the
    ``prices`` hypertable (the API only when the whole request was valid).
 4. No quote, and providers said "unknown" with none failing → the symbol is
    unknown (negative cache entry). Once ``UNKNOWN_SYMBOL_CONSENSUS`` (2)
@@ -272,11 +273,10 @@ class MarketService:
             if entry.source == "provider":
                 payload = entry.quote.to_json()
                 payload["cached_at"] = datetime.now(UTC).isoformat()
-                pipe.set(
-                    keys.price_cache_key(symbol),
-                    json.dumps(payload),
-                    ex=self.settings.price_cache_ttl_s,
-                )
+                encoded = json.dumps(payload)
+                pipe.set(keys.price_cache_key(symbol), encoded, ex=self.settings.price_cache_ttl_s)
+                # The price stream's feed: same round trip, no subscriber needed.
+                pipe.publish(keys.PRICE_UPDATES_CHANNEL, encoded)
         for symbol in result.unknown:
             pipe.set(
                 keys.price_cache_key(symbol),

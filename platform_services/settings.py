@@ -100,6 +100,14 @@ class Settings(BaseSettings):
     enable_docs: bool = False
     """Serve /api/docs (Swagger UI) and relax the CSP for it."""
 
+    # --- price stream (GET /api/ws/prices, platform_services/api/stream.py) -----
+    ws_max_connections: int = Field(default=200, ge=1)
+    """Open price-stream WebSockets per API process; the next is refused (503)."""
+    ws_queue_size: int = Field(default=64, ge=1)
+    """Messages waiting for one client; past it the oldest is dropped."""
+    ws_heartbeat_s: float = Field(default=15.0, gt=0.0)
+    """Seconds between heartbeat messages (keeps nginx's read timeout, 60 s, away)."""
+
     # --- worker -----------------------------------------------------------------
     watchlist: str = "AAPL,MSFT,GOOGL,AMZN,NVDA"
     worker_interval_s: float = Field(default=300.0, ge=1.0)

@@ -50,6 +50,27 @@ EMERGENCY_RATE_LIMIT = Gauge(
 CACHE_HITS = Counter("investment_cache_hits_total", "Price lookups served from the Redis cache.")
 CACHE_MISSES = Counter("investment_cache_misses_total", "Price lookups the cache could not serve.")
 LOGIN_ATTEMPTS = Counter("investment_login_attempts_total", "Login attempts by result.", ["result"])
+WS_CONNECTIONS = Gauge(
+    "investment_ws_connections", "Open price-stream WebSockets (/api/ws/prices) in this process."
+)
+WS_MESSAGES = Counter(
+    "investment_ws_messages_total",
+    "Messages sent on the price stream, by type (snapshot, price, heartbeat).",
+    ["type"],
+)
+WS_DROPPED = Counter(
+    "investment_ws_dropped_total",
+    "Price-stream messages dropped (oldest first) because a client's queue was full.",
+)
+WS_REJECTED = Counter(
+    "investment_ws_rejected_total",
+    "Price-stream handshakes refused, by reason (symbols, origin, capacity).",
+    ["reason"],
+)
+WS_FEED_UP = Gauge(
+    "investment_ws_feed_up",
+    "1 while this process is subscribed to the prices:updates channel in Redis.",
+)
 
 
 class JsonFormatter(logging.Formatter):

@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 from platform_services import telemetry
 from platform_services.api import auth
 from platform_services.api.cost import CostParams, CostReport, compute_cost, with_recorded
+from platform_services.api.stream import PriceHub, run_feed
 from platform_services.db.store import Store
 from platform_services.market import MarketService
 from platform_services.providers import keys
@@ -65,6 +66,7 @@ class Platform:
         self.ledger = QuotaLedger(self.redis, self.providers)
         self.clients: dict[str, ProviderClient] = build_clients(settings, self.http)
         self.market = MarketService(settings, self.redis, self.store, self.ledger, self.clients)
+        self.hub = PriceHub(settings.ws_max_connections, settings.ws_queue_size)
         self.users_ready = False
         self._probes: dict[str, Probe] = {}
         self._probed_at = 0.0
@@ -83,6 +85,7 @@ class Platform:
             log.warning("ADMIN_TOKEN unset or shorter than 16 characters: static token disabled")
         self._tasks.append(asyncio.create_task(self._bootstrap_loop(), name="bootstrap-users"))
         self._tasks.append(asyncio.create_task(self._probe_loop(), name="probe-providers"))
+        self._tasks.append(asyncio.create_task(run_feed(self.redis, self.hub), name="price-feed"))
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -12,6 +12,7 @@ Endpoints (the runbook's interface):
 ``POST /api/auth/login``                    JWT for a user of the ``users`` table
 ``POST /api/cache/clear``                   admin: delete ``cache:*`` keys only
 ``GET /api/metrics/cost|api-usage|cache``   cost model, quotas, cache hit rate
+``GET /api/ws/prices?symbols=AAPL,..``      WebSocket: snapshot, then each new quote
 ``GET /metrics``                            Prometheus text format
 ==========================================  ==========================================
 
@@ -30,7 +31,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from platform_services.api import health, routes
+from platform_services.api import health, routes, stream
 from platform_services.api.context import Platform
 from platform_services.api.middleware import (
     BodySizeLimitMiddleware,
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(health.router)
     app.include_router(routes.router)
+    app.include_router(stream.router)
 
     # Added innermost first: the last one added wraps all the others.
     app.add_middleware(DeadlineMiddleware, seconds=settings.request_deadline_s)

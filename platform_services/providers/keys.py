@@ -22,6 +22,10 @@ key                                       what                                  
 ``health:probe:<colour>``                 the cache health check's round trip        10 s
 ========================================  =========================================  ==============
 
+One pub/sub channel, not a key (nothing is stored): ``prices:updates``
+carries every quote fetched from a provider, as it is written to the cache
+(the worker's and the API's), for the price stream (``/api/ws/prices``).
+
 Only the ``cache:`` family is disposable: ``POST /api/cache/clear`` (and the
 console's flush) delete ``cache:*`` by SCAN + UNLINK and nothing else. Quota
 counters, statistics and the emergency switch never start with ``cache:``, so a
@@ -55,6 +59,10 @@ CACHE_SCAN_PATTERN = CACHE_PREFIX + "*"
 def price_cache_key(symbol: str) -> str:
     """``cache:price:AAPL``: the cached quote of one symbol."""
     return PRICE_CACHE_PREFIX + symbol
+
+
+PRICE_UPDATES_CHANNEL = "prices:updates"
+"""Pub/sub channel: each fresh quote (the cache entry's JSON) as it is cached."""
 
 
 # --- quota ledger -----------------------------------------------------------
