@@ -1,4 +1,5 @@
-"""Deploys: blue-green (the runbook's recommended method) and rolling (method 2).
+"""Deploys: blue-green (the runbook's recommended method) and rolling (method 2,
+start-first through the serving colour's surge container: see :func:`_rolling`).
 
 Blue-green, step by step (each step journaled before it changes anything):
 
@@ -549,6 +550,15 @@ async def _rolling(
         )
     colour = view.serving
     own, surge = backend_service(colour), backend_service(colour, SURGE)
+    if view.serving_slot is not None:
+        # left by a rolling deploy whose own undo failed (its journal says so):
+        # recreating that surge now would stop what serves
+        raise OpFailed(
+            f"nginx routes to {surge}, left by an earlier rolling deploy that could not finish "
+            f"or undo itself (stackdeck history): put traffic on a colour's own container first "
+            f"(stackdeck rollback), then remove it: docker rm -f {ctx.container(surge)}",
+            step="prepare",
+        )
     current = view.colours[colour]
     from_version = view.serving_version()
     if view.serving_version() == version and not force and services == ["backend"]:
