@@ -41,7 +41,9 @@ log = logging.getLogger("stack_exporter")
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
-_COLOUR = re.compile(r"backend_(blue|green)\b")
+_COLOUR = re.compile(r"backend_(blue|green)(?:_surge)?\b")
+"""The colour of nginx's active.conf (a rolling deploy's ``backend_blue_surge``
+serves for blue)."""
 
 
 def memory_working_set(memory_stats: Mapping[str, Any]) -> int:
@@ -55,7 +57,7 @@ def memory_working_set(memory_stats: Mapping[str, Any]) -> int:
 
 
 def serving_colour(upstream_file: Path) -> str | None:
-    """``set $active_backend backend_green;`` -> ``green``."""
+    """``set $active_backend backend_green;`` (or ``backend_green_surge;``) -> ``green``."""
     try:
         m = _COLOUR.search(upstream_file.read_text(encoding="utf-8"))
     except OSError:

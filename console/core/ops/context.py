@@ -28,14 +28,30 @@ __all__ = [
     "COLOURS",
     "MONITORING_SERVICES",
     "SERVICES",
+    "SURGE",
     "OpContext",
     "Operator",
+    "backend_service",
     "discover_http_port",
     "other_colour",
 ]
 
 COLOURS = ("blue", "green")
 """The two backend colours."""
+
+SURGE = "surge"
+"""The rolling deploy's extra slot of a colour: compose service
+``backend_<colour>_surge`` (profile ``surge``), container
+``<stack>_backend_<colour>_surge_prod``. The new version starts there beside
+the colour's container, serves while that container is recreated, and is
+removed once the colour runs it (start-first, docs/CONTRACT.md)."""
+
+
+def backend_service(colour: str, slot: str | None = None) -> str:
+    """The compose service (and nginx upstream name) of a colour's slot:
+    ``backend_blue``; with ``slot="surge"``, ``backend_blue_surge``."""
+    return f"backend_{colour}" if slot is None else f"backend_{colour}_{slot}"
+
 
 APP_SERVICES = ("nginx", "backend_blue", "backend_green", "worker", "db", "redis", "market-sim")
 """The platform's compose services (CONTRACT.md)."""
@@ -53,10 +69,19 @@ MONITORING_SERVICES = (
 SERVICES = APP_SERVICES + MONITORING_SERVICES
 """Every compose service of the bundled stack."""
 
-_VERSION_VARS = ("BLUE_VERSION", "GREEN_VERSION", "WORKER_VERSION", "ACTIVE_COLOUR")
-"""deploy.env variables. Never inherited from the operator's shell: compose
-gives the shell environment precedence over --env-file, so a stray
-``BLUE_VERSION`` exported in a shell would silently override deploy.env."""
+_VERSION_VARS = (
+    "BLUE_VERSION",
+    "GREEN_VERSION",
+    "WORKER_VERSION",
+    "ACTIVE_COLOUR",
+    "BLUE_SURGE_VERSION",
+    "GREEN_SURGE_VERSION",
+)
+"""deploy.env variables, and the surge slots' versions (which only the
+rolling deploy sets, on the compose command that starts a surge). Never
+inherited from the operator's shell: compose gives the shell environment
+precedence over --env-file, so a stray ``BLUE_VERSION`` exported in a shell
+would silently override deploy.env."""
 
 
 def discover_http_port(stack: str) -> int | None:

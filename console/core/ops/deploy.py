@@ -1,4 +1,5 @@
-"""Deploys: blue-green (the runbook's recommended method) and rolling (method 2).
+"""Deploys: blue-green (the runbook's recommended method) and rolling (method 2,
+start-first through the serving colour's surge container: see :func:`_rolling`).
 
 Blue-green, step by step (each step journaled before it changes anything):
 
@@ -34,7 +35,9 @@ The shared steps (image, health, bake, worker) are in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from functools import partial
@@ -44,25 +47,32 @@ from console.core.models import OpEvent
 from console.core.ops.backend import (
     StackView,
     observe,
+    remove_surge,
     restore_slot,
     start_colour,
+    start_surge,
     stop_colour,
     switch_traffic,
+    version_var,
+    wait_healthy,
 )
 from console.core.ops.backup import take_backup
-from console.core.ops.context import OpContext, other_colour
+from console.core.ops.context import SURGE, OpContext, backend_service, other_colour
 from console.core.ops.db import schema_revision
 from console.core.ops.errors import BadInput, OpError, OpFailed
 from console.core.ops.events import Emitter
+from console.core.ops.http import client, probe
 from console.core.ops.journal import Journal
 from console.core.ops.lifecycle import OpRecord
 from console.core.ops.migrate import upgrade
+from console.core.ops.nginx import reload_nginx
 from console.core.ops.proc import compose, image_info, inspect_container
 from console.core.ops.progress import Progress, run_steps
 from console.core.ops.recovery import recover
 from console.core.ops.silence import silence_expected
 from console.core.ops.statefiles import read_deploy_env, update_deploy_env
 from console.core.ops.steps.bake import bake
+from console.core.ops.steps.drain import wait_drained
 from console.core.ops.steps.health import wait_ready, wait_service_healthy
 from console.core.ops.steps.images import ensure_image, git_tag_exists, known_versions
 from console.core.ops.steps.worker import move_worker, worker_heartbeat
@@ -444,6 +454,54 @@ async def _blue_green_steps(
     )
 
 
+async def _undo_rolling(ctx: OpContext, journal: Journal, notes: list[tuple[str, str]]) -> None:
+    """Back to where the rolling deploy started: the colour's own container
+    on the version it ran, traffic on it, no surge container.
+
+    Traffic never stops while it runs: when the colour's own container was
+    already being recreated, the surge (healthy, it took the traffic) keeps
+    serving until the colour's container is back on its version and healthy.
+    The surge is removed only once traffic is off it. Reports nothing (it
+    also runs when the operation is cancelled); what it did goes into
+    ``notes`` as (status, message).
+    """
+    d = journal.data
+    colour, version = d["from_colour"], d["version"]
+    prev = d.get("prev_version")
+    own, surge = backend_service(colour), backend_service(colour, SURGE)
+    if d.get("replace_started"):
+        if not prev or await image_info(ctx, image_ref(ctx.image_repo, prev)) is None:
+            notes.append(
+                (
+                    "fail",
+                    f"{own} was recreated with {version} and {prev}'s image is gone: {surge} keeps serving",
+                )
+            )
+            raise OpFailed(
+                f"cannot put {own} back on {prev}: {surge} ({version}) still serves",
+                step="rollback",
+            )
+        update_deploy_env(ctx.deploy_env_path, {version_var(colour): prev})
+        await compose(ctx, "up", "-d", "--no-deps", "--force-recreate", own, timeout_s=180)
+        async for _event in wait_healthy(ctx, colour, prev, Emitter("deploy"), step="rollback"):
+            pass
+        notes.append(("ok", f"{own} recreated with {prev} while {surge} served"))
+    if d.get("switch_started"):
+        try:
+            await switch_traffic(ctx, colour, str(prev))
+            notes.append(("ok", f"traffic switched back to {own} ({prev})"))
+        except OpError as exc:
+            notes.append(("fail", f"could not switch traffic back to {own}: {exc}"))
+            raise
+    else:
+        notes.append(("info", f"traffic never left {own} ({prev})"))
+    try:
+        if await remove_surge(ctx, colour):
+            notes.append(("ok", f"removed {surge}"))
+    except OpError as exc:
+        notes.append(("warn", f"removing {surge}: {exc}"))
+
+
 async def _rolling(
     ctx: OpContext,
     progress: Progress,
@@ -457,89 +515,342 @@ async def _rolling(
     health_timeout: float | None = None,
     **_: Any,
 ) -> None:
-    """The runbook's method 2: recreate one service at a time in place, health
-    verified between them. The serving colour is recreated under traffic, so
-    requests fail while it restarts: blue-green is the zero-downtime path."""
+    """The runbook's method 2, start-first (as Swarm's ``order: start-first``
+    and docker-rollout do), with no downtime:
+
+    1. start the new version in the serving colour's surge container
+       (``backend_<colour>_surge``), beside the colour's own container;
+    2. wait until it is healthy and reports the new version through
+       ``/direct/<colour>_surge``; back up and migrate as blue-green does
+       (expand-only: the old version keeps working); smoke-test it;
+    3. switch nginx to the surge (``nginx -t``, graceful reload, confirmed
+       through nginx), and drain the colour's own container;
+    4. recreate the colour's own container with the new version (deploy.env
+       names it from then on) while the surge serves; wait until healthy;
+    5. switch nginx back to the colour's own container, drain the surge,
+       remove it; then the worker, recreated in place (it serves no
+       requests).
+
+    The stack ends as a normal one: the colour's own container runs the new
+    version, no surge. There is no bake and no warm previous colour: the
+    other colour keeps whatever it held (the rollback target). Any failure
+    or cancel before step 5 undoes it all without downtime
+    (:func:`_undo_rolling`).
+    """
     services = [s for s in (services or ["backend", "worker"]) if s in DEPLOYABLE]
     h_timeout = health_timeout or ctx.health_timeout
     record = OpRecord(ctx, "deploy", op_id)
     await recover(ctx, progress, op_id=op_id)
     view = await observe(ctx)
     if view.serving is None:
-        raise OpFailed("cannot tell which colour nginx serves (is nginx up?)", step="prepare")
+        raise OpFailed(
+            f"cannot tell which colour nginx serves: {ctx.container('nginx')} does not answer "
+            "(start it: stackdeck restart nginx)",
+            step="prepare",
+        )
     colour = view.serving
+    own, surge = backend_service(colour), backend_service(colour, SURGE)
+    if view.serving_slot is not None:
+        # left by a rolling deploy whose own undo failed (its journal says so):
+        # recreating that surge now would stop what serves
+        raise OpFailed(
+            f"nginx routes to {surge}, left by an earlier rolling deploy that could not finish "
+            f"or undo itself (stackdeck history): put traffic on a colour's own container first "
+            f"(stackdeck rollback), then remove it: docker rm -f {ctx.container(surge)}",
+            step="prepare",
+        )
+    current = view.colours[colour]
+    from_version = view.serving_version()
     if view.serving_version() == version and not force and services == ["backend"]:
         progress.done(f"{colour} already serves {version}; nothing to do")
         return
-    progress.warn(
-        "prepare", f"rolling deploy recreates {colour} in place: requests fail while it restarts"
-    )
+    if "backend" in services and current.state != "running":
+        raise OpFailed(
+            f"nginx routes to {colour} but its container is {current.state}; fix that first "
+            "(stackdeck rollback)",
+            step="prepare",
+        )
+    prev = current.version or current.slot_version
+    if "backend" in services:
+        progress.info(
+            "prepare",
+            f"{colour} serves {from_version}; rolling {version} onto {colour} start-first: "
+            f"{surge} takes the traffic while {own} is recreated",
+            colour=colour,
+            from_version=from_version,
+        )
     image = await ensure_image(ctx, version, build, progress)
+    if "backend" in services:
+        await _ensure_surge_route(ctx, colour, progress)
     _open_record(record, "rolling", view, version, colour)
     record.note(
         image=image_ref(ctx.image_repo, version),
         image_digest=image_id(image),
         services=services,
     )
-    record.begin_journal(
+    journal = record.begin_journal(
         strategy="rolling",
         version=version,
-        from_version=view.serving_version(),
+        from_version=from_version,
         from_colour=colour,
         to_colour=None,
+        prev_version=prev,
+        image=image_ref(ctx.image_repo, version),
         services=services,
     )
-    step = "prepare"
+    if "backend" in services:
+        await _roll_backend(
+            ctx,
+            progress,
+            record=record,
+            journal=journal,
+            op_id=op_id,
+            colour=colour,
+            version=version,
+            from_version=from_version,
+            prev=prev,
+            backup=backup,
+            h_timeout=h_timeout,
+        )
+    if "worker" in services:
+        await _recreate_worker(ctx, progress, record=record, version=version, h_timeout=h_timeout)
+    duration = record.succeed()
+    progress.done(
+        f"rolling deploy of {version} done in {duration:.1f} s"
+        + (f" ({own} runs it; {surge} was removed)" if "backend" in services else ""),
+        version=version,
+        colour=colour,
+        duration_s=round(duration, 1),
+        backup_id=record.history.get("backup_id"),
+    )
+
+
+async def _ensure_surge_route(ctx: OpContext, colour: str, progress: Progress) -> None:
+    """nginx has loaded ``/direct/<colour>_surge/`` (compose/nginx/conf/site.conf),
+    the route that checks the surge before it serves; reloaded once
+    (gracefully) when it has not: a site.conf updated under a running nginx.
+    Which location answered is its ``X-Upstream-Colour``: the colour for a
+    direct route, ``backend_<colour>`` for the catch-all."""
+    path = f"/direct/{colour}_{SURGE}/api/health"
+    async with client(ctx) as http:
+        p = await probe(http, path)
+        if p.upstream == colour:
+            return
+        progress.info("prepare", f"nginx has not loaded {path} yet: reloading its configuration")
+        await reload_nginx(ctx)
+        # the reload is asynchronous: new workers take over within moments
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            p = await probe(http, path)
+            if p.upstream == colour:
+                progress.ok("prepare", f"nginx routes {path}")
+                return
+            await asyncio.sleep(0.2)
+    raise OpFailed(
+        f"nginx does not route {path} (answer: {p.describe()}, upstream {p.upstream}): its "
+        "configuration lacks the surge routes of compose/nginx/conf/site.conf",
+        step="prepare",
+    )
+
+
+async def _roll_backend(
+    ctx: OpContext,
+    progress: Progress,
+    *,
+    record: OpRecord,
+    journal: Journal,
+    op_id: str,
+    colour: str,
+    version: str,
+    from_version: str | None,
+    prev: str | None,
+    backup: str,
+    h_timeout: float,
+) -> None:
+    """Steps 1-5 of :func:`_rolling` for the backend."""
+    own, surge = backend_service(colour), backend_service(colour, SURGE)
+    notes: list[tuple[str, str]] = []
+    step = "start-surge"
     try:
-        for svc in services:
-            service = f"backend_{colour}" if svc == "backend" else "worker"
-            var = f"{colour.upper()}_VERSION" if svc == "backend" else "WORKER_VERSION"
-            prev = read_deploy_env(ctx.deploy_env_path).get(var)
-            step = f"recreate-{service}"
-            record.step(step, service=service, prev_version=prev)
-            progress.start(step, f"recreating {service} with {version} (was {prev})")
-            update_deploy_env(ctx.deploy_env_path, {var: version})
-            try:
-                await compose(
-                    ctx, "up", "-d", "--no-deps", "--force-recreate", service, timeout_s=180
-                )
-                if svc == "backend":
-                    status = await wait_ready(ctx, colour, version, progress, h_timeout)
-                    if (status.pending and backup != "never") or backup == "always":
-                        taken = await take_backup(
-                            ctx, progress, reason=f"pre-deploy {version}", op_id=op_id
-                        )
-                        record.note(backup_id=taken.id)
-                    if status.pending:
-                        await upgrade(ctx, ctx.container(service), progress)
-                else:
-                    await wait_service_healthy(
-                        ctx,
-                        service,
-                        progress,
-                        timeout_s=h_timeout,
-                        ready=worker_heartbeat(ctx, version),
-                    )
-            except OpError as exc:
-                progress.fail(step, str(exc))
-                if prev:
-                    progress.start("rollback", f"putting {service} back on {prev}")
-                    update_deploy_env(ctx.deploy_env_path, {var: prev})
-                    await compose(
-                        ctx, "up", "-d", "--no-deps", "--force-recreate", service, timeout_s=180
-                    )
-                    progress.ok("rollback", f"{service} recreated with {prev}")
-                raise
-            progress.ok(step, f"{service} runs {version}")
+        record.step(step)
+        progress.start(step, f"starting {surge} with {version} beside {own} ({prev})")
+        await start_surge(ctx, colour, version)
+        progress.ok(step, f"{surge} started", container=ctx.container(surge))
+
+        step = "surge-healthy"
+        record.step(step)
+        status = await wait_ready(ctx, colour, version, progress, h_timeout, slot=SURGE, step=step)
+
+        step = "migrate"
+        record.step(step)
+        progress.info("migrate", status.describe(), pending=status.pending)
+        if backup == "always" or (backup == "auto" and status.pending):
+            step = "backup"
+            record.step(step)
+            taken = await take_backup(
+                ctx,
+                progress,
+                reason=f"pre-deploy {version}",
+                serving_version=from_version,
+                op_id=op_id,
+            )
+            record.mark(backup_id=taken.id)
+            record.note(backup_id=taken.id)
+            step = "migrate"
+        elif status.pending:
+            progress.warn("backup", "migrations are pending and backup=never: no backup taken")
+        if status.pending:
+            await upgrade(ctx, ctx.container(surge), progress)
+        revision = await schema_revision(ctx)
+        record.mark(schema_revision=revision)
+        record.note(schema_revision=revision)
+
+        step = "smoke"
+        record.step(step)
+        await smoke_colour(ctx, colour, version, progress, slot=SURGE)
+
+        step = "switch-surge"
+        record.step(step, switch_started=True)
+        progress.start(step, f"switching nginx from {own} to {surge} (nginx -t, graceful reload)")
+        await switch_traffic(ctx, colour, version, slot=SURGE)
+        record.mark(switched=True)
+        progress.ok(step, f"nginx serves {surge} ({version})", colour=colour, slot=SURGE)
+
+        step = "drain-old"
+        record.step(step)
+        await wait_drained(ctx, own, progress, step=step)
+
+        step = "replace"
+        record.step(step, replace_started=True)
+        progress.start(
+            step, f"recreating {own} with {version} (was {prev}); {surge} serves meanwhile"
+        )
+        update_deploy_env(ctx.deploy_env_path, {version_var(colour): version})
+        await compose(ctx, "up", "-d", "--no-deps", "--force-recreate", own, timeout_s=180)
+        progress.ok(step, f"{own} recreated with {version}")
+
+        step = "replace-healthy"
+        record.step(step)
+        await progress.relay(
+            wait_healthy(ctx, colour, version, progress.emitter, timeout_s=h_timeout, step=step)
+        )
+
+        step = "switch-home"
+        record.step(step)
+        progress.start(step, f"switching nginx from {surge} back to {own} (graceful reload)")
+        await switch_traffic(ctx, colour, version)
+        record.mark(home=True)
+        progress.ok(step, f"nginx serves {own} ({version})", colour=colour)
+    except asyncio.CancelledError:
+        reason = f"cancelled at step {step}"
+        try:
+            await asyncio.shield(_undo_rolling(ctx, journal, notes))
+        finally:
+            record.fail(
+                "rolled-back" if journal.data.get("switch_started") else "failed",
+                reason,
+                journal_status="rolled-back",
+                undo=notes,
+            )
+        raise
     except Exception as exc:
+        reason = ctx.redact(
+            str(exc) if isinstance(exc, OpError) else f"{type(exc).__name__}: {exc}"
+        )
+        progress.fail(step, reason)
+        progress.start("rollback", f"automatic rollback: {reason}")
+        undo_error: OpError | None = None
+        try:
+            await _undo_rolling(ctx, journal, notes)
+        except OpError as e2:
+            undo_error = e2
+        for status_, message in notes:
+            progress.make("rollback", status_, message)
+        switched = journal.data.get("switch_started")
+        result = "rolled-back" if switched else "failed"
+        record.fail(
+            result,
+            reason,
+            history_reason=f"{step}: {reason}",
+            journal_status="failed" if undo_error else result,
+            undo=notes,
+            failed_step=step,
+        )
+        where = f"{own} ({prev})"
+        if undo_error:
+            raise OpFailed(
+                f"rolling deploy of {version} failed at {step} ({reason}) and the automatic rollback "
+                f"failed too: {undo_error}. Run `stackdeck status` and `stackdeck rollback`",
+                step=step,
+            ) from None
+        raise OpFailed(
+            f"rolling deploy of {version} failed at {step}: {reason}. "
+            + (
+                f"Traffic was switched back to {where}; {surge} was removed."
+                if switched
+                else f"Traffic never left {where}; {surge} was removed."
+            ),
+            step=step,
+            data={"failed_step": step},
+        ) from None
+
+    # --- committed: the colour's own container serves the new version --------
+    try:
+        step = "drain-surge"
+        record.step(step)
+        await wait_drained(ctx, surge, progress, step=step)
+        step = "remove-surge"
+        record.step(step)
+        progress.start(step, f"removing {surge}")
+        await remove_surge(ctx, colour)
+        progress.ok(step, f"{surge} removed")
+    except asyncio.CancelledError:
+        await asyncio.shield(_remove_surge_quietly(ctx, colour))
+        record.succeed()
+        raise
+    except OpError as exc:
+        progress.warn(
+            step,
+            f"could not remove {surge} ({exc}); nginx no longer routes to it: "
+            f"`docker rm -f {ctx.container(surge)}`",
+        )
+
+
+async def _remove_surge_quietly(ctx: OpContext, colour: str) -> None:
+    with contextlib.suppress(OpError):
+        await remove_surge(ctx, colour)
+
+
+async def _recreate_worker(
+    ctx: OpContext, progress: Progress, *, record: OpRecord, version: str, h_timeout: float
+) -> None:
+    """The worker, recreated in place (it serves no requests); put back on its
+    version when it does not come up."""
+    prev = read_deploy_env(ctx.deploy_env_path).get("WORKER_VERSION")
+    step = "recreate-worker"
+    record.step(step, service="worker", prev_version=prev)
+    progress.start(step, f"recreating worker with {version} (was {prev})")
+    update_deploy_env(ctx.deploy_env_path, {"WORKER_VERSION": version})
+    try:
+        await compose(ctx, "up", "-d", "--no-deps", "--force-recreate", "worker", timeout_s=180)
+        await wait_service_healthy(
+            ctx,
+            "worker",
+            progress,
+            timeout_s=h_timeout,
+            step=step,
+            ready=worker_heartbeat(ctx, version),
+        )
+    except OpError as exc:
         reason = ctx.redact(str(exc))
-        record.fail("failed", reason, history_reason=f"{step}: {reason}")
+        progress.fail(step, reason)
+        if prev:
+            progress.start("rollback", f"putting worker back on {prev}")
+            update_deploy_env(ctx.deploy_env_path, {"WORKER_VERSION": prev})
+            await compose(ctx, "up", "-d", "--no-deps", "--force-recreate", "worker", timeout_s=180)
+            progress.ok("rollback", f"worker recreated with {prev}")
+        record.fail("failed", reason, history_reason=f"{step}: {reason}", failed_step=step)
         raise OpFailed(
             f"rolling deploy of {version} failed at {step}: {reason}", step=step
         ) from None
-    duration = record.succeed()
-    progress.done(
-        f"rolling deploy of {version} done in {duration:.1f} s",
-        version=version,
-        duration_s=round(duration, 1),
-    )
+    progress.ok(step, f"worker runs {version}")

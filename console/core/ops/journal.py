@@ -12,6 +12,11 @@ The rule it encodes: traffic ends on a colour that was *verified* for it.
 Before the bake window passed, that is the colour that served before the
 deploy; after it passed (or for a rollback, whose target is the operator's
 explicit choice), the new one.
+
+A rolling deploy stays on one colour and ends on that colour's own
+container, never on its surge: before the colour's container was being
+recreated, on the version it ran; after, on the new version (which its
+surge container, healthy and smoke-tested, was already serving).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from console.core.opfiles import holder_alive, read_journal
-from console.core.ops.context import other_colour
+from console.core.ops.context import SURGE, backend_service, other_colour
 from console.core.ops.lock import describe_holder, format_age
 from console.core.ops.statefiles import atomic_write
 
@@ -99,6 +104,12 @@ class Recovery:
     """``(colour, version)``: put that colour's slot back to the version it held."""
     rewrite_nginx: bool = False
     """nginx does not serve ``traffic`` now (or cannot be read): switch it."""
+    start_version: str | None = None
+    """Run this version in ``traffic``'s own container before the switch
+    (a rolling deploy interrupted while it recreated that container)."""
+    remove_surge: str | None = None
+    """The colour whose surge container (rolling deploy) to remove, once
+    traffic is off it."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -108,6 +119,8 @@ class Recovery:
             "stop": self.stop,
             "restore_slot": list(self.restore_slot) if self.restore_slot else None,
             "rewrite_nginx": self.rewrite_nginx,
+            "start_version": self.start_version,
+            "remove_surge": self.remove_surge,
         }
 
 
@@ -125,8 +138,10 @@ def plan_recovery(
     serving: str | None,
     alive: bool | None = None,
     now: datetime | None = None,
+    serving_slot: str | None = None,
 ) -> Recovery:
-    """Decide what to do about a journal, given the colour nginx serves now.
+    """Decide what to do about a journal, given the colour nginx serves now
+    (``serving_slot``: which slot of it, ``surge`` during a rolling deploy).
 
     ``alive``: whether the journal's process still runs (None: unknown, e.g.
     another host; it is then treated as running, never touched).
@@ -154,19 +169,14 @@ def plan_recovery(
     frm = journal.get("from_colour")
     to = journal.get("to_colour")
     step = journal.get("step")
-    target = f"to {to}" if to else f"in place on {frm or serving}"
+    rolling = journal.get("strategy") == "rolling"
+    target = f"to {to}" if to else f"on {frm or serving}"
     head = (
-        f"{op} of {version} {target} was interrupted at step '{step}'{_age_text(journal, now)} "
+        f"{'rolling ' if rolling else ''}{op} of {version} {target} was interrupted at step '{step}'{_age_text(journal, now)} "
         f"(pid {journal.get('pid')} of {journal.get('user')} is gone)"
     )
-    if journal.get("strategy") == "rolling":
-        return Recovery(
-            "abort",
-            f"{head}. A rolling deploy recreates one service at a time in place; each service runs "
-            f"what deploy.env names ({journal.get('service') or 'none'} was being recreated). "
-            "Nothing to switch back: re-run the deploy, or roll back.",
-            traffic=serving,
-        )
+    if rolling:
+        return _plan_rolling(journal, head, serving, serving_slot)
     if to not in ("blue", "green"):
         return Recovery(
             "abort", head + "; it had not started a colour yet: nothing to undo", traffic=serving
@@ -237,11 +247,60 @@ def plan_recovery(
     )
 
 
-def explain_journal(journal: dict[str, Any] | None, serving: str | None) -> dict[str, Any] | None:
+def _plan_rolling(
+    journal: dict[str, Any], head: str, serving: str | None, serving_slot: str | None
+) -> Recovery:
+    """An interrupted rolling deploy: traffic back on the colour's own
+    container, the surge removed (see the module's docstring)."""
+    colour = journal.get("from_colour") or serving
+    version = journal.get("version")
+    prev = journal.get("prev_version") or "the version it ran"
+    if colour not in ("blue", "green"):
+        return Recovery("abort", head + "; it had not chosen a colour yet: nothing to undo")
+    own, surge = backend_service(colour), backend_service(colour, SURGE)
+    rewrite = serving != colour or serving_slot is not None
+    now = (
+        f"nginx serves {serving}" + (f" ({serving_slot})" if serving_slot else "")
+        if serving
+        else "nginx cannot be read"
+    )
+    if journal.get("home") or journal.get("replace_started"):
+        return Recovery(
+            "finalize",
+            f"{head}. {own} was being recreated with {version}, which {surge} (healthy, "
+            f"smoke-tested) served; {now}. Recovery runs {version} in {own}, waits until it is "
+            f"healthy, puts traffic on it and removes {surge}.",
+            traffic=colour,
+            rewrite_nginx=rewrite,
+            start_version=version,
+            remove_surge=colour,
+        )
+    if journal.get("switch_started"):
+        return Recovery(
+            "switch-back",
+            f"{head}. The switch to {surge} ({version}) had started but {own} still runs "
+            f"{prev}; {now}. Recovery puts traffic back on {own} and removes {surge}.",
+            traffic=colour,
+            rewrite_nginx=rewrite,
+            remove_surge=colour,
+        )
+    return Recovery(
+        "abort",
+        f"{head}. Traffic never left {own} ({prev}); {now}. Recovery removes {surge} "
+        "if it was started.",
+        traffic=colour,
+        rewrite_nginx=rewrite,
+        remove_surge=colour,
+    )
+
+
+def explain_journal(
+    journal: dict[str, Any] | None, serving: str | None, serving_slot: str | None = None
+) -> dict[str, Any] | None:
     """For ``stackdeck status``: the last journal and, when interrupted, its plan."""
     if not journal:
         return None
-    plan = plan_recovery(journal, serving=serving)
+    plan = plan_recovery(journal, serving=serving, serving_slot=serving_slot)
     out = {
         "op": journal.get("op"),
         "id": journal.get("id"),

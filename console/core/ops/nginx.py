@@ -1,7 +1,12 @@
 """Which colour nginx serves, and switching it.
 
 The active colour is one line in ``/etc/nginx/upstream/active.conf`` (named
-volume ``nginx_upstream``): ``set $active_backend backend_blue;``. A switch
+volume ``nginx_upstream``): ``set $active_backend backend_blue;``. nginx
+resolves that name per request through Docker's DNS (compose's service
+name), so the line names a *target*: a colour, or a slot of a colour
+(``backend_blue_surge``: the rolling deploy's surge container, which serves
+for the colour while the colour's own container is recreated). Whatever
+slot serves, the serving colour is the colour. A switch
 writes the whole file to a temporary name and renames it over the old one
 (so nginx never reads half a file), runs ``nginx -t``, and only then
 ``nginx -s reload`` (graceful: old workers finish their requests). When the
@@ -12,14 +17,17 @@ from __future__ import annotations
 
 import re
 
-from console.core.ops.context import COLOURS, OpContext
+from console.core.ops.context import COLOURS, SURGE, OpContext, backend_service
 from console.core.ops.errors import OpFailed
 from console.core.ops.proc import docker_exec
 
 __all__ = [
     "ACTIVE_CONF",
     "parse_active",
+    "parse_target",
     "read_active",
+    "read_target",
+    "reload_nginx",
     "render_active",
     "switch_to",
     "write_active",
@@ -27,32 +35,55 @@ __all__ = [
 
 ACTIVE_CONF = "/etc/nginx/upstream/active.conf"
 _TMP = "/etc/nginx/upstream/.active.conf.new"
-_ACTIVE_RE = re.compile(r"^\s*set\s+\$active_backend\s+backend_(blue|green)\s*;\s*$", re.MULTILINE)
+SLOTS = (SURGE,)
+"""The slots a colour may have beside its own container."""
+_ACTIVE_RE = re.compile(
+    r"^\s*set\s+\$active_backend\s+backend_(blue|green)(?:_(" + "|".join(SLOTS) + r"))?\s*;\s*$",
+    re.MULTILINE,
+)
+
+Target = tuple[str, str | None]
+"""``(colour, slot)``: ``("blue", None)`` is the colour's own container."""
 
 
-def render_active(colour: str) -> str:
-    """The whole content of active.conf for ``colour``."""
+def render_active(colour: str, slot: str | None = None) -> str:
+    """The whole content of active.conf for ``colour`` (its ``slot``, if given)."""
     if colour not in COLOURS:
         raise ValueError(f"colour must be blue or green, not {colour!r}")
-    return f"set $active_backend backend_{colour};\n"
+    if slot is not None and slot not in SLOTS:
+        raise ValueError(f"slot must be one of {', '.join(SLOTS)} or none, not {slot!r}")
+    return f"set $active_backend {backend_service(colour, slot)};\n"
 
 
-def parse_active(text: str) -> str | None:
-    """The colour named by an active.conf, None when it names none or is ambiguous."""
-    found = set(_ACTIVE_RE.findall(text))
+def parse_target(text: str) -> Target | None:
+    """The target named by an active.conf, None when it names none or is ambiguous."""
+    found = {(colour, slot or None) for colour, slot in _ACTIVE_RE.findall(text)}
     if len(found) != 1:
         return None
     return found.pop()
 
 
-async def read_active(ctx: OpContext) -> str | None:
-    """The colour nginx's config names right now (None: nginx down or file unreadable)."""
+def parse_active(text: str) -> str | None:
+    """The colour named by an active.conf (whichever of its slots), None when
+    it names none or is ambiguous."""
+    target = parse_target(text)
+    return None if target is None else target[0]
+
+
+async def read_target(ctx: OpContext) -> Target | None:
+    """The target nginx's config names right now (None: nginx down or file unreadable)."""
     r = await docker_exec(
         ctx, ctx.container("nginx"), "cat", ACTIVE_CONF, check=False, timeout_s=15
     )
     if not r.ok:
         return None
-    return parse_active(r.stdout)
+    return parse_target(r.stdout)
+
+
+async def read_active(ctx: OpContext) -> str | None:
+    """The colour nginx's config names right now (None: nginx down or file unreadable)."""
+    target = await read_target(ctx)
+    return None if target is None else target[0]
 
 
 async def write_active(ctx: OpContext, colour: str) -> None:
@@ -93,9 +124,9 @@ rename), ``nginx -t``; when it fails put the old file back and exit 3
 file; the new content on stdin."""
 
 
-async def switch_to(ctx: OpContext, colour: str) -> str | None:
-    """Point nginx at ``colour``: write, ``nginx -t``, ``nginx -s reload``
-    (:data:`SWITCH_SCRIPT`, in one ``docker exec``).
+async def switch_to(ctx: OpContext, colour: str, slot: str | None = None) -> str | None:
+    """Point nginx at ``colour`` (its ``slot``, if given): write, ``nginx -t``,
+    ``nginx -s reload`` (:data:`SWITCH_SCRIPT`, in one ``docker exec``).
 
     Returns the colour it served before (None when unknown). On a failed
     ``nginx -t`` the old file is restored and :class:`OpFailed` raised; traffic
@@ -110,14 +141,15 @@ async def switch_to(ctx: OpContext, colour: str) -> str | None:
         "switch",
         ACTIVE_CONF,
         _TMP,
-        input=render_active(colour).encode(),
+        input=render_active(colour, slot).encode(),
         check=False,
         timeout_s=45,
         what="nginx switch",
     )
+    name = backend_service(colour, slot)
     if r.returncode == 3:
         raise OpFailed(
-            f"nginx -t rejected the configuration for {colour}; the previous file was put back "
+            f"nginx -t rejected the configuration for {name}; the previous file was put back "
             f"and nothing was reloaded: {r.tail()}",
             step="switch",
         )
@@ -125,7 +157,27 @@ async def switch_to(ctx: OpContext, colour: str) -> str | None:
         # 2: active.conf could not be written (unchanged); else `nginx -s
         # reload` failed, or docker exec itself (nginx container down)
         raise OpFailed(
-            ctx.redact(f"switching nginx to {colour} failed (exit {r.returncode}): {r.tail()}"),
+            ctx.redact(f"switching nginx to {name} failed (exit {r.returncode}): {r.tail()}"),
             step="switch",
         )
     return parse_active(r.stdout)
+
+
+async def reload_nginx(ctx: OpContext) -> None:
+    """``nginx -t`` then ``nginx -s reload`` (graceful), active.conf unchanged:
+    picks up an edited site.conf. Nothing is reloaded when the test fails."""
+    r = await docker_exec(
+        ctx,
+        ctx.container("nginx"),
+        "sh",
+        "-c",
+        "nginx -t -q && exec nginx -s reload",
+        check=False,
+        timeout_s=45,
+        what="nginx reload",
+    )
+    if not r.ok:
+        raise OpFailed(
+            ctx.redact(f"nginx -t or reload failed (exit {r.returncode}): {r.tail()}"),
+            step="prepare",
+        )

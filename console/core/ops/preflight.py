@@ -257,7 +257,11 @@ async def run_preflight(
         )
     else:
         yield ev.ok("lock", "deploy lock free")
-    plan = plan_recovery(Journal.load(ctx.journal_path), serving=view.serving if view else None)
+    plan = plan_recovery(
+        Journal.load(ctx.journal_path),
+        serving=view.serving if view else None,
+        serving_slot=view.serving_slot if view else None,
+    )
     if plan.action in ("abort", "switch-back", "finalize"):
         yield warn("journal", f"{plan.explanation} The next deploy or rollback recovers it first.")
 

@@ -12,6 +12,7 @@ from typing import Any
 from console.core.ops.audit import record_history
 from console.core.ops.backend import (
     observe,
+    remove_surge,
     restore_slot,
     set_active,
     start_colour,
@@ -21,7 +22,7 @@ from console.core.ops.backend import (
     wait_healthy,
 )
 from console.core.ops.backup import recover_restore
-from console.core.ops.context import OpContext
+from console.core.ops.context import SURGE, OpContext, backend_service
 from console.core.ops.errors import OpFailed
 from console.core.ops.journal import Journal, Recovery, plan_recovery
 from console.core.ops.progress import Progress
@@ -37,7 +38,7 @@ async def recover(ctx: OpContext, progress: Progress, *, op_id: str | None = Non
     """
     journal = Journal.load(ctx.journal_path)
     view = await observe(ctx)
-    plan = plan_recovery(journal, serving=view.serving)
+    plan = plan_recovery(journal, serving=view.serving, serving_slot=view.serving_slot)
     if plan.action == "none":
         return plan
     assert journal is not None
@@ -53,7 +54,14 @@ async def recover(ctx: OpContext, progress: Progress, *, op_id: str | None = Non
     if target in ("blue", "green"):
         cv = view.colours[target]
         version = cv.version or cv.slot_version
-        if plan.rewrite_nginx or cv.state != "running":
+        if plan.start_version and plan.start_version != cv.version:
+            # a rolling deploy stopped while it recreated the colour's own container
+            await start_colour(ctx, target, plan.start_version)
+            version = plan.start_version
+            await progress.relay(
+                wait_healthy(ctx, target, version, progress.emitter, step="recover")
+            )
+        elif plan.rewrite_nginx or cv.state != "running":
             if cv.state == "missing":
                 if not cv.slot_version:
                     raise OpFailed(
@@ -74,6 +82,8 @@ async def recover(ctx: OpContext, progress: Progress, *, op_id: str | None = Non
             progress.ok("recover", f"traffic on {target} ({version})")
         else:
             set_active(ctx, target)
+    if plan.remove_surge and await remove_surge(ctx, plan.remove_surge):
+        progress.ok("recover", f"removed {backend_service(plan.remove_surge, SURGE)}")
     if plan.stop and view.colours[plan.stop].state in (
         "running",
         "restarting",

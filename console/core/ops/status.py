@@ -82,6 +82,7 @@ async def collect_status(ctx: OpContext) -> dict[str, Any]:
         try:
             view = await observe(ctx)
             out["serving_colour"] = view.serving
+            out["serving_slot"] = view.serving_slot
             out["serving_version"] = view.serving_version()
             out["colours"] = colour_table(view)
         except Exception as exc:
@@ -119,7 +120,9 @@ async def collect_status(ctx: OpContext) -> dict[str, Any]:
     out["last_deploy"] = history[-1] if history else None
     ok = [h for h in history if h.get("result") == "ok"]
     out["last_successful"] = ok[-1] if ok else None
-    out["deploy"] = explain_journal(Journal.load(ctx.journal_path), serving)
+    out["deploy"] = explain_journal(
+        Journal.load(ctx.journal_path), serving, out.get("serving_slot")
+    )
     backups = list_backups(ctx)
     out["backups"] = {
         "count": len(backups),

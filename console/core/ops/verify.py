@@ -85,16 +85,25 @@ async def _run_checks(
 
 
 async def smoke_colour(
-    ctx: OpContext, colour: str, version: str, progress: Progress, step: str = "smoke"
+    ctx: OpContext,
+    colour: str,
+    version: str,
+    progress: Progress,
+    step: str = "smoke",
+    *,
+    slot: str | None = None,
 ) -> None:
-    """The smoke test of one colour straight through ``/direct/<colour>``."""
-    progress.start(step, f"smoke-testing {colour} directly (/direct/{colour}/...)")
-    failed, _warned = await _run_checks(ctx, progress, f"/direct/{colour}", SMOKE, step)
+    """The smoke test of one colour (its ``slot``'s container) straight
+    through ``/direct/<colour>[_<slot>]``."""
+    where = f"/direct/{colour}" if slot is None else f"/direct/{colour}_{slot}"
+    who = colour if slot is None else f"{colour} {slot}"
+    progress.start(step, f"smoke-testing {who} directly ({where}/...)")
+    failed, _warned = await _run_checks(ctx, progress, where, SMOKE, step)
     if failed:
         raise OpFailed(
-            f"smoke test of {colour} ({version}): {failed} required check(s) failed", step=step
+            f"smoke test of {who} ({version}): {failed} required check(s) failed", step=step
         )
-    progress.ok(step, f"{colour} passed the smoke test")
+    progress.ok(step, f"{who} passed the smoke test")
 
 
 async def run_verify(

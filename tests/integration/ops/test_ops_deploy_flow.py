@@ -9,7 +9,8 @@ the worker, then a rollback to the previous colour it kept warm (traffic
 back before the worker moves); a deploy with keep_previous_colour off and a
 rollback restoring the database; two concurrent deploys; deploys killed
 halfway and recovered; a Ctrl-C during the bake; back to v1; a rolling
-deploy.
+deploy (start-first: no failed request), one of a version never healthy,
+one cancelled while it recreates the serving container.
 
 Each test stands alone and runs in any order: it shares no state with the
 others. It starts with its preconditions (the ``_ensure_*`` / ``_serving_*``
@@ -58,6 +59,7 @@ from tests.integration.ops.ops_helpers import (
     start_cli,
     wait_healthy,
 )
+from tests.load import HEALTH, LoadLoop
 
 pytestmark = [pytest.mark.stack, pytest.mark.destructive]
 
@@ -819,25 +821,153 @@ def test_10_rollback_to_v1_by_version(stack: Any) -> None:
     )
 
 
-def test_11_rolling_deploy_recreates_in_place(stack: Any) -> None:
-    """Precondition: image V2 exists, anything but V2 serves."""
+def _rolling_load(stack: Any) -> LoadLoop:
+    """The load the rolling deploy was first measured under (279 of 3 242
+    requests failed when it recreated the serving colour in place): four
+    keep-alive connections, a request every 10 ms on each, ``/api/health``."""
+    return LoadLoop(
+        stack.base_url, HEALTH, workers=4, pause=0.01, max_requests=50_000, max_seconds=900
+    )
+
+
+def _surge_exists(stack: Any, colour: str) -> bool:
+    return _container_state(stack, f"backend_{colour}_surge") != "missing"
+
+
+def _nginx_reloads(r: Any, switches: int) -> int:
+    """The reloads a rolling deploy caused: its switches, plus one when it
+    found nginx without the surge routes (a site.conf newer than its config)."""
+    return switches + sum(1 for e in r.events if "reloading its configuration" in e["message"])
+
+
+def test_11_rolling_deploy_is_start_first_without_failed_requests(stack: Any) -> None:
+    """The surge container takes the traffic while the serving colour's own
+    container is recreated: not one request fails, and the colour's own
+    container ends on the new version. Precondition: image V2 exists,
+    anything but V2 serves."""
     _no_interrupted_deploy(stack)
     _ensure_image(stack, V2)
     _serving_anything_but(stack, V2)
     before = health(stack)
-    with deploy_load(stack) as load:
+    colour = before["colour"]
+    with _rolling_load(stack) as load:
         r = run_cli(
             stack, "deploy", "--strategy", "rolling", "--version", V2, "--services", "backend"
         )
     assert r.rc == 0, r.text()
-    after = wait_healthy(stack)
-    assert after["version"] == V2 and after["colour"] == before["colour"]  # same colour, in place
+    result = load.result()
+    result.assert_clean(reloads=_nginx_reloads(r, 2))
+    # the steps, in order: start-first
+    done = list(dict.fromkeys(e["step"] for e in r.events if e["status"] == "ok"))
+    order = ["start-surge", "surge-healthy", "smoke", "switch-surge", "drain-old", "replace"]
+    order += ["replace-healthy", "switch-home", "remove-surge"]
+    assert [s for s in done if s in order] == order, r.text()
+    # the surge really served (nginx names the target it routed to), then
+    # the colour's own container, on the new version only
+    seen = result.colours()
+    assert seen.get(f"{colour}_surge", 0) > 0, result.colour_changes()
+    home = next(e for e in r.events if e["step"] == "switch-home" and e["status"] == "ok")
+    after = result.answers_since(home["at"])
+    assert set(after) == {V2} and after[V2] > 10, (after, result.summary())
+    now = wait_healthy(stack)
+    assert now["version"] == V2 and now["colour"] == colour  # same colour
+    # a normal stack again: the colour's own container runs V2, no surge
+    assert _container_version(stack, f"backend_{colour}") == V2
+    assert _slot_version(stack, colour) == V2
+    assert not _surge_exists(stack, colour)
+    st = _status(stack)
+    assert st["serving_colour"] == colour and st["serving_slot"] is None
+    assert st["colours"][colour]["version"] == V2 and st["deploy"]["interrupted"] is False
     last = _history(stack)[-1]
-    assert last["strategy"] == "rolling" and last["result"] == "ok"
+    assert last["strategy"] == "rolling" and last["result"] == "ok" and last["version"] == V2
     record_figure(
         "rolling_deploy",
-        {"duration_s": r.final["data"]["duration_s"], "load": load.result().summary()},
+        {
+            "duration_s": r.final["data"]["duration_s"],
+            "cli_s": round(r.seconds, 1),
+            "load": result.summary(),
+            "surge_answers": seen.get(f"{colour}_surge", 0),
+        },
     )
+
+
+def test_12_rolling_deploy_of_a_version_never_healthy_leaves_the_old_serving(
+    stack: Any,
+) -> None:
+    """The surge of a version whose health check always fails is removed;
+    traffic never leaves the old container. Precondition: image V2 exists
+    (the broken version is built on it), anything but V3_BROKEN serves."""
+    _no_interrupted_deploy(stack)
+    _ensure_image(stack, V2)
+    _build_broken(stack.backend_image, V2)
+    before = health(stack)
+    colour = before["colour"]
+    started = _container_started(stack, f"backend_{colour}")
+    with _rolling_load(stack) as load:
+        r = run_cli(
+            stack,
+            "deploy",
+            "--strategy",
+            "rolling",
+            "--version",
+            V3_BROKEN,
+            "--services",
+            "backend",
+        )
+    assert r.rc == 1, r.text()
+    message = r.final["message"]
+    assert "failed at surge-healthy" in message and "health check" in message, message
+    assert f"never left backend_{colour}" in message, message
+    assert "Traceback" not in r.stderr, r.stderr
+    result = load.result()
+    result.assert_clean(reloads=_nginx_reloads(r, 0))
+    assert V3_BROKEN not in result.versions(), result.summary()
+    assert health(stack)["version"] == before["version"]
+    # the old container was never touched, the surge is gone, deploy.env unchanged
+    assert _container_started(stack, f"backend_{colour}") == started
+    assert not _surge_exists(stack, colour)
+    assert _slot_version(stack, colour) == before["version"]
+    last = _history(stack)[-1]
+    assert last["version"] == V3_BROKEN and last["result"] == "failed"
+    assert last["reason"].startswith("surge-healthy:"), last["reason"]
+
+
+def test_13_rolling_deploy_cancelled_while_recreating_goes_back_without_failed_requests(
+    stack: Any,
+) -> None:
+    """Ctrl-C once the colour's own container is being recreated with the new
+    version (the surge serves it): the container is put back on the old
+    version while the surge keeps serving, traffic goes back to it, the surge
+    is removed; not one request fails. Precondition: image V2 exists,
+    anything but V2 serves."""
+    _no_interrupted_deploy(stack)
+    _ensure_image(stack, V2)
+    _serving_anything_but(stack, V2)
+    before = health(stack)
+    colour = before["colour"]
+    with _rolling_load(stack) as load:
+        proc = start_cli(
+            stack, "deploy", "--strategy", "rolling", "--version", V2, "--services", "backend"
+        )
+        with _killed_on_failure(proc):
+            seen = read_events_until(
+                proc, lambda e: e["step"] == "replace-healthy" and e["status"] == "start"
+            )
+            proc.send_signal(signal.SIGINT)  # the operator's Ctrl-C
+            proc.communicate(timeout=300)
+    assert proc.returncode == 130
+    reloads = 2 + sum(1 for e in seen if "reloading its configuration" in e["message"])
+    load.result().assert_clean(reloads=reloads)
+    assert health(stack)["version"] == before["version"]
+    assert _container_version(stack, f"backend_{colour}") == before["version"]
+    assert _slot_version(stack, colour) == before["version"]
+    assert not _surge_exists(stack, colour)
+    st = _status(stack)
+    assert st["lock"]["held"] is False and st["serving_slot"] is None
+    assert st["deploy"]["status"] == "rolled-back" and st["deploy"]["interrupted"] is False
+    last = _history(stack)[-1]
+    assert last["strategy"] == "rolling" and last["result"] == "rolled-back"
+    assert "cancelled at step replace-healthy" in last["reason"], last["reason"]
     r = run_cli(stack, "rollback", "--version", BASE, "--force")
     assert r.rc == 0, r.text()
     assert health(stack)["version"] == BASE

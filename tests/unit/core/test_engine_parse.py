@@ -87,6 +87,7 @@ def test_parse_active_colour() -> None:
         )
         == "blue"
     )
+    assert parse_active_colour("set $active_backend backend_blue_surge;\n") == "blue"
     assert parse_active_colour("garbage") is None
 
 

@@ -140,12 +140,47 @@ def test_rollback_interrupted_after_its_switch_is_finalized() -> None:
     assert plan.action == "finalize" and plan.traffic == "green"
 
 
-def test_rolling_deploy_has_nothing_to_switch() -> None:
-    plan = plan_recovery(
-        _journal(strategy="rolling", to_colour=None, service="backend_blue"), serving="blue"
+def _rolling(**kw: Any) -> dict[str, Any]:
+    """A rolling deploy of v2 onto blue (which ran v1), start-first."""
+    return _journal(
+        strategy="rolling", to_colour=None, prev_version="v1", to_prev_version=None, **kw
     )
-    assert plan.action == "abort" and plan.stop is None and plan.restore_slot is None
-    assert "rolling deploy" in plan.explanation
+
+
+def test_rolling_deploy_before_its_switch_removes_the_surge() -> None:
+    plan = plan_recovery(_rolling(step="surge-healthy"), serving="blue")
+    assert plan.action == "abort" and plan.traffic == "blue" and not plan.rewrite_nginx
+    assert plan.remove_surge == "blue" and plan.start_version is None
+    assert plan.stop is None and plan.restore_slot is None  # the other colour is not touched
+    assert "rolling deploy of v2 on blue" in plan.explanation
+    assert "never left backend_blue (v1)" in plan.explanation
+
+
+def test_rolling_deploy_on_its_surge_goes_back_to_the_colours_own_container() -> None:
+    j = _rolling(step="drain-old", switch_started=True, switched=True)
+    plan = plan_recovery(j, serving="blue", serving_slot="surge")
+    assert plan.action == "switch-back" and plan.traffic == "blue" and plan.rewrite_nginx
+    assert plan.remove_surge == "blue" and plan.start_version is None  # blue still runs v1
+    # nginx already back on blue's own container: nothing to rewrite, the surge still goes
+    plan = plan_recovery(j, serving="blue")
+    assert plan.action == "switch-back" and not plan.rewrite_nginx and plan.remove_surge == "blue"
+
+
+def test_rolling_deploy_while_recreating_finishes_on_the_new_version() -> None:
+    j = _rolling(step="replace-healthy", switch_started=True, switched=True, replace_started=True)
+    plan = plan_recovery(j, serving="blue", serving_slot="surge")
+    assert plan.action == "finalize" and plan.traffic == "blue" and plan.rewrite_nginx
+    assert plan.start_version == "v2" and plan.remove_surge == "blue"
+    assert "backend_blue_surge" in plan.explanation
+    # nginx unreadable: written again, to the colour's own container
+    assert plan_recovery(j, serving=None).rewrite_nginx
+
+
+def test_rolling_deploy_after_its_switch_home_only_removes_the_surge() -> None:
+    j = _rolling(step="remove-surge", switch_started=True, replace_started=True, home=True)
+    plan = plan_recovery(j, serving="blue")
+    assert plan.action == "finalize" and not plan.rewrite_nginx
+    assert plan.start_version == "v2" and plan.remove_surge == "blue"
 
 
 def test_journal_file_is_rewritten_whole(tmp_path: Path) -> None:

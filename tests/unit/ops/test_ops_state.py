@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from console.core.ops.audit import append_jsonl, audit, read_jsonl, redact_params
+from console.core.ops.context import SURGE, backend_service
 from console.core.ops.http import BakeStats, Probe, percentile
-from console.core.ops.nginx import parse_active, render_active
+from console.core.ops.nginx import parse_active, parse_target, render_active
 from console.core.ops.statefiles import atomic_write, read_deploy_env, update_deploy_env
 
 SECRET = "s3cr3t-Value-0123456789"
@@ -141,6 +142,23 @@ def test_active_file_rendering() -> None:
         render_active("red")
     with pytest.raises(ValueError):
         render_active("blue; include /etc/passwd")
+
+
+def test_active_file_names_a_colours_surge() -> None:
+    """A rolling deploy's surge serves for its colour: the target has the
+    slot, the serving colour stays the colour."""
+    text = render_active("green", "surge")
+    assert text == "set $active_backend backend_green_surge;\n"
+    assert parse_target(text) == ("green", "surge")
+    assert parse_target(render_active("blue")) == ("blue", None)
+    assert parse_active(text) == "green"
+    assert parse_target("set $active_backend backend_blue_other;") is None
+    # the colour's own container and its surge at once: ambiguous
+    assert parse_target(render_active("blue") + render_active("blue", "surge")) is None
+    with pytest.raises(ValueError):
+        render_active("blue", "canary")
+    assert backend_service("blue") == "backend_blue"
+    assert backend_service("green", SURGE) == "backend_green_surge"
 
 
 def _probe(status: int | None, ms: float, version: str = "v2") -> Probe:

@@ -149,6 +149,8 @@ def test_serving_colour_from_nginx_upstream_file(tmp_path: Path) -> None:
     assert serving_colour(f) is None
     f.write_text("set $active_backend backend_green;\n")
     assert serving_colour(f) == "green"
+    f.write_text("set $active_backend backend_blue_surge;\n")  # a rolling deploy's surge
+    assert serving_colour(f) == "blue"
     f.write_text("garbage\n")
     assert serving_colour(f) is None
 

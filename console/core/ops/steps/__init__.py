@@ -9,4 +9,6 @@ returns its result (see :mod:`console.core.ops.progress` for why):
   colour, what its migrations say);
 - :mod:`.bake`: requests through nginx for a while, verdict on them;
 - :mod:`.worker`: move the worker to a version, ready on its own heartbeat.
+- :mod:`.drain`: wait until nginx has no request in flight on a container
+  it no longer routes to (the rolling deploy, before stopping it).
 """

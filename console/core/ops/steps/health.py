@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from console.core.ops.backend import wait_healthy
-from console.core.ops.context import OpContext
+from console.core.ops.context import OpContext, backend_service
 from console.core.ops.errors import OpError, OpFailed
 from console.core.ops.migrate import MigrationStatus, migration_status
 from console.core.ops.proc import inspect_container
@@ -78,18 +78,27 @@ async def wait_service_healthy(
 
 
 async def wait_ready(
-    ctx: OpContext, colour: str, version: str, progress: Progress, timeout_s: float
+    ctx: OpContext,
+    colour: str,
+    version: str,
+    progress: Progress,
+    timeout_s: float,
+    *,
+    slot: str | None = None,
+    step: str = "wait-healthy",
 ) -> MigrationStatus:
-    """Until ``colour`` is healthy on ``version``; returns the
-    :class:`MigrationStatus` of that version.
+    """Until ``colour`` (its ``slot``'s container) is healthy on ``version``;
+    returns the :class:`MigrationStatus` of that version.
 
     ``alembic heads`` costs a Python start-up in the new container: it runs
     while the container warms up rather than after."""
-    container = ctx.container(f"backend_{colour}")
+    container = ctx.container(backend_service(colour, slot))
     heads_task = asyncio.ensure_future(migration_status(ctx, container))
     try:
         await progress.relay(
-            wait_healthy(ctx, colour, version, progress.emitter, timeout_s=timeout_s)
+            wait_healthy(
+                ctx, colour, version, progress.emitter, timeout_s=timeout_s, step=step, slot=slot
+            )
         )
     except BaseException:
         heads_task.cancel()

@@ -18,11 +18,13 @@ __all__ = ["ACTIVE_CONF", "ContainersSource", "parse_active_colour", "read_tar_m
 
 ACTIVE_CONF = "/etc/nginx/upstream/active.conf"
 
-_COLOUR_RE = re.compile(r"\$active_backend\s+backend_(blue|green)\s*;")
+_COLOUR_RE = re.compile(r"\$active_backend\s+backend_(blue|green)(?:_surge)?\s*;")
 
 
 def parse_active_colour(text: str) -> str | None:
-    """Colour from nginx's ``set $active_backend backend_green;`` (None if absent)."""
+    """Colour from nginx's ``set $active_backend backend_green;`` (None if absent).
+    ``backend_green_surge`` (a rolling deploy's surge container serving for
+    green) is green too."""
     for line in text.splitlines():
         if line.strip().startswith("#"):
             continue
