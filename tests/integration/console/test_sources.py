@@ -84,8 +84,10 @@ def settings_for(stack: Any, **overrides: Any) -> Settings:
 def every_source_ok(monitor: Monitor) -> bool:
     """Every source of the monitor (the stack's Prometheus history and alerts
     too) has reported, and each one's last poll succeeded."""
-    return bool(monitor.sources) and len(monitor.states) == len(monitor.sources) and all(
-        s.ok for s in monitor.states.values()
+    return (
+        bool(monitor.sources)
+        and len(monitor.states) == len(monitor.sources)
+        and all(s.ok for s in monitor.states.values())
     )
 
 
