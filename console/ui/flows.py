@@ -115,7 +115,9 @@ async def deploy(dash: DashboardScreen, spec: OpSpec) -> OpParams | None:
             "The idle colour starts, is verified, then nginx switches to it; "
             "failures switch back automatically."
             if params.strategy == "blue-green"
-            else "Services are recreated one at a time, health checked between them."
+            else "The new version starts beside the serving container, is verified, takes "
+            "the traffic while that container is replaced, then hands it back; "
+            "failures switch back automatically."
         ),
     )
     return await confirm(dash, spec, params, f"Deploy {params.version}?", body, label="Deploy")

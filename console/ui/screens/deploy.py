@@ -112,7 +112,10 @@ class DeployScreen(ModalScreen[DeployParams | None]):
                     value=True,
                     id="blue-green",
                 )
-                yield RadioButton("rolling: recreate one service at a time", id="rolling")
+                yield RadioButton(
+                    "rolling: start the new beside the serving one, switch, replace",
+                    id="rolling",
+                )
             with Horizontal(classes="form-row"):
                 yield Label("Backup before migrating")
                 yield Select(
