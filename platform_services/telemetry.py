@@ -55,7 +55,7 @@ WS_CONNECTIONS = Gauge(
 )
 WS_MESSAGES = Counter(
     "investment_ws_messages_total",
-    "Messages sent on the price stream, by type (snapshot, price, heartbeat).",
+    "Messages sent on the price stream, by type (snapshot, price, heartbeat, hand-off).",
     ["type"],
 )
 WS_DROPPED = Counter(

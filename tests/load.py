@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-__all__ = ["HEALTH", "MIXED", "LoadLoop", "LoadResult", "Sample"]
+__all__ = ["HEALTH", "MIXED", "LoadLoop", "LoadResult", "Sample", "StreamFollower"]
 
 HEALTH = ("/api/health",)
 """Answers carry the version and colour: what deploy tests watch."""
@@ -303,3 +303,76 @@ class LoadLoop:
                     version = body.get("version")
             colour = (r.headers.get("x-upstream-colour") or "").removeprefix("backend_") or None
             return Sample(t, path, r.status_code, None, version, colour, retried, ms)
+
+
+class StreamFollower:
+    """A price-stream client that behaves like an open page: ``with
+    StreamFollower(url) as s: ...`` connects to ``/api/ws/prices`` through
+    nginx on 127.0.0.1 and reconnects each time the server closes the
+    stream, until the block ends. It records every snapshot's colour and
+    version (which container served it), every close code, and every
+    failed connection. Bounded: ``max_connects`` and ``max_seconds``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        symbols: str = "AAPL",
+        *,
+        max_connects: int = 50,
+        max_seconds: float = 900.0,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.hostname != "127.0.0.1":
+            raise ValueError(f"streams go to 127.0.0.1 only, not {parts.hostname!r}")
+        self.url = f"ws://127.0.0.1:{parts.port}/api/ws/prices?symbols={symbols}"
+        self.max_connects = max_connects
+        self.max_seconds = max_seconds
+        self.snapshots: list[tuple[float, str, str]] = []
+        """(monotonic time, colour, version) of each snapshot received."""
+        self.closes: list[int | None] = []
+        """The close code of each stream the server ended (None: no close frame)."""
+        self.errors: list[str] = []
+        """Connections that could not be opened."""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stream-follower", daemon=True)
+
+    def __enter__(self) -> StreamFollower:
+        self._thread.start()
+        deadline = time.monotonic() + 30  # connected before the operation starts (bounded)
+        while not self.snapshots and time.monotonic() < deadline and self._thread.is_alive():
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+    def _run(self) -> None:
+        import json
+
+        from websockets.exceptions import ConnectionClosed, WebSocketException
+        from websockets.sync.client import connect
+
+        deadline = time.monotonic() + self.max_seconds
+        connects = 0
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            if connects >= self.max_connects:
+                self.errors.append(f"gave up after {connects} connections")
+                return
+            connects += 1
+            try:
+                with connect(self.url, open_timeout=10) as ws:
+                    while not self._stop.is_set():
+                        try:
+                            message = json.loads(ws.recv(timeout=0.5))
+                        except TimeoutError:
+                            continue
+                        if message.get("type") == "snapshot":
+                            self.snapshots.append(
+                                (time.monotonic(), message["colour"], message["version"])
+                            )
+            except ConnectionClosed as exc:
+                self.closes.append(exc.rcvd.code if exc.rcvd is not None else None)
+            except (OSError, WebSocketException, TimeoutError) as exc:
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+                self._stop.wait(0.2)

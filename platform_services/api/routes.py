@@ -22,6 +22,7 @@ from platform_services.api.schemas import (
     CacheClearBody,
     CacheMetricsBody,
     CostBody,
+    HandOffBody,
     PricesBody,
     TokenBody,
     UnavailableBody,
@@ -199,6 +200,16 @@ async def login(body: LoginRequest, request: Request) -> JSONResponse:
 # --- admin ---------------------------------------------------------------------------------
 
 
+def _admin(platform: Platform, authorization: str | None) -> auth.Principal | JSONResponse:
+    """The admin caller, or the 401/403 answer to send instead."""
+    try:
+        return auth.authenticate_admin(platform.settings, authorization)
+    except auth.AuthError as exc:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        code = "unauthorized" if exc.status == 401 else "forbidden"
+        return error(exc.status, code, exc.message, headers)
+
+
 @router.post(
     "/api/cache/clear", response_model=CacheClearBody, responses=responses(400, 401, 403, 413, 503)
 )
@@ -207,12 +218,9 @@ async def cache_clear(
 ) -> JSONResponse:
     """Delete every ``cache:*`` key (SCAN + UNLINK); quota counters are never touched."""
     platform = _platform(request)
-    try:
-        principal = auth.authenticate_admin(platform.settings, authorization)
-    except auth.AuthError as exc:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        code = "unauthorized" if exc.status == 401 else "forbidden"
-        return error(exc.status, code, exc.message, headers)
+    principal = _admin(platform, authorization)
+    if isinstance(principal, JSONResponse):
+        return principal
     cleared = 0
     try:
         batch: list[str] = []
@@ -232,6 +240,26 @@ async def cache_clear(
         extra={"fields": {"by": principal.name, "via": principal.via, "cleared": cleared}},
     )
     return JSONResponse({"cleared": cleared, "pattern": keys.CACHE_SCAN_PATTERN})
+
+
+@router.post("/api/streams/hand-off", response_model=HandOffBody, responses=responses(401, 403))
+async def streams_hand_off(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> JSONResponse:
+    """Close this process's price streams with 1012 so their clients reconnect
+    through nginx to what serves now: a deploy asks it of the container it
+    drains (``/direct/<colour>/api/streams/hand-off``), whose streams would
+    otherwise keep it busy until it is stopped."""
+    platform = _platform(request)
+    principal = _admin(platform, authorization)
+    if isinstance(principal, JSONResponse):
+        return principal
+    told = platform.hub.hand_off()
+    log.info(
+        "price streams handed off",
+        extra={"fields": {"by": principal.name, "via": principal.via, "streams": told}},
+    )
+    return JSONResponse({"handed_off": told})
 
 
 # --- metrics ---------------------------------------------------------------------------------

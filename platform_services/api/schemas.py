@@ -155,6 +155,11 @@ class CacheClearBody(BaseModel):
     pattern: str
 
 
+class HandOffBody(BaseModel):
+    handed_off: int
+    """Price streams of this process asked to reconnect elsewhere (closed with 1012)."""
+
+
 # --- metrics ---------------------------------------------------------------------------
 
 

@@ -61,6 +61,9 @@ FEED_POLL_S = 5.0
 redis-py pings a silent connection)."""
 FEED_BACKOFF_MAX_S = 30.0
 CAPACITY_RETRY_AFTER_S = 5
+HAND_OFF_CODE = 1012
+"""Close code of a stream handed off (service restart): reconnect, nginx
+sends the client to what serves now."""
 
 T = TypeVar("T")
 
@@ -141,6 +144,8 @@ def decode_update(raw: str | bytes) -> dict[str, Any] | None:
 
 
 Outgoing = tuple[str, tuple[Any, Any, Any], str]
+_HAND_OFF: Outgoing = ("", (None, None, None), "")
+"""Queued by :meth:`PriceHub.hand_off` (recognised by identity): close the stream."""
 """(symbol, quote_key, the message's JSON text): encoded once for every subscriber."""
 
 
@@ -191,6 +196,15 @@ class PriceHub:
                 if not subs:
                     del self._by_symbol[symbol]
         telemetry.WS_CONNECTIONS.set(len(self._all))
+
+    def hand_off(self) -> int:
+        """Ask every stream of this process to close with ``HAND_OFF_CODE``,
+        so that its client reconnects through nginx to the container that
+        serves now: what a deploy asks of a container it drains (a stream is
+        a connection that would otherwise never end). How many were asked."""
+        for sub in self._all:
+            sub.queue.put(_HAND_OFF)
+        return len(self._all)
 
     def offer(self, entry: dict[str, Any]) -> int:
         """Queue ``entry`` for its symbol's subscribers; how many got it."""
@@ -321,12 +335,17 @@ async def _read_until_closed(websocket: WebSocket) -> None:
 async def _write(websocket: WebSocket, sub: Subscriber, heartbeat_s: float) -> None:
     while True:
         try:
-            symbol, key, text = await asyncio.wait_for(sub.queue.get(), heartbeat_s)
+            item = await asyncio.wait_for(sub.queue.get(), heartbeat_s)
         except TimeoutError:
             await _send(
                 websocket, "heartbeat", json.dumps({"type": "heartbeat", "timestamp": _now()})
             )
             continue
+        if item is _HAND_OFF:
+            telemetry.WS_MESSAGES.labels(type="hand-off").inc()
+            await websocket.close(code=HAND_OFF_CODE, reason="reconnect: this server stops serving")
+            return
+        symbol, key, text = item
         if not sub.is_new(symbol, key):
             continue
         sub.last_sent[symbol] = key

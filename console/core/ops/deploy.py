@@ -72,7 +72,7 @@ from console.core.ops.recovery import recover
 from console.core.ops.silence import silence_expected
 from console.core.ops.statefiles import read_deploy_env, update_deploy_env
 from console.core.ops.steps.bake import bake
-from console.core.ops.steps.drain import wait_drained
+from console.core.ops.steps.drain import hand_off_streams, wait_drained
 from console.core.ops.steps.health import wait_ready, wait_service_healthy
 from console.core.ops.steps.images import ensure_image, git_tag_exists, known_versions
 from console.core.ops.steps.worker import move_worker, worker_heartbeat
@@ -361,6 +361,8 @@ async def _blue_green_steps(
         await switch_traffic(ctx, to, version)
         record.mark(switched=True)
         progress.ok("switch", f"nginx serves {to} ({version})", colour=to)
+        # the price streams still open on the old colour move to the new one
+        await hand_off_streams(ctx, backend_service(frm), progress, step="switch")
 
         step = "bake"
         record.step(step)

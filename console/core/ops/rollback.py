@@ -47,7 +47,7 @@ from console.core.ops.backup import (
     resolve_backup,
     restore_database,
 )
-from console.core.ops.context import OpContext, other_colour
+from console.core.ops.context import OpContext, backend_service, other_colour
 from console.core.ops.db import schema_revision
 from console.core.ops.errors import BadInput, OpError, OpFailed
 from console.core.ops.events import Emitter
@@ -58,6 +58,7 @@ from console.core.ops.recovery import recover
 from console.core.ops.silence import silence_expected
 from console.core.ops.statefiles import read_deploy_env
 from console.core.ops.steps.bake import bake
+from console.core.ops.steps.drain import hand_off_streams
 from console.core.ops.steps.worker import move_worker
 from console.core.ops.table import RollbackParams
 from console.core.ops.versions import image_ref
@@ -287,6 +288,7 @@ async def _rollback_steps(
                 version=target,
                 seconds=round(record.elapsed(), 2),
             )
+            await hand_off_streams(ctx, backend_service(frm), progress, step=step)
         if restore_db and backup is not None:
             step = "restore-db"
             record.step(step)

@@ -59,7 +59,7 @@ from tests.integration.ops.ops_helpers import (
     start_cli,
     wait_healthy,
 )
-from tests.load import HEALTH, LoadLoop
+from tests.load import HEALTH, LoadLoop, StreamFollower
 
 pytestmark = [pytest.mark.stack, pytest.mark.destructive]
 
@@ -335,7 +335,7 @@ def test_01_blue_green_v1_to_v2_under_load(stack: Any) -> None:
     """Precondition: BASE serves (the previous colour, kept warm, will hold it)."""
     _no_interrupted_deploy(stack)
     _serving_base(stack)
-    with deploy_load(stack) as load:
+    with deploy_load(stack) as load, StreamFollower(stack.base_url) as stream:
         r = run_cli(
             stack,
             "deploy",
@@ -370,6 +370,13 @@ def test_01_blue_green_v1_to_v2_under_load(stack: Any) -> None:
     assert last["user"] and last["colour"] != last["from_colour"]
     # the old colour keeps running, out of the upstream: the instant rollback target
     _assert_previous_colour_kept_warm(stack, r, last["from_colour"], BASE)
+    # an open price stream left the old colour at the switch (1012) and
+    # reconnected to the new one: it does not stay on the old version
+    assert stream.closes == [1012] and not stream.errors, (stream.closes, stream.errors)
+    assert [(c, v) for _, c, v in stream.snapshots] == [
+        (last["from_colour"], BASE),
+        (last["colour"], V2),
+    ], stream.snapshots
     record_figure(
         "blue_green_deploy",
         {
@@ -850,13 +857,22 @@ def test_11_rolling_deploy_is_start_first_without_failed_requests(stack: Any) ->
     _serving_anything_but(stack, V2)
     before = health(stack)
     colour = before["colour"]
-    with _rolling_load(stack) as load:
+    with _rolling_load(stack) as load, StreamFollower(stack.base_url) as stream:
         r = run_cli(
             stack, "deploy", "--strategy", "rolling", "--version", V2, "--services", "backend"
         )
     assert r.rc == 0, r.text()
     result = load.result()
     result.assert_clean(reloads=_nginx_reloads(r, 2))
+    # An open price stream does not hold the drains: each drained container
+    # hands its streams off (1012), the page reconnects to what serves then,
+    # and the container is drained without waiting for the stream to end.
+    for step in ("drain-old", "drain-surge"):
+        drained = [e for e in r.events if e["step"] == step and e["status"] == "ok"]
+        assert drained and "drained: no request" in drained[0]["message"], r.text()
+        assert not [e for e in r.events if e["step"] == step and e["status"] == "warn"]
+    assert stream.closes == [1012, 1012] and not stream.errors, (stream.closes, stream.errors)
+    assert [(c, v) for _, c, v in stream.snapshots][-1] == (colour, V2), stream.snapshots
     # the steps, in order: start-first
     done = list(dict.fromkeys(e["step"] for e in r.events if e["status"] == "ok"))
     order = ["start-surge", "surge-healthy", "smoke", "switch-surge", "drain-old", "replace"]

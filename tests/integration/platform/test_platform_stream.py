@@ -223,6 +223,31 @@ def test_websocket_test_names_the_handshake_when_nothing_listens(stack: Stack) -
 # --- broken on purpose, then restored ---------------------------------------------------------
 
 
+def test_a_hand_off_closes_the_colours_streams_with_1012(stack: Stack) -> None:
+    """What a deploy asks of a container it drains: ``POST
+    /direct/<colour>/api/streams/hand-off`` with the admin token closes that
+    colour's streams with 1012 (reconnect); without the token, 401 and the
+    stream stays open."""
+    active = stack.deploy_env()["ACTIVE_COLOUR"]
+    url = f"{stack.base_url}/direct/{active}/api/streams/hand-off"
+    with connect(
+        ws_url(stack, "AAPL", path=f"/direct/{active}/api/ws/prices"), open_timeout=10
+    ) as ws:
+        assert recv_json(ws, 10)["type"] == "snapshot"
+        refused = httpx.post(url, timeout=10)
+        assert refused.status_code == 401, refused.text
+        assert ws.ping().wait(10), "the stream closed without a token"
+        told = httpx.post(
+            url, headers={"Authorization": f"Bearer {stack.env['ADMIN_TOKEN']}"}, timeout=10
+        )
+        assert told.status_code == 200, told.text
+        assert told.json()["handed_off"] >= 1
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:  # bounded by the recv timeout
+                recv_json(ws, 10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
+
+
 @pytest.mark.destructive
 def test_a_stopped_colour_closes_its_streams_and_nginx_takes_the_client_on(stack: Stack) -> None:
     active = stack.deploy_env()["ACTIVE_COLOUR"]

@@ -9,8 +9,10 @@ import json
 import pytest
 
 from platform_services.api.stream import (
+    HAND_OFF_CODE,
     DropOldestQueue,
     PriceHub,
+    _write,
     decode_update,
     origin_allowed,
     parse_subscription,
@@ -124,6 +126,37 @@ def test_a_slow_subscriber_loses_its_oldest_prices_not_the_others() -> None:
         hub.offer(quote("AAPL", 100.0 + i, as_of=f"2026-12-07T10:0{i}:00+00:00"))
     assert slow.queue.dropped == 3
     assert [json.loads(t)["quote"]["price"] for _, _, t in slow.queue._items] == [103.0, 104.0]
+
+
+class FakeSocket:
+    """What ``_write`` uses of a WebSocket: send_text and close."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, object]] = []
+        self.closed: tuple[int, str] | None = None
+
+    async def send_text(self, text: str) -> None:
+        self.sent.append(json.loads(text))
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        self.closed = (code, reason)
+
+
+async def test_a_hand_off_closes_every_stream_with_1012_after_what_was_queued() -> None:
+    """Even a full queue takes the hand-off (the oldest price makes room):
+    the prices before it are sent, then the stream closes with 1012."""
+    hub = PriceHub(max_connections=5, queue_size=2)
+    full, idle = hub.open(["AAPL"]), hub.open(["MSFT"])
+    assert full is not None and idle is not None
+    for i in range(3):
+        hub.offer(quote("AAPL", 100.0 + i, as_of=f"2026-12-07T10:0{i}:00+00:00"))
+    assert hub.hand_off() == 2
+    for sub in (full, idle):
+        socket = FakeSocket()
+        await asyncio.wait_for(_write(socket, sub, heartbeat_s=5), 2)  # type: ignore[arg-type]
+        assert socket.closed is not None and socket.closed[0] == HAND_OFF_CODE == 1012
+        prices = [m["quote"]["price"] for m in socket.sent if m["type"] == "price"]  # type: ignore[index]
+        assert prices == ([102.0] if sub is full else [])
 
 
 def test_a_cache_write_the_client_has_is_not_new_a_refetch_is() -> None:

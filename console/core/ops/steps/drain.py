@@ -11,6 +11,13 @@ connection from nginx's address. Connections from anyone else (Prometheus
 keeps its scrape connection open) are not requests of users and are not
 waited for.
 
+A price stream (``/api/ws/prices``) is such a connection too, but one that
+never ends by itself: before waiting, the container is asked to hand its
+streams off (``POST /direct/<slot>/api/streams/hand-off``, the admin token):
+it closes them with 1012 and their clients reconnect through nginx to the
+container that serves now. A version without that endpoint answers 404 and
+its streams end when it stops, after the wait below.
+
 Stopping after that is belt and braces: uvicorn, on SIGTERM, also finishes
 what it has before it exits (``--timeout-graceful-shutdown``).
 """
@@ -22,10 +29,17 @@ import time
 from collections.abc import Iterable
 
 from console.core.ops.context import OpContext
+from console.core.ops.http import client, probe
 from console.core.ops.proc import docker_exec, inspect_container
 from console.core.ops.progress import Progress
 
-__all__ = ["BACKEND_PORT", "addresses_of", "connections_from", "wait_drained"]
+__all__ = [
+    "BACKEND_PORT",
+    "addresses_of",
+    "connections_from",
+    "hand_off_streams",
+    "wait_drained",
+]
 
 BACKEND_PORT = 8000
 """The port every backend container listens on (docs/CONTRACT.md)."""
@@ -89,6 +103,36 @@ def addresses_of(info: dict[str, object] | None) -> set[str]:
     return out
 
 
+async def hand_off_streams(ctx: OpContext, service: str, progress: Progress, *, step: str) -> None:
+    """Ask ``service`` (``backend_<colour>`` or ``backend_<colour>_surge``) to
+    close its price streams so their clients reconnect to what serves now.
+    Never fails the deploy: without it the streams end when it stops."""
+    token = ctx.env.get("ADMIN_TOKEN", "")
+    path = f"/direct/{service.removeprefix('backend_')}/api/streams/hand-off"
+    if not token:
+        progress.info(
+            step, f"no ADMIN_TOKEN in .env: {service}'s price streams stay until it stops"
+        )
+        return
+    async with client(ctx) as http:
+        p = await probe(http, path, method="POST", headers={"Authorization": f"Bearer {token}"})
+    told = p.body.get("handed_off") if p.ok and isinstance(p.body, dict) else None
+    if isinstance(told, int):
+        progress.info(
+            step,
+            f"{service}: {told} price stream(s) asked to reconnect to what serves now",
+            streams=told,
+        )
+    elif p.status == 404:
+        progress.info(
+            step, f"{service}'s version cannot hand its price streams off: they end when it stops"
+        )
+    elif p.status in (401, 403):  # the stack's ADMIN_TOKEN and .env disagree
+        progress.warn(step, f"{service} refused the price streams' hand-off ({p.describe()})")
+    else:  # down or going: its streams, if any, end with it
+        progress.info(step, f"{service} did not take the price streams' hand-off ({p.describe()})")
+
+
 async def wait_drained(
     ctx: OpContext,
     service: str,
@@ -104,6 +148,7 @@ async def wait_drained(
     started = time.monotonic()
     progress.start(step, f"draining {service}: waiting for nginx's requests in flight to end")
     nginx = addresses_of(await inspect_container(ctx, ctx.container("nginx")))
+    await hand_off_streams(ctx, service, progress, step=step)
     last = 0
     while True:
         r = await docker_exec(
