@@ -33,6 +33,9 @@ bash scripts/engine.sh
 need_cmd git git
 need_cmd ip iproute2
 need_cmd tmux tmux  # the real TUI runs in a tmux pane in the fault tests
+# docs/RUNBOOK.md's lines, run by tests/integration/test_runbook_doc.py
+need_cmd jq jq
+need_cmd ab apache2-utils
 
 # The test stack is disposable: start it from nothing every time, so a volume
 # initialised with another clone's secrets or a deploy state left by an earlier
