@@ -180,3 +180,33 @@ def test_preflight_checks_the_certificate_expiry(stack: Any, tmp_path: Path) -> 
             assert "renew" in tls[0]["message"]
         if label == "expired":
             assert r.rc != 0 and "tls" in r.final["message"], r.text()
+
+
+def test_tls_sh_refuses_bad_operator_files_and_installs_nothing(stack: Any, tmp_path: Path) -> None:
+    def pair(name: str) -> tuple[Path, Path]:
+        cert, key = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-days", "1", "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(cert)],
+            check=True, capture_output=True, timeout=30,
+        )  # fmt: skip
+        return cert, key
+
+    (a, a_key), (_, b_key) = pair("a"), pair("b")
+    before = cert_path(stack).read_bytes()
+    cases = [
+        (a, b_key, "does not match"),
+        (tmp_path / "none.pem", a_key, "no such readable file"),
+        (a_key, a_key, "is not a PEM certificate"),
+        (a, "", "set both TLS_CERT_FILE and TLS_KEY_FILE"),
+    ]
+    for cert, key, expected in cases:
+        r = subprocess.run(
+            ["bash", str(stack.repo / "scripts" / "tls.sh")],
+            env=stack.proc_env(TLS_CERT_FILE=str(cert), TLS_KEY_FILE=str(key)),
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert r.returncode == 1, (expected, r.stderr)
+        assert expected in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert "PRIVATE KEY" not in r.stdout + r.stderr
+    assert cert_path(stack).read_bytes() == before
