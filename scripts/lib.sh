@@ -33,7 +33,8 @@ export STACK_NAME HTTP_PORT RUN_DIR STACKDECK_STATE_DIR IMAGE_PREFIX
 # The monitoring UIs and the alert sink, on 127.0.0.1 only: set in .env, or
 # derived from HTTP_PORT so two stacks on one engine never ask for the same port
 # (HTTP_PORT 80: 10080, 20080, 30080).
-IFS=, read -ra _offsets <<<"$(_fact MONITORING_PORT_OFFSETS)"
+# nginx's HTTPS port likewise (HTTP_PORT 80: 443).
+IFS=, read -ra _offsets <<<"$(_fact MONITORING_PORT_OFFSETS),$(_fact EDGE_PORT_OFFSETS)"
 for _pair in "${_offsets[@]}"; do  # NAME=OFFSET
   _name=${_pair%%=*}
   _value="${!_name:-$(_env_file_value "$_name")}"

@@ -55,6 +55,9 @@ ACTIVE_COLOUR=blue
 EOF2
 fi
 
+# --- nginx's certificate (.env's TLS_CERT_FILE/TLS_KEY_FILE, else self-signed)
+bash "$ROOT/scripts/tls.sh"
+
 bash "$ROOT/scripts/images.sh"
 
 # --- the stack. Database and cache first, then the schema, then the rest.
@@ -107,4 +110,4 @@ monitoring=(prometheus alertmanager alert_sink node_exporter postgres_exporter r
 log "starting monitoring: ${monitoring[*]}"
 compose up -d --wait --wait-timeout 180 "${monitoring[@]}"
 log "Prometheus on http://127.0.0.1:$PROMETHEUS_PORT, Alertmanager on http://127.0.0.1:$ALERTMANAGER_PORT, alert sink on http://127.0.0.1:$ALERT_SINK_PORT/messages (user $(_env_file_value MONITORING_USER | grep . || echo stackdeck), password MONITORING_PASSWORD in .env)"
-log "stack $STACK_NAME healthy on http://127.0.0.1:$HTTP_PORT in $(( $(date +%s) - started )) s"
+log "stack $STACK_NAME healthy on http://127.0.0.1:$HTTP_PORT and https://127.0.0.1:$HTTPS_PORT in $(( $(date +%s) - started )) s"

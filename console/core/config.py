@@ -418,6 +418,10 @@ class Settings(BaseSettings):
     state_dir: Path = StackNames().state_dir
     """deploy.env, lock, audit log, history, backups. Default
     ``/var/lib/stackdeck/<project>``."""
+    tls_cert_file: Path = StackNames().state_dir / "tls" / "cert.pem"
+    """nginx's certificate (PEM), whose expiry preflight checks and the Health
+    panel shows. Default ``<state_dir>/tls/cert.pem``, where scripts/tls.sh
+    installs ``.env``'s ``TLS_CERT_FILE`` or a self-signed one."""
     pg_dsn: SecretStr = SecretStr(
         "postgresql://postgres@/investment_db?host=/run/investment/postgresql"
     )
@@ -486,6 +490,8 @@ class Settings(BaseSettings):
             data["run_dir"] = str(StackNames(project).run_dir)
         if not data.get("state_dir"):
             data["state_dir"] = str(StackNames(project).state_dir)
+        if not data.get("tls_cert_file"):
+            data["tls_cert_file"] = str(Path(str(data["state_dir"])) / "tls" / "cert.pem")
         run_dir = str(data["run_dir"])
         if not data.get("pg_dsn"):
             data["pg_dsn"] = f"postgresql://postgres@/investment_db?host={run_dir}/postgresql"

@@ -140,6 +140,9 @@ class HealthSnapshot(Snapshot):
     when no request was served in between."""
     request_rate: float | None = None
     """Requests per second served by the backends since the previous scrape."""
+    tls_days_left: int | None = None
+    """Whole days before nginx's certificate expires (negative: expired);
+    None when it cannot be read."""
 
 
 # --- docker stats -----------------------------------------------------------

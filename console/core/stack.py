@@ -23,6 +23,7 @@ __all__ = [
     "facts",
     "is_secret_key",
     "monitoring_ports",
+    "published_ports",
 ]
 
 FACTS_FILE = Path(__file__).with_name("stack.facts")
@@ -53,6 +54,18 @@ def monitoring_ports(env: Mapping[str, str], http_port: int) -> dict[str, int]:
     ``env`` (the environment, then .env), else ``http_port`` plus their offset."""
     out: dict[str, int] = {}
     for pair in facts()["MONITORING_PORT_OFFSETS"].split(","):
+        name, offset = pair.split("=", 1)
+        given = str(env.get(name) or "").strip()
+        out[name] = int(given) if given.isdigit() else http_port + int(offset)
+    return out
+
+
+def published_ports(env: Mapping[str, str], http_port: int) -> dict[str, int]:
+    """Every derived 127.0.0.1 port: the monitoring ones and nginx's
+    ``HTTPS_PORT`` (``EDGE_PORT_OFFSETS``: 80 -> 443), from ``env`` else
+    ``http_port`` plus their offset."""
+    out = monitoring_ports(env, http_port)
+    for pair in facts()["EDGE_PORT_OFFSETS"].split(","):
         name, offset = pair.split("=", 1)
         given = str(env.get(name) or "").strip()
         out[name] = int(given) if given.isdigit() else http_port + int(offset)

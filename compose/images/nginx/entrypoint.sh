@@ -9,5 +9,33 @@ if [ ! -s "$active" ]; then
   printf 'set $active_backend backend_%s;\n' "$colour" > "$active.tmp"
   mv "$active.tmp" "$active"
 fi
+
+# The host, as nginx sees it: the gateway of this container's network (the
+# default route in /proc/net/route, little-endian hex), through which a
+# published port's traffic arrives. Rewritten at every start (a recreated
+# network may have another address).
+mkdir -p /etc/nginx/runtime
+gw=$(awk '$2 == "00000000" && $3 != "00000000" { print $3; exit }' /proc/net/route)
+: > /etc/nginx/runtime/host-clients.geo.tmp
+if [ -n "$gw" ]; then
+  printf '%d.%d.%d.%d 1;\n' "0x$(echo "$gw" | cut -c7-8)" "0x$(echo "$gw" | cut -c5-6)" \
+    "0x$(echo "$gw" | cut -c3-4)" "0x$(echo "$gw" | cut -c1-2)" >> /etc/nginx/runtime/host-clients.geo.tmp
+else
+  echo "nginx-entrypoint: no default route: only 127.0.0.1 counts as the host" >&2
+fi
+mv /etc/nginx/runtime/host-clients.geo.tmp /etc/nginx/runtime/host-clients.geo
+
+# Where a client redirected to HTTPS finds it: the published HTTPS port.
+port="${HTTPS_PORT:-443}"
+case "$port" in ''|*[!0-9]*) echo "HTTPS_PORT must be a port number (got '$port')" >&2; exit 64;; esac
+suffix=$([ "$port" = 443 ] || printf ':%s' "$port")
+printf 'set $https_port_suffix "%s";\n' "$suffix" > /etc/nginx/runtime/edge.conf
+
+for f in cert.pem key.pem; do
+  if [ ! -s "/etc/nginx/tls/$f" ]; then
+    echo "nginx-entrypoint: /etc/nginx/tls/$f is missing: scripts/setup.sh installs the certificate in \$STACKDECK_STATE_DIR/tls" >&2
+    exit 78
+  fi
+done
 nginx -t -q
 exec nginx -g 'daemon off;'

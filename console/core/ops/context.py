@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from console.core.errors import redact
 from console.core.opfiles import proc_start_time
-from console.core.stack import DEFAULT_IMAGE_PREFIX, StackNames, is_secret_key, monitoring_ports
+from console.core.stack import DEFAULT_IMAGE_PREFIX, StackNames, is_secret_key, published_ports
 
 __all__ = [
     "APP_SERVICES",
@@ -204,6 +204,9 @@ class OpContext:
     alertmanager_url: str | None = None
     """The stack's Alertmanager (settings' ``alertmanager_url``); None: the
     one ``.env``/``HTTP_PORT`` name (as the operation notices use)."""
+    tls_cert_file: Path | None = None
+    """nginx's certificate (settings' ``tls_cert_file``); None:
+    ``<state_dir>/tls/cert.pem``."""
 
     # --- construction ---------------------------------------------------------
 
@@ -234,6 +237,7 @@ class OpContext:
             "keep_previous_colour": bool(getattr(settings, "keep_previous_colour", True)),
             "extra_secrets": tuple(secrets),
             "alertmanager_url": getattr(settings, "alertmanager_url", None),
+            "tls_cert_file": getattr(settings, "tls_cert_file", None),
         }
         values.update(overrides)
         return cls(**values)
@@ -326,10 +330,17 @@ class OpContext:
             RUN_DIR=str(self.run_dir),
             STACKDECK_STATE_DIR=str(self.state_dir),
         )
-        # a service compose recreates keeps its monitoring ports (not compose's defaults)
-        ports = monitoring_ports({**self.env, **os.environ}, self.http_port)
+        # a service compose recreates keeps its ports (not compose's defaults)
+        ports = published_ports({**self.env, **os.environ}, self.http_port)
         env.update({name: str(port) for name, port in ports.items()})
         return env
+
+    @property
+    def cert_path(self) -> Path:
+        """nginx's certificate: the configured file, else ``<state_dir>/tls/cert.pem``."""
+        return (
+            Path(self.tls_cert_file) if self.tls_cert_file else self.state_dir / "tls" / "cert.pem"
+        )
 
     # --- secrets ---------------------------------------------------------------
 

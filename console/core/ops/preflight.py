@@ -23,6 +23,13 @@ from console.core.ops.context import OpContext
 from console.core.ops.errors import OpError, OpFailed
 from console.core.ops.events import Emitter
 from console.core.ops.table import NoParams
+from console.core.tls import (
+    WARN_DAYS,
+    CertificateError,
+    days_left,
+    expiry_verdict,
+    read_certificate,
+)
 
 __all__ = ["PROVIDER_KEYS", "env_problems", "parse_meminfo", "run_preflight", "version_at_least"]
 
@@ -198,6 +205,36 @@ async def run_preflight(
         )
     else:
         yield ev.ok("provider-keys", "all provider keys present")
+
+    # --- TLS (runbook: "SSL certificates installed") ------------------------------------
+    try:
+        cert = read_certificate(ctx.cert_path)
+    except CertificateError as exc:
+        yield fail("tls", str(exc))
+    else:
+        left = days_left(cert.not_after, datetime.now(UTC))
+        verdict = expiry_verdict(left)
+        until = cert.not_after.strftime("%Y-%m-%d %H:%M UTC")
+        who = f"{cert.subject}{' (self-signed)' if cert.self_signed else ''}"
+        data = {"days_left": left, "not_after": cert.not_after.isoformat(), "subject": cert.subject}
+        if verdict == "expired":
+            yield fail(
+                "tls",
+                f"nginx's certificate {who} expired on {until}: install a new one "
+                "(TLS_CERT_FILE/TLS_KEY_FILE in .env, then scripts/tls.sh)",
+                **data,
+            )
+        elif verdict == "warn":
+            yield warn(
+                "tls",
+                f"nginx's certificate {who} expires in {left} day(s), on {until} "
+                f"(< {WARN_DAYS}): renew it, then scripts/tls.sh",
+                **data,
+            )
+        else:
+            yield ev.ok(
+                "tls", f"nginx's certificate {who}: {left} days left (until {until})", **data
+            )
 
     # --- backups, migrations, deploy state --------------------------------------------------------
     backups = list_backups(ctx)

@@ -33,6 +33,7 @@ import asyncio
 import math
 import time
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -42,6 +43,7 @@ from console.core.config import Settings
 from console.core.errors import SourceError, redact
 from console.core.models import ContainersSnapshot, EndpointResult, HealthSnapshot
 from console.core.sources.base import Clock, Source, utcnow
+from console.core.tls import CertificateError, days_left, read_certificate
 
 __all__ = [
     "HEALTH_PATHS",
@@ -189,6 +191,9 @@ class HealthSource(Source):
         self._skipped: set[str] = set()
         """Colours on standby with their container stopped (from the last
         container list): not asked at all."""
+        self._cert: tuple[tuple[int, int], datetime] | None = None
+        """(mtime_ns, size) of nginx's certificate file and its notAfter: the
+        file is parsed again only when it changes (scripts/tls.sh)."""
 
     @property
     def interval(self) -> float:
@@ -282,6 +287,19 @@ class HealthSource(Source):
             return None
         return bucket_deltas(previous[1], current)
 
+    def _tls_days_left(self) -> int | None:
+        """Days before nginx's certificate expires; None when unreadable."""
+        path = self.settings.tls_cert_file
+        try:
+            st = path.stat()
+            key = (st.st_mtime_ns, st.st_size)
+            if self._cert is None or self._cert[0] != key:
+                self._cert = (key, read_certificate(path).not_after)
+        except (OSError, CertificateError):
+            self._cert = None
+            return None
+        return days_left(self._cert[1], self.clock())
+
     async def poll(self) -> HealthSnapshot:
         last_scrape = min((t for t, _ in self._scrapes.values()), default=None)
         # Two waves: through nginx (the serving colour), then both colours
@@ -336,6 +354,7 @@ class HealthSource(Source):
             results=results,
             p95_seconds=round(p95, 4) if p95 is not None else None,
             request_rate=rate,
+            tls_days_left=self._tls_days_left(),
         )
         nginx = [r for r in results if r.target == "nginx"]
         if nginx and all(r.status is None for r in nginx):

@@ -121,6 +121,14 @@ class HealthPanel(Panel):
         return None if snapshot.results else "no health endpoints checked yet"
 
     def title_detail(self, snapshot: HealthSnapshot) -> str:
+        text = self._endpoints_detail(snapshot)
+        if snapshot.tls_days_left is not None:
+            left = snapshot.tls_days_left
+            tls = "TLS cert expired" if left < 0 else f"TLS cert {left} d left"
+            text = f"{text} · {tls}" if text else tls
+        return text
+
+    def _endpoints_detail(self, snapshot: HealthSnapshot) -> str:
         via_nginx = [r for r in snapshot.results if r.target == "nginx"]
         if not via_nginx:
             return ""

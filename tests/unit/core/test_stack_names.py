@@ -117,7 +117,7 @@ def test_nothing_else_restates_the_naming_rule() -> None:
 
 def test_the_scripts_and_the_console_derive_the_same_monitoring_ports() -> None:
     from console.core.config import read_env_file
-    from console.core.stack import monitoring_ports
+    from console.core.stack import published_ports
 
     env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "HTTP_PORT": "18555"}
     env["PROMETHEUS_PORT"] = "19999"  # given: kept
@@ -125,7 +125,7 @@ def test_the_scripts_and_the_console_derive_the_same_monitoring_ports() -> None:
         [
             "bash",
             "-c",
-            'source scripts/lib.sh; echo "$PROMETHEUS_PORT $ALERTMANAGER_PORT $ALERT_SINK_PORT"',
+            'source scripts/lib.sh; echo "$PROMETHEUS_PORT $ALERTMANAGER_PORT $ALERT_SINK_PORT $HTTPS_PORT"',
         ],
         cwd=REPO,
         env=env,
@@ -135,8 +135,10 @@ def test_the_scripts_and_the_console_derive_the_same_monitoring_ports() -> None:
     )
     assert r.returncode == 0, r.stderr
     dotenv = read_env_file(REPO / ".env") if (REPO / ".env").exists() else {}
-    ports = monitoring_ports({**dotenv, **env}, 18555)
+    ports = published_ports({**dotenv, **env}, 18555)
     assert r.stdout.split() == [str(p) for p in ports.values()]
+    if not dotenv.get("HTTPS_PORT"):
+        assert ports["HTTPS_PORT"] == 18555 + 363  # 80 -> 443
     assert ports["PROMETHEUS_PORT"] == 19999
     if not dotenv.get("ALERTMANAGER_PORT"):
         assert ports["ALERTMANAGER_PORT"] == 18555 + 20000  # derived from HTTP_PORT
