@@ -11,6 +11,7 @@ cost of drawing what the program sends)."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +37,39 @@ from bench.screen import stack_services, watch
 
 CPU_TARGET = 2.0
 RSS_TARGET = 150_000_000  # 150 MB = 143 MiB
+STATS_INTERVAL_S = 1
+"""The console's default stats interval (``[refresh] stats``): glances runs at it."""
+DATABASE_INTERVAL_S = 5
+"""The console's default database interval (``[refresh] database``): pg_activity runs at it."""
+
+
+def _shows(*words: str) -> Callable[[str, list[str]], list[str]]:
+    """A data check: the screen shows every one of ``words`` (case-insensitive)."""
+    return lambda screen, _services: [w for w in words if w.lower() not in screen.lower()]
+
+
+def peers(
+    stack: Stack, names: list[str]
+) -> dict[str, tuple[list[str], Callable[[str, list[str]], list[str]]]]:
+    """name -> (command, data check) of each peer measured beside the console."""
+    return {
+        "docker stats": (["docker", "stats", *names], _shows("CONTAINER")),
+        "glances": (["glances", "-t", str(STATS_INTERVAL_S)], _shows("CONTAINERS")),
+        "pg_activity": (
+            [
+                "pg_activity",
+                "--refresh",
+                str(DATABASE_INTERVAL_S),
+                "-h",
+                f"{stack.run_dir}/postgresql",
+                "-U",
+                "postgres",
+                "-d",
+                "investment_db",
+            ],
+            _shows("PID"),
+        ),
+    }
 
 
 def _measure(
@@ -106,45 +140,73 @@ def bench(
                 windows=windows,
                 window_s=window_s,
             )
-            log(f"idle: {n} containers: docker stats")
-            peer = _measure(
-                tmux,
-                ["docker", "stats", *names],
-                console_env(stack),
-                lambda t0: watch(
+            measured: dict[str, dict[str, Any]] = {}
+            for name, (command, shows) in peers(stack, names).items():
+                if name == "pg_activity" and level != levels[0]:
+                    continue  # the database's peer: the containers' count is not its load
+                if shutil.which(command[0]) is None:
+                    log(f"idle: {name} is not installed: not measured")
+                    measured[name] = {"missing": True}
+                    continue
+                log(f"idle: {n} containers: {name}")
+                measured[name] = _measure(
                     tmux,
-                    t0,
-                    [],
-                    timeout=15,
-                    data_check=lambda s, _x: [] if "CONTAINER" in s else ["header"],
-                    paint_check=lambda s: True,
-                ),
-                warm_s=warm_s,
-                windows=windows,
-                window_s=window_s,
-            )
-            raw[str(n)] = {"containers": n, "console": console, "docker_stats": peer}
-            rows.append(
-                row(
-                    f"idle CPU, {n} containers",
-                    console["cpu_median"],
-                    "% of one core",
-                    peer=peer["cpu_median"],
-                    peer_name="docker stats (streaming)",
-                    ratio=safe_ratio(peer["cpu_median"], console["cpu_median"]),
-                    ratio_label="× (peer / console)",
-                    target="< 2 % of one core",
-                    met=console["cpu_median"] is not None
-                    and console["cpu_median"] < CPU_TARGET
-                    and not console["died"],
-                    note=(
-                        f"max window {console['cpu_max']} %; dockerd {console['dockerd_cpu_median']} % "
-                        f"(with docker stats: {peer['dockerd_cpu_median']} %); tmux {console['tmux_cpu_median']} % "
-                        f"(docker stats: {peer['tmux_cpu_median']} %)"
-                        + ("; CONSOLE DIED" if console["died"] else "")
+                    command,
+                    console_env(stack),
+                    lambda t0, shows=shows: watch(  # type: ignore[misc]
+                        tmux, t0, [], timeout=20, data_check=shows, paint_check=lambda s: True
                     ),
+                    warm_s=warm_s,
+                    windows=windows,
+                    window_s=window_s,
                 )
-            )
+            peer = measured["docker stats"]
+            raw[str(n)] = {
+                "containers": n,
+                "console": console,
+                "docker_stats": peer,
+                "peers": measured,
+            }
+            for name in ("glances", "pg_activity"):
+                other = measured.get(name)
+                if other is None:
+                    continue
+                if other.get("missing"):
+                    rows.append(
+                        row(
+                            f"idle CPU beside {name}, {n} containers",
+                            console["cpu_median"],
+                            "% of one core",
+                            peer_name=name,
+                            note=f"{name} is not installed here",
+                        )
+                    )
+                    continue
+                rows.append(
+                    row(
+                        f"idle CPU beside {name}, {n} containers",
+                        console["cpu_median"],
+                        "% of one core",
+                        peer=other["cpu_median"],
+                        peer_name=f"{name} (same terminal, same interval)",
+                        ratio=safe_ratio(other["cpu_median"], console["cpu_median"]),
+                        ratio_label="× (peer / console)",
+                        target=f"lower than {name}" if name == "glances" else None,
+                        met=(
+                            console["cpu_median"] is not None
+                            and other["cpu_median"] is not None
+                            and console["cpu_median"] < other["cpu_median"]
+                        )
+                        if name == "glances"
+                        else None,
+                        note=(
+                            f"stackdeck ÷ {name} = {rnd(safe_ratio(console['cpu_median'], other['cpu_median']), 2)}; "
+                            f"RSS {console['rss_max_mib']} MiB vs {other['rss_max_mib']} MiB; "
+                            f"{name} max window {other['cpu_max']} %"
+                            + ("; PEER DIED" if other["died"] else "")
+                        ),
+                    )
+                )
             rows.append(
                 row(
                     f"idle RSS, {n} containers",

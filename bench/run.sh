@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmarks of issue 6 in one command, from a clean clone:
 #   bash bench/run.sh [python3 -m bench options]      e.g. --quick, --only stats,idle
-# 1. tools: tmux, ab (apache2-utils) and wrk from Debian when missing (root);
+# 1. tools: tmux, ab (apache2-utils), wrk and the peers glances (+ python3-docker)
+#    and pg_activity from Debian when missing (root);
 # 2. the console's virtualenv (scripts/venv.sh) plus py-spy for the profile;
 # 3. the stack: BENCH_STACK (default sdbench) on 127.0.0.1:BENCH_HTTP_PORT
 #    (default 18087), brought up by scripts/setup.sh unless --no-setup;
@@ -16,6 +17,10 @@ missing=()
 command -v tmux >/dev/null || missing+=(tmux)
 command -v ab >/dev/null || missing+=(apache2-utils)
 command -v wrk >/dev/null || missing+=(wrk)
+# the peers measured beside the console (issue 15): glances shows containers
+# only with python3-docker; pg_activity watches the stack's database
+command -v glances >/dev/null || missing+=(glances python3-docker)
+command -v pg_activity >/dev/null || missing+=(pg-activity)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "[bench] installing ${missing[*]}" >&2
