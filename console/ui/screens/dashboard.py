@@ -422,7 +422,11 @@ class DashboardScreen(Screen[None]):
             stale = panel.failing_source(self.sources) is not None
             tab.set_class(stale, "-stale")
             base = f"{panel.NUMBER} {panel.SHORT}"
-            tab.label = f"{base}!" if stale else base
+            label = f"{base}!" if stale else base
+            # the setter lays the tab bar out again even for the same text,
+            # and the sources change about once a second
+            if tab.label.plain != label:
+                tab.label = label
 
     # --- what the monitor and the ops runner send ---------------------------------
 

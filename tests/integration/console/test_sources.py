@@ -40,6 +40,7 @@ from console.core.sources.docker.stats import StatsSource
 from console.core.sources.health import HEALTH_PATHS, HealthSource
 from console.core.sources.postgres import PostgresSource
 from console.core.sources.redis_quota import QuotaSource
+from console.core.stack import published_ports
 from platform_services.providers import keys
 from tests.conftest import base_image
 from tests.integration.console.engine_buffer import forget_in_the_engine
@@ -173,7 +174,10 @@ async def test_containers_of_the_project_with_health(stack: Any, handle: DockerH
     )
     assert blue.version == stack.env["BLUE_VERSION"]
     assert by_service["backend_green"].colour == "green"
-    assert by_service["nginx"].ports == [f"127.0.0.1:{stack.http_port}->80/tcp"]
+    https = published_ports(stack.env, stack.http_port)["HTTPS_PORT"]
+    assert sorted(by_service["nginx"].ports) == sorted(
+        [f"127.0.0.1:{stack.http_port}->80/tcp", f"127.0.0.1:{https}->443/tcp"]
+    )
     assert by_service["db"].restart_count == inspect(stack.container("db"))["RestartCount"]
 
 
