@@ -20,7 +20,7 @@ import pytest
 
 from console.core.config import read_env_file
 from console.core.ops.context import SERVICES as ALL_SERVICES
-from console.core.stack import StackNames, monitoring_ports
+from console.core.stack import StackNames, published_ports
 from tests.conftest import REPO, Stack
 
 pytestmark = pytest.mark.stack
@@ -42,8 +42,8 @@ PUBLISHED = {
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     # what the shell has of the suite's stack must not leak into this one:
-    # its folders, and its monitoring ports (derived from HTTP_PORT here)
-    for k in ("RUN_DIR", "STACKDECK_STATE_DIR", *monitoring_ports({}, PORT)):
+    # its folders, its monitoring and HTTPS ports (derived from HTTP_PORT here)
+    for k in ("RUN_DIR", "STACKDECK_STATE_DIR", *published_ports({}, PORT)):
         env.pop(k, None)
     env.update(STACK_NAME=FRESH, HTTP_PORT=str(PORT))
     return env
