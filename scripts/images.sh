@@ -12,6 +12,7 @@
 #    `stackdeck deploy --build` builds a new version from the same base.
 # Usage: images.sh [VERSION ...]   (backend versions to build; default: those
 #        named in deploy.env that do not exist yet, plus the base version)
+#        BROWSER_IMAGE=yes also builds $IMAGE_PREFIX-browser (the tests' Chromium).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -82,7 +83,10 @@ done
 build "$IMAGE_PREFIX-monitoring:latest" compose/images/monitoring/Dockerfile \
   "$base_id-$(inputs_hash compose/images/monitoring platform_services/monitoring platform_services/__init__.py)"
 
-backend_hash="$base_id-$(inputs_hash compose/images/backend platform_services)"
+# The backend's inputs: platform_services without the frontend's files (a
+# page edit does not rebuild the backend; its image copies them, unused).
+backend_hash="$base_id-$(inputs_hash compose/images/backend \
+  $(cd "$ROOT" && find platform_services -mindepth 1 -maxdepth 1 ! -name frontend ! -name __pycache__))"
 versions=("$@")
 if [ ${#versions[@]} -eq 0 ]; then
   versions=("$BASE_VERSION")
@@ -98,4 +102,17 @@ for v in "${versions[@]}"; do
 done
 # market-sim stands for the outside world: the same code, pinned under its own tag.
 build "$IMAGE_PREFIX-market-sim:latest" compose/images/backend/Dockerfile "$backend_hash-sim" --build-arg "APP_VERSION=$BASE_VERSION"
+# The web frontend: static files served by its own nginx. Its version is
+# FRONTEND_VERSION of deploy.env (default the base version).
+frontend_version=$(sed -n 's/^FRONTEND_VERSION=//p' "$STACKDECK_STATE_DIR/deploy.env" 2>/dev/null | tail -n 1)
+frontend_version=${FRONTEND_VERSION:-${frontend_version:-$BASE_VERSION}}
+build "$IMAGE_PREFIX-frontend:$frontend_version" compose/images/frontend/Dockerfile \
+  "$base_id-$(inputs_hash compose/images/frontend platform_services/frontend)-$frontend_version" \
+  --build-arg "APP_VERSION=$frontend_version"
+# Headless Chromium for the browser tests only (BROWSER_IMAGE=yes; scripts/test.sh
+# sets it): the stack never runs it, so a set-up does not build it.
+if [ "${BROWSER_IMAGE:-no}" = yes ]; then
+  build "$IMAGE_PREFIX-browser:latest" compose/images/browser/Dockerfile \
+    "$base_id-$(inputs_hash compose/images/browser)"
+fi
 log "images ready in $SECONDS s"

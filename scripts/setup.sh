@@ -88,12 +88,12 @@ else
 fi
 
 # The idle colour stays stopped when a deploy left it so (kept for rollback).
-services=(nginx worker backend_blue backend_green)
+services=(nginx worker backend_blue backend_green frontend)
 active=$(sed -n 's/^ACTIVE_COLOUR=//p' "$STACKDECK_STATE_DIR/deploy.env")
 idle=$([ "$active" = green ] && echo blue || echo green)
 idle_state=$(docker inspect -f '{{.State.Status}}' "$(container_of "backend_$idle")" 2>/dev/null || echo missing)
 if [ "$idle_state" = exited ]; then
-  services=(nginx worker "backend_$active")
+  services=(nginx worker "backend_$active" frontend)
   log "backend_$idle is stopped (kept for rollback): leaving it so"
 fi
 log "starting ${services[*]}"

@@ -64,7 +64,7 @@ for old in $(docker image ls stackdeck-base --format '{{.Repository}}:{{.Tag}}')
 done
 docker image prune -f >/dev/null 2>&1 || true
 
-BASE_BUILD=$base_build bash scripts/images.sh
+BASE_BUILD=$base_build BROWSER_IMAGE=yes bash scripts/images.sh
 bash scripts/setup.sh
 bash scripts/venv.sh test,platform
 

@@ -36,7 +36,7 @@ import contextlib
 import json
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -109,10 +109,29 @@ def parse_subscription(values: list[str]) -> list[str]:
     return parse_symbols(values[0] if values else None)
 
 
-def origin_allowed(origin: str | None, allowed: Iterable[str]) -> bool:
-    """A browser page may open the stream only from an origin of ``CORS_ORIGINS``
-    (WebSockets bypass CORS); clients without ``Origin`` (scripts) always may."""
-    return origin is None or origin in set(allowed)
+def origin_allowed(
+    origin: str | None, allowed: Iterable[str], same_origin: str | None = None
+) -> bool:
+    """A browser page may open the stream only from its own origin (the
+    platform's web frontend, served by the same nginx) or from an origin of
+    ``CORS_ORIGINS`` (WebSockets bypass CORS); clients without ``Origin``
+    (scripts) always may."""
+    if origin is None:
+        return True
+    return origin == same_origin or origin in set(allowed)
+
+
+def request_origin(headers: Mapping[str, str], ws_scheme: str) -> str | None:
+    """The origin the client addressed: ``scheme://host[:port]`` from nginx's
+    ``X-Forwarded-Proto`` and ``X-Forwarded-Host`` (the Host header as the
+    browser sent it, port included; compose/nginx/conf/websocket.inc), else
+    from the request itself. A browser cannot set either header on a
+    WebSocket handshake, so a page elsewhere never matches."""
+    host = headers.get("x-forwarded-host") or headers.get("host")
+    if not host:
+        return None
+    proto = headers.get("x-forwarded-proto") or ("https" if ws_scheme == "wss" else "http")
+    return f"{proto.lower()}://{host.lower()}"
 
 
 def quote_key(quote: dict[str, Any]) -> tuple[Any, Any, Any]:
@@ -361,7 +380,11 @@ async def price_stream(websocket: WebSocket) -> None:
     except SymbolError as exc:
         await _refuse(websocket, 422, "invalid_symbols", str(exc))
         return
-    if not origin_allowed(websocket.headers.get("origin"), settings.cors_origin_list()):
+    if not origin_allowed(
+        websocket.headers.get("origin"),
+        settings.cors_origin_list(),
+        request_origin(websocket.headers, websocket.url.scheme),
+    ):
         await _refuse(websocket, 403, "origin_not_allowed", "this Origin may not open the stream")
         return
     hub: PriceHub = platform.hub

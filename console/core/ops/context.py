@@ -53,7 +53,16 @@ def backend_service(colour: str, slot: str | None = None) -> str:
     return f"backend_{colour}" if slot is None else f"backend_{colour}_{slot}"
 
 
-APP_SERVICES = ("nginx", "backend_blue", "backend_green", "worker", "db", "redis", "market-sim")
+APP_SERVICES = (
+    "nginx",
+    "backend_blue",
+    "backend_green",
+    "frontend",
+    "worker",
+    "db",
+    "redis",
+    "market-sim",
+)
 """The platform's compose services (CONTRACT.md)."""
 MONITORING_SERVICES = (
     "prometheus",

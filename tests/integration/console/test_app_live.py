@@ -32,7 +32,7 @@ from tests.integration.console.engine_buffer import forget_in_the_engine
 
 pytestmark = pytest.mark.stack
 
-SERVICES = ("nginx", "worker", "db", "redis", "market-sim")
+SERVICES = ("nginx", "frontend", "worker", "db", "redis", "market-sim")
 ENDPOINTS = (
     "/api/health",
     "/api/health/database",
@@ -91,6 +91,15 @@ async def test_panels_show_the_real_stack(stack: Stack) -> None:
         assert serving in ("blue", "green")
         assert stack.container(f"backend_{serving}") in shown
         assert "running" in row_text(table, stack.container("db"))
+        # the web frontend like the other services: its version label, its health
+        frontend = next(
+            c
+            for c in app.dashboard.containers.containers
+            if c.name == stack.container("frontend")
+        )
+        assert frontend.version == stack.deploy_env().get("FRONTEND_VERSION", "v1.0.0")
+        assert (frontend.state, frontend.health) == ("running", "healthy")
+        assert frontend.version in row_text(table, stack.container("frontend"))
         header = str(app.query_one("#header .left").render())
         assert f"{stack.name} @ itest" in header and f"serving {serving}" in header
 

@@ -17,6 +17,7 @@ from platform_services.api.stream import (
     origin_allowed,
     parse_subscription,
     quote_key,
+    request_origin,
 )
 from platform_services.symbols import SymbolError
 
@@ -46,6 +47,29 @@ def test_origin_rule() -> None:
     assert not origin_allowed("http://evil.example", [])
     assert origin_allowed("https://app.example", ["https://app.example"])
     assert not origin_allowed("https://app.example.evil", ["https://app.example"])
+
+
+def test_same_origin_pages_may_open_the_stream() -> None:
+    """The web frontend's page: its Origin is the host the browser addressed
+    (nginx's X-Forwarded-Host/-Proto, port included), not in CORS_ORIGINS."""
+    via_nginx = {
+        "host": "127.0.0.1",
+        "x-forwarded-host": "127.0.0.1:18350",
+        "x-forwarded-proto": "http",
+    }
+    same = request_origin(via_nginx, "ws")
+    assert same == "http://127.0.0.1:18350"
+    assert origin_allowed("http://127.0.0.1:18350", [], same)
+    assert not origin_allowed("http://127.0.0.1:18351", [], same)  # another port
+    assert not origin_allowed("https://127.0.0.1:18350", [], same)  # another scheme
+    assert not origin_allowed("http://evil.example", [], same)
+    tls = {"host": "app.example", "x-forwarded-host": "App.Example", "x-forwarded-proto": "https"}
+    assert origin_allowed("https://app.example", [], request_origin(tls, "ws"))
+    # Straight to a backend (no nginx): the Host header and the socket's scheme.
+    assert request_origin({"host": "backend_blue:8000"}, "ws") == "http://backend_blue:8000"
+    assert request_origin({"host": "b:8000"}, "wss") == "https://b:8000"
+    assert request_origin({}, "ws") is None
+    assert not origin_allowed("http://x", [], None)
 
 
 # --- the bounded queue ----------------------------------------------------------------------

@@ -149,8 +149,9 @@ _SERVICE_ORDER = {
     "nginx": 0,
     "backend_blue": 1,
     "backend_green": 2,
-    "worker": 3,
-    "db": 4,
-    "redis": 5,
-    "market-sim": 6,
+    "frontend": 3,
+    "worker": 4,
+    "db": 5,
+    "redis": 6,
+    "market-sim": 7,
 }
