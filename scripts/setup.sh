@@ -99,6 +99,21 @@ fi
 log "starting ${services[*]}"
 compose up -d --wait --wait-timeout 180 "${services[@]}"
 
+# nginx reads its site configuration from the checkout (compose/nginx/conf,
+# mounted): a running nginx keeps the one it loaded. When the checkout's
+# differs from the one last loaded, test it and reload (graceful: requests in
+# flight finish on the old workers); a configuration nginx refuses stops here.
+nginx_hash=$(cd "$ROOT" && find compose/nginx/conf -type f -print0 | LC_ALL=C sort -z \
+  | xargs -0 sha256sum | sha256sum | cut -c1-16)
+nginx_loaded="$STACKDECK_STATE_DIR/nginx-config.sha"
+if [ "$(cat "$nginx_loaded" 2>/dev/null)" != "$nginx_hash" ]; then
+  docker exec "$(container_of nginx)" nginx -t -q \
+    || die "nginx refuses the configuration in compose/nginx/conf (its message above); nothing was reloaded"
+  docker exec "$(container_of nginx)" nginx -s reload >/dev/null
+  echo "$nginx_hash" > "$nginx_loaded"
+  log "nginx: site configuration loaded ($nginx_hash)"
+fi
+
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/api/health" || true)
 [ "$code" = 200 ] || die "stack is up but http://127.0.0.1:$HTTP_PORT/api/health answered $code"
 

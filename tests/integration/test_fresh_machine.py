@@ -155,6 +155,23 @@ def test_newcomer_follows_the_readme(clone: Path) -> None:
     assert _containers_state() == before, "a second setup.sh recreated or restarted containers"
     assert _image_ids() == images, "a second setup.sh rebuilt an image"
 
+    # 4b. a site configuration changed in the checkout (a pull) is loaded by
+    #     set-up: nginx reloads it (gracefully, nothing recreated)
+    site = clone / "compose" / "nginx" / "conf" / "site.conf"
+    marker = "    location = /nginx-health {"
+    assert marker in site.read_text()
+    site.write_text(
+        site.read_text().replace(
+            marker, '    location = /fresh-check { return 200 "reloaded\\n"; }\n' + marker, 1
+        )
+    )
+    assert httpx.get(f"http://127.0.0.1:{PORT}/fresh-check", timeout=10).status_code != 200
+    r = _run(clone, "bash", "scripts/setup.sh", timeout=600)
+    assert r.returncode == 0 and "site configuration loaded" in r.stderr, r.stderr[-3000:]
+    check = httpx.get(f"http://127.0.0.1:{PORT}/fresh-check", timeout=10)
+    assert check.status_code == 200 and check.text == "reloaded\n", check.text
+    assert _containers_state() == before, "loading nginx's configuration recreated containers"
+
     # 5. down: --purge is confirmed; without a terminal it needs --yes
     r = _run(clone, "bash", "scripts/down.sh", "--purge")
     assert r.returncode == 1 and "add --yes" in r.stderr, r.stderr
