@@ -4,7 +4,10 @@ through the real nginx as a client would.
 The browser runs in a container of its own image (``<prefix>-browser:latest``,
 compose/images/browser, built by ``BROWSER_IMAGE=yes scripts/images.sh``; the
 test command builds it) on the stack's ``default`` network, so it reaches
-nginx as ``http://nginx/``; its DevTools port is published on 127.0.0.1 of
+nginx as a client that is not the host: over HTTPS (``https://nginx/``, the
+stack's own certificate, self-signed, so certificate errors are ignored: the
+certificate itself is tests/integration/test_tls_edge.py's), rate limited,
+refused the operator's paths. Its DevTools port is published on 127.0.0.1 of
 the host only, on a port the engine picks.
 """
 
@@ -20,8 +23,9 @@ import redis
 from tests.conftest import Stack
 from tests.integration.frontend.cdp import Page, open_page
 
-SITE = "http://nginx/"
-"""The frontend as the browser addresses it: nginx by its service name."""
+SITE = "https://nginx/"
+"""The frontend as the browser addresses it: nginx by its service name, over
+HTTPS (plain HTTP from a client that is not the host is redirected)."""
 
 
 def _docker(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -47,6 +51,7 @@ def browser(stack: Stack) -> Iterator[str]:
         "--memory", "1g", "--shm-size", "256m",
         "-p", "127.0.0.1::9223",
         image,
+        "--ignore-certificate-errors",
     )  # fmt: skip
     if run.returncode != 0:
         pytest.fail(f"starting {image} failed: {run.stderr.strip()}")
