@@ -38,7 +38,7 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from functools import partial
 from typing import Any
@@ -161,6 +161,74 @@ def _open_record(
         colour=to_colour,
         from_colour=view.serving,
     )
+
+
+Undo = Callable[[OpContext, Journal, list[tuple[str, str]]], Awaitable[None]]
+"""A strategy's undo (:func:`_undo_blue_green`, :func:`_undo_rolling`): puts
+traffic and containers back from what the journal says was done, appending
+``(status, message)`` notes."""
+
+
+async def _undo_after_cancel(
+    ctx: OpContext,
+    record: OpRecord,
+    journal: Journal,
+    notes: list[tuple[str, str]],
+    undo: Undo,
+    *,
+    step: str,
+) -> None:
+    """Cancelled (Ctrl-C, the cancel key, SIGHUP) at ``step``: the undo runs to
+    its end whatever else is cancelled, and the result is recorded."""
+    try:
+        await asyncio.shield(undo(ctx, journal, notes))
+    finally:
+        record.fail(
+            "rolled-back" if journal.data.get("switch_started") else "failed",
+            f"cancelled at step {step}",
+            journal_status="rolled-back",
+            undo=notes,
+        )
+
+
+async def _undo_after_failure(
+    ctx: OpContext,
+    progress: Progress,
+    record: OpRecord,
+    journal: Journal,
+    notes: list[tuple[str, str]],
+    undo: Undo,
+    *,
+    step: str,
+    exc: Exception,
+    **details: Any,
+) -> tuple[str, bool, OpError | None]:
+    """``step`` failed with ``exc``: say so, undo automatically, show each
+    note, record the result (``details`` join the record). Returns the
+    reason (secrets redacted), whether traffic had been switched, and the
+    undo's own failure if it failed too."""
+    reason = ctx.redact(str(exc) if isinstance(exc, OpError) else f"{type(exc).__name__}: {exc}")
+    progress.fail(step, reason)
+    progress.start("rollback", f"automatic rollback: {reason}")
+    undo_error: OpError | None = None
+    try:
+        await undo(ctx, journal, notes)
+    except OpError as e2:
+        undo_error = e2
+    for status_, message in notes:
+        progress.make("rollback", status_, message)
+    switched = bool(journal.data.get("switch_started"))
+    result = "rolled-back" if switched else "failed"
+    record.fail(
+        result,
+        reason,
+        history_reason=f"{step}: {reason}",
+        journal_status="failed" if undo_error else result,
+        undo=notes,
+        failed_step=step,
+        **details,
+    )
+    return reason, switched, undo_error
 
 
 async def _undo_blue_green(ctx: OpContext, journal: Journal, notes: list[tuple[str, str]]) -> None:
@@ -371,39 +439,18 @@ async def _blue_green_steps(
         )
         record.mark(bake_passed=True)
     except asyncio.CancelledError:
-        reason = f"cancelled at step {step}"
-        try:
-            await asyncio.shield(_undo_blue_green(ctx, journal, notes))
-        finally:
-            record.fail(
-                "rolled-back" if journal.data.get("switch_started") else "failed",
-                reason,
-                journal_status="rolled-back",
-                undo=notes,
-            )
+        await _undo_after_cancel(ctx, record, journal, notes, _undo_blue_green, step=step)
         raise
     except Exception as exc:
-        reason = ctx.redact(
-            str(exc) if isinstance(exc, OpError) else f"{type(exc).__name__}: {exc}"
-        )
-        progress.fail(step, reason)
-        progress.start("rollback", f"automatic rollback: {reason}")
-        undo_error: OpError | None = None
-        try:
-            await _undo_blue_green(ctx, journal, notes)
-        except OpError as e2:
-            undo_error = e2
-        for status_, message in notes:
-            progress.make("rollback", status_, message)
-        switched = journal.data.get("switch_started")
-        result = "rolled-back" if switched else "failed"
-        record.fail(
-            result,
-            reason,
-            history_reason=f"{step}: {reason}",
-            journal_status="failed" if undo_error else result,
-            undo=notes,
-            failed_step=step,
+        reason, switched, undo_error = await _undo_after_failure(
+            ctx,
+            progress,
+            record,
+            journal,
+            notes,
+            _undo_blue_green,
+            step=step,
+            exc=exc,
             bake=getattr(exc, "data", None) or None,
         )
         await cleanup.aclose()
@@ -744,39 +791,11 @@ async def _roll_backend(
         record.mark(home=True)
         progress.ok(step, f"nginx serves {own} ({version})", colour=colour)
     except asyncio.CancelledError:
-        reason = f"cancelled at step {step}"
-        try:
-            await asyncio.shield(_undo_rolling(ctx, journal, notes))
-        finally:
-            record.fail(
-                "rolled-back" if journal.data.get("switch_started") else "failed",
-                reason,
-                journal_status="rolled-back",
-                undo=notes,
-            )
+        await _undo_after_cancel(ctx, record, journal, notes, _undo_rolling, step=step)
         raise
     except Exception as exc:
-        reason = ctx.redact(
-            str(exc) if isinstance(exc, OpError) else f"{type(exc).__name__}: {exc}"
-        )
-        progress.fail(step, reason)
-        progress.start("rollback", f"automatic rollback: {reason}")
-        undo_error: OpError | None = None
-        try:
-            await _undo_rolling(ctx, journal, notes)
-        except OpError as e2:
-            undo_error = e2
-        for status_, message in notes:
-            progress.make("rollback", status_, message)
-        switched = journal.data.get("switch_started")
-        result = "rolled-back" if switched else "failed"
-        record.fail(
-            result,
-            reason,
-            history_reason=f"{step}: {reason}",
-            journal_status="failed" if undo_error else result,
-            undo=notes,
-            failed_step=step,
+        reason, switched, undo_error = await _undo_after_failure(
+            ctx, progress, record, journal, notes, _undo_rolling, step=step, exc=exc
         )
         where = f"{own} ({prev})"
         if undo_error:

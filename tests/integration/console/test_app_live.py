@@ -93,9 +93,7 @@ async def test_panels_show_the_real_stack(stack: Stack) -> None:
         assert "running" in row_text(table, stack.container("db"))
         # the web frontend like the other services: its version label, its health
         frontend = next(
-            c
-            for c in app.dashboard.containers.containers
-            if c.name == stack.container("frontend")
+            c for c in app.dashboard.containers.containers if c.name == stack.container("frontend")
         )
         assert frontend.version == stack.deploy_env().get("FRONTEND_VERSION", "v1.0.0")
         assert (frontend.state, frontend.health) == ("running", "healthy")

@@ -16,9 +16,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterator
 
-import httpx
 import pytest
-import redis
 
 from tests.conftest import Stack
 from tests.integration.frontend.cdp import Page, open_page
@@ -69,18 +67,3 @@ def browser(stack: Stack) -> Iterator[str]:
 def page(browser: str) -> Iterator[Page]:
     with open_page(browser) as p:
         yield p
-
-
-@pytest.fixture(scope="session")
-def api(stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.base_url, timeout=30) as client:
-        yield client
-
-
-@pytest.fixture(scope="session")
-def rds(stack: Stack) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(stack.redis_url, decode_responses=True)
-    try:
-        yield client
-    finally:
-        client.close()

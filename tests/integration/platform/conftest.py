@@ -13,21 +13,6 @@ from tests.conftest import Stack
 from tests.integration.platform.pf_helpers import login
 
 
-@pytest.fixture(scope="session")
-def api(stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.base_url, timeout=30) as client:
-        yield client
-
-
-@pytest.fixture(scope="session")
-def rds(stack: Stack) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(stack.redis_url, decode_responses=True)
-    try:
-        yield client
-    finally:
-        client.close()
-
-
 @pytest.fixture
 def emergency(rds: redis.Redis) -> Iterator[None]:
     """The emergency rate-limit switch on for the test (two minutes at most)."""
