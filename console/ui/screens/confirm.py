@@ -14,13 +14,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
+
+from console.ui.screens.base import ConsoleModal
 
 __all__ = ["ConfirmScreen", "FlushScreen", "TypedConfirmScreen"]
 
 
-class ConfirmScreen(ModalScreen[bool]):
+class ConfirmScreen(ConsoleModal[bool]):
     """Yes/no for one operation. ``y`` confirms, ``n`` or Escape cancels.
 
     | key | action |
@@ -81,7 +82,7 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(False)
 
 
-class TypedConfirmScreen(ModalScreen[bool]):
+class TypedConfirmScreen(ConsoleModal[bool]):
     """Confirm by typing the target's exact name. Escape cancels.
 
     | key | action |
@@ -137,7 +138,7 @@ class TypedConfirmScreen(ModalScreen[bool]):
         self.dismiss(False)
 
 
-class FlushScreen(ModalScreen[str | None]):
+class FlushScreen(ConsoleModal[str | None]):
     """Choose what a cache flush removes: ``prefix`` (cache keys) or ``all`` (FLUSHDB).
 
     | key | action |

@@ -30,7 +30,6 @@ from textual.binding import Binding, BindingType
 from textual.containers import Container, Horizontal, Vertical
 from textual.events import Key
 from textual.reactive import var
-from textual.screen import Screen
 from textual.widgets import Footer, Tab, Tabs
 
 from console.core.models import (
@@ -61,6 +60,7 @@ from console.ui.panels.health import HealthPanel
 from console.ui.panels.operations import OperationsPanel, RunningOp, running_op
 from console.ui.panels.quotas import QuotasPanel
 from console.ui.panels.stats import StatsPanel
+from console.ui.screens.base import ConsoleScreen
 from console.ui.screens.confirm import ConfirmScreen
 from console.ui.widgets.alerts import AlertsLine
 from console.ui.widgets.header import HeaderBar, lock_reason, serving_version
@@ -137,7 +137,7 @@ def _stale_after(interval: float) -> float:
     return max(3 * interval, interval + 10.0)
 
 
-class DashboardScreen(Screen[None]):
+class DashboardScreen(ConsoleScreen[None]):
     """The main screen: header, alerts line, panels (grid or tabs), footer."""
 
     BINDINGS: ClassVar[list[BindingType]] = [

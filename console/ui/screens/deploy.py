@@ -16,13 +16,13 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Select, Static
 
 from console.core.ops.errors import BadInput
 from console.core.ops.table import OPERATIONS, DeployParams, parse_params
+from console.ui.screens.base import ConsoleModal
 
 __all__ = ["DeployScreen", "VersionValidator", "check_version"]
 
@@ -48,7 +48,7 @@ class VersionValidator(Validator):
         return self.success() if reason is None else self.failure(reason)
 
 
-class DeployScreen(ModalScreen[DeployParams | None]):
+class DeployScreen(ConsoleModal[DeployParams | None]):
     """Collects what ``stackdeck deploy`` takes: the version (with the ones
     that exist offered as you type), the strategy, build from this checkout,
     the backup policy and the bake window.

@@ -15,10 +15,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
-from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
 from console.ui.palette import Palette
+from console.ui.screens.base import ConsoleModal
 
 __all__ = ["HelpScreen", "HelpSection"]
 
@@ -50,7 +50,7 @@ class HelpTable(Static):
         return console.export_text()
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(ConsoleModal[None]):
     """Lists every binding with its key, name and what it does.
 
     | key | action |

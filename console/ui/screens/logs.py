@@ -20,13 +20,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.content import Content
 from textual.reactive import var
-from textual.screen import Screen
 from textual.widgets import Footer, Input, RichLog
 from textual.worker import Worker, WorkerState
 
 from console.core.models import LogLine
 from console.ui.format import fmt_time
 from console.ui.messages import LogsArrived
+from console.ui.screens.base import ConsoleScreen
 from console.ui.widgets.text import LiveText
 
 __all__ = ["LogSource", "LogsScreen"]
@@ -41,7 +41,7 @@ BATCH_MAX = 500
 """Lines per batch at most (a long tail arrives in several messages)."""
 
 
-class LogsScreen(Screen[None]):
+class LogsScreen(ConsoleScreen[None]):
     """Tail and follow one container's log.
 
     | key | action |

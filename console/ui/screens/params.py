@@ -17,11 +17,11 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from console.core.ops.errors import BadInput
 from console.core.ops.table import OpParams, OpSpec, arg_of, literal_choices, parse_params
+from console.ui.screens.base import ConsoleModal
 
 __all__ = ["ParamsScreen", "asks_for_input", "form_fields"]
 
@@ -42,7 +42,7 @@ def _label(name: str, description: str | None) -> str:
     return f"{words}: {description}" if description else words
 
 
-class ParamsScreen(ModalScreen[OpParams | None]):
+class ParamsScreen(ConsoleModal[OpParams | None]):
     """The parameters of one operation. Enter (in a field) or the button submits.
 
     | key | action |

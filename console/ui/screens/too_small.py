@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.screen import Screen
 from textual.widgets import Static
 
 from console.ui.format import TIMES
+from console.ui.screens.base import ConsoleScreen
 
 __all__ = ["MIN_HEIGHT", "MIN_WIDTH", "TooSmallScreen"]
 
@@ -14,7 +14,7 @@ MIN_WIDTH = 60
 MIN_HEIGHT = 20
 
 
-class TooSmallScreen(Screen[None]):
+class TooSmallScreen(ConsoleScreen[None]):
     """``terminal too small (need 60x20, have 40x15)`` (with a multiplication sign); goes away on resize."""
 
     def compose(self) -> ComposeResult:
