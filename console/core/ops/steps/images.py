@@ -38,12 +38,20 @@ async def known_versions(ctx: OpContext) -> list[str]:
 async def stack_base_image(ctx: OpContext) -> str | None:
     """The base the stack's backend images were built from (their label), so
     a version built by the engine shares the base of the ones images.sh made;
-    None when no image carries the label (the Dockerfile's default applies)."""
+    None when no image carries the label of a base the engine still has (the
+    Dockerfile's default applies). A label naming a base that is gone (an
+    old image, built from a base removed since) is passed over: building
+    from it would ask a registry for it."""
+    checked: dict[str, bool] = {}
     for tag in reversed(await known_versions(ctx)):
         info = await image_info(ctx, image_ref(ctx.image_repo, tag))
-        base = labels_of(info) if info else {}
-        if base.get(BASE_IMAGE_LABEL):
-            return str(base[BASE_IMAGE_LABEL])
+        base = str(labels_of(info).get(BASE_IMAGE_LABEL) or "") if info else ""
+        if not base:
+            continue
+        if base not in checked:
+            checked[base] = await image_info(ctx, base) is not None
+        if checked[base]:
+            return base
     return None
 
 
