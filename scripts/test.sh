@@ -57,6 +57,15 @@ if [ -n "$leftover" ]; then
 fi
 rm -rf "$STACKDECK_STATE_DIR" "$RUN_DIR"
 
+# Every version an earlier run built for the test stack ($IMAGE_PREFIX-backend:*,
+# by scripts/images.sh, `stackdeck deploy --build` or the tests) goes too: a
+# test that finds its version's tag deploys it as it is, and an image built
+# from an earlier checkout lacks what this one added (a v2 without the price
+# stream answered its reconnections with 403).
+for old in $(docker image ls "$IMAGE_PREFIX-backend" --format '{{.Repository}}:{{.Tag}}'); do
+  docker rmi "$old" >/dev/null 2>&1 || true
+done
+
 # Earlier runs' bases: their tags go (an image still used by a container stays,
 # untagged), then the images that nothing tags or uses any more.
 for old in $(docker image ls stackdeck-base --format '{{.Repository}}:{{.Tag}}'); do
