@@ -13,7 +13,7 @@ import subprocess
 import pytest
 import redis
 
-from console.core.stack import monitoring_ports
+from console.core.stack import published_ports
 from tests.conftest import Stack
 from tests.reliability._harness import docker
 
@@ -69,15 +69,19 @@ def test_only_nginx_and_the_monitoring_uis_are_published_and_only_on_loopback(
                 published.setdefault(name, []).append(
                     f"{b.get('HostIp') or '0.0.0.0'}:{b.get('HostPort')}->{port}"
                 )
-    ports = monitoring_ports({**stack.env, **os.environ}, stack.http_port)
+    ports = published_ports({**stack.env, **os.environ}, stack.http_port)
     expected = {
-        stack.container("nginx"): [f"127.0.0.1:{stack.http_port}->80/tcp"],
+        stack.container("nginx"): [
+            f"127.0.0.1:{stack.http_port}->80/tcp",
+            f"127.0.0.1:{ports['HTTPS_PORT']}->443/tcp",
+        ],
         stack.container("prometheus"): [f"127.0.0.1:{ports['PROMETHEUS_PORT']}->9090/tcp"],
         stack.container("alertmanager"): [f"127.0.0.1:{ports['ALERTMANAGER_PORT']}->9093/tcp"],
         stack.container("alert_sink"): [f"127.0.0.1:{ports['ALERT_SINK_PORT']}->9099/tcp"],
     }
     # db, redis, the backends, the exporters: nothing on the host
-    assert published == expected, f"published ports: {published}"
+    published = {name: sorted(binds) for name, binds in published.items()}
+    assert published == {k: sorted(v) for k, v in expected.items()}, f"published ports: {published}"
 
 
 @pytest.mark.parametrize("service,port", [("db", 5432), ("redis", 6379)])
