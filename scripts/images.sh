@@ -104,7 +104,12 @@ done
 build "$IMAGE_PREFIX-market-sim:latest" compose/images/backend/Dockerfile "$backend_hash-sim" --build-arg "APP_VERSION=$BASE_VERSION"
 # The web frontend: static files served by its own nginx. Its version is
 # FRONTEND_VERSION of deploy.env (default the base version).
-frontend_version=$(sed -n 's/^FRONTEND_VERSION=//p' "$STACKDECK_STATE_DIR/deploy.env" 2>/dev/null | tail -n 1)
+# (No deploy.env yet on a fresh machine: set -e and pipefail must not end the
+# script silently here.)
+frontend_version=""
+if [ -f "$STACKDECK_STATE_DIR/deploy.env" ]; then
+  frontend_version=$(sed -n 's/^FRONTEND_VERSION=//p' "$STACKDECK_STATE_DIR/deploy.env" | tail -n 1)
+fi
 frontend_version=${FRONTEND_VERSION:-${frontend_version:-$BASE_VERSION}}
 build "$IMAGE_PREFIX-frontend:$frontend_version" compose/images/frontend/Dockerfile \
   "$base_id-$(inputs_hash compose/images/frontend platform_services/frontend)-$frontend_version" \
