@@ -69,7 +69,7 @@ def parse_scale(spec: object, count: object = None) -> tuple[str, int]:
     if service not in SCALABLE:
         raise BadInput(
             f"{service} does not scale: only the worker does (backend colours are managed by deploy "
-            "and rollback; db, redis, nginx and market-sim run once)",
+            "and rollback; db, redis, nginx, the frontend and market-sim run once)",
             field="scale",
         )
     try:

@@ -132,7 +132,8 @@ def test_restore_needs_the_typed_database_name(stack: Any) -> None:
     [
         (["restart", "databse"], "unknown service 'databse'"),
         (["restart", "nginx\x07"], "unknown service 'nginx\\x07'"),
-        (["scale", "frontend=2"], "unknown service 'frontend'"),
+        (["scale", "frontnd=2"], "unknown service 'frontnd'"),
+        (["scale", "frontend=2"], "frontend does not scale"),
         (["scale", "worker=-1"], "between 0 and 10"),
         (["scale", "worker=1000000"], "between 0 and 10"),
         (["scale", "worker=many"], "SERVICE=N"),
