@@ -14,6 +14,7 @@ import json
 import os
 import struct
 import time
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -184,8 +185,17 @@ def test_first_load_then_log_in_and_see_the_prices_the_api_served(
             break
         time.sleep(0.5)
     assert got == want
+    ties = [176.125, 1.005, 0.125, 2.675]  # the page's own rounding, checked in the browser
+    assert page.evaluate(f"{ties}.map(n => n.toFixed(2))") == [to_fixed(x) for x in ties]
     for row in rows(page):
-        assert row["text"].startswith(f"{float(row['price']):.2f}"), row
+        assert row["text"].startswith(to_fixed(float(row["price"]))), row
+
+
+def to_fixed(x: float, digits: int = 2) -> str:
+    """JavaScript's ``Number.prototype.toFixed``: the exact binary value,
+    rounded half up (176.125 shows as 176.13; Python's format rounds half to
+    even and would say 176.12)."""
+    return str(Decimal(x).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
 
 
 def test_a_price_update_arrives_over_the_websocket(
