@@ -75,10 +75,12 @@ __all__ = [
     "list_replicas",
     "pool_target",
     "read_pool_map",
+    "remove_colour_replicas",
     "render_pool",
     "replica_service",
     "replicas_wanted",
     "scale_colour",
+    "set_replicas_wanted",
     "write_pool",
 ]
 
@@ -297,7 +299,9 @@ async def _wait_replicas(
             )
         if time.monotonic() - last_note >= 5:
             last_note = time.monotonic()
-            progress.info(step, f"{len(ready)} of {want} replica(s) of {colour} healthy ({elapsed:.0f} s)")
+            progress.info(
+                step, f"{len(ready)} of {want} replica(s) of {colour} healthy ({elapsed:.0f} s)"
+            )
         await asyncio.sleep(0.5)
 
 
@@ -322,14 +326,15 @@ async def _confirm_members(
                 addr = r.headers.get("x-upstream-addr", "")
                 good = r.status_code == 200 and r.json().get("colour") == colour and addr in want
                 last = f"{r.status_code} from {addr or 'an unknown address'}"
-            except Exception as exc:  # noqa: BLE001 - transport trouble: try again
+            except Exception as exc:
                 good, addr, last = False, "", f"{type(exc).__name__}"
             if good:
                 seen.add(addr)
                 streak += 1
                 if seen == want and streak >= needed:
                     progress.ok(
-                        step, f"nginx sends {colour}'s traffic to {len(want)} container(s), only them"
+                        step,
+                        f"nginx sends {colour}'s traffic to {len(want)} container(s), only them",
                     )
                     return
             else:
@@ -433,7 +438,9 @@ async def scale_colour(
         + (" (one container: no pool, its DNS name)" if len(members) < 2 else ""),
     )
     await write_pool(ctx, {**others, colour: members})
-    progress.ok(step, "nginx -t passed, reloaded gracefully", members=[m.container for m in members])
+    progress.ok(
+        step, "nginx -t passed, reloaded gracefully", members=[m.container for m in members]
+    )
     if route:
         await _confirm_members(ctx, colour, members, progress, step="confirm")
     if leaving:
@@ -458,9 +465,29 @@ async def ensure_colour_replicas(
     ``BACKEND_REPLICAS`` says, all healthy, in its pool (not served yet).
     Returns that count."""
     n = replicas_wanted(read_deploy_env(ctx.deploy_env_path))
+    stale = [i for i in await list_replicas(ctx, colour) if container_version(i) != version]
+    if stale:
+        # an idle colour's replicas of another version (not served): replaced
+        await remove_colour_replicas(ctx, colour)
     if n > 1 or await list_replicas(ctx, colour):
-        await scale_colour(ctx, colour, n, progress, version=version, timeout_s=timeout_s, route=False)
+        await scale_colour(
+            ctx, colour, n, progress, version=version, timeout_s=timeout_s, route=False
+        )
     return n
+
+
+async def remove_colour_replicas(ctx: OpContext, colour: str) -> list[str]:
+    """A colour nginx does not serve: out of the pools, its replicas stopped
+    (gracefully) and removed; its own container untouched. Reports nothing
+    (a deploy's undo runs it); returns the containers removed."""
+    infos = await list_replicas(ctx, colour)
+    if colour in await read_pool_map(ctx):
+        await write_pool(ctx, await _other_pools(ctx, colour))
+    for info in infos:
+        name = _name(info)
+        await docker(ctx, "stop", "--time", "15", name, timeout_s=60, what=f"docker stop {name}")
+        await docker(ctx, "rm", "-f", name, timeout_s=60, what=f"docker rm {name}")
+    return [_name(i) for i in infos]
 
 
 def set_replicas_wanted(ctx: OpContext, count: int) -> None:
