@@ -155,42 +155,86 @@ def test_scale_refusals_change_nothing(stack: Any, spec: str, needle: str) -> No
     assert _deploy_env(stack) == env_before and _pool_map(stack) == map_before
 
 
-def test_blue_green_deploy_with_two_replicas(stack: Any) -> None:
+def _alt_version(stack: Any, version: str) -> str:
+    """Another version of the serving image (the same image under a second
+    tag: what this test moves between is containers, not code)."""
+    image = json.loads(
+        subprocess.run(
+            ["docker", "inspect", stack.container("backend_blue")],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )[0]["Config"]["Image"]
+    repo = image.rsplit(":", 1)[0]
+    alt = f"{version}-replicas"
+    subprocess.run(["docker", "tag", f"{repo}:{version}", f"{repo}:{alt}"], check=True)
+    return alt
+
+
+def test_blue_green_deploy_and_rollback_with_two_replicas(stack: Any) -> None:
     """BACKEND_REPLICAS=2: the new colour starts with 2 containers, both
     healthy before the switch; after it, nginx spreads over both and the old
-    colour keeps only its own container."""
+    colour keeps only its own container. A rollback puts the old colour back
+    with 2 and the new one loses its replicas. No failed request, and nginx
+    never tried a container that was not ready or going."""
     colour = _one_container(stack)
     version = health(stack)["version"]
+    alt = _alt_version(stack, version)
     r = run_cli(stack, "scale", "backend=2")
     assert r.rc == 0, r.text()
     other = "green" if colour == "blue" else "blue"
     wall0 = time.time()
     with _load(stack) as load:
         r = run_cli(
-            stack,
-            "deploy",
-            "--version",
-            version,
-            "--force",
-            "--services",
-            "backend",
-            "--bake-seconds",
-            "3",
+            stack, "deploy", "--version", alt, "--services", "backend", "--bake-seconds", "3"
         )
     assert r.rc == 0, r.text()
-    # the pool of the new colour, then the switch, then its own pool gone
+    # the pool of the new colour, then the switch, then the old colour's pool gone
     load.result().assert_clean(reloads=3)
     assert _upstream_errors(stack, wall0) == [], _upstream_errors(stack, wall0)[:3]
     steps = [(e["step"], e["status"]) for e in r.events]
-    healthy = steps.index(("replicas-healthy", "ok"))
-    switch = steps.index(("switch", "start"))
-    assert healthy < switch, r.text()
-    assert health(stack)["colour"] == other
-    assert len(_replicas(stack, other)) == 1
-    assert _replicas(stack, colour) == []
+    assert steps.index(("replicas-healthy", "ok")) < steps.index(("switch", "start")), r.text()
+    assert (health(stack)["colour"], health(stack)["version"]) == (other, alt)
+    assert len(_replicas(stack, other)) == 1 and _replicas(stack, colour) == []
     assert len(_upstreams(stack)) == 2
-    record_figure("blue_green_with_2_replicas", {"load": load.result().summary()})
-    # back to one container
+    figures = {"deploy": load.result().summary()}
+
+    wall0 = time.time()
+    with _load(stack) as load:
+        r = run_cli(stack, "rollback", "--version", version)
+    assert r.rc == 0, r.text()
+    # the switch, the left colour's pool gone, the kept colour's pool
+    load.result().assert_clean(reloads=3)
+    assert _upstream_errors(stack, wall0) == [], _upstream_errors(stack, wall0)[:3]
+    assert (health(stack)["colour"], health(stack)["version"]) == (colour, version)
+    assert len(_replicas(stack, colour)) == 1 and _replicas(stack, other) == []
+    assert len(_upstreams(stack)) == 2
+    figures["rollback"] = load.result().summary()
+    record_figure("blue_green_and_rollback_with_2_replicas", figures)
     r = run_cli(stack, "scale", "backend=1")
     assert r.rc == 0, r.text()
-    assert _replicas(stack, other) == []
+    assert _replicas(stack, colour) == []
+
+
+def test_rolling_deploy_is_refused_with_several_containers(stack: Any) -> None:
+    colour = _one_container(stack)
+    version = health(stack)["version"]
+    r = run_cli(stack, "scale", "backend=2")
+    assert r.rc == 0, r.text()
+    r = run_cli(
+        stack,
+        "deploy",
+        "--strategy",
+        "rolling",
+        "--version",
+        version,
+        "--force",
+        "--services",
+        "backend",
+    )
+    assert r.rc != 0 and "the rolling deploy replaces one" in r.message, r.text()
+    assert not any(e["step"] == "start-surge" for e in r.events)
+    assert len(_replicas(stack, colour)) == 1 and len(_upstreams(stack)) == 2
+    r = run_cli(stack, "scale", "backend=1")
+    assert r.rc == 0, r.text()
