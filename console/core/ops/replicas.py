@@ -258,9 +258,11 @@ async def _wait_replicas(
     *,
     step: str,
     timeout_s: float,
+    image: str | None = None,
 ) -> list[dict]:
-    """Until ``want`` replicas of ``colour`` run healthy on ``version``; fails
-    fast when one exits or fails its health check."""
+    """Until ``want`` replicas of ``colour`` run healthy on ``version`` (and
+    ``image``, the image id of the colour's own container, when given);
+    fails fast when one exits, fails its health check or runs another image."""
     started = time.monotonic()
     last_note = started
     while True:
@@ -272,6 +274,13 @@ async def _wait_replicas(
                 raise OpFailed(
                     f"{_name(info)} is {health or state}: {last_health_log(info) or ''}; "
                     f"see `docker logs {_name(info)}`".replace(":  ;", ";"),
+                    step=step,
+                )
+            if image and info.get("Image") and info["Image"] != image:
+                raise OpFailed(
+                    f"{_name(info)} runs image {str(info['Image'])[:19]}, not the one of "
+                    f"{ctx.container(backend_service(colour))} ({image[:19]}): is IMAGE_PREFIX "
+                    f"set as for the stack? Remove it: docker rm -f {_name(info)}",
                     step=step,
                 )
             if state == "running" and health == "healthy":
@@ -416,8 +425,16 @@ async def scale_colour(
             service,
             timeout_s=240,
         )
+        own = await inspect_container(ctx, ctx.container(backend_service(colour)))
         await _wait_replicas(
-            ctx, colour, version, want, progress, step="replicas-healthy", timeout_s=timeout_s
+            ctx,
+            colour,
+            version,
+            want,
+            progress,
+            step="replicas-healthy",
+            timeout_s=timeout_s,
+            image=str((own or {}).get("Image") or "") or None,
         )
     members = await colour_members(ctx, colour)
     # scaling down: the highest-numbered replicas leave (compose's own order)
