@@ -116,7 +116,12 @@ def test_scale_backend_to_3_and_back_under_load_without_failed_requests(stack: A
             r = run_cli(stack, "scale", f"backend={n}")
         assert r.rc == 0, r.text()
         result = load.result()
-        figures[f"to_{n}"] = {"op_s": round(time.monotonic() - t0, 1), "load": result.summary()}
+        figures[f"to_{n}"] = {
+            "op_s": round(time.monotonic() - t0, 1),
+            "load": result.summary(),
+            "p95_ms": result.latency_ms(95),
+            "max_ms": result.latency_ms(100),
+        }
         result.assert_clean(reloads=reloads)
         # nginx never tried a container that was not ready or already going
         assert _upstream_errors(stack, wall0) == [], _upstream_errors(stack, wall0)[:3]
@@ -167,7 +172,7 @@ def _alt_version(stack: Any, version: str) -> str:
         ).stdout
     )[0]["Config"]["Image"]
     repo = image.rsplit(":", 1)[0]
-    alt = f"{version}-replicas"
+    alt = f"{version}.replicas" if "-" in version else f"{version}-replicas"
     subprocess.run(["docker", "tag", f"{repo}:{version}", f"{repo}:{alt}"], check=True)
     return alt
 
@@ -215,6 +220,15 @@ def test_blue_green_deploy_and_rollback_with_two_replicas(stack: Any) -> None:
     r = run_cli(stack, "scale", "backend=1")
     assert r.rc == 0, r.text()
     assert _replicas(stack, colour) == []
+    image = json.loads(
+        subprocess.run(
+            ["docker", "inspect", stack.container(f"backend_{colour}")],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )[0]["Config"]["Image"]
+    subprocess.run(["docker", "rmi", f"{image.rsplit(':', 1)[0]}:{alt}"], capture_output=True)
 
 
 def test_rolling_deploy_is_refused_with_several_containers(stack: Any) -> None:
