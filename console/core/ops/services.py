@@ -122,13 +122,17 @@ async def validate_scale(ctx: OpContext, params: ScaleParams) -> ScaleParams:
     else:
         service, n = parse_scale(params.spec, params.count)
     if service == "worker" and n > 1 and await _fixed_container_name(ctx, service):
-        # Safe to run several (a Redis lock runs one cycle at a time), but
-        # that lock also means a second worker adds no throughput, only a
-        # standby: not worth a second compose service.
+        # Two would not double the provider calls (a Redis lock runs one
+        # cycle at a time), but for the same reason a second adds no
+        # throughput, only a standby; and the console's readiness check of a
+        # moved worker (steps/worker.py) reads the one `worker:heartbeat`
+        # key, which every worker writes: two versions side by side during a
+        # deploy would answer for each other. Not built; refused with that.
         raise BadInput(
             f"{service} has a fixed container name ({ctx.container(service)}) in the compose file, so this "
-            f"stack runs at most one (its Redis cycle lock runs one ingestion cycle at a time anyway, so "
-            f"a second would only stand by); scale to 0 or 1",
+            f"stack runs at most one: its Redis cycle lock runs one ingestion cycle at a time, so a second "
+            f"would only stand by, and all workers share one heartbeat (worker:heartbeat) that deploys "
+            f"check; scale to 0 or 1",
             field="scale",
         )
     return params.model_copy(update={"service": service, "count": n})
