@@ -40,25 +40,35 @@ def _config(path: Path, entries: list[dict[str, str]]) -> Path:
     return path
 
 
-def _worker_state(stack: Any) -> str:
+def _replicas(stack: Any) -> list[str]:
+    """The backend's replica containers beyond each colour's own (running or not)."""
     return subprocess.run(
-        ["docker", "inspect", "-f", "{{.State.Status}}", stack.container("worker")],
+        [
+            "docker",
+            "ps",
+            "-aq",
+            "--filter",
+            f"label=com.docker.compose.project={stack.name}",
+            "--filter",
+            "label=com.investment.slot=replica",
+        ],
         capture_output=True,
         text=True,
-    ).stdout.strip()
+        check=True,
+    ).stdout.split()
 
 
 @pytest.fixture
 def schedule_env(stack: Any, tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
     """A configuration file of the test's own; afterwards the stack's cron
-    file is removed and the worker is back."""
+    file is removed and the backend is back to one container."""
     config = tmp_path / "config.toml"
     config.write_text("", encoding="utf-8")
     env = cli_env(stack, STACKDECK_CONFIG=str(config))
     yield config, env
     cron_file(stack.name).unlink(missing_ok=True)
-    if _worker_state(stack) != "running":
-        run_cli(stack, "scale", "worker=1", timeout=400)
+    if _replicas(stack):
+        run_cli(stack, "scale", "backend=1", timeout=400)
 
 
 def _schedule_sh(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -78,11 +88,14 @@ def test_the_off_peak_entry_fires_from_cron_at_its_time_and_is_audited(
 ) -> None:
     config, env = schedule_env
     name = f"off-peak-{secrets.token_hex(3)}"  # no last run from an earlier test run
+    # the peak: two backend containers serve
+    r = run_cli(stack, "scale", "backend=2", timeout=400, env=env)
+    assert r.rc == 0 and len(_replicas(stack)) == 1, r.text()
     audit_before = (stack.state_dir / "audit.log").read_text().count("\n")
     at = _entry_minute(datetime.now().astimezone())
     _config(
         config,
-        [{"name": name, "cron": f"{at.minute} {at.hour} * * *", "scale": "worker=0"}],
+        [{"name": name, "cron": f"{at.minute} {at.hour} * * *", "scale": "backend=1"}],
     )
 
     r = _schedule_sh(env)
@@ -114,7 +127,8 @@ def test_the_off_peak_entry_fires_from_cron_at_its_time_and_is_audited(
     assert last["result"] == "ok", (last, log)
     fired = datetime.fromisoformat(last["at"])
     assert at <= fired < at + timedelta(seconds=30), (fired, at)
-    assert _worker_state(stack) in ("exited", "")
+    assert _replicas(stack) == []  # off-peak: the serving colour's own container alone
+    assert "BACKEND_REPLICAS=1" in (stack.state_dir / "deploy.env").read_text()
 
     # audited like any operation, naming the schedule as the way it came
     records = [
@@ -124,7 +138,7 @@ def test_the_off_peak_entry_fires_from_cron_at_its_time_and_is_audited(
     mine = [x for x in records if x.get("via") == f"schedule {name}"]
     assert [x["event"] for x in mine] == ["start", "end"], records
     assert mine[-1]["op"] == "scale" and mine[-1]["result"] == "ok"
-    assert mine[-1]["params"]["count"] == 0 and mine[-1]["params"]["service"] == "worker"
+    assert mine[-1]["params"]["count"] == 1 and mine[-1]["params"]["service"] == "backend"
     assert any(x.get("op") == "schedule-install" and x.get("result") == "ok" for x in records)
 
     # the list shows the last run
@@ -136,15 +150,16 @@ def test_an_entry_the_scale_rules_refuse_installs_nothing(
     stack: Any, schedule_env: tuple[Path, dict[str, str]]
 ) -> None:
     config, env = schedule_env
-    good = {"name": "keep", "cron": "0 3 * * *", "scale": "worker=1"}
+    good = {"name": "keep", "cron": "0 3 * * *", "scale": "backend=2"}
     _config(config, [good])
     r = _schedule_sh(env)
     assert r.returncode == 0, r.stdout + r.stderr
     before = cron_file(stack.name).read_text()
 
     for bad, reason in (
-        ("db=0", "db does not scale"),
-        ("worker=2", "runs at most one"),
+        ("backend=0", "at least 1 container must serve"),  # what the health checks need
+        ("backend=9", "at most 4 containers"),
+        ("db=2", "db does not scale"),
         ("nosuch=1", "unknown service 'nosuch'"),
     ):
         _config(config, [good, {"name": "bad", "cron": "0 22 * * *", "scale": bad}])
@@ -155,7 +170,7 @@ def test_an_entry_the_scale_rules_refuse_installs_nothing(
         assert cron_file(stack.name).read_text() == before  # nothing changed
 
     # an entry the configuration itself rejects: the file and field are named
-    config.write_text('[[schedule]]\nname = "x"\ncron = "0 25 * * *"\nscale = "worker=0"\n')
+    config.write_text('[[schedule]]\nname = "x"\ncron = "0 25 * * *"\nscale = "backend=1"\n')
     r = _schedule_sh(env)
     assert r.returncode != 0 and "schedule.0.cron" in r.stderr and str(config) in r.stderr, r.stderr
     assert "bad hour" in r.stderr and "Traceback" not in r.stderr
