@@ -41,9 +41,14 @@ Design, and why:
   deploy starts the new colour with as many replicas and waits for all of
   them before the switch (:func:`ensure_colour_replicas`); afterwards the
   previous colour keeps its own container (the instant rollback target) and
-  its replicas are removed. A rolling deploy replaces one container through
-  the surge slot, so with more than one it is refused (blue-green, or scale
-  to 1 first).
+  its replicas are removed.
+* **A rolling deploy with N containers** (``console/core/ops/deploy.py``,
+  ``_roll_pool``) goes through the pool one container at a time: the surge
+  (new version, healthy, smoke-tested) joins the pool, then each old
+  container leaves it (reload), is drained, and is replaced by a new-version
+  one that joins the pool once healthy (:func:`start_replicas`,
+  :func:`route_pool`, :func:`drain_and_remove`); last the surge leaves. The
+  pool never has fewer than N members, nor one that is not healthy.
 """
 
 from __future__ import annotations
@@ -71,16 +76,20 @@ __all__ = [
     "REPLICAS_VAR",
     "Member",
     "colour_members",
+    "drain_and_remove",
     "ensure_colour_replicas",
     "list_replicas",
+    "member_of",
     "pool_target",
     "read_pool_map",
     "remove_colour_replicas",
     "render_pool",
     "replica_service",
     "replicas_wanted",
+    "route_pool",
     "scale_colour",
     "set_replicas_wanted",
+    "start_replicas",
     "write_pool",
 ]
 
@@ -237,15 +246,24 @@ def _address(ctx: OpContext, info: dict | None) -> str | None:
     return str(net.get("IPAddress") or "") or None
 
 
+def member_of(ctx: OpContext, info: dict | None, number: int = 0) -> Member | None:
+    """The container as a pool member, when it runs healthy (or has no health
+    check) with an address on the stack's network; else None."""
+    state, health = container_health(info)
+    address = _address(ctx, info)
+    if info and state == "running" and health in ("healthy", None) and address:
+        return Member(_name(info), address, number)
+    return None
+
+
 async def colour_members(ctx: OpContext, colour: str) -> list[Member]:
     """The colour's running, healthy containers (its own first), by address."""
     own = await inspect_container(ctx, ctx.container(backend_service(colour)))
     members: list[Member] = []
     for info, number in [(own, 0)] + [(i, _number(i)) for i in await list_replicas(ctx, colour)]:
-        state, health = container_health(info)
-        address = _address(ctx, info)
-        if state == "running" and health in ("healthy", None) and address and info:
-            members.append(Member(_name(info), address, number))
+        member = member_of(ctx, info, number)
+        if member is not None:
+            members.append(member)
     return members
 
 
@@ -259,14 +277,16 @@ async def _wait_replicas(
     step: str,
     timeout_s: float,
     image: str | None = None,
+    exclude: frozenset[str] = frozenset(),
 ) -> list[dict]:
     """Until ``want`` replicas of ``colour`` run healthy on ``version`` (and
     ``image``, the image id of the colour's own container, when given);
-    fails fast when one exits, fails its health check or runs another image."""
+    fails fast when one exits, fails its health check or runs another image.
+    Replicas named in ``exclude`` (those that ran before) are not looked at."""
     started = time.monotonic()
     last_note = started
     while True:
-        infos = await list_replicas(ctx, colour)
+        infos = [i for i in await list_replicas(ctx, colour) if _name(i) not in exclude]
         ready = []
         for info in infos:
             state, health = container_health(info)
@@ -357,7 +377,7 @@ async def _confirm_members(
     )
 
 
-async def _drain_and_remove(
+async def drain_and_remove(
     ctx: OpContext, infos: list[dict], progress: Progress, *, step: str, timeout_s: float = 20
 ) -> None:
     """Replicas nginx no longer routes to: until no request from nginx is in
@@ -461,7 +481,7 @@ async def scale_colour(
     if route:
         await _confirm_members(ctx, colour, members, progress, step="confirm")
     if leaving:
-        await _drain_and_remove(ctx, leaving, progress, step="drain")
+        await drain_and_remove(ctx, leaving, progress, step="drain")
     return members
 
 
@@ -473,6 +493,67 @@ async def _other_pools(ctx: OpContext, colour: str) -> dict[str, list[Member]]:
         if other != colour:
             out[other] = await colour_members(ctx, other)
     return out
+
+
+async def route_pool(
+    ctx: OpContext, colour: str, members: list[Member], progress: Progress, *, step: str
+) -> None:
+    """nginx sends ``colour``'s traffic to exactly ``members`` (at least two:
+    with fewer, the colour's DNS name would serve, its own container):
+    pool.conf rewritten (the other colour's pool kept), ``nginx -t``, graceful
+    reload, then confirmed through nginx (every member answers, no other)."""
+    if len(members) < 2:
+        raise OpFailed(
+            f"nginx's pool of {colour} would have {len(members)} member(s): at least 2 are "
+            "needed while its own container is replaced",
+            step=step,
+        )
+    others = await _other_pools(ctx, colour)
+    await write_pool(ctx, {**others, colour: members})
+    await _confirm_members(ctx, colour, members, progress, step=step)
+
+
+async def start_replicas(
+    ctx: OpContext,
+    colour: str,
+    version: str,
+    count: int,
+    progress: Progress,
+    *,
+    step: str,
+    timeout_s: float,
+) -> list[Member]:
+    """``count`` more replicas of ``colour`` running ``version`` (whatever
+    deploy.env says: the compose variable is given on the command, so the
+    colour's own container and the replicas already running are not
+    touched: ``--no-recreate``), healthy; not in nginx's pool yet. Returns
+    them as pool members."""
+    before = await list_replicas(ctx, colour)
+    service = replica_service(colour)
+    await compose(
+        ctx,
+        "up",
+        "-d",
+        "--no-deps",
+        "--no-recreate",
+        "--scale",
+        f"{service}={len(before) + count}",
+        service,
+        timeout_s=240,
+        env_extra={f"{colour.upper()}_VERSION": version},
+    )
+    ready = await _wait_replicas(
+        ctx,
+        colour,
+        version,
+        count,
+        progress,
+        step=step,
+        timeout_s=timeout_s,
+        exclude=frozenset(_name(i) for i in before),
+    )
+    members = [member_of(ctx, i, _number(i)) for i in ready]
+    return [m for m in members if m is not None]
 
 
 async def ensure_colour_replicas(

@@ -10,6 +10,7 @@ precondition scales to 1 through the CLI when it is not) and ends there.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import time
 from typing import Any
@@ -17,7 +18,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.ops.ops_helpers import health, record_figure, run_cli, wait_healthy
+from tests.fault_versions import Fault, build_fault_version
+from tests.integration.ops.ops_helpers import (
+    health,
+    read_events_until,
+    record_figure,
+    run_cli,
+    start_cli,
+    wait_healthy,
+)
 from tests.load import MIXED, LoadLoop
 
 pytestmark = [pytest.mark.stack, pytest.mark.destructive]
@@ -231,24 +240,150 @@ def test_blue_green_deploy_and_rollback_with_two_replicas(stack: Any) -> None:
     subprocess.run(["docker", "rmi", f"{image.rsplit(':', 1)[0]}:{alt}"], capture_output=True)
 
 
-def test_rolling_deploy_is_refused_with_several_containers(stack: Any) -> None:
+def _long_load(stack: Any) -> LoadLoop:
+    """:func:`_load` for as long as a rolling deploy of 3 containers (seven
+    reloads, three containers started): bounded all the same."""
+    return LoadLoop(
+        stack.base_url, MIXED, workers=4, pause=0.01, max_requests=60_000, max_seconds=300
+    )
+
+
+def _rolling(stack: Any, version: str) -> Any:
+    return run_cli(
+        stack, "deploy", "--strategy", "rolling", "--version", version, "--services", "backend"
+    )
+
+
+def _labels(info: dict[str, Any]) -> dict[str, str]:
+    return dict(info["Config"]["Labels"])
+
+
+def _colour_versions(stack: Any, colour: str) -> list[str]:
+    """The version label of the colour's own container, then of each replica."""
+    own = json.loads(
+        subprocess.run(
+            ["docker", "inspect", stack.container(f"backend_{colour}")],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )[0]
+    return [_labels(i)["com.investment.version"] for i in [own, *_replicas(stack, colour)]]
+
+
+def _surge_exists(stack: Any, colour: str) -> bool:
+    r = subprocess.run(
+        ["docker", "inspect", stack.container(f"backend_{colour}_surge")], capture_output=True
+    )
+    return r.returncode == 0
+
+
+def _config_reloads(r: Any) -> int:
+    """The reload a rolling deploy adds when nginx had not loaded the surge
+    routes yet (a site.conf newer than its configuration)."""
+    return sum(1 for e in r.events if "reloading its configuration" in e["message"])
+
+
+def test_rolling_deploy_with_3_containers_one_at_a_time_under_load(stack: Any) -> None:
+    """``scale backend=3``, then a rolling deploy: the surge joins nginx's
+    pool, each old container leaves it (reload), is drained and replaced by
+    a new-version one that joins once healthy; the surge leaves last. No
+    failed request, nginx never tried a container that was not ready or
+    going; afterwards 3 containers on the new version, all in the pool,
+    BACKEND_REPLICAS unchanged, deploy.env names the new version."""
     colour = _one_container(stack)
     version = health(stack)["version"]
-    r = run_cli(stack, "scale", "backend=2")
+    alt = _alt_version(stack, version)
+    r = run_cli(stack, "scale", "backend=3")
     assert r.rc == 0, r.text()
-    r = run_cli(
-        stack,
-        "deploy",
-        "--strategy",
-        "rolling",
-        "--version",
-        version,
-        "--force",
-        "--services",
-        "backend",
+    before = _upstreams(stack)
+    assert len(before) == 3
+    wall0 = time.time()
+    with _long_load(stack) as load:
+        r = _rolling(stack, alt)
+    assert r.rc == 0, r.text()
+    result = load.result()
+    # surge in; per replica out and its successor in (2 x 2); own out; own in + surge out
+    result.assert_clean(reloads=7 + _config_reloads(r))
+    assert _upstream_errors(stack, wall0) == [], _upstream_errors(stack, wall0)[:3]
+    steps = [(e["step"], e["status"]) for e in r.events]
+    # start-first: the surge served before any old container left the pool
+    assert steps.index(("switch-surge", "ok")) < steps.index(("replace-replica", "start"))
+    assert [s for s in steps if s == ("replica-healthy", "ok")] != [], r.text()
+    assert steps.index(("replica-healthy", "ok")) < steps.index(("drain-old", "start"))
+    assert steps.index(("replace-healthy", "ok")) < steps.index(("switch-home", "ok"))
+    assert _colour_versions(stack, colour) == [alt, alt, alt]
+    replicas = _replicas(stack, colour)
+    assert all(i["State"]["Health"]["Status"] == "healthy" for i in replicas)
+    assert not _surge_exists(stack, colour)
+    after = _upstreams(stack)
+    assert len(after) == 3 and after != before  # three new containers, in the pool
+    assert _pool_map(stack).count(f"backend_{colour} backend_{colour}_pool") == 1
+    env = _deploy_env(stack)
+    assert "BACKEND_REPLICAS=3" in env and f"{colour.upper()}_VERSION={alt}" in env, env
+    assert (health(stack)["colour"], health(stack)["version"]) == (colour, alt)
+    record_figure(
+        "rolling_deploy_3_containers",
+        {
+            "duration_s": r.final["data"]["duration_s"],
+            "load": result.summary(),
+            "p95_ms": result.latency_ms(95),
+            "max_ms": result.latency_ms(100),
+        },
     )
-    assert r.rc != 0 and "the rolling deploy replaces one" in r.message, r.text()
-    assert not any(e["step"] == "start-surge" for e in r.events)
-    assert len(_replicas(stack, colour)) == 1 and len(_upstreams(stack)) == 2
+
+    # a version never healthy: the surge fails before it joins the pool;
+    # the 3 containers were never touched
+    broken = f"{alt}.unhealthy"
+    build_fault_version(stack.backend_image, alt, broken, Fault(unhealthy=True))
+    wall0 = time.time()
+    with _load(stack) as load:
+        r = _rolling(stack, broken)
+    assert r.rc == 1, r.text()
+    assert "failed at surge-healthy" in r.final["message"], r.text()
+    assert "Traceback" not in r.stderr
+    load.result().assert_clean(reloads=_config_reloads(r))
+    assert broken not in load.result().versions()
+    assert _upstream_errors(stack, wall0) == [], _upstream_errors(stack, wall0)[:3]
+    assert _colour_versions(stack, colour) == [alt, alt, alt]
+    assert _upstreams(stack) == after and not _surge_exists(stack, colour)
+
+    # Ctrl-C once all replicas run the new version and the colour's own
+    # container is being recreated: the undo puts the 3 containers back on
+    # the old version (own recreated out of the pool, two old-version
+    # replicas started and healthy before they join), then removes the
+    # new-version replicas and the surge; no failed request
+    wall0 = time.time()
+    with _long_load(stack) as load:
+        proc = start_cli(
+            stack, "deploy", "--strategy", "rolling", "--version", version, "--services", "backend"
+        )
+        try:
+            seen = read_events_until(
+                proc, lambda e: e["step"] == "replace-healthy" and e["status"] == "start"
+            )
+            proc.send_signal(signal.SIGINT)
+            proc.communicate(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 130
+    # forward: 1 + 4 + 1; undo: own in (1) and the final pool (1)
+    load.result().assert_clean(reloads=8 + sum(1 for e in seen if "reloading its" in e["message"]))
+    assert _upstream_errors(stack, wall0) == [], _upstream_errors(stack, wall0)[:3]
+    assert _colour_versions(stack, colour) == [alt, alt, alt]
+    assert not _surge_exists(stack, colour)
+    assert len(_upstreams(stack)) == 3
+    assert f"{colour.upper()}_VERSION={alt}" in _deploy_env(stack)
+    assert health(stack)["version"] == alt
+    figures = {"cancel_undo": load.result().summary()}
+    record_figure("rolling_deploy_3_containers_cancelled", figures)
+
+    # back to one container on the original version
     r = run_cli(stack, "scale", "backend=1")
     assert r.rc == 0, r.text()
+    r = _rolling(stack, version)
+    assert r.rc == 0, r.text()
+    assert _colour_versions(stack, colour) == [version]
+    repo = stack.backend_image
+    subprocess.run(["docker", "rmi", f"{repo}:{alt}", f"{repo}:{broken}"], capture_output=True)
