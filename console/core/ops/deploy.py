@@ -1071,7 +1071,8 @@ async def _undo_rolling_pool(
         # out of the pool (the others serve), back on its version, healthy
         target = await need_prev()
         await route_pool(ctx, colour, kept + serving, quiet, step="rollback")
-        await wait_drained(ctx, own, quiet, step="rollback")
+        if own_member is not None:  # else not served (the pool takes only healthy members)
+            await wait_drained(ctx, own, quiet, step="rollback")
         update_deploy_env(ctx.deploy_env_path, {version_var(colour): target})
         await compose(ctx, "up", "-d", "--no-deps", "--force-recreate", own, timeout_s=180)
         async for _event in wait_healthy(ctx, colour, target, Emitter("deploy"), step="rollback"):
@@ -1104,7 +1105,8 @@ async def _undo_rolling_pool(
             notes.append(
                 ("ok", f"removed {', '.join(str(i.get('Name', '')).lstrip('/') for i in others)}")
             )
-        await wait_drained(ctx, surge, quiet, step="rollback")
+        if surge_member is not None:
+            await wait_drained(ctx, surge, quiet, step="rollback")
         if await remove_surge(ctx, colour):
             notes.append(("ok", f"removed {surge}"))
     except OpError as exc:

@@ -258,8 +258,8 @@ def _labels(info: dict[str, Any]) -> dict[str, str]:
     return dict(info["Config"]["Labels"])
 
 
-def _colour_versions(stack: Any, colour: str) -> list[str]:
-    """The version label of the colour's own container, then of each replica."""
+def _colour_containers(stack: Any, colour: str) -> list[dict[str, Any]]:
+    """``docker inspect`` of the colour's own container, then of each replica."""
     own = json.loads(
         subprocess.run(
             ["docker", "inspect", stack.container(f"backend_{colour}")],
@@ -268,7 +268,12 @@ def _colour_versions(stack: Any, colour: str) -> list[str]:
             check=True,
         ).stdout
     )[0]
-    return [_labels(i)["com.investment.version"] for i in [own, *_replicas(stack, colour)]]
+    return [own, *_replicas(stack, colour)]
+
+
+def _colour_versions(stack: Any, colour: str) -> list[str]:
+    """The version label of the colour's own container, then of each replica."""
+    return [_labels(i)["com.investment.version"] for i in _colour_containers(stack, colour)]
 
 
 def _surge_exists(stack: Any, colour: str) -> bool:
@@ -296,8 +301,8 @@ def test_rolling_deploy_with_3_containers_one_at_a_time_under_load(stack: Any) -
     alt = _alt_version(stack, version)
     r = run_cli(stack, "scale", "backend=3")
     assert r.rc == 0, r.text()
-    before = _upstreams(stack)
-    assert len(before) == 3
+    assert len(_upstreams(stack)) == 3
+    before = {i["Id"] for i in _colour_containers(stack, colour)}
     wall0 = time.time()
     with _long_load(stack) as load:
         r = _rolling(stack, alt)
@@ -316,8 +321,10 @@ def test_rolling_deploy_with_3_containers_one_at_a_time_under_load(stack: Any) -
     replicas = _replicas(stack, colour)
     assert all(i["State"]["Health"]["Status"] == "healthy" for i in replicas)
     assert not _surge_exists(stack, colour)
-    after = _upstreams(stack)
-    assert len(after) == 3 and after != before  # three new containers, in the pool
+    # three new containers (Docker may give a new one a freed address), in the pool
+    after = {i["Id"] for i in _colour_containers(stack, colour)}
+    assert len(after) == 3 and not after & before
+    assert len(_upstreams(stack)) == 3
     assert _pool_map(stack).count(f"backend_{colour} backend_{colour}_pool") == 1
     env = _deploy_env(stack)
     assert "BACKEND_REPLICAS=3" in env and f"{colour.upper()}_VERSION={alt}" in env, env
@@ -346,7 +353,8 @@ def test_rolling_deploy_with_3_containers_one_at_a_time_under_load(stack: Any) -
     assert broken not in load.result().versions()
     assert _upstream_errors(stack, wall0) == [], _upstream_errors(stack, wall0)[:3]
     assert _colour_versions(stack, colour) == [alt, alt, alt]
-    assert _upstreams(stack) == after and not _surge_exists(stack, colour)
+    assert {i["Id"] for i in _colour_containers(stack, colour)} == after
+    assert len(_upstreams(stack)) == 3 and not _surge_exists(stack, colour)
 
     # Ctrl-C once all replicas run the new version and the colour's own
     # container is being recreated: the undo puts the 3 containers back on
@@ -376,6 +384,9 @@ def test_rolling_deploy_with_3_containers_one_at_a_time_under_load(stack: Any) -
     assert len(_upstreams(stack)) == 3
     assert f"{colour.upper()}_VERSION={alt}" in _deploy_env(stack)
     assert health(stack)["version"] == alt
+    last = json.loads((stack.state_dir / "history.jsonl").read_text().splitlines()[-1])
+    assert last["strategy"] == "rolling" and last["result"] == "rolled-back", last
+    assert "cancelled at step replace-healthy" in last["reason"], last["reason"]
     figures = {"cancel_undo": load.result().summary()}
     record_figure("rolling_deploy_3_containers_cancelled", figures)
 
