@@ -110,6 +110,10 @@ class Recovery:
     remove_surge: str | None = None
     """The colour whose surge container (rolling deploy) to remove, once
     traffic is off it."""
+    pool_back: bool = False
+    """A rolling deploy of N containers (nginx's pool) interrupted halfway:
+    N containers of the version it ran put back in the pool, one by one
+    start-first (:func:`console.core.ops.rolling_pool.undo_rolling_pool`)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -121,6 +125,7 @@ class Recovery:
             "rewrite_nginx": self.rewrite_nginx,
             "start_version": self.start_version,
             "remove_surge": self.remove_surge,
+            "pool_back": self.pool_back,
         }
 
 
@@ -264,6 +269,28 @@ def _plan_rolling(
         if serving
         else "nginx cannot be read"
     )
+    replicas = int(journal.get("replicas") or 1)
+    if replicas > 1 and journal.get("switch_started") and not journal.get("home"):
+        return Recovery(
+            "switch-back",
+            f"{head}. {colour}'s {replicas} containers were being replaced one at a time through "
+            f"nginx's pool; {now}. Recovery puts {replicas} containers of {prev} back in the pool "
+            f"(each healthy before it joins), then drains and removes the {version} ones and "
+            f"{surge}.",
+            traffic=colour,
+            rewrite_nginx=rewrite,
+            remove_surge=colour,
+            pool_back=True,
+        )
+    if replicas > 1 and journal.get("home"):
+        return Recovery(
+            "finalize",
+            f"{head}. {colour}'s {replicas} containers run {version} in nginx's pool; {now}. "
+            f"Recovery removes {surge}.",
+            traffic=colour,
+            rewrite_nginx=rewrite,
+            remove_surge=colour,
+        )
     if journal.get("home") or journal.get("replace_started"):
         return Recovery(
             "finalize",

@@ -26,6 +26,7 @@ from console.core.ops.context import SURGE, OpContext, backend_service
 from console.core.ops.errors import OpFailed
 from console.core.ops.journal import Journal, Recovery, plan_recovery
 from console.core.ops.progress import Progress
+from console.core.ops.rolling_pool import undo_rolling_pool
 
 __all__ = ["recover"]
 
@@ -51,7 +52,14 @@ async def recover(ctx: OpContext, progress: Progress, *, op_id: str | None = Non
         await recover_restore(ctx, restore_state, progress)
 
     target = plan.traffic
-    if target in ("blue", "green"):
+    if plan.pool_back:
+        notes: list[tuple[str, str]] = []
+        try:
+            await undo_rolling_pool(ctx, Journal(ctx.journal_path, dict(journal)), notes)
+        finally:
+            for status_, message in notes:
+                progress.make("recover", status_, message)
+    elif target in ("blue", "green"):
         cv = view.colours[target]
         version = cv.version or cv.slot_version
         if plan.start_version and plan.start_version != cv.version:

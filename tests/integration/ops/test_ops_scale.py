@@ -390,6 +390,32 @@ def test_rolling_deploy_with_3_containers_one_at_a_time_under_load(stack: Any) -
     figures = {"cancel_undo": load.result().summary()}
     record_figure("rolling_deploy_3_containers_cancelled", figures)
 
+    # killed (SIGKILL) while the first new replica starts: the next deploy's
+    # recovery puts the 3 old-version containers back through the pool
+    wall0 = time.time()
+    with _long_load(stack) as load:
+        proc = start_cli(
+            stack, "deploy", "--strategy", "rolling", "--version", version, "--services", "backend"
+        )
+        try:
+            read_events_until(
+                proc, lambda e: e["step"] == "replica-healthy" and e["status"] == "start"
+            )
+        finally:
+            proc.kill()
+            proc.communicate(timeout=60)
+        r = _rolling(stack, alt)  # alt serves: recovery, then nothing to do
+    assert r.rc == 0, r.text()
+    recovered = [e for e in r.events if e["step"] == "recover"]
+    assert any("3 containers of " + alt in e["message"] for e in recovered), r.text()
+    # forward: surge in, replica out; recovery: the final pool
+    load.result().assert_clean(reloads=3)
+    assert _upstream_errors(stack, wall0) == [], _upstream_errors(stack, wall0)[:3]
+    assert _colour_versions(stack, colour) == [alt, alt, alt]
+    assert not _surge_exists(stack, colour) and len(_upstreams(stack)) == 3
+    figures["kill_recover"] = load.result().summary()
+    record_figure("rolling_deploy_3_containers_cancelled", figures)
+
     # back to one container on the original version
     r = run_cli(stack, "scale", "backend=1")
     assert r.rc == 0, r.text()

@@ -183,6 +183,25 @@ def test_rolling_deploy_after_its_switch_home_only_removes_the_surge() -> None:
     assert plan.start_version == "v2" and plan.remove_surge == "blue"
 
 
+def test_rolling_deploy_of_3_containers_halfway_puts_the_pool_back() -> None:
+    """Through nginx's pool (replicas=3): whether the colour's own container
+    was being recreated or a replica replaced, the 3 containers go back to
+    v1 through the pool; nginx's target (the colour) is never rewritten."""
+    for step, more in (("replica-healthy", {}), ("replace-healthy", {"replace_started": True})):
+        j = _rolling(step=step, switch_started=True, switched=True, replicas=3, **more)
+        plan = plan_recovery(j, serving="blue")
+        assert plan.action == "switch-back" and plan.pool_back, (step, plan)
+        assert not plan.rewrite_nginx and plan.start_version is None
+        assert plan.remove_surge == "blue" and "3 containers of v1" in plan.explanation
+    # before the surge joined the pool: as with one container
+    plan = plan_recovery(_rolling(step="smoke", replicas=3), serving="blue")
+    assert plan.action == "abort" and not plan.pool_back
+    # after the last pool change: only the surge is left to remove
+    j = _rolling(step="drain-surge", switch_started=True, replace_started=True, home=True)
+    plan = plan_recovery({**j, "replicas": 3}, serving="blue")
+    assert plan.action == "finalize" and not plan.pool_back and plan.start_version is None
+
+
 def test_journal_file_is_rewritten_whole(tmp_path: Path) -> None:
     path = tmp_path / "deploy-journal.json"
     j = Journal.begin(
