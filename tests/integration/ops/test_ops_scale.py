@@ -404,6 +404,9 @@ def test_rolling_deploy_with_3_containers_one_at_a_time_under_load(stack: Any) -
         finally:
             proc.kill()
             proc.communicate(timeout=60)
+        status = json.loads(run_cli(stack, "status").stdout)
+        assert status["deploy"]["recovery"]["pool_back"] is True, status["deploy"]
+        assert run_cli(stack, "lock", "break").rc == 0
         r = _rolling(stack, alt)  # alt serves: recovery, then nothing to do
     assert r.rc == 0, r.text()
     recovered = [e for e in r.events if e["step"] == "recover"]
