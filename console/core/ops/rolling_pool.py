@@ -86,9 +86,10 @@ async def roll_pool(
     prev: str | None,
     h_timeout: float,
 ) -> None:
-    """Steps 3-5 of the rolling deploy (``console/core/ops/deploy.py``, ``_rolling``) when ``colour`` runs N containers behind
-    nginx's pool (:mod:`console.core.ops.replicas`): one at a time, never
-    fewer than N in the pool, never one that is not healthy.
+    """Steps 3-5 of the rolling deploy (``console/core/ops/deploy.py``,
+    ``_rolling``) when ``colour`` runs N containers behind nginx's pool
+    (:mod:`console.core.ops.replicas`): one at a time, never fewer than N in
+    the pool, never one that is not healthy.
 
     The surge (healthy, smoke-tested) joins the pool; each replica of the
     old version leaves it (graceful reload), is drained, stopped and
