@@ -52,6 +52,10 @@ BLUE_VERSION=${BASE_VERSION:-v1.0.0}
 GREEN_VERSION=${BASE_VERSION:-v1.0.0}
 WORKER_VERSION=${BASE_VERSION:-v1.0.0}
 ACTIVE_COLOUR=blue
+FRONTEND_VERSION=${BASE_VERSION:-v1.0.0}
+FRONTEND_BLUE_VERSION=${BASE_VERSION:-v1.0.0}
+FRONTEND_GREEN_VERSION=${BASE_VERSION:-v1.0.0}
+FRONTEND_COLOUR=blue
 EOF2
 fi
 
@@ -87,15 +91,28 @@ else
     || die "migrations did not reach head; see: scripts/compose.sh run --rm backend_blue python3 -m alembic current"
 fi
 
-# The idle colour stays stopped when a deploy left it so (kept for rollback).
-services=(nginx worker backend_blue backend_green frontend)
+# The idle colour stays stopped when a deploy left it so (kept for rollback);
+# the same for the frontend's idle colour. The frontend's serving colour is
+# FRONTEND_COLOUR (a deploy.env from before the frontend had colours has
+# none: the backend's, which is what nginx then serves).
+services=(nginx worker)
 active=$(sed -n 's/^ACTIVE_COLOUR=//p' "$STACKDECK_STATE_DIR/deploy.env")
-idle=$([ "$active" = green ] && echo blue || echo green)
-idle_state=$(docker inspect -f '{{.State.Status}}' "$(container_of "backend_$idle")" 2>/dev/null || echo missing)
-if [ "$idle_state" = exited ]; then
-  services=(nginx worker "backend_$active" frontend)
-  log "backend_$idle is stopped (kept for rollback): leaving it so"
-fi
+factive=$(sed -n 's/^FRONTEND_COLOUR=//p' "$STACKDECK_STATE_DIR/deploy.env")
+factive=${factive:-${active:-blue}}
+for part in backend:${active:-blue} frontend:$factive; do
+  name=${part%%:*} colour=${part#*:}
+  idle=$([ "$colour" = green ] && echo blue || echo green)
+  services+=("${name}_$colour")
+  idle_state=$(docker inspect -f '{{.State.Status}}' "$(container_of "${name}_$idle")" 2>/dev/null || echo missing)
+  if [ "$idle_state" = exited ]; then
+    log "${name}_$idle is stopped (kept for rollback): leaving it so"
+  else
+    services+=("${name}_$idle")
+  fi
+done
+# The single frontend container of before the colours (compose service
+# `frontend`, gone from the compose file): removed, the colours replace it.
+docker rm -f "$(container_of frontend)" >/dev/null 2>&1 || true
 log "starting ${services[*]}"
 compose up -d --wait --wait-timeout 180 "${services[@]}"
 
