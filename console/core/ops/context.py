@@ -32,8 +32,8 @@ __all__ = [
     "OpContext",
     "Operator",
     "backend_service",
-    "frontend_service",
     "discover_http_port",
+    "frontend_service",
     "other_colour",
 ]
 
