@@ -359,28 +359,16 @@ async def _undo_blue_green_with_frontend(
 async def _undo_frontend_only(
     ctx: OpContext, journal: Journal, notes: list[tuple[str, str]]
 ) -> None:
+    """The undo of the frontend's hand-over (:func:`_frontend_handover`)."""
     fe = journal.data["frontend"]
-    await _undo_frontend(ctx, fe, bool(journal.data.get("switch_started")), notes)
+    await _undo_frontend(ctx, fe, bool(journal.data.get("frontend_switch_started")), notes)
 
 
-async def _blue_green_frontend_only(
-    ctx: OpContext,
-    progress: Progress,
-    *,
-    record: OpRecord,
-    version: str,
-    build: bool,
-    force: bool,
-    h_timeout: float,
-    services: list[str],
-) -> None:
-    """``--services frontend``: blue-green of the web frontend alone. The idle
-    frontend colour gets ``version``, is checked directly (health, its
-    /version.json, its page), then nginx's ``/`` moves to it (the backend's
-    line of active.conf is kept; one reload) and is confirmed through nginx.
-    The old colour keeps running, out of the upstream, as the rollback
-    target (or is stopped: ``keep_previous_colour`` false). Any failure or
-    cancel before the end puts ``/`` back and stops the new colour."""
+async def _prepare_frontend(
+    ctx: OpContext, progress: Progress, version: str, build: bool, *, rolling: bool
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """What a frontend deploy will do (its journal entry) and its image; None
+    when the serving frontend colour already runs ``version``."""
     fview = await observe_frontend(ctx)
     if fview.serving is None:
         raise OpFailed(
@@ -391,19 +379,16 @@ async def _blue_green_frontend_only(
     frm = fview.serving
     to = other_colour(frm)
     from_version = fview.serving_version()
-    if from_version == version and not force:
-        progress.done(
-            f"{frontend_service(frm)} already serves {version}; nothing to do (--force to redeploy it)",
-            colour=frm,
-            version=version,
-        )
-        return
+    if from_version == version:
+        return None
     to_prev = fview.colours[to].version or fview.colours[to].slot_version
-    progress.info(
-        "prepare",
-        f"{frontend_service(frm)} serves {from_version}; deploying {version} to "
-        f"{frontend_service(to)} (which holds {to_prev or 'nothing'}); the backend stays as it is",
+    how = (
+        f"start-first: {frontend_service(to)} (idle) takes {version}, / moves to it once it is "
+        f"ready, {frontend_service(frm)} is stopped"
+        if rolling
+        else f"deploying {version} to {frontend_service(to)} (which holds {to_prev or 'nothing'})"
     )
+    progress.info("prepare", f"frontend: {frontend_service(frm)} serves {from_version}; {how}")
     fimage = await ensure_frontend_image(ctx, version, build, progress)
     fe = {
         "from_colour": frm,
@@ -412,54 +397,56 @@ async def _blue_green_frontend_only(
         "to_prev_version": to_prev,
         "version": version,
     }
-    record.open(
-        strategy="blue-green",
-        version=version,
-        from_version=from_version,
-        colour=to,
-        from_colour=frm,
-    )
+    return fe, fimage
+
+
+def _note_frontend(ctx: OpContext, record: OpRecord, fe: dict[str, Any], image: Any) -> None:
     record.note(
-        services=services,
-        frontend_version=version,
-        frontend_from_version=from_version,
-        frontend_colour=to,
-        frontend_from_colour=frm,
-        frontend_image=image_ref(frontend_repo(ctx), version),
-        frontend_image_digest=image_id(fimage),
+        frontend_version=fe["version"],
+        frontend_from_version=fe["from_version"],
+        frontend_colour=fe["to_colour"],
+        frontend_from_colour=fe["from_colour"],
+        frontend_image=image_ref(frontend_repo(ctx), fe["version"]),
+        frontend_image_digest=image_id(image),
     )
-    journal = record.begin_journal(
-        strategy="blue-green",
-        version=version,
-        from_version=from_version,
-        from_colour=None,
-        to_colour=None,
-        services=services,
-        frontend=fe,
-    )
+
+
+async def _frontend_handover(
+    ctx: OpContext,
+    progress: Progress,
+    *,
+    record: OpRecord,
+    journal: Journal,
+    fe: dict[str, Any],
+    h_timeout: float,
+    keep_old: bool,
+) -> None:
+    """The idle frontend colour gets the version, is checked directly
+    (health, its /version.json, its page), then nginx's ``/`` moves to it
+    (the backend's line of active.conf kept; one graceful reload) and is
+    confirmed through nginx. Start-first: the old colour serves until the
+    new one is ready, so no page load fails. The old colour keeps running,
+    out of the upstream (``keep_old``), or is stopped (its container kept).
+    A failure or cancel puts ``/`` back and stops the new colour."""
+    frm, to, version = fe["from_colour"], fe["to_colour"], fe["version"]
+    old, new = frontend_service(frm), frontend_service(to)
+    record.mark(frontend=fe)
     notes: list[tuple[str, str]] = []
     step = "start-frontend"
     try:
         record.step(step, frontend_started=True)
-        progress.start(step, f"starting {frontend_service(to)} with {version}")
+        progress.start(step, f"starting {new} with {version}")
         await start_frontend(ctx, to, version)
-        progress.ok(step, f"{frontend_service(to)} started")
+        progress.ok(step, f"{new} started")
         step = "frontend-healthy"
         record.step(step)
         await wait_frontend_ready(ctx, to, version, progress, h_timeout, step=step)
-        step = "switch"
-        record.step(step, switch_started=True)
-        progress.start(
-            step,
-            f"switching / from {frontend_service(frm)} to {frontend_service(to)} (nginx -t, graceful reload)",
-        )
+        step = "switch-frontend"
+        record.step(step, switch_started=True, frontend_switch_started=True)
+        progress.start(step, f"switching / from {old} to {new} (nginx -t, graceful reload)")
         await switch_frontend(ctx, to, version)
         record.mark(switched=True)
-        progress.ok(
-            step,
-            f"nginx serves the page from {frontend_service(to)} ({version})",
-            frontend_colour=to,
-        )
+        progress.ok(step, f"nginx serves the page from {new} ({version})", frontend_colour=to)
     except asyncio.CancelledError:
         await _undo_after_cancel(ctx, record, journal, notes, _undo_frontend_only, step=step)
         raise
@@ -469,31 +456,108 @@ async def _blue_green_frontend_only(
         )
         if undo_error:
             raise OpFailed(
-                f"frontend deploy of {version} failed at {step} ({reason}) and the automatic rollback "
-                f"failed too: {undo_error}. Run `stackdeck status` and `stackdeck rollback`",
+                f"frontend deploy of {version} failed at {step} ({reason}) and the automatic "
+                f"rollback failed too: {undo_error}. Run `stackdeck status` and `stackdeck rollback`",
                 step=step,
             ) from None
         raise OpFailed(
             f"frontend deploy of {version} failed at {step}: {reason}. The page "
             + ("was switched back to" if switched else "never left")
-            + f" {frontend_service(frm)} ({from_version}).",
+            + f" {old} ({fe['from_version']}).",
             step=step,
             data={"failed_step": step},
         ) from None
-    if not ctx.keep_previous_colour:
-        try:
-            await stop_frontend(ctx, frm)
-            progress.ok("stop-old", f"{frontend_service(frm)} stopped (kept for rollback)")
-        except OpError as exc:
-            progress.warn("stop-old", f"could not stop {frontend_service(frm)}: {exc}")
+    if keep_old:
+        progress.ok(
+            "keep-old",
+            f"{old} ({fe['from_version']}) keeps running, out of the upstream: the rollback target",
+        )
+        return
+    step = "stop-old-frontend"
+    record.step(step)
+    try:
+        # graceful: the frontend's nginx stops on SIGQUIT, finishing the
+        # requests in flight (compose/images/frontend/Dockerfile)
+        await stop_frontend(ctx, frm)
+        progress.ok(step, f"{old} stopped (kept for rollback)")
+    except OpError as exc:
+        progress.warn(step, f"could not stop {old}: {exc}")
+
+
+async def _deploy_frontend_only(
+    ctx: OpContext,
+    progress: Progress,
+    *,
+    record: OpRecord,
+    version: str,
+    build: bool,
+    force: bool,
+    h_timeout: float,
+    services: list[str],
+    rolling: bool = False,
+) -> None:
+    """``--services frontend``: the web frontend alone, blue-green (the old
+    colour kept running as the rollback target) or rolling (start-first
+    through the idle colour, the old one stopped): :func:`_frontend_handover`.
+    The backend's colour and line of active.conf are not touched."""
+    prepared = await _prepare_frontend(ctx, progress, version, build, rolling=rolling)
+    if prepared is None and not force:
+        progress.done(
+            f"the frontend already serves {version}; nothing to do (--force to redeploy it)",
+            version=version,
+        )
+        return
+    if prepared is None:
+        # --force: redeploy the serving version to the idle colour
+        fview = await observe_frontend(ctx)
+        frm = str(fview.serving)
+        to = other_colour(frm)
+        fe: dict[str, Any] = {
+            "from_colour": frm,
+            "to_colour": to,
+            "from_version": version,
+            "to_prev_version": fview.colours[to].version or fview.colours[to].slot_version,
+            "version": version,
+        }
+        fimage: Any = await ensure_frontend_image(ctx, version, build, progress)
+    else:
+        fe, fimage = prepared
+    record.open(
+        strategy="rolling" if rolling else "blue-green",
+        version=version,
+        from_version=fe["from_version"],
+        colour=fe["to_colour"],
+        from_colour=fe["from_colour"],
+    )
+    record.note(services=services)
+    _note_frontend(ctx, record, fe, fimage)
+    journal = record.begin_journal(
+        strategy="blue-green",  # recovery: no backend colour chosen, nothing of it to undo
+        version=version,
+        from_version=fe["from_version"],
+        from_colour=None,
+        to_colour=None,
+        services=services,
+        frontend=fe,
+    )
+    await _frontend_handover(
+        ctx,
+        progress,
+        record=record,
+        journal=journal,
+        fe=fe,
+        h_timeout=h_timeout,
+        keep_old=ctx.keep_previous_colour and not rolling,
+    )
     if "worker" in services:
         await move_worker(ctx, version, progress, h_timeout)
     duration = record.succeed()
+    to_name, from_name = frontend_service(fe["to_colour"]), frontend_service(fe["from_colour"])
     progress.done(
-        f"deployed frontend {version} to {frontend_service(to)} in {duration:.1f} s "
-        f"({frontend_service(frm)} keeps {from_version} for rollback)",
+        f"deployed frontend {version} to {to_name} in {duration:.1f} s "
+        f"({from_name} keeps {fe['from_version']} for rollback)",
         version=version,
-        frontend_colour=to,
+        frontend_colour=fe["to_colour"],
         duration_s=round(duration, 1),
     )
 
@@ -545,7 +609,7 @@ async def _blue_green_steps(
         if name in ABSENT:
             progress.info("prepare", f"{name}: not part of this stack, skipped")
     if "frontend" in services and "backend" not in services:
-        await _blue_green_frontend_only(
+        await _deploy_frontend_only(
             ctx,
             progress,
             record=record,
@@ -610,21 +674,15 @@ async def _blue_green_steps(
         progress.info(
             "prepare",
             f"frontend: {frontend_service(ffrm)} serves {ffrom_version}; deploying {version} to "
-            f"{frontend_service(fto)} (which holds {fto_prev or 'nothing'}); one switch moves / and /api/",
+            f"{frontend_service(fto)} (which holds {fto_prev or 'nothing'}); one switch moves / "
+            "and /api/",
             frontend=frontend_journal,
         )
 
     _open_record(record, "blue-green", view, version, to)
     record.note(image=image_ref(ctx.image_repo, version), image_digest=digest, services=services)
-    if fview is not None:
-        record.note(
-            frontend_version=version,
-            frontend_from_version=ffrom_version,
-            frontend_colour=fto,
-            frontend_from_colour=ffrm,
-            frontend_image=image_ref(frontend_repo(ctx), version),
-            frontend_image_digest=image_id(fimage),
-        )
+    if frontend_journal is not None:
+        _note_frontend(ctx, record, frontend_journal, fimage)
     if "backend" not in services:
         # worker only
         await move_worker(ctx, version, progress, h_timeout)
@@ -905,6 +963,19 @@ async def _rolling(
     h_timeout = health_timeout or ctx.health_timeout
     record = OpRecord(ctx, "deploy", op_id)
     await recover(ctx, progress, op_id=op_id)
+    if "frontend" in services and "backend" not in services:
+        await _deploy_frontend_only(
+            ctx,
+            progress,
+            record=record,
+            version=version,
+            build=build,
+            force=force,
+            h_timeout=h_timeout,
+            services=services,
+            rolling=True,
+        )
+        return
     view = await observe(ctx)
     if view.serving is None:
         raise OpFailed(
@@ -944,6 +1015,13 @@ async def _rolling(
             from_version=from_version,
         )
     image = await ensure_image(ctx, version, build, progress)
+    # the frontend's image before anything changes: method 2's order is the
+    # backend first (verified), then the frontend
+    frontend = (
+        await _prepare_frontend(ctx, progress, version, build, rolling=True)
+        if "frontend" in services
+        else None
+    )
     if "backend" in services:
         await _ensure_surge_route(ctx, colour, progress)
     _open_record(record, "rolling", view, version, colour)
@@ -978,10 +1056,27 @@ async def _rolling(
         )
     if "worker" in services:
         await _recreate_worker(ctx, progress, record=record, version=version, h_timeout=h_timeout)
+    if frontend is not None:
+        fe, fimage = frontend
+        _note_frontend(ctx, record, fe, fimage)
+        await _frontend_handover(
+            ctx,
+            progress,
+            record=record,
+            journal=journal,
+            fe=fe,
+            h_timeout=h_timeout,
+            keep_old=False,
+        )
     duration = record.succeed()
     progress.done(
         f"rolling deploy of {version} done in {duration:.1f} s"
-        + (f" ({own} runs it; {surge} was removed)" if "backend" in services else ""),
+        + (f" ({own} runs it; {surge} was removed)" if "backend" in services else "")
+        + (
+            f"; the page from {frontend_service(frontend[0]['to_colour'])}"
+            if frontend is not None
+            else ""
+        ),
         version=version,
         colour=colour,
         duration_s=round(duration, 1),
