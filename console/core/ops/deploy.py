@@ -145,8 +145,6 @@ async def validate_deploy(ctx: OpContext, params: DeployParams) -> DeployParams:
         )
     services = parse_services(params.services)
     version = params.version
-    if "frontend" in services:
-        await _check_frontend_image(ctx, version, params.build)
     backend_image = {"backend", "worker"} & set(services)
     if backend_image and await image_info(ctx, image_ref(ctx.image_repo, version)) is None:
         if not params.build and not await git_tag_exists(ctx, version):
@@ -157,6 +155,8 @@ async def validate_deploy(ctx: OpContext, params: DeployParams) -> DeployParams:
                 "To build this checkout as that version, add --build",
                 field="version",
             )
+    if "frontend" in services:
+        await _check_frontend_image(ctx, version, params.build)
 
     def given(value: float | None, default: float) -> float:
         return default if value is None else value
@@ -184,9 +184,9 @@ async def _check_frontend_image(ctx: OpContext, version: str, build: bool) -> No
     )
     have = sorted({t for t in r.stdout.split() if t and t != "<none>"})
     raise BadInput(
-        f"unknown frontend version {version}: there is no image {ref} and no git tag {version} to "
-        f"build it from. Frontend images: {', '.join(have) or 'none'}. To build this checkout's "
-        "frontend as that version, add --build",
+        f"unknown version {version} for the frontend: there is no image {ref} and no git tag "
+        f"{version} to build it from. Frontend images: {', '.join(have) or 'none'}. To build "
+        "this checkout's frontend as that version, add --build",
         field="version",
     )
 
