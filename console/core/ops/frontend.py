@@ -49,6 +49,7 @@ __all__ = [
     "frontend_repo",
     "frontend_version_var",
     "observe_frontend",
+    "recover_frontend",
     "restore_frontend_slot",
     "start_existing_frontend",
     "start_frontend",
@@ -304,3 +305,35 @@ async def switch_with_backend(
     await asyncio.gather(
         confirm_serving(ctx, colour, version), confirm_frontend(ctx, frontend, frontend_version)
     )
+
+
+async def recover_frontend(
+    ctx: OpContext, journal: dict[str, Any], action: str, progress: Progress
+) -> None:
+    """The frontend's part of recovering an interrupted deploy (the journal's
+    ``frontend`` entry, once its start was reached): a blue-green deploy
+    whose backend is kept (``finalize``: the bake had passed) keeps the page
+    on the new colour too; anything else puts ``/`` back on the colour it
+    left (when that one still runs), stops the new colour and restores its
+    slot. Called by :func:`console.core.ops.recovery.recover` after the
+    backend's part."""
+    fe = journal.get("frontend")
+    if not isinstance(fe, dict) or not journal.get("frontend_started"):
+        return
+    frm, to = str(fe["from_colour"]), str(fe["to_colour"])
+    view = await observe_frontend(ctx)
+    keep_new = action == "finalize" and journal.get("strategy") != "rolling"
+    if keep_new or view.colours[frm].state != "running":
+        if view.serving != to and view.colours[to].state == "running":
+            await switch_frontend(ctx, to, str(fe["version"]))
+        progress.ok("recover", f"the page stays on {frontend_service(to)} ({fe['version']})")
+        return
+    if view.serving != frm:
+        await switch_frontend(ctx, frm, str(fe.get("from_version")))
+    progress.ok("recover", f"the page is on {frontend_service(frm)} ({fe.get('from_version')})")
+    if view.colours[to].state in ("running", "restarting", "created", "paused"):
+        await stop_frontend(ctx, to)
+        progress.ok("recover", f"stopped {frontend_service(to)} (kept)")
+    prev = fe.get("to_prev_version")
+    if prev and prev != fe.get("version") and await restore_frontend_slot(ctx, to, str(prev)):
+        progress.ok("recover", f"{frontend_service(to)}'s slot is back to {prev}")

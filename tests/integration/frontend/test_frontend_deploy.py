@@ -21,6 +21,7 @@ duration) go to the ops figures file; they are reported, not asserted.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import threading
 import time
@@ -34,7 +35,13 @@ import pytest
 from tests.conftest import Stack
 from tests.integration.frontend.cdp import CdpError, Page, open_page
 from tests.integration.frontend.conftest import SITE
-from tests.integration.ops.ops_helpers import deploy_load, record_figure, run_cli
+from tests.integration.ops.ops_helpers import (
+    deploy_load,
+    read_events_until,
+    record_figure,
+    run_cli,
+    start_cli,
+)
 from tests.load import LoadLoop
 
 pytestmark = pytest.mark.stack
@@ -209,6 +216,18 @@ def _check_clean(name: str, r: Any, loop: PageLoop, api: Any, pages: Any) -> Non
     assert api.failed() == [], api.failed()[:5]
 
 
+@pytest.fixture(autouse=True)
+def _no_interrupted_deploy(stack: Stack) -> None:
+    """No stale lock and no interrupted deploy left by a test killed halfway."""
+    r = run_cli(stack, "status")
+    st = json.loads(r.stdout)
+    if st["lock"]["stale"]:
+        assert run_cli(stack, "lock", "break").rc == 0
+    if (st.get("deploy") or {}).get("interrupted"):
+        rb = run_cli(stack, "rollback", "--force")
+        assert rb.rc == 0, rb.text()[-2000:]
+
+
 def test_backend_and_frontend_blue_green_one_switch_under_page_and_api_load(
     stack: Stack, fe_page: Page
 ) -> None:
@@ -334,3 +353,45 @@ def test_a_frontend_version_without_an_image_is_refused(stack: Stack) -> None:
     assert f"no image {stack.image_prefix}-frontend:v0.0.0-nofrontend" in r.message, r.text()
     assert "add --build" in r.message and "Traceback" not in r.stdout + r.stderr
     assert (_active_conf(stack), _env(stack)) == before
+
+
+def test_a_deploy_killed_after_the_switch_is_recovered_page_and_api_back(stack: Stack) -> None:
+    """``kill -9`` during the bake of a deploy of both: the next operation
+    (here ``stackdeck rollback``) finds the journal, puts ``/api/`` and ``/``
+    back on the colours they left (the new version was never verified) and
+    stops both new colours."""
+    before = _served(stack)
+    env = _env(stack)
+    ffrm = env.get("FRONTEND_COLOUR", env["ACTIVE_COLOUR"])
+    fto = "green" if ffrm == "blue" else "blue"
+    version = _next_version(stack, "v2.5.0-fe", "v2.5.1-fe")
+    proc = start_cli(
+        stack,
+        "deploy",
+        "--version",
+        version,
+        "--services",
+        "backend frontend",
+        "--build",
+        "--bake-seconds",
+        "60",
+    )
+    try:
+        read_events_until(proc, lambda e: e["step"] == "switch" and e["status"] == "ok")
+        assert _served(stack)[2:] == (version, f"frontend_{fto}")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert run_cli(stack, "lock", "break").rc == 0
+    r = run_cli(stack, "rollback", "--force")
+    assert r.rc == 0, r.text()[-3000:]
+    recover = [e["message"] for e in r.events if e["step"] == "recover"]
+    assert any(f"the page is on frontend_{ffrm}" in m for m in recover), recover
+    assert _served(stack) == before
+    state = subprocess.run(
+        ["docker", "inspect", "-f", "{{.State.Status}}", stack.container(f"frontend_{fto}")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout.strip()
+    assert state in ("exited", "created"), state  # created: its slot put back to its version
