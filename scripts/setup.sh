@@ -110,9 +110,6 @@ for part in backend:${active:-blue} frontend:$factive; do
     services+=("${name}_$idle")
   fi
 done
-# The single frontend container of before the colours (compose service
-# `frontend`, gone from the compose file): removed, the colours replace it.
-docker rm -f "$(container_of frontend)" >/dev/null 2>&1 || true
 log "starting ${services[*]}"
 compose up -d --wait --wait-timeout 180 "${services[@]}"
 
@@ -129,6 +126,14 @@ if [ "$(cat "$nginx_loaded" 2>/dev/null)" != "$nginx_hash" ]; then
   docker exec "$(container_of nginx)" nginx -s reload >/dev/null
   echo "$nginx_hash" > "$nginx_loaded"
   log "nginx: site configuration loaded ($nginx_hash)"
+fi
+
+# The single frontend container of before the colours (compose service
+# `frontend`, gone from the compose file): removed once nginx, reloaded
+# above, sends / to the colours.
+if docker inspect "$(container_of frontend)" >/dev/null 2>&1; then
+  docker rm -f "$(container_of frontend)" >/dev/null
+  log "removed $(container_of frontend): frontend_blue / frontend_green replace it"
 fi
 
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/api/health" || true)
