@@ -138,6 +138,7 @@ async def recover(ctx: OpContext, progress: Progress, *, op_id: str | None = Non
             "reason": f"interrupted at step {journal.get('step')}; recovered: {plan.action}",
             "recovered_by": op_id,
             "serving_after": plan.traffic,
+            "frontend": journal.get("frontend"),
         },
     )
     progress.ok("recover", f"recovered ({plan.action}): traffic on {plan.traffic}")
