@@ -642,6 +642,20 @@ async def _blue_green_steps(
     ffrm = (fview.serving or frm) if fview else frm
     fto = other_colour(ffrm)
     ffrom_version = fview.serving_version() if fview else None
+    if fview is not None and from_version == version and not force and ffrom_version != version:
+        # the API already serves it: the page alone catches up
+        progress.info("prepare", f"{frm} already serves {version}: deploying the frontend alone")
+        await _deploy_frontend_only(
+            ctx,
+            progress,
+            record=record,
+            version=version,
+            build=build,
+            force=False,
+            h_timeout=h_timeout,
+            services=[s for s in services if s != "backend"],
+        )
+        return
     if from_version == version and not force and (fview is None or ffrom_version == version):
         progress.done(
             f"{frm} already serves {version}; nothing to do (--force to redeploy it)",
