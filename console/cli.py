@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -118,6 +119,17 @@ def build_parser() -> argparse.ArgumentParser:
         if spec.name == "backup":
             op_parser.add_argument("--list", action="store_true", help="list the backups instead")
     groups["lock"].add_parser("show", parents=[common], help="who holds the deploy lock")
+
+    sc = sub.add_parser(
+        "schedule", help="scheduled operations ([[schedule]] in the config): list | install | run"
+    )
+    sca = sc.add_subparsers(dest="schedule_command", metavar="ACTION")
+    sca.add_parser("list", parents=[common], help="each entry: when, what, next and last run")
+    sca.add_parser(
+        "install", parents=[common], help="check the entries and write them to the host's cron"
+    )
+    run = sca.add_parser("run", parents=[common], help="run one entry now (what cron calls)")
+    run.add_argument("name", help="the entry's name")
 
     h = sub.add_parser("history", help="deployment history")
     h.add_argument("-n", type=int, default=20)
@@ -474,6 +486,67 @@ def _since_deploy(settings: Any, args: argparse.Namespace, printer: Printer) -> 
     return 0
 
 
+def _schedule(settings: Any, ctx: Any, args: argparse.Namespace, printer: Printer) -> int:
+    """``stackdeck schedule [list | install | run NAME]``."""
+    from console.core.ops.errors import BadInput, exit_code
+    from console.core.ops.schedule import install_schedule, run_entry, schedule_rows
+
+    action = args.schedule_command or "list"
+    try:
+        if action == "install":
+            report = asyncio.run(install_schedule(ctx, settings))
+            if printer.as_json:
+                printer.obj({**report.__dict__, "path": str(report.path)})
+            elif report.removed:
+                print(f"nothing enabled in the schedule: {report.path} removed")
+            else:
+                print(f"installed {', '.join(report.entries)} in {report.path}")
+            if report.entries and not report.cron_running:
+                sys.stderr.write(
+                    "stackdeck: warning: no cron daemon runs on this host, so nothing will fire; "
+                    "bash scripts/schedule.sh starts it\n"
+                )
+            return 0
+        if action == "run":
+            started = datetime.now(UTC).isoformat(timespec="seconds")
+            entry = next((e for e in settings.schedule if e.name == args.name), None)
+            if not printer.as_json and entry is not None:
+                print(f"{started} schedule {args.name}: scale {entry.scale}", flush=True)
+            code, run = asyncio.run(run_entry(settings, args.name, printer.event))
+            if code is not None and not printer.as_json:
+                sys.stderr.write(
+                    f"stackdeck schedule run {args.name}: {run.result}: {run.message}\n"
+                )
+            return exit_code(code)
+    except BadInput as exc:
+        return _die(str(exc), 2)
+    rows = schedule_rows(settings)
+    if printer.as_json:
+        for row in rows:
+            printer.obj(row)
+        return 0
+    if not rows:
+        print(
+            "nothing scheduled: add [[schedule]] tables to the configuration (see README, Scheduled operations)"
+        )
+    for row in rows:
+        last = row["last_run"]
+        state = "" if row["enabled"] else " (disabled)"
+        if row["enabled"] and not row["installed"]:
+            state = " (not installed: stackdeck schedule install)"
+        print(
+            f"{row['name']:<14} {row['scale']:<12} {row['cron']:<16} {row['when']}{state}\n"
+            f"{'':<14} next {str(row['next_run'] or '-')[:16].replace('T', ' ')}"
+            + (
+                f"  last {last['at'][:16].replace('T', ' ')} {last['result']}"
+                + (f": {last['message'][:80]}" if last["message"] else "")
+                if last
+                else "  never run"
+            )
+        )
+    return 0
+
+
 _tui_left_with: int | None = None
 """The TUI's exit status once it has quit normally (see :func:`_leave_at_exit`)."""
 
@@ -556,6 +629,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return _since_deploy(settings, args, printer)
     if args.command == "lock" and args.lock_command == "show":
         return _show_lock(ctx, printer)
+    if args.command == "schedule":
+        return _schedule(settings, ctx, args, printer)
     if args.command == "history":
         return _show_records(ctx.history_path, args.n, printer, "history")
     if args.command == "audit":

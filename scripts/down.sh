@@ -49,6 +49,8 @@ if [ $purge = 1 ]; then
   left=$(docker volume ls -q --filter "$filter")
   [ -z "$left" ] || echo "$left" | xargs docker volume rm >/dev/null
   rm -rf "$STACKDECK_STATE_DIR" "$RUN_DIR"
+  # its schedule (scripts/schedule.sh) would only fail from now on
+  rm -f "${STACKDECK_CRON_DIR:-/etc/cron.d}/stackdeck-$STACK_NAME"
   log "stack $STACK_NAME and its state removed"
 else
   log "stack $STACK_NAME stopped; its volumes and $STACKDECK_STATE_DIR stay (add --purge to remove them)"

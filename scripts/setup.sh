@@ -148,3 +148,11 @@ log "starting monitoring: ${monitoring[*]}"
 compose up -d --wait --wait-timeout 180 "${monitoring[@]}"
 log "Prometheus on http://127.0.0.1:$PROMETHEUS_PORT, Alertmanager on http://127.0.0.1:$ALERTMANAGER_PORT, alert sink on http://127.0.0.1:$ALERT_SINK_PORT/messages (user $(_env_file_value MONITORING_USER | grep . || echo stackdeck), password MONITORING_PASSWORD in .env)"
 log "stack $STACK_NAME healthy on http://127.0.0.1:$HTTP_PORT and https://127.0.0.1:$HTTPS_PORT in $(( $(date +%s) - started )) s"
+
+# The configuration's schedule ([[schedule]]: the off-peak scale-down), into
+# the host's cron, so it runs whether or not a console is open.
+config="${STACKDECK_CONFIG:-${XDG_CONFIG_HOME:-$HOME/.config}/stackdeck/config.toml}"
+if [ -f "$config" ] && grep -q '^[[:space:]]*\[\[schedule\]\]' "$config"; then
+  log "installing the schedule of $config into cron"
+  bash "$ROOT/scripts/schedule.sh" || die "the schedule in $config was not installed (the reason above)"
+fi

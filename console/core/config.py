@@ -41,11 +41,20 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 from dotenv.parser import parse_stream
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import (
     BaseSettings,
@@ -62,6 +71,7 @@ __all__ = [
     "AlertSettings",
     "ConfigError",
     "RefreshSettings",
+    "ScheduleEntry",
     "Settings",
     "default_config_path",
     "find_repo_root",
@@ -185,6 +195,46 @@ class AlertSettings(_Section):
     stale_after: Duration = 300.0
     """Drop a pending or firing alert whose input has not been seen for this
     long (its source is down): an alert must not fire on frozen data."""
+
+
+def _check_cron(value: Any) -> str:
+    """A five-field cron expression (the host's cron daemon runs it), checked
+    with the same parser the console uses for "next run"."""
+    from cronsim import CronSim, CronSimError
+
+    text = " ".join(str(value).split())
+    if len(text.split(" ")) != 5:
+        raise ValueError("five cron fields: minute hour day month weekday (e.g. '0 22 * * *')")
+    try:
+        CronSim(text, datetime.now(UTC))
+    except CronSimError as exc:
+        raise ValueError(f"a valid cron expression ({str(exc).lower()})") from None
+    return text
+
+
+CronExpression = Annotated[str, BeforeValidator(_check_cron)]
+
+
+def _check_scale(value: Any) -> str:
+    text = str(value).strip()
+    if not re.fullmatch(r"[a-z][a-z0-9_]*=[0-9]{1,3}", text):
+        raise ValueError("SERVICE=N as `stackdeck scale` takes it (e.g. 'backend=1')")
+    return text
+
+
+class ScheduleEntry(_Section):
+    """One scheduled operation: ``scale`` at the times of ``cron``, run by the
+    host's cron daemon (``stackdeck schedule install``) whether or not a
+    console is open, with the lock and the audit log of any operation."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
+    """Its name in the console, the audit log and ``stackdeck schedule run NAME``."""
+    cron: CronExpression
+    """When: five cron fields in the host's local time (``0 22 * * *``: 22:00 daily)."""
+    scale: Annotated[str, BeforeValidator(_check_scale)]
+    """What: ``SERVICE=N`` as ``stackdeck scale`` takes it (``backend=1``)."""
+    enabled: bool = True
+    """False keeps the entry in the file but out of cron."""
 
 
 class RefreshSettings(_Section):
@@ -470,6 +520,9 @@ class Settings(BaseSettings):
     """Prometheus endpoint of a backend, scraped per colour via ``/direct/<colour>``."""
     read_only: bool = False
     """When true every operation that changes the stack is refused."""
+    schedule: list[ScheduleEntry] = []
+    """Scheduled operations (``[[schedule]]`` tables): the runbook's off-peak
+    scale-down "automated via cron". ``stackdeck schedule`` lists them."""
     keep_previous_colour: bool = True
     """After a successful blue-green deploy, leave the previous colour running,
     out of nginx's upstream, as the instant rollback target (a rollback then
@@ -498,6 +551,15 @@ class Settings(BaseSettings):
         if not data.get("redis_url"):
             data["redis_url"] = f"unix://{run_dir}/redis/redis.sock"
         return data
+
+    @field_validator("schedule")
+    @classmethod
+    def _unique_schedule_names(cls, entries: list[ScheduleEntry]) -> list[ScheduleEntry]:
+        names = [entry.name for entry in entries]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"entries with different names ({', '.join(twice)} used twice)")
+        return entries
 
     @model_validator(mode="after")
     def _register_secrets(self) -> Settings:

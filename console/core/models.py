@@ -638,6 +638,26 @@ class LockInfo(BaseModel):
     """Whether the holder's pid still runs (None: another host, cannot be checked)."""
 
 
+class ScheduleLine(BaseModel):
+    """One entry of the configured schedule, as the Operations panel shows it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    scale: str
+    """What it does (``backend=1``)."""
+    when: str
+    """The cron expression in words (``At 22:00 every day``)."""
+    next_run: datetime | None = None
+    """Local time of its next run (None: disabled)."""
+    installed: bool = False
+    """Whether the host's cron has it (``stackdeck schedule install``)."""
+    last_at: datetime | None = None
+    last_result: str | None = None
+    """``ok``, ``refused`` or ``failed`` (None: never ran)."""
+    last_message: str = ""
+
+
 class OtherOpsSnapshot(Snapshot):
     """What other operators do on this stack (other consoles, the CLI,
     scripts), from the stack's lock, audit log and journal: this console's
@@ -652,5 +672,7 @@ class OtherOpsSnapshot(Snapshot):
     seq: int = 0
     """How many events were produced so far: the consumer appends those
     whose ``seq`` is above the last one it took."""
+    schedule: list[ScheduleLine] = Field(default_factory=list)
+    """The configured schedule: next and last run of each entry."""
 
     MAX_EVENTS: ClassVar[int] = 200

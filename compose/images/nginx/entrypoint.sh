@@ -13,6 +13,47 @@ if [ ! -s "$active" ]; then
   mv "$active.tmp" "$active"
 fi
 
+# Backend replicas' pool (console/core/ops/replicas.py writes it): addresses
+# taken while those containers ran. At a start (a host reboot, a recreated
+# nginx) they may have others, so each member is looked up again by the
+# container name its line ends with (Docker's DNS); members that do not
+# resolve are dropped, and a colour left with fewer than two loses its pool
+# (its compose DNS name serves it, as with one container). `stackdeck scale
+# backend=N` rebuilds the pool from what runs healthy.
+pool=/etc/nginx/upstream/pool.conf
+map=/etc/nginx/upstream/pool.map
+if [ -s "$pool" ]; then
+  : > "$pool.tmp"
+  : > "$map.tmp"
+  colour="" members="" n=0
+  while IFS= read -r line; do
+    case "$line" in
+      "upstream backend_"*"_pool {")
+        colour=${line#upstream backend_}; colour=${colour%%_pool*}; members="" n=0 ;;
+      *"server "*"# "*)
+        name=${line##*# }
+        # bounded: a name Docker does not know is forwarded to resolvers this
+        # host may not reach, and getent would wait for them
+        addr=$(timeout 2 getent hosts "$name" | awk '{ print $1; exit }') || addr=""
+        if [ -n "$addr" ]; then
+          members="$members    server $addr:8000;  # $name
+"
+          n=$((n + 1))
+        else
+          echo "nginx-entrypoint: pool member $name does not resolve: dropped" >&2
+        fi ;;
+      "}")
+        if [ -n "$colour" ] && [ "$n" -ge 2 ]; then
+          printf 'upstream backend_%s_pool {\n%s}\n' "$colour" "$members" >> "$pool.tmp"
+          printf 'backend_%s backend_%s_pool;\n' "$colour" "$colour" >> "$map.tmp"
+        fi
+        colour="" ;;
+    esac
+  done < "$pool"
+  mv -f "$pool.tmp" "$pool"
+  mv -f "$map.tmp" "$map"
+fi
+
 # The host, as nginx sees it: the gateway of this container's network (the
 # default route in /proc/net/route, little-endian hex), through which a
 # published port's traffic arrives. Rewritten at every start (a recreated

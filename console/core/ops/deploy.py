@@ -86,6 +86,13 @@ from console.core.ops.nginx import reload_nginx
 from console.core.ops.proc import compose, docker, image_info, inspect_container
 from console.core.ops.progress import Progress, run_steps
 from console.core.ops.recovery import recover
+from console.core.ops.replicas import (
+    REPLICAS_VAR,
+    ensure_colour_replicas,
+    list_replicas,
+    remove_colour_replicas,
+    replicas_wanted,
+)
 from console.core.ops.silence import silence_expected
 from console.core.ops.statefiles import read_deploy_env, update_deploy_env
 from console.core.ops.steps.bake import bake
@@ -290,6 +297,12 @@ async def _undo_blue_green(ctx: OpContext, journal: Journal, notes: list[tuple[s
             raise
     else:
         notes.append(("info", f"traffic never left {frm} ({from_version})"))
+    try:
+        removed = await remove_colour_replicas(ctx, to)
+        if removed:
+            notes.append(("ok", f"removed {to}'s replicas ({', '.join(removed)})"))
+    except OpError as exc:
+        notes.append(("warn", f"removing {to}'s replicas: {exc}"))
     try:
         info = await inspect_container(ctx, ctx.container(f"backend_{to}"))
         if container_health(info)[0] in ("running", "restarting", "created", "paused"):
@@ -781,6 +794,12 @@ async def _blue_green_steps(
         record.step(step)
         await smoke_colour(ctx, to, version, progress)
 
+        step = "replicas"
+        record.step(step)
+        replicas = await ensure_colour_replicas(ctx, to, version, progress, timeout_s=h_timeout)
+        if replicas > 1:
+            progress.ok(step, f"{to} runs {replicas} healthy containers ({REPLICAS_VAR})")
+
         step = "switch"
         record.step(step, switch_started=True)
         if with_frontend:
@@ -847,6 +866,15 @@ async def _blue_green_steps(
         ) from None
 
     # --- committed: traffic stays on the new colour -------------------------------
+    try:
+        removed = await remove_colour_replicas(ctx, frm)
+        if removed:
+            progress.ok(
+                "keep-old",
+                f"{frm}'s replicas removed ({', '.join(removed)}); its own container stays",
+            )
+    except OpError as exc:
+        progress.warn("keep-old", f"could not remove {frm}'s replicas: {exc}")
     if ctx.keep_previous_colour:
         record.step("keep-old")
         progress.ok(
@@ -1010,6 +1038,18 @@ async def _rolling(
         )
     current = view.colours[colour]
     from_version = view.serving_version()
+    if "backend" in services and (
+        replicas_wanted(view.deploy_env) > 1 or await list_replicas(ctx, colour)
+    ):
+        # the surge stands in for one container; N containers would need N
+        # surges (or one at a time through the pool): not built yet
+        raise OpFailed(
+            f"{colour} runs several containers ({REPLICAS_VAR}="
+            f"{view.deploy_env.get(REPLICAS_VAR, '?')}): the rolling deploy replaces one. Deploy "
+            "blue-green (the default: the new colour starts with as many, all healthy before the "
+            "switch), or `stackdeck scale backend=1` first",
+            step="prepare",
+        )
     if view.serving_version() == version and not force and services == ["backend"]:
         progress.done(f"{colour} already serves {version}; nothing to do")
         return

@@ -62,6 +62,7 @@ from console.core.ops.lifecycle import OpRecord
 from console.core.ops.proc import image_info
 from console.core.ops.progress import Progress, run_steps
 from console.core.ops.recovery import recover
+from console.core.ops.replicas import remove_colour_replicas, replicas_wanted, scale_colour
 from console.core.ops.silence import silence_expected
 from console.core.ops.statefiles import read_deploy_env
 from console.core.ops.steps.bake import bake
@@ -370,6 +371,7 @@ async def _rollback_steps(
         ) from None
 
     if to != frm:
+        await _replicas_follow(ctx, progress, frm=frm, to=to, version=target)
         record.step("stop-old")
         try:
             await stop_colour(ctx, frm)
@@ -396,3 +398,23 @@ async def _rollback_steps(
         duration_s=round(duration, 1),
         backup_id=backup.id if backup else None,
     )
+
+
+async def _replicas_follow(
+    ctx: OpContext, progress: Progress, *, frm: str, to: str, version: str
+) -> None:
+    """After the switch: the colour traffic left loses its replicas, the one
+    it is on gets ``BACKEND_REPLICAS`` containers (healthy before nginx
+    has them). Traffic is already back, so a failure here only warns."""
+    try:
+        removed = await remove_colour_replicas(ctx, frm)
+        if removed:
+            progress.ok("replicas", f"{frm}'s replicas removed ({', '.join(removed)})")
+        n = replicas_wanted(read_deploy_env(ctx.deploy_env_path))
+        if n > 1:
+            await scale_colour(ctx, to, n, progress, version=version)
+    except OpError as exc:
+        progress.warn(
+            "replicas",
+            f"{to} serves, but its replicas could not follow ({exc}): stackdeck scale backend=N",
+        )

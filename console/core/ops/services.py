@@ -1,8 +1,13 @@
-"""Scaling the worker and restarting one service (the runbook's
-``docker-compose scale celery_worker=0`` and ``docker-compose restart ...``).
+"""Scaling and restarting one service (the runbook's ``docker-compose scale
+celery_worker=0``, ``--scale backend=N`` and ``docker-compose restart ...``).
 
 The runbook's service names are accepted as aliases (``celery_worker``,
 ``postgres``, ``cache``), so its commands translate one to one.
+
+:func:`validate_scale` then :func:`run_scale` is the one entry point for
+scaling (the CLI, the TUI and schedules call it): ``worker=0|1`` and
+``backend=1..MAX_BACKEND`` (the serving colour's containers, behind nginx,
+with no failed request: :mod:`console.core.ops.replicas`).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from collections.abc import AsyncIterator
 
 from console.core.models import OpEvent
 from console.core.ops.context import SERVICES, OpContext
-from console.core.ops.errors import BadInput, OpFailed
+from console.core.ops.errors import BadInput, OpError, OpFailed
 from console.core.ops.events import Emitter
 from console.core.ops.proc import compose, inspect_container
 from console.core.ops.table import RestartParams, ScaleParams
@@ -34,8 +39,14 @@ ALIASES = {
     "cache": "redis",
     "market_sim": "market-sim",
 }
-SCALABLE = ("worker",)
+SCALABLE = ("worker", "backend")
 MAX_SCALE = 10
+MAX_BACKEND = 4
+"""Containers of the serving colour at most: each has a 384 MiB limit
+(compose/docker-compose.production.yml) and the runbook's server has 4 GB,
+2 cores; four is what fits beside the rest of the stack."""
+MIN_BACKEND = 1
+"""Health checks (nginx's, the console's, Prometheus's) need a serving container."""
 
 
 def _shown(value: object) -> str:
@@ -65,11 +76,14 @@ def parse_scale(spec: object, count: object = None) -> tuple[str, int]:
                 f"expected SERVICE=N (e.g. worker=0), not '{_shown(spec)}'", field="scale"
             )
         spec, count = m.group(1), m.group(2)
-    service = resolve_service(spec)
+    # "backend" and "frontend" name a part with colours, not one service
+    name = str(spec).strip()
+    service = name if name in ("backend", "frontend") else resolve_service(spec)
     if service not in SCALABLE:
         raise BadInput(
-            f"{service} does not scale: only the worker does (backend colours are managed by deploy "
-            "and rollback; db, redis, nginx, the frontend and market-sim run once)",
+            f"{service} does not scale: the worker and the backend do (backend=N: the serving colour; "
+            "backend_blue/backend_green and the frontend's colours frontend_blue/frontend_green are "
+            "managed by deploy and rollback; db, redis, nginx and market-sim run once)",
             field="scale",
         )
     try:
@@ -78,6 +92,21 @@ def parse_scale(spec: object, count: object = None) -> tuple[str, int]:
         raise BadInput(
             f"replica count must be a whole number, not '{_shown(count)}'", field="scale"
         ) from None
+    if service == "backend":
+        if n < MIN_BACKEND:
+            raise BadInput(
+                f"backend cannot scale to {n}: at least {MIN_BACKEND} container must serve "
+                "(nginx's and the console's health checks go through it); to stop the API, "
+                "stop the stack",
+                field="scale",
+            )
+        if n > MAX_BACKEND:
+            raise BadInput(
+                f"backend scales to at most {MAX_BACKEND} containers (384 MiB each on the runbook's "
+                f"4 GB server), not {n}",
+                field="scale",
+            )
+        return service, n
     if n < 0 or n > MAX_SCALE:
         raise BadInput(f"replica count must be between 0 and {MAX_SCALE}, not {n}", field="scale")
     return service, n
@@ -94,10 +123,18 @@ async def validate_scale(ctx: OpContext, params: ScaleParams) -> ScaleParams:
         service, n = parse_scale(params.service, params.count)
     else:
         service, n = parse_scale(params.spec, params.count)
-    if n > 1 and await _fixed_container_name(ctx, service):
+    if service == "worker" and n > 1 and await _fixed_container_name(ctx, service):
+        # Two would not double the provider calls (a Redis lock runs one
+        # cycle at a time), but for the same reason a second adds no
+        # throughput, only a standby; and the console's readiness check of a
+        # moved worker (steps/worker.py) reads the one `worker:heartbeat`
+        # key, which every worker writes: two versions side by side during a
+        # deploy would answer for each other. Not built; refused with that.
         raise BadInput(
             f"{service} has a fixed container name ({ctx.container(service)}) in the compose file, so this "
-            f"stack runs at most one; scale to 0 or 1",
+            f"stack runs at most one: its Redis cycle lock runs one ingestion cycle at a time, so a second "
+            f"would only stand by, and all workers share one heartbeat (worker:heartbeat) that deploys "
+            f"check; scale to 0 or 1",
             field="scale",
         )
     return params.model_copy(update={"service": service, "count": n})
@@ -124,6 +161,10 @@ async def run_scale(
 ) -> AsyncIterator[OpEvent]:
     ev = Emitter("scale", ctx.redact)
     service, count = str(params.service), int(params.count or 0)
+    if service == "backend":
+        async for item in _scale_backend(ctx, count, ev):
+            yield item
+        return
     info = await inspect_container(ctx, ctx.container(service))
     state, _h = container_health(info)
     yield ev.info("scale", f"{service}: {state}; scaling to {count}")
@@ -141,6 +182,66 @@ async def run_scale(
         async for item in _wait(ctx, service, ev, ctx.health_timeout):
             yield item
     yield ev.done(f"{service} scaled to {count}", count=count)
+
+
+async def _scale_backend(ctx: OpContext, count: int, ev: Emitter) -> AsyncIterator[OpEvent]:
+    """The serving colour to ``count`` containers (:func:`console.core.ops.replicas.scale_colour`);
+    the count kept in deploy.env (``BACKEND_REPLICAS``) for the next deploy.
+    A failure puts the colour back to the count it had."""
+    from console.core.ops.backend import observe
+    from console.core.ops.progress import Progress, run_steps
+    from console.core.ops.replicas import (
+        colour_members,
+        scale_colour,
+        set_replicas_wanted,
+    )
+
+    async def body(progress: Progress) -> None:
+        view = await observe(ctx)
+        if view.serving is None:
+            raise OpFailed(
+                f"cannot tell which colour nginx serves: {ctx.container('nginx')} does not answer "
+                "(start it: stackdeck restart nginx)",
+                step="prepare",
+            )
+        colour = view.serving
+        if view.serving_slot is not None:
+            raise OpFailed(
+                f"nginx routes to {colour}'s {view.serving_slot} container (a rolling deploy's "
+                "hand-over): scale once it has finished (stackdeck history)",
+                step="prepare",
+            )
+        if view.colours[colour].state != "running":
+            raise OpFailed(
+                f"nginx routes to {colour} but its container is {view.colours[colour].state}; "
+                "fix that first (stackdeck rollback)",
+                step="prepare",
+            )
+        before = await colour_members(ctx, colour)
+        progress.info(
+            "prepare",
+            f"{colour} serves with {len(before)} container(s); scaling to {count}",
+            colour=colour,
+            before=len(before),
+        )
+        try:
+            members = await scale_colour(ctx, colour, count, progress)
+        except OpError as exc:
+            progress.fail(exc.step or "scale", ctx.redact(str(exc)))
+            progress.start("rollback", f"putting {colour} back to {len(before)} container(s)")
+            await scale_colour(ctx, colour, max(1, len(before)), progress)
+            raise
+        set_replicas_wanted(ctx, count)
+        progress.done(
+            f"backend scaled to {count}: {colour} serves from "
+            + ", ".join(m.container for m in members),
+            colour=colour,
+            count=count,
+            containers=[m.container for m in members],
+        )
+
+    async for item in run_steps(ev, body):
+        yield item
 
 
 async def validate_restart(ctx: OpContext, params: RestartParams) -> RestartParams:

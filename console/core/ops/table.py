@@ -360,7 +360,7 @@ class ScaleParams(OpParams):
     spec: Annotated[
         str | None,
         Arg(positional=True, required=True),
-        Field(description="SERVICE=N, e.g. worker=0"),
+        Field(description="SERVICE=N, e.g. worker=0 or backend=3"),
     ] = None
     service: Annotated[str | None, Arg(cli=False)] = None
     count: Annotated[int | str | None, Arg(cli=False)] = None
@@ -751,7 +751,7 @@ def _spec_list() -> list[OpSpec]:
         OpSpec(
             "scale",
             "Scale",
-            "scale the worker: scale worker=N",
+            "scale the worker (worker=0|1) or the serving backend (backend=1..4)",
             ScaleParams,
             writes=True,
             cli=("scale",),

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from console.core.config import Settings
-from console.core.models import LockInfo, OpEvent, OpHolder, OtherOpsSnapshot
+from console.core.models import LockInfo, OpEvent, OpHolder, OtherOpsSnapshot, ScheduleLine
 from console.core.opfiles import holder_alive, parse_json_line, parse_lock_record, read_journal
 from console.core.sources.base import Clock, Source, utcnow
 
@@ -109,6 +109,14 @@ def holder_of(record: dict[str, Any]) -> OpHolder:
     )
 
 
+def _stat_key(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def _str(value: Any) -> str | None:
     return None if value is None else str(value)
 
@@ -153,6 +161,8 @@ class OperationsSource(Source):
         self._events: deque[OpEvent] = deque(maxlen=OtherOpsSnapshot.MAX_EVENTS)
         self._seq = 0
         self._first = True
+        self._schedule_key: tuple[Any, ...] | None = None
+        self._schedule: list[ScheduleLine] = []
 
     @property
     def interval(self) -> float:
@@ -174,12 +184,59 @@ class OperationsSource(Source):
             if record is not None:
                 self._audit_record(record)
         self._scan_journal()
+        schedule = self._schedule
+        self._scan_schedule()
         first, self._first = self._first, False
-        if not first and seq == self._seq and lock == self._lock:
+        if not first and seq == self._seq and lock == self._lock and schedule == self._schedule:
             return None
         return OtherOpsSnapshot(
-            taken_at=self.clock(), lock=self._lock, events=list(self._events), seq=self._seq
+            taken_at=self.clock(),
+            lock=self._lock,
+            events=list(self._events),
+            seq=self._seq,
+            schedule=list(self._schedule),
         )
+
+    # --- the schedule -------------------------------------------------------------------
+
+    def _scan_schedule(self) -> None:
+        """The configured schedule's next and last runs: worked out again
+        when the minute, the state file or the cron file changed."""
+        entries = self.settings.schedule
+        if not entries:
+            return
+        from console.core.schedule import cron_file, explain, next_run, read_state
+
+        now = self.clock().astimezone()  # cron's fields are local time
+        key = (
+            now.replace(second=0, microsecond=0),
+            _stat_key(self.state_dir / "schedule.json"),
+            _stat_key(cron_file(self.settings.project)),
+        )
+        if key == self._schedule_key:
+            return
+        self._schedule_key = key
+        last = read_state(self.state_dir)
+        try:
+            installed = cron_file(self.settings.project).read_text(encoding="utf-8")
+        except OSError:
+            installed = ""
+        lines = []
+        for entry in entries:
+            run = last.get(entry.name)
+            lines.append(
+                ScheduleLine(
+                    name=entry.name,
+                    scale=entry.scale,
+                    when=explain(entry),
+                    next_run=next_run(entry, now),
+                    installed=f" schedule run {entry.name} " in installed,
+                    last_at=run.at if run else None,
+                    last_result=run.result if run else None,
+                    last_message=run.message if run else "",
+                )
+            )
+        self._schedule = lines
 
     # --- what is mine -------------------------------------------------------------------
 

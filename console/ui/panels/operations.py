@@ -26,14 +26,21 @@ from textual.content import Content
 from textual.reactive import var
 from textual.widgets import RichLog
 
-from console.core.models import OpEvent, OpsLog, OtherOpsSnapshot, VacuumProgress
+from console.core.models import OpEvent, OpsLog, OtherOpsSnapshot, ScheduleLine, VacuumProgress
 from console.core.ops.table import OPERATIONS
 from console.ui.format import fmt_time
 from console.ui.palette import Palette
-from console.ui.panels.base import Panel
+from console.ui.panels.base import EPOCH, Panel
 from console.ui.widgets.text import LiveText
 
-__all__ = ["OperationsPanel", "RunningOp", "format_op_event", "live_line", "running_op"]
+__all__ = [
+    "OperationsPanel",
+    "RunningOp",
+    "format_op_event",
+    "live_line",
+    "running_op",
+    "schedule_line",
+]
 
 _MARKS = {
     "start": ("▶", "accent"),
@@ -133,6 +140,53 @@ def live_line(state: RunningOp, cancel_key: str | None) -> Content | None:
     return Content.assemble(*parts)
 
 
+def _when(moment: datetime, now: datetime) -> str:
+    """``22:00`` today, ``12-08 07:00`` another day (in ``now``'s zone)."""
+    local = moment.astimezone(now.tzinfo)
+    return local.strftime("%H:%M" if local.date() == now.date() else "%m-%d %H:%M")
+
+
+def schedule_line(lines: list[ScheduleLine], now: datetime) -> Content | None:
+    """One line for the configured schedule: the entry that runs next and
+    how its last run went, or first an entry whose last run did not succeed
+    or that cron does not have (``schedule · off-peak backend=1 next 22:00 ·
+    last ✓ 12-06 22:00``). Absolute times: the line changes when the
+    schedule does, not every minute. None when nothing is scheduled."""
+    if not lines:
+        return None
+    local = now.astimezone()
+    trouble = [
+        line
+        for line in lines
+        if (line.next_run is not None and not line.installed)
+        or line.last_result not in (None, "ok")
+    ]
+    timed = sorted((line for line in lines if line.next_run is not None), key=lambda x: x.next_run)  # type: ignore[arg-type, return-value]
+    shown = (trouble or timed or lines)[0]
+    parts: list[tuple[str, str] | str] = [("schedule", "bold"), " · ", (shown.name, "bold")]
+    parts.append(f" {shown.scale}")
+    if shown.next_run is not None and not shown.installed:
+        parts += [" · ", ("not in cron", "$warning bold"), ": stackdeck schedule install"]
+    elif shown.next_run is not None:
+        parts.append(f" next {_when(shown.next_run, local)}")
+    else:
+        parts += [" · ", ("disabled", "dim")]
+    if shown.last_at is not None:
+        if shown.last_result == "ok":
+            parts += [" · last ", ("✓", "$success"), f" {_when(shown.last_at, local)}"]
+        else:
+            parts += [
+                " · last ",
+                (f"✗ {shown.last_result}", "$error bold"),
+                f" {_when(shown.last_at, local)}",
+            ]
+            if shown.last_message:
+                parts.append(f": {shown.last_message}")
+    if len(lines) > 1:
+        parts.append((f" · +{len(lines) - 1} more (stackdeck schedule)", "dim"))
+    return Content.assemble(*parts)
+
+
 class OperationsPanel(Panel):
     """Live log of operations started from this console, and of other
     operators' (another console, the CLI, a script) as their lock, audit
@@ -181,6 +235,7 @@ class OperationsPanel(Panel):
     def compose_body(self) -> ComposeResult:
         yield LiveText(classes="idle")
         yield LiveText(classes="live")
+        yield LiveText(classes="schedule")
         # min_width: RichLog wraps at 78 columns at least, one too many at 80x24
         # (a horizontal scrollbar under every long line)
         yield RichLog(
@@ -190,6 +245,7 @@ class OperationsPanel(Panel):
     def on_mount(self) -> None:
         self.remove_class("-empty")
         self._render_idle()
+        self._render_schedule()
 
     def refresh_panel(self) -> None:
         """The body is always shown; the events not yet written are appended."""
@@ -234,6 +290,17 @@ class OperationsPanel(Panel):
 
     def watch_others(self) -> None:
         self._render_idle()
+        self._render_schedule()
+
+    def _render_schedule(self) -> None:
+        if not self.is_mounted:
+            return
+        widget = self.query_one(".schedule", LiveText)
+        lines = self.others.schedule if self.others is not None else []
+        line = schedule_line(lines, self.now if self.now != EPOCH else datetime.now().astimezone())
+        widget.display = line is not None
+        if line is not None:
+            widget.update(line)
 
     def _render_idle(self) -> None:
         if not self.is_mounted:

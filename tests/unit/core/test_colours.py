@@ -292,3 +292,37 @@ def test_the_frontends_colours_have_roles_of_their_own() -> None:
     assert page["green"].version == "v1.2.3"
     down = snap.model_copy(update={"serving_frontend": "blue"})
     assert frontend_roles(down)["blue"].role == "down"
+
+
+def test_a_replica_is_its_colour_s_container_under_its_own_name() -> None:
+    """``stackdeck scale backend=N`` runs containers 2..N of a colour as
+    compose's ``backend_<colour>_replica`` (compose/docker-compose.yml): the
+    containers panel lists each under its own name, with its colour."""
+    from console.core.sources.docker.inspect import container_info
+
+    labels = {
+        "com.docker.compose.project": "investment",
+        "com.docker.compose.service": "backend_blue_replica",
+        "com.docker.compose.container-number": "1",
+        "com.investment.colour": "blue",
+        "com.investment.version": "v1.2.2",
+        "com.investment.slot": "replica",
+    }
+    replica = container_info(
+        {
+            "Id": "0123456789abcdef",
+            "Name": "/investment-backend_blue_replica-1",
+            "Config": {"Image": "investment-backend:v1.2.2", "Labels": labels, "Env": []},
+            "State": {"Status": "running", "Health": {"Status": "healthy"}},
+        }
+    )
+    assert replica.name == "investment-backend_blue_replica-1"
+    assert (replica.service, replica.colour, replica.version) == (
+        "backend_blue_replica",
+        "blue",
+        "v1.2.2",
+    )
+    snap = containers("blue", blue="running", green="exited")
+    snap = snap.model_copy(update={"containers": [*snap.containers, replica]})
+    assert roles(snap) == {"blue": "serving", "green": "standby"}
+    assert len({c.name for c in snap.containers}) == 3  # one row each

@@ -87,7 +87,14 @@ def _switch_lines(tmp_path: Path, lines: str) -> tuple[int, str]:
     (bin_dir / "nginx").write_text("#!/bin/sh\nexit 0\n")
     (bin_dir / "nginx").chmod(0o755)
     r = subprocess.run(
-        ["sh", "-c", SWITCH_SCRIPT, "switch", str(tmp_path / "active.conf"), str(tmp_path / ".new")],
+        [
+            "sh",
+            "-c",
+            SWITCH_SCRIPT,
+            "switch",
+            str(tmp_path / "active.conf"),
+            str(tmp_path / ".new"),
+        ],
         input=lines,
         capture_output=True,
         text=True,

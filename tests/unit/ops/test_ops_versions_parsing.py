@@ -99,9 +99,17 @@ def test_scale_bounds_and_services() -> None:
         ("frobnicator=1", "unknown service"),
         ("db=2", "does not scale"),
         ("backend_blue=2", "does not scale"),
+        ("nginx=2", "does not scale"),
+        ("frontend=2", "does not scale"),
+        ("backend=0", "at least 1 container must serve"),
+        ("backend=-1", "at least 1 container must serve"),
+        ("backend=5", "at most 4 containers"),
+        ("backend=abc", "SERVICE=N"),
     ]:
         with pytest.raises(BadInput, match=needle):
             parse_scale(bad)
+    assert parse_scale("backend=1") == ("backend", 1)
+    assert parse_scale("backend", "4") == ("backend", 4)
 
 
 def test_service_names_and_seed_aliases() -> None:

@@ -1,0 +1,254 @@
+"""``stackdeck scale backend=N`` against the real stack: replicas of the
+serving colour behind nginx's pool (console/core/ops/replicas.py), scaled up
+and down under the suite's load loop with no failed request; the refusals,
+which change nothing; a blue-green deploy with ``BACKEND_REPLICAS=2``.
+
+Each test starts from the serving colour with one container (its
+precondition scales to 1 through the CLI when it is not) and ends there.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.ops.ops_helpers import health, record_figure, run_cli, wait_healthy
+from tests.load import MIXED, LoadLoop
+
+pytestmark = [pytest.mark.stack, pytest.mark.destructive]
+
+POOL_MAP = "/etc/nginx/upstream/pool.map"
+
+
+def _replicas(stack: Any, colour: str) -> list[dict[str, Any]]:
+    """``docker inspect`` of the colour's replica containers (any state)."""
+    ids = subprocess.run(
+        [
+            "docker",
+            "ps",
+            "-a",
+            "-q",
+            "--filter",
+            f"label=com.docker.compose.project={stack.name}",
+            "--filter",
+            f"label=com.docker.compose.service=backend_{colour}_replica",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    if not ids:
+        return []
+    out = subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, check=True)
+    return list(json.loads(out.stdout))
+
+
+def _pool_map(stack: Any) -> str:
+    r = subprocess.run(
+        ["docker", "exec", stack.container("nginx"), "cat", POOL_MAP],
+        capture_output=True,
+        text=True,
+    )
+    return r.stdout
+
+
+def _deploy_env(stack: Any) -> str:
+    return (stack.state_dir / "deploy.env").read_text()
+
+
+def _upstreams(stack: Any, n: int = 40) -> set[str]:
+    """The container addresses nginx sent ``n`` fresh requests to."""
+    seen = set()
+    with httpx.Client(base_url=stack.base_url, timeout=10) as http:
+        for _ in range(n):
+            r = http.get("/api/health", headers={"Connection": "close"})
+            assert r.status_code == 200
+            seen.add(r.headers["x-upstream-addr"])
+    return seen
+
+
+def _upstream_errors(stack: Any, since: float) -> list[str]:
+    """nginx's error-log lines about its upstreams since ``since`` (wall
+    clock): a refused or cut connection to a container. nginx fails a GET
+    over to another container (so the load loop sees no failure), but a POST
+    already sent is not retried: none may happen while scaling."""
+    r = subprocess.run(
+        ["docker", "logs", "--since", f"{since:.3f}", stack.container("nginx")],
+        capture_output=True,
+        text=True,
+    )
+    return [
+        line
+        for line in (r.stdout + r.stderr).splitlines()
+        if "upstream" in line and ("[error]" in line or "[warn]" in line)
+    ]
+
+
+def _one_container(stack: Any) -> str:
+    """Precondition: the serving colour runs one container; returns the colour."""
+    colour = wait_healthy(stack)["colour"]
+    if _replicas(stack, colour) or "BACKEND_REPLICAS=1" not in _deploy_env(stack):
+        r = run_cli(stack, "scale", "backend=1")
+        assert r.rc == 0, r.text()
+    return colour
+
+
+def _load(stack: Any) -> LoadLoop:
+    """Four keep-alive connections, a request every 10 ms each, health and a
+    database-and-cache read in turn (``MIXED``); bounded."""
+    return LoadLoop(
+        stack.base_url, MIXED, workers=4, pause=0.01, max_requests=20_000, max_seconds=300
+    )
+
+
+def test_scale_backend_to_3_and_back_under_load_without_failed_requests(stack: Any) -> None:
+    colour = _one_container(stack)
+    assert len(_upstreams(stack, 10)) == 1
+    figures: dict[str, Any] = {}
+    for n, reloads in ((3, 1), (1, 1)):
+        t0, wall0 = time.monotonic(), time.time()
+        with _load(stack) as load:
+            r = run_cli(stack, "scale", f"backend={n}")
+        assert r.rc == 0, r.text()
+        result = load.result()
+        figures[f"to_{n}"] = {
+            "op_s": round(time.monotonic() - t0, 1),
+            "load": result.summary(),
+            "p95_ms": result.latency_ms(95),
+            "max_ms": result.latency_ms(100),
+        }
+        result.assert_clean(reloads=reloads)
+        # nginx never tried a container that was not ready or already going
+        assert _upstream_errors(stack, wall0) == [], _upstream_errors(stack, wall0)[:3]
+        replicas = _replicas(stack, colour)
+        assert len(replicas) == n - 1, [i["Name"] for i in replicas]
+        assert all(i["State"]["Health"]["Status"] == "healthy" for i in replicas)
+        # nginx spreads the colour's traffic over exactly its n containers
+        assert len(_upstreams(stack)) == n
+        assert f"BACKEND_REPLICAS={n}" in _deploy_env(stack)
+        assert health(stack)["colour"] == colour
+    # up: healthy before nginx had them; down: out of nginx before stopped
+    record_figure("scale_backend_1_3_1", figures)
+    assert _pool_map(stack).count("backend_") == 0
+
+
+@pytest.mark.parametrize(
+    ("spec", "needle"),
+    [
+        ("backend=0", "at least 1 container must serve"),
+        ("db=2", "db does not scale"),
+        ("nginx=2", "nginx does not scale"),
+        ("frontend=3", "frontend does not scale"),
+        ("backend=abc", "expected SERVICE=N"),
+        ("backend=5", "at most 4 containers"),
+        ("worker=2", "fixed container name"),
+    ],
+)
+def test_scale_refusals_change_nothing(stack: Any, spec: str, needle: str) -> None:
+    colour = _one_container(stack)
+    env_before, map_before = _deploy_env(stack), _pool_map(stack)
+    r = run_cli(stack, "scale", spec)
+    assert r.rc != 0, r.text()
+    assert needle in r.message, r.text()
+    assert "Traceback" not in r.stderr
+    assert _replicas(stack, colour) == []
+    assert _deploy_env(stack) == env_before and _pool_map(stack) == map_before
+
+
+def _alt_version(stack: Any, version: str) -> str:
+    """Another version of the serving image (the same image under a second
+    tag: what this test moves between is containers, not code)."""
+    image = json.loads(
+        subprocess.run(
+            ["docker", "inspect", stack.container("backend_blue")],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )[0]["Config"]["Image"]
+    repo = image.rsplit(":", 1)[0]
+    alt = f"{version}.replicas" if "-" in version else f"{version}-replicas"
+    subprocess.run(["docker", "tag", f"{repo}:{version}", f"{repo}:{alt}"], check=True)
+    return alt
+
+
+def test_blue_green_deploy_and_rollback_with_two_replicas(stack: Any) -> None:
+    """BACKEND_REPLICAS=2: the new colour starts with 2 containers, both
+    healthy before the switch; after it, nginx spreads over both and the old
+    colour keeps only its own container. A rollback puts the old colour back
+    with 2 and the new one loses its replicas. No failed request, and nginx
+    never tried a container that was not ready or going."""
+    colour = _one_container(stack)
+    version = health(stack)["version"]
+    alt = _alt_version(stack, version)
+    r = run_cli(stack, "scale", "backend=2")
+    assert r.rc == 0, r.text()
+    other = "green" if colour == "blue" else "blue"
+    wall0 = time.time()
+    with _load(stack) as load:
+        r = run_cli(
+            stack, "deploy", "--version", alt, "--services", "backend", "--bake-seconds", "3"
+        )
+    assert r.rc == 0, r.text()
+    # the pool of the new colour, then the switch, then the old colour's pool gone
+    load.result().assert_clean(reloads=3)
+    assert _upstream_errors(stack, wall0) == [], _upstream_errors(stack, wall0)[:3]
+    steps = [(e["step"], e["status"]) for e in r.events]
+    assert steps.index(("replicas-healthy", "ok")) < steps.index(("switch", "start")), r.text()
+    assert (health(stack)["colour"], health(stack)["version"]) == (other, alt)
+    assert len(_replicas(stack, other)) == 1 and _replicas(stack, colour) == []
+    assert len(_upstreams(stack)) == 2
+    figures = {"deploy": load.result().summary()}
+
+    wall0 = time.time()
+    with _load(stack) as load:
+        r = run_cli(stack, "rollback", "--version", version)
+    assert r.rc == 0, r.text()
+    # the switch, the left colour's pool gone, the kept colour's pool
+    load.result().assert_clean(reloads=3)
+    assert _upstream_errors(stack, wall0) == [], _upstream_errors(stack, wall0)[:3]
+    assert (health(stack)["colour"], health(stack)["version"]) == (colour, version)
+    assert len(_replicas(stack, colour)) == 1 and _replicas(stack, other) == []
+    assert len(_upstreams(stack)) == 2
+    figures["rollback"] = load.result().summary()
+    record_figure("blue_green_and_rollback_with_2_replicas", figures)
+    r = run_cli(stack, "scale", "backend=1")
+    assert r.rc == 0, r.text()
+    assert _replicas(stack, colour) == []
+    image = json.loads(
+        subprocess.run(
+            ["docker", "inspect", stack.container(f"backend_{colour}")],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )[0]["Config"]["Image"]
+    subprocess.run(["docker", "rmi", f"{image.rsplit(':', 1)[0]}:{alt}"], capture_output=True)
+
+
+def test_rolling_deploy_is_refused_with_several_containers(stack: Any) -> None:
+    colour = _one_container(stack)
+    version = health(stack)["version"]
+    r = run_cli(stack, "scale", "backend=2")
+    assert r.rc == 0, r.text()
+    r = run_cli(
+        stack,
+        "deploy",
+        "--strategy",
+        "rolling",
+        "--version",
+        version,
+        "--force",
+        "--services",
+        "backend",
+    )
+    assert r.rc != 0 and "the rolling deploy replaces one" in r.message, r.text()
+    assert not any(e["step"] == "start-surge" for e in r.events)
+    assert len(_replicas(stack, colour)) == 1 and len(_upstreams(stack)) == 2
+    r = run_cli(stack, "scale", "backend=1")
+    assert r.rc == 0, r.text()
