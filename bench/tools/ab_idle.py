@@ -135,7 +135,7 @@ def _thread_ticks(pid: int) -> dict[str, int]:
 
 
 def run_once(
-    name: str, src: Path, args: argparse.Namespace, index: int
+    name: str, src: Any, args: argparse.Namespace, index: int
 ) -> dict[str, Any]:
     counts_out = f"/tmp/ab-idle-counts-{os.getpid()}-{name}-{index}.json"
     code = RUNNER % {
@@ -163,7 +163,10 @@ def run_once(
         env.update(read_env_file(Path(args.env_file)))
     Path("/tmp/ab-idle-noconfig").mkdir(exist_ok=True)
     tmux = Tmux(f"ab-{name}")
-    pid = tmux.start([sys.executable, "-c", code], env, cwd=src)
+    if str(src).startswith("cmd:"):  # a peer, e.g. cmd:glances -t 1
+        pid = tmux.start(str(src)[4:].split(), env, cwd=REPO)
+    else:
+        pid = tmux.start([sys.executable, "-c", code], env, cwd=src)
     try:
         time.sleep(args.warm)
         tree = [pid, *children_of(pid)]
@@ -210,7 +213,11 @@ def run_once(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("variants", nargs="+", help="NAME=SOURCE_DIR, measured in turn")
+    parser.add_argument(
+        "variants",
+        nargs="+",
+        help="NAME=SOURCE_DIR (a console's source tree) or NAME=cmd:COMMAND (a peer), in turn",
+    )
     parser.add_argument("--stack", default=os.environ.get("STACK_NAME", "sdq"))
     parser.add_argument("--http-port", type=int, default=int(os.environ.get("HTTP_PORT", "80")))
     parser.add_argument("--env-file", help="the stack's .env (its checkout's), for its passwords")
@@ -220,7 +227,10 @@ def main() -> None:
     parser.add_argument("--count", action="store_true")
     parser.add_argument("--out")
     args = parser.parse_args()
-    variants = [(v.split("=", 1)[0], Path(v.split("=", 1)[1]).resolve()) for v in args.variants]
+    variants = [
+        (name, value if value.startswith("cmd:") else Path(value).resolve())
+        for name, value in (v.split("=", 1) for v in args.variants)
+    ]
     runs = []
     for i in range(args.rounds):
         for name, src in variants:
