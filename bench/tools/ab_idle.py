@@ -134,9 +134,7 @@ def _thread_ticks(pid: int) -> dict[str, int]:
     return out
 
 
-def run_once(
-    name: str, src: Any, args: argparse.Namespace, index: int
-) -> dict[str, Any]:
+def run_once(name: str, src: Any, args: argparse.Namespace, index: int) -> dict[str, Any]:
     counts_out = f"/tmp/ab-idle-counts-{os.getpid()}-{name}-{index}.json"
     code = RUNNER % {
         "count": args.count,
@@ -145,7 +143,9 @@ def run_once(
         "counts_out": counts_out,
         "timed": TIMED,
     }
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "USER", "DOCKER_HOST")}
+    env = {
+        k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "USER", "DOCKER_HOST")
+    }
     env.update(
         TERM="xterm-256color",
         COLORTERM="truecolor",
@@ -180,7 +180,12 @@ def run_once(
         screen = tmux.capture()
         dead = tmux.pane_dead()
         deadline = time.monotonic() + 10
-        while args.count and not dead and not Path(counts_out).exists() and time.monotonic() < deadline:
+        while (
+            args.count
+            and not dead
+            and not Path(counts_out).exists()
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.2)
         time.sleep(0.5)
     finally:

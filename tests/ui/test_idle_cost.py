@@ -94,9 +94,10 @@ async def test_a_chart_sample_that_moves_no_dot_is_not_drawn() -> None:
         stats = app.dashboard.stats
         assert stats is not None
         chart = app.query_one(StatsPanel).query_one(PlotextChart)
-        target = app.dashboard.selected_container or min(
-            stats.containers, key=lambda s: (s.service, s.name)
-        ).name
+        target = (
+            app.dashboard.selected_container
+            or min(stats.containers, key=lambda s: (s.service, s.name)).name
+        )
         row = next(s for s in stats.containers if s.name == target)
         calls = _count_refreshes(chart)
         monitor = FakeMonitor.instances[-1]

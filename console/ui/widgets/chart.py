@@ -18,8 +18,8 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Sequence
-from typing import Any
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from rich.text import Text
 from textual.reactive import reactive
