@@ -57,6 +57,20 @@ FRONTEND_BLUE_VERSION=${BASE_VERSION:-v1.0.0}
 FRONTEND_GREEN_VERSION=${BASE_VERSION:-v1.0.0}
 FRONTEND_COLOUR=blue
 EOF2
+elif ! grep -q '^FRONTEND_\(BLUE\|GREEN\)_VERSION=' "$STACKDECK_STATE_DIR/deploy.env"; then
+  # A deploy.env of before the frontend had colours: the one frontend ran
+  # FRONTEND_VERSION (compose's default when unset) beside the serving colour.
+  _deploy_env="$STACKDECK_STATE_DIR/deploy.env"
+  _fe=$(sed -n 's/^FRONTEND_VERSION=//p' "$_deploy_env" | tail -n 1)
+  _fe=${_fe:-v1.0.0}
+  _active=$(sed -n 's/^ACTIVE_COLOUR=//p' "$_deploy_env" | tail -n 1)
+  for _pair in "FRONTEND_VERSION=$_fe" "FRONTEND_BLUE_VERSION=$_fe" "FRONTEND_GREEN_VERSION=$_fe" \
+               "FRONTEND_COLOUR=${_active:-blue}"; do
+    if ! grep -q "^${_pair%%=*}=" "$_deploy_env"; then
+      log "deploy.env: adding $_pair (the frontend's colours are new)"
+      echo "$_pair" >> "$_deploy_env"
+    fi
+  done
 fi
 
 # --- nginx's certificate (.env's TLS_CERT_FILE/TLS_KEY_FILE, else self-signed)
