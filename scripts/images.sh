@@ -102,18 +102,23 @@ for v in "${versions[@]}"; do
 done
 # market-sim stands for the outside world: the same code, pinned under its own tag.
 build "$IMAGE_PREFIX-market-sim:latest" compose/images/backend/Dockerfile "$backend_hash-sim" --build-arg "APP_VERSION=$BASE_VERSION"
-# The web frontend: static files served by its own nginx. Its version is
-# FRONTEND_VERSION of deploy.env (default the base version).
+# The web frontend: static files served by its own nginx. Its versions are
+# deploy.env's FRONTEND_VERSION and each colour's (FRONTEND_<COLOUR>_VERSION),
+# default the base version; one missing is built from this checkout.
 # (No deploy.env yet on a fresh machine: set -e and pipefail must not end the
 # script silently here.)
-frontend_version=""
+frontend_versions=("${FRONTEND_VERSION:-$BASE_VERSION}")
 if [ -f "$STACKDECK_STATE_DIR/deploy.env" ]; then
-  frontend_version=$(sed -n 's/^FRONTEND_VERSION=//p' "$STACKDECK_STATE_DIR/deploy.env" | tail -n 1)
+  for v in $(sed -n 's/^FRONTEND_\(BLUE_\|GREEN_\|\)VERSION=//p' "$STACKDECK_STATE_DIR/deploy.env"); do
+    case " ${frontend_versions[*]} " in *" $v "*) continue ;; esac
+    docker image inspect "$IMAGE_PREFIX-frontend:$v" >/dev/null 2>&1 || frontend_versions+=("$v")
+  done
 fi
-frontend_version=${FRONTEND_VERSION:-${frontend_version:-$BASE_VERSION}}
-build "$IMAGE_PREFIX-frontend:$frontend_version" compose/images/frontend/Dockerfile \
-  "$base_id-$(inputs_hash compose/images/frontend platform_services/frontend)-$frontend_version" \
-  --build-arg "APP_VERSION=$frontend_version"
+for v in "${frontend_versions[@]}"; do
+  build "$IMAGE_PREFIX-frontend:$v" compose/images/frontend/Dockerfile \
+    "$base_id-$(inputs_hash compose/images/frontend platform_services/frontend)-$v" \
+    --build-arg "APP_VERSION=$v"
+done
 # Headless Chromium for the browser tests only (BROWSER_IMAGE=yes; scripts/test.sh
 # sets it): the stack never runs it, so a set-up does not build it.
 if [ "${BROWSER_IMAGE:-no}" = yes ]; then

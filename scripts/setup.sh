@@ -52,7 +52,25 @@ BLUE_VERSION=${BASE_VERSION:-v1.0.0}
 GREEN_VERSION=${BASE_VERSION:-v1.0.0}
 WORKER_VERSION=${BASE_VERSION:-v1.0.0}
 ACTIVE_COLOUR=blue
+FRONTEND_VERSION=${BASE_VERSION:-v1.0.0}
+FRONTEND_BLUE_VERSION=${BASE_VERSION:-v1.0.0}
+FRONTEND_GREEN_VERSION=${BASE_VERSION:-v1.0.0}
+FRONTEND_COLOUR=blue
 EOF2
+elif ! grep -q '^FRONTEND_\(BLUE\|GREEN\)_VERSION=' "$STACKDECK_STATE_DIR/deploy.env"; then
+  # A deploy.env of before the frontend had colours: the one frontend ran
+  # FRONTEND_VERSION (compose's default when unset) beside the serving colour.
+  _deploy_env="$STACKDECK_STATE_DIR/deploy.env"
+  _fe=$(sed -n 's/^FRONTEND_VERSION=//p' "$_deploy_env" | tail -n 1)
+  _fe=${_fe:-v1.0.0}
+  _active=$(sed -n 's/^ACTIVE_COLOUR=//p' "$_deploy_env" | tail -n 1)
+  for _pair in "FRONTEND_VERSION=$_fe" "FRONTEND_BLUE_VERSION=$_fe" "FRONTEND_GREEN_VERSION=$_fe" \
+               "FRONTEND_COLOUR=${_active:-blue}"; do
+    if ! grep -q "^${_pair%%=*}=" "$_deploy_env"; then
+      log "deploy.env: adding $_pair (the frontend's colours are new)"
+      echo "$_pair" >> "$_deploy_env"
+    fi
+  done
 fi
 
 # --- nginx's certificate (.env's TLS_CERT_FILE/TLS_KEY_FILE, else self-signed)
@@ -87,15 +105,25 @@ else
     || die "migrations did not reach head; see: scripts/compose.sh run --rm backend_blue python3 -m alembic current"
 fi
 
-# The idle colour stays stopped when a deploy left it so (kept for rollback).
-services=(nginx worker backend_blue backend_green frontend)
+# The idle colour stays stopped when a deploy left it so (kept for rollback);
+# the same for the frontend's idle colour. The frontend's serving colour is
+# FRONTEND_COLOUR (a deploy.env from before the frontend had colours has
+# none: the backend's, which is what nginx then serves).
+services=(nginx worker)
 active=$(sed -n 's/^ACTIVE_COLOUR=//p' "$STACKDECK_STATE_DIR/deploy.env")
-idle=$([ "$active" = green ] && echo blue || echo green)
-idle_state=$(docker inspect -f '{{.State.Status}}' "$(container_of "backend_$idle")" 2>/dev/null || echo missing)
-if [ "$idle_state" = exited ]; then
-  services=(nginx worker "backend_$active" frontend)
-  log "backend_$idle is stopped (kept for rollback): leaving it so"
-fi
+factive=$(sed -n 's/^FRONTEND_COLOUR=//p' "$STACKDECK_STATE_DIR/deploy.env")
+factive=${factive:-${active:-blue}}
+for part in backend:${active:-blue} frontend:$factive; do
+  name=${part%%:*} colour=${part#*:}
+  idle=$([ "$colour" = green ] && echo blue || echo green)
+  services+=("${name}_$colour")
+  idle_state=$(docker inspect -f '{{.State.Status}}' "$(container_of "${name}_$idle")" 2>/dev/null || echo missing)
+  if [ "$idle_state" = exited ]; then
+    log "${name}_$idle is stopped (kept for rollback): leaving it so"
+  else
+    services+=("${name}_$idle")
+  fi
+done
 log "starting ${services[*]}"
 compose up -d --wait --wait-timeout 180 "${services[@]}"
 
@@ -112,6 +140,14 @@ if [ "$(cat "$nginx_loaded" 2>/dev/null)" != "$nginx_hash" ]; then
   docker exec "$(container_of nginx)" nginx -s reload >/dev/null
   echo "$nginx_hash" > "$nginx_loaded"
   log "nginx: site configuration loaded ($nginx_hash)"
+fi
+
+# The single frontend container of before the colours (compose service
+# `frontend`, gone from the compose file): removed once nginx, reloaded
+# above, sends / to the colours.
+if docker inspect "$(container_of frontend)" >/dev/null 2>&1; then
+  docker rm -f "$(container_of frontend)" >/dev/null
+  log "removed $(container_of frontend): frontend_blue / frontend_green replace it"
 fi
 
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/api/health" || true)

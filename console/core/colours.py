@@ -26,7 +26,16 @@ from console.core.models import (
     HealthSnapshot,
 )
 
-__all__ = ["COLOURS", "STOPPED", "colour_roles", "not_running", "serving_colour", "unreachable"]
+__all__ = [
+    "COLOURS",
+    "STOPPED",
+    "colour_roles",
+    "frontend_roles",
+    "is_frontend",
+    "not_running",
+    "serving_colour",
+    "unreachable",
+]
 
 COLOURS: tuple[Colour, ...] = get_args(Colour)
 """``("blue", "green")``."""
@@ -61,8 +70,16 @@ def serving_colour(
     return None
 
 
-def _containers_of(snapshot: ContainersSnapshot, colour: Colour) -> list[ContainerInfo]:
-    return [c for c in snapshot.containers if c.colour == colour]
+def is_frontend(info: ContainerInfo) -> bool:
+    """A container of the web frontend's colours (``frontend_blue``/``_green``):
+    it has a colour of its own, apart from the backend's."""
+    return info.service.startswith("frontend_")
+
+
+def _containers_of(
+    snapshot: ContainersSnapshot, colour: Colour, *, frontend: bool = False
+) -> list[ContainerInfo]:
+    return [c for c in snapshot.containers if c.colour == colour and is_frontend(c) == frontend]
 
 
 def _state(infos: list[ContainerInfo]) -> str | None:
@@ -112,6 +129,30 @@ def colour_roles(
             role = "absent"
         elif runs is None:
             role = "unknown"
+        else:
+            role = "standby-running" if runs else "standby"
+        out[colour] = ColourStatus(colour=colour, role=role, state=state, version=version)
+    return out
+
+
+def frontend_roles(containers: ContainersSnapshot) -> dict[Colour, ColourStatus]:
+    """The role of each web frontend colour, as :func:`colour_roles` does for
+    the backend: the colour nginx sends ``/`` to serves, the other is on
+    standby (running or stopped) or absent."""
+    serving = containers.serving_frontend
+    out: dict[Colour, ColourStatus] = {}
+    for colour in COLOURS:
+        infos = _containers_of(containers, colour, frontend=True)
+        state = _state(infos)
+        version = next((c.version for c in infos if c.version), None)
+        runs = state is not None and state not in STOPPED
+        role: ColourRole
+        if serving is None:
+            role = "unknown"
+        elif colour == serving:
+            role = "serving" if runs else "down"
+        elif not infos:
+            role = "absent"
         else:
             role = "standby-running" if runs else "standby"
         out[colour] = ColourStatus(colour=colour, role=role, state=state, version=version)

@@ -78,6 +78,8 @@ class ContainersSnapshot(Snapshot):
     containers: list[ContainerInfo] = Field(default_factory=list)
     serving_colour: Colour | None = None
     """The colour nginx routes traffic to right now (read from nginx itself)."""
+    serving_frontend: Colour | None = None
+    """The web frontend's colour nginx sends ``/`` to (its active.conf)."""
     engine_version: str | None = None
 
 

@@ -133,6 +133,9 @@ def _put_back(stack: Any) -> None:
     stack.reload_env()
     if stack.env.get("WORKER_VERSION") != BASE:
         cli("deploy", "--version", BASE, "--services", "worker", "--force")
+    if stack.env.get("FRONTEND_VERSION", BASE) != BASE:
+        # the web frontend's colours (the runbook's lines deploy it too)
+        cli("deploy", "--version", BASE, "--services", "frontend", "--force")
     assert not problems, "\n".join(problems)
     assert wait_healthy(stack)["version"] == BASE
 

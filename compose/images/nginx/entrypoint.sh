@@ -1,12 +1,15 @@
 #!/bin/sh
 # Write the active-colour file only when it is missing (first start): after
-# that it belongs to the deploy engine, which switches it atomically.
+# that it belongs to the deploy engine, which switches it atomically. Two
+# lines: the backend's colour (/api/) and the frontend's (/).
 set -eu
 active=/etc/nginx/upstream/active.conf
 if [ ! -s "$active" ]; then
   colour="${ACTIVE_COLOUR:-blue}"
   case "$colour" in blue|green) ;; *) echo "ACTIVE_COLOUR must be blue or green" >&2; exit 64;; esac
-  printf 'set $active_backend backend_%s;\n' "$colour" > "$active.tmp"
+  fcolour="${FRONTEND_COLOUR:-$colour}"
+  case "$fcolour" in blue|green) ;; *) echo "FRONTEND_COLOUR must be blue or green" >&2; exit 64;; esac
+  printf 'set $active_backend backend_%s;\nset $active_frontend frontend_%s;\n' "$colour" "$fcolour" > "$active.tmp"
   mv "$active.tmp" "$active"
 fi
 

@@ -33,6 +33,7 @@ __all__ = [
     "Operator",
     "backend_service",
     "discover_http_port",
+    "frontend_service",
     "other_colour",
 ]
 
@@ -53,11 +54,18 @@ def backend_service(colour: str, slot: str | None = None) -> str:
     return f"backend_{colour}" if slot is None else f"backend_{colour}_{slot}"
 
 
+def frontend_service(colour: str) -> str:
+    """The compose service (and nginx upstream name) of a frontend colour:
+    ``frontend_blue``."""
+    return f"frontend_{colour}"
+
+
 APP_SERVICES = (
     "nginx",
     "backend_blue",
     "backend_green",
-    "frontend",
+    "frontend_blue",
+    "frontend_green",
     "worker",
     "db",
     "redis",
@@ -85,6 +93,10 @@ _VERSION_VARS = (
     "ACTIVE_COLOUR",
     "BLUE_SURGE_VERSION",
     "GREEN_SURGE_VERSION",
+    "FRONTEND_VERSION",
+    "FRONTEND_BLUE_VERSION",
+    "FRONTEND_GREEN_VERSION",
+    "FRONTEND_COLOUR",
 )
 """deploy.env variables, and the surge slots' versions (which only the
 rolling deploy sets, on the compose command that starts a surge). Never

@@ -57,16 +57,33 @@ from console.core.ops.backend import (
     wait_healthy,
 )
 from console.core.ops.backup import take_backup
-from console.core.ops.context import SURGE, OpContext, backend_service, other_colour
+from console.core.ops.context import (
+    SURGE,
+    OpContext,
+    backend_service,
+    frontend_service,
+    other_colour,
+)
 from console.core.ops.db import schema_revision
 from console.core.ops.errors import BadInput, OpError, OpFailed
 from console.core.ops.events import Emitter
+from console.core.ops.frontend import (
+    ensure_frontend_image,
+    frontend_repo,
+    observe_frontend,
+    restore_frontend_slot,
+    start_frontend,
+    stop_frontend,
+    switch_frontend,
+    switch_with_backend,
+    wait_frontend_ready,
+)
 from console.core.ops.http import client, probe
 from console.core.ops.journal import Journal
 from console.core.ops.lifecycle import OpRecord
 from console.core.ops.migrate import upgrade
 from console.core.ops.nginx import reload_nginx
-from console.core.ops.proc import compose, image_info, inspect_container
+from console.core.ops.proc import compose, docker, image_info, inspect_container
 from console.core.ops.progress import Progress, run_steps
 from console.core.ops.recovery import recover
 from console.core.ops.replicas import (
@@ -90,9 +107,10 @@ from console.core.sources.docker.inspect import container_health, image_id
 __all__ = ["parse_services", "run_deploy", "validate_deploy"]
 
 ENVIRONMENTS = ("production", "prod")
-DEPLOYABLE = ("backend", "worker")
-ABSENT = ("frontend",)
-"""Services the runbook names that this stack does not have (skipped with a note)."""
+DEPLOYABLE = ("backend", "worker", "frontend")
+ABSENT: tuple[str, ...] = ()
+"""Services the runbook names that this stack does not have (skipped with a
+note): none since the web frontend has colours of its own."""
 
 
 def parse_services(value: Any) -> list[str]:
@@ -113,9 +131,10 @@ def parse_services(value: Any) -> list[str]:
             )
         if name not in out:
             out.append(name)
-    if "backend" not in out and "worker" not in out:
+    if not any(name in DEPLOYABLE for name in out):
         raise BadInput(
-            "--services names nothing this stack can deploy (backend, worker)", field="services"
+            f"--services names nothing this stack can deploy ({', '.join(DEPLOYABLE)})",
+            field="services",
         )
     return out
 
@@ -132,7 +151,8 @@ async def validate_deploy(ctx: OpContext, params: DeployParams) -> DeployParams:
         )
     services = parse_services(params.services)
     version = params.version
-    if await image_info(ctx, image_ref(ctx.image_repo, version)) is None:
+    backend_image = {"backend", "worker"} & set(services)
+    if backend_image and await image_info(ctx, image_ref(ctx.image_repo, version)) is None:
         if not params.build and not await git_tag_exists(ctx, version):
             have = await known_versions(ctx)
             raise BadInput(
@@ -141,6 +161,8 @@ async def validate_deploy(ctx: OpContext, params: DeployParams) -> DeployParams:
                 "To build this checkout as that version, add --build",
                 field="version",
             )
+    if "frontend" in services:
+        await _check_frontend_image(ctx, version, params.build)
 
     def given(value: float | None, default: float) -> float:
         return default if value is None else value
@@ -154,6 +176,24 @@ async def validate_deploy(ctx: OpContext, params: DeployParams) -> DeployParams:
             "max_error_rate": given(params.max_error_rate, ctx.max_error_rate),
             "health_timeout": given(params.health_timeout, ctx.health_timeout),
         }
+    )
+
+
+async def _check_frontend_image(ctx: OpContext, version: str, build: bool) -> None:
+    """The frontend's image of ``version`` is there, or can be built (--build,
+    or a git tag of that name); else a refusal naming what is missing."""
+    ref = image_ref(frontend_repo(ctx), version)
+    if await image_info(ctx, ref) is not None or build or await git_tag_exists(ctx, version):
+        return
+    r = await docker(
+        ctx, "image", "ls", frontend_repo(ctx), "--format", "{{.Tag}}", timeout_s=30, check=False
+    )
+    have = sorted({t for t in r.stdout.split() if t and t != "<none>"})
+    raise BadInput(
+        f"unknown version {version} for the frontend: there is no image {ref} and no git tag "
+        f"{version} to build it from. Frontend images: {', '.join(have) or 'none'}. To build "
+        "this checkout's frontend as that version, add --build",
+        field="version",
     )
 
 
@@ -279,6 +319,261 @@ async def _undo_blue_green(ctx: OpContext, journal: Journal, notes: list[tuple[s
         notes.append(("warn", f"cleaning up {to}: {exc}"))
 
 
+async def _undo_frontend(
+    ctx: OpContext, fe: dict[str, Any], switched: bool, notes: list[tuple[str, str]]
+) -> None:
+    """The frontend's part of an undo: ``/`` back on its old colour (when it
+    had been switched), the new colour stopped, its slot restored."""
+    frm, to = fe["from_colour"], fe["to_colour"]
+    old, new = frontend_service(frm), frontend_service(to)
+    if switched:
+        try:
+            await switch_frontend(ctx, frm, str(fe.get("from_version")))
+            notes.append(("ok", f"the page switched back to {old} ({fe.get('from_version')})"))
+        except OpError as exc:
+            notes.append(("fail", f"could not switch the page back to {old}: {exc}"))
+            raise
+    else:
+        notes.append(("info", f"the page never left {old} ({fe.get('from_version')})"))
+    try:
+        info = await inspect_container(ctx, ctx.container(new))
+        if container_health(info)[0] in ("running", "restarting", "created", "paused"):
+            await stop_frontend(ctx, to)
+            notes.append(("ok", f"stopped {new}"))
+        prev = fe.get("to_prev_version")
+        if prev and prev != fe.get("version"):
+            if await restore_frontend_slot(ctx, to, prev):
+                notes.append(
+                    ("ok", f"{new}'s slot is back to {prev} (stopped, ready for rollback)")
+                )
+            else:
+                notes.append(
+                    ("warn", f"frontend image of {prev} is gone: {new} keeps {fe.get('version')}")
+                )
+    except OpError as exc:
+        notes.append(("warn", f"cleaning up {new}: {exc}"))
+
+
+async def _undo_blue_green_with_frontend(
+    ctx: OpContext, journal: Journal, notes: list[tuple[str, str]]
+) -> None:
+    """:func:`_undo_blue_green` for a deploy of "backend frontend": the page
+    back on its old colour first (when the start of the frontend had been
+    reached), then the backend's undo."""
+    fe = journal.data.get("frontend")
+    if isinstance(fe, dict) and (
+        journal.data.get("frontend_started") or journal.data.get("switch_started")
+    ):
+        await _undo_frontend(ctx, fe, bool(journal.data.get("switch_started")), notes)
+    await _undo_blue_green(ctx, journal, notes)
+
+
+async def _undo_frontend_only(
+    ctx: OpContext, journal: Journal, notes: list[tuple[str, str]]
+) -> None:
+    """The undo of the frontend's hand-over (:func:`_frontend_handover`)."""
+    fe = journal.data["frontend"]
+    await _undo_frontend(ctx, fe, bool(journal.data.get("frontend_switch_started")), notes)
+
+
+async def _prepare_frontend(
+    ctx: OpContext, progress: Progress, version: str, build: bool, *, rolling: bool
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """What a frontend deploy will do (its journal entry) and its image; None
+    when the serving frontend colour already runs ``version``."""
+    fview = await observe_frontend(ctx)
+    if fview.serving is None:
+        raise OpFailed(
+            f"cannot tell which frontend colour nginx serves: {ctx.container('nginx')} does not "
+            "answer (start it: stackdeck restart nginx)",
+            step="prepare",
+        )
+    frm = fview.serving
+    to = other_colour(frm)
+    from_version = fview.serving_version()
+    if from_version == version:
+        return None
+    to_prev = fview.colours[to].version or fview.colours[to].slot_version
+    how = (
+        f"start-first: {frontend_service(to)} (idle) takes {version}, / moves to it once it is "
+        f"ready, {frontend_service(frm)} is stopped"
+        if rolling
+        else f"deploying {version} to {frontend_service(to)} (which holds {to_prev or 'nothing'})"
+    )
+    progress.info("prepare", f"frontend: {frontend_service(frm)} serves {from_version}; {how}")
+    fimage = await ensure_frontend_image(ctx, version, build, progress)
+    fe = {
+        "from_colour": frm,
+        "to_colour": to,
+        "from_version": from_version,
+        "to_prev_version": to_prev,
+        "version": version,
+    }
+    return fe, fimage
+
+
+def _note_frontend(ctx: OpContext, record: OpRecord, fe: dict[str, Any], image: Any) -> None:
+    record.note(
+        frontend_version=fe["version"],
+        frontend_from_version=fe["from_version"],
+        frontend_colour=fe["to_colour"],
+        frontend_from_colour=fe["from_colour"],
+        frontend_image=image_ref(frontend_repo(ctx), fe["version"]),
+        frontend_image_digest=image_id(image),
+    )
+
+
+async def _frontend_handover(
+    ctx: OpContext,
+    progress: Progress,
+    *,
+    record: OpRecord,
+    journal: Journal,
+    fe: dict[str, Any],
+    h_timeout: float,
+    keep_old: bool,
+) -> None:
+    """The idle frontend colour gets the version, is checked directly
+    (health, its /version.json, its page), then nginx's ``/`` moves to it
+    (the backend's line of active.conf kept; one graceful reload) and is
+    confirmed through nginx. Start-first: the old colour serves until the
+    new one is ready, so no page load fails. The old colour keeps running,
+    out of the upstream (``keep_old``), or is stopped (its container kept).
+    A failure or cancel puts ``/`` back and stops the new colour."""
+    frm, to, version = fe["from_colour"], fe["to_colour"], fe["version"]
+    old, new = frontend_service(frm), frontend_service(to)
+    record.mark(frontend=fe)
+    notes: list[tuple[str, str]] = []
+    step = "start-frontend"
+    try:
+        record.step(step, frontend_started=True)
+        progress.start(step, f"starting {new} with {version}")
+        await start_frontend(ctx, to, version)
+        progress.ok(step, f"{new} started")
+        step = "frontend-healthy"
+        record.step(step)
+        await wait_frontend_ready(ctx, to, version, progress, h_timeout, step=step)
+        step = "switch-frontend"
+        record.step(step, switch_started=True, frontend_switch_started=True)
+        progress.start(step, f"switching / from {old} to {new} (nginx -t, graceful reload)")
+        await switch_frontend(ctx, to, version)
+        record.mark(switched=True)
+        progress.ok(step, f"nginx serves the page from {new} ({version})", frontend_colour=to)
+    except asyncio.CancelledError:
+        await _undo_after_cancel(ctx, record, journal, notes, _undo_frontend_only, step=step)
+        raise
+    except Exception as exc:
+        reason, switched, undo_error = await _undo_after_failure(
+            ctx, progress, record, journal, notes, _undo_frontend_only, step=step, exc=exc
+        )
+        if undo_error:
+            raise OpFailed(
+                f"frontend deploy of {version} failed at {step} ({reason}) and the automatic "
+                f"rollback failed too: {undo_error}. Run `stackdeck status` and `stackdeck rollback`",
+                step=step,
+            ) from None
+        raise OpFailed(
+            f"frontend deploy of {version} failed at {step}: {reason}. The page "
+            + ("was switched back to" if switched else "never left")
+            + f" {old} ({fe['from_version']}).",
+            step=step,
+            data={"failed_step": step},
+        ) from None
+    if keep_old:
+        progress.ok(
+            "keep-old",
+            f"{old} ({fe['from_version']}) keeps running, out of the upstream: the rollback target",
+        )
+        return
+    step = "stop-old-frontend"
+    record.step(step)
+    try:
+        # graceful: the frontend's nginx stops on SIGQUIT, finishing the
+        # requests in flight (compose/images/frontend/Dockerfile)
+        await stop_frontend(ctx, frm)
+        progress.ok(step, f"{old} stopped (kept for rollback)")
+    except OpError as exc:
+        progress.warn(step, f"could not stop {old}: {exc}")
+
+
+async def _deploy_frontend_only(
+    ctx: OpContext,
+    progress: Progress,
+    *,
+    record: OpRecord,
+    version: str,
+    build: bool,
+    force: bool,
+    h_timeout: float,
+    services: list[str],
+    rolling: bool = False,
+) -> None:
+    """``--services frontend``: the web frontend alone, blue-green (the old
+    colour kept running as the rollback target) or rolling (start-first
+    through the idle colour, the old one stopped): :func:`_frontend_handover`.
+    The backend's colour and line of active.conf are not touched."""
+    prepared = await _prepare_frontend(ctx, progress, version, build, rolling=rolling)
+    if prepared is None and not force:
+        progress.done(
+            f"the frontend already serves {version}; nothing to do (--force to redeploy it)",
+            version=version,
+        )
+        return
+    if prepared is None:
+        # --force: redeploy the serving version to the idle colour
+        fview = await observe_frontend(ctx)
+        frm = str(fview.serving)
+        to = other_colour(frm)
+        fe: dict[str, Any] = {
+            "from_colour": frm,
+            "to_colour": to,
+            "from_version": version,
+            "to_prev_version": fview.colours[to].version or fview.colours[to].slot_version,
+            "version": version,
+        }
+        fimage: Any = await ensure_frontend_image(ctx, version, build, progress)
+    else:
+        fe, fimage = prepared
+    record.open(
+        strategy="rolling" if rolling else "blue-green",
+        version=version,
+        from_version=fe["from_version"],
+        colour=fe["to_colour"],
+        from_colour=fe["from_colour"],
+    )
+    record.note(services=services)
+    _note_frontend(ctx, record, fe, fimage)
+    journal = record.begin_journal(
+        strategy="blue-green",  # recovery: no backend colour chosen, nothing of it to undo
+        version=version,
+        from_version=fe["from_version"],
+        from_colour=None,
+        to_colour=None,
+        services=services,
+        frontend=fe,
+    )
+    await _frontend_handover(
+        ctx,
+        progress,
+        record=record,
+        journal=journal,
+        fe=fe,
+        h_timeout=h_timeout,
+        keep_old=ctx.keep_previous_colour and not rolling,
+    )
+    if "worker" in services:
+        await move_worker(ctx, version, progress, h_timeout)
+    duration = record.succeed()
+    to_name, from_name = frontend_service(fe["to_colour"]), frontend_service(fe["from_colour"])
+    progress.done(
+        f"deployed frontend {version} to {to_name} in {duration:.1f} s "
+        f"({from_name} keeps {fe['from_version']} for rollback)",
+        version=version,
+        frontend_colour=fe["to_colour"],
+        duration_s=round(duration, 1),
+    )
+
+
 async def run_deploy(
     ctx: OpContext, params: DeployParams, *, op_id: str = ""
 ) -> AsyncIterator[OpEvent]:
@@ -325,6 +620,19 @@ async def _blue_green_steps(
     for name in services:
         if name in ABSENT:
             progress.info("prepare", f"{name}: not part of this stack, skipped")
+    if "frontend" in services and "backend" not in services:
+        await _deploy_frontend_only(
+            ctx,
+            progress,
+            record=record,
+            version=version,
+            build=build,
+            force=force,
+            h_timeout=h_timeout,
+            services=services,
+        )
+        return
+    with_frontend = "frontend" in services
 
     view = await observe(ctx)
     if view.serving is None:
@@ -342,7 +650,25 @@ async def _blue_green_steps(
             f"nginx routes to {frm} but its container is {serving_view.state}; fix that first (stackdeck rollback)",
             step="prepare",
         )
-    if from_version == version and not force:
+    fview = await observe_frontend(ctx) if with_frontend else None
+    ffrm = (fview.serving or frm) if fview else frm
+    fto = other_colour(ffrm)
+    ffrom_version = fview.serving_version() if fview else None
+    if fview is not None and from_version == version and not force and ffrom_version != version:
+        # the API already serves it: the page alone catches up
+        progress.info("prepare", f"{frm} already serves {version}: deploying the frontend alone")
+        await _deploy_frontend_only(
+            ctx,
+            progress,
+            record=record,
+            version=version,
+            build=build,
+            force=False,
+            h_timeout=h_timeout,
+            services=[s for s in services if s != "backend"],
+        )
+        return
+    if from_version == version and not force and (fview is None or ffrom_version == version):
         progress.done(
             f"{frm} already serves {version}; nothing to do (--force to redeploy it)",
             colour=frm,
@@ -360,9 +686,29 @@ async def _blue_green_steps(
 
     image = await ensure_image(ctx, version, build, progress) if "backend" in services else None
     digest = image_id(image)
+    frontend_journal: dict[str, Any] | None = None
+    if fview is not None:
+        fimage = await ensure_frontend_image(ctx, version, build, progress)
+        fto_prev = fview.colours[fto].version or fview.colours[fto].slot_version
+        frontend_journal = {
+            "from_colour": ffrm,
+            "to_colour": fto,
+            "from_version": ffrom_version,
+            "to_prev_version": fto_prev,
+            "version": version,
+        }
+        progress.info(
+            "prepare",
+            f"frontend: {frontend_service(ffrm)} serves {ffrom_version}; deploying {version} to "
+            f"{frontend_service(fto)} (which holds {fto_prev or 'nothing'}); one switch moves / "
+            "and /api/",
+            frontend=frontend_journal,
+        )
 
     _open_record(record, "blue-green", view, version, to)
     record.note(image=image_ref(ctx.image_repo, version), image_digest=digest, services=services)
+    if frontend_journal is not None:
+        _note_frontend(ctx, record, frontend_journal, fimage)
     if "backend" not in services:
         # worker only
         await move_worker(ctx, version, progress, h_timeout)
@@ -382,7 +728,9 @@ async def _blue_green_steps(
         services=services,
         after_switch="switch-back",
         keep_previous=ctx.keep_previous_colour,
+        frontend=frontend_journal,
     )
+    undo = _undo_blue_green_with_frontend if frontend_journal else _undo_blue_green
     step = "start-idle"
     notes: list[tuple[str, str]] = []
     silence = await silence_expected(
@@ -401,11 +749,21 @@ async def _blue_green_steps(
         progress.start("start-idle", f"starting {to} with {version}")
         await start_colour(ctx, to, version)
         progress.ok("start-idle", f"{to} started")
+        if with_frontend:
+            step = "start-frontend"
+            record.step(step, frontend_started=True)
+            progress.start(step, f"starting {frontend_service(fto)} with {version}")
+            await start_frontend(ctx, fto, version)
+            progress.ok(step, f"{frontend_service(fto)} started")
 
         step = "wait-healthy"
         record.step(step)
         container = ctx.container(f"backend_{to}")
         status = await wait_ready(ctx, to, version, progress, h_timeout)
+        if with_frontend:
+            step = "frontend-healthy"
+            record.step(step)
+            await wait_frontend_ready(ctx, fto, version, progress, h_timeout, step=step)
 
         step = "migrate"
         record.step(step)
@@ -443,10 +801,26 @@ async def _blue_green_steps(
 
         step = "switch"
         record.step(step, switch_started=True)
-        progress.start("switch", f"switching nginx from {frm} to {to} (nginx -t, graceful reload)")
-        await switch_traffic(ctx, to, version)
+        if with_frontend:
+            progress.start(
+                "switch",
+                f"switching nginx in one reload: /api/ from {frm} to {to}, / from "
+                f"{frontend_service(ffrm)} to {frontend_service(fto)} (nginx -t, graceful reload)",
+            )
+            await switch_with_backend(ctx, to, version, fto, version)
+        else:
+            progress.start(
+                "switch", f"switching nginx from {frm} to {to} (nginx -t, graceful reload)"
+            )
+            await switch_traffic(ctx, to, version)
         record.mark(switched=True)
-        progress.ok("switch", f"nginx serves {to} ({version})", colour=to)
+        progress.ok(
+            "switch",
+            f"nginx serves {to} ({version})"
+            + (f" and the page from {frontend_service(fto)}" if with_frontend else ""),
+            colour=to,
+            frontend_colour=fto if with_frontend else None,
+        )
         # the price streams still open on the old colour move to the new one
         await hand_off_streams(ctx, backend_service(frm), progress, step="switch")
 
@@ -457,7 +831,7 @@ async def _blue_green_steps(
         )
         record.mark(bake_passed=True)
     except asyncio.CancelledError:
-        await _undo_after_cancel(ctx, record, journal, notes, _undo_blue_green, step=step)
+        await _undo_after_cancel(ctx, record, journal, notes, undo, step=step)
         raise
     except Exception as exc:
         reason, switched, undo_error = await _undo_after_failure(
@@ -466,7 +840,7 @@ async def _blue_green_steps(
             record,
             journal,
             notes,
-            _undo_blue_green,
+            undo,
             step=step,
             exc=exc,
             bake=getattr(exc, "data", None) or None,
@@ -517,14 +891,27 @@ async def _blue_green_steps(
             progress.ok("stop-old", f"{frm} stopped (rollback: stackdeck rollback)")
         except OpError as exc:
             progress.warn("stop-old", f"could not stop {frm}: {exc}")
+        if with_frontend:
+            try:
+                await stop_frontend(ctx, ffrm)
+                progress.ok("stop-old", f"{frontend_service(ffrm)} stopped (kept for rollback)")
+            except OpError as exc:
+                progress.warn("stop-old", f"could not stop {frontend_service(ffrm)}: {exc}")
     if "worker" in services:
         await move_worker(ctx, version, progress, h_timeout)
     await cleanup.aclose()  # the silence ends before the deploy reports done
     duration = record.succeed()
     progress.done(
-        f"deployed {version} to {to} in {duration:.1f} s ({frm} keeps {from_version} for rollback)",
+        f"deployed {version} to {to} in {duration:.1f} s ({frm} keeps {from_version} for rollback)"
+        + (
+            f"; the page from {frontend_service(fto)} ({frontend_service(ffrm)} keeps "
+            f"{ffrom_version})"
+            if with_frontend
+            else ""
+        ),
         version=version,
         colour=to,
+        frontend_colour=fto if with_frontend else None,
         duration_s=round(duration, 1),
         backup_id=record.history.get("backup_id"),
     )
@@ -617,6 +1004,19 @@ async def _rolling(
     h_timeout = health_timeout or ctx.health_timeout
     record = OpRecord(ctx, "deploy", op_id)
     await recover(ctx, progress, op_id=op_id)
+    if "frontend" in services and "backend" not in services:
+        await _deploy_frontend_only(
+            ctx,
+            progress,
+            record=record,
+            version=version,
+            build=build,
+            force=force,
+            h_timeout=h_timeout,
+            services=services,
+            rolling=True,
+        )
+        return
     view = await observe(ctx)
     if view.serving is None:
         raise OpFailed(
@@ -664,6 +1064,13 @@ async def _rolling(
             replicas=replicas,
         )
     image = await ensure_image(ctx, version, build, progress)
+    # the frontend's image before anything changes: method 2's order is the
+    # backend first (verified), then the frontend
+    frontend = (
+        await _prepare_frontend(ctx, progress, version, build, rolling=True)
+        if "frontend" in services
+        else None
+    )
     if "backend" in services:
         await _ensure_surge_route(ctx, colour, progress)
     _open_record(record, "rolling", view, version, colour)
@@ -699,10 +1106,27 @@ async def _rolling(
         )
     if "worker" in services:
         await _recreate_worker(ctx, progress, record=record, version=version, h_timeout=h_timeout)
+    if frontend is not None:
+        fe, fimage = frontend
+        _note_frontend(ctx, record, fe, fimage)
+        await _frontend_handover(
+            ctx,
+            progress,
+            record=record,
+            journal=journal,
+            fe=fe,
+            h_timeout=h_timeout,
+            keep_old=False,
+        )
     duration = record.succeed()
     progress.done(
         f"rolling deploy of {version} done in {duration:.1f} s"
-        + (f" ({own} runs it; {surge} was removed)" if "backend" in services else ""),
+        + (f" ({own} runs it; {surge} was removed)" if "backend" in services else "")
+        + (
+            f"; the page from {frontend_service(frontend[0]['to_colour'])}"
+            if frontend is not None
+            else ""
+        ),
         version=version,
         colour=colour,
         duration_s=round(duration, 1),

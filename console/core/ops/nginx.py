@@ -6,26 +6,35 @@ resolves that name per request through Docker's DNS (compose's service
 name), so the line names a *target*: a colour, or a slot of a colour
 (``backend_blue_surge``: the rolling deploy's surge container, which serves
 for the colour while the colour's own container is recreated). Whatever
-slot serves, the serving colour is the colour. A switch
+slot serves, the serving colour is the colour. A second line names the web
+frontend's colour (``set $active_frontend frontend_blue;``): nginx sends ``/``
+there, so one write and one reload move ``/api/`` and ``/`` together (a
+deploy of "backend frontend"). A file with the backend line only (written
+before the frontend had colours) means the frontend of the backend's colour,
+to nginx (site.conf's map) and here (:func:`parse_frontend`). A switch
 writes the whole file to a temporary name and renames it over the old one
 (so nginx never reads half a file), runs ``nginx -t``, and only then
 ``nginx -s reload`` (graceful: old workers finish their requests). When the
-test fails, the previous content is put back and nothing is reloaded.
+test fails, the previous content is put back and nothing is reloaded. A
+switch names the lines it changes; the file's other lines are kept (a
+backend switch leaves the frontend where it is, and the other way round).
 """
 
 from __future__ import annotations
 
 import re
 
-from console.core.ops.context import COLOURS, SURGE, OpContext, backend_service
+from console.core.ops.context import COLOURS, SURGE, OpContext, backend_service, frontend_service
 from console.core.ops.errors import OpFailed
 from console.core.ops.proc import docker_exec
 
 __all__ = [
     "ACTIVE_CONF",
     "parse_active",
+    "parse_frontend",
     "parse_target",
     "read_active",
+    "read_frontend",
     "read_target",
     "reload_nginx",
     "render_active",
@@ -42,17 +51,34 @@ _ACTIVE_RE = re.compile(
     re.MULTILINE,
 )
 
+_FRONTEND_RE = re.compile(
+    r"^\s*set\s+\$active_frontend\s+frontend_(blue|green)\s*;\s*$", re.MULTILINE
+)
+
 Target = tuple[str, str | None]
 """``(colour, slot)``: ``("blue", None)`` is the colour's own container."""
 
 
-def render_active(colour: str, slot: str | None = None) -> str:
-    """The whole content of active.conf for ``colour`` (its ``slot``, if given)."""
-    if colour not in COLOURS:
-        raise ValueError(f"colour must be blue or green, not {colour!r}")
-    if slot is not None and slot not in SLOTS:
-        raise ValueError(f"slot must be one of {', '.join(SLOTS)} or none, not {slot!r}")
-    return f"set $active_backend {backend_service(colour, slot)};\n"
+def render_active(
+    colour: str | None, slot: str | None = None, *, frontend: str | None = None
+) -> str:
+    """The lines of active.conf for the backend's ``colour`` (its ``slot``,
+    if given) and the ``frontend``'s colour, if given; either may be None
+    (that line is not written: a switch keeps the file's)."""
+    if colour is None and frontend is None:
+        raise ValueError("nothing to render: give a backend colour, a frontend colour or both")
+    lines = []
+    if colour is not None:
+        if colour not in COLOURS:
+            raise ValueError(f"colour must be blue or green, not {colour!r}")
+        if slot is not None and slot not in SLOTS:
+            raise ValueError(f"slot must be one of {', '.join(SLOTS)} or none, not {slot!r}")
+        lines.append(f"set $active_backend {backend_service(colour, slot)};\n")
+    if frontend is not None:
+        if frontend not in COLOURS:
+            raise ValueError(f"frontend colour must be blue or green, not {frontend!r}")
+        lines.append(f"set $active_frontend {frontend_service(frontend)};\n")
+    return "".join(lines)
 
 
 def parse_target(text: str) -> Target | None:
@@ -68,6 +94,28 @@ def parse_active(text: str) -> str | None:
     it names none or is ambiguous."""
     target = parse_target(text)
     return None if target is None else target[0]
+
+
+def parse_frontend(text: str) -> str | None:
+    """The frontend colour an active.conf names: its ``$active_frontend``
+    line; without one (a file from before the frontend had colours), the
+    backend's colour, which is what nginx then serves (site.conf's map).
+    None when it names neither, or names two frontend colours."""
+    found = set(_FRONTEND_RE.findall(text))
+    if len(found) == 1:
+        return found.pop()
+    if found:
+        return None
+    return parse_active(text)
+
+
+async def read_frontend(ctx: OpContext) -> str | None:
+    """The frontend colour nginx's config names right now (None: nginx down
+    or file unreadable)."""
+    r = await docker_exec(
+        ctx, ctx.container("nginx"), "cat", ACTIVE_CONF, check=False, timeout_s=15
+    )
+    return parse_frontend(r.stdout) if r.ok else None
 
 
 async def read_target(ctx: OpContext) -> Target | None:
@@ -105,7 +153,18 @@ SWITCH_SCRIPT = """\
 conf=$1 tmp=$2
 before=$(cat "$conf" 2>/dev/null)
 printf '%s\\n' "$before"
-if ! { cat > "$tmp" && mv -f "$tmp" "$conf"; }; then
+new=$(cat)
+if ! {
+  {
+    printf '%s\\n' "$new"
+    printf '%s\\n' "$before" | while IFS= read -r line; do
+      var=$(printf '%s\\n' "$line" | sed -n 's/^[[:space:]]*set[[:space:]][[:space:]]*\\$\\([A-Za-z_]*\\).*/\\1/p')
+      [ -n "$var" ] || continue
+      case "$new" in *"\\$$var "*) continue ;; esac
+      printf '%s\\n' "$line"
+    done
+  } > "$tmp" && mv -f "$tmp" "$conf"
+}; then
   echo "cannot write $conf" >&2
   exit 2
 fi
@@ -119,14 +178,19 @@ exec nginx -s reload
 """
 """One ``docker exec`` for the whole switch (each exec costs 0.1-0.5 s on a
 busy host): print the old file, write the new one whole (temp file +
-rename), ``nginx -t``; when it fails put the old file back and exit 3
-(nothing reloaded), else ``nginx -s reload``. Arguments: the file, the temp
-file; the new content on stdin."""
+rename): the lines given on stdin, then the old file's ``set`` lines of the
+variables they do not set; ``nginx -t``; when it fails put the old file
+back and exit 3 (nothing reloaded), else ``nginx -s reload``. Arguments:
+the file, the temp file; the new lines on stdin."""
 
 
-async def switch_to(ctx: OpContext, colour: str, slot: str | None = None) -> str | None:
-    """Point nginx at ``colour`` (its ``slot``, if given): write, ``nginx -t``,
+async def switch_to(
+    ctx: OpContext, colour: str | None, slot: str | None = None, *, frontend: str | None = None
+) -> str | None:
+    """Point nginx at ``colour`` (its ``slot``, if given) and, when given,
+    the frontend at ``frontend``, in one write: write, ``nginx -t``,
     ``nginx -s reload`` (:data:`SWITCH_SCRIPT`, in one ``docker exec``).
+    ``colour`` None moves the frontend only. A line not given is kept.
 
     Returns the colour it served before (None when unknown). On a failed
     ``nginx -t`` the old file is restored and :class:`OpFailed` raised; traffic
@@ -141,12 +205,15 @@ async def switch_to(ctx: OpContext, colour: str, slot: str | None = None) -> str
         "switch",
         ACTIVE_CONF,
         _TMP,
-        input=render_active(colour, slot).encode(),
+        input=render_active(colour, slot, frontend=frontend).encode(),
         check=False,
         timeout_s=45,
         what="nginx switch",
     )
-    name = backend_service(colour, slot)
+    name = " and ".join(
+        ([backend_service(colour, slot)] if colour else [])
+        + ([frontend_service(frontend)] if frontend else [])
+    )
     if r.returncode == 3:
         raise OpFailed(
             f"nginx -t rejected the configuration for {name}; the previous file was put back "

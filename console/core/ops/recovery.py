@@ -24,6 +24,7 @@ from console.core.ops.backend import (
 from console.core.ops.backup import recover_restore
 from console.core.ops.context import SURGE, OpContext, backend_service
 from console.core.ops.errors import OpFailed
+from console.core.ops.frontend import recover_frontend
 from console.core.ops.journal import Journal, Recovery, plan_recovery
 from console.core.ops.progress import Progress
 from console.core.ops.rolling_pool import undo_rolling_pool
@@ -111,6 +112,8 @@ async def recover(ctx: OpContext, progress: Progress, *, op_id: str | None = Non
                 "recover", f"image of {version} is gone: {colour}'s slot keeps what it has"
             )
 
+    await recover_frontend(ctx, dict(journal), plan.action, progress)
+
     now = datetime.now(UTC)
     data: dict[str, Any] = dict(journal)
     jr = Journal(ctx.journal_path, data)
@@ -143,6 +146,7 @@ async def recover(ctx: OpContext, progress: Progress, *, op_id: str | None = Non
             "reason": f"interrupted at step {journal.get('step')}; recovered: {plan.action}",
             "recovered_by": op_id,
             "serving_after": plan.traffic,
+            "frontend": journal.get("frontend"),
         },
     )
     progress.ok("recover", f"recovered ({plan.action}): traffic on {plan.traffic}")

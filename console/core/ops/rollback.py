@@ -47,10 +47,17 @@ from console.core.ops.backup import (
     resolve_backup,
     restore_database,
 )
-from console.core.ops.context import OpContext, backend_service, other_colour
+from console.core.ops.context import OpContext, backend_service, frontend_service, other_colour
 from console.core.ops.db import schema_revision
 from console.core.ops.errors import BadInput, OpError, OpFailed
 from console.core.ops.events import Emitter
+from console.core.ops.frontend import (
+    observe_frontend,
+    start_existing_frontend,
+    stop_frontend,
+    switch_with_backend,
+    wait_frontend_ready,
+)
 from console.core.ops.lifecycle import OpRecord
 from console.core.ops.proc import image_info
 from console.core.ops.progress import Progress, run_steps
@@ -89,6 +96,7 @@ def _previous_version_from_history(ctx: OpContext, serving_version: str | None) 
             rec.get("op") == "deploy"
             and rec.get("result") == "ok"
             and rec.get("version") == serving_version
+            and "backend" in (rec.get("services") or ["backend"])
         ):
             prev = rec.get("from_version")
             return str(prev) if prev else None
@@ -199,6 +207,12 @@ async def _rollback_steps(
         return
     instant = idle.state != "missing" and idle.version == target
     warm = instant and idle.state == "running"
+    # the page goes back with the API when it serves from the same colour
+    # (deployed together) and the other frontend colour has a container
+    fview = await observe_frontend(ctx)
+    fidle = fview.colours[to]
+    fe_follow = fview.serving == frm and fidle.state != "missing" and version is None
+    fe_version = fidle.version or fidle.slot_version
     progress.info(
         "prepare",
         f"{frm} serves {from_version}; rolling back to {target} on {to}"
@@ -275,10 +289,27 @@ async def _rollback_steps(
             step = "wait-healthy"
             record.step(step)
             await progress.relay(wait_healthy(ctx, to, target, progress.emitter))
+            if fe_follow and fe_version:
+                step = "frontend-healthy"
+                record.step(step)
+                if fidle.state != "running":
+                    await start_existing_frontend(ctx, to)
+                await wait_frontend_ready(
+                    ctx, to, fe_version, progress, ctx.health_timeout, step=step
+                )
             step = "switch"
             record.step(step, switch_started=True)
-            progress.start(step, f"switching nginx from {frm} to {to}")
-            await switch_traffic(ctx, to, target)
+            if fe_follow and fe_version:
+                progress.start(
+                    step,
+                    f"switching nginx from {frm} to {to} in one reload, the page with it "
+                    f"({frontend_service(to)}, {fe_version})",
+                )
+                await switch_with_backend(ctx, to, target, to, fe_version)
+                record.note(frontend_version=fe_version, frontend_colour=to)
+            else:
+                progress.start(step, f"switching nginx from {frm} to {to}")
+                await switch_traffic(ctx, to, target)
             switched = True
             record.mark(switched=True)
             progress.ok(
@@ -347,6 +378,12 @@ async def _rollback_steps(
             progress.ok("stop-old", f"{frm} ({from_version}) stopped, kept for a roll-forward")
         except OpError as exc:
             progress.warn("stop-old", f"could not stop {frm}: {exc}")
+        if fe_follow and fe_version:
+            try:
+                await stop_frontend(ctx, frm)
+                progress.ok("stop-old", f"{frontend_service(frm)} stopped, kept for a roll-forward")
+            except OpError as exc:
+                progress.warn("stop-old", f"could not stop {frontend_service(frm)}: {exc}")
     worker_version = read_deploy_env(ctx.deploy_env_path).get("WORKER_VERSION")
     if worker_version == from_version and worker_version != target:
         # the worker followed the version being rolled back: it goes back too

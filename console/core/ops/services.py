@@ -76,12 +76,14 @@ def parse_scale(spec: object, count: object = None) -> tuple[str, int]:
                 f"expected SERVICE=N (e.g. worker=0), not '{_shown(spec)}'", field="scale"
             )
         spec, count = m.group(1), m.group(2)
-    service = "backend" if str(spec).strip() == "backend" else resolve_service(spec)
+    # "backend" and "frontend" name a part with colours, not one service
+    name = str(spec).strip()
+    service = name if name in ("backend", "frontend") else resolve_service(spec)
     if service not in SCALABLE:
         raise BadInput(
             f"{service} does not scale: the worker and the backend do (backend=N: the serving colour; "
-            "backend_blue/backend_green are managed by deploy and rollback; db, redis, nginx, the "
-            "frontend and market-sim run once)",
+            "backend_blue/backend_green and the frontend's colours frontend_blue/frontend_green are "
+            "managed by deploy and rollback; db, redis, nginx and market-sim run once)",
             field="scale",
         )
     try:

@@ -28,6 +28,7 @@ async def collect_status(ctx: OpContext) -> dict[str, Any]:
     from console.core.ops.backend import colour_table, observe
     from console.core.ops.backup import list_backups
     from console.core.ops.db import schema_revision
+    from console.core.ops.frontend import observe_frontend
     from console.core.ops.http import client, probe
     from console.core.ops.journal import Journal, explain_journal
     from console.core.ops.lock import lock_state
@@ -90,6 +91,28 @@ async def collect_status(ctx: OpContext) -> dict[str, Any]:
             out["serving_colour"] = None
             out["colours"] = {}
 
+    async def frontend() -> None:
+        try:
+            view = await observe_frontend(ctx)
+            out["frontend"] = {
+                "serving_colour": view.serving,
+                "serving_version": view.serving_version(),
+                "colours": {
+                    c: {
+                        "container": v.container,
+                        "state": v.state,
+                        "health": v.health,
+                        "version": v.version,
+                        "slot_version": v.slot_version,
+                        "serving": view.serving == c,
+                    }
+                    for c, v in view.colours.items()
+                },
+            }
+        except Exception as exc:
+            errors["frontend"] = ctx.redact(str(exc))
+            out["frontend"] = None
+
     async def health() -> None:
         try:
             async with client(ctx, timeout_s=5) as http:
@@ -112,7 +135,7 @@ async def collect_status(ctx: OpContext) -> dict[str, Any]:
 
     # independent sections, collected concurrently: one slow source does not
     # add up with the others
-    await asyncio.gather(containers(), colours(), health(), schema())
+    await asyncio.gather(containers(), colours(), frontend(), health(), schema())
     serving = out.get("serving_colour")
 
     out["lock"] = lock_state(ctx.lock_path).as_dict()
@@ -156,6 +179,19 @@ def _summary(s: dict[str, Any]) -> list[str]:
             lines.append(idle_line)
     else:
         lines.append("serving colour unknown (nginx does not answer)")
+    page = s.get("frontend") or {}
+    if page.get("serving_colour"):
+        other = (page.get("colours") or {}).get(
+            "green" if page["serving_colour"] == "blue" else "blue"
+        ) or {}
+        lines.append(
+            f"page (frontend) from {page['serving_colour']} {page.get('serving_version') or '?'}"
+            + (
+                f"; {other.get('version') or other.get('slot_version')} on standby ({other.get('state')})"
+                if other.get("state") not in (None, "missing")
+                else ""
+            )
+        )
     health = s.get("health") or {}
     if health.get("status") != 200:
         lines.append(f"/api/health through nginx: {health.get('status') or health.get('error')}")

@@ -151,7 +151,10 @@ class DeployParams(OpParams):
     ] = "production"
     services: Annotated[
         str | list[str] | None,
-        Field(description='e.g. "backend worker" (the runbook\'s "backend frontend" works)'),
+        Field(
+            description='backend, worker, frontend: e.g. "backend worker" (default), the '
+            'runbook\'s "backend frontend" (one switch for / and /api/), "frontend"'
+        ),
     ] = None
     build: Annotated[
         bool, Field(description="build the image from this checkout if it does not exist")

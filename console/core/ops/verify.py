@@ -112,6 +112,7 @@ async def run_verify(
     level, expect_version = params.level, params.expect_version
     from console.core.ops.backend import observe
     from console.core.ops.db import schema_revision
+    from console.core.ops.frontend import observe_frontend
     from console.core.ops.proc import docker
 
     async def body(progress: Progress) -> None:
@@ -179,13 +180,19 @@ async def run_verify(
                 timeout_s=30,
             )
             view = await observe(ctx)
-            idle_name = ctx.container(f"backend_{view.idle}") if view.idle else None
+            page = await observe_frontend(ctx)
+            # the backend's idle colour and the web frontend's
+            idle_names = {
+                ctx.container(f"{part}_{idle}")
+                for part, idle in (("backend", view.idle), ("frontend", page.idle))
+                if idle
+            }
             for line in sorted(r.stdout.splitlines()):
                 name, state, status = [*line.split("\t"), "", ""][:3]
                 if state == "running" and "unhealthy" not in status:
-                    kept = " (idle colour, warm rollback target)" if name == idle_name else ""
+                    kept = " (idle colour, warm rollback target)" if name in idle_names else ""
                     progress.ok("containers", f"{name}: {status}{kept}")
-                elif name == idle_name and state in ("exited", "created"):
+                elif name in idle_names and state in ("exited", "created"):
                     progress.info("containers", f"{name}: {state} (idle colour, kept for rollback)")
                 elif name == ctx.container("worker") and state in ("exited", "created"):
                     warned += 1

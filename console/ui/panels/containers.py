@@ -18,7 +18,7 @@ from textual.app import ComposeResult
 from textual.reactive import var
 from textual.widgets import DataTable
 
-from console.core.colours import colour_roles
+from console.core.colours import colour_roles, frontend_roles, is_frontend
 from console.core.models import ColourStatus, ContainerInfo, ContainersSnapshot
 from console.ui.format import NONE, fmt_age, shorten
 from console.ui.palette import Palette
@@ -66,7 +66,8 @@ def container_row(
     ``role`` its colour's role, for a backend colour)."""
     if role is not None and role.role == "standby":
         return _stopped_standby_row(info, palette)
-    serving = info.colour is not None and info.colour == snapshot.serving_colour
+    serving_colour = snapshot.serving_frontend if is_frontend(info) else snapshot.serving_colour
+    serving = info.colour is not None and info.colour == serving_colour
     colour = Text(info.colour or "", style=palette.colour(info.colour))
     if serving:
         colour.append(" ●", style=palette.colour(info.colour))
@@ -182,6 +183,12 @@ class ContainersPanel(Panel):
             text += f" · serving {snapshot.serving_colour}"
             if roles[snapshot.serving_colour].role == "down":
                 text += " ✗ down"
+        page = snapshot.serving_frontend
+        if page and any(is_frontend(c) for c in snapshot.containers):
+            status = frontend_roles(snapshot)[page]
+            text += f" · page {page}" + (f" {status.version}" if status.version else "")
+            if status.role == "down":
+                text += " ✗ down"
         wide = self._wide = self.size.width >= WIDE
         for status in roles.values():
             if note := standby_note(status, wide=wide):
@@ -201,6 +208,7 @@ class ContainersPanel(Panel):
     def render_snapshot(self, snapshot: ContainersSnapshot) -> None:
         palette = self.palette
         roles = colour_roles(snapshot, None)
+        page_roles = frontend_roles(snapshot)
         ordered = sorted(
             snapshot.containers,
             key=lambda c: (_STATE_ORDER.get(c.state, 9), c.service, c.name),
@@ -211,7 +219,7 @@ class ContainersPanel(Panel):
                 snapshot,
                 palette,
                 fmt_age(self.now, c.started_at) if c.state == "running" and c.started_at else NONE,
-                roles.get(c.colour) if c.colour else None,
+                (page_roles if is_frontend(c) else roles).get(c.colour) if c.colour else None,
             )
             for c in ordered
         ]

@@ -24,7 +24,7 @@ from textual.binding import Binding
 from textual.cache import LRUCache
 from textual.reactive import var
 from textual.widgets import DataTable
-from textual.widgets.data_table import ColumnKey
+from textual.widgets.data_table import ColumnKey, RowKey
 
 __all__ = ["ListTable", "Row"]
 
@@ -175,13 +175,7 @@ class ListTable(DataTable[Text]):
         keys = [row.key for row in visible]
         column_keys = [key for key, _ in self._column_spec]
         if keys == self._shown:
-            for row in visible:
-                for column_key, cell in zip(column_keys, row.cells, strict=False):
-                    if self.get_cell(row.key, column_key) != cell:
-                        # a wider value widens its column (else it would be cut)
-                        column = self.columns[ColumnKey(column_key)]
-                        wider = column.auto_width and cell.cell_len > column.content_width
-                        self.update_cell(row.key, column_key, cell, update_width=wider)
+            self._update_rows(visible, column_keys)
             return
         previous = self.cursor_key
         previous_index = self.cursor_row
@@ -195,3 +189,53 @@ class ListTable(DataTable[Text]):
             keys.index(previous) if previous in keys else min(max(previous_index, 0), len(keys) - 1)
         )
         self.move_cursor(row=index, animate=False, scroll=True)
+
+    def _update_rows(self, visible: Sequence[Row], column_keys: Sequence[str]) -> None:
+        """Put the changed cells of an unchanged list of rows in place and
+        repaint only the rows that changed, and of those only the ones on
+        screen. ``DataTable.update_cell`` repaints the whole table once per
+        cell (a live table changes most rows every second)."""
+        changed: list[RowKey] = []
+        widened = False
+        for row in visible:
+            row_key = RowKey(row.key)
+            data = self._data[row_key]
+            row_changed = False
+            for column_key, cell in zip(column_keys, row.cells, strict=False):
+                key = ColumnKey(column_key)
+                shown = data.get(key)
+                if _same_cell(shown, cell):
+                    continue
+                row_changed = True
+                # a wider value widens its column (else it would be cut)
+                column = self.columns[key]
+                if column.auto_width and cell.cell_len > column.content_width:
+                    self.update_cell(row_key, key, cell, update_width=True)
+                    widened = True
+                else:
+                    data[key] = cell
+            if row_changed:
+                changed.append(row_key)
+        if not changed:
+            return
+        self._update_count += 1  # DataTable's own row and line caches go
+        if widened:
+            self.refresh()
+            return
+        for row_key in changed:
+            index = self._row_locations.get(row_key)
+            if index is not None:
+                self.refresh_row(index)
+
+
+def _same_cell(shown: Any, cell: Text) -> bool:
+    """True when ``shown`` looks exactly like ``cell``: text, spans and style
+    (``Text.__eq__`` leaves the base style out: a level colour changing alone
+    would not be drawn)."""
+    return (
+        isinstance(shown, Text)
+        and shown.plain == cell.plain
+        and shown.style == cell.style
+        and shown.spans == cell.spans
+        and shown.justify == cell.justify
+    )

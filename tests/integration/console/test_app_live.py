@@ -32,7 +32,7 @@ from tests.integration.console.engine_buffer import forget_in_the_engine
 
 pytestmark = pytest.mark.stack
 
-SERVICES = ("nginx", "frontend", "worker", "db", "redis", "market-sim")
+SERVICES = ("nginx", "worker", "db", "redis", "market-sim")
 ENDPOINTS = (
     "/api/health",
     "/api/health/database",
@@ -91,13 +91,21 @@ async def test_panels_show_the_real_stack(stack: Stack) -> None:
         assert serving in ("blue", "green")
         assert stack.container(f"backend_{serving}") in shown
         assert "running" in row_text(table, stack.container("db"))
-        # the web frontend like the other services: its version label, its health
+        # the web frontend's serving colour like the backend's: its version
+        # label, its health, its colour from nginx's active.conf
+        env = stack.deploy_env()
+        page = app.dashboard.containers.serving_frontend
+        assert page == env.get("FRONTEND_COLOUR", env["ACTIVE_COLOUR"])
         frontend = next(
-            c for c in app.dashboard.containers.containers if c.name == stack.container("frontend")
+            c
+            for c in app.dashboard.containers.containers
+            if c.name == stack.container(f"frontend_{page}")
         )
-        assert frontend.version == stack.deploy_env().get("FRONTEND_VERSION", "v1.0.0")
+        assert frontend.version == env.get("FRONTEND_VERSION", "v1.0.0")
         assert (frontend.state, frontend.health) == ("running", "healthy")
-        assert frontend.version in row_text(table, stack.container("frontend"))
+        assert frontend.version in row_text(table, stack.container(f"frontend_{page}"))
+        title = str(app.query_one(ContainersPanel).border_title)
+        assert f"page {page} {frontend.version}" in title, title
         header = str(app.query_one("#header .left").render())
         assert f"{stack.name} @ itest" in header and f"serving {serving}" in header
 

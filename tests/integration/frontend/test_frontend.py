@@ -75,7 +75,10 @@ def test_nginx_sends_the_page_to_the_frontend_and_the_api_to_the_backend(
 ) -> None:
     page = api.get("/")
     assert page.status_code == 200
-    assert page.headers["x-upstream"] == "frontend"
+    env = stack.deploy_env()
+    # the frontend's serving colour (a deploy.env from before the colours: the backend's)
+    page_colour = env.get("FRONTEND_COLOUR", env["ACTIVE_COLOUR"])
+    assert page.headers["x-upstream"] == f"frontend_{page_colour}"
     assert page.headers["content-type"].startswith("text/html")
     assert '<script type="module" src="/app.js">' in page.text
     csp = page.headers["content-security-policy"]

@@ -134,6 +134,7 @@ def test_restore_needs_the_typed_database_name(stack: Any) -> None:
         (["restart", "nginx\x07"], "unknown service 'nginx\\x07'"),
         (["scale", "frontnd=2"], "unknown service 'frontnd'"),
         (["scale", "frontend=2"], "frontend does not scale"),
+        (["scale", "frontend_blue=2"], "frontend_blue does not scale"),
         (["scale", "worker=-1"], "between 0 and 10"),
         (["scale", "worker=1000000"], "between 0 and 10"),
         (["scale", "worker=many"], "SERVICE=N"),

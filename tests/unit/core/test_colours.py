@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from console.core.colours import colour_roles, not_running, serving_colour
+from console.core.colours import colour_roles, frontend_roles, not_running, serving_colour
 from console.core.config import Settings
 from console.core.models import (
     ContainerInfo,
@@ -254,6 +254,44 @@ async def test_the_monitor_hands_the_container_list_to_the_health_source(
                 await changed.wait()
 
         await asyncio.wait_for(until(), timeout=WAIT)
+
+
+def frontend(colour: str, state: str, version: str) -> ContainerInfo:
+    return ContainerInfo(
+        id=f"fe-{colour}",
+        name=StackNames("investment").container(f"frontend_{colour}"),
+        service=f"frontend_{colour}",
+        colour=colour,  # type: ignore[arg-type]
+        image="investment-frontend",
+        tag=version,
+        state=state,
+        health="healthy" if state == "running" else None,
+        version=version,
+    )
+
+
+def test_the_frontends_colours_have_roles_of_their_own() -> None:
+    """The page's colour is not the API's: a running frontend_green does not
+    make a stopped backend_green "running", and the page's standby colour is
+    judged against the frontend's serving colour."""
+    snap = ContainersSnapshot(
+        taken_at=NOW,
+        project="investment",
+        containers=[
+            backend("blue", "running", "v1.2.2"),
+            backend("green", "exited", "v1.2.3"),
+            frontend("blue", "exited", "v1.2.2"),
+            frontend("green", "running", "v1.2.3"),
+        ],
+        serving_colour="blue",
+        serving_frontend="green",
+    )
+    assert roles(snap) == {"blue": "serving", "green": "standby"}
+    page = frontend_roles(snap)
+    assert {c: s.role for c, s in page.items()} == {"blue": "standby", "green": "serving"}
+    assert page["green"].version == "v1.2.3"
+    down = snap.model_copy(update={"serving_frontend": "blue"})
+    assert frontend_roles(down)["blue"].role == "down"
 
 
 def test_a_replica_is_its_colour_s_container_under_its_own_name() -> None:

@@ -7,7 +7,11 @@ import struct
 import tarfile
 from datetime import UTC, datetime
 
-from console.core.sources.docker.containers import parse_active_colour, read_tar_member
+from console.core.sources.docker.containers import (
+    parse_active_colour,
+    parse_frontend_colour,
+    read_tar_member,
+)
 from console.core.sources.docker.events import engine_event
 from console.core.sources.docker.inspect import container_info, parse_docker_time, split_image
 from console.core.sources.docker.logs import _demux, parse_log_line
@@ -89,6 +93,15 @@ def test_parse_active_colour() -> None:
     )
     assert parse_active_colour("set $active_backend backend_blue_surge;\n") == "blue"
     assert parse_active_colour("garbage") is None
+
+
+def test_parse_frontend_colour() -> None:
+    text = "set $active_backend backend_green;\nset $active_frontend frontend_blue;\n"
+    assert parse_active_colour(text) == "green"
+    assert parse_frontend_colour(text) == "blue"
+    # a file from before the frontend had colours: the backend's colour
+    assert parse_frontend_colour("set $active_backend backend_green_surge;\n") == "green"
+    assert parse_frontend_colour("garbage") is None
 
 
 def test_read_tar_member() -> None:

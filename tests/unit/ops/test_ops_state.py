@@ -11,7 +11,7 @@ import pytest
 from console.core.ops.audit import append_jsonl, audit, read_jsonl, redact_params
 from console.core.ops.context import SURGE, backend_service
 from console.core.ops.http import BakeStats, Probe, percentile
-from console.core.ops.nginx import parse_active, parse_target, render_active
+from console.core.ops.nginx import parse_active, parse_frontend, parse_target, render_active
 from console.core.ops.statefiles import atomic_write, read_deploy_env, update_deploy_env
 
 SECRET = "s3cr3t-Value-0123456789"
@@ -159,6 +159,27 @@ def test_active_file_names_a_colours_surge() -> None:
         render_active("blue", "canary")
     assert backend_service("blue") == "backend_blue"
     assert backend_service("green", SURGE) == "backend_green_surge"
+
+
+def test_active_file_names_the_frontends_colour() -> None:
+    """The second line: the page's colour. Old files (backend line only) mean
+    the backend's colour; the backend's parsing ignores the frontend line."""
+    both = render_active("green", frontend="blue")
+    assert both == "set $active_backend backend_green;\nset $active_frontend frontend_blue;\n"
+    assert parse_active(both) == "green" and parse_target(both) == ("green", None)
+    assert parse_frontend(both) == "blue"
+    assert render_active(None, frontend="green") == "set $active_frontend frontend_green;\n"
+    assert parse_frontend("set $active_backend backend_green;\n") == "green"
+    assert parse_frontend("set $active_backend backend_blue_surge;\n") == "blue"
+    assert parse_frontend("  set  $active_frontend  frontend_green ; \n") == "green"
+    assert parse_frontend("") is None
+    two = "set $active_frontend frontend_blue;\nset $active_frontend frontend_green;\n"
+    assert parse_frontend(two) is None
+    assert parse_frontend("set $active_frontend frontend_red;\n") is None
+    with pytest.raises(ValueError):
+        render_active("blue", frontend="red")
+    with pytest.raises(ValueError):
+        render_active(None)
 
 
 def _probe(status: int | None, ms: float, version: str = "v2") -> Probe:

@@ -80,8 +80,10 @@ def test_services_accept_the_seed_flags() -> None:
     assert parse_services(["worker"]) == ["worker"]
     with pytest.raises(BadInput, match="unknown service 'databse'"):
         parse_services("backend databse")
+    # the web frontend deploys on its own too (its colours, since issue 13)
+    assert parse_services("frontend") == ["frontend"]
     with pytest.raises(BadInput, match="nothing this stack can deploy"):
-        parse_services("frontend")
+        parse_services(" , ")
 
 
 def test_scale_bounds_and_services() -> None:

@@ -84,10 +84,17 @@ async def deployable_versions(ctx: OpContext) -> list[str]:
 
 
 async def ensure_image(
-    ctx: OpContext, version: str, build: bool, progress: Progress
+    ctx: OpContext,
+    version: str,
+    build: bool,
+    progress: Progress,
+    *,
+    repo: str | None = None,
+    dockerfile: str = "compose/images/backend/Dockerfile",
 ) -> dict[str, Any]:
-    """Select or build the image; returns its inspect data."""
-    ref = image_ref(ctx.image_repo, version)
+    """Select or build the image (the backend's; the frontend's with its
+    ``repo`` and ``dockerfile``); returns its inspect data."""
+    ref = image_ref(repo or ctx.image_repo, version)
     info = await image_info(ctx, ref)
     if info is not None:
         progress.ok(
@@ -97,7 +104,6 @@ async def ensure_image(
             digest=image_id(info),
         )
         return info
-    dockerfile = "compose/images/backend/Dockerfile"
     common = [
         "build",
         "--network",

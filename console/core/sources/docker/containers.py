@@ -14,7 +14,13 @@ from console.core.sources.base import Clock, Source, utcnow
 from console.core.sources.docker.handle import DockerHandle, describe_docker_error
 from console.core.sources.docker.inspect import PROJECT_LABEL, container_info
 
-__all__ = ["ACTIVE_CONF", "ContainersSource", "parse_active_colour", "read_tar_member"]
+__all__ = [
+    "ACTIVE_CONF",
+    "ContainersSource",
+    "parse_active_colour",
+    "parse_frontend_colour",
+    "read_tar_member",
+]
 
 ACTIVE_CONF = "/etc/nginx/upstream/active.conf"
 
@@ -32,6 +38,17 @@ def parse_active_colour(text: str) -> str | None:
         if match:
             return match.group(1)
     return None
+
+
+_FRONTEND_RE = re.compile(r"^\s*set\s+\$active_frontend\s+frontend_(blue|green)\s*;", re.MULTILINE)
+
+
+def parse_frontend_colour(text: str) -> str | None:
+    """The web frontend's colour from ``set $active_frontend frontend_blue;``;
+    a file without that line (written before the frontend had colours) means
+    the backend's colour, which is what nginx then serves."""
+    match = _FRONTEND_RE.search(text)
+    return match.group(1) if match else parse_active_colour(text)
 
 
 def read_tar_member(data: bytes) -> str:
@@ -115,18 +132,21 @@ class ContainersSource(Source):
         listed_ids = {str(item["Id"]) for item in listed}
         for gone in set(self._inspected) - listed_ids:
             del self._inspected[gone]
-        serving = self._serving_colour(api, nginx_id) if nginx_id else None
+        active = self._active_conf(api, nginx_id) if nginx_id else None
+        serving = parse_active_colour(active) if active is not None else None
+        frontend = parse_frontend_colour(active) if active is not None else None
         infos.sort(key=lambda c: (_SERVICE_ORDER.get(c.service, 99), c.service, c.name))
         return ContainersSnapshot(
             taken_at=self.clock(),
             project=self.settings.project,
             containers=infos,
             serving_colour=serving,  # type: ignore[arg-type]
+            serving_frontend=frontend,  # type: ignore[arg-type]
             engine_version=version,
         )
 
     @staticmethod
-    def _serving_colour(api: Any, nginx_id: str) -> str | None:
+    def _active_conf(api: Any, nginx_id: str) -> str | None:
         """Read active.conf out of the nginx container (get_archive: no exec,
         no process in the container)."""
         try:
@@ -134,7 +154,7 @@ class ContainersSource(Source):
             data = b"".join(stream)
         except Exception:
             return None
-        return parse_active_colour(read_tar_member(data))
+        return read_tar_member(data)
 
     async def poll(self) -> ContainersSnapshot:
         try:
@@ -149,7 +169,8 @@ _SERVICE_ORDER = {
     "nginx": 0,
     "backend_blue": 1,
     "backend_green": 2,
-    "frontend": 3,
+    "frontend_blue": 3,
+    "frontend_green": 3,
     "worker": 4,
     "db": 5,
     "redis": 6,

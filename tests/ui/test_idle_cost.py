@@ -1,0 +1,137 @@
+"""What keeps the idle console cheap (issue 15, docs/PERFORMANCE.md): a stats
+tick repaints only what changed. These pin the behaviour the idle CPU figure
+relies on, which no screenshot would catch (the frames look the same; only
+the work behind them differs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.geometry import Region
+
+from console.core.models import StatsSnapshot
+from console.ui.panels import StatsPanel
+from console.ui.widgets.chart import ChartData, ChartSeries, PlotextChart, snap_to_dots
+from console.ui.widgets.table import ListTable
+
+from .fakes import FakeMonitor, make_app
+from .test_app import BIG, settle
+
+
+def _count_refreshes(widget: Any) -> list[tuple[Region, ...]]:
+    """Record the regions of every ``refresh`` of ``widget`` from now on
+    (an empty tuple: the whole widget)."""
+    calls: list[tuple[Region, ...]] = []
+    refresh = widget.refresh
+
+    def counting(*regions: Region, **kwargs: Any) -> Any:
+        calls.append(regions)
+        return refresh(*regions, **kwargs)
+
+    widget.refresh = counting
+    return calls
+
+
+def _tick(stats: StatsSnapshot, **changes: Any) -> StatsSnapshot:
+    """The next tick: one second later, ``changes`` applied to the first
+    container (by sort order: the table's first row)."""
+    first = min(stats.containers, key=lambda s: (s.service, s.name))
+    rows = [
+        s.model_copy(update=changes) if s.name == first.name and changes else s
+        for s in stats.containers
+    ]
+    return stats.model_copy(
+        update={"containers": rows, "taken_at": stats.taken_at.replace(microsecond=1)}
+    )
+
+
+async def test_a_stats_tick_repaints_only_the_table_rows_that_changed() -> None:
+    app = make_app("normal")
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        stats = app.dashboard.stats
+        assert stats is not None and len(stats.containers) > 2
+        table = app.query_one(StatsPanel).query_one(ListTable)
+        calls = _count_refreshes(table)
+        monitor = FakeMonitor.instances[-1]
+
+        monitor.push("stats", _tick(stats))  # same figures, a new sample time
+        await settle(pilot)
+        assert calls == [], "a tick with the same figures repainted the table"
+
+        first = min(stats.containers, key=lambda s: (s.service, s.name))
+        monitor.push("stats", _tick(stats, cpu_percent=first.cpu_percent + 12.3))
+        await settle(pilot)
+        # one repaint, of one row: not the whole table once per changed cell
+        assert len(calls) == 1 and len(calls[0]) == 1, calls
+        (region,) = calls[0]
+        assert region.height == 1
+        assert region.y == table.header_height  # the first row, under the header
+        assert table.get_cell_at((0, 1)).plain == f"{first.cpu_percent + 12.3:.1f}"
+
+
+async def test_a_level_colour_change_alone_is_drawn() -> None:
+    """``rich.Text.__eq__`` leaves the base style out: a cell whose text stays
+    and whose colour changes must still count as changed."""
+    app = make_app("normal")
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        panel = app.query_one(StatsPanel)
+        table = panel.query_one(ListTable)
+        before = table.get_cell_at((0, 1))
+        panel.cpu_alert = 0.001  # every figure above the alert: the red level
+        panel.render_snapshot(app.dashboard.stats)
+        await settle(pilot)
+        after = table.get_cell_at((0, 1))
+        assert after.plain == before.plain
+        assert after.style != before.style
+
+
+async def test_a_chart_sample_that_moves_no_dot_is_not_drawn() -> None:
+    app = make_app("normal")
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        stats = app.dashboard.stats
+        assert stats is not None
+        chart = app.query_one(StatsPanel).query_one(PlotextChart)
+        target = (
+            app.dashboard.selected_container
+            or min(stats.containers, key=lambda s: (s.service, s.name)).name
+        )
+        row = next(s for s in stats.containers if s.name == target)
+        calls = _count_refreshes(chart)
+        monitor = FakeMonitor.instances[-1]
+
+        def with_history(values: list[float]) -> StatsSnapshot:
+            rows = [
+                s.model_copy(update={"cpu_history": values}) if s.name == target else s
+                for s in stats.containers
+            ]
+            return stats.model_copy(update={"containers": rows})
+
+        base = [float(v) for v in row.cpu_history] or [1.0] * 10
+        moved = [*base[:-1], base[-1] + 40.0]
+        monitor.push("stats", with_history(moved))
+        await settle(pilot)
+        assert calls, "a sample that moves the line was not drawn"
+        calls.clear()
+        # a wobble far below half a dot of the chart's height
+        monitor.push("stats", with_history([v + 0.0001 for v in moved]))
+        await settle(pilot)
+        assert calls == [], "a sample that moves no dot redrew the chart"
+        assert chart.data.series[0].values[0] == moved[0] + 0.0001  # kept for the next draw
+        monitor.push("stats", with_history(base))  # a real change again
+        await settle(pilot)
+        assert calls, "a sample that moves the line was not drawn"
+
+
+def test_snap_to_dots_leaves_time_charts_and_unknown_heights_alone() -> None:
+    live = ChartData(series=(ChartSeries("cpu", (0.01, 0.02, 3.0)),))
+    assert snap_to_dots(live, 0) is live
+    timed = ChartData(series=(ChartSeries("cpu", (0.01, 0.02), times=(1.0, 2.0)),), span=(0, 2))
+    assert snap_to_dots(timed, 10) is timed
+    # the 0-5 axis on 10 rows: steps of 5 / 80; 0.01 and 0.02 both round to 0
+    assert snap_to_dots(live, 10).series[0].values[:2] == (0.0, 0.0)
+    assert snap_to_dots(live, 10) == snap_to_dots(
+        ChartData(series=(ChartSeries("cpu", (0.0, 0.0, 3.0)),)), 10
+    )
