@@ -197,14 +197,36 @@ class AlertSettings(_Section):
     long (its source is down): an alert must not fire on frozen data."""
 
 
+_CRON_NAMES: tuple[frozenset[str], ...] = (
+    frozenset(),
+    frozenset(),
+    frozenset(),
+    frozenset("jan feb mar apr may jun jul aug sep oct nov dec".split()),
+    frozenset("sun mon tue wed thu fri sat".split()),
+)
+
+
 def _check_cron(value: Any) -> str:
     """A five-field cron expression (the host's cron daemon runs it), checked
     with the same parser the console uses for "next run"."""
     from cronsim import CronSim, CronSimError
 
     text = " ".join(str(value).split())
-    if len(text.split(" ")) != 5:
+    fields = text.split(" ")
+    if len(fields) != 5:
         raise ValueError("five cron fields: minute hour day month weekday (e.g. '0 22 * * *')")
+    for i, field in enumerate(fields):
+        # Debian's cron takes numbers, * , - / and names of months and days;
+        # one line it cannot read (L, W, #, ?) silences the stack's whole file
+        names = _CRON_NAMES[i]
+        words = re.findall(r"[A-Za-z]+", field)
+        # (its crontab(5): "ranges or lists of names are not allowed")
+        named = bool(words) and field.lower() in names
+        if re.search(r"[^0-9*,/-]", field) and not named:
+            raise ValueError(
+                f"a cron expression Debian's cron reads (numbers, * , - / or, alone in the month "
+                f"or weekday field, a name such as jan or mon; not {field!r})"
+            )
     try:
         CronSim(text, datetime.now(UTC))
     except CronSimError as exc:

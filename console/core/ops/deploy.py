@@ -83,7 +83,7 @@ from console.core.ops.journal import Journal
 from console.core.ops.lifecycle import OpRecord
 from console.core.ops.migrate import upgrade
 from console.core.ops.nginx import reload_nginx
-from console.core.ops.proc import compose, docker, image_info, inspect_container
+from console.core.ops.proc import compose, image_info, inspect_container
 from console.core.ops.progress import Progress, run_steps
 from console.core.ops.recovery import recover
 from console.core.ops.replicas import (
@@ -185,10 +185,7 @@ async def _check_frontend_image(ctx: OpContext, version: str, build: bool) -> No
     ref = image_ref(frontend_repo(ctx), version)
     if await image_info(ctx, ref) is not None or build or await git_tag_exists(ctx, version):
         return
-    r = await docker(
-        ctx, "image", "ls", frontend_repo(ctx), "--format", "{{.Tag}}", timeout_s=30, check=False
-    )
-    have = sorted({t for t in r.stdout.split() if t and t != "<none>"})
+    have = await known_versions(ctx, frontend_repo(ctx))
     raise BadInput(
         f"unknown version {version} for the frontend: there is no image {ref} and no git tag "
         f"{version} to build it from. Frontend images: {', '.join(have) or 'none'}. To build "
@@ -247,12 +244,15 @@ async def _undo_after_failure(
     *,
     step: str,
     exc: Exception,
+    switched_key: str = "switch_started",
     **details: Any,
 ) -> tuple[str, bool, OpError | None]:
     """``step`` failed with ``exc``: say so, undo automatically, show each
     note, record the result (``details`` join the record). Returns the
-    reason (secrets redacted), whether traffic had been switched, and the
-    undo's own failure if it failed too."""
+    reason (secrets redacted), whether traffic had been switched (the
+    journal's ``switched_key``: the page's own for the frontend's hand-over,
+    which may follow a backend's switch in the same deploy), and the undo's
+    own failure if it failed too."""
     reason = ctx.redact(str(exc) if isinstance(exc, OpError) else f"{type(exc).__name__}: {exc}")
     progress.fail(step, reason)
     progress.start("rollback", f"automatic rollback: {reason}")
@@ -263,7 +263,7 @@ async def _undo_after_failure(
         undo_error = e2
     for status_, message in notes:
         progress.make("rollback", status_, message)
-    switched = bool(journal.data.get("switch_started"))
+    switched = bool(journal.data.get(switched_key))
     result = "rolled-back" if switched else "failed"
     record.fail(
         result,
@@ -361,11 +361,18 @@ async def _undo_blue_green_with_frontend(
     back on its old colour first (when the start of the frontend had been
     reached), then the backend's undo."""
     fe = journal.data.get("frontend")
+    page_failed: OpError | None = None
     if isinstance(fe, dict) and (
         journal.data.get("frontend_started") or journal.data.get("switch_started")
     ):
-        await _undo_frontend(ctx, fe, bool(journal.data.get("switch_started")), notes)
+        try:
+            await _undo_frontend(ctx, fe, bool(journal.data.get("switch_started")), notes)
+        except OpError as exc:
+            # the API goes back whatever became of the page
+            page_failed = exc
     await _undo_blue_green(ctx, journal, notes)
+    if page_failed is not None:
+        raise page_failed
 
 
 async def _undo_frontend_only(
@@ -464,7 +471,15 @@ async def _frontend_handover(
         raise
     except Exception as exc:
         reason, switched, undo_error = await _undo_after_failure(
-            ctx, progress, record, journal, notes, _undo_frontend_only, step=step, exc=exc
+            ctx,
+            progress,
+            record,
+            journal,
+            notes,
+            _undo_frontend_only,
+            step=step,
+            exc=exc,
+            switched_key="frontend_switch_started",
         )
         if undo_error:
             raise OpFailed(

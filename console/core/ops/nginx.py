@@ -39,7 +39,6 @@ __all__ = [
     "reload_nginx",
     "render_active",
     "switch_to",
-    "write_active",
 ]
 
 ACTIVE_CONF = "/etc/nginx/upstream/active.conf"
@@ -132,21 +131,6 @@ async def read_active(ctx: OpContext) -> str | None:
     """The colour nginx's config names right now (None: nginx down or file unreadable)."""
     target = await read_target(ctx)
     return None if target is None else target[0]
-
-
-async def write_active(ctx: OpContext, colour: str) -> None:
-    """Write active.conf whole (temp file + rename in the same folder)."""
-    content = render_active(colour)
-    await docker_exec(
-        ctx,
-        ctx.container("nginx"),
-        "sh",
-        "-c",
-        f"cat > {_TMP} && mv -f {_TMP} {ACTIVE_CONF}",
-        input=content.encode(),
-        timeout_s=15,
-        what="writing nginx active.conf",
-    )
 
 
 SWITCH_SCRIPT = """\

@@ -23,10 +23,11 @@ from console.core.ops.backend import (
 )
 from console.core.ops.backup import recover_restore
 from console.core.ops.context import SURGE, OpContext, backend_service
-from console.core.ops.errors import OpFailed
+from console.core.ops.errors import OpError, OpFailed
 from console.core.ops.frontend import recover_frontend
 from console.core.ops.journal import Journal, Recovery, plan_recovery
 from console.core.ops.progress import Progress
+from console.core.ops.replicas import remove_colour_replicas
 from console.core.ops.rolling_pool import undo_rolling_pool
 
 __all__ = ["recover"]
@@ -101,6 +102,15 @@ async def recover(ctx: OpContext, progress: Progress, *, op_id: str | None = Non
     ):
         await stop_colour(ctx, plan.stop)
         progress.ok("recover", f"stopped {plan.stop} (kept)")
+    if plan.stop:
+        # a blue-green deploy of N killed after it started the new colour's replicas
+        try:
+            removed = await remove_colour_replicas(ctx, plan.stop)
+        except OpError as exc:
+            progress.warn("recover", f"{plan.stop}'s replicas were not removed: {exc}")
+        else:
+            if removed:
+                progress.ok("recover", f"removed {plan.stop}'s replicas: {', '.join(removed)}")
     if plan.restore_slot:
         colour, version = plan.restore_slot
         if await restore_slot(ctx, colour, version):

@@ -59,6 +59,7 @@ from console.core.ops.frontend import (
     wait_frontend_ready,
 )
 from console.core.ops.lifecycle import OpRecord
+from console.core.ops.nginx import read_target
 from console.core.ops.proc import image_info
 from console.core.ops.progress import Progress, run_steps
 from console.core.ops.recovery import recover
@@ -354,6 +355,14 @@ async def _rollback_steps(
         progress.fail(step, reason)
         if not switched and to != frm and warm:
             progress.info("rollback", f"{to} left running as it was; traffic stays on {frm}")
+        elif not switched and to != frm and (nginx_on := await _nginx_colour(ctx)) != frm:
+            # the switch reached nginx (its check after the reload failed), or
+            # nginx cannot be read: never stop a colour that may be serving
+            progress.warn(
+                "rollback",
+                f"{to} left running: nginx names {nginx_on or 'no readable colour'}, not {frm}; "
+                "`stackdeck status` shows what serves",
+            )
         elif not switched and to != frm:
             try:
                 await stop_colour(ctx, to)
@@ -418,3 +427,12 @@ async def _replicas_follow(
             "replicas",
             f"{to} serves, but its replicas could not follow ({exc}): stackdeck scale backend=N",
         )
+
+
+async def _nginx_colour(ctx: OpContext) -> str | None:
+    """The colour nginx's active.conf names now (None: nginx unreadable)."""
+    try:
+        target = await read_target(ctx)
+    except OpError:
+        return None
+    return None if target is None else target[0]

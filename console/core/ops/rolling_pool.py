@@ -230,6 +230,10 @@ async def undo_rolling_pool(ctx: OpContext, journal: Journal, notes: list[tuple[
         if own_member is None:
             raise OpFailed(f"{own} ({target}) does not run healthy", step="rollback")
         notes.append(("ok", f"{own} recreated with {target} while the pool served"))
+    if d.get("replace_started") and prev:
+        # the forward path names the new version before recreating the
+        # container; it runs the previous one now (healthy, or put back above)
+        update_deploy_env(ctx.deploy_env_path, {version_var(colour): prev})
     if len(kept) < n - 1:
         target = await need_prev()
         kept += await start_replicas(

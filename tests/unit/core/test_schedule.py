@@ -47,6 +47,10 @@ def test_a_schedule_in_the_toml_file(clean_env: Path, monkeypatch: pytest.Monkey
         ({"cron": "61 * * * *"}, "schedule.0.cron", "a valid cron expression (bad minute)"),
         ({"cron": "0 22 * *"}, "schedule.0.cron", "five cron fields"),
         ({"cron": "@daily"}, "schedule.0.cron", "five cron fields"),
+        # cronsim reads these; Debian's cron would ignore the stack's whole file
+        ({"cron": "0 22 L * *"}, "schedule.0.cron", "Debian's cron reads"),
+        ({"cron": "0 7 * * 1#1"}, "schedule.0.cron", "not '1#1'"),
+        ({"cron": "0 7 * jan-mar *"}, "schedule.0.cron", "not 'jan-mar'"),
         ({"scale": "backend"}, "schedule.0.scale", "SERVICE=N"),
         ({"scale": "backend=-1"}, "schedule.0.scale", "SERVICE=N"),
         ({"name": "Off Peak"}, "schedule.0.name", "a string matching"),
@@ -61,6 +65,13 @@ def test_a_bad_entry_names_its_field(
         Settings(repo_root=clean_env, schedule=[data])
     assert info.value.field == field
     assert expected in str(info.value)
+
+
+def test_names_alone_in_month_and_weekday_are_taken(clean_env: Path) -> None:
+    s = Settings(
+        repo_root=clean_env, schedule=[{"name": "x", "cron": "0 7 * dec MON", "scale": "backend=2"}]
+    )
+    assert s.schedule[0].cron == "0 7 * dec MON"
 
 
 def test_two_entries_of_one_name_are_refused(clean_env: Path) -> None:

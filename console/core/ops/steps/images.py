@@ -28,9 +28,17 @@ BASE_IMAGE_LABEL = "com.investment.base-image"
 """Label scripts/images.sh puts on every image: the base it was built from."""
 
 
-async def known_versions(ctx: OpContext) -> list[str]:
+async def known_versions(ctx: OpContext, repo: str | None = None) -> list[str]:
+    """The tags of ``repo`` (default: the backend's image repository)."""
     r = await docker(
-        ctx, "image", "ls", ctx.image_repo, "--format", "{{.Tag}}", timeout_s=30, check=False
+        ctx,
+        "image",
+        "ls",
+        repo or ctx.image_repo,
+        "--format",
+        "{{.Tag}}",
+        timeout_s=30,
+        check=False,
     )
     return sorted({t for t in r.stdout.split() if t and t != "<none>"})
 
