@@ -165,7 +165,7 @@ log "stack $STACK_NAME healthy on http://127.0.0.1:$HTTP_PORT and https://127.0.
 
 # The configuration's schedule ([[schedule]]: the off-peak scale-down), into
 # the host's cron, so it runs whether or not a console is open.
-config="${STACKDECK_CONFIG:-${XDG_CONFIG_HOME:-$HOME/.config}/stackdeck/config.toml}"
+config="${STACKDECK_CONFIG:-${XDG_CONFIG_HOME:-${HOME:-/root}/.config}/stackdeck/config.toml}"  # (HOME may be unset under cloud-init)
 if [ -f "$config" ] && grep -q '^[[:space:]]*\[\[schedule\]\]' "$config"; then
   log "installing the schedule of $config into cron"
   bash "$ROOT/scripts/schedule.sh" || die "the schedule in $config was not installed (the reason above)"
