@@ -62,15 +62,17 @@ rm -rf "$STACKDECK_STATE_DIR" "$RUN_DIR"
 # test that finds its version's tag deploys it as it is, and an image built
 # from an earlier checkout lacks what this one added (a v2 without the price
 # stream answered its reconnections with 403).
-for old in $(docker image ls "$IMAGE_PREFIX-backend" --format '{{.Repository}}:{{.Tag}}'); do
-  docker rmi "$old" >/dev/null 2>&1 || true
-done
+untag() {  # untag REPOSITORY [KEEP]: every tag of REPOSITORY but KEEP
+  local old
+  for old in $(docker image ls "$1" --format '{{.Repository}}:{{.Tag}}'); do
+    [ "$old" = "${2:-}" ] || docker rmi "$old" >/dev/null 2>&1 || true
+  done
+}
+untag "$IMAGE_PREFIX-backend"
 
 # Earlier runs' bases: their tags go (an image still used by a container stays,
 # untagged), then the images that nothing tags or uses any more.
-for old in $(docker image ls stackdeck-base --format '{{.Repository}}:{{.Tag}}'); do
-  [ "$old" = "$BASE_IMAGE" ] || docker rmi "$old" >/dev/null 2>&1 || true
-done
+untag stackdeck-base "$BASE_IMAGE"
 docker image prune -f >/dev/null 2>&1 || true
 
 BASE_BUILD=$base_build BROWSER_IMAGE=yes bash scripts/images.sh
