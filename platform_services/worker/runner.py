@@ -284,6 +284,9 @@ class Worker:
             self.stopping.set()
             await beat
             remove_heartbeat_file(self.heartbeat_file)
+            # a stopped worker is not counted alive for another heartbeat age
+            with contextlib.suppress(RedisError):
+                await self.redis.hdel(keys.WORKER_HEARTBEATS_KEY, self.hostname)
             log.info("worker stopped", extra=_fields(cycles=self.cycles))
 
 

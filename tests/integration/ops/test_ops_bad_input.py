@@ -139,7 +139,7 @@ def test_restore_needs_the_typed_database_name(stack: Any) -> None:
         (["scale", "worker=1000000"], "between 0 and 10"),
         (["scale", "worker=many"], "SERVICE=N"),
         (["scale", "db=2"], "does not scale"),
-        (["scale", "worker=3"], "at most one"),
+        (["scale", "worker=4"], "worker scales to 0..3"),
         (["vacuum", "no_such_table"], "no table 'no_such_table'"),
         (["vacuum", "users; DROP TABLE users"], "not a table name"),
         (["cache", "flush", "--prefix", "quota:"], "outside the cache"),
