@@ -244,5 +244,9 @@ def test_blue_green_deploy_and_rollback_move_both_workers(
         assert set(beats.values()) == {version} and len(beats) == 2, beats
         assert f"WORKER_VERSION={version}" in _deploy_env(stack)
     finally:
+        if f"WORKER_VERSION={alt}" in _deploy_env(stack) or health(stack)["version"] == alt:
+            # a failed check above: back on the version before, before the tag goes
+            r = run_cli(stack, "rollback", "--version", version)
+            assert r.rc == 0, r.text()
         image = _workers(stack)[0]["Config"]["Image"]
         subprocess.run(["docker", "rmi", f"{image.rsplit(':', 1)[0]}:{alt}"], capture_output=True)
