@@ -113,11 +113,17 @@ def parse_scale(spec: object, count: object = None) -> tuple[str, int]:
                 field="scale",
             )
         return service, n
-    if service == "worker" and not 0 <= n <= MAX_WORKERS:
+    if service == "worker" and n < 0:
+        raise BadInput(
+            f"worker scales to 0..{MAX_WORKERS}, not {n}: 0 stops ingestion (the API keeps "
+            "serving), 1 is the worker alone, more add standbys",
+            field="scale",
+        )
+    if service == "worker" and n > MAX_WORKERS:
         raise BadInput(
             f"worker scales to 0..{MAX_WORKERS}, not {n}: one worker ingests per interval "
             "(a Redis cycle lock), the others only stand by, so more than "
-            f"{MAX_WORKERS} adds memory, not ingestion; 0 stops ingestion (the API keeps serving)",
+            f"{MAX_WORKERS} adds memory, not ingestion",
             field="scale",
         )
     if n < 0 or n > MAX_SCALE:
