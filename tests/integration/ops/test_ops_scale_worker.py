@@ -209,9 +209,14 @@ def _versions(stack: Any, rds: redis.Redis) -> tuple[list[str], dict[str, str]]:
     return labels, beats
 
 
-def test_blue_green_deploy_and_rollback_move_both_workers(
-    stack: Any, rds: redis.Redis, one_fast_worker: None
+@pytest.mark.parametrize("strategy", ["blue-green", "rolling"])
+def test_deploy_and_back_move_both_workers(
+    stack: Any, rds: redis.Redis, one_fast_worker: None, strategy: str
 ) -> None:
+    """WORKER_REPLICAS=2: a deploy (blue-green: ``move_worker``; rolling:
+    ``recreate-worker``) recreates both workers on the new version, each
+    confirmed by its own heartbeat; the way back (a rollback; a rolling
+    deploy of the version before) moves both back."""
     version = health(stack)["version"]
     assert f"WORKER_VERSION={version}" in _deploy_env(stack)
     alt = _alt_version(stack, version)
@@ -225,8 +230,7 @@ def test_blue_green_deploy_and_rollback_move_both_workers(
             alt,
             "--services",
             "backend worker",
-            "--bake-seconds",
-            "3",
+            *(("--bake-seconds", "3") if strategy == "blue-green" else ("--strategy", "rolling")),
             env=_fast(stack),
         )
         assert r.rc == 0, r.text()
@@ -234,10 +238,24 @@ def test_blue_green_deploy_and_rollback_move_both_workers(
         assert labels == [alt, alt], labels
         assert set(beats.values()) == {alt} and len(beats) == 2, beats
         assert f"WORKER_VERSION={alt}" in _deploy_env(stack)
-        worker_step = [e for e in r.events if e["step"] == "worker" and e["status"] == "ok"]
-        assert any("2 worker(s)" in e["message"] for e in worker_step), r.text()
+        step = "worker" if strategy == "blue-green" else "recreate-worker"
+        worker_ok = [e for e in r.events if e["step"] == step and e["status"] == "ok"]
+        assert any("2 worker(s)" in e["message"] for e in worker_ok), r.text()
 
-        r = run_cli(stack, "rollback", "--version", version, env=_fast(stack))
+        if strategy == "blue-green":
+            r = run_cli(stack, "rollback", "--version", version, env=_fast(stack))
+        else:
+            r = run_cli(
+                stack,
+                "deploy",
+                "--version",
+                version,
+                "--services",
+                "backend worker",
+                "--strategy",
+                "rolling",
+                env=_fast(stack),
+            )
         assert r.rc == 0, r.text()
         labels, beats = _versions(stack, rds)
         assert labels == [version, version], labels
@@ -246,7 +264,10 @@ def test_blue_green_deploy_and_rollback_move_both_workers(
     finally:
         if f"WORKER_VERSION={alt}" in _deploy_env(stack) or health(stack)["version"] == alt:
             # a failed check above: back on the version before, before the tag goes
-            r = run_cli(stack, "rollback", "--version", version)
+            back = (
+                ("rollback",) if strategy == "blue-green" else ("deploy", "--strategy", "rolling")
+            )
+            r = run_cli(stack, *back, "--version", version)
             assert r.rc == 0, r.text()
         image = _workers(stack)[0]["Config"]["Image"]
         subprocess.run(["docker", "rmi", f"{image.rsplit(':', 1)[0]}:{alt}"], capture_output=True)
