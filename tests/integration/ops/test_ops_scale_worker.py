@@ -12,6 +12,7 @@ ends with one worker on the stack's default interval.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import subprocess
@@ -95,6 +96,19 @@ def _alive(rds: redis.Redis) -> dict[str, dict[str, Any]]:
     return keys.alive_workers(rds.hgetall(keys.WORKER_HEARTBEATS_KEY), time.time())
 
 
+async def _panel(stack: Any) -> list[Any]:
+    """The containers the console's panel shows (:class:`ContainersSource`), in its order."""
+    from console.core.sources.docker.containers import ContainersSource
+    from console.core.sources.docker.handle import DockerHandle
+    from tests.integration.console.test_sources import settings_for
+
+    handle = DockerHandle(settings_for(stack))
+    try:
+        return list((await ContainersSource(handle.settings, handle).poll()).containers)
+    finally:
+        await handle.aclose()
+
+
 @pytest.fixture
 def one_fast_worker(stack: Any) -> Iterator[None]:
     """One worker on a 4 s interval before; one worker on the default interval after."""
@@ -123,6 +137,9 @@ def test_scale_worker_1_2_1_one_cycle_per_slot_and_a_killed_worker_is_replaced(
     assert set(hosts) <= set(_alive(rds)), (hosts, _alive(rds))
     workers = health(stack)["checks"]["workers"]
     assert workers["alive"] >= 2 and set(hosts) <= set(workers["workers"]), workers
+    # the console's containers panel (its source) lists each worker, in one place
+    panel = [(c.service, c.name) for c in asyncio.run(_panel(stack)) if "worker" in c.service]
+    assert panel == [("worker", stack.container("worker")), ("worker_replica", _name(running[1]))]
 
     # A window of several slots: every slot run by exactly one worker, the
     # cycles never overlapping, the other worker skipping that slot.
