@@ -22,7 +22,6 @@ from console.core.ops.errors import BadInput, OpError, OpFailed
 from console.core.ops.events import Emitter
 from console.core.ops.proc import compose, inspect_container
 from console.core.ops.table import RestartParams, ScaleParams
-from console.core.sources.docker.inspect import container_health
 
 __all__ = [
     "parse_scale",
@@ -72,7 +71,8 @@ def resolve_service(name: object) -> str:
 
 
 def parse_scale(spec: object, count: object = None) -> tuple[str, int]:
-    """``"worker=2"`` (or service and count apart) -> ``("worker", 2)``, bounded 0..10."""
+    """``"worker=2"`` (or service and count apart) -> ``("worker", 2)``; worker
+    0..MAX_WORKERS, backend MIN_BACKEND..MAX_BACKEND."""
     if count is None:
         m = re.fullmatch(
             r"\s*([A-Za-z_][A-Za-z0-9_-]*)\s*=\s*(-?[0-9]+)\s*", str(spec or ""), re.ASCII
@@ -168,13 +168,7 @@ async def run_scale(
         async for item in _scale_worker(ctx, count, ev):
             yield item
         return
-    info = await inspect_container(ctx, ctx.container(service))
-    state, _h = container_health(info)
-    yield ev.info("scale", f"{service}: {state}; scaling to {count}")
-    await compose(
-        ctx, "up", "-d", "--no-deps", "--scale", f"{service}={count}", service, timeout_s=180
-    )
-    yield ev.done(f"{service} scaled to {count}", count=count)
+    raise OpFailed(f"{service} does not scale (validate_scale lets only {SCALABLE} through)")
 
 
 async def _scale_worker(ctx: OpContext, count: int, ev: Emitter) -> AsyncIterator[OpEvent]:
@@ -188,8 +182,8 @@ async def _scale_worker(ctx: OpContext, count: int, ev: Emitter) -> AsyncIterato
         names = await scale_workers(ctx, count, progress, timeout_s=ctx.health_timeout)
         if count == 0:
             progress.done(
-                "worker scaled to 0: no ingestion (containers kept stopped; scale worker=1 to "
-                "bring it back)",
+                "worker scaled to 0: no ingestion (the worker's container kept, stopped; the "
+                "standbys removed; scale worker=1 to bring it back)",
                 count=0,
             )
             return
