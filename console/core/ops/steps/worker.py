@@ -167,6 +167,10 @@ async def wait_workers(
     Returns their names."""
     started = time.monotonic()
     last_note = started
+    confirmed: set[str] = set()
+    """Container ids whose own heartbeat was seen: an image from before
+    ``worker:heartbeats`` writes only ``worker:heartbeat``, which names one
+    worker at a time, so each is confirmed when its turn comes."""
     while True:
         infos = await worker_containers(ctx)
         ready: list[str] = []
@@ -181,7 +185,8 @@ async def wait_workers(
                     step=step,
                 )
             if state == "running" and on_version:
-                if await _verdict(ctx, info, version):
+                if info.get("Id") in confirmed or await _verdict(ctx, info, version):
+                    confirmed.add(str(info.get("Id")))
                     ready.append(_name(info))
         elapsed = time.monotonic() - started
         if len(ready) >= want:
