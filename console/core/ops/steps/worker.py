@@ -167,10 +167,10 @@ async def wait_workers(
     Returns their names."""
     started = time.monotonic()
     last_note = started
+    # Container ids whose own heartbeat was seen: an image from before
+    # worker:heartbeats writes only worker:heartbeat, which names one worker
+    # at a time, so each is confirmed when its turn comes.
     confirmed: set[str] = set()
-    """Container ids whose own heartbeat was seen: an image from before
-    ``worker:heartbeats`` writes only ``worker:heartbeat``, which names one
-    worker at a time, so each is confirmed when its turn comes."""
     while True:
         infos = await worker_containers(ctx)
         ready: list[str] = []
