@@ -124,13 +124,37 @@ async def check_providers(platform: Platform, max_age_s: float | None) -> dict[s
     }
 
 
+async def check_workers(platform: Platform) -> dict[str, Any]:
+    """How many ingestion workers have a fresh heartbeat, each by hostname
+    (``worker:heartbeats``); never changes the API's status."""
+    try:
+        async with asyncio.timeout(3):
+            beats = await platform.redis.hgetall(keys.WORKER_HEARTBEATS_KEY)
+    except Exception as exc:
+        return {"alive": None, "workers": {}, "error": _error(exc)}
+    now = time.time()
+    alive = keys.alive_workers(beats, now, platform.settings.worker_heartbeat_max_age_s)
+    return {
+        "alive": len(alive),
+        "workers": {
+            host: {
+                "version": beat.get("version"),
+                "age_s": round(max(0.0, now - float(beat["epoch"])), 1),
+                "cycles": beat.get("cycles"),
+            }
+            for host, beat in sorted(alive.items())
+        },
+    }
+
+
 @router.get("/api/health", response_model=HealthBody, responses=responses(503, e503=HealthBody))
 async def health(request: Request) -> JSONResponse:
     platform = _platform(request)
-    database, cache, providers = await asyncio.gather(
+    database, cache, providers, workers = await asyncio.gather(
         check_database(platform),
         check_cache(platform),
         check_providers(platform, None),
+        check_workers(platform),
     )
     if database["status"] != "healthy" or cache["status"] != "healthy":
         status, code = "unhealthy", 503
@@ -156,6 +180,7 @@ async def health(request: Request) -> JSONResponse:
                 "total": providers["total"],
                 "emergency_rate_limit": providers["emergency_rate_limit"],
             },
+            "workers": workers,
         },
     }
     return JSONResponse(body, status_code=code)

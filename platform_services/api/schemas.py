@@ -50,10 +50,26 @@ class ExternalSummary(BaseModel):
     emergency_rate_limit: bool | None = None
 
 
+class WorkerBeat(BaseModel):
+    version: str | None = None
+    age_s: float
+    cycles: int | None = None
+
+
+class WorkersSummary(BaseModel):
+    """The ingestion workers with a fresh heartbeat (``worker:heartbeats``);
+    informational: 0 is a scaled-down worker, not an unhealthy API."""
+
+    alive: int | None = None
+    workers: dict[str, WorkerBeat] = {}
+    error: str | None = None
+
+
 class HealthChecks(BaseModel):
     database: CheckSummary
     cache: CheckSummary
     external_apis: ExternalSummary
+    workers: WorkersSummary | None = None
 
 
 class HealthBody(BaseModel):

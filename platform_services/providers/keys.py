@@ -17,8 +17,10 @@ key                                       what                                  
 ``stats:cache:hits:<YYYY-MM-DD>``         the same per UTC day                       STATS_TTL
 ``stats:calls:<provider>:<YYYY-MM-DD>``   provider calls admitted per UTC day        STATS_TTL
 ``ratelimit:login:<user>:<ip>``           login attempts since the last success      LOGIN_WINDOW
-``worker:heartbeat``                      JSON heartbeat of the ingestion worker     HEARTBEAT_TTL
+``worker:heartbeat``                      JSON heartbeat of the latest worker        HEARTBEAT_TTL
+``worker:heartbeats``                     hash: hostname -> that worker's heartbeat  HEARTBEAT_TTL
 ``worker:lock``                           one ingestion cycle at a time              cycle length
+``worker:cycle:<slot>``                   who ran the cycle of one interval slot     2 x interval
 ``health:probe:<colour>``                 the cache health check's round trip        10 s
 ========================================  =========================================  ==============
 
@@ -41,6 +43,7 @@ next window starts (``resets_at``).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Mapping
@@ -209,5 +212,34 @@ def login_attempts_key(username: str, client_ip: str) -> str:
 
 
 WORKER_HEARTBEAT_KEY = "worker:heartbeat"
+"""The latest heartbeat of any worker (kept for old readers and images)."""
+WORKER_HEARTBEATS_KEY = "worker:heartbeats"
+"""Hash: one field per worker container (its hostname), its heartbeat JSON.
+Readers count a field as alive by its ``epoch``; workers prune old fields."""
 WORKER_LOCK_KEY = "worker:lock"
+WORKER_CYCLE_PREFIX = "worker:cycle:"
+
+
+def worker_cycle_key(slot: int) -> str:
+    """``worker:cycle:5870123``: set (NX) by the one worker that runs the
+    cycle of that interval slot (``floor(epoch / WORKER_INTERVAL_S)``); its
+    value is that worker's identity."""
+    return f"{WORKER_CYCLE_PREFIX}{int(slot)}"
+
+
+def alive_workers(beats: Mapping[str, str], now: float, max_age_s: float = 60.0) -> dict[str, dict]:
+    """The fields of ``worker:heartbeats`` whose heartbeat is at most
+    ``max_age_s`` old, parsed (hostname -> heartbeat); unreadable ones left out."""
+    out: dict[str, dict] = {}
+    for host, raw in beats.items():
+        try:
+            beat = json.loads(raw)
+            age = now - float(beat["epoch"])
+        except (ValueError, TypeError, KeyError):
+            continue
+        if -5 < age <= max_age_s:
+            out[host.decode() if isinstance(host, bytes) else str(host)] = beat
+    return out
+
+
 HEALTH_PROBE_PREFIX = "health:probe:"

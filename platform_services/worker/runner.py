@@ -11,12 +11,18 @@ Quotas: every call goes through the quota ledger, and the worker only uses
 requests. While ``emergency_rate_limit`` exists it makes no provider call at
 all (the ledger refuses them) and says so in the log once per cycle.
 
-Scaling: a Redis lock (``worker:lock``) makes one cycle run at a time, so two
-replicas do not double the calls; with the worker scaled to 0 the API keeps
-serving (from the cache, the providers and the stored prices).
+Scaling (``stackdeck scale worker=N``, up to 3): every worker is an active
+standby. A Redis lock (``worker:lock``) makes one cycle run at a time, and
+each interval slot (``floor(epoch / WORKER_INTERVAL_S)``) is claimed by one
+worker only (``SET worker:cycle:<slot> NX``): N workers make the calls of
+one, and when the one that ran the last cycles stops, another claims the next
+slot (within one interval). With the worker scaled to 0 the API keeps serving
+(from the cache, the providers and the stored prices).
 
-Liveness: ``worker:heartbeat`` (JSON, with a TTL) is refreshed every
-``WORKER_HEARTBEAT_S`` seconds while the loop is alive;
+Liveness: ``worker:heartbeat`` (JSON, with a TTL; the latest of any worker)
+and this worker's field of the hash ``worker:heartbeats`` (by hostname, so
+the console and ``/api/health`` can tell the workers apart) are refreshed
+every ``WORKER_HEARTBEAT_S`` seconds while the loop is alive;
 ``python3 -m platform_services.worker --check`` exits 0 when it is fresh.
 After each heartbeat written to Redis the loop also touches the file named by
 ``WORKER_HEARTBEAT_FILE`` (when set): compose's health check reads that
@@ -88,7 +94,8 @@ class Worker:
         self.clients = build_clients(settings, self.http)
         self.market = MarketService(settings, self.redis, self.store, self.ledger, self.clients)
         self.watchlist = settings.watchlist_symbols()
-        self.identity = f"{socket.gethostname()}:{os.getpid()}"
+        self.hostname = socket.gethostname()
+        self.identity = f"{self.hostname}:{os.getpid()}"
         self.heartbeat_file = heartbeat_file_path()
         self.stopping = asyncio.Event()
         self.cycles = 0
@@ -115,7 +122,18 @@ class Worker:
             "watchlist": self.watchlist,
         }
         ttl = math.ceil(self.settings.worker_heartbeat_max_age_s * 2)
-        await self.redis.set(keys.WORKER_HEARTBEAT_KEY, json.dumps(payload), ex=ttl)
+        body = json.dumps(payload)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(keys.WORKER_HEARTBEAT_KEY, body, ex=ttl)
+            pipe.hset(keys.WORKER_HEARTBEATS_KEY, self.hostname, body)
+            pipe.expire(keys.WORKER_HEARTBEATS_KEY, ttl)
+            pipe.hgetall(keys.WORKER_HEARTBEATS_KEY)
+            *_, beats = await pipe.execute()
+        # fields of workers gone for longer than the TTL (removed containers)
+        alive = keys.alive_workers(beats, time.time(), ttl)
+        stale = [host for host in beats if host not in alive]
+        if stale:
+            await self.redis.hdel(keys.WORKER_HEARTBEATS_KEY, *stale)
 
     async def heartbeat_loop(self) -> None:
         """Only the long-running loop touches the heartbeat file (a one-off
@@ -132,22 +150,34 @@ class Worker:
 
     # --- cycles ---------------------------------------------------------------------------
 
-    async def run_cycle(self, *, news: bool) -> dict[str, Any]:
-        """One ingestion pass over the watchlist; returns a summary (also logged)."""
+    async def run_cycle(self, *, news: bool, slot: int | None = None) -> dict[str, Any]:
+        """One ingestion pass over the watchlist; returns a summary (also
+        logged). ``slot``: the interval slot of the schedule, run only when no
+        other worker has claimed it (a one-off ``--once`` passes none)."""
         token = uuid.uuid4().hex
-        lock_ttl = max(30, int(self.settings.worker_interval_s))
+        interval = self.settings.worker_interval_s
+        lock_ttl = max(30, int(interval))
         if not await self.redis.set(keys.WORKER_LOCK_KEY, token, nx=True, ex=lock_ttl):
-            summary = {"skipped": "another worker holds the cycle lock"}
-            log.info("cycle skipped", extra=_fields(**summary))
+            summary: dict[str, Any] = {"skipped": "another worker holds the cycle lock"}
+            log.info("cycle skipped", extra=_fields(**summary, worker=self.identity))
             return summary
         try:
-            return await self._cycle(news=news)
+            if slot is not None:
+                key = keys.worker_cycle_key(slot)
+                ttl = max(2, math.ceil(2 * interval))
+                if not await self.redis.set(key, self.identity, nx=True, ex=ttl):
+                    holder = await self.redis.get(key)
+                    summary = {"skipped": f"cycle of slot {slot} run by {holder}", "slot": slot}
+                    log.info("cycle skipped", extra=_fields(**summary, worker=self.identity))
+                    return summary
+            return await self._cycle(news=news, slot=slot)
         finally:
             with contextlib.suppress(RedisError):
                 await self._release(keys=[keys.WORKER_LOCK_KEY], args=[token])
 
-    async def _cycle(self, *, news: bool) -> dict[str, Any]:
+    async def _cycle(self, *, news: bool, slot: int | None = None) -> dict[str, Any]:
         started = time.perf_counter()
+        began = time.time()
         emergency, ttl = await self.ledger.emergency()
         if emergency:
             skipped: dict[str, Any] = {
@@ -176,6 +206,10 @@ class Worker:
         if news:
             summary["news"] = await self._news()
         summary["duration_s"] = round(time.perf_counter() - started, 3)
+        summary["worker"] = self.identity
+        summary["slot"] = slot
+        summary["began"] = round(began, 3)
+        summary["ended"] = round(time.time(), 3)
         self.cycles += 1
         self.last_cycle = {k: v for k, v in summary.items() if k != "unavailable"} | {
             "at": datetime.now(UTC).isoformat()
@@ -237,9 +271,10 @@ class Worker:
             while not self.stopping.is_set():
                 now = time.monotonic()
                 news = now >= next_news
+                slot = math.floor(time.time() / self.settings.worker_interval_s)
                 try:
-                    await self.run_cycle(news=news)
-                    if news:
+                    summary = await self.run_cycle(news=news, slot=slot)
+                    if news and "skipped" not in summary:
                         next_news = now + self.settings.worker_news_interval_s
                 except Exception as exc:  # the loop must survive outages
                     log.warning("cycle failed", extra=_fields(error=type(exc).__name__))
@@ -249,6 +284,9 @@ class Worker:
             self.stopping.set()
             await beat
             remove_heartbeat_file(self.heartbeat_file)
+            # a stopped worker is not counted alive for another heartbeat age
+            with contextlib.suppress(RedisError):
+                await self.redis.hdel(keys.WORKER_HEARTBEATS_KEY, self.hostname)
             log.info("worker stopped", extra=_fields(cycles=self.cycles))
 
 

@@ -88,11 +88,11 @@ CASES: list[tuple[str, list[str], tuple[str, ...]]] = [
     ("restart empty", ["restart", ""], ("unknown service ''",)),
     # Every line of `stackdeck scale` starts with "stackdeck scale:", so each
     # needle is the bad value as the error quotes it, or the error's own phrase.
-    ("scale negative", ["scale", "worker=-1"], ("must be between 0 and 10, not -1",)),
+    ("scale negative", ["scale", "worker=-1"], ("worker scales to 0..3, not -1",)),
     (
         "scale huge",
         ["scale", "worker=100000000000000000000"],
-        ("must be between 0 and 10, not 100000000000000000000",),
+        ("worker scales to 0..3, not 100000000000000000000",),
     ),
     (
         "scale not a number",

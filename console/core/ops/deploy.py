@@ -89,6 +89,7 @@ from console.core.ops.recovery import recover
 from console.core.ops.replicas import (
     REPLICAS_VAR,
     ensure_colour_replicas,
+    list_service,
     remove_colour_replicas,
 )
 from console.core.ops.rolling_pool import pooled_containers, roll_pool, undo_rolling_pool
@@ -96,9 +97,14 @@ from console.core.ops.silence import silence_expected
 from console.core.ops.statefiles import read_deploy_env, update_deploy_env
 from console.core.ops.steps.bake import bake
 from console.core.ops.steps.drain import hand_off_streams, wait_drained
-from console.core.ops.steps.health import wait_ready, wait_service_healthy
+from console.core.ops.steps.health import wait_ready
 from console.core.ops.steps.images import ensure_image, git_tag_exists, known_versions
-from console.core.ops.steps.worker import move_worker, worker_heartbeat
+from console.core.ops.steps.worker import (
+    WORKER_REPLICA,
+    move_worker,
+    recreate_workers,
+    workers_wanted,
+)
 from console.core.ops.table import DeployParams
 from console.core.ops.verify import smoke_colour
 from console.core.ops.versions import image_ref
@@ -1344,33 +1350,41 @@ async def _remove_surge_quietly(ctx: OpContext, colour: str) -> None:
 async def _recreate_worker(
     ctx: OpContext, progress: Progress, *, record: OpRecord, version: str, h_timeout: float
 ) -> None:
-    """The worker, recreated in place (it serves no requests); put back on its
-    version when it does not come up."""
-    prev = read_deploy_env(ctx.deploy_env_path).get("WORKER_VERSION")
+    """Every worker, recreated in place (they serve no requests), each
+    confirmed by its own heartbeat; put back on their version when they do
+    not come up."""
+    env = read_deploy_env(ctx.deploy_env_path)
+    prev = env.get("WORKER_VERSION")
+    replicas = await list_service(ctx, WORKER_REPLICA)
+    count = max(1, workers_wanted(env, len(replicas)))
     step = "recreate-worker"
-    record.step(step, service="worker", prev_version=prev)
-    progress.start(step, f"recreating worker with {version} (was {prev})")
+    record.step(step, service="worker", prev_version=prev, workers=count)
+    progress.start(step, f"recreating {count} worker(s) with {version} (was {prev})")
     update_deploy_env(ctx.deploy_env_path, {"WORKER_VERSION": version})
     try:
-        await compose(ctx, "up", "-d", "--no-deps", "--force-recreate", "worker", timeout_s=180)
-        await wait_service_healthy(
-            ctx,
-            "worker",
-            progress,
-            timeout_s=h_timeout,
-            step=step,
-            ready=worker_heartbeat(ctx, version),
-        )
+        await recreate_workers(ctx, count, progress, step=step, timeout_s=h_timeout, force=True)
     except OpError as exc:
         reason = ctx.redact(str(exc))
         progress.fail(step, reason)
         if prev:
-            progress.start("rollback", f"putting worker back on {prev}")
+            progress.start("rollback", f"putting the workers back on {prev}")
             update_deploy_env(ctx.deploy_env_path, {"WORKER_VERSION": prev})
             await compose(ctx, "up", "-d", "--no-deps", "--force-recreate", "worker", timeout_s=180)
-            progress.ok("rollback", f"worker recreated with {prev}")
+            if count > 1:
+                await compose(
+                    ctx,
+                    "up",
+                    "-d",
+                    "--no-deps",
+                    "--force-recreate",
+                    "--scale",
+                    f"{WORKER_REPLICA}={count - 1}",
+                    WORKER_REPLICA,
+                    timeout_s=240,
+                )
+            progress.ok("rollback", f"workers recreated with {prev}")
         record.fail("failed", reason, history_reason=f"{step}: {reason}", failed_step=step)
         raise OpFailed(
             f"rolling deploy of {version} failed at {step}: {reason}", step=step
         ) from None
-    progress.ok(step, f"worker runs {version}")
+    progress.ok(step, f"{count} worker(s) run {version}")

@@ -79,6 +79,7 @@ __all__ = [
     "drain_and_remove",
     "ensure_colour_replicas",
     "list_replicas",
+    "list_service",
     "member_of",
     "pool_target",
     "read_pool_map",
@@ -210,6 +211,12 @@ async def write_pool(ctx: OpContext, pools: Mapping[str, list[Member]]) -> None:
 async def list_replicas(ctx: OpContext, colour: str) -> list[dict]:
     """``docker inspect`` of every replica container of ``colour`` (any state),
     by compose number."""
+    return await list_service(ctx, replica_service(colour))
+
+
+async def list_service(ctx: OpContext, service: str) -> list[dict]:
+    """``docker inspect`` of every container of the compose ``service`` (any
+    state), by compose number."""
     r = await docker(
         ctx,
         "ps",
@@ -218,7 +225,7 @@ async def list_replicas(ctx: OpContext, colour: str) -> list[dict]:
         "--filter",
         f"label=com.docker.compose.project={ctx.stack}",
         "--filter",
-        f"label=com.docker.compose.service={replica_service(colour)}",
+        f"label=com.docker.compose.service={service}",
         timeout_s=20,
     )
     ids = r.stdout.split()

@@ -5,14 +5,14 @@ The runbook's service names are accepted as aliases (``celery_worker``,
 ``postgres``, ``cache``), so its commands translate one to one.
 
 :func:`validate_scale` then :func:`run_scale` is the one entry point for
-scaling (the CLI, the TUI and schedules call it): ``worker=0|1`` and
-``backend=1..MAX_BACKEND`` (the serving colour's containers, behind nginx,
-with no failed request: :mod:`console.core.ops.replicas`).
+scaling (the CLI, the TUI and schedules call it): ``worker=0..MAX_WORKERS``
+(the worker plus N-1 active standbys, :mod:`console.core.ops.steps.worker`)
+and ``backend=1..MAX_BACKEND`` (the serving colour's containers, behind
+nginx, with no failed request: :mod:`console.core.ops.replicas`).
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import AsyncIterator
 
@@ -22,7 +22,6 @@ from console.core.ops.errors import BadInput, OpError, OpFailed
 from console.core.ops.events import Emitter
 from console.core.ops.proc import compose, inspect_container
 from console.core.ops.table import RestartParams, ScaleParams
-from console.core.sources.docker.inspect import container_health
 
 __all__ = [
     "parse_scale",
@@ -47,6 +46,12 @@ MAX_BACKEND = 4
 2 cores; four is what fits beside the rest of the stack."""
 MIN_BACKEND = 1
 """Health checks (nginx's, the console's, Prometheus's) need a serving container."""
+MAX_WORKERS = 3
+"""Workers at most: one ingests per interval (the cycle lock and slot), the
+others stand by, so a worker adds availability, never throughput; two
+standbys survive any one failure during a deploy's recreate, and each worker
+costs 256 MiB / half a core (compose/docker-compose.production.yml) on the
+runbook's 4 GB, 2-core server."""
 
 
 def _shown(value: object) -> str:
@@ -66,7 +71,8 @@ def resolve_service(name: object) -> str:
 
 
 def parse_scale(spec: object, count: object = None) -> tuple[str, int]:
-    """``"worker=2"`` (or service and count apart) -> ``("worker", 2)``, bounded 0..10."""
+    """``"worker=2"`` (or service and count apart) -> ``("worker", 2)``; worker
+    0..MAX_WORKERS, backend MIN_BACKEND..MAX_BACKEND."""
     if count is None:
         m = re.fullmatch(
             r"\s*([A-Za-z_][A-Za-z0-9_-]*)\s*=\s*(-?[0-9]+)\s*", str(spec or ""), re.ASCII
@@ -107,15 +113,22 @@ def parse_scale(spec: object, count: object = None) -> tuple[str, int]:
                 field="scale",
             )
         return service, n
+    if service == "worker" and n < 0:
+        raise BadInput(
+            f"worker scales to 0..{MAX_WORKERS}, not {n}: 0 stops ingestion (the API keeps "
+            "serving), 1 is the worker alone, more add standbys",
+            field="scale",
+        )
+    if service == "worker" and n > MAX_WORKERS:
+        raise BadInput(
+            f"worker scales to 0..{MAX_WORKERS}, not {n}: one worker ingests per interval "
+            "(a Redis cycle lock), the others only stand by, so more than "
+            f"{MAX_WORKERS} adds memory, not ingestion",
+            field="scale",
+        )
     if n < 0 or n > MAX_SCALE:
         raise BadInput(f"replica count must be between 0 and {MAX_SCALE}, not {n}", field="scale")
     return service, n
-
-
-async def _fixed_container_name(ctx: OpContext, service: str) -> bool:
-    r = await compose(ctx, "config", "--format", "json", timeout_s=60)
-    cfg = json.loads(r.stdout)
-    return bool(cfg.get("services", {}).get(service, {}).get("container_name"))
 
 
 async def validate_scale(ctx: OpContext, params: ScaleParams) -> ScaleParams:
@@ -123,20 +136,6 @@ async def validate_scale(ctx: OpContext, params: ScaleParams) -> ScaleParams:
         service, n = parse_scale(params.service, params.count)
     else:
         service, n = parse_scale(params.spec, params.count)
-    if service == "worker" and n > 1 and await _fixed_container_name(ctx, service):
-        # Two would not double the provider calls (a Redis lock runs one
-        # cycle at a time), but for the same reason a second adds no
-        # throughput, only a standby; and the console's readiness check of a
-        # moved worker (steps/worker.py) reads the one `worker:heartbeat`
-        # key, which every worker writes: two versions side by side during a
-        # deploy would answer for each other. Not built; refused with that.
-        raise BadInput(
-            f"{service} has a fixed container name ({ctx.container(service)}) in the compose file, so this "
-            f"stack runs at most one: its Redis cycle lock runs one ingestion cycle at a time, so a second "
-            f"would only stand by, and all workers share one heartbeat (worker:heartbeat) that deploys "
-            f"check; scale to 0 or 1",
-            field="scale",
-        )
     return params.model_copy(update={"service": service, "count": n})
 
 
@@ -165,23 +164,35 @@ async def run_scale(
         async for item in _scale_backend(ctx, count, ev):
             yield item
         return
-    info = await inspect_container(ctx, ctx.container(service))
-    state, _h = container_health(info)
-    yield ev.info("scale", f"{service}: {state}; scaling to {count}")
-    if count == 0:
-        if state in ("running", "restarting"):
-            await compose(ctx, "stop", service, timeout_s=120)
-        yield ev.done(
-            f"{service} scaled to 0 (container kept; scale {service}=1 to bring it back)", count=0
-        )
-        return
-    await compose(
-        ctx, "up", "-d", "--no-deps", "--scale", f"{service}={count}", service, timeout_s=180
-    )
-    if count == 1:
-        async for item in _wait(ctx, service, ev, ctx.health_timeout):
+    if service == "worker":
+        async for item in _scale_worker(ctx, count, ev):
             yield item
-    yield ev.done(f"{service} scaled to {count}", count=count)
+        return
+    raise OpFailed(f"{service} does not scale (validate_scale lets only {SCALABLE} through)")
+
+
+async def _scale_worker(ctx: OpContext, count: int, ev: Emitter) -> AsyncIterator[OpEvent]:
+    """The worker and ``count - 1`` standbys (:func:`console.core.ops.steps.worker.scale_workers`),
+    each confirmed by its own heartbeat; the count kept in deploy.env
+    (``WORKER_REPLICAS``) for deploys and rollbacks."""
+    from console.core.ops.progress import Progress, run_steps
+    from console.core.ops.steps.worker import scale_workers
+
+    async def body(progress: Progress) -> None:
+        names = await scale_workers(ctx, count, progress, timeout_s=ctx.health_timeout)
+        if count == 0:
+            progress.done(
+                "worker scaled to 0: no ingestion (the worker's container kept, stopped; the "
+                "standbys removed; scale worker=1 to bring it back)",
+                count=0,
+            )
+            return
+        progress.done(
+            f"worker scaled to {count}: " + ", ".join(names), count=count, containers=names
+        )
+
+    async for item in run_steps(ev, body):
+        yield item
 
 
 async def _scale_backend(ctx: OpContext, count: int, ev: Emitter) -> AsyncIterator[OpEvent]:

@@ -751,7 +751,7 @@ def _spec_list() -> list[OpSpec]:
         OpSpec(
             "scale",
             "Scale",
-            "scale the worker (worker=0|1) or the serving backend (backend=1..4)",
+            "scale the workers (worker=0..3: one ingests, the others stand by) or the serving backend (backend=1..4)",
             ScaleParams,
             writes=True,
             cli=("scale",),

@@ -155,7 +155,8 @@ def test_scale_backend_to_3_and_back_under_load_without_failed_requests(stack: A
         ("frontend=3", "frontend does not scale"),
         ("backend=abc", "expected SERVICE=N"),
         ("backend=5", "at most 4 containers"),
-        ("worker=2", "fixed container name"),
+        ("worker=4", "worker scales to 0..3, not 4"),
+        ("worker=-1", "worker scales to 0..3, not -1"),
     ],
 )
 def test_scale_refusals_change_nothing(stack: Any, spec: str, needle: str) -> None:

@@ -98,12 +98,11 @@ def test_container_info_from_recorded_inspect() -> None:
 
 
 def test_the_ops_engine_reads_inspect_output_through_the_same_parsers() -> None:
-    from console.core.ops import backend, deploy, rollback, services
+    from console.core.ops import backend, deploy, rollback
     from console.core.ops.steps import bake, health, images, worker
 
     assert backend.container_version is parse.container_version
     assert backend.container_health is parse.container_health
-    assert services.container_health is parse.container_health
     for module in (deploy, bake, health, worker):
         assert module.container_health is parse.container_health, module.__name__
     assert bake.last_health_log is health.last_health_log is parse.last_health_log

@@ -13,7 +13,11 @@ import pytest
 from console.core.config import Settings
 from console.core.ops.context import OpContext
 from console.core.ops.status import _summary
-from console.core.ops.steps.worker import WORKER_HEARTBEAT_MAX_AGE_S, heartbeat_verdict
+from console.core.ops.steps.worker import (
+    WORKER_HEARTBEAT_MAX_AGE_S,
+    heartbeat_verdict,
+    workers_wanted,
+)
 
 
 @pytest.mark.parametrize(
@@ -115,3 +119,18 @@ def test_heartbeat_of_the_new_worker_ends_the_move() -> None:
 )
 def test_heartbeats_that_do_not_count(raw: str | None, hostname: str, now: float) -> None:
     assert heartbeat_verdict(raw, hostname, "v2", now) is None
+
+
+@pytest.mark.parametrize(
+    ("env", "running_replicas", "want"),
+    [
+        ({}, 0, 1),  # a deploy.env of before worker replicas: the one worker
+        ({}, 2, 3),  # no count kept: what runs
+        ({"WORKER_REPLICAS": "2"}, 0, 2),
+        ({"WORKER_REPLICAS": "0"}, 0, 0),  # scaled to 0
+        ({"WORKER_REPLICAS": "two"}, 1, 2),  # unreadable: what runs
+        ({"WORKER_REPLICAS": "-1"}, 0, 1),
+    ],
+)
+def test_workers_wanted_from_deploy_env(env: dict, running_replicas: int, want: int) -> None:
+    assert workers_wanted(env, running_replicas) == want

@@ -89,11 +89,13 @@ def test_services_accept_the_seed_flags() -> None:
 def test_scale_bounds_and_services() -> None:
     assert parse_scale("worker=0") == ("worker", 0)
     assert parse_scale("celery_worker=3") == ("worker", 3)  # the runbook's name
-    assert parse_scale(" worker = 10 ") == ("worker", 10)
+    assert parse_scale(" worker = 2 ") == ("worker", 2)
+    assert parse_scale("worker", "1") == ("worker", 1)
     for bad, needle in [
-        ("worker=-1", "between 0 and 10"),
-        ("worker=11", "between 0 and 10"),
-        ("worker=99999999999999999999", "between 0 and 10"),
+        ("worker=-1", "worker scales to 0..3, not -1"),
+        ("worker=4", "worker scales to 0..3, not 4: one worker ingests per interval"),
+        ("worker=11", "worker scales to 0..3"),
+        ("worker=99999999999999999999", "worker scales to 0..3"),
         ("worker=two", "SERVICE=N"),
         ("worker", "SERVICE=N"),
         ("frobnicator=1", "unknown service"),

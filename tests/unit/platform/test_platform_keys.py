@@ -88,6 +88,8 @@ def test_quota_keys_never_fall_under_the_cache_prefix() -> None:
         keys.stats_calls_key("finnhub", date(2025, 1, 1)),
         keys.login_attempts_key("Admin", "10.0.0.1"),
         keys.WORKER_HEARTBEAT_KEY,
+        keys.WORKER_HEARTBEATS_KEY,
+        keys.worker_cycle_key(5870123),
     ):
         assert not other.startswith(keys.CACHE_PREFIX)
     assert keys.price_cache_key("AAPL") == "cache:price:AAPL"
@@ -120,3 +122,23 @@ def test_login_key_ignores_username_case() -> None:
     assert keys.login_attempts_key("admin", "1.2.3.4") != keys.login_attempts_key(
         "admin", "1.2.3.5"
     )
+
+
+def test_alive_workers_by_the_age_of_their_heartbeat() -> None:
+    import json
+
+    def beat(epoch: object, host: str = "h") -> str:
+        return json.dumps({"epoch": epoch, "worker": f"{host}:7", "version": "v2"})
+
+    beats = {
+        "fresh": beat(1000.0),
+        "old": beat(1000.0 - 61),
+        "torn": "{",
+        "no-epoch": json.dumps({"worker": "x"}),
+        b"bytes": beat(990.0),
+        "future": beat(1000.0 + 60),  # a clock far ahead: not trusted
+    }
+    alive = keys.alive_workers(beats, now=1000.0, max_age_s=60)
+    assert sorted(alive) == ["bytes", "fresh"]
+    assert alive["fresh"]["version"] == "v2"
+    assert keys.worker_cycle_key(12) == "worker:cycle:12"

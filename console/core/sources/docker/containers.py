@@ -172,6 +172,7 @@ _SERVICE_ORDER = {
     "frontend_blue": 3,
     "frontend_green": 3,
     "worker": 4,
+    "worker_replica": 4,
     "db": 5,
     "redis": 6,
     "market-sim": 7,
