@@ -117,9 +117,7 @@ class HealthPanel(Panel):
             self._roles = roles
             self.refresh_panel()
 
-    _roles: (
-        tuple[dict[Colour, ColourStatus], dict[Colour, ColourStatus] | None] | None
-    ) = None
+    _roles: tuple[dict[Colour, ColourStatus], dict[Colour, ColourStatus] | None] | None = None
     """The roles the panel was last drawn with (from ``watch_containers``)."""
 
     def compose_body(self) -> ComposeResult:
@@ -146,9 +144,7 @@ class HealthPanel(Panel):
         return text
 
     def _endpoints_detail(self, snapshot: HealthSnapshot) -> str:
-        via_nginx = [
-            r for r in snapshot.results if r.target == "nginx" and r.path != FRONTEND_PATH
-        ]
+        via_nginx = [r for r in snapshot.results if r.target == "nginx" and r.path != FRONTEND_PATH]
         if not via_nginx:
             return ""
         ok = sum(1 for r in via_nginx if r.status is not None and 200 <= r.status < 300)
