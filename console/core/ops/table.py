@@ -203,6 +203,13 @@ class RollbackParams(OpParams):
         str | None,
         Field(description="roll back to this version (default: the previous colour)"),
     ] = None
+    services: Annotated[
+        str | list[str] | None,
+        Field(
+            description='backend, frontend: what moves back, e.g. "frontend" (the page alone) or '
+            '"backend frontend" (default: the services of the last deploy)'
+        ),
+    ] = None
     restore_db: Annotated[bool, Field(description="also restore the database")] = False
     backup_path: Annotated[
         str | None,
