@@ -673,7 +673,7 @@ def _spec_list() -> list[OpSpec]:
         OpSpec(
             "rollback",
             "Rollback",
-            "roll back to the previous colour or a version",
+            "roll back what the last deploy moved (API, page) to its previous colour, or a version",
             RollbackParams,
             writes=True,
             cli=("rollback",),
