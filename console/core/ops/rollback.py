@@ -67,6 +67,7 @@ from console.core.ops.frontend import (
     switch_with_backend,
     wait_frontend_ready,
 )
+from console.core.ops.journal import Journal
 from console.core.ops.lifecycle import OpRecord
 from console.core.ops.nginx import read_target
 from console.core.ops.proc import image_info
@@ -118,12 +119,18 @@ def parse_rollback_services(value: Any) -> list[str] | None:
     return [n for n in ROLLBACKABLE if n in out]
 
 
-def rollback_services(ctx: OpContext, services: list[str] | None) -> list[str]:
+def rollback_services(
+    ctx: OpContext, services: list[str] | None, *, backend_flags: bool = False
+) -> list[str]:
     """What a rollback moves back: ``services`` when named, else the last
     successful deploy's: the page alone after a frontend-only deploy, the
-    backend (the page with it when they share a colour) after any other."""
+    backend (the page with it when they share a colour) after any other.
+    ``backend_flags`` (--version, --restore-db, --backup-path given): the
+    backend, whatever the history says."""
     if services:
         return services
+    if backend_flags:
+        return ["backend"]
     for rec in reversed(read_jsonl(ctx.history_path)):
         if rec.get("op") == "deploy" and rec.get("result") == "ok":
             deployed = rec.get("services") or ["backend"]
@@ -220,13 +227,18 @@ def _previous_version_from_history(ctx: OpContext, serving_version: str | None) 
     return None
 
 
+def _backend_flags(params: RollbackParams) -> bool:
+    """Flags only the backend's rollback takes."""
+    return bool(params.version or params.restore_db or params.backup_path)
+
+
 async def validate_rollback(ctx: OpContext, params: RollbackParams) -> RollbackParams:
     """The version's image exists; a database restore is confirmed and has a
     backup (named, or the one taken before the serving version's deploy)."""
     update: dict[str, Any] = {}
     version = params.version
     named = parse_rollback_services(params.services)
-    services = rollback_services(ctx, named)
+    services = rollback_services(ctx, named, backend_flags=_backend_flags(params))
     update["services"] = services
     if "backend" not in services:
         for given, flag in ((version, "--version"), (params.restore_db, "--restore-db")):
@@ -236,7 +248,11 @@ async def validate_rollback(ctx: OpContext, params: RollbackParams) -> RollbackP
                     "frontend's previous colour (add backend to --services, or leave it out)",
                     field="services",
                 )
-        await _frontend_target(ctx)  # refuses now, before any lock or change
+        journal = Journal.load(ctx.journal_path)
+        if not journal or journal.get("status") != "running":
+            # refuses now, before any lock or change (an interrupted
+            # operation is recovered by the run first, then it stops)
+            await _frontend_target(ctx)
     elif "frontend" in services and version is not None:
         raise BadInput(
             "--version rolls back the backend only: leave frontend out of --services, or "
@@ -277,7 +293,9 @@ async def validate_rollback(ctx: OpContext, params: RollbackParams) -> RollbackP
 async def run_rollback(
     ctx: OpContext, params: RollbackParams, *, op_id: str = ""
 ) -> AsyncIterator[OpEvent]:
-    services = rollback_services(ctx, parse_rollback_services(params.services))
+    services = rollback_services(
+        ctx, parse_rollback_services(params.services), backend_flags=_backend_flags(params)
+    )
     if "backend" not in services:
         body = partial(_rollback_frontend, ctx, op_id=op_id)
         async for event in run_steps(Emitter("rollback", ctx.redact), body):
@@ -320,7 +338,9 @@ async def _rollback_frontend(ctx: OpContext, progress: Progress, *, op_id: str) 
 
     plan = await recover(ctx, progress, op_id=op_id)
     if plan.action != "none":
-        progress.info("recover", f"an interrupted operation was undone first ({plan.action})")
+        # as the backend's: undoing the interrupted operation is the rollback
+        progress.done(f"the interrupted operation was undone ({plan.action})")
+        return
     record = OpRecord(ctx, "rollback", op_id)
     fe = await _frontend_target(ctx)
     warm = fe.pop("warm")

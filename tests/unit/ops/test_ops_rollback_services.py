@@ -76,3 +76,13 @@ def test_the_last_deploy_decides_what_a_plain_rollback_moves(tmp_path: Path) -> 
     assert rollback_services(ctx, None) == ["frontend"]
     # named services win over the history
     assert rollback_services(ctx, ["backend"]) == ["backend"]
+
+
+def test_the_backend_s_flags_mean_the_backend_whatever_the_history(tmp_path: Path) -> None:
+    # --version / --restore-db / --backup-path after a frontend-only deploy:
+    # the operator means the API (its checks and messages are the backend's)
+    ctx = _ctx(tmp_path)
+    _deploy(ctx, ["frontend"])
+    assert rollback_services(ctx, None) == ["frontend"]
+    assert rollback_services(ctx, None, backend_flags=True) == ["backend"]
+    assert rollback_services(ctx, ["frontend"], backend_flags=True) == ["frontend"]
