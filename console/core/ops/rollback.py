@@ -324,7 +324,11 @@ async def _rollback(
     async with AsyncExitStack() as cleanup:
         followed = await _rollback_steps(ctx, progress, cleanup=cleanup, **kwargs)
     if page and not followed:
-        await _rollback_frontend(ctx, progress, op_id=f"{kwargs['op_id']}-frontend")
+        try:
+            await _rollback_frontend(ctx, progress, op_id=f"{kwargs['op_id']}-frontend")
+        except BadInput as exc:
+            # the API went back; the page has nothing to go back to
+            progress.warn("frontend", f"the page stays where it is: {exc}")
 
 
 async def _rollback_frontend(ctx: OpContext, progress: Progress, *, op_id: str) -> None:
