@@ -30,6 +30,7 @@ __all__ = [
     "COLOURS",
     "STOPPED",
     "colour_roles",
+    "frontend_not_running",
     "frontend_roles",
     "is_frontend",
     "not_running",
@@ -164,4 +165,11 @@ def not_running(containers: ContainersSnapshot) -> set[Colour]:
     of theirs runs (stopped on purpose, or never created). Asking one only
     waits for nginx to give up on it."""
     roles = colour_roles(containers, None)
+    return {c for c, status in roles.items() if status.role in ("standby", "absent")}
+
+
+def frontend_not_running(containers: ContainersSnapshot) -> set[Colour]:
+    """Frontend colours the health source need not ask: on standby and
+    stopped, or without a container (as :func:`not_running` for the backend)."""
+    roles = frontend_roles(containers)
     return {c for c, status in roles.items() if status.role in ("standby", "absent")}

@@ -79,10 +79,13 @@ async def test_fixture_data_reaches_every_panel() -> None:
     async with app.run_test(size=BIG) as pilot:
         await settle(pilot)
         containers = app.query_one(ContainersPanel).query_one(ListTable)
-        assert containers.row_count == 7
+        assert containers.row_count == 9  # seven services, two of them frontend colours
         assert containers.shown_keys[0] == "investment_backend_green_prod"  # running first
-        assert containers.shown_keys[-1] == "investment_backend_blue_prod"  # exited last
-        assert app.query_one(HealthPanel).query_one(ListTable).row_count == 4
+        assert set(containers.shown_keys[-2:]) == {  # exited last
+            "investment_backend_blue_prod",
+            "investment_frontend_blue_prod",
+        }
+        assert app.query_one(HealthPanel).query_one(ListTable).row_count == 5  # 4 API + page
         assert app.query_one(StatsPanel).query_one(ListTable).row_count == 6
         assert app.query_one(DatabasePanel).query_one(ListTable).row_count == 6
         assert app.query_one(QuotasPanel).query_one(ListTable).row_count == 4
@@ -283,7 +286,7 @@ async def test_filter_narrows_the_focused_list_and_escape_restores_it() -> None:
         assert table.has_focus and table.row_count == 2
         await pilot.press("slash", "escape")
         await pilot.pause()
-        assert table.row_count == 7
+        assert table.row_count == 9
         assert table.has_focus
 
 

@@ -39,6 +39,18 @@ def test_stale_panel_tab_at_80x24(snap_compare: Any) -> None:
     assert snap_compare(make_app("stale"), terminal_size=(80, 24), run_before=run_before)
 
 
+def test_health_tab_with_the_page_row_80x24(snap_compare: Any) -> None:
+    """The Health panel at 80 columns: the API's endpoints and the page's row
+    (the web frontend's /version.json), frontend_green stopped on standby."""
+
+    async def run_before(pilot: Any) -> None:
+        await settle(pilot)
+        await pilot.press("2")
+        await pilot.pause()
+
+    assert snap_compare(make_app("standby"), terminal_size=(80, 24), run_before=run_before)
+
+
 def test_cost_tab_recorded_days_80x24(snap_compare: Any) -> None:
     """The cost chart draws the recorded days only (issue 16): from the 9th,
     partial and dim, with the 12th a gap; none of the platform's 14 modelled days."""

@@ -19,7 +19,7 @@ from console.ui.panels import ContainersPanel, HealthPanel
 from console.ui.widgets.table import ListTable
 
 from .fakes import NOW, FakeMonitor, make_app
-from .fixtures.make_fixtures import PATHS, name, rolled_back
+from .fixtures.make_fixtures import FRONTEND_PATH, PATHS, name, rolled_back
 
 BIG = (160, 48)
 SMALL = (80, 24)
@@ -79,13 +79,26 @@ async def test_a_stopped_standby_colour_reads_standby_dimmed_and_is_not_counted(
         health_title = str(app.query_one(HealthPanel).border_title)
         assert health_title == "Health · 4/4 ok via nginx · green standby v1.2.3"
 
+        # The page's row: the frontend went back with the API (blue serves
+        # it), frontend_green is stopped on standby: dimmed, not red.
+        table = app.query_one(HealthPanel).query_one(ListTable)
+        page = {
+            t: table.get_cell(FRONTEND_PATH, t)
+            for t in ("endpoint", "nginx", "blue", "green", "version")
+        }
+        assert page["endpoint"].plain == "page"
+        assert page["nginx"].plain.split()[0] == "200" and page["blue"].plain.split()[0] == "200"
+        assert page["green"].plain == "standby" and is_dimmed(page["green"])
+        assert not is_error(page["green"], palette)
+        assert page["version"].plain == "v1.2.2"
+
 
 async def test_at_80_columns_the_note_is_shorter() -> None:
     app = make_app("standby")
     async with app.run_test(size=SMALL) as pilot:
         await settle(pilot)
         title = str(app.query_one(ContainersPanel).border_title)
-        assert title.endswith("serving blue · green v1.2.3 standby")
+        assert title.endswith("serving blue · page blue v1.2.2 · green v1.2.3 standby")
         assert "kept for" not in title
 
 

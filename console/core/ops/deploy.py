@@ -445,6 +445,7 @@ async def _frontend_handover(
     fe: dict[str, Any],
     h_timeout: float,
     keep_old: bool,
+    what: str = "frontend deploy of",
 ) -> None:
     """The idle frontend colour gets the version, is checked directly
     (health, its /version.json, its page), then nginx's ``/`` moves to it
@@ -489,12 +490,12 @@ async def _frontend_handover(
         )
         if undo_error:
             raise OpFailed(
-                f"frontend deploy of {version} failed at {step} ({reason}) and the automatic "
+                f"{what} {version} failed at {step} ({reason}) and the automatic "
                 f"rollback failed too: {undo_error}. Run `stackdeck status` and `stackdeck rollback`",
                 step=step,
             ) from None
         raise OpFailed(
-            f"frontend deploy of {version} failed at {step}: {reason}. The page "
+            f"{what} {version} failed at {step}: {reason}. The page "
             + ("was switched back to" if switched else "never left")
             + f" {old} ({fe['from_version']}).",
             step=step,

@@ -13,6 +13,13 @@
   backup taken before the deploy being rolled back (or ``backup_path``); the
   operator confirms by typing the database name.
 
+``services`` decides what moves back: ``backend`` (the API, and the page with
+it when it serves from the same colour and the other frontend colour exists,
+in one switch), ``frontend`` (the page alone:
+:func:`_rollback_frontend`), or both. Without it, the last successful
+deploy's services decide: after a frontend-only deploy a plain rollback moves
+the page back, after any other the backend (as above).
+
 Then the runbook's rollback verification: the version reported through nginx,
 containers up, the schema version. The worker, when it followed the version
 being rolled back, moves back last: traffic never waits for it.
@@ -24,6 +31,7 @@ and history line kept by :class:`~console.core.ops.lifecycle.OpRecord`.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from functools import partial
@@ -52,12 +60,14 @@ from console.core.ops.db import schema_revision
 from console.core.ops.errors import BadInput, OpError, OpFailed
 from console.core.ops.events import Emitter
 from console.core.ops.frontend import (
+    frontend_repo,
     observe_frontend,
     start_existing_frontend,
     stop_frontend,
     switch_with_backend,
     wait_frontend_ready,
 )
+from console.core.ops.journal import Journal
 from console.core.ops.lifecycle import OpRecord
 from console.core.ops.nginx import read_target
 from console.core.ops.proc import image_info
@@ -73,7 +83,120 @@ from console.core.ops.table import RollbackParams
 from console.core.ops.versions import image_ref
 from console.core.sources.docker.inspect import image_id
 
-__all__ = ["backup_for_version", "run_rollback", "validate_rollback"]
+__all__ = [
+    "backup_for_version",
+    "parse_rollback_services",
+    "rollback_services",
+    "run_rollback",
+    "validate_rollback",
+]
+
+ROLLBACKABLE = ("backend", "frontend")
+
+
+def parse_rollback_services(value: Any) -> list[str] | None:
+    """``"frontend"`` / ``"backend frontend"`` / a list -> names, checked;
+    None when not given (the last deploy decides: :func:`rollback_services`)."""
+    if value is None or value == "" or value == []:
+        return None
+    items = value if isinstance(value, list | tuple) else re.split(r"[\s,]+", str(value).strip())
+    out: list[str] = []
+    for item in items:
+        name = str(item).strip()
+        if not name:
+            continue
+        if name not in ROLLBACKABLE:
+            shown = name.encode("unicode_escape").decode("ascii")[:40]
+            raise BadInput(
+                f"unknown service '{shown}' in --services: rollback moves back "
+                f"{' and '.join(ROLLBACKABLE)} (the worker follows the backend)",
+                field="services",
+            )
+        if name not in out:
+            out.append(name)
+    if not out:
+        return None
+    return [n for n in ROLLBACKABLE if n in out]
+
+
+def rollback_services(
+    ctx: OpContext, services: list[str] | None, *, backend_flags: bool = False
+) -> list[str]:
+    """What a rollback moves back: ``services`` when named, else the last
+    successful deploy's: the page alone after a frontend-only deploy, the
+    backend (the page with it when they share a colour) after any other.
+    ``backend_flags`` (--version, --restore-db, --backup-path given): the
+    backend, whatever the history says."""
+    if services:
+        return services
+    if backend_flags:
+        return ["backend"]
+    for rec in reversed(read_jsonl(ctx.history_path)):
+        if rec.get("op") == "deploy" and rec.get("result") == "ok":
+            deployed = rec.get("services") or ["backend"]
+            if "frontend" in deployed and "backend" not in deployed:
+                return ["frontend"]
+            break
+    return ["backend"]
+
+
+def _frontend_previous_from_history(ctx: OpContext, serving_version: str | None) -> str | None:
+    """The page's version before the deploy that brought ``serving_version``."""
+    for rec in reversed(read_jsonl(ctx.history_path)):
+        if (
+            rec.get("op") == "deploy"
+            and rec.get("result") == "ok"
+            and rec.get("frontend_version") == serving_version
+        ):
+            prev = rec.get("frontend_from_version")
+            return str(prev) if prev else None
+    return None
+
+
+async def _frontend_target(ctx: OpContext) -> dict[str, Any]:
+    """What a rollback of the page does: the journal's ``frontend`` entry
+    (from/to colour and version). The idle frontend colour's version, else
+    the version history says served before; refuses (nothing changed) when
+    there is nothing to go back to."""
+    fview = await observe_frontend(ctx)
+    if fview.serving is None:
+        raise OpFailed(
+            f"cannot tell which frontend colour nginx serves ({ctx.container('nginx')} does not answer)",
+            step="prepare",
+        )
+    frm = fview.serving
+    to = other_colour(frm)
+    from_version = fview.serving_version()
+    idle = fview.colours[to]
+    held = idle.version or idle.slot_version
+    target = held if idle.state != "missing" else None
+    if target is None or target == from_version:
+        target = _frontend_previous_from_history(ctx, from_version)
+    if target is None or target == from_version:
+        raise BadInput(
+            f"nothing to roll the page back to: {frontend_service(frm)} serves {from_version} and "
+            f"{frontend_service(to)} holds {held or 'nothing'}; deploy the version wanted with "
+            "`stackdeck deploy VERSION --services frontend`",
+            field="services",
+        )
+    if (
+        idle.version != target
+        and await image_info(ctx, image_ref(frontend_repo(ctx), target)) is None
+    ):
+        raise BadInput(
+            f"the page's previous version {target} has no image "
+            f"{image_ref(frontend_repo(ctx), target)} any more: deploy a version with "
+            "`stackdeck deploy VERSION --services frontend --build`",
+            field="services",
+        )
+    return {
+        "from_colour": frm,
+        "to_colour": to,
+        "from_version": from_version,
+        "to_prev_version": held,
+        "version": target,
+        "warm": idle.state == "running" and idle.version == target,
+    }
 
 
 def backup_for_version(ctx: OpContext, version: str | None) -> BackupInfo | None:
@@ -104,11 +227,38 @@ def _previous_version_from_history(ctx: OpContext, serving_version: str | None) 
     return None
 
 
+def _backend_flags(params: RollbackParams) -> bool:
+    """Flags only the backend's rollback takes."""
+    return bool(params.version or params.restore_db or params.backup_path)
+
+
 async def validate_rollback(ctx: OpContext, params: RollbackParams) -> RollbackParams:
     """The version's image exists; a database restore is confirmed and has a
     backup (named, or the one taken before the serving version's deploy)."""
     update: dict[str, Any] = {}
     version = params.version
+    named = parse_rollback_services(params.services)
+    services = rollback_services(ctx, named, backend_flags=_backend_flags(params))
+    update["services"] = services
+    if "backend" not in services:
+        for given, flag in ((version, "--version"), (params.restore_db, "--restore-db")):
+            if given:
+                raise BadInput(
+                    f"{flag} is the backend's: a rollback of the page alone goes back to the "
+                    "frontend's previous colour (add backend to --services, or leave it out)",
+                    field="services",
+                )
+        journal = Journal.load(ctx.journal_path)
+        if not journal or journal.get("status") != "running":
+            # refuses now, before any lock or change (an interrupted
+            # operation is recovered by the run first, then it stops)
+            await _frontend_target(ctx)
+    elif "frontend" in services and version is not None:
+        raise BadInput(
+            "--version rolls back the backend only: leave frontend out of --services, or "
+            "roll the page back after it with --services frontend",
+            field="services",
+        )
     if version is not None and await image_info(ctx, image_ref(ctx.image_repo, version)) is None:
         raise BadInput(
             f"unknown version {version}: no image {image_ref(ctx.image_repo, version)} to roll back to",
@@ -143,10 +293,19 @@ async def validate_rollback(ctx: OpContext, params: RollbackParams) -> RollbackP
 async def run_rollback(
     ctx: OpContext, params: RollbackParams, *, op_id: str = ""
 ) -> AsyncIterator[OpEvent]:
+    services = rollback_services(
+        ctx, parse_rollback_services(params.services), backend_flags=_backend_flags(params)
+    )
+    if "backend" not in services:
+        body = partial(_rollback_frontend, ctx, op_id=op_id)
+        async for event in run_steps(Emitter("rollback", ctx.redact), body):
+            yield event
+        return
     body = partial(
         _rollback,
         ctx,
         op_id=op_id,
+        page="frontend" in services,
         version=params.version,
         restore_db=params.restore_db,
         backup_path=params.backup_path,
@@ -156,10 +315,92 @@ async def run_rollback(
         yield event
 
 
-async def _rollback(ctx: OpContext, progress: Progress, **kwargs: Any) -> None:
-    """The rollback; the silence of a colour it starts ends when it ends."""
+async def _rollback(
+    ctx: OpContext, progress: Progress, *, page: bool = False, **kwargs: Any
+) -> None:
+    """The rollback; the silence of a colour it starts ends when it ends.
+    ``page`` ("backend frontend"): when the page did not go back with the
+    API (it serves from another colour), it is rolled back after it."""
     async with AsyncExitStack() as cleanup:
-        await _rollback_steps(ctx, progress, cleanup=cleanup, **kwargs)
+        followed = await _rollback_steps(ctx, progress, cleanup=cleanup, **kwargs)
+    if page and not followed:
+        try:
+            await _rollback_frontend(ctx, progress, op_id=f"{kwargs['op_id']}-frontend")
+        except BadInput as exc:
+            # the API went back; the page has nothing to go back to
+            progress.warn("frontend", f"the page stays where it is: {exc}")
+
+
+async def _rollback_frontend(ctx: OpContext, progress: Progress, *, op_id: str) -> None:
+    """The page alone back on its previous version: the other frontend
+    colour (warm when it still runs it, else started with it), checked
+    directly, one switch of nginx's ``/`` (the backend's line kept),
+    ``/version.json`` confirmed through nginx, the colour left stopped and
+    kept for a roll-forward. Journal and history like a frontend deploy's,
+    so an interrupted one is recovered the same way."""
+    from console.core.ops.deploy import _frontend_handover  # deploy imports this module's peers
+
+    plan = await recover(ctx, progress, op_id=op_id)
+    if plan.action != "none":
+        # as the backend's: undoing the interrupted operation is the rollback
+        progress.done(f"the interrupted operation was undone ({plan.action})")
+        return
+    record = OpRecord(ctx, "rollback", op_id)
+    fe = await _frontend_target(ctx)
+    warm = fe.pop("warm")
+    frm, to, target = fe["from_colour"], fe["to_colour"], fe["version"]
+    progress.info(
+        "prepare",
+        f"{frontend_service(frm)} serves the page {fe['from_version']}; rolling it back to {target} "
+        f"on {frontend_service(to)}"
+        + (" (instant: it is running, out of the upstream)" if warm else " (started first)"),
+        from_colour=frm,
+        to_colour=to,
+        target=target,
+        warm=warm,
+    )
+    record.open(
+        strategy="instant" if warm else "redeploy",
+        version=target,
+        from_version=fe["from_version"],
+        colour=to,
+        from_colour=frm,
+        services=["frontend"],
+        frontend_version=target,
+        frontend_from_version=fe["from_version"],
+        frontend_colour=to,
+        frontend_from_colour=frm,
+        frontend_image=image_ref(frontend_repo(ctx), target),
+    )
+    journal = record.begin_journal(
+        strategy="blue-green",  # recovery: no backend colour chosen, nothing of it to undo
+        version=target,
+        from_version=fe["from_version"],
+        from_colour=None,
+        to_colour=None,
+        services=["frontend"],
+        frontend=fe,
+    )
+    # a failure or cancel puts / back on the colour it left and closes the
+    # journal and the history line (rolled-back, with the step)
+    await _frontend_handover(
+        ctx,
+        progress,
+        record=record,
+        journal=journal,
+        fe=fe,
+        h_timeout=ctx.health_timeout,
+        keep_old=False,
+        what="rollback of the page to",
+    )
+    duration = record.succeed()
+    progress.done(
+        f"rolled the page back to {target} on {frontend_service(to)} in {duration:.1f} s "
+        f"({frontend_service(frm)} stopped, kept for a roll-forward)",
+        version=target,
+        frontend_colour=to,
+        duration_s=round(duration, 1),
+    )
 
 
 async def _rollback_steps(
@@ -172,14 +413,15 @@ async def _rollback_steps(
     restore_db: bool,
     backup_path: str | None,
     verify_seconds: float,
-) -> None:
+) -> bool:
+    """The backend's rollback; True when the page went back with it."""
     record = OpRecord(ctx, "rollback", op_id)
     plan = await recover(ctx, progress, op_id=op_id)
     if plan.action != "none" and version is None and not restore_db:
         progress.done(
             f"the interrupted operation was undone ({plan.action}); traffic on {plan.traffic}"
         )
-        return
+        return True
 
     view = await observe(ctx)
     if view.serving is None:
@@ -205,7 +447,7 @@ async def _rollback_steps(
             )
     if target == from_version and not restore_db:
         progress.done(f"{frm} already serves {target}; nothing to do")
-        return
+        return False
     instant = idle.state != "missing" and idle.version == target
     warm = instant and idle.state == "running"
     # the page goes back with the API when it serves from the same colour
@@ -407,6 +649,7 @@ async def _rollback_steps(
         duration_s=round(duration, 1),
         backup_id=backup.id if backup else None,
     )
+    return bool(fe_follow and fe_version and to != frm)
 
 
 async def _replicas_follow(

@@ -203,6 +203,13 @@ class RollbackParams(OpParams):
         str | None,
         Field(description="roll back to this version (default: the previous colour)"),
     ] = None
+    services: Annotated[
+        str | list[str] | None,
+        Field(
+            description='backend, frontend: what moves back, e.g. "frontend" (the page alone) or '
+            '"backend frontend" (default: the services of the last deploy)'
+        ),
+    ] = None
     restore_db: Annotated[bool, Field(description="also restore the database")] = False
     backup_path: Annotated[
         str | None,
@@ -666,7 +673,7 @@ def _spec_list() -> list[OpSpec]:
         OpSpec(
             "rollback",
             "Rollback",
-            "roll back to the previous colour or a version",
+            "roll back what the last deploy moved (API, page) to its previous colour, or a version",
             RollbackParams,
             writes=True,
             cli=("rollback",),

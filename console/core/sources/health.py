@@ -19,6 +19,14 @@ and after every engine event, so a colour a deploy starts is asked again on
 the next poll (the monitor polls at once when the set changes). Without a
 container list (the engine does not answer) every colour is asked as above.
 
+The web frontend (its own colours ``frontend_blue``/``frontend_green``) is
+asked the same way, one path: its ``/version.json`` through nginx (the page's
+serving colour, told by nginx's ``X-Upstream`` header) and per colour through
+``/direct/frontend_<colour>/version.json``. Its results carry the path
+:data:`FRONTEND_PATH` and the target ``nginx``/``blue``/``green`` like the
+backend's, so they are one more row of the panel. A frontend colour on standby
+and stopped (:func:`~console.core.colours.frontend_roles`) is not asked either.
+
 The same poll scrapes each colour's Prometheus endpoint and turns the bucket
 deltas of ``http_request_duration_seconds`` between two scrapes into the p95
 the HighAPIResponseTime alert needs (``histogram_quantile(0.95,
@@ -38,7 +46,7 @@ from typing import Any
 
 import httpx
 
-from console.core.colours import COLOURS, not_running, unreachable
+from console.core.colours import COLOURS, frontend_not_running, not_running, unreachable
 from console.core.config import Settings
 from console.core.errors import SourceError, redact
 from console.core.models import ContainersSnapshot, EndpointResult, HealthSnapshot
@@ -46,6 +54,7 @@ from console.core.sources.base import Clock, Source, utcnow
 from console.core.tls import CertificateError, days_left, read_certificate
 
 __all__ = [
+    "FRONTEND_PATH",
     "HEALTH_PATHS",
     "TARGETS",
     "HealthSource",
@@ -61,6 +70,9 @@ HEALTH_PATHS = (
     "/api/health/cache",
     "/api/health/external-apis",
 )
+FRONTEND_PATH = "/version.json"
+"""The web frontend's version file (``{"version": ...}``, written into its
+image): the page's row of the health panel."""
 TARGETS = ("nginx", "blue", "green")
 HISTOGRAM = "http_request_duration_seconds"
 
@@ -191,6 +203,8 @@ class HealthSource(Source):
         self._skipped: set[str] = set()
         """Colours on standby with their container stopped (from the last
         container list): not asked at all."""
+        self._fe_skipped: set[str] = set()
+        """Frontend colours on standby with their container stopped."""
         self._cert: tuple[tuple[int, int], datetime] | None = None
         """(mtime_ns, size) of nginx's certificate file and its notAfter: the
         file is parsed again only when it changes (scripts/tls.sh)."""
@@ -204,18 +218,25 @@ class HealthSource(Source):
         colour whose container is stopped); True when that set changed, so
         the caller can poll at once (a colour a deploy just started)."""
         skipped: set[str] = set(not_running(snapshot))
-        if skipped == self._skipped:
+        fe_skipped: set[str] = set(frontend_not_running(snapshot))
+        if skipped == self._skipped and fe_skipped == self._fe_skipped:
             return False
         for colour in skipped - self._skipped:
             self._down.discard(colour)
             self._scrapes.pop(colour, None)
         self._skipped = skipped
+        self._fe_skipped = fe_skipped
         return True
 
     @property
     def skipped(self) -> frozenset[str]:
         """The colours the next poll will not ask (stopped standby)."""
         return frozenset(self._skipped)
+
+    @property
+    def frontend_skipped(self) -> frozenset[str]:
+        """The frontend colours the next poll will not ask (stopped standby)."""
+        return frozenset(self._fe_skipped)
 
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
@@ -230,8 +251,14 @@ class HealthSource(Source):
 
     @staticmethod
     def url_for(target: str, path: str) -> str:
-        """``/api/health`` through nginx, ``/direct/blue/api/health`` for a colour."""
-        return path if target == "nginx" else f"/direct/{target}{path}"
+        """``/api/health`` through nginx, ``/direct/blue/api/health`` for a
+        colour; the frontend's ``/version.json`` per colour through
+        ``/direct/frontend_blue/version.json``."""
+        if target == "nginx":
+            return path
+        if path == FRONTEND_PATH:
+            return f"/direct/frontend_{target}{path}"
+        return f"/direct/{target}{path}"
 
     async def _probe(self, target: str, path: str) -> EndpointResult:
         started = time.perf_counter()
@@ -252,7 +279,11 @@ class HealthSource(Source):
             if response.status_code >= 400:
                 detail = body.get("detail") or body.get("error") or body.get("status")
                 error = redact(str(detail))[:120] if detail else None
-        if colour is None:
+        if colour is None and path == FRONTEND_PATH:
+            # nginx names the frontend colour it proxied to (frontend_<colour>)
+            header = response.headers.get("X-Upstream", "")
+            colour = header.removeprefix("frontend_") if header.startswith("frontend_") else None
+        elif colour is None:
             header = response.headers.get("X-Upstream-Colour", "")
             colour = header.removeprefix("backend_") or None
         if colour not in ("blue", "green"):
@@ -306,7 +337,9 @@ class HealthSource(Source):
         # directly. Each backend so sees one request per path at a time: a
         # deep health check that writes a probe key per colour must not race
         # with itself because the console asked twice at once.
-        through = await asyncio.gather(*(self._probe("nginx", path) for path in HEALTH_PATHS))
+        through = await asyncio.gather(
+            *(self._probe("nginx", path) for path in (*HEALTH_PATHS, FRONTEND_PATH))
+        )
         if self._first and self.early is not None:
             # Nothing on screen yet: show the answers through nginx now; the
             # direct ones may wait for nginx to give up on a stopped colour.
@@ -319,6 +352,9 @@ class HealthSource(Source):
             for path in HEALTH_PATHS
             for c in asked
             if c in up or path == HEALTH_PATHS[0]
+        ]
+        direct_probes += [
+            self._probe(c, FRONTEND_PATH) for c in COLOURS if c not in self._fe_skipped
         ]
         scrapes = [self._scrape(colour) for colour in up]
         direct, scraped = await asyncio.gather(
@@ -339,7 +375,10 @@ class HealthSource(Source):
             else:
                 self._down.discard(colour)
         results: list[EndpointResult] = [
-            by_key[(path, t)] for path in HEALTH_PATHS for t in TARGETS if (path, t) in by_key
+            by_key[(path, t)]
+            for path in (*HEALTH_PATHS, FRONTEND_PATH)
+            for t in TARGETS
+            if (path, t) in by_key
         ]
         deltas = [d for d in scraped if d]
         p95 = rate = None

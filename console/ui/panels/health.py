@@ -5,6 +5,12 @@ health source; its column reads ``standby`` (dimmed) on every row, and the
 title names it with its version instead of counting it. A running standby
 colour is shown as it answers, a failure in the warning colour: it serves
 nobody. The serving colour's failures stay red.
+
+The last row, ``page``, is the web frontend's ``/version.json``: through
+nginx (the page's serving colour) and per frontend colour
+(``/direct/frontend_<colour>/``), its colours' roles from
+:func:`~console.core.colours.frontend_roles` (the page may serve from
+another colour than the API).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.reactive import var
 
-from console.core.colours import colour_roles
+from console.core.colours import colour_roles, frontend_roles
 from console.core.models import (
     Colour,
     ColourStatus,
@@ -31,10 +37,16 @@ from console.ui.widgets.table import ListTable, Row
 __all__ = ["HealthPanel", "endpoint_cell", "short_error", "short_path"]
 
 TARGETS = ("nginx", "blue", "green")
+FRONTEND_PATH = "/version.json"
+"""The frontend's row (``console.core.sources.health.FRONTEND_PATH``; the UI
+does not import the sources)."""
 
 
 def short_path(path: str) -> str:
-    """``/api/health/database`` -> ``/database``; ``/api/health`` stays."""
+    """``/api/health/database`` -> ``/database``; ``/api/health`` stays;
+    the frontend's ``/version.json`` is ``page``."""
+    if path == FRONTEND_PATH:
+        return "page"
     if path.startswith("/api/health/"):
         return path[len("/api/health") :]
     return path
@@ -97,12 +109,15 @@ class HealthPanel(Panel):
     def watch_containers(self) -> None:
         # A new container list every few seconds; the panel changes only when
         # a colour's role or version does.
-        roles = colour_roles(self.containers, self.snapshot)
+        roles = (
+            colour_roles(self.containers, self.snapshot),
+            frontend_roles(self.containers) if self.containers is not None else None,
+        )
         if roles != self._roles:
             self._roles = roles
             self.refresh_panel()
 
-    _roles: dict[Colour, ColourStatus] | None = None
+    _roles: tuple[dict[Colour, ColourStatus], dict[Colour, ColourStatus] | None] | None = None
     """The roles the panel was last drawn with (from ``watch_containers``)."""
 
     def compose_body(self) -> ComposeResult:
@@ -129,7 +144,7 @@ class HealthPanel(Panel):
         return text
 
     def _endpoints_detail(self, snapshot: HealthSnapshot) -> str:
-        via_nginx = [r for r in snapshot.results if r.target == "nginx"]
+        via_nginx = [r for r in snapshot.results if r.target == "nginx" and r.path != FRONTEND_PATH]
         if not via_nginx:
             return ""
         ok = sum(1 for r in via_nginx if r.status is not None and 200 <= r.status < 300)
@@ -148,6 +163,11 @@ class HealthPanel(Panel):
         roles: dict[str, ColourStatus] = {
             str(c): status for c, status in colour_roles(self.containers, snapshot).items()
         }
+        fe_roles: dict[str, ColourStatus] = (
+            {str(c): status for c, status in frontend_roles(self.containers).items()}
+            if self.containers is not None
+            else {}
+        )
         paths: list[str] = []
         by_key: dict[tuple[str, str], EndpointResult] = {}
         for result in snapshot.results:
@@ -157,7 +177,8 @@ class HealthPanel(Panel):
         rows = []
         for path in paths:
             cells = [Text(short_path(path), style="bold")]
-            cells += [endpoint_cell(by_key.get((path, t)), palette, roles.get(t)) for t in TARGETS]
+            of = fe_roles if path == FRONTEND_PATH else roles
+            cells += [endpoint_cell(by_key.get((path, t)), palette, of.get(t)) for t in TARGETS]
             nginx = by_key.get((path, "nginx"))
             versions = []
             if nginx is not None and nginx.version:

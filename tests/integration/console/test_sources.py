@@ -37,7 +37,7 @@ from console.core.sources.docker.handle import DockerHandle
 from console.core.sources.docker.inspect import parse_docker_time
 from console.core.sources.docker.logs import follow_logs
 from console.core.sources.docker.stats import StatsSource
-from console.core.sources.health import HEALTH_PATHS, HealthSource
+from console.core.sources.health import FRONTEND_PATH, HEALTH_PATHS, HealthSource
 from console.core.sources.postgres import PostgresSource
 from console.core.sources.redis_quota import QuotaSource
 from console.core.stack import published_ports
@@ -443,7 +443,7 @@ async def test_health_of_every_endpoint(stack: Any) -> None:
         snap = await source.poll()
         active = stack.env.get("ACTIVE_COLOUR", "blue")
         running = running_containers(stack)
-        results = {(r.path, r.target): r for r in snap.results}
+        results = {(r.path, r.target): r for r in snap.results if r.path in HEALTH_PATHS}
         assert len(results) == len(HEALTH_PATHS) * 3
         for path in HEALTH_PATHS:
             through = results[(path, "nginx")]
@@ -483,6 +483,47 @@ async def test_health_of_every_endpoint(stack: Any) -> None:
         assert 0 < snap2.p95_seconds <= 60.0
         assert snap2.request_rate is not None and snap2.request_rate > 0
     finally:
+        await source.aclose()
+
+
+async def test_health_reports_the_page_through_nginx_and_per_frontend_colour(
+    stack: Any, handle: DockerHandle
+) -> None:
+    """The web frontend's /version.json through nginx (the page's serving
+    colour) and per colour through /direct/frontend_<colour>/: the versions
+    the containers carry. A standby frontend colour stopped is not asked."""
+    containers = await ContainersSource(handle.settings, handle).poll()
+    serving = containers.serving_frontend
+    assert serving in ("blue", "green"), containers.serving_frontend
+    fe = {c.colour: c for c in containers.containers if c.service.startswith("frontend_")}
+    source = HealthSource(settings_for(stack))
+    idle = "green" if serving == "blue" else "blue"
+    restart = False
+    try:
+        source.note_containers(containers)
+        page = {r.target: r for r in (await source.poll()).results if r.path == FRONTEND_PATH}
+        through = page["nginx"]
+        assert through.status == 200 and through.latency_ms is not None, through
+        assert through.colour == serving
+        assert through.version == fe[serving].version, (through, fe[serving])
+        for colour, info in fe.items():
+            if info.state == "running":
+                assert page[colour].status == 200, page[colour]
+                assert (page[colour].version, page[colour].colour) == (info.version, colour)
+            else:
+                assert colour not in page  # stopped on standby: not asked
+        if fe.get(idle) is not None and fe[idle].state == "running":
+            # the standby colour stopped (as keep_previous_colour=false leaves
+            # it): not asked any more, nor counted as a failure
+            docker("stop", fe[idle].name)
+            restart = True
+            source.note_containers(await ContainersSource(handle.settings, handle).poll())
+            assert source.frontend_skipped == {idle}
+            again = {r.target for r in (await source.poll()).results if r.path == FRONTEND_PATH}
+            assert again == {"nginx", serving}
+    finally:
+        if restart:
+            docker("start", fe[idle].name)
         await source.aclose()
 
 

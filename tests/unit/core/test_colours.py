@@ -20,7 +20,7 @@ from console.core.models import (
     HealthSnapshot,
 )
 from console.core.monitor import Monitor
-from console.core.sources.health import HEALTH_PATHS, HealthSource
+from console.core.sources.health import FRONTEND_PATH, HEALTH_PATHS, HealthSource
 from console.core.stack import StackNames
 
 NOW = datetime(2025, 3, 14, 14, 2, 11, tzinfo=UTC)
@@ -183,7 +183,7 @@ async def test_a_stopped_standby_colour_is_not_probed_every_poll(settings: Setti
     for _ in range(5):
         snap = await source.poll()
     assert nginx.green() == 0
-    assert not [r for r in snap.results if r.target == "green"]
+    assert not [r for r in snap.results if r.target == "green" and r.path in HEALTH_PATHS]
     # blue (serving) is still asked in full: four paths through nginx and direct.
     assert all(nginx.asked[f"/direct/blue{p}"] == 5 for p in HEALTH_PATHS)
     assert source.skipped == {"green"}
@@ -241,7 +241,7 @@ async def test_the_monitor_hands_the_container_list_to_the_health_source(
     def green_left_alone() -> bool:
         # A full poll (blue asked directly; the early snapshot of a first
         # poll has nginx's answers only) without a green result.
-        targets = [{r.target for r in h.results} for h in healths]
+        targets = [{r.target for r in h.results if r.path in HEALTH_PATHS} for h in healths]
         return health.skipped == {"green"} and any(
             "blue" in t and "green" not in t for t in targets
         )
@@ -326,3 +326,98 @@ def test_a_replica_is_its_colour_s_container_under_its_own_name() -> None:
     snap = snap.model_copy(update={"containers": [*snap.containers, replica]})
     assert roles(snap) == {"blue": "serving", "green": "standby"}
     assert len({c.name for c in snap.containers}) == 3  # one row each
+
+
+# --- the health source: the web frontend's page --------------------------------------
+
+
+class FrontendNginx:
+    """nginx in front of the frontend's colours: ``/version.json`` of the page
+    from ``frontend_<serving>`` (``X-Upstream``), each colour's directly,
+    a colour in ``stopped`` a 502 of nginx's own. The backend answers 200."""
+
+    def __init__(self, serving: str, versions: dict[str, str], stopped: set[str]) -> None:
+        self.serving, self.versions, self.stopped = serving, versions, stopped
+        self.asked: Counter[str] = Counter()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        self.asked[path] = self.asked[path] + 1
+        if not path.endswith("/version.json"):
+            return httpx.Response(200, json={"status": "ok", "version": "v1.2.2", "colour": "blue"})
+        colour = self.serving
+        if path.startswith("/direct/frontend_"):
+            colour = path.removeprefix("/direct/frontend_").split("/")[0]
+        if colour in self.stopped:
+            return httpx.Response(502, text="<html>502 Bad Gateway</html>")
+        return httpx.Response(
+            200,
+            json={"version": self.versions[colour]},
+            headers={"X-Upstream": f"frontend_{colour}"},
+        )
+
+
+def _fe_source(settings: Settings, nginx: FrontendNginx) -> HealthSource:
+    client = httpx.AsyncClient(base_url="http://127.0.0.1:9", transport=httpx.MockTransport(nginx))
+    return HealthSource(settings, clock=lambda: NOW, client=client)
+
+
+def _page(snap: HealthSnapshot) -> dict[str, EndpointResult]:
+    return {r.target: r for r in snap.results if r.path == FRONTEND_PATH}
+
+
+async def test_the_page_is_asked_through_nginx_and_per_frontend_colour(settings: Settings) -> None:
+    nginx = FrontendNginx("green", {"blue": "v1.2.2", "green": "v1.2.3"}, stopped=set())
+    source = _fe_source(settings, nginx)
+    snap = await source.poll()
+    page = _page(snap)
+    assert set(page) == {"nginx", "blue", "green"}
+    # through nginx: the page's serving colour from nginx's X-Upstream header
+    assert (page["nginx"].status, page["nginx"].version, page["nginx"].colour) == (
+        200,
+        "v1.2.3",
+        "green",
+    )
+    assert page["nginx"].latency_ms is not None
+    assert (page["blue"].version, page["blue"].colour) == ("v1.2.2", "blue")
+    assert (page["green"].version, page["green"].colour) == ("v1.2.3", "green")
+    assert nginx.asked["/version.json"] == 1
+    assert nginx.asked["/direct/frontend_blue/version.json"] == 1
+    assert nginx.asked["/direct/frontend_green/version.json"] == 1
+    # the page's rows come after the API's, and do not name the API's colour
+    assert snap.results[-1].path == FRONTEND_PATH
+    assert serving_colour(None, snap) == "blue"
+
+
+async def test_a_stopped_frontend_colour_is_a_failure_unless_on_standby(
+    settings: Settings,
+) -> None:
+    nginx = FrontendNginx("green", {"blue": "v1.2.2", "green": "v1.2.3"}, stopped={"blue"})
+    source = _fe_source(settings, nginx)
+    # no container list: blue is asked and its 502 is reported as nginx's
+    blue = _page(await source.poll())["blue"]
+    assert blue.status == 502 and blue.version is None and blue.error
+    # the container list says frontend_blue is stopped on standby: not asked
+    snap = ContainersSnapshot(
+        taken_at=NOW,
+        project="investment",
+        containers=[
+            backend("blue", "running", "v1.2.2"),
+            frontend("blue", "exited", "v1.2.2"),
+            frontend("green", "running", "v1.2.3"),
+        ],
+        serving_colour="blue",
+        serving_frontend="green",
+    )
+    assert source.note_containers(snap)  # only the frontend's set changed
+    assert source.frontend_skipped == {"blue"} and source.skipped == {"green"}
+    before = nginx.asked["/direct/frontend_blue/version.json"]
+    page = _page(await source.poll())
+    assert set(page) == {"nginx", "green"}
+    assert nginx.asked["/direct/frontend_blue/version.json"] == before
+    # the serving frontend colour stopped is an outage: it stays asked
+    down = snap.model_copy(update={"serving_frontend": "blue"})
+    assert source.note_containers(down)
+    assert source.frontend_skipped == set()
+    await source.poll()
+    assert nginx.asked["/direct/frontend_blue/version.json"] == before + 1
