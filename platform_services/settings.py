@@ -96,7 +96,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = 16 * 1024
     request_deadline_s: float = 8.0
     """A request that has not started answering by then gets 503 + Retry-After
-    (below nginx's and typical clients' timeouts, above any healthy request)."""
+    (below nginx's 10 s read timeout, which site.conf derives from it, and
+    typical clients' timeouts; above any healthy request)."""
     enable_docs: bool = False
     """Serve /api/docs (Swagger UI) and relax the CSP for it."""
 

@@ -160,21 +160,34 @@ def env_without(keys: list[str]) -> dict[str, str]:
 
 # --- after a console died in a deploy -----------------------------------------------
 
-VALID_CONF = {"set $active_backend backend_blue;", "set $active_backend backend_green;"}
-"""nginx's active.conf: one whole line naming one colour, nothing else."""
+BACKEND_LINES = {f"set $active_backend backend_{c};" for c in ("blue", "green")}
+FRONTEND_LINES = {f"set $active_frontend frontend_{c};" for c in ("blue", "green")}
+
+
+def whole_conf_colour(conf: str) -> str | None:
+    """The backend colour of an active.conf made of whole lines only: one
+    ``$active_backend`` line for one colour and at most one
+    ``$active_frontend`` line (the page's colour); None for anything else
+    (a torn write, a surge slot left behind, two colours)."""
+    lines = [line.strip() for line in conf.splitlines() if line.strip()]
+    backend = [line for line in lines if line in BACKEND_LINES]
+    frontend = [line for line in lines if line in FRONTEND_LINES]
+    if len(backend) != 1 or len(frontend) > 1 or len(backend) + len(frontend) != len(lines):
+        return None
+    return backend[0].removeprefix("set $active_backend backend_").rstrip(";")
 
 
 def assert_one_colour_served(stack: Stack, load: Any, since: float) -> str:
-    """Right after a console died mid-deploy: active.conf is one whole line,
-    ``nginx -t`` passes, and every answer (after a 3 s window of them) came
+    """Right after a console died mid-deploy: active.conf is whole lines
+    naming one backend colour, ``nginx -t`` passes, and every answer (after a 3 s window of them) came
     from the colour it names. Returns that colour."""
     import time
 
     conf = active_conf(stack)
-    assert conf in VALID_CONF, f"active.conf is not one whole line for one colour: {conf!r}"
+    serving = whole_conf_colour(conf)
+    assert serving is not None, f"active.conf is not whole lines for one colour: {conf!r}"
     nginx_t = docker("exec", stack.container("nginx"), "nginx", "-t", check=False)
     assert nginx_t.returncode == 0, nginx_t.stderr
-    serving = "green" if "green" in conf else "blue"
     time.sleep(3)  # a window of answers after the kill
     colours = load.result().colours(since=since + 1)
     assert set(colours) == {serving}, (

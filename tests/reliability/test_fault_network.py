@@ -44,7 +44,7 @@ def _service(stack: Stack, which: str) -> str:
 
 def _status(stack: Stack, path: str) -> tuple[int | None, str]:
     try:
-        r = httpx.get(stack.base_url + path, timeout=10)
+        r = httpx.get(stack.base_url + path, timeout=15)
         return r.status_code, ""
     except httpx.HTTPError as exc:
         return None, type(exc).__name__
@@ -75,7 +75,13 @@ async def test_network_disconnect(stack: Stack, which: str) -> None:
                     within=60,
                     what=f"console shows {path} 200 first",
                 )
-                with LoadLoop(stack.base_url) as load, AckedWriter(stack.pg_dsn) as writer:
+                # A request in flight at the cut gets nginx's 504 after its 10 s
+                # read timeout (no RST comes from a vanished container): the
+                # client waits longer than that, so a timeout means nginx never answered.
+                with (
+                    LoadLoop(stack.base_url, timeout=15) as load,
+                    AckedWriter(stack.pg_dsn) as writer,
+                ):
                     await watch.wait(
                         lambda: writer.acked_count > 10, within=30, what="writes flowing"
                     )

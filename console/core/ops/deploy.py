@@ -98,7 +98,12 @@ from console.core.ops.statefiles import read_deploy_env, update_deploy_env
 from console.core.ops.steps.bake import bake
 from console.core.ops.steps.drain import hand_off_streams, wait_drained
 from console.core.ops.steps.health import wait_ready
-from console.core.ops.steps.images import ensure_image, git_tag_exists, known_versions
+from console.core.ops.steps.images import (
+    ensure_image,
+    git_tag_exists,
+    known_versions,
+    newest_versions,
+)
 from console.core.ops.steps.worker import (
     WORKER_REPLICA,
     move_worker,
@@ -163,7 +168,7 @@ async def validate_deploy(ctx: OpContext, params: DeployParams) -> DeployParams:
             have = await known_versions(ctx)
             raise BadInput(
                 f"unknown version {version}: there is no image {image_ref(ctx.image_repo, version)} and no git "
-                f"tag {version} to build it from. Available: {', '.join(have) or 'none'}. "
+                f"tag {version} to build it from. Available: {newest_versions(have)}. "
                 "To build this checkout as that version, add --build",
                 field="version",
             )
@@ -194,7 +199,7 @@ async def _check_frontend_image(ctx: OpContext, version: str, build: bool) -> No
     have = await known_versions(ctx, frontend_repo(ctx))
     raise BadInput(
         f"unknown version {version} for the frontend: there is no image {ref} and no git tag "
-        f"{version} to build it from. Frontend images: {', '.join(have) or 'none'}. To build "
+        f"{version} to build it from. Frontend images: {newest_versions(have)}. To build "
         "this checkout's frontend as that version, add --build",
         field="version",
     )

@@ -44,7 +44,7 @@ from tests.integration.ops.ops_helpers import (
 )
 from tests.load import LoadLoop
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.destructive]
 
 PAGE_PATHS = ("/", "/app.js", "/style.css", "/version.json")
 """A page load over plain HTTP, request by request."""

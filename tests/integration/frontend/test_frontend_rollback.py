@@ -27,7 +27,7 @@ from tests.integration.frontend.test_frontend_deploy import (
 from tests.integration.ops.ops_helpers import record_figure, run_cli
 from tests.load import LoadLoop
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.destructive]
 
 
 def _history(stack: Stack) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ import pytest
 from console.core.schedule import cron_file
 from tests.integration.ops.ops_helpers import REPO, cli_env, run_cli
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.destructive]
 
 FIRE_BOUND_S = 150
 """cron wakes once a minute: the entry's minute, plus the scale itself."""

@@ -169,3 +169,12 @@ def test_version_pattern_is_ascii_only() -> None:
     assert VERSION_RE.flags & re.ASCII
     assert VERSION_RE.fullmatch("v1.2.3")
     assert VERSION_RE.fullmatch("v\uff11.2.3") is None  # str.isdigit() would say yes
+
+
+def test_a_refusal_names_the_newest_versions_and_counts_the_rest() -> None:
+    from console.core.ops.steps.images import newest_versions
+
+    tags = ["v1.0.0", "v2.10.0", "v2.9.0", "latest", "v2.4.0-fe", "v1.0.0", "v0.9.9"]
+    assert newest_versions(tags, limit=3) == "v2.10.0, v2.9.0, v2.4.0-fe (+2 older)"
+    assert newest_versions(tags) == "v2.10.0, v2.9.0, v2.4.0-fe, v1.0.0, v0.9.9"
+    assert newest_versions(["latest"]) == "none"

@@ -21,6 +21,7 @@ __all__ = [
     "ensure_image",
     "git_tag_exists",
     "known_versions",
+    "newest_versions",
     "stack_base_image",
 ]
 
@@ -41,6 +42,17 @@ async def known_versions(ctx: OpContext, repo: str | None = None) -> list[str]:
         check=False,
     )
     return sorted({t for t in r.stdout.split() if t and t != "<none>"})
+
+
+def newest_versions(tags: list[str], limit: int = 5) -> str:
+    """The newest ``limit`` version tags, newest first (semver order), and how
+    many older ones there are: what a refusal names, kept to one short line
+    so the reason before it stays on screen; "none" when there are none."""
+    ordered = sorted((t for t in set(tags) if VERSION_RE.fullmatch(t)), key=Version, reverse=True)
+    if not ordered:
+        return "none"
+    more = len(ordered) - limit
+    return ", ".join(ordered[:limit]) + (f" (+{more} older)" if more > 0 else "")
 
 
 async def stack_base_image(ctx: OpContext) -> str | None:
