@@ -8,6 +8,7 @@ decide); nothing to roll back to is refused with nothing changed."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from typing import Any
 
@@ -134,3 +135,41 @@ def test_nothing_to_roll_the_page_back_to_is_refused(stack: Stack) -> None:
     bad = run_cli(stack, "rollback", "--services", "db")
     assert bad.rc != 0 and "unknown service 'db'" in bad.stdout + bad.stderr
     assert "Traceback" not in bad.stdout + bad.stderr
+
+
+def _alias(stack: Stack, version: str, alias: str) -> None:
+    """The backend image of ``version`` under a second tag (a new version
+    without a build: what a rollback moves is containers, not code)."""
+    repo = f"{stack.image_prefix}-backend"
+    subprocess.run(["docker", "tag", f"{repo}:{version}", f"{repo}:{alias}"], check=True)
+
+
+def test_a_plain_rollback_after_api_only_deploys_leaves_the_page(stack: Stack) -> None:
+    """The API and the page deployed together, then the API alone twice (so
+    the API serves from the page's colour again): a plain rollback takes the
+    API one step back and leaves the page where it is; it must not put the
+    page back on the older version its other colour still holds."""
+    both = _next_version(stack, "v2.6.0-fe", "v2.6.1-fe")
+    r = run_cli(
+        stack, "deploy", "--version", both, "--services", "backend frontend", "--build",
+        "--bake-seconds", "3",
+    )  # fmt: skip
+    assert r.rc == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    page = _served(stack)[2:]
+    api_steps = [f"{both}.api1", f"{both}.api2"]
+    for version in api_steps:
+        _alias(stack, both, version)
+        r = run_cli(
+            stack, "deploy", "--version", version, "--services", "backend", "--bake-seconds", "3"
+        )
+        assert r.rc == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    api, api_up, *_ = _served(stack)
+    assert api == api_steps[1] and api_up.removeprefix("backend_") == page[1].removeprefix(
+        "frontend_"
+    ), (api_up, page)  # the API is back on the page's colour: the case that went wrong
+
+    r = run_cli(stack, "rollback")
+    assert r.rc == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert _served(stack)[0] == api_steps[0]  # the API one step back
+    assert _served(stack)[2:] == page  # the page did not move
+    assert [e for e in r.events if "the page with it" in e.get("message", "")] == []
