@@ -32,7 +32,7 @@ IMAGE_PREFIX="${IMAGE_PREFIX:-$(_fact DEFAULT_IMAGE_PREFIX)}"
 export STACK_NAME HTTP_PORT RUN_DIR STACKDECK_STATE_DIR IMAGE_PREFIX
 # The monitoring UIs and the alert sink, on 127.0.0.1 only: set in .env, or
 # derived from HTTP_PORT so two stacks on one engine never ask for the same port
-# (HTTP_PORT 80: 10080, 20080, 30080).
+# (HTTP_PORT 80: 10080, 12080, 14080; console/core/stack.facts says why).
 # nginx's HTTPS port likewise (HTTP_PORT 80: 443).
 IFS=, read -ra _offsets <<<"$(_fact MONITORING_PORT_OFFSETS),$(_fact EDGE_PORT_OFFSETS)"
 for _pair in "${_offsets[@]}"; do  # NAME=OFFSET

@@ -510,8 +510,8 @@ class Settings(BaseSettings):
     prometheus_url: str | None = "http://127.0.0.1:10080"
     """The stack's Prometheus on 127.0.0.1 (stack: ``PROMETHEUS_PORT``, else
     ``HTTP_PORT`` + 10000). None or empty: no history, alerts evaluated locally."""
-    alertmanager_url: str | None = "http://127.0.0.1:20080"
-    """The stack's Alertmanager (stack: ``ALERTMANAGER_PORT``, else ``HTTP_PORT`` + 20000)."""
+    alertmanager_url: str | None = "http://127.0.0.1:12080"
+    """The stack's Alertmanager (stack: ``ALERTMANAGER_PORT``, else ``HTTP_PORT`` + 12000)."""
     monitoring_user: str = "stackdeck"
     """User of the monitoring UIs' basic auth (stack: ``MONITORING_USER``)."""
     monitoring_password: SecretStr | None = None

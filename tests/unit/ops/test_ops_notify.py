@@ -68,7 +68,7 @@ def test_which_operations_are_notified() -> None:
 
 def test_alertmanager_url_from_env_or_derived() -> None:
     assert notify.alertmanager_url({"ALERTMANAGER_PORT": "9999"}, 80) == "http://127.0.0.1:9999"
-    assert notify.alertmanager_url({}, 18080) == "http://127.0.0.1:38080"
+    assert notify.alertmanager_url({}, 18080) == "http://127.0.0.1:30080"
 
 
 def test_no_notice_without_a_monitoring_credential() -> None:
