@@ -53,6 +53,7 @@ from tests.reliability._cli import (
     cli_env,
     fingerprint,
     stackdeck,
+    whole_conf_colour,
 )
 from tests.reliability._harness import (
     REPO,
@@ -412,7 +413,7 @@ def _assert_deploy_cancelled(
     """After SIGHUP: switched back, lock released, history 'rolled-back: cancelled'."""
     t_gone = time.monotonic()
     conf = active_conf(stack)
-    assert conf == f"set $active_backend backend_{before_colour};", conf
+    assert whole_conf_colour(conf) == before_colour, conf
     st = _status(stack)
     assert not st["lock"]["held"] and not st["lock"]["stale"], st["lock"]
     deploy = st["deploy"] or {}

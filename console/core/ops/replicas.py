@@ -66,7 +66,13 @@ from console.core.ops.http import client
 from console.core.ops.proc import compose, docker, docker_exec, inspect_container
 from console.core.ops.progress import Progress
 from console.core.ops.statefiles import read_deploy_env, update_deploy_env
-from console.core.ops.steps.drain import BACKEND_PORT, addresses_of, connections_from
+from console.core.ops.steps.drain import (
+    BACKEND_PORT,
+    addresses_of,
+    ask_hand_off_inside,
+    connections_from,
+    hand_off_streams_inside,
+)
 from console.core.sources.docker.inspect import container_health, container_version, last_health_log
 
 __all__ = [
@@ -397,12 +403,16 @@ async def _confirm_members(
 async def drain_and_remove(
     ctx: OpContext, infos: list[dict], progress: Progress, *, step: str, timeout_s: float = 20
 ) -> None:
-    """Replicas nginx no longer routes to: until no request from nginx is in
-    flight on them (:mod:`console.core.ops.steps.drain`), then stopped
-    gracefully and removed."""
+    """Replicas nginx no longer routes to: their price streams handed off,
+    then until no request from nginx is in flight on them
+    (:mod:`console.core.ops.steps.drain`), then stopped gracefully and
+    removed."""
     nginx = addresses_of(await inspect_container(ctx, ctx.container("nginx")))
     for info in infos:
         name = _name(info)
+        # its price streams first: an open stream is a connection from nginx
+        # that would hold the drain, then be reset by the stop
+        await hand_off_streams_inside(ctx, name, progress, step=step)
         started = time.monotonic()
         quiet = 0
         while time.monotonic() - started < timeout_s:
@@ -600,6 +610,8 @@ async def remove_colour_replicas(ctx: OpContext, colour: str) -> list[str]:
         await write_pool(ctx, await _other_pools(ctx, colour))
     for info in infos:
         name = _name(info)
+        # streams opened before nginx left it: asked to reconnect, not reset
+        await ask_hand_off_inside(ctx, name)
         await docker(ctx, "stop", "--time", "15", name, timeout_s=60, what=f"docker stop {name}")
         await docker(ctx, "rm", "-f", name, timeout_s=60, what=f"docker rm {name}")
     return [_name(i) for i in infos]

@@ -123,8 +123,9 @@ def rollback_services(
     ctx: OpContext, services: list[str] | None, *, backend_flags: bool = False
 ) -> list[str]:
     """What a rollback moves back: ``services`` when named, else what the
-    last successful deploy moved (the page alone, the backend alone, or both;
-    the worker goes with the backend). ``backend_flags`` (--version,
+    last successful deploy that moved a version moved (the page alone, the
+    backend alone, or both; the worker goes with the backend; a ``--force``
+    redeploy of the serving version is passed over). ``backend_flags`` (--version,
     --restore-db, --backup-path given): the backend, whatever the history
     says."""
     if services:
@@ -132,7 +133,7 @@ def rollback_services(
     if backend_flags:
         return ["backend"]
     for rec in reversed(read_jsonl(ctx.history_path)):
-        if rec.get("op") == "deploy" and rec.get("result") == "ok":
+        if rec.get("op") == "deploy" and rec.get("result") == "ok" and _changed_a_version(rec):
             deployed = rec.get("services") or ["backend"]
             if "frontend" not in deployed:
                 return ["backend"]
@@ -214,6 +215,16 @@ def backup_for_version(ctx: OpContext, version: str | None) -> BackupInfo | None
         if b.meta.get("reason") == f"pre-deploy {version}":
             return b
     return None
+
+
+def _changed_a_version(rec: dict[str, Any]) -> bool:
+    """Whether a deploy's history line moved a version (a ``--force``
+    redeploy of the serving version has nothing a rollback could undo)."""
+    if rec.get("version") != rec.get("from_version"):
+        return True
+    return "frontend_version" in rec and rec.get("frontend_version") != rec.get(
+        "frontend_from_version"
+    )
 
 
 def _previous_version_from_history(ctx: OpContext, serving_version: str | None) -> str | None:

@@ -27,7 +27,7 @@ from tests.integration.ops.ops_helpers import (
     start_cli,
     wait_healthy,
 )
-from tests.load import MIXED, LoadLoop
+from tests.load import MIXED, LoadLoop, StreamFollower
 
 pytestmark = [pytest.mark.stack, pytest.mark.destructive]
 
@@ -96,6 +96,13 @@ def _upstream_errors(stack: Any, since: float) -> list[str]:
         for line in (r.stdout + r.stderr).splitlines()
         if "upstream" in line and ("[error]" in line or "[warn]" in line)
     ]
+
+
+def _assert_streams_handed_off(stream: StreamFollower) -> None:
+    """Every stream the server ended was handed off (1012: the page
+    reconnects at once), none reset by a container stopping under it."""
+    assert stream.snapshots, "the price stream never connected"
+    assert not stream.errors and set(stream.closes) <= {1012}, (stream.closes, stream.errors)
 
 
 def _one_container(stack: Any) -> str:
@@ -200,7 +207,7 @@ def test_blue_green_deploy_and_rollback_with_two_replicas(stack: Any) -> None:
     assert r.rc == 0, r.text()
     other = "green" if colour == "blue" else "blue"
     wall0 = time.time()
-    with _load(stack) as load:
+    with _load(stack) as load, StreamFollower(stack.base_url) as stream:
         r = run_cli(
             stack, "deploy", "--version", alt, "--services", "backend", "--bake-seconds", "3"
         )
@@ -208,6 +215,9 @@ def test_blue_green_deploy_and_rollback_with_two_replicas(stack: Any) -> None:
     # the pool of the new colour, then the switch, then the old colour's pool gone
     load.result().assert_clean(reloads=3)
     assert _upstream_errors(stack, wall0) == [], _upstream_errors(stack, wall0)[:3]
+    # an open price stream on the old colour (its own container or its
+    # replica) was handed off (1012), never reset when the replica went
+    _assert_streams_handed_off(stream)
     steps = [(e["step"], e["status"]) for e in r.events]
     assert steps.index(("replicas-healthy", "ok")) < steps.index(("switch", "start")), r.text()
     assert (health(stack)["colour"], health(stack)["version"]) == (other, alt)
@@ -305,13 +315,14 @@ def test_rolling_deploy_with_3_containers_one_at_a_time_under_load(stack: Any) -
     assert len(_upstreams(stack)) == 3
     before = {i["Id"] for i in _colour_containers(stack, colour)}
     wall0 = time.time()
-    with _long_load(stack) as load:
+    with _long_load(stack) as load, StreamFollower(stack.base_url) as stream:
         r = _rolling(stack, alt)
     assert r.rc == 0, r.text()
     result = load.result()
     # surge in; per replica out and its successor in (2 x 2); own out; own in + surge out
     result.assert_clean(reloads=7 + _config_reloads(r))
     assert _upstream_errors(stack, wall0) == [], _upstream_errors(stack, wall0)[:3]
+    _assert_streams_handed_off(stream)
     steps = [(e["step"], e["status"]) for e in r.events]
     # start-first: the surge served before any old container left the pool
     assert steps.index(("switch-surge", "ok")) < steps.index(("replace-replica", "start"))

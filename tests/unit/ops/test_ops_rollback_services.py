@@ -112,3 +112,34 @@ def test_a_rolling_deploy_whose_page_failed_still_names_the_api_s_previous_versi
     assert _previous_version_from_history(ctx, "v3") is None  # a plain failure does not count
     record_history(ctx.history_path, {**failed, "backend_committed": True})
     assert _previous_version_from_history(ctx, "v3") == "v2"
+
+
+def test_a_forced_redeploy_of_the_serving_version_is_passed_over(tmp_path: Path) -> None:
+    # the runbook's order: both deployed (v1 -> v2), then each redeployed
+    # rolling with --force (same version): a plain rollback still undoes the
+    # deploy that moved a version
+    ctx = _ctx(tmp_path)
+    record_history(
+        ctx.history_path,
+        {"op": "deploy", "result": "ok", "version": "v2", "from_version": "v1",
+         "services": ["backend", "frontend"], "frontend_version": "v2",
+         "frontend_from_version": "v1"},
+    )  # fmt: skip
+    record_history(
+        ctx.history_path,
+        {"op": "deploy", "result": "ok", "version": "v2", "from_version": "v2",
+         "services": ["backend"]},
+    )  # fmt: skip
+    record_history(
+        ctx.history_path,
+        {"op": "deploy", "result": "ok", "version": "v2", "from_version": "v2",
+         "services": ["frontend"], "frontend_version": "v2", "frontend_from_version": "v2"},
+    )  # fmt: skip
+    assert rollback_services(ctx, None) == ["backend", "frontend"]
+    # a frontend-only deploy that moved the page still decides
+    record_history(
+        ctx.history_path,
+        {"op": "deploy", "result": "ok", "version": "v3", "from_version": "v2",
+         "services": ["frontend"], "frontend_version": "v3", "frontend_from_version": "v2"},
+    )  # fmt: skip
+    assert rollback_services(ctx, None) == ["frontend"]

@@ -25,6 +25,7 @@ what it has before it exits (``--timeout-graceful-shutdown``).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterable
 
@@ -36,8 +37,10 @@ from console.core.ops.progress import Progress
 __all__ = [
     "BACKEND_PORT",
     "addresses_of",
+    "ask_hand_off_inside",
     "connections_from",
     "hand_off_streams",
+    "hand_off_streams_inside",
     "wait_drained",
 ]
 
@@ -131,6 +134,44 @@ async def hand_off_streams(ctx: OpContext, service: str, progress: Progress, *, 
         progress.warn(step, f"{service} refused the price streams' hand-off ({p.describe()})")
     else:  # down or going: its streams, if any, end with it
         progress.info(step, f"{service} did not take the price streams' hand-off ({p.describe()})")
+
+
+HAND_OFF_INSIDE = (
+    'curl -sS -m 5 -X POST -H "Authorization: Bearer $ADMIN_TOKEN" '
+    f"http://127.0.0.1:{BACKEND_PORT}/api/streams/hand-off"
+)
+"""The hand-off asked from inside a container: its own ``ADMIN_TOKEN``
+(compose gives every backend container the stack's), expanded by the
+container's shell, so the token is on no command line."""
+
+
+async def ask_hand_off_inside(ctx: OpContext, name: str) -> int | None:
+    """The price streams container ``name`` was asked to hand off, from
+    inside it (:data:`HAND_OFF_INSIDE`); None when it did not take it."""
+    r = await docker_exec(ctx, name, "sh", "-c", HAND_OFF_INSIDE, check=False, timeout_s=15)
+    try:
+        told = json.loads(r.stdout).get("handed_off") if r.ok else None
+    except (ValueError, AttributeError):
+        return None
+    return told if isinstance(told, int) else None
+
+
+async def hand_off_streams_inside(
+    ctx: OpContext, name: str, progress: Progress, *, step: str
+) -> None:
+    """:func:`hand_off_streams` for a container nginx has no ``/direct/``
+    route to (a replica): asked from inside it. Never fails the operation:
+    without it the streams end (reset) when it stops."""
+    told = await ask_hand_off_inside(ctx, name)
+    if told is not None:
+        if told:
+            progress.info(
+                step, f"{name}: {told} price stream(s) asked to reconnect to what serves now"
+            )
+    else:
+        progress.info(
+            step, f"{name} did not take the price streams' hand-off: they end when it stops"
+        )
 
 
 async def wait_drained(
