@@ -119,6 +119,23 @@ def deploy_load(stack: Any) -> LoadLoop:
     )
 
 
+def image_of(container: str) -> str:
+    """The image (repository:tag) a container was created from."""
+    out = subprocess.run(
+        ["docker", "inspect", container], capture_output=True, text=True, check=True
+    )
+    return str(json.loads(out.stdout)[0]["Config"]["Image"])
+
+
+def alt_version(stack: Any, service: str, version: str, suffix: str) -> str:
+    """The image of ``service`` at ``version`` under a second tag (what the
+    scale tests move between is containers, not code); returns that tag."""
+    repo = image_of(stack.container(service)).rsplit(":", 1)[0]
+    alt = f"{version}.{suffix}" if "-" in version else f"{version}-{suffix}"
+    subprocess.run(["docker", "tag", f"{repo}:{version}", f"{repo}:{alt}"], check=True)
+    return alt
+
+
 def record_figure(name: str, value: Any) -> None:
     """Keep a measurement for the report (not asserted: timings vary)."""
     data = {}

@@ -20,7 +20,9 @@ import pytest
 
 from tests.fault_versions import Fault, build_fault_version
 from tests.integration.ops.ops_helpers import (
+    alt_version,
     health,
+    image_of,
     read_events_until,
     record_figure,
     run_cli,
@@ -184,23 +186,6 @@ def test_scale_refusals_change_nothing(stack: Any, spec: str, needle: str) -> No
     assert _deploy_env(stack) == env_before and _pool_map(stack) == map_before
 
 
-def _alt_version(stack: Any, version: str) -> str:
-    """Another version of the serving image (the same image under a second
-    tag: what this test moves between is containers, not code)."""
-    image = json.loads(
-        subprocess.run(
-            ["docker", "inspect", stack.container("backend_blue")],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )[0]["Config"]["Image"]
-    repo = image.rsplit(":", 1)[0]
-    alt = f"{version}.replicas" if "-" in version else f"{version}-replicas"
-    subprocess.run(["docker", "tag", f"{repo}:{version}", f"{repo}:{alt}"], check=True)
-    return alt
-
-
 def test_blue_green_deploy_and_rollback_with_two_replicas(stack: Any) -> None:
     """BACKEND_REPLICAS=2: the new colour starts with 2 containers, both
     healthy before the switch; after it, nginx spreads over both and the old
@@ -209,7 +194,7 @@ def test_blue_green_deploy_and_rollback_with_two_replicas(stack: Any) -> None:
     never tried a container that was not ready or going."""
     colour = _one_container(stack)
     version = health(stack)["version"]
-    alt = _alt_version(stack, version)
+    alt = alt_version(stack, "backend_blue", version, "replicas")
     r = run_cli(stack, "scale", "backend=2")
     assert r.rc == 0, r.text()
     other = "green" if colour == "blue" else "blue"
@@ -247,14 +232,7 @@ def test_blue_green_deploy_and_rollback_with_two_replicas(stack: Any) -> None:
     r = run_cli(stack, "scale", "backend=1")
     assert r.rc == 0, r.text()
     assert _replicas(stack, colour) == []
-    image = json.loads(
-        subprocess.run(
-            ["docker", "inspect", stack.container(f"backend_{colour}")],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )[0]["Config"]["Image"]
+    image = image_of(stack.container(f"backend_{colour}"))
     subprocess.run(["docker", "rmi", f"{image.rsplit(':', 1)[0]}:{alt}"], capture_output=True)
 
 
@@ -316,7 +294,7 @@ def test_rolling_deploy_with_3_containers_one_at_a_time_under_load(stack: Any) -
     BACKEND_REPLICAS unchanged, deploy.env names the new version."""
     colour = _one_container(stack)
     version = health(stack)["version"]
-    alt = _alt_version(stack, version)
+    alt = alt_version(stack, "backend_blue", version, "replicas")
     r = run_cli(stack, "scale", "backend=3")
     assert r.rc == 0, r.text()
     assert len(_upstreams(stack)) == 3

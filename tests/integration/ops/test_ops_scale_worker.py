@@ -24,7 +24,14 @@ import pytest
 import redis
 
 from platform_services.providers import keys
-from tests.integration.ops.ops_helpers import cli_env, health, record_figure, run_cli, wait_healthy
+from tests.integration.ops.ops_helpers import (
+    alt_version,
+    cli_env,
+    health,
+    record_figure,
+    run_cli,
+    wait_healthy,
+)
 
 pytestmark = [pytest.mark.stack, pytest.mark.destructive]
 
@@ -201,22 +208,6 @@ def test_scale_worker_1_2_1_one_cycle_per_slot_and_a_killed_worker_is_replaced(
     )
 
 
-def _alt_version(stack: Any, version: str) -> str:
-    """The worker's image under a second tag: what moves is containers, not code."""
-    image = json.loads(
-        subprocess.run(
-            ["docker", "inspect", stack.container("worker")],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )[0]["Config"]["Image"]
-    repo = image.rsplit(":", 1)[0]
-    alt = f"{version}.workers" if "-" in version else f"{version}-workers"
-    subprocess.run(["docker", "tag", f"{repo}:{version}", f"{repo}:{alt}"], check=True)
-    return alt
-
-
 def _versions(stack: Any, rds: redis.Redis) -> tuple[list[str], dict[str, str]]:
     """Each running worker's version label, and the version in its own heartbeat."""
     running = _running(stack)
@@ -238,7 +229,7 @@ def test_deploy_and_back_move_both_workers(
     # frontend" leaves it): the deploy moves both to ``alt``, the way back
     # both to the API's version before.
     version = health(stack)["version"]
-    alt = _alt_version(stack, version)
+    alt = alt_version(stack, "worker", version, "workers")
     try:
         r = run_cli(stack, "scale", "worker=2", env=_fast(stack))
         assert r.rc == 0, r.text()
