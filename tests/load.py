@@ -256,6 +256,18 @@ class LoadLoop:
     def samples(self) -> list[Sample]:
         return self.result().samples
 
+    def wait_for_version(
+        self, version: str, since: float, *, answers: int = 3, seconds: float = 30
+    ) -> bool:
+        """Poll until ``answers`` responses after ``since`` (monotonic) came
+        from ``version``, for at most ``seconds``; whether they did."""
+        deadline = time.monotonic() + seconds
+        while self.result().versions(since=since).get(version, 0) < answers:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
     # --- one worker ---------------------------------------------------------
 
     def _run(self, worker: int) -> None:

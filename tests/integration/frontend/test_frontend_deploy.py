@@ -186,13 +186,7 @@ def _under_load(
             r = run_cli(stack, "deploy", "--version", version, *args)
         finally:
             loop.stop_after(version)
-        t_end = time.monotonic()
-        deadline = t_end + 30
-        while (
-            http_pages.result().versions(since=t_end).get(version, 0) < 3
-            and time.monotonic() < deadline
-        ):
-            time.sleep(0.1)
+        http_pages.wait_for_version(version, since=time.monotonic())
     return r, loop, api_load.result(), http_pages.result()
 
 

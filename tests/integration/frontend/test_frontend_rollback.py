@@ -50,13 +50,7 @@ def _rollback_under_page_load(stack: Stack, page: Page, version: str, *args: str
             r = run_cli(stack, "rollback", *args)
         finally:
             loop.stop_after(version)
-        t_end = time.monotonic()
-        deadline = t_end + 30
-        while (
-            http_pages.result().versions(since=t_end).get(version, 0) < 3
-            and time.monotonic() < deadline
-        ):
-            time.sleep(0.1)
+        http_pages.wait_for_version(version, since=time.monotonic())
     pages = http_pages.result()
     return r, loop, pages
 
