@@ -71,7 +71,8 @@ REGISTRY_VOLUME="${SWARM_NAME}_registry"
 # trusts as plain HTTP).
 NODE_REGISTRY="$REGISTRY:5000"
 HOST_REGISTRY="127.0.0.1:$SWARM_REGISTRY_PORT"
-SWARM_STATE_DIR="${SWARM_STATE_DIR:-/var/lib/stackdeck/$SWARM_NAME}"
+# the state folder of the facts file, for the swarm (its secrets)
+SWARM_STATE_DIR="${SWARM_STATE_DIR:-${_state_dir//\{stack\}/$SWARM_NAME}}"
 NODE_LABEL=com.investment.swarm
 # the services whose images the stack pulls (IMAGE_PREFIX-<name>:latest)
 LATEST_IMAGES=(db redis nginx market-sim monitoring)
