@@ -288,7 +288,7 @@ cmd_deploy() {
   tar -C "$dir" -cf - . | docker exec -i "$MANAGER" tar -C /srv/stack -xf -
   log "docker stack deploy $STACK_NAME on $MANAGER (waits for the services)"
   local started=$SECONDS
-  in_node "$MANAGER" sh -c "cd /srv/stack && docker stack deploy --detach=false --prune -c stack.json '$STACK_NAME'" >&2 \
+  in_node "$MANAGER" sh -c "cd /srv/stack && docker stack deploy --detach=false --quiet --prune -c stack.json '$STACK_NAME'" >&2 \
     || die "docker stack deploy failed (above); see: scripts/swarm.sh status"
   log "stack converged in $(( SECONDS - started )) s"
   local where
