@@ -18,12 +18,12 @@ import pytest
 
 from tests.fault_versions import Fault, build_fault_version
 from tests.load import MIXED, LoadLoop
-from tests.swarm.conftest import record_figure
+from tests.swarm.conftest import BASE_VERSION, record_figure
 from tests.swarm.swarm import Swarm
 
 pytestmark = pytest.mark.swarm
 
-BASE = "v1.0.0"
+BASE = BASE_VERSION
 V2 = "v2.0.0-swarm"
 V3_BROKEN = "v3.0.0-swarm.broken"
 
