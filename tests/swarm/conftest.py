@@ -76,5 +76,5 @@ def swarm() -> Iterator[Swarm]:
             pytest.fail(f"scripts/swarm.sh deploy did not restore the stack:\n{r.stderr[-3000:]}")
     yield s
     if brought_up and os.environ.get("SWARM_KEEP") != "1":
-        r = s.script("down")
+        r = s.script("down", "--yes")
         assert r.returncode == 0, r.stderr[-2000:]

@@ -226,12 +226,14 @@ def test_scale_backend_1_3_1_under_load_without_failed_requests(swarm: Swarm) ->
     result.assert_clean(reloads=0)
 
 
-def test_swarm_sh_refuses_bad_input_with_one_line() -> None:
+def test_swarm_sh_refuses_bad_input_with_one_line(swarm: Swarm) -> None:
     """Bad input: a clear error naming the fix, no traceback, nothing started."""
     for args, words in (
         (("up", "--nodes", "zero"), "--nodes must be a number"),
         (("up", "--nodes", "2", "--managers", "3"), "more managers than nodes"),
         (("frobnicate",), "unknown command"),
+        # destructive: refused without a terminal to confirm on, or --yes
+        (("down",), "confirm on a terminal, or add --yes"),
     ):
         r = subprocess.run(
             ["bash", "scripts/swarm.sh", *args], capture_output=True, text=True, timeout=60
@@ -239,3 +241,10 @@ def test_swarm_sh_refuses_bad_input_with_one_line() -> None:
         assert r.returncode != 0, args
         assert words in r.stderr, (args, r.stderr)
         assert "Traceback" not in r.stderr
+    # nothing was removed
+    assert (
+        subprocess.run(
+            ["docker", "container", "inspect", swarm.manager], capture_output=True
+        ).returncode
+        == 0
+    )
