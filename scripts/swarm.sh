@@ -121,7 +121,7 @@ guarded() {
   exec 9>"$LOCK_FILE"
   flock -n 9 || die "another scripts/swarm.sh is changing swarm $SWARM_NAME (lock $LOCK_FILE): wait for it to finish"
   audit start
-  trap 'rc=$?; audit end "$([ $rc = 0 ] && echo ok || echo failed)"' EXIT
+  trap 'rc=$?; [ -z "${CLEANUP_DIR:-}" ] || rm -rf "$CLEANUP_DIR"; audit end "$([ $rc = 0 ] && echo ok || echo failed)"' EXIT
   "cmd_$AUDIT_OP" "$@"
 }
 
@@ -243,11 +243,15 @@ cmd_up() {
   ensure_registry
   for i in $(seq 1 "$n"); do start_node "$i"; done
 
+  # Nodes advertise their interface on the nodes' network (eth0), not its
+  # address: Swarm resolves an interface name at every engine start, so a
+  # node container started again with another address on the bridge still
+  # rejoins.
   local addr
   addr=$(node_addr "$MANAGER")
   if [ "$(swarm_state "$MANAGER")" != active ]; then
-    log "swarm init on $MANAGER (advertising $addr)"
-    mgr swarm init --advertise-addr "$addr" --listen-addr "$addr:2377" >/dev/null \
+    log "swarm init on $MANAGER (advertising eth0, now $addr)"
+    mgr swarm init --advertise-addr eth0 --listen-addr eth0:2377 >/dev/null \
       || die "swarm init on $MANAGER failed"
   fi
   local i name role token
@@ -257,7 +261,7 @@ cmd_up() {
     role=$([ "$i" -le "$managers" ] && echo manager || echo worker)
     token=$(mgr swarm join-token -q "$role")
     log "$name joins as $role"
-    in_node "$name" docker swarm join --token "$token" --advertise-addr "$(node_addr "$name")" "$addr:2377" >/dev/null \
+    in_node "$name" docker swarm join --token "$token" --advertise-addr eth0 --listen-addr eth0:2377 "$addr:2377" >/dev/null \
       || die "$name could not join the swarm"
   done
   # where the edge and the data live (compose/docker-compose.swarm.yml's constraints)
@@ -329,7 +333,7 @@ cmd_deploy() {
   ensure_secrets
   local dir
   dir=$(mktemp -d)
-  trap 'rm -rf "$dir"' RETURN
+  CLEANUP_DIR=$dir  # removed on exit (guarded's trap)
   render_stack "$dir"
   in_node "$MANAGER" sh -c 'rm -rf /srv/stack && mkdir -p /srv/stack'
   tar -C "$dir" -cf - . | docker exec -i "$MANAGER" tar -C /srv/stack -xf -

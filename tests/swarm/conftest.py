@@ -60,11 +60,14 @@ def _as_deployed(s: Swarm) -> bool:
 def swarm() -> Iterator[Swarm]:
     s = Swarm.from_environment()
     brought_up = False
+    keep = os.environ.get("SWARM_KEEP") == "1"
     if not _answers(s):
         brought_up = True
         for args in (("up", "--nodes", "1"), ("deploy",)):
             r = s.script(*args)
             if r.returncode != 0:
+                if not keep:  # nothing left behind (SWARM_KEEP=1 keeps it to look at)
+                    s.script("down", "--yes")
                 pytest.fail(f"scripts/swarm.sh {' '.join(args)} failed:\n{r.stderr[-3000:]}")
     if not _answers(s):
         pytest.fail(f"the swarm stack does not answer on {s.base_url}/api/health")
@@ -75,6 +78,6 @@ def swarm() -> Iterator[Swarm]:
         if r.returncode != 0 or not _as_deployed(s):
             pytest.fail(f"scripts/swarm.sh deploy did not restore the stack:\n{r.stderr[-3000:]}")
     yield s
-    if brought_up and os.environ.get("SWARM_KEEP") != "1":
+    if brought_up and not keep:
         r = s.script("down", "--yes")
         assert r.returncode == 0, r.stderr[-2000:]
