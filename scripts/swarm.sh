@@ -111,6 +111,12 @@ print(json.dumps(record))
 ' "${AUDIT_ARGS[@]}" >>"$AUDIT_LOG"
 }
 
+on_exit() {  # the end line of the audit log, and a deploy's temporary folder
+  local rc=$?
+  [ -z "${CLEANUP_DIR:-}" ] || rm -rf "$CLEANUP_DIR"
+  audit end "$([ "$rc" = 0 ] && echo ok || echo failed)"
+}
+
 # guarded OP ARGS...: a changing command, locked and audited
 guarded() {
   AUDIT_OP=$1; shift
@@ -121,7 +127,7 @@ guarded() {
   exec 9>"$LOCK_FILE"
   flock -n 9 || die "another scripts/swarm.sh is changing swarm $SWARM_NAME (lock $LOCK_FILE): wait for it to finish"
   audit start
-  trap 'rc=$?; [ -z "${CLEANUP_DIR:-}" ] || rm -rf "$CLEANUP_DIR"; audit end "$([ $rc = 0 ] && echo ok || echo failed)"' EXIT
+  trap on_exit EXIT
   "cmd_$AUDIT_OP" "$@"
 }
 
