@@ -45,6 +45,8 @@
 #   SWARM_HTTP_PORT       nginx's HTTP on 127.0.0.1 of the host (default 8080)
 #   SWARM_HTTPS_PORT      nginx's HTTPS (default 8443)
 #   SWARM_API_PORT        the manager's engine API (default 2375)
+#   SWARM_PROMETHEUS_PORT Prometheus (default 9090; basic auth, user
+#                         stackdeck, password: the secret monitoring_password)
 #   SWARM_REGISTRY_PORT   the registry, for the host's pushes (default 5000)
 #   BACKEND_VERSION       the backend image deployed (default v1.0.0)
 set -euo pipefail
@@ -59,13 +61,14 @@ SWARM_NAME=$(_setting SWARM_NAME "$STACK_NAME-swarm")
 SWARM_HTTP_PORT=$(_setting SWARM_HTTP_PORT 8080)
 SWARM_HTTPS_PORT=$(_setting SWARM_HTTPS_PORT 8443)
 SWARM_API_PORT=$(_setting SWARM_API_PORT 2375)
+SWARM_PROMETHEUS_PORT=$(_setting SWARM_PROMETHEUS_PORT 9090)
 SWARM_REGISTRY_PORT=$(_setting SWARM_REGISTRY_PORT 5000)
 BACKEND_VERSION=$(_setting BACKEND_VERSION v1.0.0)
 FRONTEND_VERSION=$(_setting FRONTEND_VERSION v1.0.0)
 case "$SWARM_NAME" in
   ''|*[!a-z0-9_-]*) die "SWARM_NAME must be lower-case letters, digits, - or _ (got '$SWARM_NAME')" ;;
 esac
-for _p in SWARM_HTTP_PORT SWARM_HTTPS_PORT SWARM_API_PORT SWARM_REGISTRY_PORT; do
+for _p in SWARM_HTTP_PORT SWARM_HTTPS_PORT SWARM_API_PORT SWARM_PROMETHEUS_PORT SWARM_REGISTRY_PORT; do
   case "${!_p}" in ''|*[!0-9]*) die "$_p must be a port number (got '${!_p}')" ;; esac
 done
 
@@ -82,7 +85,7 @@ SWARM_STATE_DIR="${SWARM_STATE_DIR:-${_state_dir//\{stack\}/$SWARM_NAME}}"
 NODE_LABEL=com.investment.swarm
 # the services whose images the stack pulls (IMAGE_PREFIX-<name>:latest)
 LATEST_IMAGES=(db redis nginx market-sim monitoring)
-SECRETS=(postgres_password redis_password jwt_secret admin_token admin_password test_password)
+SECRETS=(postgres_password redis_password jwt_secret admin_token admin_password test_password monitoring_password)
 
 AUDIT_LOG="$SWARM_STATE_DIR/audit.log"
 LOCK_FILE="/run/lock/stackdeck-swarm-$SWARM_NAME.lock"
@@ -189,9 +192,9 @@ start_node() {
   if ! docker container inspect "$name" >/dev/null 2>&1; then
     local ports=()
     if [ "$i" = 1 ]; then
-      # the edge and the manager's API, on the host's loopback only
+      # the edge, Prometheus and the manager's API, on the host's loopback only
       ports=(-p "127.0.0.1:$SWARM_HTTP_PORT:80" -p "127.0.0.1:$SWARM_HTTPS_PORT:443"
-             -p "127.0.0.1:$SWARM_API_PORT:2375")
+             -p "127.0.0.1:$SWARM_PROMETHEUS_PORT:9090" -p "127.0.0.1:$SWARM_API_PORT:2375")
     fi
     log "node $name"
     # DESIGN.md: --privileged is refused here; these flags are what works.
@@ -204,7 +207,7 @@ start_node() {
       -v "${SWARM_NAME}_node-$i:/var/lib/docker" \
       -e "NODE_REGISTRY=$NODE_REGISTRY" \
       "${ports[@]}" "$IMAGE_PREFIX-node:latest" >/dev/null \
-      || die "starting node $name failed (ports 127.0.0.1:$SWARM_HTTP_PORT/$SWARM_HTTPS_PORT/$SWARM_API_PORT free?)"
+      || die "starting node $name failed (ports 127.0.0.1:$SWARM_HTTP_PORT/$SWARM_HTTPS_PORT/$SWARM_PROMETHEUS_PORT/$SWARM_API_PORT free?)"
   elif ! running "$name"; then
     log "node $name: starting it again"
     docker start "$name" >/dev/null
@@ -383,6 +386,7 @@ cmd_test() {
   cd "$ROOT"
   SWARM_NAME="$SWARM_NAME" SWARM_HTTP_PORT="$SWARM_HTTP_PORT" SWARM_HTTPS_PORT="$SWARM_HTTPS_PORT" \
     SWARM_API_PORT="$SWARM_API_PORT" SWARM_REGISTRY_PORT="$SWARM_REGISTRY_PORT" \
+    SWARM_PROMETHEUS_PORT="$SWARM_PROMETHEUS_PORT" SWARM_STATE_DIR="$SWARM_STATE_DIR" \
     exec "$ROOT/.venv/bin/python" -m pytest -m swarm tests/swarm "$@"
 }
 

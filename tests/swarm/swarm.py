@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import httpx
 
 from console.core.stack import StackNames
 from tests.stack import REPO
@@ -37,6 +38,7 @@ class Swarm:
     name: str
     http_port: int
     api_port: int
+    prometheus_port: int
     stack: str
     image_prefix: str
     state_dir: Path
@@ -50,6 +52,7 @@ class Swarm:
             name=name,
             http_port=int(_env("SWARM_HTTP_PORT", "8080")),
             api_port=int(_env("SWARM_API_PORT", "2375")),
+            prometheus_port=int(_env("SWARM_PROMETHEUS_PORT", "9090")),
             stack=stack,
             image_prefix=_env("IMAGE_PREFIX", "investment"),
             state_dir=Path(os.environ.get("SWARM_STATE_DIR") or StackNames(name).state_dir),
@@ -137,6 +140,17 @@ class Swarm:
                 return time.monotonic() - t0
             time.sleep(every)
         raise AssertionError(f"{what}: not within {timeout} s (last: {last!r})")
+
+    def prometheus_targets(self, job: str) -> list[dict[str, Any]]:
+        """Prometheus's active targets of ``job`` (on 127.0.0.1, basic auth)."""
+        r = httpx.get(
+            f"http://127.0.0.1:{self.prometheus_port}/api/v1/targets",
+            params={"state": "active"},
+            auth=("stackdeck", self.secrets()["monitoring_password"]),
+            timeout=10,
+        )
+        r.raise_for_status()
+        return [t for t in r.json()["data"]["activeTargets"] if t["labels"].get("job") == job]
 
     def secrets(self) -> dict[str, str]:
         """The secrets scripts/swarm.sh generated (never print them)."""

@@ -78,6 +78,23 @@ def test_stack_serves_through_nginx(swarm: Swarm) -> None:
     assert r.status_code == 200 and "<html" in r.text.lower(), r.status_code
 
 
+def test_prometheus_scrapes_every_node_and_task(swarm: Swarm) -> None:
+    """Prometheus on Swarm finds its targets by DNS: a node exporter per node
+    (global), a backend target per task; all up."""
+    nodes = len(swarm.client.nodes.list())
+
+    def all_up(job: str, n: int) -> bool:
+        targets = swarm.prometheus_targets(job)
+        return len(targets) == n and all(t["health"] == "up" for t in targets)
+
+    swarm.wait(f"{nodes} node target(s) up", lambda: all_up("node", nodes), timeout=90, every=3)
+    tasks = len(swarm.running_tasks("backend"))
+    swarm.wait(
+        f"{tasks} backend target(s) up", lambda: all_up("backend", tasks), timeout=90, every=3
+    )
+    assert all_up("worker", 1)
+
+
 def test_secrets_are_docker_secrets_not_environment(swarm: Swarm) -> None:
     """No secret value in any service's environment; the backend, the
     database and the cache get theirs as files (and health above shows the

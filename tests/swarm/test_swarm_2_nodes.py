@@ -134,10 +134,18 @@ def test_backend_spreads_over_three_nodes(swarm: Swarm) -> None:
     )
     # Swarm's spread strategy: one task per node
     assert _backend_nodes(swarm) == sorted(swarm.node(i) for i in range(1, NODES + 1))
-    # the node exporter is global: one task per node, the new ones included
+    # the node exporter is global: one task per node, the new ones included,
+    # and Prometheus scrapes each of them (and each backend task)
     swarm.wait(
         "a node exporter on every node", lambda: len(swarm.running_tasks("node_exporter")) == NODES
     )
+    for job, n in (("node", NODES), ("backend", REPLICAS)):
+        swarm.wait(
+            f"{n} {job} targets up in Prometheus",
+            lambda job=job, n=n: [t["health"] for t in swarm.prometheus_targets(job)] == ["up"] * n,
+            timeout=120,
+            every=3,
+        )
 
 
 def test_node_loss_reschedules_without_losing_acknowledged_rows(swarm: Swarm) -> None:

@@ -121,6 +121,7 @@ def test_the_real_overlay_renders_to_the_swarm_services(tmp_path: Path) -> None:
         "redis",
         "market-sim",
         "node_exporter",
+        "prometheus",
     }
     backend = stack["services"]["backend"]
     assert backend["deploy"]["update_config"]["order"] == "start-first"
