@@ -7,7 +7,10 @@ back without the others noticing. For every new snapshot the monitor calls
 ``sink(kind, snapshot)``; for every change of a source's liveness it calls
 ``sink("source", SourceState(...))``. Kinds: ``containers``, ``health``,
 ``stats``, ``database``, ``quotas``, ``cost``, ``alerts``, ``events``,
-``history``, ``others`` (other operators' operations and the deploy lock they
+``history``, ``swarm`` (the stack's services, tasks and nodes when it is a
+swarm stack, else why it is a compose project:
+:mod:`console.core.sources.docker.swarm`), ``others`` (other operators'
+operations and the deploy lock they
 hold: :mod:`console.core.sources.operations`), ``source``.
 
 History and alerts (:mod:`console.core.sources.prometheus`): the ``history``
@@ -79,12 +82,14 @@ that does not answer, a database slow under load) is abandoned."""
 
 
 def default_sources(settings: Settings, *, clock: Clock = utcnow) -> list[Source]:
-    """Every source of the bundled stack, sharing one docker client."""
+    """Every source of the bundled stack, sharing one docker client (the
+    swarm source unless ``Settings.mode`` is ``compose``)."""
     from console.core.sources.cost import CostSource
     from console.core.sources.docker.containers import ContainersSource
     from console.core.sources.docker.events import EventsSource
     from console.core.sources.docker.handle import DockerHandle
     from console.core.sources.docker.stats import StatsSource
+    from console.core.sources.docker.swarm import SwarmSource
     from console.core.sources.health import HealthSource
     from console.core.sources.operations import OperationsSource
     from console.core.sources.postgres import PostgresSource
@@ -92,8 +97,12 @@ def default_sources(settings: Settings, *, clock: Clock = utcnow) -> list[Source
     from console.core.sources.redis_quota import QuotaSource
 
     handle = DockerHandle(settings)
+    swarm: list[Source] = (
+        [] if settings.mode == "compose" else [SwarmSource(settings, handle, clock=clock)]
+    )
     return [
         ContainersSource(settings, handle, clock=clock),
+        *swarm,
         EventsSource(settings, handle, clock=clock),
         StatsSource(settings, handle, clock=clock),
         HealthSource(settings, clock=clock),

@@ -1,0 +1,294 @@
+"""The swarm source's parsers and its mode detection, on the engine's JSON.
+
+``data/swarm_api_shapes.json``: the shapes of the Engine API reference
+(``GET /info``, ``/services?status=true``, ``/tasks``, ``/nodes``) for cases
+a one-node swarm cannot show (a global service, a task no node can take, a
+failed task of a rolled-back image, a drained node that is down).
+``data/swarm_one_node.json``: recorded from a real one-node swarm (a node
+container of ``scripts/swarm.sh``) by ``tests/unit/core/data/record_swarm.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from console.core.config import Settings
+from console.core.errors import SourceError
+from console.core.sources.docker import swarm as parse
+from console.core.sources.docker.swarm import SwarmSource
+
+DATA = Path(__file__).parent / "data"
+SHAPES: dict[str, Any] = json.loads((DATA / "swarm_api_shapes.json").read_text())
+NOW = datetime(2026, 12, 7, 11, 42, 30, tzinfo=UTC)
+
+
+def snapshot_of(data: dict[str, Any]) -> Any:
+    return parse.swarm_snapshot(
+        taken_at=NOW,
+        stack=data["stack"],
+        info=data["info"],
+        services=data["services"],
+        tasks=data["tasks"],
+        nodes=data["nodes"],
+    )
+
+
+def test_image_tag_beside_the_digest_stack_deploy_pins() -> None:
+    digest = "@sha256:4f1e0b7d6c2a9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f"
+    assert parse.service_image("investment-backend:v1.2.3" + digest) == (
+        "investment-backend",
+        "v1.2.3",
+    )
+    assert parse.service_image("registry:5000/investment-db:latest" + digest) == (
+        "registry:5000/investment-db",
+        "latest",
+    )
+    assert parse.service_image("registry:5000/investment-db" + digest) == (
+        "registry:5000/investment-db",
+        "4f1e0b7d6c2a",
+    )
+    assert parse.service_image("nginx") == ("nginx", "latest")
+
+
+def test_nodes_role_availability_state_labels() -> None:
+    snap = snapshot_of(SHAPES)
+    # managers first, the leader first among them
+    assert [n.hostname for n in snap.nodes] == ["node-1", "node-2", "node-3"]
+    node1, node2, node3 = snap.nodes
+    assert (node1.role, node1.leader, node1.reachability) == ("manager", True, "reachable")
+    assert node1.labels == {"investment.db": "true"}
+    assert node1.engine_version == "26.1.5+dfsg1"
+    assert (node2.role, node2.availability, node2.state) == ("worker", "active", "ready")
+    assert (node3.availability, node3.state, node3.message) == (
+        "drain",
+        "down",
+        "heartbeat failure",
+    )
+    assert snap.node_id == node1.id
+
+
+def test_services_replicas_and_update_state() -> None:
+    snap = snapshot_of(SHAPES)
+    # stack order: the edge first, then the backend
+    assert [s.service for s in snap.services] == ["nginx", "backend"]
+    nginx, backend = snap.services
+    assert (backend.name, backend.mode, backend.running, backend.desired) == (
+        "investment_backend",
+        "replicated",
+        2,
+        3,
+    )
+    assert (backend.image, backend.tag) == ("investment-backend", "v1.2.3")
+    assert backend.update_state == "rollback_completed"
+    assert (nginx.mode, nginx.running, nginx.desired) == ("global", 2, 2)
+    assert nginx.ports == ["8080->80/tcp host"]
+
+
+def test_tasks_matched_to_services_and_nodes() -> None:
+    snap = snapshot_of(SHAPES)
+    nginx, backend = snap.services
+    # the task of another stack's service is nobody's here
+    assert sum(len(s.tasks) for s in snap.services) == 7
+    assert {t.node for t in nginx.tasks} == {"node-1", "node-2"}
+    assert all(t.slot is None for t in nginx.tasks)
+    by_id = {t.id: t for t in backend.tasks}
+    failed = by_id["tb3aaaaaaaaa"]
+    assert (failed.slot, failed.node, failed.state, failed.desired_state) == (
+        3,
+        "node-3",
+        "failed",
+        "shutdown",
+    )
+    assert (failed.error, failed.exit_code, failed.tag) == ("task: non-zero exit (1)", 1, "v1.3.0")
+    pending = by_id["tb3bbbbbbbbb"]
+    assert pending.node is None and pending.node_id is None
+    assert pending.error is not None and pending.error.startswith("no suitable node")
+    assert pending.since == datetime(2026, 12, 7, 11, 42, 0, 250000, tzinfo=UTC)
+    assert pending.name == "backend.3"
+    assert nginx.tasks[0].name == "nginx.node-1"
+
+
+def test_shown_tasks_live_ones_and_why_a_slot_is_empty() -> None:
+    backend = snapshot_of(SHAPES).services[1]
+    shown = [(t.name, t.state) for t in backend.shown_tasks]
+    # slot 1's old task (shut down by the update) is history: not shown; slot
+    # 3 shows the pending replacement, its failed predecessor is history too
+    assert shown == [
+        ("backend.1", "running"),
+        ("backend.2", "running"),
+        ("backend.3", "pending"),
+    ]
+    last = backend.last_error
+    assert last is not None and last.id == "tb3bbbbbbbbb"
+
+
+def test_a_slot_with_no_live_task_shows_its_newest_failure() -> None:
+    data = json.loads(json.dumps(SHAPES))
+    data["tasks"] = [t for t in data["tasks"] if not t["ID"].startswith("tb3b")]
+    backend = snapshot_of(data).services[1]
+    shown = [(t.name, t.state, t.error) for t in backend.shown_tasks]
+    assert shown[-1] == ("backend.3", "failed", "task: non-zero exit (1)")
+
+
+def test_counts_from_the_tasks_without_service_status() -> None:
+    """API < 1.41 has no ServiceStatus: running and desired from the tasks."""
+    data = json.loads(json.dumps(SHAPES))
+    for service in data["services"]:
+        del service["ServiceStatus"]
+    nginx, backend = snapshot_of(data).services
+    assert (backend.running, backend.desired) == (2, 3)
+    assert (nginx.running, nginx.desired) == (2, 2)
+
+
+@pytest.mark.parametrize(
+    ("swarm", "has_services", "mode", "words"),
+    [
+        ({}, None, "compose", "not part of a swarm (swarm state: inactive)"),
+        ({"LocalNodeState": "pending"}, None, "compose", "swarm state: pending"),
+        (
+            {"LocalNodeState": "active", "ControlAvailable": False, "NodeID": "abc"},
+            None,
+            "compose",
+            "swarm worker (node abc): services are read on a manager",
+        ),
+        (
+            {"LocalNodeState": "active", "ControlAvailable": True},
+            False,
+            "compose",
+            "no swarm service labelled com.docker.stack.namespace=investment",
+        ),
+        (
+            {"LocalNodeState": "active", "ControlAvailable": True},
+            True,
+            "swarm",
+            "swarm stack 'investment'",
+        ),
+    ],
+)
+def test_stack_mode(
+    swarm: dict[str, Any], has_services: bool | None, mode: str, words: str
+) -> None:
+    found, reason = parse.stack_mode({"Swarm": swarm}, "investment", has_services=has_services)
+    assert found == mode
+    assert words in reason
+
+
+def test_stack_mode_without_info() -> None:
+    assert parse.stack_mode(None, "x", has_services=None)[0] == "compose"
+
+
+# --- the source's verdicts, on a fake engine answering with the shapes ------------
+
+
+class FakeApi:
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+        self.down = False
+        self.calls: list[str] = []
+
+    def _check(self, what: str) -> None:
+        self.calls.append(what)
+        if self.down:
+            raise ConnectionError("Connection refused")
+
+    def info(self) -> dict[str, Any]:
+        self._check("info")
+        return self.data["info"]
+
+    def services(self, filters: dict[str, Any], status: bool | None = None) -> list[Any]:
+        self._check("services")
+        label = filters["label"]
+        return [
+            s
+            for s in self.data["services"]
+            if label.endswith(s["Spec"]["Labels"].get(parse.STACK_LABEL, "?"))
+        ]
+
+    def tasks(self, filters: dict[str, Any]) -> list[Any]:
+        self._check("tasks")
+        return [t for t in self.data["tasks"] if t["ServiceID"] in filters["service"]]
+
+    def nodes(self) -> list[Any]:
+        self._check("nodes")
+        return self.data["nodes"]
+
+
+class FakeHandle:
+    def __init__(self, api: FakeApi) -> None:
+        self.api = api
+
+    def info(self, refresh: bool = False) -> dict[str, Any]:
+        return dict(self.api.info())
+
+    def forget_cache(self) -> None:
+        pass
+
+    async def call(self, fn: Any, *args: Any, **_: Any) -> Any:
+        return fn(*args)
+
+
+def source(data: dict[str, Any], mode: str = "auto") -> tuple[SwarmSource, FakeApi]:
+    api = FakeApi(data)
+    settings = Settings(project="investment", mode=mode)  # type: ignore[arg-type]
+    return SwarmSource(settings, FakeHandle(api), clock=lambda: NOW), api  # type: ignore[arg-type]
+
+
+def test_source_in_a_swarm_publishes_every_poll() -> None:
+    src, api = source(SHAPES)
+    first = asyncio.run(src.poll())
+    assert first is not None and first.mode == "swarm"
+    assert [s.service for s in first.services] == ["nginx", "backend"]
+    assert src.interval == src.settings.refresh.containers
+    assert asyncio.run(src.poll()) is not None
+    assert api.calls[:4] == ["info", "services", "tasks", "nodes"]
+
+
+def test_source_on_a_compose_engine_publishes_the_verdict_once() -> None:
+    data = {
+        **SHAPES,
+        "info": {"ServerVersion": "20.10.24", "Swarm": {"LocalNodeState": "inactive"}},
+    }
+    src, api = source(data)
+    first = asyncio.run(src.poll())
+    assert first is not None and first.mode == "compose"
+    assert first.reason is not None and "not part of a swarm" in first.reason
+    assert first.services == [] and first.engine_version == "20.10.24"
+    # the same verdict again: nothing new; and it asks only now and then
+    assert asyncio.run(src.poll()) is None
+    assert src.interval == parse.DETECT_INTERVAL
+    assert "services" not in api.calls
+    # the engine goes away: the containers source says so, this one is quiet
+    api.down = True
+    assert asyncio.run(src.poll()) is None
+
+
+def test_source_loses_the_engine_in_swarm_mode() -> None:
+    src, api = source(SHAPES)
+    assert asyncio.run(src.poll()) is not None
+    api.down = True
+    with pytest.raises(SourceError, match="cannot connect to the engine"):
+        asyncio.run(src.poll())
+
+
+def test_source_forced_swarm_on_a_worker_says_what_to_do() -> None:
+    info = {"Swarm": {"LocalNodeState": "active", "ControlAvailable": False, "NodeID": "w1"}}
+    src, _ = source({**SHAPES, "info": info}, mode="swarm")
+    with pytest.raises(SourceError) as caught:
+        asyncio.run(src.poll())
+    text = str(caught.value)
+    assert "point DOCKER_HOST at a manager" in text and "STACKDECK_MODE=swarm" in text
+
+
+def test_stack_removed_turns_back_to_compose() -> None:
+    src, api = source(SHAPES)
+    assert asyncio.run(src.poll()).mode == "swarm"  # type: ignore[union-attr]
+    api.data = {**SHAPES, "services": []}
+    after = asyncio.run(src.poll())
+    assert after is not None and after.mode == "compose"
+    assert after.reason is not None and "no swarm service labelled" in after.reason
