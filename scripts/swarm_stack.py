@@ -69,6 +69,12 @@ def _service(name: str, svc: dict[str, Any], placeholder: str) -> dict[str, Any]
                     f"service {name}: port {p.get('target')} must be published with mode: host "
                     "(no routing mesh without IPVS: DESIGN.md)"
                 )
+    for vol in out.get("volumes", []):
+        size = vol.get("tmpfs", {}).get("size") if isinstance(vol, dict) else None
+        if isinstance(size, str) and size.isdigit():
+            vol["tmpfs"]["size"] = int(size)  # compose writes bytes as a string
+        if isinstance(vol, dict):
+            vol.pop("bind", None) if vol.get("type") != "bind" else None
     for key in ("secrets", "configs"):
         for ref in out.get(key, []):
             if "mode" in ref:
