@@ -20,6 +20,12 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from platform_services.providers.keys import (
+    DEFAULT_NEWSAPI_DAILY_LIMIT,
+    ProviderSpec,
+    provider_table,
+)
+
 SECRETS_DIR = "/run/secrets"
 """Where Docker mounts a service's secrets (one file per secret)."""
 
@@ -32,13 +38,9 @@ def with_password(url: str, user: str, password: str) -> str:
         return url
     netloc = parts.netloc.rsplit("@", 1)[-1]
     name = parts.username if parts.username is not None else user
-    return urlunsplit(parts._replace(netloc=f"{quote(name, safe='')}:{quote(password, safe='')}@{netloc}"))
-
-from platform_services.providers.keys import (
-    DEFAULT_NEWSAPI_DAILY_LIMIT,
-    ProviderSpec,
-    provider_table,
-)
+    return urlunsplit(
+        parts._replace(netloc=f"{quote(name, safe='')}:{quote(password, safe='')}@{netloc}")
+    )
 
 
 class Settings(BaseSettings):

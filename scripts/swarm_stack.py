@@ -31,10 +31,30 @@ from pathlib import Path
 from typing import Any
 
 SERVICE_KEYS = {
-    "image", "command", "entrypoint", "environment", "healthcheck", "deploy",
-    "networks", "ports", "volumes", "secrets", "configs", "labels", "user",
-    "working_dir", "stop_grace_period", "stop_signal", "hostname", "logging",
-    "init", "cap_add", "cap_drop", "sysctls", "ulimits", "read_only",
+    "image",
+    "command",
+    "entrypoint",
+    "environment",
+    "healthcheck",
+    "deploy",
+    "networks",
+    "ports",
+    "volumes",
+    "secrets",
+    "configs",
+    "labels",
+    "user",
+    "working_dir",
+    "stop_grace_period",
+    "stop_signal",
+    "hostname",
+    "logging",
+    "init",
+    "cap_add",
+    "cap_drop",
+    "sysctls",
+    "ulimits",
+    "read_only",
 }
 """Service keys the Swarm stack keeps (docker stack deploy's compose schema)."""
 
@@ -96,10 +116,19 @@ def render(model: dict[str, Any], out_dir: Path, placeholder: str) -> dict[str, 
         stack["services"][name] = _service(name, svc, placeholder)
     networks = {}
     for name, net in model.get("networks", {}).items():
-        networks[name] = {k: v for k, v in net.items() if k in {"driver", "internal", "attachable", "driver_opts", "external", "name"} and v not in (None, {})}
+        networks[name] = {
+            k: v
+            for k, v in net.items()
+            if k in {"driver", "internal", "attachable", "driver_opts", "external", "name"}
+            and v not in (None, {})
+        }
     stack["networks"] = networks
     stack["volumes"] = {
-        name: {k: v for k, v in (vol or {}).items() if k in {"driver", "driver_opts", "external", "name"}}
+        name: {
+            k: v
+            for k, v in (vol or {}).items()
+            if k in {"driver", "driver_opts", "external", "name"}
+        }
         for name, vol in model.get("volumes", {}).items()
     }
     stack["secrets"] = {
@@ -108,7 +137,9 @@ def render(model: dict[str, Any], out_dir: Path, placeholder: str) -> dict[str, 
         if sec.get("external")
     }
     if len(stack["secrets"]) != len(model.get("secrets", {})):
-        raise RenderError("every secret of the Swarm stack must be external (scripts/swarm.sh creates them)")
+        raise RenderError(
+            "every secret of the Swarm stack must be external (scripts/swarm.sh creates them)"
+        )
     configs = {}
     (out_dir / "configs").mkdir(parents=True, exist_ok=True)
     for name, cfg in sorted(model.get("configs", {}).items()):
@@ -126,7 +157,9 @@ def render(model: dict[str, Any], out_dir: Path, placeholder: str) -> dict[str, 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", type=Path, help="where stack.json and configs/ are written")
-    parser.add_argument("--placeholder", required=True, help="the value every secret was rendered with")
+    parser.add_argument(
+        "--placeholder", required=True, help="the value every secret was rendered with"
+    )
     args = parser.parse_args(argv)
     try:
         model = json.load(sys.stdin)

@@ -1,0 +1,62 @@
+"""The Swarm tier: the stack on Docker Swarm in node containers
+(scripts/swarm.sh). Marker ``swarm``: never part of the default run
+(tests/conftest.py deselects it); ``bash scripts/swarm.sh test`` or
+``pytest -m swarm tests/swarm`` runs it.
+
+The ``swarm`` fixture uses a swarm that is up and deployed, or brings one up
+(one node) and deploys the stack; one it brought up it removes again at the
+end (``SWARM_KEEP=1`` keeps it). It fails, never skips, when that cannot be done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.swarm.swarm import Swarm
+
+FIGURES = Path(os.environ.get("STACKDECK_SWARM_FIGURES", "/tmp/stackdeck-swarm-figures.json"))
+
+
+def record_figure(name: str, value: Any) -> None:
+    """Keep a measurement for docs/SCALE-OUT.md (not asserted: timings vary)."""
+    data = {}
+    if FIGURES.exists():
+        try:
+            data = json.loads(FIGURES.read_text())
+        except ValueError:
+            data = {}
+    data[name] = value
+    FIGURES.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    print(f"[figure] {name}: {json.dumps(value, sort_keys=True)}")
+
+
+def _answers(s: Swarm) -> bool:
+    try:
+        return httpx.get(f"{s.base_url}/api/health", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def swarm() -> Iterator[Swarm]:
+    s = Swarm.from_environment()
+    brought_up = False
+    if not _answers(s):
+        brought_up = True
+        for args in (("up", "--nodes", "1"), ("deploy",)):
+            r = s.script(*args)
+            if r.returncode != 0:
+                pytest.fail(f"scripts/swarm.sh {' '.join(args)} failed:\n{r.stderr[-3000:]}")
+    if not _answers(s):
+        pytest.fail(f"the swarm stack does not answer on {s.base_url}/api/health")
+    yield s
+    if brought_up and os.environ.get("SWARM_KEEP") != "1":
+        r = s.script("down")
+        assert r.returncode == 0, r.stderr[-2000:]
