@@ -207,3 +207,37 @@ def test_swarm_fixture_is_what_make_fixtures_builds() -> None:
     """The recorded fixture and the builder agree (regenerate after a change)."""
     recorded = [p for k, p in load_feed("swarm") if k == "swarm"]
     assert recorded == [swarm()]
+
+
+def test_rows_of_a_recorded_swarm_with_a_paused_update() -> None:
+    """The rows of the real one-node recording (tests/unit/core/data): the
+    service says its update paused and why, the task still on the old tag is
+    in the warning colour, the rejected one in the error colour."""
+    import json
+    from pathlib import Path
+
+    from console.core.sources.docker.swarm import swarm_snapshot
+    from console.ui.panels.swarm import swarm_rows
+
+    data = json.loads(
+        (Path(__file__).parents[1] / "unit/core/data/swarm_one_node.json").read_text()
+    )
+    snap = swarm_snapshot(
+        taken_at=NOW,
+        stack=data["stack"],
+        info=data["info"],
+        services=data["services"],
+        tasks=data["tasks"],
+        nodes=data["nodes"],
+    )
+    palette = Palette()
+    rows = {r.key: r for r in swarm_rows(snap, palette, NOW)}
+    service = next(r for k, r in rows.items() if k.startswith("service:"))
+    assert service.cells[2].plain == "update paused"
+    assert service.cells[5].plain == "1/2"
+    assert service.cells[6].plain.startswith("update paused due to failure")
+    old, rejected = (rows["task:rcg4z2yd1d0c"], rows["task:zecr4f8si5qv"])
+    assert old.cells[7].plain == "latest" and has_style(old.cells[7], palette.warn)
+    assert rejected.cells[2].plain == "rejected" and has_style(rejected.cells[2], palette.err)
+    assert rejected.cells[6].plain.startswith("No such image")
+    assert list(rows)[-2:] == ["nodes", f"node:{snap.nodes[0].id}"]

@@ -292,3 +292,55 @@ def test_stack_removed_turns_back_to_compose() -> None:
     after = asyncio.run(src.poll())
     assert after is not None and after.mode == "compose"
     assert after.reason is not None and "no swarm service labelled" in after.reason
+
+
+# --- recorded from a real one-node swarm ---------------------------------------------
+
+RECORDED: dict[str, Any] = json.loads((DATA / "swarm_one_node.json").read_text())
+"""``swc-console``: 2 replicas of the market-sim image, scaled 3 and back to 2,
+then ``service update --image`` to a tag the registry does not have: the
+update paused, slot 2 rejected five times (the engine keeps 5 tasks a slot)."""
+
+
+def test_recorded_swarm_an_update_paused_on_a_missing_image() -> None:
+    snap = snapshot_of(RECORDED)
+    assert snap.mode == "swarm" and snap.engine_version == "26.1.5+dfsg1"
+    (web,) = snap.services
+    assert (web.name, web.service, web.mode) == ("swc-console_web", "web", "replicated")
+    assert (web.running, web.desired) == (1, 2)
+    assert (web.image, web.tag) == ("swc-swarm-registry:5000/swc-market-sim", "nosuchtag")
+    assert web.update_state == "paused"
+    assert web.update_message is not None and web.update_message.startswith(
+        "update paused due to failure"
+    )
+    assert len(web.tasks) == 6
+
+
+def test_recorded_swarm_tasks_shown_one_per_slot() -> None:
+    (web,) = snapshot_of(RECORDED).services
+    shown = [(t.name, t.state, t.desired_state, t.tag) for t in web.shown_tasks]
+    # slot 1 still runs the old image (pinned to its digest: the tag is kept);
+    # slot 2 has no live task: its newest rejection says why
+    assert shown == [
+        ("web.1", "running", "running", "latest"),
+        ("web.2", "rejected", "ready", "nosuchtag"),
+    ]
+    rejected = web.shown_tasks[1]
+    assert rejected.id == "zecr4f8si5qv"
+    assert rejected.error == "No such image: swc-swarm-registry:5000/swc-market-sim:nosuchtag"
+    assert web.last_error is not None and web.last_error.id == "zecr4f8si5qv"
+    assert {t.node for t in web.tasks} == {"swc-swarm-node-1"}
+
+
+def test_recorded_swarm_the_node() -> None:
+    snap = snapshot_of(RECORDED)
+    (node,) = snap.nodes
+    assert (node.hostname, node.role, node.leader, node.availability, node.state) == (
+        "swc-swarm-node-1",
+        "manager",
+        True,
+        "active",
+        "ready",
+    )
+    assert node.labels == {"db": "true", "edge": "true", "redis": "true"}
+    assert node.id == snap.node_id == RECORDED["info"]["Swarm"]["NodeID"]

@@ -2,8 +2,8 @@
 
     DOCKER_HOST=tcp://127.0.0.1:PORT python3 tests/unit/core/data/record_swarm.py STACK OUT.json
 
-Writes what the swarm source reads (``GET /info``'s ``Swarm`` and
-``ServerVersion``, ``/services?status=true`` of the stack, their ``/tasks``,
+Writes what the swarm source reads (``GET /info``'s ``Swarm`` (without the
+cluster's CA) and ``ServerVersion``, ``/services?status=true`` of the stack, their ``/tasks``,
 ``/nodes``) as ``{"stack", "info", "services", "tasks", "nodes"}``, the shape
 ``tests/unit/core/test_swarm_parse.py`` loads. Point DOCKER_HOST at a
 manager's engine (``scripts/swarm.sh env``), never at an engine that matters.
@@ -18,6 +18,16 @@ from pathlib import Path
 import docker
 
 STACK_LABEL = "com.docker.stack.namespace"
+INFO_KEYS = (
+    "NodeID",
+    "NodeAddr",
+    "LocalNodeState",
+    "ControlAvailable",
+    "Error",
+    "Nodes",
+    "Managers",
+)
+"""What is kept of ``docker info``'s Swarm section (not the cluster's CA)."""
 
 
 def main(stack: str, out: Path) -> None:
@@ -27,10 +37,17 @@ def main(stack: str, out: Path) -> None:
     tasks = api.tasks(filters={"service": [s["ID"] for s in services]}) if services else []
     data = {
         "stack": stack,
-        "info": {"ServerVersion": info.get("ServerVersion"), "Swarm": info.get("Swarm")},
+        "info": {
+            "ServerVersion": info.get("ServerVersion"),
+            "Swarm": {k: v for k, v in (info.get("Swarm") or {}).items() if k in INFO_KEYS},
+        },
         "services": services,
         "tasks": tasks,
-        "nodes": api.nodes(),
+        "nodes": [
+            {k: v for k, v in n.items() if k != "Description"}
+            | {"Description": {k: v for k, v in n["Description"].items() if k != "TLSInfo"}}
+            for n in api.nodes()
+        ],
     }
     out.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     print(f"wrote {out}: {len(services)} services, {len(tasks)} tasks, {len(data['nodes'])} nodes")
