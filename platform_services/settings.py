@@ -196,4 +196,5 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     # A missing secrets folder is no error (compose passes everything in the
     # environment), but pydantic-settings warns about one it is told to read.
-    return Settings(_secrets_dir=SECRETS_DIR if os.path.isdir(SECRETS_DIR) else None)
+    secrets_dir = SECRETS_DIR if os.path.isdir(SECRETS_DIR) else None
+    return Settings(_secrets_dir=secrets_dir)  # type: ignore[call-arg]

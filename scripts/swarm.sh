@@ -22,8 +22,14 @@
 #   swarm.sh env         the DOCKER_HOST of the manager's engine (for the
 #                        docker SDK / CLI on the host; see below).
 #   swarm.sh test [pytest args]   the Swarm tests (tests/swarm, marker swarm).
-#   swarm.sh down        everything removed: the stack, nodes, their volumes,
-#                        the registry and its volume, the network, the state.
+#   swarm.sh down [--yes] everything removed: the stack, nodes, their volumes
+#                        (the database's data), the registry and its volume,
+#                        the network, the secrets. Asks to type the swarm's
+#                        name on a terminal; --yes for scripts.
+#
+# up, deploy, push and down hold a lock (one at a time per swarm) and write
+# a start and an end line to the audit log, $SWARM_STATE_DIR/audit.log (JSON
+# lines, as the console's audit.log; kept by down).
 #
 # The host engine never enters swarm mode. Every `docker swarm|stack|service`
 # command runs IN the manager node (`docker exec <node> docker ...`): the
@@ -71,11 +77,53 @@ REGISTRY_VOLUME="${SWARM_NAME}_registry"
 # trusts as plain HTTP).
 NODE_REGISTRY="$REGISTRY:5000"
 HOST_REGISTRY="127.0.0.1:$SWARM_REGISTRY_PORT"
-SWARM_STATE_DIR="${SWARM_STATE_DIR:-/var/lib/stackdeck/$SWARM_NAME}"
+# the state folder of the facts file, for the swarm (its secrets)
+SWARM_STATE_DIR="${SWARM_STATE_DIR:-${_state_dir//\{stack\}/$SWARM_NAME}}"
 NODE_LABEL=com.investment.swarm
 # the services whose images the stack pulls (IMAGE_PREFIX-<name>:latest)
 LATEST_IMAGES=(db redis nginx market-sim monitoring)
 SECRETS=(postgres_password redis_password jwt_secret admin_token admin_password test_password)
+
+AUDIT_LOG="$SWARM_STATE_DIR/audit.log"
+LOCK_FILE="/run/lock/stackdeck-swarm-$SWARM_NAME.lock"
+
+# audit EVENT [RESULT]: one JSON line (op, who, from where, the arguments)
+audit() {
+  mkdir -p "$SWARM_STATE_DIR"
+  AUDIT_EVENT=$1 AUDIT_RESULT=${2:-} python3 -c '
+import datetime, json, os, pwd, socket, sys
+record = {
+    "at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+    "event": os.environ["AUDIT_EVENT"],
+    "op": "swarm." + os.environ["AUDIT_OP"],
+    "op_id": os.environ["AUDIT_OP_ID"],
+    "user": os.environ.get("SUDO_USER") or pwd.getpwuid(os.getuid()).pw_name,
+    "ssh_client": (os.environ.get("SSH_CLIENT") or "").split(" ")[0] or None,
+    "host": socket.gethostname(),
+    "pid": os.getppid(),
+    "via": "scripts/swarm.sh",
+    "read_only": False,
+    "params": {"args": sys.argv[1:], "swarm": os.environ["SWARM_NAME"]},
+}
+if os.environ.get("AUDIT_RESULT"):
+    record["result"] = os.environ["AUDIT_RESULT"]
+print(json.dumps(record))
+' "${AUDIT_ARGS[@]}" >>"$AUDIT_LOG"
+}
+
+# guarded OP ARGS...: a changing command, locked and audited
+guarded() {
+  AUDIT_OP=$1; shift
+  AUDIT_ARGS=("$@")
+  AUDIT_OP_ID="$(date +%s)-$$"
+  export AUDIT_OP AUDIT_OP_ID SWARM_NAME
+  mkdir -p "$(dirname "$LOCK_FILE")"
+  exec 9>"$LOCK_FILE"
+  flock -n 9 || die "another scripts/swarm.sh is changing swarm $SWARM_NAME (lock $LOCK_FILE): wait for it to finish"
+  audit start
+  trap 'rc=$?; audit end "$([ $rc = 0 ] && echo ok || echo failed)"' EXIT
+  "cmd_$AUDIT_OP" "$@"
+}
 
 node_name() { printf '%s-node-%s' "$SWARM_NAME" "$1"; }
 MANAGER=$(node_name 1)
@@ -287,7 +335,7 @@ cmd_deploy() {
   tar -C "$dir" -cf - . | docker exec -i "$MANAGER" tar -C /srv/stack -xf -
   log "docker stack deploy $STACK_NAME on $MANAGER (waits for the services)"
   local started=$SECONDS
-  in_node "$MANAGER" sh -c "cd /srv/stack && docker stack deploy --detach=false --prune -c stack.json '$STACK_NAME'" >&2 \
+  in_node "$MANAGER" sh -c "cd /srv/stack && docker stack deploy --detach=false --quiet --prune -c stack.json '$STACK_NAME'" >&2 \
     || die "docker stack deploy failed (above); see: scripts/swarm.sh status"
   log "stack converged in $(( SECONDS - started )) s"
   local where
@@ -329,7 +377,18 @@ cmd_test() {
 }
 
 cmd_down() {
+  local yes=0
+  case "${1:-}" in
+    --yes) yes=1; shift ;;
+  esac
   [ $# -eq 0 ] || usage
+  if [ $yes = 0 ]; then
+    [ -t 0 ] || die "down removes swarm $SWARM_NAME and ALL its data (the database's volume): confirm on a terminal, or add --yes"
+    echo "This removes swarm '$SWARM_NAME': its nodes and their volumes (the database and" >&2
+    echo "cache data), the registry, the network and the secrets in $SWARM_STATE_DIR/secrets." >&2
+    read -r -p "Type the swarm name to confirm: " answer
+    [ "$answer" = "$SWARM_NAME" ] || die "not confirmed ('$answer' is not '$SWARM_NAME'); nothing removed"
+  fi
   local node
   for node in $(nodes); do
     log "removing node $node and its volume"
@@ -346,8 +405,8 @@ cmd_down() {
   if docker network inspect "$NETWORK" >/dev/null 2>&1; then
     docker network rm "$NETWORK" >/dev/null
   fi
-  rm -rf "$SWARM_STATE_DIR"
-  log "swarm $SWARM_NAME removed"
+  rm -rf "$SWARM_STATE_DIR/secrets"
+  log "swarm $SWARM_NAME removed (its audit log stays: $AUDIT_LOG)"
 }
 
 command -v docker >/dev/null 2>&1 || die "no docker CLI: run scripts/engine.sh first"
@@ -355,13 +414,10 @@ cmd=${1:-}
 [ -n "$cmd" ] || usage
 shift
 case "$cmd" in
-  up) cmd_up "$@" ;;
-  deploy) cmd_deploy "$@" ;;
-  push) cmd_push "$@" ;;
+  up|deploy|push|down) guarded "$cmd" "$@" ;;
   status) cmd_status "$@" ;;
   env) cmd_env "$@" ;;
   test) cmd_test "$@" ;;
-  down) cmd_down "$@" ;;
   -h|--help|help) usage ;;
   *) log "unknown command '$cmd'"; usage ;;
 esac

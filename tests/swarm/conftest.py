@@ -21,6 +21,8 @@ import pytest
 
 from tests.swarm.swarm import Swarm
 
+BASE_VERSION = "v1.0.0"
+"""The backend version scripts/swarm.sh deploys (its BACKEND_VERSION default)."""
 FIGURES = Path(os.environ.get("STACKDECK_SWARM_FIGURES", "/tmp/stackdeck-swarm-figures.json"))
 
 
@@ -44,6 +46,16 @@ def _answers(s: Swarm) -> bool:
         return False
 
 
+def _as_deployed(s: Swarm) -> bool:
+    """The backend as the stack file has it: the base version, one task, start-first."""
+    spec = s.inspect("backend")["Spec"]
+    return (
+        s.image_of("backend").endswith(f"-backend:{BASE_VERSION}")
+        and spec["Mode"]["Replicated"]["Replicas"] == 1
+        and spec["UpdateConfig"]["Order"] == "start-first"
+    )
+
+
 @pytest.fixture(scope="session")
 def swarm() -> Iterator[Swarm]:
     s = Swarm.from_environment()
@@ -56,7 +68,13 @@ def swarm() -> Iterator[Swarm]:
                 pytest.fail(f"scripts/swarm.sh {' '.join(args)} failed:\n{r.stderr[-3000:]}")
     if not _answers(s):
         pytest.fail(f"the swarm stack does not answer on {s.base_url}/api/health")
+    if not brought_up and not _as_deployed(s):
+        # a kept swarm that an earlier run (or an operator) changed: the stack
+        # file again, declaratively (backend v1.0.0, one task)
+        r = s.script("deploy")
+        if r.returncode != 0 or not _as_deployed(s):
+            pytest.fail(f"scripts/swarm.sh deploy did not restore the stack:\n{r.stderr[-3000:]}")
     yield s
     if brought_up and os.environ.get("SWARM_KEEP") != "1":
-        r = s.script("down")
+        r = s.script("down", "--yes")
         assert r.returncode == 0, r.stderr[-2000:]

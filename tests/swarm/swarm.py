@@ -22,6 +22,7 @@ from typing import Any
 
 import docker
 
+from console.core.stack import StackNames
 from tests.stack import REPO
 
 SWARM_SH = REPO / "scripts" / "swarm.sh"
@@ -51,7 +52,7 @@ class Swarm:
             api_port=int(_env("SWARM_API_PORT", "2375")),
             stack=stack,
             image_prefix=_env("IMAGE_PREFIX", "investment"),
-            state_dir=Path(_env("SWARM_STATE_DIR", f"/var/lib/stackdeck/{name}")),
+            state_dir=Path(os.environ.get("SWARM_STATE_DIR") or StackNames(name).state_dir),
         )
 
     # --- where -----------------------------------------------------------------

@@ -18,12 +18,12 @@ import pytest
 
 from tests.fault_versions import Fault, build_fault_version
 from tests.load import MIXED, LoadLoop
-from tests.swarm.conftest import record_figure
+from tests.swarm.conftest import BASE_VERSION, record_figure
 from tests.swarm.swarm import Swarm
 
 pytestmark = pytest.mark.swarm
 
-BASE = "v1.0.0"
+BASE = BASE_VERSION
 V2 = "v2.0.0-swarm"
 V3_BROKEN = "v3.0.0-swarm.broken"
 
@@ -226,12 +226,14 @@ def test_scale_backend_1_3_1_under_load_without_failed_requests(swarm: Swarm) ->
     result.assert_clean(reloads=0)
 
 
-def test_swarm_sh_refuses_bad_input_with_one_line() -> None:
+def test_swarm_sh_refuses_bad_input_with_one_line(swarm: Swarm) -> None:
     """Bad input: a clear error naming the fix, no traceback, nothing started."""
     for args, words in (
         (("up", "--nodes", "zero"), "--nodes must be a number"),
         (("up", "--nodes", "2", "--managers", "3"), "more managers than nodes"),
         (("frobnicate",), "unknown command"),
+        # destructive: refused without a terminal to confirm on, or --yes
+        (("down",), "confirm on a terminal, or add --yes"),
     ):
         r = subprocess.run(
             ["bash", "scripts/swarm.sh", *args], capture_output=True, text=True, timeout=60
@@ -239,3 +241,10 @@ def test_swarm_sh_refuses_bad_input_with_one_line() -> None:
         assert r.returncode != 0, args
         assert words in r.stderr, (args, r.stderr)
         assert "Traceback" not in r.stderr
+    # nothing was removed
+    assert (
+        subprocess.run(
+            ["docker", "container", "inspect", swarm.manager], capture_output=True
+        ).returncode
+        == 0
+    )
