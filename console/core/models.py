@@ -110,6 +110,9 @@ class SwarmTask(BaseModel):
     node_id: str | None = None
     node: str | None = None
     """The node's hostname (None: not scheduled yet, or the node is gone)."""
+    node_state: str | None = None
+    """Its node's state when the snapshot was taken (ready, down, ...; None:
+    no node, or not known)."""
     state: str
     """new, pending, assigned, accepted, preparing, starting, running,
     complete, shutdown, failed, rejected, orphaned, remove."""
@@ -134,6 +137,18 @@ class SwarmTask(BaseModel):
         return self.state in LIVE_TASK_STATES or self.desired_state == "running"
 
     @property
+    def lost(self) -> bool:
+        """Last reported running (or on its way) by a node that is not ready
+        now: the engine keeps its last state (``docker service ls`` then
+        counts it, 3/2), but nobody knows whether it runs."""
+        return self.state in LIVE_TASK_STATES and self.node_state not in (None, "ready")
+
+    @property
+    def running(self) -> bool:
+        """Running, meant to run, and on a node that is ready."""
+        return self.state == "running" and self.desired_state == "running" and not self.lost
+
+    @property
     def name(self) -> str:
         """``backend.2`` (replicated) or ``backend.<node>`` (global), as ``docker service ps``."""
         suffix = str(self.slot) if self.slot is not None else (self.node or self.node_id or "?")
@@ -155,7 +170,9 @@ class SwarmService(BaseModel):
     desired: int = 0
     """Tasks wanted: the replica count, or (global) one per eligible node."""
     running: int = 0
-    """Tasks running now."""
+    """Tasks running now (:attr:`SwarmTask.running`: meant to run, on a
+    node that is ready; not the engine's count, which includes tasks on a
+    node that went down and tasks an update is stopping)."""
     image: str = ""
     tag: str = ""
     update_state: str | None = None

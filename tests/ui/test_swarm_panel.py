@@ -1,6 +1,6 @@
 """The Containers panel when the stack is a swarm stack (issue 14): services ->
 tasks -> nodes, from the recorded ``swarm`` fixture (three nodes, node-3 just
-went down: backend 2/3, its task there failed and the replacement starts on
+went down: backend 2/3, its task there lost, the replacement starting on
 node-2), then ``swarm_scaled`` (node-3 back, backend scaled to 5).
 
 The compose-mode panel is held by the dashboard snapshots of
@@ -76,8 +76,8 @@ async def test_services_tasks_and_nodes_shown() -> None:
             "degraded",
             "2/3",
         )
-        # why a replica is missing: the failure of its task on the node that went down
-        assert backend["note"] == "backend.3: task: non-zero exit (137)"
+        # why a replica is missing: its task on the node that went down
+        assert backend["note"] == "backend.3 lost: node-3 down"
         # its tasks beneath it, before the next service
         start = keys.index("service:s-backend")
         end = keys.index("service:s-worker")
@@ -86,7 +86,10 @@ async def test_services_tasks_and_nodes_shown() -> None:
             ("└ backend.1", "node-1", "running", "running"),
             ("└ backend.2", "node-2", "running", "running"),
             ("└ backend.3", "node-2", "starting", "running"),
+            ("└ backend.3", "node-3", "lost", "shutdown"),
         ]
+        lost = tasks[-1]["note"]
+        assert lost == "node down: last seen running"
         # nodes after the services, with role, state and availability
         assert keys.index("nodes") > keys.index("service:s-redis")
         node3 = cells(table, "node:n3")

@@ -87,10 +87,13 @@ def service_row(service: SwarmService, palette: Palette) -> Row:
         else palette.ok,
     )
     note = ""
+    lost = next((t for t in service.tasks if t.lost), None)
     if service.update_state in _UPDATING and service.update_message:
         note = service.update_message
     elif short and (failed := service.last_error) is not None:
         note = f"{failed.name}: {failed.error}"
+    elif lost is not None:
+        note = f"{lost.name} lost: {lost.node} {lost.node_state}"
     image = f"{service.image}:{service.tag}" if service.tag else service.image
     cells = (
         Text(service.service, style="bold"),
@@ -114,20 +117,25 @@ def task_row(task: SwarmTask, service: SwarmService, palette: Palette, now: date
     if task.desired_state != "running" and task.state == "running":
         desired_style = palette.warn  # being stopped: an update or a scale-down
     note = task.error or ("" if task.state == "running" else task.message)
+    state = Text(task.state, style=_task_style(task.state, palette))
+    if task.lost:
+        # its node is down: the engine keeps the last state it heard of
+        state = Text("lost", style=f"bold {palette.warn}")
+        note = f"node {task.node_state}: last seen {task.state}"
     if task.exit_code and task.state in ("failed", "complete", "shutdown"):
         note = f"{note} (exit {task.exit_code})" if note and "exit" not in note else note
     tag_style = palette.warn if task.tag and task.tag != service.tag else ""
     cells = (
         Text(f" └ {task.name}", style="" if task.live else palette.muted),
         Text(task.node or NONE, style="" if task.node else palette.muted),
-        Text(task.state, style=_task_style(task.state, palette)),
+        state,
         Text(task.desired_state, style=desired_style),
         Text(fmt_age(now, task.since), justify="right", style=palette.muted),
         Text(""),
         Text(shorten(note, NOTE_WIDTH), style=palette.err if task.error else palette.muted),
         Text(shorten(task.tag, 28), style=tag_style),
     )
-    words = [task.name, task.id, task.node or "", task.state, task.desired_state, note]
+    words = [task.name, task.id, task.node or "", state.plain, task.desired_state, note]
     return Row(key=f"task:{task.id}", cells=cells, search=" ".join(words))
 
 
@@ -178,7 +186,7 @@ def swarm_rows(snapshot: SwarmSnapshot, palette: Palette, now: datetime) -> list
         rows.append(service_row(service, palette))
         for task in service.shown_tasks:
             rows.append(task_row(task, service, palette, now))
-            if task.state == "running" and task.node_id:
+            if task.state == "running" and not task.lost and task.node_id:
                 running_on[task.node_id] = running_on.get(task.node_id, 0) + 1
     if snapshot.nodes:
         rows.append(_nodes_heading(palette))

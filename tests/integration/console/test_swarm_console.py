@@ -48,7 +48,7 @@ def one_node() -> Iterator[Swarm]:
             pytest.fail(f"scripts/swarm.sh up --nodes 1 failed:\n{r.stderr[-3000:]}")
     yield s
     if brought_up and os.environ.get("SWARM_KEEP") != "1":
-        r = s.script("down")
+        r = s.script("down", "--yes")
         assert r.returncode == 0, r.stderr[-2000:]
 
 
@@ -248,3 +248,94 @@ async def test_the_panel_follows_a_scale_and_an_engine_that_stops(
             await asyncio.to_thread(_docker, "unpause", one_node.manager)
         await _until(pilot, "fresh again", lambda: not panel.has_class("-stale"), within=90)
         await pilot.press("q")
+
+
+async def test_a_lost_node_shows_down_and_its_task_rescheduled(one_node: Swarm) -> None:
+    """Two nodes (``swarm.sh up --nodes 2`` adds the second), 2 replicas
+    spread over them; node 2's container killed (its engine and its task die
+    at once): the panel shows node 2 down and the service back to 2/2 with
+    both tasks on node 1. Node 2 is removed at the end (container, volume,
+    swarm membership). Prints when each was seen (not asserted: timings vary)."""
+    r = await asyncio.to_thread(one_node.script, "up", "--nodes", "2")
+    assert r.returncode == 0, r.stderr[-2000:]
+    name = f"{one_node.stack}-spread"
+    deploy = await asyncio.to_thread(
+        subprocess.run,
+        [
+            *("docker", "exec", "-i", one_node.manager),
+            *("docker", "stack", "deploy", "--detach=false", "-c", "-", name),
+        ],
+        input=_stack_file(one_node, 2),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert deploy.returncode == 0, deploy.stderr[-2000:]
+    victim = one_node.node(2)
+    settings = settings_for(one_node, name)
+
+    def factory(s: Settings, sink: Any) -> Monitor:
+        return Monitor(s, sink, sources=[SwarmSource(s, DockerHandle(s))], autostart=False)
+
+    def node_cells(key_host: str) -> dict[str, str]:
+        table = app.query_one(ContainersPanel).table
+        if table is None:
+            return {}
+        for key in table.shown_keys:
+            if key.startswith("node:") and table.get_cell(key, "name").plain.startswith(key_host):
+                return {c: table.get_cell(key, c).plain for c in ("state", "desired")}
+        return {}
+
+    def running_on() -> list[str]:
+        table = app.query_one(ContainersPanel).table
+        if table is None:
+            return []
+        return sorted(
+            table.get_cell(k, "node").plain
+            for k in table.shown_keys
+            if k.startswith("task:") and table.get_cell(k, "state").plain == "running"
+        )
+
+    app = create_app(settings, monitor_factory=factory)
+    try:
+        async with app.run_test(size=(160, 48)) as pilot:
+            await _until(
+                pilot,
+                "one task on each node",
+                lambda: running_on() == sorted([one_node.manager, victim]),
+                within=180,
+            )
+            assert node_cells(victim) == {"state": "ready", "desired": "active"}
+            await asyncio.to_thread(_docker, "kill", victim)
+            t0 = time.monotonic()
+            await _until(pilot, "node 2 down", lambda: node_cells(victim).get("state") == "down")
+            down_s = time.monotonic() - t0
+            await _until(
+                pilot,
+                "both tasks on node 1",
+                lambda: (
+                    running_on() == [one_node.manager, one_node.manager]
+                    and (_web_cells(app) or {}).get("replicas") == "2/2"
+                ),
+                within=180,
+            )
+            moved_s = time.monotonic() - t0
+            title = str(app.query_one(ContainersPanel).border_title)
+            assert "2 nodes, 1 down" in title
+            print(
+                f"[figure] console: node down shown after {down_s:.1f} s, task moved {moved_s:.1f} s"
+            )
+            await pilot.press("q")
+    finally:
+        one_node.docker("stack", "rm", name)
+        await asyncio.to_thread(_remove_node, one_node, 2)
+
+
+def _remove_node(s: Swarm, i: int) -> None:
+    """Node ``i`` gone for good: its container and volume removed, and the
+    swarm told (``docker node rm --force`` on the manager)."""
+    subprocess.run(["docker", "rm", "-f", "-v", s.node(i)], capture_output=True, timeout=120)
+    subprocess.run(
+        ["docker", "volume", "rm", f"{s.name}_node-{i}"], capture_output=True, timeout=60
+    )
+    s.docker("node", "rm", "--force", s.node(i))

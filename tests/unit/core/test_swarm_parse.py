@@ -344,3 +344,25 @@ def test_recorded_swarm_the_node() -> None:
     )
     assert node.labels == {"db": "true", "edge": "true", "redis": "true"}
     assert node.id == snap.node_id == RECORDED["info"]["Swarm"]["NodeID"]
+
+
+NODE_DOWN: dict[str, Any] = json.loads((DATA / "swarm_node_down.json").read_text())
+"""``swc-spread``: 2 replicas over two nodes, node 2's container killed; 30 s
+later: node 2 down, its task still ``running`` (the last state it reported)
+with desired ``shutdown``, the replacement running on node 1. The engine's
+``ServiceStatus`` says 3 running of 2."""
+
+
+def test_recorded_node_down_its_task_is_lost_and_not_counted() -> None:
+    snap = snapshot_of(NODE_DOWN)
+    assert NODE_DOWN["services"][0]["ServiceStatus"]["RunningTasks"] == 3
+    (web,) = snap.services
+    assert (web.running, web.desired) == (2, 2)
+    by_node = {(t.slot, t.node): t for t in web.shown_tasks}
+    lost = by_node[(2, "swc-swarm-node-2")]
+    assert (lost.state, lost.desired_state, lost.node_state) == ("running", "shutdown", "down")
+    assert lost.lost and not lost.running
+    again = by_node[(2, "swc-swarm-node-1")]
+    assert again.running and not again.lost
+    down = next(n for n in snap.nodes if n.hostname == "swc-swarm-node-2")
+    assert (down.state, down.message, down.role) == ("down", "heartbeat failure", "worker")

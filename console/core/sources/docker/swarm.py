@@ -106,21 +106,25 @@ def parse_node(attrs: Attrs) -> SwarmNode:
     )
 
 
-def parse_task(attrs: Attrs, service: str, hostnames: Mapping[str, str] | None = None) -> SwarmTask:
+def parse_task(
+    attrs: Attrs, service: str, nodes: Mapping[str, SwarmNode] | None = None
+) -> SwarmTask:
     """One entry of ``GET /tasks``; ``service`` is its service's short name,
-    ``hostnames`` node id -> hostname (from :func:`parse_node`)."""
+    ``nodes`` node id -> node (from :func:`parse_node`: hostname, state)."""
     status = _get(attrs, "Status") or {}
     node_id = attrs.get("NodeID") or None
     image, tag = service_image(str(_get(attrs, "Spec", "ContainerSpec", "Image") or ""))
     slot = attrs.get("Slot")
     exit_code = _get(status, "ContainerStatus", "ExitCode")
     container = _get(status, "ContainerStatus", "ContainerID")
+    node = (nodes or {}).get(node_id) if node_id else None
     return SwarmTask(
         id=_short(attrs.get("ID")),
         service=service,
         slot=int(slot) if isinstance(slot, int) and slot > 0 else None,
         node_id=node_id,
-        node=(hostnames or {}).get(node_id) if node_id else None,
+        node=node.hostname if node else None,
+        node_state=node.state if node else None,
         state=str(status.get("State") or "unknown"),
         desired_state=str(attrs.get("DesiredState") or "unknown"),
         since=parse_docker_time(status.get("Timestamp")),
@@ -167,18 +171,19 @@ def _task_order(task: SwarmTask) -> tuple[Any, ...]:
 
 
 def parse_service(attrs: Attrs, stack: str, tasks: Iterable[SwarmTask] = ()) -> SwarmService:
-    """One entry of ``GET /services`` (with ``status=true``: its running and
-    desired counts) and its tasks. Without ``ServiceStatus`` (API < 1.41)
-    the counts come from the tasks: desired are those meant to run (for a
-    replicated service, its replica count), running those that run."""
+    """One entry of ``GET /services`` (with ``status=true``: its desired
+    count) and its tasks. Running: the tasks that run, are meant to, on a
+    node that is ready (:attr:`SwarmTask.running`). Desired: the engine's
+    ``DesiredTasks``; without it (API < 1.41), for a replicated service its
+    replica count, else the tasks meant to run."""
     spec = _get(attrs, "Spec") or {}
     name = str(spec.get("Name") or _short(attrs.get("ID")))
     own = sorted(tasks, key=_task_order)
     mode = _mode_of(spec)
     counts = _get(attrs, "ServiceStatus") or {}
-    running = counts.get("RunningTasks")
-    if not isinstance(running, int):
-        running = sum(1 for t in own if t.state == "running" and t.desired_state == "running")
+    # not the engine's RunningTasks: it counts a task on a node that went
+    # down (its last state) and one an update is stopping (3/2)
+    running = sum(1 for t in own if t.running)
     desired = counts.get("DesiredTasks")
     if not isinstance(desired, int):
         replicas = _get(spec, "Mode", "Replicated", "Replicas")
@@ -240,10 +245,10 @@ def swarm_snapshot(
     engine_version: str | None = None,
 ) -> SwarmSnapshot:
     """The snapshot from the three lists (and ``docker info``): tasks matched
-    to their services by id and to their nodes' hostnames; services in
+    to their services by id and to their nodes (hostname, state); services in
     stack order (edge, backend, worker, data), nodes managers first."""
     parsed_nodes = [parse_node(n) for n in nodes]
-    hostnames = {n.id: n.hostname for n in parsed_nodes}
+    by_id = {n.id: n for n in parsed_nodes}
     service_list = list(services)
     short = {
         str(s.get("ID")): short_service_name(str(_get(s, "Spec", "Name") or ""), stack)
@@ -253,7 +258,7 @@ def swarm_snapshot(
     for task in tasks:
         sid = str(task.get("ServiceID"))
         if sid in by_service:
-            by_service[sid].append(parse_task(task, short[sid], hostnames))
+            by_service[sid].append(parse_task(task, short[sid], by_id))
     parsed = [parse_service(s, stack, by_service.get(str(s.get("ID")), [])) for s in service_list]
     parsed.sort(key=lambda s: (_SERVICE_ORDER.get(s.service, 99), s.service))
     parsed_nodes.sort(key=lambda n: (n.role != "manager", not n.leader, n.hostname))
