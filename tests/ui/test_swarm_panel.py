@@ -244,3 +244,43 @@ def test_rows_of_a_recorded_swarm_with_a_paused_update() -> None:
     assert rejected.cells[2].plain == "rejected" and has_style(rejected.cells[2], palette.err)
     assert rejected.cells[6].plain.startswith("No such image")
     assert list(rows)[-2:] == ["nodes", f"node:{snap.nodes[0].id}"]
+
+
+async def test_the_filter_works_on_the_swarm_table() -> None:
+    app = make_app("swarm")
+    async with app.run_test(size=SIZES["160x48"]) as pilot:
+        await settle(pilot)
+        await pilot.press("slash")
+        await pilot.press(*"node-3")
+        await pilot.pause()
+        table = app.query_one(ContainersPanel).table
+        assert table is not None and table.id == "swarm-table"
+        # what mentions node-3: backend (its note), the lost task, the node
+        assert table.shown_keys == ["service:s-backend", "task:bac3n3000000", "node:n3"]
+        await pilot.press("escape")
+        await pilot.pause()
+        assert "service:s-backend" in table.shown_keys
+
+
+async def test_a_worker_engine_says_why_the_compose_table_is_empty() -> None:
+    """``DOCKER_HOST`` on a swarm worker (auto mode): the compose panel, empty,
+    with the swarm's reason to point at a manager."""
+    app = make_app("empty")
+    async with app.run_test(size=SIZES["160x48"]) as pilot:
+        await settle(pilot)
+        FakeMonitor.instances[-1].push(
+            "swarm",
+            SwarmSnapshot(
+                taken_at=NOW,
+                stack="investment",
+                mode="compose",
+                reason="the engine is a swarm worker (node w1): services are read on a "
+                "manager; point DOCKER_HOST at a manager's engine",
+            ),
+        )
+        await settle(pilot)
+        panel = app.query_one(ContainersPanel)
+        assert not panel.swarm_mode and panel.has_class("-empty")
+        text = str(panel.query_one(".placeholder").render())
+        assert "no containers in compose project 'investment'" in text
+        assert "swarm: the engine is a swarm worker" in text

@@ -231,10 +231,15 @@ class ContainersPanel(Panel):
             return swarm_empty_reason(snapshot)
         if snapshot.containers:
             return None
-        return (
+        text = (
             f"no containers in compose project {snapshot.project!r} · "
             "is the stack up? (scripts/setup.sh)"
         )
+        swarm = self.swarm
+        if swarm is not None and swarm.reason and "not part of a swarm" not in swarm.reason:
+            # the engine is in a swarm, but no stack was found: say why
+            text += f" · swarm: {swarm.reason}"
+        return text
 
     def title_detail(self, snapshot: ContainersSnapshot | SwarmSnapshot) -> str:
         if isinstance(snapshot, SwarmSnapshot):
