@@ -366,3 +366,17 @@ def test_recorded_node_down_its_task_is_lost_and_not_counted() -> None:
     assert again.running and not again.lost
     down = next(n for n in snap.nodes if n.hostname == "swc-swarm-node-2")
     assert (down.state, down.message, down.role) == ("down", "heartbeat failure", "worker")
+
+
+@pytest.mark.parametrize(("mode", "has"), [("auto", True), ("swarm", True), ("compose", False)])
+def test_the_monitor_runs_the_swarm_source_unless_compose(mode: str, has: bool) -> None:
+    from console.core.monitor import default_sources
+
+    sources = default_sources(Settings(project="investment", mode=mode))  # type: ignore[arg-type]
+    swarm = [s for s in sources if isinstance(s, SwarmSource)]
+    assert bool(swarm) is has
+    if swarm:
+        # one docker client for the engine sources
+        containers = next(s for s in sources if s.name == "engine")
+        assert swarm[0].handle is containers.handle  # type: ignore[attr-defined]
+        assert swarm[0].forced is (mode == "swarm")
