@@ -206,7 +206,11 @@ def swarm_title(snapshot: SwarmSnapshot) -> str:
     """``swarm investment · 4 services · 7/8 tasks · 3 nodes, 1 down, 1 drain``."""
     running = sum(s.running for s in snapshot.services)
     desired = sum(s.desired for s in snapshot.services)
-    text = f"swarm {snapshot.stack} · {len(snapshot.services)} services · {running}/{desired} tasks"
+    services = len(snapshot.services)
+    text = (
+        f"swarm {snapshot.stack} · {services} service{'s' if services != 1 else ''}"
+        f" · {running}/{desired} tasks"
+    )
     if snapshot.nodes:
         text += f" · {len(snapshot.nodes)} node{'s' if len(snapshot.nodes) != 1 else ''}"
         down = sum(1 for n in snapshot.nodes if n.state != "ready")

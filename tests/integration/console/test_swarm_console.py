@@ -225,7 +225,7 @@ async def test_the_panel_follows_a_scale_and_an_engine_that_stops(
             pilot, "web 2/2 shown", lambda: (_web_cells(app) or {}).get("replicas") == "2/2"
         )
         assert panel.swarm_mode and _live_task_rows(app) == 2
-        assert f"swarm {small_stack} · 1 services · 2/2 tasks · 1 node" in str(panel.border_title)
+        assert f"swarm {small_stack} · 1 service · 2/2 tasks · 1 node" in str(panel.border_title)
         table = panel.table
         assert table is not None and any(k.startswith("node:") for k in table.shown_keys)
 
