@@ -655,10 +655,11 @@ class EngineEvent(BaseModel):
     """start, die, stop, kill, restart, health_status: healthy, oom, ...; for
     an operation read from the audit log, its name (deploy, rollback, ...)."""
     detail: str | None = None
-    origin: Literal["engine", "inspect", "audit"] = "engine"
+    origin: Literal["engine", "inspect", "audit", "swarm"] = "engine"
     """Where it was read: the engine's event stream; a container's
     ``docker inspect`` (its creation, last start, last exit); stackdeck's
-    audit log (an operation, by anyone)."""
+    audit log (an operation, by anyone); two swarm snapshots compared (a node
+    down or drained, a task rescheduled or failed, an update's state, a scale)."""
     before_start: bool = False
     """It happened before the console started: recalled at start, not seen live."""
 

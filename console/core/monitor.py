@@ -59,6 +59,7 @@ from console.core.models import (
     Snapshot,
     SourceState,
     StatsSnapshot,
+    SwarmSnapshot,
 )
 from console.core.sources.base import Clock, Source, backoff_delay, utcnow
 
@@ -166,6 +167,8 @@ class Monitor:
         ``local`` (the console's own), None until the Prometheus source first
         reports (so the start does not flash the local ones)."""
         self._last_prom_alerts: dict[str, Any] | None = None
+        self._last_swarm: SwarmSnapshot | None = None
+        """The previous swarm snapshot, to tell what changed (events)."""
         self._closing: list[asyncio.Future[None]] = []
         """The sources' closers, kept referenced while they finish after stop()."""
         self._wire_events()
@@ -377,6 +380,8 @@ class Monitor:
         await self._emit(src.kind, snapshot)
         if isinstance(snapshot, ContainersSnapshot):
             self._note_containers(snapshot)
+        elif isinstance(snapshot, SwarmSnapshot):
+            self._note_swarm(snapshot)
         fed = True
         if isinstance(snapshot, StatsSnapshot):
             self.alerts.feed_stats(snapshot)
@@ -399,6 +404,18 @@ class Monitor:
 
         for src in self.sources:
             if isinstance(src, HealthSource) and src.note_containers(snapshot):
+                self.refresh(src.name)
+
+    def _note_swarm(self, snapshot: SwarmSnapshot) -> None:
+        """The swarm's changes since its last snapshot (a node down, a task
+        rescheduled, an update's state) go to the events timeline."""
+        from console.core.sources.docker.events import EventsSource
+        from console.core.sources.docker.swarm import swarm_changes
+
+        before, self._last_swarm = self._last_swarm, snapshot
+        changes = swarm_changes(before, snapshot)
+        for src in self.sources:
+            if isinstance(src, EventsSource) and src.add(changes):
                 self.refresh(src.name)
 
     # --- alerts: Prometheus while it answers, the console's own otherwise ----------------

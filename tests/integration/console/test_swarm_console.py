@@ -26,10 +26,12 @@ import pytest
 
 from console.core.config import Settings
 from console.core.monitor import Monitor
+from console.core.sources.docker.events import EventsSource
 from console.core.sources.docker.handle import DockerHandle
 from console.core.sources.docker.swarm import SwarmSource
 from console.ui.app import create_app
-from console.ui.panels import ContainersPanel
+from console.ui.panels import ContainersPanel, EventsPanel
+from console.ui.widgets.table import ListTable
 from tests.swarm.swarm import Swarm
 
 pytestmark = pytest.mark.swarm
@@ -275,7 +277,16 @@ async def test_a_lost_node_shows_down_and_its_task_rescheduled(one_node: Swarm) 
     settings = settings_for(one_node, name)
 
     def factory(s: Settings, sink: Any) -> Monitor:
-        return Monitor(s, sink, sources=[SwarmSource(s, DockerHandle(s))], autostart=False)
+        handle = DockerHandle(s)
+        sources = [SwarmSource(s, handle), EventsSource(s, handle)]
+        return Monitor(s, sink, sources=sources, autostart=False)
+
+    def swarm_events() -> list[tuple[str, str, str]]:
+        table = app.query_one(EventsPanel).query_one(ListTable)
+        return [
+            tuple(table.get_cell(k, c).plain for c in ("container", "action", "detail"))  # type: ignore[misc]
+            for k in table.shown_keys
+        ]
 
     def node_cells(key_host: str) -> dict[str, str]:
         table = app.query_one(ContainersPanel).table
@@ -322,6 +333,19 @@ async def test_a_lost_node_shows_down_and_its_task_rescheduled(one_node: Swarm) 
             moved_s = time.monotonic() - t0
             title = str(app.query_one(ContainersPanel).border_title)
             assert "2 nodes, 1 down" in title
+            # the Events panel: the node down and the task moved, from the snapshots
+            await _until(
+                pilot,
+                "swarm events",
+                lambda: (
+                    any(e[:2] == (victim, "node down") for e in swarm_events())
+                    and any(
+                        e[1] == "rescheduled" and e[2] == f"{victim} -> {one_node.manager}"
+                        for e in swarm_events()
+                    )
+                ),
+                within=30,
+            )
             print(
                 f"[figure] console: node down shown after {down_s:.1f} s, task moved {moved_s:.1f} s"
             )

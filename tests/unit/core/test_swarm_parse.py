@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -380,3 +380,93 @@ def test_the_monitor_runs_the_swarm_source_unless_compose(mode: str, has: bool) 
         containers = next(s for s in sources if s.name == "engine")
         assert swarm[0].handle is containers.handle  # type: ignore[attr-defined]
         assert swarm[0].forced is (mode == "swarm")
+
+
+# --- the swarm's changes as events (recorded snapshots, one step back) ------------------
+
+
+def _at(data: dict[str, Any], seconds: float) -> Any:
+    return snapshot_of(data).model_copy(update={"taken_at": NOW + timedelta(seconds=seconds)})
+
+
+def test_changes_node_down_task_lost_and_rescheduled() -> None:
+    """Before: node 2 ready, web.2 running there. After (as recorded): node 2
+    down, web.2 there lost, a new web.2 on node 1."""
+    before = json.loads(json.dumps(NODE_DOWN))
+    for node in before["nodes"]:
+        if node["Description"]["Hostname"] == "swc-swarm-node-2":
+            node["Status"] = {"State": "ready", "Addr": node["Status"]["Addr"]}
+    before["tasks"] = [t for t in before["tasks"] if not t["ID"].startswith("sn95")]
+    for t in before["tasks"]:
+        t["DesiredState"] = "running"
+    changes = parse.swarm_changes(_at(before, 0), _at(NODE_DOWN, 30))
+    seen = [(e.container, e.action, e.detail, e.origin) for e in changes]
+    assert seen == [
+        ("swc-swarm-node-2", "node down", "was ready (heartbeat failure)", "swarm"),
+        ("web.2", "rescheduled", "swc-swarm-node-2 -> swc-swarm-node-1", "swarm"),
+        ("web.2", "task lost", "node swc-swarm-node-2 down", "swarm"),
+    ]
+    assert {e.at for e in changes} == {NOW + timedelta(seconds=30)}
+
+
+def test_changes_update_paused_and_a_task_rejected() -> None:
+    before = json.loads(json.dumps(RECORDED))
+    del before["services"][0]["UpdateStatus"]
+    before["tasks"] = [t for t in before["tasks"] if not t["ID"].startswith("zecr")]
+    changes = parse.swarm_changes(_at(before, 0), _at(RECORDED, 3))
+    seen = [(e.container, e.action, e.detail) for e in changes]
+    assert seen[0][:2] == ("swc-console_web", "update paused")
+    assert (seen[0][2] or "").startswith("update paused due to failure")
+    assert seen[1] == (
+        "web.2",
+        "task rejected",
+        "No such image: swc-swarm-registry:5000/swc-market-sim:nosuchtag",
+    )
+    assert len(seen) == 2
+
+
+def test_changes_scale_drain_join_and_nothing_at_the_start() -> None:
+    after = json.loads(json.dumps(SHAPES))
+    before = json.loads(json.dumps(SHAPES))
+    before["services"][0]["ServiceStatus"]["DesiredTasks"] = 2
+    before["nodes"] = [n for n in before["nodes"] if n["Description"]["Hostname"] != "node-2"]
+    for node in before["nodes"]:
+        if node["Description"]["Hostname"] == "node-3":
+            node["Spec"]["Availability"] = "active"
+    changes = parse.swarm_changes(_at(before, 0), _at(after, 5))
+    seen = {(e.container, e.action, e.detail) for e in changes}
+    assert seen == {
+        ("node-2", "node joined", "worker, ready"),
+        ("node-3", "node drain", "was active"),
+        ("investment_backend", "scaled", "2 -> 3 tasks"),
+    }
+    assert parse.swarm_changes(None, _at(after, 5)) == []
+    assert parse.swarm_changes(_at(after, 0), _at(after, 5)) == []
+
+
+async def test_the_monitor_puts_the_swarm_changes_in_the_events_timeline() -> None:
+    from console.core.monitor import Monitor
+    from console.core.sources.docker.events import EventsSource
+    from console.core.sources.docker.handle import DockerHandle
+
+    settings = Settings(project="swc-spread", prometheus_url=None)
+    handle = DockerHandle(settings)  # never asked: nothing here polls
+    events = EventsSource(settings, handle)
+    swarm = SwarmSource(settings, handle)
+    published: list[tuple[str, Any]] = []
+    monitor = Monitor(
+        settings,
+        lambda kind, payload: published.append((kind, payload)),
+        sources=[swarm, events],
+        autostart=False,
+    )
+    before = json.loads(json.dumps(NODE_DOWN))
+    for node in before["nodes"]:
+        node["Status"]["State"] = "ready"
+    await monitor._publish(swarm, _at(before, 0))
+    assert list(events._events) == []  # the first snapshot is no change
+    await monitor._publish(swarm, _at(NODE_DOWN, 30))
+    timeline = [(e.container, e.action) for e in events._events]
+    assert ("swc-swarm-node-2", "node down") in timeline
+    assert [k for k, _ in published] == ["swarm", "swarm"]
+    handle.close()

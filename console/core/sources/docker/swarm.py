@@ -25,7 +25,14 @@ from typing import Any
 
 from console.core.config import Settings
 from console.core.errors import SourceError
-from console.core.models import StackMode, SwarmNode, SwarmService, SwarmSnapshot, SwarmTask
+from console.core.models import (
+    EngineEvent,
+    StackMode,
+    SwarmNode,
+    SwarmService,
+    SwarmSnapshot,
+    SwarmTask,
+)
 from console.core.sources.base import Clock, Source, utcnow
 from console.core.sources.docker.handle import DockerHandle, describe_docker_error
 from console.core.sources.docker.inspect import parse_docker_time, split_image
@@ -39,6 +46,7 @@ __all__ = [
     "parse_task",
     "service_image",
     "stack_mode",
+    "swarm_changes",
     "swarm_snapshot",
 ]
 
@@ -272,6 +280,99 @@ def swarm_snapshot(
         services=parsed,
         nodes=parsed_nodes,
     )
+
+
+_UPDATE_WORDS = {
+    "updating": "update started",
+    "paused": "update paused",
+    "completed": "update completed",
+    "rollback_started": "rollback started",
+    "rollback_paused": "rollback paused",
+    "rollback_completed": "rollback completed",
+}
+
+
+def swarm_changes(before: SwarmSnapshot | None, after: SwarmSnapshot) -> list[EngineEvent]:
+    """What changed between two swarm snapshots, as timeline events (origin
+    ``swarm``, at ``after.taken_at``): a node's state or availability, a node
+    joining or leaving; a service's update state and desired count; a task
+    placed on another node than its slot's previous one (rescheduled), a
+    task that failed or was rejected, a task lost with its node. The engine's
+    event stream has the service and node changes too, but only on a manager
+    and without the tasks: comparing snapshots gives both, from any poll.
+    Nothing before there are two swarm snapshots (the start is no change)."""
+    if before is None or before.mode != "swarm" or after.mode != "swarm":
+        return []
+    at = after.taken_at
+    out: list[EngineEvent] = []
+
+    def event(subject: str, action: str, detail: str | None, service: str | None = None) -> None:
+        out.append(
+            EngineEvent(
+                at=at,
+                container=subject,
+                service=service,
+                action=action,
+                detail=detail,
+                origin="swarm",
+            )
+        )
+
+    old_nodes = {n.id: n for n in before.nodes}
+    new_nodes = {n.id: n for n in after.nodes}
+    for node in after.nodes:
+        was = old_nodes.get(node.id)
+        if was is None:
+            event(node.hostname, "node joined", f"{node.role}, {node.state}")
+            continue
+        if was.state != node.state:
+            why = f" ({node.message})" if node.message else ""
+            event(node.hostname, f"node {node.state}", f"was {was.state}{why}")
+        if was.availability != node.availability:
+            event(node.hostname, f"node {node.availability}", f"was {was.availability}")
+    for gone in old_nodes.keys() - new_nodes.keys():
+        event(old_nodes[gone].hostname, "node removed", None)
+
+    old_services = {s.id: s for s in before.services}
+    for service in after.services:
+        was_service = old_services.get(service.id)
+        if was_service is None:
+            event(service.name, "service created", f"{service.desired} tasks", service.service)
+            continue
+        if was_service.update_state != service.update_state and service.update_state:
+            words = _UPDATE_WORDS.get(service.update_state, service.update_state)
+            event(service.name, words, service.update_message, service.service)
+        if was_service.desired != service.desired:
+            event(
+                service.name,
+                "scaled",
+                f"{was_service.desired} -> {service.desired} tasks",
+                service.service,
+            )
+        old_tasks = {t.id: t for t in was_service.tasks}
+        placed = {t.slot: t for t in was_service.tasks if t.slot is not None and t.node and t.live}
+        for task in service.tasks:
+            prior = old_tasks.get(task.id)
+            if prior is None:
+                previous = placed.get(task.slot) if task.slot is not None else None
+                if task.live and previous is not None and previous.node != task.node:
+                    event(
+                        task.name,
+                        "rescheduled",
+                        f"{previous.node} -> {task.node or '(not placed yet)'}",
+                        task.name,
+                    )
+                elif task.state in ("failed", "rejected"):
+                    event(task.name, f"task {task.state}", task.error, task.name)
+                continue
+            if task.state in ("failed", "rejected") and prior.state != task.state:
+                event(task.name, f"task {task.state}", task.error or task.message, task.name)
+            elif task.lost and not prior.lost:
+                event(task.name, "task lost", f"node {task.node} {task.node_state}", task.name)
+    for gone in old_services.keys() - {s.id for s in after.services}:
+        was_service = old_services[gone]
+        event(was_service.name, "service removed", None, was_service.service)
+    return out
 
 
 _SERVICE_ORDER = {
