@@ -520,6 +520,14 @@ def _schedule(settings: Any, ctx: Any, args: argparse.Namespace, printer: Printe
             return exit_code(code)
     except BadInput as exc:
         return _die(str(exc), 2)
+    except OSError as exc:
+        # /etc/cron.d or the state folder not writable by this user
+        where = f" {exc.filename}" if exc.filename else ""
+        return _die(
+            f"schedule {action}: cannot write{where}: {exc.strerror or exc} "
+            "(the schedule is installed and run as root: sudo stackdeck schedule ...)",
+            2,
+        )
     rows = schedule_rows(settings)
     if printer.as_json:
         for row in rows:

@@ -227,7 +227,9 @@ def worker_cycle_key(slot: int) -> str:
     return f"{WORKER_CYCLE_PREFIX}{int(slot)}"
 
 
-def alive_workers(beats: Mapping[str, str], now: float, max_age_s: float = 60.0) -> dict[str, dict]:
+def alive_workers(
+    beats: Mapping[bytes | str, bytes | str], now: float, max_age_s: float = 60.0
+) -> dict[str, dict]:
     """The fields of ``worker:heartbeats`` whose heartbeat is at most
     ``max_age_s`` old, parsed (hostname -> heartbeat); unreadable ones left out."""
     out: dict[str, dict] = {}

@@ -167,6 +167,8 @@ class Worker:
                 ttl = max(2, math.ceil(2 * interval))
                 if not await self.redis.set(key, self.identity, nx=True, ex=ttl):
                     holder = await self.redis.get(key)
+                    if isinstance(holder, bytes):
+                        holder = holder.decode(errors="replace")
                     summary = {"skipped": f"cycle of slot {slot} run by {holder}", "slot": slot}
                     log.info("cycle skipped", extra=_fields(**summary, worker=self.identity))
                     return summary

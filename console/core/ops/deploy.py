@@ -339,7 +339,8 @@ async def _undo_frontend(
     old, new = frontend_service(frm), frontend_service(to)
     if switched:
         try:
-            await switch_frontend(ctx, frm, str(fe.get("from_version")))
+            from_version = fe.get("from_version")
+            await switch_frontend(ctx, frm, str(from_version) if from_version else None)
             notes.append(("ok", f"the page switched back to {old} ({fe.get('from_version')})"))
         except OpError as exc:
             notes.append(("fail", f"could not switch the page back to {old}: {exc}"))
@@ -451,6 +452,7 @@ async def _frontend_handover(
     h_timeout: float,
     keep_old: bool,
     what: str = "frontend deploy of",
+    backend_committed: bool = False,
 ) -> None:
     """The idle frontend colour gets the version, is checked directly
     (health, its /version.json, its page), then nginx's ``/`` moves to it
@@ -458,7 +460,11 @@ async def _frontend_handover(
     confirmed through nginx. Start-first: the old colour serves until the
     new one is ready, so no page load fails. The old colour keeps running,
     out of the upstream (``keep_old``), or is stopped (its container kept).
-    A failure or cancel puts ``/`` back and stops the new colour."""
+    A failure or cancel puts ``/`` back and stops the new colour.
+    ``backend_committed`` (a rolling deploy's page, after the API and the
+    workers were verified on the version): a failure says they stay on it,
+    and the history line says so (``backend_committed``), so a rollback
+    still finds the version the API ran before."""
     frm, to, version = fe["from_colour"], fe["to_colour"], fe["version"]
     old, new = frontend_service(frm), frontend_service(to)
     record.mark(frontend=fe)
@@ -492,17 +498,26 @@ async def _frontend_handover(
             step=step,
             exc=exc,
             switched_key="frontend_switch_started",
+            **({"backend_committed": True} if backend_committed else {}),
+        )
+        kept = (
+            f" The API runs {version}: its part of the deploy was verified before the page's "
+            "and stays (`stackdeck rollback --services backend` takes it back)."
+            if backend_committed
+            else ""
         )
         if undo_error:
             raise OpFailed(
                 f"{what} {version} failed at {step} ({reason}) and the automatic "
-                f"rollback failed too: {undo_error}. Run `stackdeck status` and `stackdeck rollback`",
+                f"rollback failed too: {undo_error}. Run `stackdeck status` and `stackdeck rollback`"
+                + kept,
                 step=step,
             ) from None
         raise OpFailed(
             f"{what} {version} failed at {step}: {reason}. The page "
             + ("was switched back to" if switched else "never left")
-            + f" {old} ({fe['from_version']}).",
+            + f" {old} ({fe['from_version']})."
+            + kept,
             step=step,
             data={"failed_step": step},
         ) from None
@@ -1144,6 +1159,7 @@ async def _rolling(
             fe=fe,
             h_timeout=h_timeout,
             keep_old=False,
+            backend_committed="backend" in services,
         )
     duration = record.succeed()
     progress.done(
@@ -1361,9 +1377,18 @@ async def _recreate_worker(
     not come up."""
     env = read_deploy_env(ctx.deploy_env_path)
     prev = env.get("WORKER_VERSION")
+    step = "recreate-worker"
+    state, _ = container_health(await inspect_container(ctx, ctx.container("worker")))
+    if state != "running":
+        # scaled to 0 (by hand or by the schedule): stays stopped, as a
+        # blue-green deploy's move_worker leaves it
+        update_deploy_env(ctx.deploy_env_path, {"WORKER_VERSION": version})
+        progress.info(
+            step, f"worker is {state} (scaled to 0?): WORKER_VERSION set to {version}, not started"
+        )
+        return
     replicas = await list_service(ctx, WORKER_REPLICA)
     count = max(1, workers_wanted(env, len(replicas)))
-    step = "recreate-worker"
     record.step(step, service="worker", prev_version=prev, workers=count)
     progress.start(step, f"recreating {count} worker(s) with {version} (was {prev})")
     update_deploy_env(ctx.deploy_env_path, {"WORKER_VERSION": version})

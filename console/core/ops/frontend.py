@@ -246,10 +246,12 @@ async def wait_frontend_ready(
 
 
 async def confirm_frontend(
-    ctx: OpContext, colour: str, version: str, timeout_s: float = 20.0, needed: int = 3
+    ctx: OpContext, colour: str, version: str | None, timeout_s: float = 20.0, needed: int = 3
 ) -> None:
     """Until ``needed`` consecutive ``/version.json`` through nginx came from
-    ``frontend_<colour>`` (nginx's ``X-Upstream``) reporting ``version``."""
+    ``frontend_<colour>`` (nginx's ``X-Upstream``) reporting ``version``
+    (any version when it is not known: a page put back whose version no
+    record kept)."""
     service = frontend_service(colour)
     deadline = time.monotonic() + timeout_s
     streak = 0
@@ -259,7 +261,7 @@ async def confirm_frontend(
             status, body, headers = await _fetch(http, "/version.json")
             seen = _version_of(body) if status == 200 else None
             last = f"{status or body}, version {seen}, upstream {headers.get('x-upstream')}"
-            if seen == version and headers.get("x-upstream") == service:
+            if version in (None, seen) and headers.get("x-upstream") == service:
                 streak += 1
                 if streak >= needed:
                     return
@@ -267,17 +269,26 @@ async def confirm_frontend(
                 streak = 0
             await asyncio.sleep(0.1)
     raise OpFailed(
-        f"nginx does not serve the page from {service} ({version}) {timeout_s:g} s after the "
+        f"nginx does not serve the page from {service} ({version or 'any version'}) "
+        f"{timeout_s:g} s after the "
         f"reload: {last}",
         step="switch",
     )
 
 
-def _set_frontend_active(ctx: OpContext, colour: str, version: str) -> None:
-    update_deploy_env(ctx.deploy_env_path, {"FRONTEND_COLOUR": colour, "FRONTEND_VERSION": version})
+def _set_frontend_active(ctx: OpContext, colour: str, version: str | None) -> None:
+    update_deploy_env(
+        ctx.deploy_env_path,
+        {"FRONTEND_COLOUR": colour} | ({"FRONTEND_VERSION": version} if version else {}),
+    )
 
 
-async def switch_frontend(ctx: OpContext, colour: str, version: str) -> str | None:
+def _known(version: Any) -> str | None:
+    """A version a journal recorded, None when it recorded none."""
+    return str(version) if version else None
+
+
+async def switch_frontend(ctx: OpContext, colour: str, version: str | None) -> str | None:
     """nginx's ``/`` to the frontend's ``colour`` (the backend's line kept),
     deploy.env, then confirmed through nginx. Returns the colour it served
     before (the backend's, as switch_to reports it, for a file that had no
@@ -302,9 +313,14 @@ async def switch_with_backend(
     await switch_to(ctx, colour, frontend=frontend)
     set_active(ctx, colour)
     _set_frontend_active(ctx, frontend, frontend_version)
-    await asyncio.gather(
-        confirm_serving(ctx, colour, version), confirm_frontend(ctx, frontend, frontend_version)
-    )
+    # a TaskGroup: when one check fails the other is cancelled (not left
+    # polling nginx while the undo switches back), and the first error is raised
+    try:
+        async with asyncio.TaskGroup() as checks:
+            checks.create_task(confirm_serving(ctx, colour, version))
+            checks.create_task(confirm_frontend(ctx, frontend, frontend_version))
+    except BaseExceptionGroup as group:
+        raise group.exceptions[0] from None
 
 
 async def recover_frontend(
@@ -329,7 +345,7 @@ async def recover_frontend(
         progress.ok("recover", f"the page stays on {frontend_service(to)} ({fe['version']})")
         return
     if view.serving != frm:
-        await switch_frontend(ctx, frm, str(fe.get("from_version")))
+        await switch_frontend(ctx, frm, _known(fe.get("from_version")))
     progress.ok("recover", f"the page is on {frontend_service(frm)} ({fe.get('from_version')})")
     if view.colours[to].state in ("running", "restarting", "created", "paused"):
         await stop_frontend(ctx, to)

@@ -152,20 +152,27 @@ if ! {
   echo "cannot write $conf" >&2
   exit 2
 fi
+put_back() {
+  [ -n "$before" ] || return 1
+  printf '%s\\n' "$before" > "$tmp" && mv -f "$tmp" "$conf"
+}
 if ! nginx -t -q; then
-  if [ -n "$before" ]; then
-    printf '%s\\n' "$before" > "$tmp" && mv -f "$tmp" "$conf"
-  fi
+  put_back || exit 5
   exit 3
 fi
-exec nginx -s reload
+if ! nginx -s reload; then
+  put_back
+  exit 4
+fi
 """
 """One ``docker exec`` for the whole switch (each exec costs 0.1-0.5 s on a
 busy host): print the old file, write the new one whole (temp file +
 rename): the lines given on stdin, then the old file's ``set`` lines of the
 variables they do not set; ``nginx -t``; when it fails put the old file
-back and exit 3 (nothing reloaded), else ``nginx -s reload``. Arguments:
-the file, the temp file; the new lines on stdin."""
+back and exit 3 (nothing reloaded; 5: there was no old file to put back),
+else ``nginx -s reload``; when that fails, the old file back too and exit 4
+(the file always names what nginx serves). Arguments: the file, the temp
+file; the new lines on stdin."""
 
 
 async def switch_to(
@@ -198,10 +205,23 @@ async def switch_to(
         ([backend_service(colour, slot)] if colour else [])
         + ([frontend_service(frontend)] if frontend else [])
     )
-    if r.returncode == 3:
+    if r.returncode in (3, 5):
+        put_back = (
+            "the previous file was put back"
+            if r.returncode == 3
+            else f"there was no previous {ACTIVE_CONF} to put back"
+        )
         raise OpFailed(
-            f"nginx -t rejected the configuration for {name}; the previous file was put back "
+            f"nginx -t rejected the configuration for {name}; {put_back} "
             f"and nothing was reloaded: {r.tail()}",
+            step="switch",
+        )
+    if r.returncode == 4:
+        raise OpFailed(
+            ctx.redact(
+                f"nginx -s reload failed switching to {name}; the previous file was put back, "
+                f"so nginx serves what it served: {r.tail()}"
+            ),
             step="switch",
         )
     if not r.ok:

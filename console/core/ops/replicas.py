@@ -152,9 +152,19 @@ def parse_pool_map(text: str) -> set[str]:
 
 
 async def read_pool_map(ctx: OpContext) -> set[str]:
-    """The colours nginx's config sends to a pool right now (empty: none, or nginx down)."""
+    """The colours nginx's config sends to a pool right now (empty: none, or
+    no pool.map yet). A read that fails otherwise (nginx down or too slow to
+    answer) raises: pools rewritten from an unknown read would drop the
+    serving colour's."""
     r = await docker_exec(ctx, ctx.container("nginx"), "cat", POOL_MAP, check=False, timeout_s=15)
-    return parse_pool_map(r.stdout) if r.ok else set()
+    if r.ok:
+        return parse_pool_map(r.stdout)
+    if "No such file" in r.stderr:
+        return set()
+    raise OpFailed(
+        f"could not read nginx's {POOL_MAP} (which colours it sends to a pool of replicas): "
+        f"{r.tail()}; the pools were left as they are. Check nginx (`stackdeck status`), then run it again"
+    )
 
 
 POOL_SCRIPT = """\

@@ -13,12 +13,12 @@
   backup taken before the deploy being rolled back (or ``backup_path``); the
   operator confirms by typing the database name.
 
-``services`` decides what moves back: ``backend`` (the API, and the page with
-it when it serves from the same colour and the other frontend colour exists,
-in one switch), ``frontend`` (the page alone:
-:func:`_rollback_frontend`), or both. Without it, the last successful
-deploy's services decide: after a frontend-only deploy a plain rollback moves
-the page back, after any other the backend (as above).
+``services`` decides what moves back: ``backend`` (the API alone; the page
+stays where it is), ``frontend`` (the page alone:
+:func:`_rollback_frontend`), or both (the page with the API in one switch
+when it serves from the same colour and the other frontend colour exists,
+else rolled back after it). Without it, the last successful deploy's
+services decide: a plain rollback moves back what that deploy moved.
 
 Then the runbook's rollback verification: the version reported through nginx,
 containers up, the schema version. The worker, when it followed the version
@@ -122,11 +122,11 @@ def parse_rollback_services(value: Any) -> list[str] | None:
 def rollback_services(
     ctx: OpContext, services: list[str] | None, *, backend_flags: bool = False
 ) -> list[str]:
-    """What a rollback moves back: ``services`` when named, else the last
-    successful deploy's: the page alone after a frontend-only deploy, the
-    backend (the page with it when they share a colour) after any other.
-    ``backend_flags`` (--version, --restore-db, --backup-path given): the
-    backend, whatever the history says."""
+    """What a rollback moves back: ``services`` when named, else what the
+    last successful deploy moved (the page alone, the backend alone, or both;
+    the worker goes with the backend). ``backend_flags`` (--version,
+    --restore-db, --backup-path given): the backend, whatever the history
+    says."""
     if services:
         return services
     if backend_flags:
@@ -134,9 +134,11 @@ def rollback_services(
     for rec in reversed(read_jsonl(ctx.history_path)):
         if rec.get("op") == "deploy" and rec.get("result") == "ok":
             deployed = rec.get("services") or ["backend"]
-            if "frontend" in deployed and "backend" not in deployed:
+            if "frontend" not in deployed:
+                return ["backend"]
+            if "backend" not in deployed:
                 return ["frontend"]
-            break
+            return ["backend", "frontend"]
     return ["backend"]
 
 
@@ -218,7 +220,7 @@ def _previous_version_from_history(ctx: OpContext, serving_version: str | None) 
     for rec in reversed(read_jsonl(ctx.history_path)):
         if (
             rec.get("op") == "deploy"
-            and rec.get("result") == "ok"
+            and (rec.get("result") == "ok" or rec.get("backend_committed"))
             and rec.get("version") == serving_version
             and "backend" in (rec.get("services") or ["backend"])
         ):
@@ -322,7 +324,7 @@ async def _rollback(
     ``page`` ("backend frontend"): when the page did not go back with the
     API (it serves from another colour), it is rolled back after it."""
     async with AsyncExitStack() as cleanup:
-        followed = await _rollback_steps(ctx, progress, cleanup=cleanup, **kwargs)
+        followed = await _rollback_steps(ctx, progress, cleanup=cleanup, page=page, **kwargs)
     if page and not followed:
         try:
             await _rollback_frontend(ctx, progress, op_id=f"{kwargs['op_id']}-frontend")
@@ -408,13 +410,15 @@ async def _rollback_steps(
     progress: Progress,
     *,
     cleanup: AsyncExitStack,
+    page: bool,
     op_id: str,
     version: str | None,
     restore_db: bool,
     backup_path: str | None,
     verify_seconds: float,
 ) -> bool:
-    """The backend's rollback; True when the page went back with it."""
+    """The backend's rollback; True when the page went back with it (only
+    when ``page``: the page is part of the rollback)."""
     record = OpRecord(ctx, "rollback", op_id)
     plan = await recover(ctx, progress, op_id=op_id)
     if plan.action != "none" and version is None and not restore_db:
@@ -450,11 +454,12 @@ async def _rollback_steps(
         return False
     instant = idle.state != "missing" and idle.version == target
     warm = instant and idle.state == "running"
-    # the page goes back with the API when it serves from the same colour
-    # (deployed together) and the other frontend colour has a container
+    # the page goes back with the API (when it is part of the rollback) in
+    # one switch when it serves from the same colour (deployed together) and
+    # the other frontend colour has a container
     fview = await observe_frontend(ctx)
     fidle = fview.colours[to]
-    fe_follow = fview.serving == frm and fidle.state != "missing" and version is None
+    fe_follow = page and fview.serving == frm and fidle.state != "missing" and version is None
     fe_version = fidle.version or fidle.slot_version
     progress.info(
         "prepare",

@@ -240,7 +240,15 @@ async def _scale_backend(ctx: OpContext, count: int, ev: Emitter) -> AsyncIterat
         except OpError as exc:
             progress.fail(exc.step or "scale", ctx.redact(str(exc)))
             progress.start("rollback", f"putting {colour} back to {len(before)} container(s)")
-            await scale_colour(ctx, colour, max(1, len(before)), progress)
+            try:
+                await scale_colour(ctx, colour, max(1, len(before)), progress)
+            except OpError as undo:
+                # the first failure is the one to fix; say the put-back's too
+                progress.warn(
+                    "rollback",
+                    f"could not put {colour} back to {len(before)} container(s): "
+                    f"{ctx.redact(str(undo))}; see `stackdeck status`",
+                )
             raise
         set_replicas_wanted(ctx, count)
         progress.done(

@@ -18,13 +18,15 @@ from console.core.ops.nginx import (
 
 
 def _switch(
-    tmp_path: Path, colour: str, *, test_rc: int = 0, tmp_name: str = ".new"
+    tmp_path: Path, colour: str, *, test_rc: int = 0, reload_rc: int = 0, tmp_name: str = ".new"
 ) -> tuple[int, str, list[str]]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     log = tmp_path / "nginx.log"
     fake = bin_dir / "nginx"
-    fake.write_text(f'#!/bin/sh\necho "$*" >> {log}\n[ "$1" = -t ] && exit {test_rc}\nexit 0\n')
+    fake.write_text(
+        f'#!/bin/sh\necho "$*" >> {log}\n[ "$1" = -t ] && exit {test_rc}\nexit {reload_rc}\n'
+    )
     fake.chmod(0o755)
     conf = tmp_path / "active.conf"
     r = subprocess.run(
@@ -55,6 +57,20 @@ def test_rejected_configuration_is_put_back_and_not_reloaded(tmp_path: Path) -> 
     assert rc == 3
     assert (tmp_path / "active.conf").read_text() == render_active("blue")
     assert calls == ["-t -q"]
+
+
+def test_a_failed_reload_puts_the_file_back(tmp_path: Path) -> None:
+    # nginx -s reload failed: nginx still serves blue, and the file says so
+    (tmp_path / "active.conf").write_text(render_active("blue"))
+    rc, _out, calls = _switch(tmp_path, "green", reload_rc=1)
+    assert rc == 4
+    assert (tmp_path / "active.conf").read_text() == render_active("blue")
+    assert calls == ["-t -q", "-s reload"]
+
+
+def test_rejected_without_a_previous_file_says_so(tmp_path: Path) -> None:
+    rc, _out, calls = _switch(tmp_path, "green", test_rc=1)
+    assert rc == 5 and calls == ["-t -q"]
 
 
 def test_no_previous_file(tmp_path: Path) -> None:

@@ -69,7 +69,11 @@ def test_the_last_deploy_decides_what_a_plain_rollback_moves(tmp_path: Path) -> 
     record_history(ctx.history_path, {"op": "rollback", "result": "ok", "services": ["frontend"]})
     assert rollback_services(ctx, None) == ["frontend"]  # rollbacks do not count either
     _deploy(ctx, ["backend", "frontend"])
-    assert rollback_services(ctx, None) == ["backend"]  # the page follows the API
+    assert rollback_services(ctx, None) == ["backend", "frontend"]  # both went: both go back
+    _deploy(ctx, ["backend"])  # the API alone since: the page stays where it is
+    assert rollback_services(ctx, None) == ["backend"]
+    _deploy(ctx, ["backend", "worker"])
+    assert rollback_services(ctx, None) == ["backend"]
     _deploy(ctx, None)  # a line from before services were recorded
     assert rollback_services(ctx, None) == ["backend"]
     _deploy(ctx, ["frontend", "worker"])
@@ -86,3 +90,25 @@ def test_the_backend_s_flags_mean_the_backend_whatever_the_history(tmp_path: Pat
     assert rollback_services(ctx, None) == ["frontend"]
     assert rollback_services(ctx, None, backend_flags=True) == ["backend"]
     assert rollback_services(ctx, ["frontend"], backend_flags=True) == ["frontend"]
+
+
+def test_a_rolling_deploy_whose_page_failed_still_names_the_api_s_previous_version(
+    tmp_path: Path,
+) -> None:
+    # a rolling "backend frontend" deploy: the API was verified on v3 and
+    # stays, the page's step failed after it; the history line is a failure
+    # with backend_committed, and a rollback still finds v2 behind v3
+    from console.core.ops.rollback import _previous_version_from_history
+
+    ctx = _ctx(tmp_path)
+    record_history(
+        ctx.history_path,
+        {"op": "deploy", "result": "ok", "version": "v2", "from_version": "v1",
+         "services": ["backend"]},
+    )  # fmt: skip
+    failed = {"op": "deploy", "result": "failed", "version": "v3", "from_version": "v2",
+              "services": ["backend", "frontend"]}  # fmt: skip
+    record_history(ctx.history_path, failed)
+    assert _previous_version_from_history(ctx, "v3") is None  # a plain failure does not count
+    record_history(ctx.history_path, {**failed, "backend_committed": True})
+    assert _previous_version_from_history(ctx, "v3") == "v2"
