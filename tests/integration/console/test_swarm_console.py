@@ -96,16 +96,7 @@ def small_stack(one_node: Swarm) -> Iterator[str]:
     )
     assert r.returncode == 0, f"docker stack deploy {name}: {r.stderr[-2000:]}"
     yield name
-    one_node.docker("stack", "rm", name)
-    one_node.wait(
-        f"stack {name} removed",
-        lambda: (
-            not one_node.client.services.list(
-                filters={"label": f"com.docker.stack.namespace={name}"}
-            )
-        ),
-        timeout=120,
-    )
+    _remove_stack(one_node, name)
 
 
 def settings_for(s: Swarm, project: str, **kw: Any) -> Settings:
@@ -351,8 +342,25 @@ async def test_a_lost_node_shows_down_and_its_task_rescheduled(one_node: Swarm) 
             )
             await pilot.press("q")
     finally:
-        one_node.docker("stack", "rm", name)
+        # the node first: its lost task holds the stack's network until then
         await asyncio.to_thread(_remove_node, one_node, 2)
+        await asyncio.to_thread(_remove_stack, one_node, name)
+
+
+def _remove_stack(s: Swarm, name: str) -> None:
+    """``docker stack rm``, again until its network goes too (a task being
+    shut down holds it for a moment)."""
+
+    def gone() -> bool:
+        r = subprocess.run(
+            ["docker", "exec", s.manager, "docker", "stack", "rm", name],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        return r.returncode == 0 and not s.client.networks.list(names=[f"{name}_default"])
+
+    s.wait(f"stack {name} removed", gone, timeout=120, every=2)
 
 
 def _remove_node(s: Swarm, i: int) -> None:
