@@ -46,6 +46,7 @@ from console.core.models import (
     QuotaSnapshot,
     SourceState,
     StatsSnapshot,
+    SwarmSnapshot,
 )
 from console.core.ops.table import OPERATIONS, OpSpec
 from console.ui.format import fmt_range, next_range
@@ -217,6 +218,9 @@ class DashboardScreen(ConsoleScreen[None]):
 
     containers: var[ContainersSnapshot | None] = var(None, init=False)
     """Containers of the compose project and the serving colour."""
+    swarm: var[SwarmSnapshot | None] = var(None, init=False)
+    """The stack's services, tasks and nodes when it is a swarm stack (or
+    why it is a compose project)."""
     health: var[HealthSnapshot | None] = var(None, init=False)
     """Health endpoints through nginx and per colour."""
     stats: var[StatsSnapshot | None] = var(None, init=False)
@@ -303,8 +307,10 @@ class DashboardScreen(ConsoleScreen[None]):
         with Container(id="dashboard"):
             with Horizontal(id="columns"):
                 with Vertical(id="left", classes="column"):
-                    yield ContainersPanel(stale_after=_stale_after(refresh.containers)).data_bind(
-                        snapshot=DashboardScreen.containers, **bind
+                    yield ContainersPanel(
+                        stale_after=_stale_after(refresh.containers), mode=settings.mode
+                    ).data_bind(
+                        snapshot=DashboardScreen.containers, swarm=DashboardScreen.swarm, **bind
                     )
                     yield StatsPanel(
                         stale_after=_stale_after(refresh.stats),
@@ -343,6 +349,7 @@ class DashboardScreen(ConsoleScreen[None]):
 
     def on_mount(self) -> None:
         self._mounted = True
+        self.watch_swarm(self.swarm)
         self.apply_size(self.app.size.width, self.app.size.height)
         self.watch_compact(self.compact)
         self.query_one(ContainersPanel).focus_default()
@@ -362,6 +369,15 @@ class DashboardScreen(ConsoleScreen[None]):
     def apply_size(self, width: int, height: int) -> None:
         """Grid or tabs for a terminal of ``width`` x ``height``."""
         self.compact = width < GRID_MIN_WIDTH or height < GRID_MIN_HEIGHT
+
+    def watch_swarm(self, swarm: SwarmSnapshot | None) -> None:
+        """A swarm stack: the Containers panel (services, tasks, nodes) gets
+        the room the Stats panel has in compose mode (docker stats sees only
+        the engine the console talks to)."""
+        if self._mounted:
+            forced = self.stack_app.settings.mode == "swarm"
+            on = swarm.mode == "swarm" if swarm is not None else forced
+            self.query_one("#dashboard").set_class(on, "-swarm")
 
     def watch_compact(self, compact: bool) -> None:
         if not self._mounted:
@@ -698,6 +714,7 @@ _SNAPSHOT_KINDS = frozenset(
         "events",
         "history",
         "others",
+        "swarm",
     }
 )
 """Snapshot kinds of the monitor; each is a reactive of the same name."""
