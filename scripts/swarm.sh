@@ -51,6 +51,9 @@
 #   BACKEND_VERSION       the backend image deployed (default v1.0.0)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
+# the audit line and the health wait (a bare Debian host may lack them)
+need_cmd python3 python3
+need_cmd curl curl
 
 _setting() {  # _setting NAME DEFAULT -> environment, then .env, then DEFAULT
   local v="${!1:-}"
@@ -270,7 +273,8 @@ cmd_up() {
     role=$([ "$i" -le "$managers" ] && echo manager || echo worker)
     token=$(mgr swarm join-token -q "$role")
     log "$name joins as $role"
-    in_node "$name" docker swarm join --token "$token" --advertise-addr eth0 --listen-addr eth0:2377 "$addr:2377" >/dev/null \
+    # the token on stdin, never on a command line (`ps` shows those to everyone)
+    docker exec -i "$name" sh -c 'read -r token; exec docker swarm join --token "$token" --advertise-addr eth0 --listen-addr eth0:2377 "$1:2377"' join "$addr" <<<"$token" >/dev/null \
       || die "$name could not join the swarm"
   done
   # where the edge and the data live (compose/docker-compose.swarm.yml's constraints)
