@@ -284,3 +284,20 @@ async def test_a_worker_engine_says_why_the_compose_table_is_empty() -> None:
         text = str(panel.query_one(".placeholder").render())
         assert "no containers in compose project 'investment'" in text
         assert "swarm: the engine is a swarm worker" in text
+
+
+async def test_compose_operations_are_refused_on_a_swarm_stack() -> None:
+    # deploy, rollback, flush...: they act on a compose project; on a swarm
+    # stack a key says why instead of opening a form that would run them
+    from console.ui.screens.dashboard import SWARM_REASON
+
+    app = make_app("swarm")
+    async with app.run_test(size=SIZES["160x48"]) as pilot:
+        await settle(pilot)
+        shown: list[str] = []
+        app.notify = lambda message, **_k: shown.append(str(message))  # type: ignore[method-assign]
+        for key in ("d", "b", "f", "r"):
+            await pilot.press(key)
+            await pilot.pause()
+            assert type(app.screen).__name__ == "DashboardScreen", (key, app.screen)
+        assert shown and all(m == SWARM_REASON for m in shown), shown

@@ -90,6 +90,10 @@ GRID_MIN_HEIGHT = 32
 """Below this many rows the panels are tabs."""
 
 READ_ONLY_REASON = "read-only mode: started with --read-only"
+SWARM_REASON = (
+    "a swarm stack: stackdeck's operations act on a compose project and are not "
+    "available here yet (scripts/swarm.sh deploy/push; docker service update on a manager)"
+)
 
 HELP_BINDING = Binding("question_mark", "app.help", "Help", id="help", tooltip="Every key binding")
 QUIT_BINDING = Binding(
@@ -375,9 +379,14 @@ class DashboardScreen(ConsoleScreen[None]):
         the room the Stats panel has in compose mode (docker stats sees only
         the engine the console talks to)."""
         if self._mounted:
-            forced = self.stack_app.settings.mode == "swarm"
-            on = swarm.mode == "swarm" if swarm is not None else forced
-            self.query_one("#dashboard").set_class(on, "-swarm")
+            self.query_one("#dashboard").set_class(self.swarm_mode(), "-swarm")
+
+    def swarm_mode(self) -> bool:
+        """Whether the stack is a swarm stack (the swarm source's verdict, or
+        ``mode = "swarm"`` before its first snapshot)."""
+        if self.swarm is not None:
+            return self.swarm.mode == "swarm"
+        return self.stack_app.settings.mode == "swarm"
 
     def watch_compact(self, compact: bool) -> None:
         if not self._mounted:
@@ -487,6 +496,8 @@ class DashboardScreen(ConsoleScreen[None]):
         """Why writing operations are disabled right now, or None."""
         if self.read_only:
             return READ_ONLY_REASON
+        if self.swarm_mode():
+            return SWARM_REASON
         if self.op_running:
             return f"{self.op_running} is running: wait for it to finish"
         return None
