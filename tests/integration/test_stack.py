@@ -30,12 +30,13 @@ PORT = 18099
 SERVICES = set(ALL_SERVICES)
 """Every service the console knows of: the stack runs exactly these."""
 # Published on 127.0.0.1 only: nginx for users, and the monitoring UIs
-# (HTTP_PORT + 10000 / 20000 / 30000 when .env does not set them).
+# (HTTP_PORT + 10000 / 12000 / 14000 when .env does not set them: README,
+# console/core/stack.facts).
 PUBLISHED = {
     "nginx": PORT,
     "prometheus": PORT + 10000,
-    "alertmanager": PORT + 20000,
-    "alert_sink": PORT + 30000,
+    "alertmanager": PORT + 12000,
+    "alert_sink": PORT + 14000,
 }
 
 
