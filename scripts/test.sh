@@ -62,17 +62,31 @@ rm -rf "$STACKDECK_STATE_DIR" "$RUN_DIR"
 # test that finds its version's tag deploys it as it is, and an image built
 # from an earlier checkout lacks what this one added (a v2 without the price
 # stream answered its reconnections with 403).
-untag() {  # untag REPOSITORY [KEEP]: every tag of REPOSITORY but KEEP
+untag() {  # untag REPOSITORY: every tag of it
   local old
   for old in $(docker image ls "$1" --format '{{.Repository}}:{{.Tag}}'); do
-    [ "$old" = "${2:-}" ] || docker rmi "$old" >/dev/null 2>&1 || true
+    docker rmi "$old" >/dev/null 2>&1 || true
   done
 }
 untag "$IMAGE_PREFIX-backend"
+# the frontend's likewise: a page version found in the engine is deployed as
+# an earlier checkout built it (images.sh builds this run's base version)
+untag "$IMAGE_PREFIX-frontend"
 
 # Earlier runs' bases: their tags go (an image still used by a container stays,
-# untagged), then the images that nothing tags or uses any more.
-untag stackdeck-base "$BASE_IMAGE"
+# untagged), then the images that nothing tags or uses any more. A base of a
+# run still going (run-<time>-<pid of its test.sh>, that pid alive: another
+# stack's tests on this engine) is kept: its deploys build from it.
+for old in $(docker image ls stackdeck-base --format '{{.Tag}}'); do
+  [ "stackdeck-base:$old" = "$BASE_IMAGE" ] && continue
+  pid=${old##*-}
+  if [[ $old == run-*-* && $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null \
+    && grep -q 'scripts/test.sh' "/proc/$pid/cmdline" 2>/dev/null; then
+    log "keeping stackdeck-base:$old (the run of pid $pid is still going)"
+    continue
+  fi
+  docker rmi "stackdeck-base:$old" >/dev/null 2>&1 || true
+done
 docker image prune -f >/dev/null 2>&1 || true
 
 BASE_BUILD=$base_build BROWSER_IMAGE=yes bash scripts/images.sh
