@@ -3,13 +3,21 @@
 Every field is read from the environment under its upper-case name (no
 prefix): the names are the ones of docs/CONTRACT.md and ``.env.example``.
 Secrets are ``SecretStr`` so they never show up in a repr or a log line.
+
+On Docker Swarm the secrets are Docker secrets instead: files under
+``/run/secrets`` named after the field (``jwt_secret``, ``postgres_password``,
+...), read when that folder exists (the environment still wins). The URLs then
+carry no password: ``postgres_password`` / ``redis_password`` fill it in
+(compose/docker-compose.swarm.yml).
 """
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
+from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from platform_services.providers.keys import (
@@ -17,6 +25,22 @@ from platform_services.providers.keys import (
     ProviderSpec,
     provider_table,
 )
+
+SECRETS_DIR = "/run/secrets"
+"""Where Docker mounts a service's secrets (one file per secret)."""
+
+
+def with_password(url: str, user: str, password: str) -> str:
+    """``url`` with ``user:password@`` when it names no password (a Docker
+    secret's value; percent-encoded, so any character is safe)."""
+    parts = urlsplit(url)
+    if not password or parts.password is not None or not parts.hostname:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    name = parts.username if parts.username is not None else user
+    return urlunsplit(
+        parts._replace(netloc=f"{quote(name, safe='')}:{quote(password, safe='')}@{netloc}")
+    )
 
 
 class Settings(BaseSettings):
@@ -32,6 +56,10 @@ class Settings(BaseSettings):
     database_url: str = "postgresql://postgres@localhost:5432/investment_db"
     """PostgreSQL DSN (``postgresql://user:pw@host:5432/db``)."""
     redis_url: str = "redis://localhost:6379/0"
+    postgres_password: SecretStr = SecretStr("")
+    """Put into ``database_url`` when it names no password (Swarm: a Docker secret)."""
+    redis_password: SecretStr = SecretStr("")
+    """Put into ``redis_url`` when it names no password (Swarm: a Docker secret)."""
     db_pool_min: int = 1
     db_pool_max: int = 5
     db_timeout_s: float = 3.0
@@ -129,6 +157,14 @@ class Settings(BaseSettings):
 
     # --- derived -------------------------------------------------------------------
 
+    @model_validator(mode="after")
+    def _passwords_into_urls(self) -> Settings:
+        self.database_url = with_password(
+            self.database_url, "postgres", self.postgres_password.get_secret_value()
+        )
+        self.redis_url = with_password(self.redis_url, "", self.redis_password.get_secret_value())
+        return self
+
     def providers(self) -> dict[str, ProviderSpec]:
         return provider_table(self.newsapi_daily_limit)
 
@@ -158,4 +194,7 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    # A missing secrets folder is no error (compose passes everything in the
+    # environment), but pydantic-settings warns about one it is told to read.
+    secrets_dir = SECRETS_DIR if os.path.isdir(SECRETS_DIR) else None
+    return Settings(_secrets_dir=secrets_dir)  # type: ignore[call-arg]

@@ -13,6 +13,8 @@
 # Usage: images.sh [VERSION ...]   (backend versions to build; default: those
 #        named in deploy.env that do not exist yet, plus the base version)
 #        BROWSER_IMAGE=yes also builds $IMAGE_PREFIX-browser (the tests' Chromium).
+#        SWARM_IMAGES=yes also builds $IMAGE_PREFIX-node and $IMAGE_PREFIX-registry
+#        (a Swarm node as a container, a local registry: scripts/swarm.sh).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -124,5 +126,13 @@ done
 if [ "${BROWSER_IMAGE:-no}" = yes ]; then
   build "$IMAGE_PREFIX-browser:latest" compose/images/browser/Dockerfile \
     "$base_id-$(inputs_hash compose/images/browser)"
+fi
+# A Swarm node (its own dockerd) and the local registry the nodes pull from,
+# for the stack on Swarm only (SWARM_IMAGES=yes; scripts/swarm.sh sets it).
+if [ "${SWARM_IMAGES:-no}" = yes ]; then
+  for svc in node registry; do
+    build "$IMAGE_PREFIX-$svc:latest" "compose/images/$svc/Dockerfile" \
+      "$base_id-$(inputs_hash "compose/images/$svc")"
+  done
 fi
 log "images ready in $SECONDS s"

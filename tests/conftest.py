@@ -61,5 +61,15 @@ def stack() -> Iterator[Stack]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Destructive tests last; within each group the collection order stays."""
+    """Destructive tests last; within each group the collection order stays.
+
+    The Swarm tier (marker ``swarm``: node containers with their own engines,
+    minutes of set-up) runs only when asked for by a marker expression that
+    names it (``pytest -m swarm``, ``bash scripts/swarm.sh test``); any other
+    run deselects it."""
+    if "swarm" not in (config.getoption("markexpr", "") or ""):
+        swarm = [item for item in items if item.get_closest_marker("swarm") is not None]
+        if swarm:
+            config.hook.pytest_deselected(items=swarm)
+            items[:] = [item for item in items if item.get_closest_marker("swarm") is None]
     items.sort(key=lambda item: item.get_closest_marker("destructive") is not None)

@@ -43,7 +43,7 @@ import tomllib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from dotenv.parser import parse_stream
 from pydantic import (
@@ -482,6 +482,12 @@ class Settings(BaseSettings):
     docker_host: str | None = None
     """Docker engine URL (``unix:///var/run/docker.sock``). Default: the
     ``DOCKER_HOST`` environment variable, else the local socket."""
+    mode: Literal["auto", "compose", "swarm"] = "auto"
+    """How the stack runs: ``compose`` (a compose project on this engine),
+    ``swarm`` (a swarm stack named ``project``, read from a manager's engine),
+    or ``auto``: swarm when the engine is a swarm manager with services
+    labelled ``com.docker.stack.namespace=<project>``, else compose
+    (``STACKDECK_MODE``)."""
     base_url: str = "http://127.0.0.1:80"
     """nginx of the stack, ``http://127.0.0.1:{HTTP_PORT}``; health, metrics
     and cost are read through it."""

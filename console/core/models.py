@@ -83,6 +83,178 @@ class ContainersSnapshot(Snapshot):
     engine_version: str | None = None
 
 
+# --- swarm (services -> tasks -> nodes) ---------------------------------------
+
+StackMode = Literal["compose", "swarm"]
+"""How the stack runs: a compose project on one engine, or a swarm stack
+(services labelled ``com.docker.stack.namespace=<stack>``) across nodes."""
+
+LIVE_TASK_STATES = frozenset(
+    {"new", "pending", "assigned", "accepted", "ready", "preparing", "starting", "running"}
+)
+"""Task states on the way to running, or running (the others are final:
+complete, shutdown, failed, rejected, orphaned, remove)."""
+
+
+class SwarmTask(BaseModel):
+    """One task of a swarm service: a slot (replicated) or a node (global)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    """Task id (short, 12 characters)."""
+    service: str
+    """The service's short name (``backend``), without the stack prefix."""
+    slot: int | None = None
+    """Replica slot (1, 2, ...); None for a global service's task."""
+    node_id: str | None = None
+    node: str | None = None
+    """The node's hostname (None: not scheduled yet, or the node is gone)."""
+    node_state: str | None = None
+    """Its node's state when the snapshot was taken (ready, down, ...; None:
+    no node, or not known)."""
+    state: str
+    """new, pending, assigned, accepted, preparing, starting, running,
+    complete, shutdown, failed, rejected, orphaned, remove."""
+    desired_state: str
+    """What the orchestrator wants of it: running, shutdown, ..."""
+    since: datetime | None = None
+    """When it entered its current state (the task's status timestamp)."""
+    message: str = ""
+    """The orchestrator's note (``started``, ``preparing``)."""
+    error: str | None = None
+    """Why it failed or was rejected (``task: non-zero exit (1)``,
+    ``no suitable node (scheduling constraints not satisfied ...)``)."""
+    image: str = ""
+    tag: str = ""
+    exit_code: int | None = None
+    container_id: str | None = None
+    """Short container id on its node."""
+
+    @property
+    def live(self) -> bool:
+        """Running or on its way there, or meant to be (desired running)."""
+        return self.state in LIVE_TASK_STATES or self.desired_state == "running"
+
+    @property
+    def lost(self) -> bool:
+        """Last reported running (or on its way) by a node that is not ready
+        now: the engine keeps its last state (``docker service ls`` then
+        counts it, 3/2), but nobody knows whether it runs."""
+        return self.state in LIVE_TASK_STATES and self.node_state not in (None, "ready")
+
+    @property
+    def running(self) -> bool:
+        """Running, meant to run, and on a node that is ready."""
+        return self.state == "running" and self.desired_state == "running" and not self.lost
+
+    @property
+    def name(self) -> str:
+        """``backend.2`` (replicated) or ``backend.<node>`` (global), as ``docker service ps``."""
+        suffix = str(self.slot) if self.slot is not None else (self.node or self.node_id or "?")
+        return f"{self.service}.{suffix}"
+
+
+class SwarmService(BaseModel):
+    """One service of the swarm stack and its tasks."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    """The engine's name (``investment_backend``)."""
+    service: str
+    """The short name within the stack (``backend``)."""
+    mode: str = "replicated"
+    """replicated, global, replicated-job, global-job."""
+    desired: int = 0
+    """Tasks wanted: the replica count, or (global) one per eligible node."""
+    running: int = 0
+    """Tasks running now (:attr:`SwarmTask.running`: meant to run, on a
+    node that is ready; not the engine's count, which includes tasks on a
+    node that went down and tasks an update is stopping)."""
+    image: str = ""
+    tag: str = ""
+    update_state: str | None = None
+    """updating, paused, completed, rollback_started, rollback_paused,
+    rollback_completed; None: never updated."""
+    update_message: str | None = None
+    ports: list[str] = Field(default_factory=list)
+    """Published ports as ``8080->80/tcp (host)``."""
+    tasks: list[SwarmTask] = Field(default_factory=list)
+    """Every task the engine still keeps (its history included), by slot
+    (or node), newest first within one."""
+
+    @property
+    def shown_tasks(self) -> list[SwarmTask]:
+        """What a panel lists: every live task, and for a slot (or node) with
+        none, its newest task (a failure there says why the slot is empty)."""
+        shown: list[SwarmTask] = []
+        covered: set[object] = set()
+        for task in self.tasks:
+            if task.live:
+                shown.append(task)
+                covered.add(task.slot if task.slot is not None else task.node_id)
+        newest: dict[object, SwarmTask] = {}
+        for task in self.tasks:
+            key = task.slot if task.slot is not None else task.node_id
+            if key not in covered and key not in newest:
+                newest[key] = task
+        shown.extend(newest.values())
+        return sorted(
+            shown,
+            key=lambda t: (t.slot if t.slot is not None else 0, t.node or "", not t.live),
+        )
+
+    @property
+    def last_error(self) -> SwarmTask | None:
+        """The newest task with an error: one that failed or was rejected, or
+        one waiting with a reason (``no suitable node``); None: none kept."""
+        failed = [
+            t for t in self.tasks if t.error and (t.live or t.state in ("failed", "rejected"))
+        ]
+        return max(failed, key=lambda t: t.since.timestamp() if t.since else 0.0, default=None)
+
+
+class SwarmNode(BaseModel):
+    """One node of the swarm."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    hostname: str
+    role: str
+    """manager or worker."""
+    availability: str
+    """active, pause or drain (what the operator set)."""
+    state: str
+    """ready, down, disconnected, unknown (what the managers see)."""
+    addr: str | None = None
+    message: str = ""
+    leader: bool = False
+    reachability: str | None = None
+    """A manager's reachability: reachable, unreachable, unknown."""
+    engine_version: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    """The node's labels (``Spec.Labels``: what placement constraints match)."""
+
+
+class SwarmSnapshot(Snapshot):
+    """The stack as a swarm sees it, or why it is a compose project."""
+
+    stack: str
+    mode: StackMode = "compose"
+    """What the console found (or was told: ``Settings.mode``)."""
+    reason: str | None = None
+    """Why it is that mode (``the engine is not part of a swarm``, ``no
+    service labelled com.docker.stack.namespace=x``, ``set by STACKDECK_MODE``)."""
+    node_id: str | None = None
+    """The node whose engine the console talks to."""
+    engine_version: str | None = None
+    services: list[SwarmService] = Field(default_factory=list)
+    nodes: list[SwarmNode] = Field(default_factory=list)
+
+
 ColourRole = Literal["serving", "down", "standby", "standby-running", "absent", "unknown"]
 """What a deployment colour is for, against what it does (``console.core.colours``):
 
@@ -483,10 +655,11 @@ class EngineEvent(BaseModel):
     """start, die, stop, kill, restart, health_status: healthy, oom, ...; for
     an operation read from the audit log, its name (deploy, rollback, ...)."""
     detail: str | None = None
-    origin: Literal["engine", "inspect", "audit"] = "engine"
+    origin: Literal["engine", "inspect", "audit", "swarm"] = "engine"
     """Where it was read: the engine's event stream; a container's
     ``docker inspect`` (its creation, last start, last exit); stackdeck's
-    audit log (an operation, by anyone)."""
+    audit log (an operation, by anyone); two swarm snapshots compared (a node
+    down or drained, a task rescheduled or failed, an update's state, a scale)."""
     before_start: bool = False
     """It happened before the console started: recalled at start, not seen live."""
 

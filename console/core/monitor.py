@@ -7,7 +7,10 @@ back without the others noticing. For every new snapshot the monitor calls
 ``sink(kind, snapshot)``; for every change of a source's liveness it calls
 ``sink("source", SourceState(...))``. Kinds: ``containers``, ``health``,
 ``stats``, ``database``, ``quotas``, ``cost``, ``alerts``, ``events``,
-``history``, ``others`` (other operators' operations and the deploy lock they
+``history``, ``swarm`` (the stack's services, tasks and nodes when it is a
+swarm stack, else why it is a compose project:
+:mod:`console.core.sources.docker.swarm`), ``others`` (other operators'
+operations and the deploy lock they
 hold: :mod:`console.core.sources.operations`), ``source``.
 
 History and alerts (:mod:`console.core.sources.prometheus`): the ``history``
@@ -56,6 +59,7 @@ from console.core.models import (
     Snapshot,
     SourceState,
     StatsSnapshot,
+    SwarmSnapshot,
 )
 from console.core.sources.base import Clock, Source, backoff_delay, utcnow
 
@@ -79,12 +83,14 @@ that does not answer, a database slow under load) is abandoned."""
 
 
 def default_sources(settings: Settings, *, clock: Clock = utcnow) -> list[Source]:
-    """Every source of the bundled stack, sharing one docker client."""
+    """Every source of the bundled stack, sharing one docker client (the
+    swarm source unless ``Settings.mode`` is ``compose``)."""
     from console.core.sources.cost import CostSource
     from console.core.sources.docker.containers import ContainersSource
     from console.core.sources.docker.events import EventsSource
     from console.core.sources.docker.handle import DockerHandle
     from console.core.sources.docker.stats import StatsSource
+    from console.core.sources.docker.swarm import SwarmSource
     from console.core.sources.health import HealthSource
     from console.core.sources.operations import OperationsSource
     from console.core.sources.postgres import PostgresSource
@@ -92,8 +98,12 @@ def default_sources(settings: Settings, *, clock: Clock = utcnow) -> list[Source
     from console.core.sources.redis_quota import QuotaSource
 
     handle = DockerHandle(settings)
+    swarm: list[Source] = (
+        [] if settings.mode == "compose" else [SwarmSource(settings, handle, clock=clock)]
+    )
     return [
         ContainersSource(settings, handle, clock=clock),
+        *swarm,
         EventsSource(settings, handle, clock=clock),
         StatsSource(settings, handle, clock=clock),
         HealthSource(settings, clock=clock),
@@ -157,6 +167,8 @@ class Monitor:
         ``local`` (the console's own), None until the Prometheus source first
         reports (so the start does not flash the local ones)."""
         self._last_prom_alerts: dict[str, Any] | None = None
+        self._last_swarm: SwarmSnapshot | None = None
+        """The previous swarm snapshot, to tell what changed (events)."""
         self._closing: list[asyncio.Future[None]] = []
         """The sources' closers, kept referenced while they finish after stop()."""
         self._wire_events()
@@ -368,6 +380,8 @@ class Monitor:
         await self._emit(src.kind, snapshot)
         if isinstance(snapshot, ContainersSnapshot):
             self._note_containers(snapshot)
+        elif isinstance(snapshot, SwarmSnapshot):
+            self._note_swarm(snapshot)
         fed = True
         if isinstance(snapshot, StatsSnapshot):
             self.alerts.feed_stats(snapshot)
@@ -390,6 +404,18 @@ class Monitor:
 
         for src in self.sources:
             if isinstance(src, HealthSource) and src.note_containers(snapshot):
+                self.refresh(src.name)
+
+    def _note_swarm(self, snapshot: SwarmSnapshot) -> None:
+        """The swarm's changes since its last snapshot (a node down, a task
+        rescheduled, an update's state) go to the events timeline."""
+        from console.core.sources.docker.events import EventsSource
+        from console.core.sources.docker.swarm import swarm_changes
+
+        before, self._last_swarm = self._last_swarm, snapshot
+        changes = swarm_changes(before, snapshot)
+        for src in self.sources:
+            if isinstance(src, EventsSource) and src.add(changes):
                 self.refresh(src.name)
 
     # --- alerts: Prometheus while it answers, the console's own otherwise ----------------

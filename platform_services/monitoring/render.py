@@ -237,9 +237,22 @@ def _load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
+def monitoring_password(env: Mapping[str, str]) -> str:
+    """MONITORING_PASSWORD, or on Swarm the file MONITORING_PASSWORD_FILE
+    names (a Docker secret)."""
+    password = env.get("MONITORING_PASSWORD", "")
+    path = env.get("MONITORING_PASSWORD_FILE", "")
+    if not password and path:
+        try:
+            password = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"MONITORING_PASSWORD_FILE={path} cannot be read: {exc}") from exc
+    return password
+
+
 def render(what: str, env: Mapping[str, str]) -> None:
     user = setting(env, "MONITORING_USER")
-    password = env.get("MONITORING_PASSWORD", "")
+    password = monitoring_password(env)
     OUT.mkdir(parents=True, exist_ok=True)
     _write_yaml(OUT / "web.yml", web_config(user, password))
     pw = OUT / "password"

@@ -27,6 +27,7 @@ from console.core.models import (
     QuotaSnapshot,
     SourceState,
     StatsSnapshot,
+    SwarmSnapshot,
 )
 from console.core.ops.table import OpParams
 from console.ui.app import StackdeckApp, create_app
@@ -46,6 +47,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "events": EventsSnapshot,
     "history": HistorySnapshot,
     "others": OtherOpsSnapshot,
+    "swarm": SwarmSnapshot,
     "source": SourceState,
 }
 

@@ -2,7 +2,12 @@
 # Initialise the cluster on first start, then run PostgreSQL in the foreground.
 set -euo pipefail
 
-: "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD must be set (see .env)}"
+# On Swarm the password is a Docker secret: POSTGRES_PASSWORD_FILE names it.
+if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
+  [ -r "$POSTGRES_PASSWORD_FILE" ] || { echo "db-entrypoint: POSTGRES_PASSWORD_FILE=$POSTGRES_PASSWORD_FILE cannot be read" >&2; exit 78; }
+  POSTGRES_PASSWORD=$(cat "$POSTGRES_PASSWORD_FILE")
+fi
+: "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD (or POSTGRES_PASSWORD_FILE) must be set (see .env)}"
 : "${POSTGRES_DB:=investment_db}"
 SOCKDIR=/var/run/postgresql
 

@@ -2,7 +2,12 @@
 # Write the runtime config (the password never appears on a command line),
 # then run redis-server in the foreground as the redis user.
 set -euo pipefail
-: "${REDIS_PASSWORD:?REDIS_PASSWORD must be set (see .env)}"
+# On Swarm the password is a Docker secret: REDIS_PASSWORD_FILE names it.
+if [ -n "${REDIS_PASSWORD_FILE:-}" ]; then
+  [ -r "$REDIS_PASSWORD_FILE" ] || { echo "redis-entrypoint: REDIS_PASSWORD_FILE=$REDIS_PASSWORD_FILE cannot be read" >&2; exit 78; }
+  REDIS_PASSWORD=$(cat "$REDIS_PASSWORD_FILE")
+fi
+: "${REDIS_PASSWORD:?REDIS_PASSWORD (or REDIS_PASSWORD_FILE) must be set (see .env)}"
 mkdir -p /var/run/redis /data
 chown redis:redis /var/run/redis /data
 chmod 0770 /var/run/redis

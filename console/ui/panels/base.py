@@ -149,6 +149,16 @@ class Panel(Vertical):
     def on_tick(self) -> None:
         """Called every clock tick; panels with countdowns re-render here."""
 
+    def shown_snapshot(self) -> Any:
+        """The snapshot the panel renders: ``snapshot``, unless a panel that
+        renders one of two kinds says otherwise (Containers in swarm mode)."""
+        return self.snapshot
+
+    def source_names(self) -> tuple[str, ...]:
+        """The sources whose failure makes the panel stale (``SOURCES``,
+        unless the panel shows another kind now)."""
+        return self.SOURCES
+
     # --- shared behaviour ----------------------------------------------
 
     @property
@@ -172,7 +182,7 @@ class Panel(Vertical):
 
     def watch_now(self) -> None:
         self._refresh_status()
-        if self.snapshot is not None and self.is_mounted:
+        if self.shown_snapshot() is not None and self.is_mounted:
             self.on_tick()
 
     def watch_stale_marker(self, marker: str) -> None:
@@ -189,7 +199,7 @@ class Panel(Vertical):
     def refresh_panel(self) -> None:
         if not self.is_mounted:
             return
-        snapshot = self.snapshot
+        snapshot = self.shown_snapshot()
         placeholder = self.query_one(".placeholder", LiveText)
         reason: str | None
         if snapshot is None:
@@ -210,7 +220,7 @@ class Panel(Vertical):
         """The first of this panel's sources that is not ok (in ``sources``,
         default the panel's own bound copy)."""
         states = self.sources if sources is None else sources
-        for name in self.SOURCES:
+        for name in self.source_names():
             state = states.get(name)
             if state is not None and not state.ok:
                 return state
@@ -229,7 +239,7 @@ class Panel(Vertical):
 
     def stale_text(self) -> str:
         """``stale 42s · postgres: connection refused``, or empty when fresh."""
-        snapshot: Snapshot | None = self.snapshot
+        snapshot: Snapshot | None = self.shown_snapshot()
         failing = self.failing_source()
         if failing is not None:
             if snapshot is None:
@@ -249,7 +259,7 @@ class Panel(Vertical):
     def _refresh_status(self) -> None:
         if self.is_mounted:
             self.stale_marker = self.stale_text()
-            if self.snapshot is None:
+            if self.shown_snapshot() is None:
                 placeholder = self.query_one(".placeholder", LiveText)
                 placeholder.update(Content(self._no_data_reason()))
 

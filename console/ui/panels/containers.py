@@ -6,6 +6,11 @@ stopped, its row is dimmed and says ``stopped`` / ``standby`` instead of a red
 roll-forward; running, it reads ``✓ standby`` (a failing check is a warning,
 not an error: it serves nobody). The colour nginx routes to stays red when
 it does not run.
+
+When the stack is a swarm stack (the ``swarm`` snapshot says so, or
+``Settings.mode`` is ``swarm``) the panel shows services -> tasks -> nodes
+instead (:mod:`console.ui.panels.swarm`), in a table of its own; the
+compose table is hidden, and the panel is stale when the swarm source fails.
 """
 
 from __future__ import annotations
@@ -19,10 +24,16 @@ from textual.reactive import var
 from textual.widgets import DataTable
 
 from console.core.colours import colour_roles, frontend_roles, is_frontend
-from console.core.models import ColourStatus, ContainerInfo, ContainersSnapshot
+from console.core.models import ColourStatus, ContainerInfo, ContainersSnapshot, SwarmSnapshot
 from console.ui.format import NONE, fmt_age, shorten
 from console.ui.palette import Palette
 from console.ui.panels.base import ContainerSelected, Panel
+from console.ui.panels.swarm import (
+    SWARM_COLUMNS,
+    swarm_empty_reason,
+    swarm_rows,
+    swarm_title,
+)
 from console.ui.widgets.table import ListTable, Row
 
 __all__ = ["ContainersPanel", "container_row", "short_port", "standby_note"]
@@ -148,12 +159,55 @@ class ContainersPanel(Panel):
 
     snapshot: var[ContainersSnapshot | None] = var(None, init=False)
     """The newest container list."""
+    swarm: var[SwarmSnapshot | None] = var(None, init=False)
+    """The stack as a swarm sees it, or why it is a compose project."""
+
+    SWARM_SOURCES: ClassVar[tuple[str, ...]] = ("swarm",)
+    """What makes the panel stale in swarm mode."""
 
     _wide = False
     """Whether the title was last written for a panel ``WIDE`` columns or more."""
 
+    def __init__(
+        self, *, stale_after: float | None = None, id: str | None = None, mode: str = "auto"
+    ) -> None:
+        """``mode``: ``Settings.mode``; ``swarm`` shows the swarm table from
+        the start (its source's failure, before any snapshot, says why)."""
+        super().__init__(stale_after=stale_after, id=id)
+        self.forced_swarm = mode == "swarm"
+
+    @property
+    def swarm_mode(self) -> bool:
+        """Whether the panel shows services -> tasks -> nodes."""
+        swarm = self.swarm
+        if swarm is not None:
+            return swarm.mode == "swarm"
+        return self.forced_swarm
+
+    def shown_snapshot(self) -> ContainersSnapshot | SwarmSnapshot | None:
+        return self.swarm if self.swarm_mode else self.snapshot
+
+    def source_names(self) -> tuple[str, ...]:
+        return self.SWARM_SOURCES if self.swarm_mode else self.SOURCES
+
+    @property
+    def table(self) -> ListTable | None:
+        """The table shown: the swarm one in swarm mode."""
+        tables = self.query("#swarm-table" if self.swarm_mode else "#containers-table")
+        return tables.first(ListTable) if tables else None
+
+    def watch_swarm(self) -> None:
+        swarm = self.swarm_mode
+        focused = any(t.has_focus for t in self.query(ListTable))
+        for table in self.query(ListTable):
+            table.display = (table.id == "swarm-table") == swarm
+        self.refresh_panel()
+        shown = self.table
+        if focused and shown is not None and not shown.has_focus:
+            shown.focus()
+
     def compose_body(self) -> ComposeResult:
-        yield ListTable(
+        compose = ListTable(
             [
                 ("service", "service"),
                 ("colour", "colour"),
@@ -166,16 +220,30 @@ class ContainersPanel(Panel):
             ],
             id="containers-table",
         )
+        compose.display = not self.forced_swarm
+        yield compose
+        swarm = ListTable(SWARM_COLUMNS, id="swarm-table")
+        swarm.display = self.forced_swarm
+        yield swarm
 
-    def empty_reason(self, snapshot: ContainersSnapshot) -> str | None:
+    def empty_reason(self, snapshot: ContainersSnapshot | SwarmSnapshot) -> str | None:
+        if isinstance(snapshot, SwarmSnapshot):
+            return swarm_empty_reason(snapshot)
         if snapshot.containers:
             return None
-        return (
+        text = (
             f"no containers in compose project {snapshot.project!r} · "
             "is the stack up? (scripts/setup.sh)"
         )
+        swarm = self.swarm
+        if swarm is not None and swarm.reason and "not part of a swarm" not in swarm.reason:
+            # the engine is in a swarm, but no stack was found: say why
+            text += f" · swarm: {swarm.reason}"
+        return text
 
-    def title_detail(self, snapshot: ContainersSnapshot) -> str:
+    def title_detail(self, snapshot: ContainersSnapshot | SwarmSnapshot) -> str:
+        if isinstance(snapshot, SwarmSnapshot):
+            return swarm_title(snapshot)
         running = sum(1 for c in snapshot.containers if c.state == "running")
         text = f"{running}/{len(snapshot.containers)} running"
         roles = colour_roles(snapshot, None)
@@ -200,12 +268,17 @@ class ContainersPanel(Panel):
         # again when the panel crossed that width, nothing else.
         snapshot = self.snapshot
         wide = self.size.width >= WIDE
-        if snapshot is not None and wide != self._wide:
+        if snapshot is not None and not self.swarm_mode and wide != self._wide:
             self._wide = wide
             detail = self.title_detail(snapshot)
             self.set_title(f"{self.TITLE} · {detail}" if detail else self.TITLE)
 
-    def render_snapshot(self, snapshot: ContainersSnapshot) -> None:
+    def render_snapshot(self, snapshot: ContainersSnapshot | SwarmSnapshot) -> None:
+        if isinstance(snapshot, SwarmSnapshot):
+            self.query_one("#swarm-table", ListTable).set_rows(
+                swarm_rows(snapshot, self.palette, self.now)
+            )
+            return
         palette = self.palette
         roles = colour_roles(snapshot, None)
         page_roles = frontend_roles(snapshot)
@@ -223,11 +296,13 @@ class ContainersPanel(Panel):
             )
             for c in ordered
         ]
-        table = self.query_one(ListTable)
+        table = self.query_one("#containers-table", ListTable)
         table.set_rows(rows)
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()
+        if event.data_table.id != "containers-table":
+            return  # a service, task or node: no container of this engine
         if event.data_table.has_focus and event.row_key.value:
             self.post_message(ContainerSelected(str(event.row_key.value)))

@@ -1,5 +1,9 @@
 """Events panel: the Docker event stream as a short timeline, newest first.
 
+In swarm mode it also has the swarm's changes (origin ``swarm``: a node
+down or drained, a task rescheduled, failed or lost, an update's state, a
+scale), found by comparing the swarm source's snapshots.
+
 Events from before the console started (recalled at start from the engine's
 buffer, ``docker inspect`` and the audit log) carry :data:`BEFORE_MARK` before
 their time and are dimmed; the title counts them."""
@@ -27,8 +31,22 @@ _BAD = ("die", "kill", "oom", "unhealthy", "destroy")
 _GOOD = ("start", "healthy", "create")
 
 
+_SWARM_BAD = ("down", "failed", "rejected", "lost", "removed", "paused", "disconnected")
+_SWARM_WARN = ("rescheduled", "drain", "pause", "rollback", "update started", "scaled")
+_SWARM_GOOD = ("ready", "active", "joined", "created", "completed")
+
+
 def event_style(event: EngineEvent, palette: Palette) -> str:
     action = event.action.lower()
+    if event.origin == "swarm":  # the swarm's changes: their own words
+        for words, style in (
+            (_SWARM_BAD, f"bold {palette.err}"),
+            (_SWARM_WARN, palette.warn),
+            (_SWARM_GOOD, palette.ok),
+        ):
+            if any(word in action for word in words):
+                return style
+        return ""
     if any(word in action for word in _BAD) and "health_status: healthy" not in action:
         return f"bold {palette.err}"
     if "restart" in action or "stop" in action or "starting" in action:

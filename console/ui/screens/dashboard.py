@@ -46,6 +46,7 @@ from console.core.models import (
     QuotaSnapshot,
     SourceState,
     StatsSnapshot,
+    SwarmSnapshot,
 )
 from console.core.ops.table import OPERATIONS, OpSpec
 from console.ui.format import fmt_range, next_range
@@ -89,6 +90,10 @@ GRID_MIN_HEIGHT = 32
 """Below this many rows the panels are tabs."""
 
 READ_ONLY_REASON = "read-only mode: started with --read-only"
+SWARM_REASON = (
+    "a swarm stack: stackdeck's operations act on a compose project and are not "
+    "available here yet (scripts/swarm.sh deploy/push; docker service update on a manager)"
+)
 
 HELP_BINDING = Binding("question_mark", "app.help", "Help", id="help", tooltip="Every key binding")
 QUIT_BINDING = Binding(
@@ -217,6 +222,9 @@ class DashboardScreen(ConsoleScreen[None]):
 
     containers: var[ContainersSnapshot | None] = var(None, init=False)
     """Containers of the compose project and the serving colour."""
+    swarm: var[SwarmSnapshot | None] = var(None, init=False)
+    """The stack's services, tasks and nodes when it is a swarm stack (or
+    why it is a compose project)."""
     health: var[HealthSnapshot | None] = var(None, init=False)
     """Health endpoints through nginx and per colour."""
     stats: var[StatsSnapshot | None] = var(None, init=False)
@@ -303,8 +311,10 @@ class DashboardScreen(ConsoleScreen[None]):
         with Container(id="dashboard"):
             with Horizontal(id="columns"):
                 with Vertical(id="left", classes="column"):
-                    yield ContainersPanel(stale_after=_stale_after(refresh.containers)).data_bind(
-                        snapshot=DashboardScreen.containers, **bind
+                    yield ContainersPanel(
+                        stale_after=_stale_after(refresh.containers), mode=settings.mode
+                    ).data_bind(
+                        snapshot=DashboardScreen.containers, swarm=DashboardScreen.swarm, **bind
                     )
                     yield StatsPanel(
                         stale_after=_stale_after(refresh.stats),
@@ -343,6 +353,7 @@ class DashboardScreen(ConsoleScreen[None]):
 
     def on_mount(self) -> None:
         self._mounted = True
+        self.watch_swarm(self.swarm)
         self.apply_size(self.app.size.width, self.app.size.height)
         self.watch_compact(self.compact)
         self.query_one(ContainersPanel).focus_default()
@@ -362,6 +373,20 @@ class DashboardScreen(ConsoleScreen[None]):
     def apply_size(self, width: int, height: int) -> None:
         """Grid or tabs for a terminal of ``width`` x ``height``."""
         self.compact = width < GRID_MIN_WIDTH or height < GRID_MIN_HEIGHT
+
+    def watch_swarm(self, swarm: SwarmSnapshot | None) -> None:
+        """A swarm stack: the Containers panel (services, tasks, nodes) gets
+        the room the Stats panel has in compose mode (docker stats sees only
+        the engine the console talks to)."""
+        if self._mounted:
+            self.query_one("#dashboard").set_class(self.swarm_mode(), "-swarm")
+
+    def swarm_mode(self) -> bool:
+        """Whether the stack is a swarm stack (the swarm source's verdict, or
+        ``mode = "swarm"`` before its first snapshot)."""
+        if self.swarm is not None:
+            return self.swarm.mode == "swarm"
+        return self.stack_app.settings.mode == "swarm"
 
     def watch_compact(self, compact: bool) -> None:
         if not self._mounted:
@@ -471,6 +496,8 @@ class DashboardScreen(ConsoleScreen[None]):
         """Why writing operations are disabled right now, or None."""
         if self.read_only:
             return READ_ONLY_REASON
+        if self.swarm_mode():
+            return SWARM_REASON
         if self.op_running:
             return f"{self.op_running} is running: wait for it to finish"
         return None
@@ -698,6 +725,7 @@ _SNAPSHOT_KINDS = frozenset(
         "events",
         "history",
         "others",
+        "swarm",
     }
 )
 """Snapshot kinds of the monitor; each is a reactive of the same name."""

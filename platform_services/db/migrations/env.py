@@ -1,4 +1,6 @@
-"""Alembic environment: DATABASE_URL from the environment, psycopg2 driver.
+"""Alembic environment: DATABASE_URL from the environment (its password from
+the Docker secret ``postgres_password`` on Swarm: platform_services.settings),
+psycopg2 driver.
 
 Migrations are expand-only (add tables, columns, indexes; never drop or
 rename in the same release) so the previous colour keeps working against the
@@ -17,6 +19,8 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import create_engine, pool, text
 
+from platform_services.settings import get_settings
+
 MIGRATION_LOCK_ID = 7_324_001
 """pg_advisory_xact_lock key of the migration runs (arbitrary, fixed)."""
 
@@ -27,9 +31,9 @@ if context.config.config_file_name is not None:
 
 
 def database_url() -> str:
-    url = os.environ.get("DATABASE_URL", "").strip()
-    if not url:
+    if not os.environ.get("DATABASE_URL", "").strip():
         raise SystemExit("DATABASE_URL is not set: cannot run migrations")
+    url = get_settings().database_url.strip()
     for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
         if url.startswith(prefix):
             return "postgresql+psycopg2://" + url[len(prefix) :]

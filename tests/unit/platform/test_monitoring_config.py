@@ -174,3 +174,17 @@ def test_mail_record_keeps_subject_recipients_and_body() -> None:
     assert rec["subject"] == "[FIRING:1] HighCPUUsage"
     assert rec["rcpt_to"] == ["ops@x"]
     assert "alertname = HighCPUUsage" in rec["body"]
+
+
+def test_monitoring_password_from_a_file_on_swarm(tmp_path: Path) -> None:
+    """On Swarm the credential is a Docker secret: MONITORING_PASSWORD_FILE."""
+    secret = tmp_path / "monitoring_password"
+    secret.write_text("from-the-secret\n")
+    assert (
+        render.monitoring_password({"MONITORING_PASSWORD_FILE": str(secret)}) == "from-the-secret"
+    )
+    # the variable, when set, wins
+    env = {"MONITORING_PASSWORD": "direct", "MONITORING_PASSWORD_FILE": str(secret)}
+    assert render.monitoring_password(env) == "direct"
+    with pytest.raises(render.ConfigError, match=r"MONITORING_PASSWORD_FILE=.* cannot be read"):
+        render.monitoring_password({"MONITORING_PASSWORD_FILE": str(tmp_path / "missing")})

@@ -11,6 +11,8 @@ module                what
 :mod:`.containers`    ``containers``: the project's containers, serving colour
 :mod:`.events`        ``events``: the engine's event timeline
 :mod:`.stats`         ``stats``: one stats stream per running container
+:mod:`.swarm`         ``swarm``: a swarm stack's services, tasks, nodes; the
+                      stack's mode (compose project or swarm stack)
 :mod:`.logs`          ``follow_logs``: a container's log, tail then follow
 ====================  ========================================================
 

@@ -315,6 +315,18 @@ class EventsSource(Source):
             except Exception:
                 pass
 
+    def add(self, events: Iterable[EngineEvent]) -> bool:
+        """Put events read elsewhere in the timeline (the swarm's changes,
+        :func:`~console.core.sources.docker.swarm.swarm_changes`); the next
+        poll publishes them. False when there was nothing to add."""
+        added = list(events)
+        if not added:
+            return False
+        with self._lock:
+            self._events.extend(added)
+            self._version += 1
+        return True
+
     async def poll(self) -> EventsSnapshot | None:
         if self._closed:
             return None

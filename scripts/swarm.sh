@@ -1,0 +1,441 @@
+#!/usr/bin/env bash
+# The stack on Docker Swarm across nodes, on one machine: each node a
+# container running its own dockerd (compose/images/node), on a bridge
+# network of their own; a local registry (compose/images/registry) the nodes
+# pull the stack's images from. docs/SCALE-OUT.md says what works and what
+# was measured.
+#
+#   swarm.sh up [--nodes N] [--managers M]
+#       N node containers (default 1), swarm init on the first (advertising
+#       its address on the nodes' network), the others joined (the first M as
+#       managers, default 1 below three nodes and 3 from three; the rest
+#       workers). Labels on node 1: edge (nginx), db, redis. The registry
+#       container, the stack's images pushed to it. Running it again with a
+#       larger N adds nodes; nothing that exists is recreated.
+#   swarm.sh deploy      the stack (compose/docker-compose.swarm.yml, rendered
+#                        by scripts/swarm_stack.py) with `docker stack deploy`
+#                        on the manager; secrets created once; migrations;
+#                        waits until /api/health answers 200 through nginx.
+#   swarm.sh push IMAGE... tag and push host images (IMAGE_PREFIX-backend:v2)
+#                        to the registry, for `docker service update --image`.
+#   swarm.sh status      nodes, services, tasks.
+#   swarm.sh env         the DOCKER_HOST of the manager's engine (for the
+#                        docker SDK / CLI on the host; see below).
+#   swarm.sh test [pytest args]   the Swarm tests (tests/swarm, marker swarm).
+#   swarm.sh down [--yes] everything removed: the stack, nodes, their volumes
+#                        (the database's data), the registry and its volume,
+#                        the network, the secrets. Asks to type the swarm's
+#                        name on a terminal; --yes for scripts.
+#
+# up, deploy, push and down hold a lock (one at a time per swarm) and write
+# a start and an end line to the audit log, $SWARM_STATE_DIR/audit.log (JSON
+# lines, as the console's audit.log; kept by down).
+#
+# The host engine never enters swarm mode. Every `docker swarm|stack|service`
+# command runs IN the manager node (`docker exec <node> docker ...`): the
+# node's CLI is Docker 26 like its engine, while the host's CLI and engine may
+# be older, and the stack file and its configs are copied into the node, so
+# nothing depends on the host's CLI version. The manager's engine API is also
+# published on 127.0.0.1:$SWARM_API_PORT (plain HTTP, loopback only), for
+# programs on the host: `DOCKER_HOST=$(swarm.sh env) docker service ls`, or
+# docker.DockerClient(base_url="tcp://127.0.0.1:$SWARM_API_PORT").
+#
+# Settings (environment, then .env, then defaults):
+#   SWARM_NAME            names of nodes, network, volumes (default <stack>-swarm)
+#   SWARM_HTTP_PORT       nginx's HTTP on 127.0.0.1 of the host (default 8080)
+#   SWARM_HTTPS_PORT      nginx's HTTPS (default 8443)
+#   SWARM_API_PORT        the manager's engine API (default 2375)
+#   SWARM_PROMETHEUS_PORT Prometheus (default 9090; basic auth, user
+#                         stackdeck, password: the secret monitoring_password)
+#   SWARM_REGISTRY_PORT   the registry, for the host's pushes (default 5000)
+#   BACKEND_VERSION       the backend image deployed (default v1.0.0)
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+# the audit line and the health wait (a bare Debian host may lack them)
+need_cmd python3 python3
+need_cmd curl curl
+
+_setting() {  # _setting NAME DEFAULT -> environment, then .env, then DEFAULT
+  local v="${!1:-}"
+  [ -n "$v" ] || v=$(_env_file_value "$1")
+  printf '%s' "${v:-$2}"
+}
+SWARM_NAME=$(_setting SWARM_NAME "$STACK_NAME-swarm")
+SWARM_HTTP_PORT=$(_setting SWARM_HTTP_PORT 8080)
+SWARM_HTTPS_PORT=$(_setting SWARM_HTTPS_PORT 8443)
+SWARM_API_PORT=$(_setting SWARM_API_PORT 2375)
+SWARM_PROMETHEUS_PORT=$(_setting SWARM_PROMETHEUS_PORT 9090)
+SWARM_REGISTRY_PORT=$(_setting SWARM_REGISTRY_PORT 5000)
+BACKEND_VERSION=$(_setting BACKEND_VERSION v1.0.0)
+FRONTEND_VERSION=$(_setting FRONTEND_VERSION v1.0.0)
+case "$SWARM_NAME" in
+  ''|*[!a-z0-9_-]*) die "SWARM_NAME must be lower-case letters, digits, - or _ (got '$SWARM_NAME')" ;;
+esac
+for _p in SWARM_HTTP_PORT SWARM_HTTPS_PORT SWARM_API_PORT SWARM_PROMETHEUS_PORT SWARM_REGISTRY_PORT; do
+  case "${!_p}" in ''|*[!0-9]*) die "$_p must be a port number (got '${!_p}')" ;; esac
+done
+
+NETWORK="${SWARM_NAME}_net"
+REGISTRY="${SWARM_NAME}-registry"
+REGISTRY_VOLUME="${SWARM_NAME}_registry"
+# What the nodes pull from (the registry's name on their network), and what
+# the host pushes to (its published port on loopback, which the host engine
+# trusts as plain HTTP).
+NODE_REGISTRY="$REGISTRY:5000"
+HOST_REGISTRY="127.0.0.1:$SWARM_REGISTRY_PORT"
+# the state folder of the facts file, for the swarm (its secrets)
+SWARM_STATE_DIR="${SWARM_STATE_DIR:-${_state_dir//\{stack\}/$SWARM_NAME}}"
+NODE_LABEL=com.investment.swarm
+# the services whose images the stack pulls (IMAGE_PREFIX-<name>:latest)
+LATEST_IMAGES=(db redis nginx market-sim monitoring)
+SECRETS=(postgres_password redis_password jwt_secret admin_token admin_password test_password monitoring_password)
+
+AUDIT_LOG="$SWARM_STATE_DIR/audit.log"
+LOCK_FILE="/run/lock/stackdeck-swarm-$SWARM_NAME.lock"
+
+# audit EVENT [RESULT]: one JSON line (op, who, from where, the arguments)
+audit() {
+  mkdir -p "$SWARM_STATE_DIR"
+  AUDIT_EVENT=$1 AUDIT_RESULT=${2:-} python3 -c '
+import datetime, json, os, pwd, socket, sys
+record = {
+    "at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+    "event": os.environ["AUDIT_EVENT"],
+    "op": "swarm." + os.environ["AUDIT_OP"],
+    "op_id": os.environ["AUDIT_OP_ID"],
+    "user": os.environ.get("SUDO_USER") or pwd.getpwuid(os.getuid()).pw_name,
+    "ssh_client": (os.environ.get("SSH_CLIENT") or "").split(" ")[0] or None,
+    "host": socket.gethostname(),
+    "pid": os.getppid(),
+    "via": "scripts/swarm.sh",
+    "read_only": False,
+    "params": {"args": sys.argv[1:], "swarm": os.environ["SWARM_NAME"]},
+}
+if os.environ.get("AUDIT_RESULT"):
+    record["result"] = os.environ["AUDIT_RESULT"]
+print(json.dumps(record))
+' "${AUDIT_ARGS[@]}" >>"$AUDIT_LOG"
+}
+
+on_exit() {  # the end line of the audit log, and a deploy's temporary folder
+  local rc=$?
+  [ -z "${CLEANUP_DIR:-}" ] || rm -rf "$CLEANUP_DIR"
+  audit end "$([ "$rc" = 0 ] && echo ok || echo failed)"
+}
+
+# guarded OP ARGS...: a changing command, locked and audited
+guarded() {
+  AUDIT_OP=$1; shift
+  AUDIT_ARGS=("$@")
+  AUDIT_OP_ID="$(date +%s)-$$"
+  export AUDIT_OP AUDIT_OP_ID SWARM_NAME
+  mkdir -p "$(dirname "$LOCK_FILE")"
+  exec 9>"$LOCK_FILE"
+  flock -n 9 || die "another scripts/swarm.sh is changing swarm $SWARM_NAME (lock $LOCK_FILE): wait for it to finish"
+  audit start
+  trap on_exit EXIT
+  "cmd_$AUDIT_OP" "$@"
+}
+
+node_name() { printf '%s-node-%s' "$SWARM_NAME" "$1"; }
+MANAGER=$(node_name 1)
+# in_node NODE ARGS...: run ARGS inside a node container (its own docker CLI)
+in_node() { local n=$1; shift; docker exec "$n" "$@"; }
+mgr() { in_node "$MANAGER" docker "$@"; }
+
+nodes() {  # the node containers of this swarm, in order
+  docker ps -a --filter "label=$NODE_LABEL=$SWARM_NAME" --format '{{.Names}}' | sort -V
+}
+
+usage() {
+  sed -n '/^#   swarm.sh up/,/^#$/p' "$0" | sed 's/^# \{0,1\}//' >&2
+  exit 64
+}
+
+wait_for() {  # wait_for SECONDS WHAT COMMAND...: until COMMAND succeeds
+  local secs=$1 what=$2; shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    [ "$SECONDS" -lt "$deadline" ] || die "$what: not ready within $secs s"
+    sleep 1
+  done
+}
+
+running() { [ "$(docker inspect -f '{{.State.Running}}' "$1" 2>/dev/null)" = true ]; }
+
+ensure_images() {
+  log "images (scripts/images.sh, with the node and registry images)"
+  SWARM_IMAGES=yes bash "$ROOT/scripts/images.sh" "$BACKEND_VERSION" >&2
+}
+
+ensure_network() {
+  docker network inspect "$NETWORK" >/dev/null 2>&1 && return
+  log "network $NETWORK"
+  docker network create --label "$NODE_LABEL=$SWARM_NAME" "$NETWORK" >/dev/null
+}
+
+ensure_registry() {
+  if ! docker container inspect "$REGISTRY" >/dev/null 2>&1; then
+    log "registry $REGISTRY (127.0.0.1:$SWARM_REGISTRY_PORT for the host's pushes)"
+    docker run -d --name "$REGISTRY" --network "$NETWORK" --restart unless-stopped \
+      --label "$NODE_LABEL.registry=$SWARM_NAME" \
+      -v "$REGISTRY_VOLUME:/var/lib/docker-registry" \
+      -p "127.0.0.1:$SWARM_REGISTRY_PORT:5000" "$IMAGE_PREFIX-registry:latest" >/dev/null \
+      || die "starting the registry failed (is 127.0.0.1:$SWARM_REGISTRY_PORT free? set SWARM_REGISTRY_PORT)"
+  elif ! running "$REGISTRY"; then
+    docker start "$REGISTRY" >/dev/null
+  fi
+  wait_for 60 "registry $REGISTRY" curl -fsS "http://$HOST_REGISTRY/v2/"
+}
+
+# start_node I: node I's container (its engine up), created when missing
+start_node() {
+  local i=$1 name
+  name=$(node_name "$i")
+  if ! docker container inspect "$name" >/dev/null 2>&1; then
+    local ports=()
+    if [ "$i" = 1 ]; then
+      # the edge, Prometheus and the manager's API, on the host's loopback only
+      ports=(-p "127.0.0.1:$SWARM_HTTP_PORT:80" -p "127.0.0.1:$SWARM_HTTPS_PORT:443"
+             -p "127.0.0.1:$SWARM_PROMETHEUS_PORT:9090" -p "127.0.0.1:$SWARM_API_PORT:2375")
+    fi
+    log "node $name"
+    # DESIGN.md: --privileged is refused here; these flags are what works.
+    docker run -d --name "$name" --hostname "$name" --network "$NETWORK" \
+      --label "$NODE_LABEL=$SWARM_NAME" \
+      --cap-add ALL --cap-drop SYS_RESOURCE \
+      --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
+      --security-opt systempaths=unconfined \
+      -v /sys/fs/cgroup:/sys/fs/cgroup:rw --cgroupns host \
+      -v "${SWARM_NAME}_node-$i:/var/lib/docker" \
+      -e "NODE_REGISTRY=$NODE_REGISTRY" \
+      "${ports[@]}" "$IMAGE_PREFIX-node:latest" >/dev/null \
+      || die "starting node $name failed (ports 127.0.0.1:$SWARM_HTTP_PORT/$SWARM_HTTPS_PORT/$SWARM_PROMETHEUS_PORT/$SWARM_API_PORT free?)"
+  elif ! running "$name"; then
+    log "node $name: starting it again"
+    docker start "$name" >/dev/null
+  fi
+  wait_for 90 "the engine of $name" docker exec "$name" docker info
+}
+
+node_addr() {  # node_addr NAME -> its address on the nodes' network
+  docker inspect -f "{{ (index .NetworkSettings.Networks \"$NETWORK\").IPAddress }}" "$1"
+}
+
+swarm_state() {  # swarm_state NODE -> inactive | active | pending | ...
+  in_node "$1" docker info -f '{{.Swarm.LocalNodeState}}' 2>/dev/null || echo unknown
+}
+
+push_image() {  # push_image IMAGE: host image -> the registry, same name
+  local image=$1
+  docker image inspect "$image" >/dev/null 2>&1 || die "no image $image on the host: build it first (scripts/images.sh)"
+  docker tag "$image" "$HOST_REGISTRY/$image"
+  docker push -q "$HOST_REGISTRY/$image" >/dev/null || die "pushing $image to $HOST_REGISTRY failed"
+  docker rmi "$HOST_REGISTRY/$image" >/dev/null 2>&1 || true
+  log "pushed $image"
+}
+
+cmd_up() {
+  local n=1 managers=""
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --nodes) n=${2:-}; shift 2 || usage ;;
+      --managers) managers=${2:-}; shift 2 || usage ;;
+      *) usage ;;
+    esac
+  done
+  case "$n" in ''|*[!0-9]*|0) die "--nodes must be a number of nodes, 1 or more (got '$n')" ;; esac
+  [ "$n" -le 5 ] || die "--nodes $n: at most 5 nodes on one machine (each runs its own dockerd)"
+  [ -n "$managers" ] || managers=$([ "$n" -ge 3 ] && echo 3 || echo 1)
+  case "$managers" in ''|*[!0-9]*|0) die "--managers must be 1 or more (got '$managers')" ;; esac
+  [ "$managers" -le "$n" ] || die "--managers $managers: more managers than nodes ($n)"
+
+  ensure_images
+  ensure_network
+  ensure_registry
+  for i in $(seq 1 "$n"); do start_node "$i"; done
+
+  # Nodes advertise their interface on the nodes' network (eth0), not its
+  # address: Swarm resolves an interface name at every engine start, so a
+  # node container started again with another address on the bridge still
+  # rejoins.
+  local addr
+  addr=$(node_addr "$MANAGER")
+  if [ "$(swarm_state "$MANAGER")" != active ]; then
+    log "swarm init on $MANAGER (advertising eth0, now $addr)"
+    mgr swarm init --advertise-addr eth0 --listen-addr eth0:2377 >/dev/null \
+      || die "swarm init on $MANAGER failed"
+  fi
+  local i name role token
+  for i in $(seq 2 "$n"); do
+    name=$(node_name "$i")
+    [ "$(swarm_state "$name")" = active ] && continue
+    role=$([ "$i" -le "$managers" ] && echo manager || echo worker)
+    token=$(mgr swarm join-token -q "$role")
+    log "$name joins as $role"
+    # the token on stdin, never on a command line (`ps` shows those to everyone)
+    docker exec -i "$name" sh -c 'read -r token; exec docker swarm join --token "$token" --advertise-addr eth0 --listen-addr eth0:2377 "$1:2377"' join "$addr" <<<"$token" >/dev/null \
+      || die "$name could not join the swarm"
+  done
+  # where the edge and the data live (compose/docker-compose.swarm.yml's constraints)
+  mgr node update --label-add edge=true --label-add db=true --label-add redis=true "$MANAGER" >/dev/null
+
+  for image in "${LATEST_IMAGES[@]}"; do push_image "$IMAGE_PREFIX-$image:latest"; done
+  push_image "$IMAGE_PREFIX-backend:$BACKEND_VERSION"
+  push_image "$IMAGE_PREFIX-frontend:$FRONTEND_VERSION"
+  log "swarm $SWARM_NAME up: $n node(s), $managers manager(s); the manager's engine: $(cmd_env)"
+}
+
+ensure_secrets() {  # each secret once: random, kept in the state dir (mode 600)
+  local dir="$SWARM_STATE_DIR/secrets" s
+  mkdir -p "$dir"
+  chmod 700 "$dir"
+  for s in "${SECRETS[@]}"; do
+    if [ ! -s "$dir/$s" ]; then
+      (umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=\n' >"$dir/$s")
+    fi
+  done
+  if [ ! -s "$dir/tls_cert" ] || [ ! -s "$dir/tls_key" ]; then
+    need_cmd openssl openssl
+    (umask 077; openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 365 \
+      -subj "/CN=localhost" -keyout "$dir/tls_key" -out "$dir/tls_cert" >/dev/null 2>&1) \
+      || die "openssl could not generate the certificate"
+  fi
+  for s in "${SECRETS[@]}" tls_cert tls_key; do
+    mgr secret inspect "${STACK_NAME}_$s" >/dev/null 2>&1 && continue
+    docker exec -i "$MANAGER" docker secret create "${STACK_NAME}_$s" - <"$dir/$s" >/dev/null \
+      || die "creating the secret ${STACK_NAME}_$s failed"
+  done
+}
+
+render_stack() {  # render_stack DIR: stack.json and configs/ for the manager
+  local dir=$1 placeholder
+  placeholder="swarm-secret-placeholder-$RANDOM$RANDOM"
+  local vars=(POSTGRES_PASSWORD REDIS_PASSWORD JWT_SECRET ADMIN_TOKEN ADMIN_PASSWORD TEST_PASSWORD)
+  local env=() v
+  for v in "${vars[@]}"; do env+=("$v=$placeholder"); done
+  # only the variables the swarm overlay reads; no .env (its secrets are not
+  # the swarm's, and the render must not depend on them)
+  env -i PATH="$PATH" HOME="${HOME:-/root}" "${env[@]}" \
+    STACK_NAME="$STACK_NAME" IMAGE_PREFIX="$IMAGE_PREFIX" SWARM_REGISTRY="$NODE_REGISTRY" \
+    BACKEND_VERSION="$BACKEND_VERSION" FRONTEND_VERSION="$FRONTEND_VERSION" \
+    docker compose -p "$STACK_NAME" --project-directory "$ROOT/compose" \
+      -f "$ROOT/compose/docker-compose.yml" -f "$ROOT/compose/docker-compose.production.yml" \
+      -f "$ROOT/compose/docker-compose.swarm.yml" config --format json >"$dir/model.json" \
+    || die "docker compose config failed on the swarm overlay (output above)"
+  python3 "$ROOT/scripts/swarm_stack.py" "$dir" --placeholder "$placeholder" <"$dir/model.json" \
+    || die "rendering the swarm stack failed (above)"
+  rm -f "$dir/model.json"
+}
+
+backend_container() {  # -> "NODE CONTAINER" of a running backend task, or nothing
+  local node cid
+  for node in $(nodes); do
+    running "$node" || continue
+    cid=$(in_node "$node" docker ps -q --filter "label=com.docker.swarm.service.name=${STACK_NAME}_backend" 2>/dev/null | head -n 1)
+    if [ -n "$cid" ]; then printf '%s %s\n' "$node" "$cid"; return; fi
+  done
+}
+
+edge_health() { curl -fsS -o /dev/null --max-time 3 "http://127.0.0.1:$SWARM_HTTP_PORT/api/health"; }
+
+cmd_deploy() {
+  [ $# -eq 0 ] || usage
+  running "$MANAGER" && [ "$(swarm_state "$MANAGER")" = active ] \
+    || die "no swarm $SWARM_NAME: run scripts/swarm.sh up first"
+  ensure_secrets
+  local dir
+  dir=$(mktemp -d)
+  CLEANUP_DIR=$dir  # removed on exit (guarded's trap)
+  render_stack "$dir"
+  in_node "$MANAGER" sh -c 'rm -rf /srv/stack && mkdir -p /srv/stack'
+  tar -C "$dir" -cf - . | docker exec -i "$MANAGER" tar -C /srv/stack -xf -
+  log "docker stack deploy $STACK_NAME on $MANAGER (waits for the services)"
+  local started=$SECONDS
+  in_node "$MANAGER" sh -c "cd /srv/stack && docker stack deploy --detach=false --quiet --prune -c stack.json '$STACK_NAME'" >&2 \
+    || die "docker stack deploy failed (above); see: scripts/swarm.sh status"
+  log "stack converged in $(( SECONDS - started )) s"
+  local where
+  where=$(backend_container)
+  [ -n "$where" ] || die "no backend task runs; see: scripts/swarm.sh status"
+  log "migrating the schema (alembic upgrade head, in ${where#* } on ${where%% *})"
+  # shellcheck disable=SC2086
+  in_node ${where%% *} docker exec ${where#* } python3 -m alembic upgrade head >&2 \
+    || die "alembic upgrade head failed (above)"
+  wait_for 90 "/api/health through nginx on 127.0.0.1:$SWARM_HTTP_PORT" edge_health
+  log "deployed: http://127.0.0.1:$SWARM_HTTP_PORT/api/health answers 200"
+}
+
+cmd_push() {
+  [ $# -gt 0 ] || usage
+  running "$REGISTRY" || die "no registry $REGISTRY: run scripts/swarm.sh up first"
+  local image
+  for image in "$@"; do push_image "$image"; done
+}
+
+cmd_status() {
+  running "$MANAGER" || die "no swarm $SWARM_NAME (no node $MANAGER running)"
+  mgr node ls
+  echo
+  mgr service ls
+  echo
+  mgr stack ps --no-trunc --format '{{.Name}}\t{{.Node}}\t{{.CurrentState}}\t{{.Error}}' "$STACK_NAME" 2>/dev/null \
+    | grep -v 'Shutdown' || true
+}
+
+cmd_env() { printf 'tcp://127.0.0.1:%s\n' "$SWARM_API_PORT"; }
+
+cmd_test() {
+  [ -x "$ROOT/.venv/bin/python" ] || bash "$ROOT/scripts/venv.sh" test,platform >&2
+  cd "$ROOT"
+  SWARM_NAME="$SWARM_NAME" SWARM_HTTP_PORT="$SWARM_HTTP_PORT" SWARM_HTTPS_PORT="$SWARM_HTTPS_PORT" \
+    SWARM_API_PORT="$SWARM_API_PORT" SWARM_REGISTRY_PORT="$SWARM_REGISTRY_PORT" \
+    SWARM_PROMETHEUS_PORT="$SWARM_PROMETHEUS_PORT" SWARM_STATE_DIR="$SWARM_STATE_DIR" \
+    exec "$ROOT/.venv/bin/python" -m pytest -m swarm tests/swarm "$@"
+}
+
+cmd_down() {
+  local yes=0
+  case "${1:-}" in
+    --yes) yes=1; shift ;;
+  esac
+  [ $# -eq 0 ] || usage
+  if [ $yes = 0 ]; then
+    [ -t 0 ] || die "down removes swarm $SWARM_NAME and ALL its data (the database's volume): confirm on a terminal, or add --yes"
+    echo "This removes swarm '$SWARM_NAME': its nodes and their volumes (the database and" >&2
+    echo "cache data), the registry, the network and the secrets in $SWARM_STATE_DIR/secrets." >&2
+    read -r -p "Type the swarm name to confirm: " answer
+    [ "$answer" = "$SWARM_NAME" ] || die "not confirmed ('$answer' is not '$SWARM_NAME'); nothing removed"
+  fi
+  local node
+  for node in $(nodes); do
+    log "removing node $node and its volume"
+    docker rm -f -v "$node" >/dev/null
+    docker volume rm "${SWARM_NAME}_node-${node##*-node-}" >/dev/null 2>&1 || true
+  done
+  # a node volume left by an interrupted run
+  docker volume ls -q --filter "name=^${SWARM_NAME}_node-" | xargs -r docker volume rm >/dev/null 2>&1 || true
+  if docker container inspect "$REGISTRY" >/dev/null 2>&1; then
+    log "removing the registry $REGISTRY and its volume"
+    docker rm -f -v "$REGISTRY" >/dev/null
+  fi
+  docker volume rm "$REGISTRY_VOLUME" >/dev/null 2>&1 || true
+  if docker network inspect "$NETWORK" >/dev/null 2>&1; then
+    docker network rm "$NETWORK" >/dev/null
+  fi
+  rm -rf "$SWARM_STATE_DIR/secrets"
+  log "swarm $SWARM_NAME removed (its audit log stays: $AUDIT_LOG)"
+}
+
+command -v docker >/dev/null 2>&1 || die "no docker CLI: run scripts/engine.sh first"
+cmd=${1:-}
+[ -n "$cmd" ] || usage
+shift
+case "$cmd" in
+  up|deploy|push|down) guarded "$cmd" "$@" ;;
+  status) cmd_status "$@" ;;
+  env) cmd_env "$@" ;;
+  test) cmd_test "$@" ;;
+  -h|--help|help) usage ;;
+  *) log "unknown command '$cmd'"; usage ;;
+esac

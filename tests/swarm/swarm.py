@@ -1,0 +1,158 @@
+"""The Swarm tier's helper: where the swarm of scripts/swarm.sh is and how to
+reach it from the host (the way the console will).
+
+* HTTP: nginx published on ``127.0.0.1:SWARM_HTTP_PORT`` (node 1).
+* The manager's engine: the docker SDK on ``tcp://127.0.0.1:SWARM_API_PORT``
+  (services, tasks, UpdateStatus), read-only here.
+* Changes (``docker service update/scale``) run the node's own CLI inside
+  the manager container (``docker exec <manager> docker ...``), as
+  scripts/swarm.sh does: the host engine never enters swarm mode.
+
+Settings: the environment with scripts/swarm.sh's names and defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import httpx
+
+from console.core.stack import StackNames
+from tests.stack import REPO
+
+SWARM_SH = REPO / "scripts" / "swarm.sh"
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+@dataclass
+class Swarm:
+    name: str
+    http_port: int
+    api_port: int
+    prometheus_port: int
+    stack: str
+    image_prefix: str
+    state_dir: Path
+    _client: Any = field(default=None, repr=False)
+
+    @classmethod
+    def from_environment(cls) -> Swarm:
+        stack = _env("STACK_NAME", "investment")
+        name = _env("SWARM_NAME", f"{stack}-swarm")
+        return cls(
+            name=name,
+            http_port=int(_env("SWARM_HTTP_PORT", "8080")),
+            api_port=int(_env("SWARM_API_PORT", "2375")),
+            prometheus_port=int(_env("SWARM_PROMETHEUS_PORT", "9090")),
+            stack=stack,
+            image_prefix=_env("IMAGE_PREFIX", "investment"),
+            state_dir=Path(os.environ.get("SWARM_STATE_DIR") or StackNames(name).state_dir),
+        )
+
+    # --- where -----------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def manager(self) -> str:
+        return f"{self.name}-node-1"
+
+    def node(self, i: int) -> str:
+        return f"{self.name}-node-{i}"
+
+    @property
+    def registry(self) -> str:
+        """The registry as the nodes name it."""
+        return f"{self.name}-registry:5000"
+
+    def service(self, short: str) -> str:
+        return f"{self.stack}_{short}"
+
+    @property
+    def client(self) -> Any:
+        """The docker SDK on the manager's engine (published on 127.0.0.1)."""
+        if self._client is None:
+            self._client = docker.DockerClient(
+                base_url=f"tcp://127.0.0.1:{self.api_port}", timeout=30
+            )
+        return self._client
+
+    # --- doing -----------------------------------------------------------------
+
+    def script(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", str(SWARM_SH), *args], capture_output=True, text=True, timeout=timeout
+        )
+
+    def docker(self, *args: str, node: str | None = None, timeout: float = 300) -> str:
+        """``docker ARGS`` with the CLI of a node (the manager by default)."""
+        r = subprocess.run(
+            ["docker", "exec", node or self.manager, "docker", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if r.returncode != 0:
+            raise AssertionError(
+                f"docker {' '.join(args)} on {node or self.manager}: {r.stderr[-1500:]}"
+            )
+        return r.stdout
+
+    # --- reading ---------------------------------------------------------------
+
+    def inspect(self, short: str) -> dict[str, Any]:
+        return self.client.services.get(self.service(short)).attrs
+
+    def update_status(self, short: str) -> dict[str, Any]:
+        return self.inspect(short).get("UpdateStatus") or {}
+
+    def image_of(self, short: str) -> str:
+        """The service's image, without the digest Swarm pins it to."""
+        spec = self.inspect(short)["Spec"]["TaskTemplate"]["ContainerSpec"]
+        return spec["Image"].split("@", 1)[0]
+
+    def running_tasks(self, short: str) -> list[dict[str, Any]]:
+        svc = self.client.services.get(self.service(short))
+        return [
+            t
+            for t in svc.tasks(filters={"desired-state": "running"})
+            if t["Status"]["State"] == "running"
+        ]
+
+    def wait(self, what: str, predicate: Any, timeout: float = 180, every: float = 0.5) -> float:
+        """Poll until ``predicate()`` is true; the seconds it took."""
+        t0 = time.monotonic()
+        last: Any = None
+        while time.monotonic() - t0 < timeout:
+            last = predicate()
+            if last:
+                return time.monotonic() - t0
+            time.sleep(every)
+        raise AssertionError(f"{what}: not within {timeout} s (last: {last!r})")
+
+    def prometheus_targets(self, job: str) -> list[dict[str, Any]]:
+        """Prometheus's active targets of ``job`` (on 127.0.0.1, basic auth)."""
+        r = httpx.get(
+            f"http://127.0.0.1:{self.prometheus_port}/api/v1/targets",
+            params={"state": "active"},
+            auth=("stackdeck", self.secrets()["monitoring_password"]),
+            timeout=10,
+        )
+        r.raise_for_status()
+        return [t for t in r.json()["data"]["activeTargets"] if t["labels"].get("job") == job]
+
+    def secrets(self) -> dict[str, str]:
+        """The secrets scripts/swarm.sh generated (never print them)."""
+        folder = self.state_dir / "secrets"
+        return {p.name: p.read_text().strip() for p in folder.iterdir() if p.is_file()}

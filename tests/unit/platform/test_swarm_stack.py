@@ -1,0 +1,133 @@
+"""The Swarm stack's render step (scripts/swarm_stack.py): compose's merged
+model in, `docker stack deploy`'s stack out. Pure on a small model, and once
+on the real compose files (``docker compose config`` needs no engine)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.stack import REPO
+
+_spec = importlib.util.spec_from_file_location("swarm_stack", REPO / "scripts" / "swarm_stack.py")
+assert _spec and _spec.loader
+swarm_stack = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(swarm_stack)
+
+PLACEHOLDER = "placeholder-42"
+SECRET_VARS = (
+    "POSTGRES_PASSWORD",
+    "REDIS_PASSWORD",
+    "JWT_SECRET",
+    "ADMIN_TOKEN",
+    "ADMIN_PASSWORD",
+    "TEST_PASSWORD",
+)
+"""What the compose files require; scripts/swarm.sh renders them as a placeholder."""
+
+
+def _model(tmp_path: Path, **backend: Any) -> dict[str, Any]:
+    site = tmp_path / "site.conf"
+    site.write_text("server {}\n")
+    svc = {
+        "image": "reg:5000/x-backend:v1",
+        "container_name": "investment_backend_blue_prod",
+        "depends_on": {"db": {"condition": "service_healthy"}},
+        "restart": "unless-stopped",
+        "environment": {"DATABASE_URL": "postgresql://postgres@db/x"},
+        "ports": [{"mode": "host", "target": 80, "published": "80", "host_ip": "127.0.0.1"}],
+        "secrets": [{"source": "tls_key", "target": "/etc/nginx/tls/key.pem", "mode": "0400"}],
+        "deploy": {"placement": {}, "resources": {"limits": {"cpus": 1, "memory": "402653184"}}},
+    }
+    svc.update(backend)
+    return {
+        "name": "investment",
+        "services": {"backend": svc},
+        "networks": {"default": {"name": "investment_default", "driver": "overlay", "ipam": {}}},
+        "configs": {"nginx_site": {"name": "investment_nginx_site", "file": str(site)}},
+        "secrets": {"tls_key": {"name": "investment_tls_key", "external": True}},
+    }
+
+
+def test_render_keeps_what_swarm_takes(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    stack = swarm_stack.render(_model(tmp_path), out, PLACEHOLDER)
+    svc = stack["services"]["backend"]
+    assert not {"container_name", "depends_on", "restart"} & set(svc)
+    assert svc["ports"] == [{"mode": "host", "target": 80, "published": 80}]
+    assert svc["secrets"][0]["mode"] == 0o400
+    assert "placement" not in svc["deploy"]
+    assert svc["deploy"]["resources"]["limits"]["cpus"] == "1"
+    # a config is named after its content and shipped beside the stack
+    cfg = stack["configs"]["nginx_site"]
+    assert cfg["file"] == "./configs/nginx_site"
+    assert (out / "configs" / "nginx_site").read_text() == "server {}\n"
+    first = cfg["name"]
+    edited = _model(tmp_path)
+    (tmp_path / "site.conf").write_text("server { listen 81; }\n")
+    again = swarm_stack.render(edited, tmp_path / "out2", PLACEHOLDER)
+    assert again["configs"]["nginx_site"]["name"] != first
+    assert first.startswith("investment_nginx_site_")
+
+
+def test_render_refuses_a_secret_in_the_environment(tmp_path: Path) -> None:
+    model = _model(tmp_path, environment={"JWT_SECRET": PLACEHOLDER})
+    with pytest.raises(swarm_stack.RenderError, match="JWT_SECRET would carry a secret"):
+        swarm_stack.render(model, tmp_path / "out", PLACEHOLDER)
+
+
+def test_render_refuses_a_routing_mesh_port(tmp_path: Path) -> None:
+    model = _model(tmp_path, ports=[{"mode": "ingress", "target": 80, "published": "80"}])
+    with pytest.raises(swarm_stack.RenderError, match="mode: host"):
+        swarm_stack.render(model, tmp_path / "out", PLACEHOLDER)
+
+
+def test_the_real_overlay_renders_to_the_swarm_services(tmp_path: Path) -> None:
+    if shutil.which("docker") is None:
+        pytest.fail("no docker CLI: scripts/engine.sh installs it")
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "SWARM_REGISTRY": "reg:5000",
+        **dict.fromkeys(SECRET_VARS, PLACEHOLDER),
+    }
+    compose = REPO / "compose"
+    r = subprocess.run(
+        ["docker", "compose", "-p", "investment", "--project-directory", str(compose)]
+        + [
+            a
+            for f in ("", ".production", ".swarm")
+            for a in ("-f", str(compose / f"docker-compose{f}.yml"))
+        ]
+        + ["config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    stack = swarm_stack.render(json.loads(r.stdout), tmp_path, PLACEHOLDER)
+    assert set(stack["services"]) == {
+        "backend",
+        "worker",
+        "frontend",
+        "nginx",
+        "db",
+        "redis",
+        "market-sim",
+        "node_exporter",
+        "prometheus",
+    }
+    backend = stack["services"]["backend"]
+    assert backend["deploy"]["update_config"]["order"] == "start-first"
+    assert backend["deploy"]["update_config"]["failure_action"] == "rollback"
+    assert "APP_VERSION" not in backend["environment"]  # the image's own
+    for name, svc in stack["services"].items():
+        assert svc["deploy"]["endpoint_mode"] == "dnsrr", name
+    assert stack["services"]["node_exporter"]["deploy"]["mode"] == "global"
+    assert "node.labels.db == true" in stack["services"]["db"]["deploy"]["placement"]["constraints"]
