@@ -96,7 +96,7 @@ def health_status(status: str) -> str:
     m = _HEALTH.search(status or "")
     if not m:
         return "none"
-    return "starting" if m.group(1).startswith("health") else m.group(1)
+    return "starting" if m.group(1) == "health: starting" else m.group(1)
 
 
 def container_addresses(container: Mapping[str, Any]) -> str:

@@ -205,7 +205,7 @@ class StatsPanel(Panel):
         self.query_one("#swarm-stats-table", ListTable).set_rows(rows)
         self.query_one(".totals", LiveText).update(
             Content.from_markup(
-                "[b]swarm[/b] per node: node exporter · per task: stack exporter · $where",
+                "$where · nodes: node exporter · tasks: stack exporter",
                 where=snapshot.where,
             )
         )
