@@ -99,6 +99,12 @@ def _host(instance: str) -> str:
     return instance.rsplit(":", 1)[0] if ":" in instance else instance
 
 
+def _rank(node: NodeStats) -> tuple[bool, float, bool]:
+    """Which of two instances of one node to show: fresh, then the newest, then with figures."""
+    age = node.age_seconds if node.age_seconds is not None else math.inf
+    return (node.stale, age, node.mem_total is None)
+
+
 def shape(
     answers: Mapping[str, Vector], *, stale_after: float = STALE_AFTER
 ) -> tuple[list[NodeStats], list[TaskStats], list[TaskHealth]]:
@@ -133,9 +139,10 @@ def shape(
             age_seconds=age,
             stale=age is None or age > stale_after,
         )
-        # a node exporter replaced (new address): keep the freshest
+        # a node exporter replaced (a new task, a new address) leaves the old
+        # instance in node_info for ten minutes: keep the freshest, with figures
         old = per_node.get(nodename)
-        if old is None or (old.stale and not stats.stale):
+        if old is None or _rank(stats) < _rank(old):
             per_node[nodename] = stats
     nodes = sorted(per_node.values(), key=lambda n: n.node)
     stale_nodes = {n.node for n in nodes if n.stale}

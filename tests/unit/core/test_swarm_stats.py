@@ -57,6 +57,9 @@ def test_every_query_was_recorded() -> None:
 
 
 def test_node_from_the_node_exporter() -> None:
+    # recorded just after a redeploy replaced the node exporter's task: the
+    # old instance (its last sample 5 min old) is still in node_info
+    assert len(recorded()["node_info"]["data"]["result"]) == 2
     nodes, _tasks, _health = shape(vectors(recorded()))
     assert [n.node for n in nodes] == ["swmonsw-node-1"]
     node = nodes[0]
@@ -111,7 +114,7 @@ def test_a_node_gone_quiet_is_stale_with_its_tasks() -> None:
     assert nodes[0].cpu_percent is None and nodes[0].mem_total  # the last total is kept
     # its tasks: the last memory figure, no CPU (no rate without samples), stale
     assert tasks and all(t.stale and t.cpu_percent is None for t in tasks)
-    assert all(t.mem_usage for t in tasks)
+    assert any(t.service == "backend" and t.mem_usage for t in tasks)
     assert health == []  # no current info, no targets: nothing claimed
 
 
