@@ -194,7 +194,9 @@ def shape(
             labels.get("service", ""),
             labels.get("node", ""),
         )
+        age = _finite(t_age.get(tuple(labels.get(k, "") for k in _TASK_KEY)))
         row: dict[str, Any] = {
+            "age_seconds": age,
             "service": service,
             "task": labels.get("task", ""),
             "name": task_short_name(name, service, node),

@@ -90,7 +90,8 @@ def test_health_per_task_joins_the_scrape_by_address() -> None:
     backend = by_service["backend"]
     assert backend.name == "backend.1" and backend.node == "swmonsw-node-1"
     assert backend.scrape == "up" and backend.address.endswith(":8000")
-    assert backend.health in ("healthy", "starting")
+    assert backend.health == "healthy"
+    assert backend.age_seconds is not None and backend.age_seconds < STALE_AFTER
     assert by_service["worker"].scrape == "up"
     # health-checked, not scraped per task: the engine's status only
     assert by_service["db"].scrape is None and by_service["db"].health == "healthy"
