@@ -400,6 +400,32 @@ class _TomlSource(PydanticBaseSettingsSource):
         return dict(self.data)
 
 
+def _swarm_monitoring(
+    merged: Mapping[str, str], out: dict[str, Any], provided: dict[str, str]
+) -> None:
+    """A swarm stack's Prometheus (scripts/swarm.sh): ``127.0.0.1:SWARM_PROMETHEUS_PORT``
+    (default 9090), its credential the secret ``monitoring_password`` in the
+    swarm's state folder (``SWARM_STATE_DIR``, else that of ``SWARM_NAME``,
+    default ``<stack>-swarm``), when this user can read it. STACKDECK_*
+    settings still win (an earlier source)."""
+    env = {**merged, **{k: v for k, v in os.environ.items() if k.startswith("SWARM_")}}
+    port = env.get("SWARM_PROMETHEUS_PORT") or "9090"
+    if port.isdigit():
+        out["prometheus_url"] = f"http://127.0.0.1:{port}"
+        provided["prometheus_url"] = "SWARM_PROMETHEUS_PORT (swarm mode)"
+    stack = str(merged.get("STACK_NAME") or DEFAULT_STACK)
+    folder = env.get("SWARM_STATE_DIR") or str(
+        StackNames(env.get("SWARM_NAME") or f"{stack}-swarm").state_dir
+    )
+    try:
+        password = (Path(folder) / "secrets" / "monitoring_password").read_text().strip()
+    except OSError:
+        return
+    if password:
+        out["monitoring_password"] = password
+        provided["monitoring_password"] = f"{folder}/secrets/monitoring_password"
+
+
 class _StackEnvSource(PydanticBaseSettingsSource):
     """The bundled stack's variables: process environment over ``<repo>/.env``."""
 
@@ -437,6 +463,8 @@ class _StackEnvSource(PydanticBaseSettingsSource):
             out["alertmanager_url"] = f"http://127.0.0.1:{ports['ALERTMANAGER_PORT']}"
             provided["prometheus_url"] = f"PROMETHEUS_PORT/HTTP_PORT in {env_path}"
             provided["alertmanager_url"] = f"ALERTMANAGER_PORT/HTTP_PORT in {env_path}"
+        if state.get("mode") == "swarm":
+            _swarm_monitoring(merged, out, provided)
         if root and "repo_root" not in state:
             out["repo_root"] = str(root)
         origins = _origins.get()

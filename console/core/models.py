@@ -360,6 +360,111 @@ class StatsSnapshot(Snapshot):
     the previous refresh until every container had delivered a new sample."""
 
 
+# --- swarm stats and task health (from the monitoring) ----------------------
+
+
+def task_short_name(container: str, service: str, node: str) -> str:
+    """``investment_backend.1.<id>`` -> ``backend.1``; a global service's
+    ``investment_node_exporter.<node id>.<id>`` -> ``node_exporter.<node>``."""
+    parts = container.split(".")
+    if len(parts) >= 3 and parts[1].isdigit():
+        return f"{service}.{parts[1]}"
+    return f"{service}.{node}" if node else service
+
+
+class NodeStats(BaseModel):
+    """One swarm node as its node exporter reports it (Prometheus)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    node: str
+    """The node's hostname (``node_uname_info{nodename}``)."""
+    cpu_percent: float | None = None
+    """Busy share of the node's CPUs over the last minute (None: not known)."""
+    mem_used: int | None = None
+    """MemTotal - MemAvailable, bytes."""
+    mem_total: int | None = None
+    load1: float | None = None
+    age_seconds: float | None = None
+    """Seconds since Prometheus last scraped its exporter (None: not known)."""
+    stale: bool = False
+    """No fresh sample: the node (or its exporter) stopped answering."""
+
+    @property
+    def mem_percent(self) -> float | None:
+        if self.mem_used is None or not self.mem_total:
+            return None
+        return 100.0 * self.mem_used / self.mem_total
+
+
+class TaskStats(BaseModel):
+    """CPU and memory of one task's container, from the stack exporter of its node."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    """The container's name (``investment_backend.1.<task id>``)."""
+    service: str
+    """The service's short name (``backend``)."""
+    node: str
+    task: str = ""
+    """The task id (full)."""
+    cpu_percent: float | None = None
+    """Per cent of one core over the last minute."""
+    mem_usage: int | None = None
+    mem_limit: int | None = None
+    age_seconds: float | None = None
+    stale: bool = False
+
+    @property
+    def short_name(self) -> str:
+        """``backend.1`` (replicated: its slot) or ``node_exporter.<node>``
+        (global), as ``docker service ps`` names tasks; the container name is
+        ``<stack>_<service>.<slot or node id>.<task id>``."""
+        return task_short_name(self.name, self.service, self.node)
+
+    @property
+    def mem_percent(self) -> float | None:
+        if self.mem_usage is None or not self.mem_limit:
+            return None
+        return 100.0 * self.mem_usage / self.mem_limit
+
+
+class TaskHealth(BaseModel):
+    """One task's health: Prometheus' scrape of it (``up``) and the engine's
+    health check status, as its node's stack exporter read it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    service: str
+    task: str = ""
+    name: str = ""
+    """The task's short name (``backend.2``; empty: a scrape target no task claims)."""
+    node: str = ""
+    address: str = ""
+    """The address Prometheus scrapes (``10.0.1.7:8000``), when it does."""
+    scrape: Literal["up", "down"] | None = None
+    """Prometheus' ``up`` of the task's target (None: not a scrape target)."""
+    health: str = "unknown"
+    """healthy, unhealthy, starting, none (no health check), unknown."""
+    age_seconds: float | None = None
+    stale: bool = False
+
+
+class SwarmStatsSnapshot(Snapshot):
+    """Per-node and per-task stats and per-task health of a swarm stack, from
+    Prometheus (the Docker stats API sees one engine only)."""
+
+    available: bool = True
+    """False: Prometheus did not answer (``reason`` says why)."""
+    reason: str | None = None
+    where: str = "Prometheus"
+    """``Prometheus at 127.0.0.1:9090`` (no credential)."""
+    nodes: list[NodeStats] = Field(default_factory=list)
+    tasks: list[TaskStats] = Field(default_factory=list)
+    health: list[TaskHealth] = Field(default_factory=list)
+
+
 # --- database ---------------------------------------------------------------
 
 

@@ -96,10 +96,13 @@ def default_sources(settings: Settings, *, clock: Clock = utcnow) -> list[Source
     from console.core.sources.postgres import PostgresSource
     from console.core.sources.prometheus import HistorySource, PromAlertsSource
     from console.core.sources.redis_quota import QuotaSource
+    from console.core.sources.swarm_stats import SwarmStatsSource
 
     handle = DockerHandle(settings)
     swarm: list[Source] = (
-        [] if settings.mode == "compose" else [SwarmSource(settings, handle, clock=clock)]
+        []
+        if settings.mode == "compose"
+        else [SwarmSource(settings, handle, clock=clock), SwarmStatsSource(settings, clock=clock)]
     )
     return [
         ContainersSource(settings, handle, clock=clock),
@@ -411,8 +414,12 @@ class Monitor:
         rescheduled, an update's state) go to the events timeline."""
         from console.core.sources.docker.events import EventsSource
         from console.core.sources.docker.swarm import swarm_changes
+        from console.core.sources.swarm_stats import SwarmStatsSource
 
         before, self._last_swarm = self._last_swarm, snapshot
+        for src in self.sources:  # per-node stats: only a swarm stack has them
+            if isinstance(src, SwarmStatsSource) and src.note_mode(snapshot.mode):
+                self.refresh(src.name)
         changes = swarm_changes(before, snapshot)
         for src in self.sources:
             if isinstance(src, EventsSource) and src.add(changes):

@@ -31,6 +31,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from platform_services.monitoring.render import ConfigError, monitoring_password
+
 log = logging.getLogger("alert_sink")
 
 SINK_DIR = Path(os.environ.get("SINK_DIR", "/var/lib/monitoring/sink"))
@@ -86,7 +88,10 @@ class SmtpHandler:
 
 
 def _authorised(header: str | None) -> bool:
-    password = os.environ.get("MONITORING_PASSWORD", "")
+    try:  # MONITORING_PASSWORD, or on Swarm the secret MONITORING_PASSWORD_FILE names
+        password = monitoring_password(os.environ)
+    except ConfigError:
+        return False
     user = os.environ.get("MONITORING_USER", "stackdeck")
     if not password:
         return False

@@ -17,6 +17,15 @@
 - ``stackdeck_last_backup_timestamp_seconds``: the newest completed backup
   (``<id>.json`` beside its ``.dump``), 0 when there is none.
 
+On Docker Swarm (``NODE_NAME`` set, from the service's ``{{.Node.Hostname}}``
+template) it runs as a global service, one per node, reading that node's
+engine: the containers of the swarm stack (``com.docker.stack.namespace``),
+the service's short name as ``service``, every series labelled with ``node``
+and the container's ``task``, plus ``stackdeck_container_info`` (the task's
+addresses and health check status) so a task's scrape target can be told by
+its address. The serving colour and the backups do not exist there; their
+series are left out (so no rule about them fires on Swarm).
+
 Read-only: it only sends GET requests to the engine.
 """
 
@@ -41,6 +50,10 @@ log = logging.getLogger("stack_exporter")
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
+STACK_LABEL = "com.docker.stack.namespace"
+SWARM_SERVICE_LABEL = "com.docker.swarm.service.name"
+SWARM_TASK_LABEL = "com.docker.swarm.task.id"
+_HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 _COLOUR = re.compile(r"backend_(blue|green)(?:_surge)?\b")
 """The colour of nginx's active.conf (a rolling deploy's ``backend_blue_surge``
 serves for blue)."""
@@ -77,20 +90,56 @@ def last_backup_time(folder: Path) -> float:
     return newest
 
 
+def health_status(status: str) -> str:
+    """``Up 3 minutes (healthy)`` -> ``healthy``; ``starting``, ``unhealthy``,
+    or ``none`` (no health check)."""
+    m = _HEALTH.search(status or "")
+    if not m:
+        return "none"
+    return "starting" if m.group(1) == "health: starting" else m.group(1)
+
+
+def container_addresses(container: Mapping[str, Any]) -> str:
+    """The container's IPv4 addresses on its networks, sorted, comma-separated."""
+    networks = (container.get("NetworkSettings") or {}).get("Networks") or {}
+    found = {str(n.get("IPAddress")) for n in networks.values() if n and n.get("IPAddress")}
+    return ",".join(sorted(found))
+
+
+def swarm_identity(labels: Mapping[str, str], stack: str) -> tuple[str, str]:
+    """(service, task id) of a swarm task's container: ``investment_backend``
+    -> ``backend`` within stack ``investment``."""
+    service = labels.get(SWARM_SERVICE_LABEL, "")
+    service = service.removeprefix(f"{stack}_")
+    return service, labels.get(SWARM_TASK_LABEL, "")
+
+
 class StackCollector(Collector):
     def __init__(
-        self, docker: httpx.Client, project: str, upstream_file: Path, backups: Path
+        self,
+        docker: httpx.Client,
+        project: str,
+        upstream_file: Path,
+        backups: Path,
+        node: str | None = None,
     ) -> None:
         self.docker = docker
         self.project = project
         self.upstream_file = upstream_file
         self.backups = backups
+        self.node = node
+        """The swarm node this exporter runs on (None: a compose project)."""
         self._limit_cache: dict[str, tuple[int, int]] = {}
 
+    @property
+    def labels(self) -> list[str]:
+        return ["name", "service", "node", "task"] if self.node else ["name", "service"]
+
     def _containers(self) -> list[dict[str, Any]]:
+        label = f"{STACK_LABEL}={self.project}" if self.node else f"{PROJECT_LABEL}={self.project}"
         r = self.docker.get(
             "/containers/json",
-            params={"filters": f'{{"label":["{PROJECT_LABEL}={self.project}"]}}'},
+            params={"filters": f'{{"label":["{label}"]}}'},
         )
         r.raise_for_status()
         out: list[dict[str, Any]] = r.json()
@@ -106,8 +155,6 @@ class StackCollector(Collector):
         return self._limit_cache[cid]
 
     def _reading(self, c: dict[str, Any]) -> tuple[list[str], float, int, int, float] | None:
-        name = (c.get("Names") or ["/?"])[0].lstrip("/")
-        service = (c.get("Labels") or {}).get(SERVICE_LABEL, "")
         cid = c["Id"]
         try:
             s = self.docker.get(
@@ -125,15 +172,25 @@ class StackCollector(Collector):
             return None
         cores = nano / 1e9 if nano else float(cpu_stats.get("online_cpus") or os.cpu_count() or 1)
         return (
-            [name, service],
+            self._key(c),
             int(total) / 1e9,
             memory_working_set(stats.get("memory_stats") or {}),
             mem_bytes,
             cores,
         )
 
+    def _key(self, c: Mapping[str, Any]) -> list[str]:
+        """The label values of a container: name, service (and node, task)."""
+        name = (c.get("Names") or ["/?"])[0].lstrip("/")
+        labels = c.get("Labels") or {}
+        if not self.node:
+            return [name, labels.get(SERVICE_LABEL, "")]
+        service, task = swarm_identity(labels, self.project)
+        return [name, service, self.node, task]
+
     def collect(self) -> Iterator[Any]:
-        labels = ["name", "service"]
+        labels = self.labels
+        node_labels = ["node"] if self.node else []
         cpu = CounterMetricFamily(
             "container_cpu_usage_seconds_total",
             "CPU time used by the container (engine cgroup counter).",
@@ -155,8 +212,16 @@ class StackCollector(Collector):
             labels=labels,
         )
         up = GaugeMetricFamily(
-            "stackdeck_engine_up", "1 when the Docker engine answered this scrape."
+            "stackdeck_engine_up",
+            "1 when the Docker engine answered this scrape.",
+            labels=node_labels,
         )
+        info = GaugeMetricFamily(
+            "stackdeck_container_info",
+            "1 per running container of the swarm stack: its addresses and health.",
+            labels=[*labels, "addresses", "health"],
+        )
+        node_key = [self.node] if self.node else []
         try:
             containers = self._containers()
             ids = {c["Id"] for c in containers}
@@ -173,11 +238,20 @@ class StackCollector(Collector):
                 mem.add_metric(key, working_set)
                 mem_limit.add_metric(key, limit_bytes)
                 cpu_limit.add_metric(key, cores)
-            up.add_metric([], 1)
+            if self.node:
+                for c in containers:
+                    info.add_metric(
+                        [*self._key(c), container_addresses(c), health_status(c.get("Status", ""))],
+                        1,
+                    )
+            up.add_metric(node_key, 1)
         except (httpx.HTTPError, ValueError, KeyError) as exc:
             log.warning("engine: %s", exc)
-            up.add_metric([], 0)
+            up.add_metric(node_key, 0)
         yield from (cpu, mem, mem_limit, cpu_limit, up)
+        if self.node:
+            yield info
+            return  # no colours and no backups on Swarm
 
         colour = serving_colour(self.upstream_file)
         serving = GaugeMetricFamily(
@@ -213,6 +287,7 @@ def main() -> int:
             project,
             Path(os.environ.get("UPSTREAM_FILE", "/etc/nginx/upstream/active.conf")),
             Path(os.environ.get("BACKUPS_DIR", "/backups")),
+            node=os.environ.get("NODE_NAME") or None,
         )
     )
     port = int(os.environ.get("EXPORTER_PORT", "9180"))

@@ -28,6 +28,7 @@ from console.core.models import (
     SourceState,
     StatsSnapshot,
     SwarmSnapshot,
+    SwarmStatsSnapshot,
 )
 from console.core.ops.table import OpParams
 from console.ui.app import StackdeckApp, create_app
@@ -48,6 +49,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "history": HistorySnapshot,
     "others": OtherOpsSnapshot,
     "swarm": SwarmSnapshot,
+    "swarm_stats": SwarmStatsSnapshot,
     "source": SourceState,
 }
 

@@ -11,6 +11,13 @@ nginx (the page's serving colour) and per frontend colour
 (``/direct/frontend_<colour>/``), its colours' roles from
 :func:`~console.core.colours.frontend_roles` (the page may serve from
 another colour than the API).
+
+In swarm mode (no colours: one ``backend`` service, its tasks on any node)
+the panel shows one table: the endpoints through nginx, then each task
+Prometheus scrapes or the engine health-checks, with its node, the scrape
+(``up``) and the health check status, from the monitoring
+(:class:`~console.core.models.SwarmStatsSnapshot`, rows from
+:mod:`console.ui.panels.swarm`).
 """
 
 from __future__ import annotations
@@ -28,10 +35,13 @@ from console.core.models import (
     ContainersSnapshot,
     EndpointResult,
     HealthSnapshot,
+    SwarmSnapshot,
+    SwarmStatsSnapshot,
 )
 from console.ui.format import NONE, shorten
 from console.ui.palette import Palette
 from console.ui.panels.base import Panel
+from console.ui.panels.swarm import SWARM_HEALTH_COLUMNS, swarm_health_rows
 from console.ui.widgets.table import ListTable, Row
 
 __all__ = ["HealthPanel", "endpoint_cell", "short_error", "short_path"]
@@ -105,6 +115,44 @@ class HealthPanel(Panel):
     """The newest round of health checks."""
     containers: var[ContainersSnapshot | None] = var(None, init=False)
     """The newest container list: which colour serves and which is on standby."""
+    swarm: var[SwarmSnapshot | None] = var(None, init=False)
+    """The stack as a swarm sees it (which mode the panel is in)."""
+    swarm_stats: var[SwarmStatsSnapshot | None] = var(None, init=False)
+    """The monitoring's view of a swarm stack: each task's scrape and health."""
+
+    SWARM_SOURCES: ClassVar[tuple[str, ...]] = ("health", "swarm-stats")
+    """What makes the panel stale in swarm mode."""
+
+    def __init__(
+        self, *, stale_after: float | None = None, id: str | None = None, mode: str = "auto"
+    ) -> None:
+        super().__init__(stale_after=stale_after, id=id)
+        self.forced_swarm = mode == "swarm"
+
+    @property
+    def swarm_mode(self) -> bool:
+        """Whether the stack is a swarm stack (tasks instead of colours)."""
+        if self.swarm is not None:
+            return self.swarm.mode == "swarm"
+        return self.forced_swarm
+
+    def source_names(self) -> tuple[str, ...]:
+        return self.SWARM_SOURCES if self.swarm_mode else self.SOURCES
+
+    @property
+    def table(self) -> ListTable | None:
+        tables = self.query("#swarm-health-table" if self.swarm_mode else "#health-table")
+        return tables.first(ListTable) if tables else None
+
+    def watch_swarm(self) -> None:
+        swarm = self.swarm_mode
+        for table in self.query(ListTable):
+            table.display = (table.id == "swarm-health-table") == swarm
+        self.refresh_panel()
+
+    def watch_swarm_stats(self) -> None:
+        if self.swarm_mode:
+            self.refresh_panel()
 
     def watch_containers(self) -> None:
         # A new container list every few seconds; the panel changes only when
@@ -121,7 +169,7 @@ class HealthPanel(Panel):
     """The roles the panel was last drawn with (from ``watch_containers``)."""
 
     def compose_body(self) -> ComposeResult:
-        yield ListTable(
+        compose = ListTable(
             [
                 ("endpoint", "endpoint"),
                 ("nginx", "nginx"),
@@ -131,6 +179,11 @@ class HealthPanel(Panel):
             ],
             id="health-table",
         )
+        compose.display = not self.forced_swarm
+        yield compose
+        swarm = ListTable(SWARM_HEALTH_COLUMNS, id="swarm-health-table")
+        swarm.display = self.forced_swarm
+        yield swarm
 
     def empty_reason(self, snapshot: HealthSnapshot) -> str | None:
         return None if snapshot.results else "no health endpoints checked yet"
@@ -149,6 +202,13 @@ class HealthPanel(Panel):
             return ""
         ok = sum(1 for r in via_nginx if r.status is not None and 200 <= r.status < 300)
         text = f"{ok}/{len(via_nginx)} ok via nginx"
+        if self.swarm_mode:
+            stats = self.swarm_stats
+            scraped = [h for h in stats.health if h.scrape] if stats is not None else []
+            if scraped:
+                up = sum(1 for h in scraped if h.scrape == "up")
+                text += f" · {up}/{len(scraped)} tasks up"
+            return text
         for status in colour_roles(self.containers, snapshot).values():
             if status.is_standby:
                 text += f" · {status.colour} standby"
@@ -158,7 +218,28 @@ class HealthPanel(Panel):
                     text += " (running)"
         return text
 
+    def _render_swarm(self, snapshot: HealthSnapshot) -> None:
+        palette = self.palette
+        rows = []
+        for result in snapshot.results:
+            if result.target != "nginx":
+                continue  # no colours on Swarm: the tasks come from the monitoring
+            cells = (
+                Text(short_path(result.path), style="bold"),
+                Text(""),
+                endpoint_cell(result, palette),
+                Text(""),
+                Text(result.version or "", style=palette.muted),
+            )
+            rows.append(Row(key=result.path, cells=cells, search=result.path))
+        self.query_one("#swarm-health-table", ListTable).set_rows(
+            swarm_health_rows(rows, self.swarm_stats, palette)
+        )
+
     def render_snapshot(self, snapshot: HealthSnapshot) -> None:
+        if self.swarm_mode:
+            self._render_swarm(snapshot)
+            return
         palette = self.palette
         roles: dict[str, ColourStatus] = {
             str(c): status for c, status in colour_roles(self.containers, snapshot).items()
@@ -190,4 +271,4 @@ class HealthPanel(Panel):
                         versions.append(f"{colour[0]}:{r.version}")
             cells.append(Text(" ".join(versions), style=palette.muted if not versions else ""))
             rows.append(Row(key=path, cells=tuple(cells), search=path))
-        self.query_one(ListTable).set_rows(rows)
+        self.query_one("#health-table", ListTable).set_rows(rows)

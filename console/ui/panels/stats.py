@@ -1,5 +1,12 @@
 """Stats panel: live CPU, memory, network, block I/O and PIDs per container,
-with a sparkline per row and a plotext chart of the selected container."""
+with a sparkline per row and a plotext chart of the selected container.
+
+In swarm mode (the swarm snapshot says so, or ``Settings.mode`` is ``swarm``)
+the Docker stats API would see one engine only: the panel shows the
+monitoring's figures instead (:class:`~console.core.models.SwarmStatsSnapshot`:
+CPU, memory and load per node, CPU and memory per task beneath its node), in
+a table of its own, stale when the ``swarm-stats`` source fails (Prometheus
+down: the border says so, the body keeps the last figures)."""
 
 from __future__ import annotations
 
@@ -13,11 +20,23 @@ from textual.content import Content
 from textual.reactive import var
 from textual.widgets import DataTable
 
-from console.core.models import ContainerStats, HistorySnapshot, StatsSnapshot
+from console.core.models import (
+    ContainerStats,
+    HistorySnapshot,
+    StatsSnapshot,
+    SwarmSnapshot,
+    SwarmStatsSnapshot,
+)
 from console.ui.format import fmt_bytes, fmt_range
 from console.ui.history import history_span, history_values, marker_times
 from console.ui.palette import Palette
 from console.ui.panels.base import ContainerSelected, Panel
+from console.ui.panels.swarm import (
+    SWARM_STATS_COLUMNS,
+    swarm_stats_empty_reason,
+    swarm_stats_rows,
+    swarm_stats_title,
+)
 from console.ui.widgets.chart import ChartSeries, PlotextChart
 from console.ui.widgets.sparkline import sparkline
 from console.ui.widgets.table import ListTable, Row
@@ -80,6 +99,13 @@ class StatsPanel(Panel):
     """Container whose history the chart shows (bound to the app's selection)."""
     history: var[HistorySnapshot | None] = var(None, init=False)
     """Prometheus' memory: the chart shows the chosen range, then live samples."""
+    swarm: var[SwarmSnapshot | None] = var(None, init=False)
+    """The stack as a swarm sees it (which mode the panel is in)."""
+    swarm_stats: var[SwarmStatsSnapshot | None] = var(None, init=False)
+    """Per-node and per-task figures of a swarm stack, from the monitoring."""
+
+    SWARM_SOURCES: ClassVar[tuple[str, ...]] = ("swarm-stats",)
+    """What makes the panel stale in swarm mode."""
 
     def __init__(
         self,
@@ -87,13 +113,45 @@ class StatsPanel(Panel):
         stale_after: float | None = None,
         cpu_alert: float = 80.0,
         mem_alert: float = 85.0,
+        mode: str = "auto",
     ) -> None:
         super().__init__(stale_after=stale_after)
         self.cpu_alert = cpu_alert
         self.mem_alert = mem_alert
+        self.forced_swarm = mode == "swarm"
+
+    @property
+    def swarm_mode(self) -> bool:
+        """Whether the panel shows the monitoring's nodes and tasks."""
+        if self.swarm is not None:
+            return self.swarm.mode == "swarm"
+        return self.forced_swarm
+
+    def shown_snapshot(self) -> StatsSnapshot | SwarmStatsSnapshot | None:
+        return self.swarm_stats if self.swarm_mode else self.snapshot
+
+    def source_names(self) -> tuple[str, ...]:
+        return self.SWARM_SOURCES if self.swarm_mode else self.SOURCES
+
+    @property
+    def table(self) -> ListTable | None:
+        tables = self.query("#swarm-stats-table" if self.swarm_mode else "#stats-table")
+        return tables.first(ListTable) if tables else None
+
+    def watch_swarm(self) -> None:
+        swarm = self.swarm_mode
+        for table in self.query(ListTable):
+            table.display = (table.id == "swarm-stats-table") == swarm
+        for widget in self.query(".chart-caption, .chart"):
+            widget.display = not swarm
+        self.refresh_panel()
+
+    def watch_swarm_stats(self) -> None:
+        if self.swarm_mode:
+            self.refresh_panel()
 
     def compose_body(self) -> ComposeResult:
-        yield ListTable(
+        compose = ListTable(
             [
                 ("container", "container"),
                 ("cpu", "CPU%>"),
@@ -106,31 +164,62 @@ class StatsPanel(Panel):
             ],
             id="stats-table",
         )
+        compose.display = not self.forced_swarm
+        yield compose
+        swarm = ListTable(SWARM_STATS_COLUMNS, id="swarm-stats-table")
+        swarm.display = self.forced_swarm
+        yield swarm
         yield LiveText(classes="totals")
-        yield LiveText(classes="chart-caption")
-        yield PlotextChart(classes="chart")
+        caption = LiveText(classes="chart-caption")
+        chart = PlotextChart(classes="chart")
+        caption.display = chart.display = not self.forced_swarm
+        yield caption
+        yield chart
 
-    def empty_reason(self, snapshot: StatsSnapshot) -> str | None:
+    def empty_reason(self, snapshot: StatsSnapshot | SwarmStatsSnapshot) -> str | None:
+        if isinstance(snapshot, SwarmStatsSnapshot):
+            return swarm_stats_empty_reason(snapshot)
         return None if snapshot.containers else "no running containers to sample"
 
-    def title_detail(self, snapshot: StatsSnapshot) -> str:
+    def title_detail(self, snapshot: StatsSnapshot | SwarmStatsSnapshot) -> str:
+        if isinstance(snapshot, SwarmStatsSnapshot):
+            return swarm_stats_title(snapshot)
         return f"{len(snapshot.containers)} containers"
 
     def watch_selected(self) -> None:
-        if self.snapshot is not None and self.is_mounted:
+        if self.snapshot is not None and self.is_mounted and not self.swarm_mode:
             self._render_chart(self.snapshot)
 
     def watch_history(self) -> None:
-        if self.snapshot is not None and self.is_mounted:
+        if self.snapshot is not None and self.is_mounted and not self.swarm_mode:
             self._render_chart(self.snapshot)
 
-    def render_snapshot(self, snapshot: StatsSnapshot) -> None:
+    def watch_snapshot(self) -> None:
+        if not self.swarm_mode:  # docker stats of the local engine: not shown on Swarm
+            self.refresh_panel()
+
+    def _render_swarm(self, snapshot: SwarmStatsSnapshot) -> None:
+        rows = swarm_stats_rows(
+            snapshot, self.palette, cpu_alert=self.cpu_alert, mem_alert=self.mem_alert
+        )
+        self.query_one("#swarm-stats-table", ListTable).set_rows(rows)
+        self.query_one(".totals", LiveText).update(
+            Content.from_markup(
+                "$where · nodes: node exporter · tasks: stack exporter",
+                where=snapshot.where,
+            )
+        )
+
+    def render_snapshot(self, snapshot: StatsSnapshot | SwarmStatsSnapshot) -> None:
+        if isinstance(snapshot, SwarmStatsSnapshot):
+            self._render_swarm(snapshot)
+            return
         palette = self.palette
         rows = [
             stats_row(s, palette, cpu_alert=self.cpu_alert, mem_alert=self.mem_alert)
             for s in sorted(snapshot.containers, key=lambda s: (s.service, s.name))
         ]
-        self.query_one(ListTable).set_rows(rows)
+        self.query_one("#stats-table", ListTable).set_rows(rows)
         cores = f" of {snapshot.host_cpus} cores" if snapshot.host_cpus else ""
         host_mem = f" of {fmt_bytes(snapshot.host_mem_total)}" if snapshot.host_mem_total else ""
         refresh = (
@@ -154,7 +243,7 @@ class StatsPanel(Panel):
         by_name = {s.name: s for s in snapshot.containers}
         if self.selected in by_name:
             return by_name[self.selected]
-        table = self.query_one(ListTable)
+        table = self.query_one("#stats-table", ListTable)
         key = table.cursor_key
         if key in by_name:
             return by_name[key]

@@ -14,19 +14,37 @@ from datetime import datetime
 
 from rich.text import Text
 
-from console.core.models import SwarmNode, SwarmService, SwarmSnapshot, SwarmTask
-from console.ui.format import NONE, fmt_age, shorten
+from console.core.models import (
+    NodeStats,
+    SwarmNode,
+    SwarmService,
+    SwarmSnapshot,
+    SwarmStatsSnapshot,
+    SwarmTask,
+    TaskHealth,
+    TaskStats,
+)
+from console.ui.format import NONE, fmt_age, fmt_bytes, fmt_duration, shorten
 from console.ui.palette import Palette
 from console.ui.widgets.table import Row
 
 __all__ = [
     "SWARM_COLUMNS",
+    "SWARM_HEALTH_COLUMNS",
+    "SWARM_STATS_COLUMNS",
     "node_row",
+    "node_stats_row",
     "service_row",
     "swarm_empty_reason",
+    "swarm_health_rows",
     "swarm_rows",
+    "swarm_stats_empty_reason",
+    "swarm_stats_rows",
+    "swarm_stats_title",
     "swarm_title",
+    "task_health_row",
     "task_row",
+    "task_stats_row",
 ]
 
 SWARM_COLUMNS = [
@@ -228,4 +246,198 @@ def swarm_empty_reason(snapshot: SwarmSnapshot) -> str | None:
         return None
     return (
         f"no services in swarm stack {snapshot.stack!r} · is it deployed? (scripts/swarm.sh deploy)"
+    )
+
+
+# --- stats per node and per task, health per task (the monitoring) ------------
+
+SWARM_STATS_COLUMNS = [
+    ("name", "node / task"),
+    ("node", "node"),
+    ("cpu", "CPU%>"),
+    ("mem", "mem / total>"),
+    ("memp", "mem%>"),
+    ("load", "load>"),
+    ("age", "sample>"),
+]
+"""(key, label) of the Stats panel's table in swarm mode: each node (node
+exporter), then the stack's tasks on it (stack exporter of that node)."""
+
+SWARM_HEALTH_COLUMNS = [
+    ("name", "endpoint / task"),
+    ("node", "node"),
+    ("probe", "nginx / scrape"),
+    ("health", "health"),
+    ("detail", "version / target"),
+]
+"""(key, label) of the Health panel's table in swarm mode: the endpoints
+through nginx, then each task's scrape (Prometheus' ``up``) and health check
+status (its node's engine)."""
+
+
+def _age_cell(age: float | None, stale: bool, palette: Palette) -> Text:
+    if age is None:
+        return Text(NONE, style=palette.muted)
+    text = fmt_duration(age, parts=1) if age >= 1 else "now"
+    if stale:
+        return Text(f"stale {text}", style=palette.warn)
+    return Text(text, style=palette.muted)
+
+
+def _pct(value: float | None, palette: Palette, warn: float, err: float) -> Text:
+    if value is None:
+        return Text(NONE, justify="right", style=palette.muted)
+    return Text(f"{value:.1f}", justify="right", style=palette.level(value, warn, err))
+
+
+def _mem(used: int | None, total: int | None) -> Text:
+    if used is None:
+        return Text(NONE, justify="right")
+    return Text(f"{fmt_bytes(used)} / {fmt_bytes(total) if total else '∞'}", justify="right")
+
+
+def node_stats_row(
+    node: NodeStats, palette: Palette, *, cpu_alert: float = 80.0, mem_alert: float = 85.0
+) -> Row:
+    dim = palette.muted if node.stale else ""
+    mem_pct = node.mem_percent
+    return Row(
+        key=f"node:{node.node}",
+        cells=(
+            Text(f"▣ {node.node}", style=f"bold {dim}".strip()),
+            Text("node", style=palette.muted),
+            _pct(None if node.stale else node.cpu_percent, palette, cpu_alert * 0.75, cpu_alert),
+            _mem(node.mem_used, node.mem_total),
+            _pct(None if node.stale else mem_pct, palette, mem_alert * 0.8, mem_alert),
+            Text(
+                f"{node.load1:.2f}" if node.load1 is not None and not node.stale else NONE,
+                justify="right",
+            ),
+            _age_cell(node.age_seconds, node.stale, palette),
+        ),
+        search=f"{node.node} node",
+    )
+
+
+def task_stats_row(
+    task: TaskStats, palette: Palette, *, cpu_alert: float = 80.0, mem_alert: float = 85.0
+) -> Row:
+    return Row(
+        key=f"task:{task.name}",
+        cells=(
+            Text(f"  {task.short_name}", style=palette.muted if task.stale else ""),
+            Text(task.node),
+            _pct(task.cpu_percent, palette, cpu_alert * 0.75, cpu_alert),
+            _mem(task.mem_usage, task.mem_limit),
+            _pct(task.mem_percent, palette, mem_alert * 0.8, mem_alert),
+            Text(""),
+            _age_cell(task.age_seconds, task.stale, palette),
+        ),
+        search=f"{task.name} {task.service} {task.node}",
+    )
+
+
+def swarm_stats_rows(
+    snapshot: SwarmStatsSnapshot,
+    palette: Palette,
+    *,
+    cpu_alert: float = 80.0,
+    mem_alert: float = 85.0,
+) -> list[Row]:
+    """Each node, then the tasks on it; tasks of a node without node stats last."""
+    rows: list[Row] = []
+    by_node: dict[str, list[TaskStats]] = {}
+    for task in snapshot.tasks:
+        by_node.setdefault(task.node, []).append(task)
+    limits = {"cpu_alert": cpu_alert, "mem_alert": mem_alert}
+    for node in snapshot.nodes:
+        rows.append(node_stats_row(node, palette, **limits))
+        rows.extend(task_stats_row(t, palette, **limits) for t in by_node.pop(node.node, []))
+    for name in sorted(by_node):
+        rows.append(
+            Row(
+                key=f"node:{name}",
+                cells=(
+                    Text(f"▣ {name}", style="bold"),
+                    Text("no node exporter", style=palette.warn),
+                    *(Text("") for _ in range(5)),
+                ),
+                search=name,
+            )
+        )
+        rows.extend(task_stats_row(t, palette, **limits) for t in by_node[name])
+    return rows
+
+
+def swarm_stats_empty_reason(snapshot: SwarmStatsSnapshot) -> str | None:
+    if not snapshot.available:
+        return f"no stats per node · {snapshot.reason or snapshot.where + ' did not answer'}"
+    if not snapshot.nodes and not snapshot.tasks:
+        return (
+            f"{snapshot.where} has no node or stack exporter samples yet "
+            "(node_exporter and stack_exporter are global services of the stack)"
+        )
+    return None
+
+
+def swarm_stats_title(snapshot: SwarmStatsSnapshot) -> str:
+    stale = sum(1 for n in snapshot.nodes if n.stale)
+    text = f"{len(snapshot.nodes)} nodes · {len(snapshot.tasks)} tasks"
+    return text + (f" · {stale} stale" if stale else "")
+
+
+def _health_cell(health: str, palette: Palette) -> Text:
+    style = {
+        "healthy": palette.ok,
+        "unhealthy": f"bold {palette.err}",
+        "starting": palette.warn,
+    }.get(health, palette.muted)
+    return Text("no check" if health == "none" else health, style=style)
+
+
+def _scrape_cell(scrape: str | None, palette: Palette) -> Text:
+    if scrape is None:
+        return Text(NONE, style=palette.muted)
+    if scrape == "up":
+        return Text("up", style=palette.ok)
+    return Text("✗ down", style=f"bold {palette.err}")
+
+
+def task_health_row(item: TaskHealth, palette: Palette) -> Row:
+    label = item.name or f"{item.service} ?"
+    return Row(
+        key=f"task:{item.task or item.address}",
+        cells=(
+            Text(f"  {label}", style=palette.muted if item.stale else ""),
+            Text(item.node or NONE, style="" if item.node else palette.muted),
+            _scrape_cell(item.scrape, palette),
+            _health_cell(item.health if not item.stale else "unknown", palette),
+            Text(item.address or NONE, style=palette.muted),
+        ),
+        search=f"{item.service} {item.name} {item.node} {item.address}",
+    )
+
+
+def swarm_health_rows(
+    endpoints: list[Row], stats: SwarmStatsSnapshot | None, palette: Palette
+) -> list[Row]:
+    """The endpoint rows (through nginx), then a row per task: the tasks come
+    from the monitoring; without it a row says why."""
+    rows = list(endpoints)
+    if stats is None:
+        rows.append(_note_row("tasks: waiting for the monitoring…", palette))
+    elif not stats.available:
+        rows.append(_note_row(f"tasks: {stats.reason or 'Prometheus did not answer'}", palette))
+    elif not stats.health:
+        rows.append(_note_row("tasks: no task scraped or health-checked yet", palette))
+    else:
+        rows.extend(task_health_row(h, palette) for h in stats.health)
+    return rows
+
+
+def _note_row(text: str, palette: Palette) -> Row:
+    return Row(
+        key="tasks-note",
+        cells=(Text(shorten(text, 60), style=palette.warn), *(Text("") for _ in range(4))),
+        search=text,
     )

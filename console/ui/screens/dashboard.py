@@ -47,6 +47,7 @@ from console.core.models import (
     SourceState,
     StatsSnapshot,
     SwarmSnapshot,
+    SwarmStatsSnapshot,
 )
 from console.core.ops.table import OPERATIONS, OpSpec
 from console.ui.format import fmt_range, next_range
@@ -227,6 +228,8 @@ class DashboardScreen(ConsoleScreen[None]):
     why it is a compose project)."""
     health: var[HealthSnapshot | None] = var(None, init=False)
     """Health endpoints through nginx and per colour."""
+    swarm_stats: var[SwarmStatsSnapshot | None] = var(None, init=False)
+    """A swarm stack's stats per node and task, health per task (Prometheus)."""
     stats: var[StatsSnapshot | None] = var(None, init=False)
     """Docker stats of every running container."""
     database: var[DatabaseSnapshot | None] = var(None, init=False)
@@ -320,8 +323,11 @@ class DashboardScreen(ConsoleScreen[None]):
                         stale_after=_stale_after(refresh.stats),
                         cpu_alert=alerts.cpu.threshold,
                         mem_alert=alerts.memory.threshold,
+                        mode=settings.mode,
                     ).data_bind(
                         snapshot=DashboardScreen.stats,
+                        swarm=DashboardScreen.swarm,
+                        swarm_stats=DashboardScreen.swarm_stats,
                         selected=DashboardScreen.selected_container,
                         history=DashboardScreen.history,
                         **bind,
@@ -330,9 +336,13 @@ class DashboardScreen(ConsoleScreen[None]):
                         snapshot=DashboardScreen.database, **bind
                     )
                 with Vertical(id="right", classes="column"):
-                    yield HealthPanel(stale_after=_stale_after(refresh.health)).data_bind(
+                    yield HealthPanel(
+                        stale_after=_stale_after(refresh.health), mode=settings.mode
+                    ).data_bind(
                         snapshot=DashboardScreen.health,
                         containers=DashboardScreen.containers,
+                        swarm=DashboardScreen.swarm,
+                        swarm_stats=DashboardScreen.swarm_stats,
                         **bind,
                     )
                     yield QuotasPanel(stale_after=_stale_after(refresh.quotas)).data_bind(
@@ -726,6 +736,7 @@ _SNAPSHOT_KINDS = frozenset(
         "history",
         "others",
         "swarm",
+        "swarm_stats",
     }
 )
 """Snapshot kinds of the monitor; each is a reactive of the same name."""

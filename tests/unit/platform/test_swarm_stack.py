@@ -122,7 +122,21 @@ def test_the_real_overlay_renders_to_the_swarm_services(tmp_path: Path) -> None:
         "market-sim",
         "node_exporter",
         "prometheus",
+        "alertmanager",
+        "alert_sink",
+        "postgres_exporter",
+        "redis_exporter",
+        "nginx_exporter",
+        "stack_exporter",
     }
+    # the per-node monitoring is global; the stack exporter reads its node's engine
+    assert stack["services"]["stack_exporter"]["deploy"]["mode"] == "global"
+    assert stack["services"]["stack_exporter"]["environment"]["NODE_NAME"] == "{{.Node.Hostname}}"
+    # the exporters' passwords come from the secrets, not the environment
+    pg_env = stack["services"]["postgres_exporter"]["environment"]
+    assert "DATA_SOURCE_NAME" not in pg_env
+    assert pg_env["DATA_SOURCE_PASS_FILE"] == "/run/secrets/postgres_password"
+    assert "REDIS_PASSWORD" not in (stack["services"]["redis_exporter"].get("environment") or {})
     backend = stack["services"]["backend"]
     assert backend["deploy"]["update_config"]["order"] == "start-first"
     assert backend["deploy"]["update_config"]["failure_action"] == "rollback"

@@ -1,0 +1,55 @@
+"""Swarm mode finds the swarm's Prometheus and its credential (scripts/swarm.sh's
+port and secret); compose mode is untouched, and STACKDECK_* still wins."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from console.core.config import Settings
+
+
+@pytest.fixture
+def swarm_env(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for key in ("SWARM_NAME", "SWARM_STATE_DIR", "SWARM_PROMETHEUS_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    secrets = clean_env / "swarm-state" / "secrets"
+    secrets.mkdir(parents=True)
+    (secrets / "monitoring_password").write_text("s3cret-monitoring\n")
+    monkeypatch.setenv("SWARM_STATE_DIR", str(clean_env / "swarm-state"))
+    monkeypatch.setenv("SWARM_PROMETHEUS_PORT", "30090")
+    return clean_env
+
+
+def test_swarm_mode_reads_the_swarm_prometheus(
+    swarm_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STACKDECK_MODE", "swarm")
+    s = Settings(repo_root=swarm_env)
+    assert s.prometheus_url == "http://127.0.0.1:30090"
+    assert s.monitoring_password is not None
+    assert s.monitoring_password.get_secret_value() == "s3cret-monitoring"
+
+
+def test_compose_mode_ignores_the_swarm(swarm_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STACKDECK_MODE", "compose")
+    s = Settings(repo_root=swarm_env)
+    assert s.prometheus_url != "http://127.0.0.1:30090"
+    assert s.monitoring_password is None
+
+
+def test_stackdeck_settings_win(swarm_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STACKDECK_MODE", "swarm")
+    monkeypatch.setenv("STACKDECK_PROMETHEUS_URL", "http://127.0.0.1:1234")
+    s = Settings(repo_root=swarm_env)
+    assert s.prometheus_url == "http://127.0.0.1:1234"
+
+
+def test_unreadable_secret_leaves_no_credential(
+    swarm_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STACKDECK_MODE", "swarm")
+    monkeypatch.setenv("SWARM_STATE_DIR", str(swarm_env / "nowhere"))
+    s = Settings(repo_root=swarm_env)
+    assert s.prometheus_url == "http://127.0.0.1:30090" and s.monitoring_password is None
