@@ -579,7 +579,7 @@ async def _deploy_steps(
                 f"complete ({back.reason}). Run `stackdeck status` and `stackdeck rollback`",
                 step=step,
             ) from None
-        who = "Swarm rolled" if swarm_did else "rolled"
+        who = "Swarm rolled" if swarm_did else "Rolled"
         raise OpFailed(
             f"deploy of {version} failed at {step}: {reason}. {who} {engine.full_name('backend')} "
             f"back to {from_version} (nginx serves {served})",
@@ -662,15 +662,33 @@ async def validate_swarm_rollback(ctx: OpContext, params: RollbackParams) -> Rol
         svc = await _need(engine, "backend")
         if params.version:
             await _check_version(engine, _image(svc), params.version)
-        elif not svc.get("PreviousSpec"):
+        elif _rollback_plan(ctx, svc) is None:
             raise BadInput(
-                f"{engine.full_name('backend')} has no previous spec to roll back to "
-                "(never updated); name a version: --version",
+                f"{engine.full_name('backend')} has nothing to roll back to (no previous spec, "
+                "no deploy in the history); name a version: --version",
                 field="version",
             )
     finally:
         engine.close()
     return params
+
+
+def _previous_image(svc: dict[str, Any]) -> str | None:
+    image = (
+        ((svc.get("PreviousSpec") or {}).get("TaskTemplate") or {}).get("ContainerSpec") or {}
+    ).get("Image")
+    return str(image) if image else None
+
+
+def _rollback_plan(ctx: OpContext, svc: dict[str, Any]) -> tuple[str, str] | None:
+    from console.core.ops.audit import read_jsonl
+
+    previous = _previous_image(svc)
+    return plan.rollback_target(
+        plan.version_of(_image(svc)),
+        plan.version_of(previous) if previous else None,
+        [r for r in read_jsonl(ctx.history_path) if r.get("mode") == "swarm"],
+    )
 
 
 async def run_swarm_rollback(
@@ -689,10 +707,17 @@ async def _rollback(
         svc = await _need(engine, "backend")
         current = _image(svc)
         from_version = plan.version_of(current)
+        how = "update"
         if params.version:
             target = plan.image_for_version(current, params.version)
         else:
-            target = str(svc["PreviousSpec"]["TaskTemplate"]["ContainerSpec"]["Image"])
+            planned = _rollback_plan(ctx, svc)
+            if planned is None:
+                raise OpFailed("nothing to roll back to any more", step="prepare")
+            version, how = planned
+            target = plan.image_for_version(current, version)
+            if how == "previous-spec":
+                target = _previous_image(svc) or target
         version = plan.version_of(target)
         record = OpRecord(ctx, "rollback", op_id)
         record.open(
@@ -709,7 +734,7 @@ async def _rollback(
             progress.done(f"{engine.full_name('backend')} already runs {version}", version=version)
             return
         try:
-            if params.version:
+            if how == "update":
                 progress.start(
                     "update",
                     f"rolling {engine.full_name('backend')} from {from_version} to {version}",

@@ -360,3 +360,27 @@ def node_name(nodes: Iterable[Attrs], node_id: str | None) -> str:
 
 def describe_node(node: Attrs) -> SwarmNode:
     return parse_node(node)
+
+
+def rollback_target(
+    current: str, previous: str | None, history: Iterable[Mapping[str, Any]]
+) -> tuple[str, str] | None:
+    """Where a rollback without a version goes, and how: ``(version,
+    "previous-spec")`` for ``service rollback``, ``(version, "update")`` for
+    a rolling update to it, or None when there is nowhere to go.
+
+    The last successful deploy that brought ``current`` names the version
+    it replaced: that is the target. Swarm's previous spec alone is not
+    enough: after an automatic rollback it is the version that failed.
+    Without such a deploy in the history (the stack file deployed it), the
+    previous spec, unless it is the current version."""
+    for rec in reversed(list(history)):
+        if rec.get("op") != "deploy" or rec.get("result") != "ok":
+            continue
+        if rec.get("version") == current and rec.get("from_version") not in (None, current):
+            target = str(rec["from_version"])
+            return (target, "previous-spec" if previous == target else "update")
+        break
+    if previous and previous != current:
+        return previous, "previous-spec"
+    return None
