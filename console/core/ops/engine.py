@@ -119,6 +119,9 @@ def _swarm_implementations() -> dict[str, Implementation]:
 SWARM_IMPLEMENTATIONS: dict[str, Implementation] = _swarm_implementations()
 """The writing operations a swarm stack has (:mod:`console.core.ops.swarm`);
 the other writing operations act on a compose project and are refused there."""
+assert set(SWARM_IMPLEMENTATIONS) == {n for n, s in OPERATIONS.items() if s.on_swarm}, (
+    "OpSpec.on_swarm and the swarm implementations disagree"
+)
 
 
 async def _implementation(name: str, ctx: OpContext) -> tuple[Implementation, str]:

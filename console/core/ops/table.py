@@ -667,6 +667,10 @@ class OpSpec:
     locks: bool | None = None
     """Takes the deploy lock (default: ``writes``)."""
     audited: bool = True
+    on_swarm: bool = False
+    """A writing operation that runs on a swarm stack too (its implementation
+    in :mod:`console.core.ops.swarm`); the others act on a compose project
+    and are refused on a swarm stack."""
     swarm_only: bool = False
     """Only a swarm stack has it (a node's availability): refused on a compose project."""
     cancellable: bool = False
@@ -697,6 +701,7 @@ def _spec_list() -> list[OpSpec]:
                 "Deploy",
                 "Deploy a version: form (version, strategy), then confirmation",
             ),
+            on_swarm=True,
         ),
         OpSpec(
             "rollback",
@@ -709,6 +714,7 @@ def _spec_list() -> list[OpSpec]:
             key=Key(
                 "b", "rollback", "Rollback", "Roll back to the previous version (confirmation)"
             ),
+            on_swarm=True,
         ),
         OpSpec(
             "backup",
@@ -791,6 +797,7 @@ def _spec_list() -> list[OpSpec]:
             writes=True,
             cli=("scale",),
             destructive=True,
+            on_swarm=True,
         ),
         OpSpec(
             "node-drain",
@@ -800,6 +807,7 @@ def _spec_list() -> list[OpSpec]:
             writes=True,
             cli=("node", "drain"),
             destructive=True,
+            on_swarm=True,
             swarm_only=True,
         ),
         OpSpec(
@@ -809,6 +817,7 @@ def _spec_list() -> list[OpSpec]:
             NodeParams,
             writes=True,
             cli=("node", "activate"),
+            on_swarm=True,
             swarm_only=True,
         ),
         OpSpec(
@@ -864,6 +873,7 @@ def _spec_list() -> list[OpSpec]:
             writes=True,
             cli=("silence", "add"),
             locks=False,
+            on_swarm=True,
         ),
         OpSpec(
             "silence-expire",
@@ -873,6 +883,7 @@ def _spec_list() -> list[OpSpec]:
             writes=True,
             cli=("silence", "expire"),
             locks=False,
+            on_swarm=True,
         ),
         OpSpec(
             "silence-list",
@@ -892,6 +903,7 @@ def _spec_list() -> list[OpSpec]:
             cli=("lock", "break"),
             destructive=True,
             locks=False,
+            on_swarm=True,
         ),
     ]
 
