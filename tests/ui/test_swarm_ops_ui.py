@@ -23,6 +23,14 @@ async def settle(pilot: Any) -> None:
     await pilot.pause()
 
 
+async def started(pilot: Any, ops: FakeOps) -> None:
+    """The operation started (FakeOps holds it until released); then let it end."""
+    for _ in range(5):
+        await pilot.pause()
+    ops.release.set()
+    await settle(pilot)
+
+
 async def test_deploy_key_runs_the_swarm_deploy() -> None:
     ops = FakeOps()
     app = make_app("swarm", ops=ops)
@@ -39,7 +47,7 @@ async def test_deploy_key_runs_the_swarm_deploy() -> None:
         assert "Swarm rolls the backend's tasks start-first" in str(confirm.body)
         assert ops.calls == []  # nothing runs before the confirmation
         await pilot.press("y")
-        await settle(pilot)
+        await started(pilot, ops)
         name, ctx, params = ops.calls[0]
         assert (name, params) == ("deploy", DeployParams(version="v1.2.4", strategy="blue-green"))
         assert ctx.mode == "swarm"  # the engine runs the swarm implementation
@@ -56,7 +64,7 @@ async def test_rollback_key_says_what_swarm_does() -> None:
         assert isinstance(confirm, ConfirmScreen)
         assert "service rollback" in str(confirm.body)
         await pilot.press("y")
-        await settle(pilot)
+        await started(pilot, ops)
         assert [(c[0], c[2]) for c in ops.calls] == [("rollback", RollbackParams())]
 
 
@@ -75,13 +83,14 @@ async def test_the_selected_node_is_drained_after_a_confirmation() -> None:
         assert isinstance(confirm, ConfirmScreen)
         assert confirm.title_text == "Drain node-2?"
         await pilot.press("n")  # backed out: nothing runs
-        await settle(pilot)
+        for _ in range(3):
+            await pilot.pause()
         assert ops.calls == []
         dash.action_op("node-drain")
         await pilot.pause()
         await pilot.pause()
         await pilot.press("y")
-        await settle(pilot)
+        await started(pilot, ops)
         assert [(c[0], c[2]) for c in ops.calls] == [("node-drain", NodeParams(node="node-2"))]
 
 
