@@ -364,7 +364,9 @@ def _confirmations(
             return _die("rollback not confirmed; nothing was changed", 2)
     if name == "node-drain":
         node = params.get("node")
-        answer = input(f"Drain {node}: every task on it moves to other nodes? [y/N] ").strip().lower()
+        answer = (
+            input(f"Drain {node}: every task on it moves to other nodes? [y/N] ").strip().lower()
+        )
         if answer not in ("y", "yes"):
             return _die("drain not confirmed; nothing was changed", 2)
     try:

@@ -128,6 +128,13 @@ def ops(swarm: Swarm, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ops]
     _push(swarm, BASE_VERSION, V3_ERRORS, Fault(error_every=4))
     _one_backend_on(swarm, BASE_VERSION)
     yield Ops(swarm, tmp_path_factory.mktemp("swarm-ops-state"))
+    # the versions built for this module leave the host engine (the
+    # registry's copies go with the swarm)
+    subprocess.run(
+        ["docker", "rmi", *(f"{swarm.image_prefix}-backend:{v}" for v in (V2, V3_ERRORS))],
+        capture_output=True,
+        check=False,
+    )
 
 
 def test_deploy_v1_to_v2_under_load_without_failed_requests(swarm: Swarm, ops: Ops) -> None:

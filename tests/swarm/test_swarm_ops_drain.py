@@ -43,10 +43,10 @@ def two_nodes(swarm: Swarm, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     assert r.returncode == 0, r.stderr[-2000:]
     swarm.wait(
         f"{NODES} ready nodes",
-        lambda: sum(
-            1 for n in swarm.client.nodes.list() if n.attrs["Status"]["State"] == "ready"
-        )
-        >= NODES,
+        lambda: (
+            sum(1 for n in swarm.client.nodes.list() if n.attrs["Status"]["State"] == "ready")
+            >= NODES
+        ),
         timeout=120,
     )
     ops = Ops(swarm, tmp_path_factory.mktemp("swarm-drain-state"))
@@ -84,8 +84,12 @@ def test_drain_moves_the_tasks_without_a_failed_request(swarm: Swarm, two_nodes:
         },
     )
     assert target not in after and len(after) == 2, after
-    assert f"backend.2 -> {swarm.manager}" in r.stdout or f"backend.1 -> {swarm.manager}" in r.stdout
-    node = next(n for n in swarm.client.nodes.list() if n.attrs["Description"]["Hostname"] == target)
+    assert (
+        f"backend.2 -> {swarm.manager}" in r.stdout or f"backend.1 -> {swarm.manager}" in r.stdout
+    )
+    node = next(
+        n for n in swarm.client.nodes.list() if n.attrs["Description"]["Hostname"] == target
+    )
     assert node.attrs["Spec"]["Availability"] == "drain"
     result.assert_clean(reloads=0)
     audit = [(a["event"], a["op"]) for a in two_nodes.audit()]
