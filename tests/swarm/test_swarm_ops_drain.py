@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -99,3 +100,79 @@ def test_drain_moves_the_tasks_without_a_failed_request(swarm: Swarm, two_nodes:
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     node.reload()
     assert node.attrs["Spec"]["Availability"] == "active"
+
+
+async def test_drain_from_the_console_under_load(swarm: Swarm, two_nodes: Ops) -> None:
+    """The real console (run_test) on the swarm: the node under the cursor,
+    "Drain node", confirmed with y; the backend's task there moves, no
+    request fails."""
+    import asyncio
+
+    from console.core.config import Settings
+    from console.ui.app import create_app
+    from console.ui.screens.confirm import ConfirmScreen
+    from console.ui.screens.dashboard import DashboardScreen
+
+    target = swarm.node(2)
+    # a task on node-2 again (Swarm does not rebalance after activate): spread places it there
+    r = two_nodes.run("scale", "backend=3")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    swarm.wait("a backend task on node-2", lambda: target in _backend_nodes(swarm))
+    settings = Settings(
+        project=swarm.stack,
+        docker_host=f"tcp://127.0.0.1:{swarm.api_port}",
+        base_url=swarm.base_url,
+        state_dir=str(two_nodes.state),
+        prometheus_url=None,
+        alertmanager_url=None,
+    )
+    app = create_app(settings, preload=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        dash = app.screen
+        assert isinstance(dash, DashboardScreen)
+        node_id = None
+        for _ in range(300):  # the swarm source's first poll (bounded)
+            await pilot.pause(0.1)
+            if dash.swarm is not None and dash.swarm_mode():
+                node_id = next((n.id for n in dash.swarm.nodes if n.hostname == target), None)
+                if node_id:
+                    break
+        assert node_id, "the console did not show the swarm's nodes"
+        load = LoadLoop(
+            swarm.base_url, MIXED, workers=2, pause=0.05, max_requests=8000, max_seconds=300
+        )
+        async with load:
+            dash.selected_container = f"node:{node_id}"
+            dash.action_op("node-drain")
+            for _ in range(50):
+                await pilot.pause(0.1)
+                if isinstance(app.screen, ConfirmScreen):
+                    break
+            assert isinstance(app.screen, ConfirmScreen), app.screen
+            assert app.screen.title_text == f"Drain {target}?"
+
+            def results() -> list[Any]:
+                return [
+                    e
+                    for e in dash.ops_log.events
+                    if e.op == "node-drain" and e.step == "result" and e.status in ("done", "fail")
+                ]
+
+            seen = len(results())
+            await pilot.press("y")
+            for _ in range(1800):  # the drain (bounded by its own timeout)
+                await pilot.pause(0.1)
+                if len(results()) > seen:
+                    break
+            await asyncio.sleep(1)
+        result = load.result()
+        final = results()[seen:]
+    assert final and final[-1].status == "done", [e.message for e in dash.ops_log.events]
+    after = _backend_nodes(swarm)
+    record_figure(
+        "swarm_ops_drain_console",
+        {"message": final[-1].message, "backend_after": after, "load": result.summary()},
+    )
+    assert target not in after and len(after) == 3, after
+    result.assert_clean(reloads=0)
+    assert ("start", "node-drain") in [(a["event"], a["op"]) for a in two_nodes.audit()][-3:]
