@@ -36,6 +36,15 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
 ENVIRONMENT: tuple[tuple[str, str], ...] = (
     ("STACK_NAME", "the stack (compose project) to address; also read from .env"),
     ("HTTP_PORT", "nginx's port on 127.0.0.1; also read from .env"),
+    (
+        "DOCKER_HOST",
+        "the engine; for a swarm stack a manager's (bash scripts/swarm.sh env)",
+    ),
+    (
+        "STACKDECK_MODE",
+        "auto (default), compose or swarm: which deploy, rollback and scale run",
+    ),
+    ("SWARM_REGISTRY_PORT", "the swarm's registry on 127.0.0.1 (versions a deploy lists)"),
     ("RUN_DIR", "the host folder with the stack's sockets (default /run/<stack>)"),
     (
         "STACKDECK_STATE_DIR",
@@ -141,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 _GROUP_HELP = {
     "cache": "cache flush | warm",
     "lock": "lock show | lock break",
+    "node": "node drain | activate (a swarm stack's nodes)",
     "silence": "silence add | expire | list (Alertmanager)",
 }
 
@@ -352,6 +362,13 @@ def _confirmations(
         answer = input("Roll back the serving version? [y/N] ").strip().lower()
         if answer not in ("y", "yes"):
             return _die("rollback not confirmed; nothing was changed", 2)
+    if name == "node-drain":
+        node = params.get("node")
+        answer = (
+            input(f"Drain {node}: every task on it moves to other nodes? [y/N] ").strip().lower()
+        )
+        if answer not in ("y", "yes"):
+            return _die("drain not confirmed; nothing was changed", 2)
     try:
         target = parse_params(OPERATIONS[name], params).typed_confirmation()
     except BadInput:

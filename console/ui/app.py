@@ -465,8 +465,17 @@ class StackdeckApp(App[None]):
         return self._op_context
 
     async def available_versions(self) -> list[str]:
-        """The versions the deploy form offers (empty when they cannot be listed in time)."""
+        """The versions the deploy form offers (empty when they cannot be listed in time):
+        on a swarm stack, the tags of the backend's repository in the swarm's registry."""
         try:
+            image, _ = self.dashboard.swarm_backend()
+            if self.dashboard.swarm_mode() and self._version_lister is _default_version_lister:
+                from console.core.ops.swarm.ops import registry_versions
+
+                found = await asyncio.wait_for(
+                    registry_versions(self._ops_context(), image or ""), VERSIONS_TIMEOUT_S
+                )
+                return found or []
             return await asyncio.wait_for(
                 self._version_lister(self._ops_context()), VERSIONS_TIMEOUT_S
             )
@@ -510,6 +519,9 @@ class StackdeckApp(App[None]):
     async def _run_operation(self, name: str, params: OpParams) -> None:
         runner = self._ops_runner or _default_ops_runner
         ctx = self._ops_context()
+        if ctx is not None and getattr(ctx, "mode", None) == "auto":
+            # the swarm source's verdict, so the engine need not ask again
+            ctx = ctx.replace(mode="swarm" if self.dashboard.swarm_mode() else "compose")
         async for event in runner(name, ctx, params):
             self.dashboard.post_message(OpProgress(event))
 

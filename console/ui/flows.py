@@ -23,6 +23,7 @@ from console.core.ops.table import (
     CACHE_PREFIX,
     CacheFlushParams,
     EmergencyLimitParams,
+    NodeParams,
     OpParams,
     OpSpec,
     RestartParams,
@@ -93,6 +94,8 @@ async def generic(dash: DashboardScreen, spec: OpSpec) -> OpParams | None:
 
 
 async def deploy(dash: DashboardScreen, spec: OpSpec) -> OpParams | None:
+    if dash.swarm_mode():
+        return await swarm_deploy(dash, spec)
     serving, idle = dash.serving_and_idle()
     versions = await dash.stack_app.available_versions()
     params = await dash.app.push_screen_wait(
@@ -123,7 +126,63 @@ async def deploy(dash: DashboardScreen, spec: OpSpec) -> OpParams | None:
     return await confirm(dash, spec, params, f"Deploy {params.version}?", body, label="Deploy")
 
 
+async def swarm_deploy(dash: DashboardScreen, spec: OpSpec) -> OpParams | None:
+    """The deploy form (version), then what Swarm and stackdeck will do."""
+    _, version = dash.swarm_backend()
+    serving = f"backend {version}" if version else None
+    versions = await dash.stack_app.available_versions()
+    params = await dash.app.push_screen_wait(
+        DeployScreen(dash.stack_app.settings.project, serving, None, versions)
+    )
+    if params is None:
+        return None
+    body = Content.assemble(
+        "Deploy ",
+        (params.version, "bold"),
+        f" to the swarm stack {dash.stack_app.settings.project}.\n",
+        "Swarm rolls the backend's tasks start-first, gated by their health checks, and "
+        "rolls back by itself if they fail; then stackdeck bakes it through nginx (p95, "
+        "error rate) and rolls the service back if the bake fails.",
+    )
+    return await confirm(dash, spec, params, f"Deploy {params.version}?", body, label="Deploy")
+
+
+async def node(dash: DashboardScreen, spec: OpSpec) -> OpParams | None:
+    """Drain or activate the node under the cursor (else the form asks which)."""
+    selected = dash.selected_node()
+    if selected is None:
+        return await generic(dash, spec)
+    _, hostname = selected
+    drain = spec.name == "node-drain"
+    body = (
+        f"Swarm stops every task on {hostname} and starts it on the other nodes; services "
+        "with one task there are unavailable until it runs elsewhere. Refused when it is the "
+        "last node a pinned service (the database) can run on."
+        if drain
+        else f"Swarm places new tasks on {hostname} again (running tasks are not moved back)."
+    )
+    return await confirm(
+        dash,
+        spec,
+        NodeParams(node=hostname),
+        f"{'Drain' if drain else 'Activate'} {hostname}?",
+        body,
+        label="Drain" if drain else "Activate",
+    )
+
+
 async def rollback(dash: DashboardScreen, spec: OpSpec) -> OpParams | None:
+    if dash.swarm_mode():
+        _, version = dash.swarm_backend()
+        return await confirm(
+            dash,
+            spec,
+            RollbackParams(),
+            "Roll back?",
+            f"Swarm rolls the backend back from {version or 'its version'} to the version the "
+            "last deploy replaced (service rollback, start-first).",
+            label="Roll back",
+        )
     serving, idle = dash.serving_and_idle()
     body = "Switch traffic back to the previous version"
     if serving and idle:
@@ -219,5 +278,7 @@ FLOWS: dict[str, Flow] = {
     "cache-flush": cache_flush,
     "emergency-limit": emergency_limit,
     "restart": restart,
+    "node-drain": node,
+    "node-activate": node,
 }
 """Operations with a flow of their own (the rest: :func:`generic`)."""

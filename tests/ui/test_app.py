@@ -40,7 +40,7 @@ from console.ui.widgets.table import ListTable
 
 from .fakes import NOW, FakeCanceller, FakeLogs, FakeMonitor, FakeOps, FakeVacuum, make_app
 
-WRITES = [name for name, spec in OPERATIONS.items() if spec.writes]
+WRITES = [name for name, spec in OPERATIONS.items() if spec.writes and not spec.swarm_only]
 BIG = (160, 48)
 SMALL = (80, 24)
 

@@ -23,7 +23,11 @@ from .fakes import NOW, FakeMonitor, load_feed, make_app
 
 BIG = (160, 48)
 SMALL = (80, 24)
-LOCKING = [name for name, spec in OPERATIONS.items() if spec.writes and spec.takes_lock]
+LOCKING = [
+    name
+    for name, spec in OPERATIONS.items()
+    if spec.writes and spec.takes_lock and not spec.swarm_only  # node ops: greyed on compose
+]
 ALICE = OpHolder(user="alice", host="host2", pid=4242, ssh_client="10.0.0.5", via="cli")
 
 

@@ -287,8 +287,9 @@ async def test_a_worker_engine_says_why_the_compose_table_is_empty() -> None:
 
 
 async def test_compose_operations_are_refused_on_a_swarm_stack() -> None:
-    # deploy, rollback, flush...: they act on a compose project; on a swarm
-    # stack a key says why instead of opening a form that would run them
+    # flush, restart: they act on a compose project; on a swarm stack a key
+    # says why instead of opening a form that would run them (deploy and
+    # rollback run the swarm path: tests/ui/test_swarm_ops_ui.py)
     from console.ui.screens.dashboard import SWARM_REASON
 
     app = make_app("swarm")
@@ -296,7 +297,7 @@ async def test_compose_operations_are_refused_on_a_swarm_stack() -> None:
         await settle(pilot)
         shown: list[str] = []
         app.notify = lambda message, **_k: shown.append(str(message))  # type: ignore[method-assign]
-        for key in ("d", "b", "f", "r"):
+        for key in ("f", "r", "e", "v"):
             await pilot.press(key)
             await pilot.pause()
             assert type(app.screen).__name__ == "DashboardScreen", (key, app.screen)

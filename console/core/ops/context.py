@@ -228,6 +228,13 @@ class OpContext:
     tls_cert_file: Path | None = None
     """nginx's certificate (settings' ``tls_cert_file``); None:
     ``<state_dir>/tls/cert.pem``."""
+    mode: str = "compose"
+    """``compose``, ``swarm`` or ``auto`` (settings' ``mode``): which
+    implementation of deploy, rollback and scale runs (auto: the engine is
+    asked once per operation, :func:`console.core.ops.swarm.ops.resolve_mode`)."""
+    docker_host: str | None = None
+    """The engine the operations talk to (settings' ``docker_host``; None:
+    ``DOCKER_HOST``, else the local socket). On a swarm stack: a manager's."""
 
     # --- construction ---------------------------------------------------------
 
@@ -259,6 +266,8 @@ class OpContext:
             "extra_secrets": tuple(secrets),
             "alertmanager_url": getattr(settings, "alertmanager_url", None),
             "tls_cert_file": getattr(settings, "tls_cert_file", None),
+            "mode": str(getattr(settings, "mode", "compose") or "compose"),
+            "docker_host": getattr(settings, "docker_host", None),
         }
         values.update(overrides)
         return cls(**values)

@@ -63,6 +63,7 @@ from console.core.ops.table import OPERATIONS, NoParams, OpParams, parse_params
 __all__ = [
     "IMPLEMENTATIONS",
     "PGSS_SNAPSHOT_OPS",
+    "SWARM_IMPLEMENTATIONS",
     "Implementation",
     "cancel_op",
     "result_code",
@@ -97,6 +98,61 @@ async def _run_lock_break(
         yield ev.done("the lock was free; nothing to break")
     else:
         yield ev.done(f"broke the stale lock of {describe_holder(record)}", holder=record)
+
+
+def _swarm_implementations() -> dict[str, Implementation]:
+    from console.core.ops import silence
+    from console.core.ops.swarm import ops as swarm
+
+    return {
+        "deploy": Implementation(swarm.run_swarm_deploy, swarm.validate_swarm_deploy),
+        "rollback": Implementation(swarm.run_swarm_rollback, swarm.validate_swarm_rollback),
+        "scale": Implementation(swarm.run_swarm_scale, swarm.validate_swarm_scale),
+        "node-drain": Implementation(swarm.run_node_drain, swarm.validate_node_drain),
+        "node-activate": Implementation(swarm.run_node_activate, swarm.validate_node_activate),
+        "lock-break": Implementation(_run_lock_break),
+        "silence": Implementation(silence.run_silence, silence.validate_silence),
+        "silence-expire": Implementation(silence.run_silence_expire),
+    }
+
+
+SWARM_IMPLEMENTATIONS: dict[str, Implementation] = _swarm_implementations()
+"""The writing operations a swarm stack has (:mod:`console.core.ops.swarm`);
+the other writing operations act on a compose project and are refused there."""
+assert set(SWARM_IMPLEMENTATIONS) == {n for n, s in OPERATIONS.items() if s.on_swarm}, (
+    "OpSpec.on_swarm and the swarm implementations disagree"
+)
+
+
+async def _implementation(name: str, ctx: OpContext) -> tuple[Implementation, str]:
+    """The implementation of ``name`` for this stack's mode, and the mode:
+    on a swarm stack the swarm one (a writing operation without one is
+    refused: it would run docker compose against a manager); a swarm-only
+    operation is refused on a compose project. Reading operations are not
+    asked about (no engine round trip)."""
+    spec = OPERATIONS[name]
+    if not spec.writes and not spec.swarm_only:
+        return IMPLEMENTATIONS[name], "compose"
+    from console.core.ops.swarm.ops import resolve_mode
+
+    mode, reason = await resolve_mode(ctx)
+    if mode == "swarm":
+        impl = SWARM_IMPLEMENTATIONS.get(name)
+        if impl is None:
+            raise BadInput(
+                f"{name} acts on a compose project and this is a swarm stack ({reason}); on Swarm "
+                f"stackdeck runs {', '.join(n for n in SWARM_IMPLEMENTATIONS if n in OPERATIONS)}; "
+                "nothing was changed",
+                field=None,
+            )
+        return impl, mode
+    if spec.swarm_only:
+        raise BadInput(
+            f"{name} acts on a swarm stack's nodes and {ctx.stack} is a compose project "
+            f"({reason}); nothing was changed",
+            field=None,
+        )
+    return IMPLEMENTATIONS[name], mode
 
 
 def _implementations() -> dict[str, Implementation]:
@@ -135,6 +191,9 @@ def _implementations() -> dict[str, Implementation]:
         "silence": Implementation(silence.run_silence, silence.validate_silence),
         "silence-expire": Implementation(silence.run_silence_expire),
         "silence-list": Implementation(silence.run_silence_list),
+        # refused on a compose project before they run (OpSpec.swarm_only)
+        "node-drain": SWARM_IMPLEMENTATIONS["node-drain"],
+        "node-activate": SWARM_IMPLEMENTATIONS["node-activate"],
     }
     missing = set(OPERATIONS) ^ set(impls)
     assert not missing, f"operations without an implementation (or the reverse): {missing}"
@@ -242,6 +301,7 @@ async def run_op(
         )
         return
     impl = IMPLEMENTATIONS[name]
+    mode = "compose"
     op_id = uuid.uuid4().hex[:12]
     t0 = time.monotonic()
     operator = ctx.operator.as_dict()
@@ -267,6 +327,7 @@ async def run_op(
             raise BadInput(f"{name}: give a parameter model or keywords, not both")
         if spec.writes and ctx.read_only:
             raise ReadOnly(name)
+        impl, mode = await _implementation(name, ctx)
         typed = parse_params(spec, params if params is not None else kwargs)
         shown = typed.model_dump()
         if impl.validate is not None:
@@ -310,7 +371,7 @@ async def run_op(
             op_id=op_id,
             params=redact_params(shown, ctx.secrets),
         )
-        if name in PGSS_SNAPSHOT_OPS:
+        if name in PGSS_SNAPSHOT_OPS and mode != "swarm":
             snapshot = await _pgss_snapshot(ctx, ev, name, op_id, shown)
             if spec.writes:
                 _log_line(ctx, snapshot)

@@ -45,6 +45,7 @@ __all__ = [
     "Key",
     "MigrateParams",
     "NoParams",
+    "NodeParams",
     "OpParams",
     "OpSpec",
     "RestartParams",
@@ -373,6 +374,31 @@ class ScaleParams(OpParams):
     count: Annotated[int | str | None, Arg(cli=False)] = None
 
 
+NODE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+"""A swarm node's hostname or id."""
+
+
+class NodeParams(OpParams):
+    node: Annotated[
+        str,
+        Arg(positional=True, metavar="NODE"),
+        Field(description="the node's hostname (or id), as the Containers panel lists it"),
+    ]
+
+    @field_validator("node", mode="before")
+    @classmethod
+    def _node(cls, value: object) -> str:
+        text = str(value if value is not None else "").strip()
+        if text.startswith("node:"):
+            text = text.removeprefix("node:")  # a row key of the Containers panel
+        if not NODE_NAME_RE.fullmatch(text):
+            raise BadInput(
+                f"not a node name: '{_shown(text)}' (stackdeck status or the Containers panel list them)",
+                field="node",
+            )
+        return text
+
+
 class RestartParams(OpParams):
     service: Annotated[str, Arg(positional=True)]
 
@@ -641,6 +667,12 @@ class OpSpec:
     locks: bool | None = None
     """Takes the deploy lock (default: ``writes``)."""
     audited: bool = True
+    on_swarm: bool = False
+    """A writing operation that runs on a swarm stack too (its implementation
+    in :mod:`console.core.ops.swarm`); the others act on a compose project
+    and are refused on a swarm stack."""
+    swarm_only: bool = False
+    """Only a swarm stack has it (a node's availability): refused on a compose project."""
     cancellable: bool = False
     """The TUI's cancel key may stop it while it runs (confirmed, audited):
     only operations whose cancel leaves the stack as it was (a VACUUM is
@@ -669,6 +701,7 @@ def _spec_list() -> list[OpSpec]:
                 "Deploy",
                 "Deploy a version: form (version, strategy), then confirmation",
             ),
+            on_swarm=True,
         ),
         OpSpec(
             "rollback",
@@ -681,6 +714,7 @@ def _spec_list() -> list[OpSpec]:
             key=Key(
                 "b", "rollback", "Rollback", "Roll back to the previous version (confirmation)"
             ),
+            on_swarm=True,
         ),
         OpSpec(
             "backup",
@@ -763,6 +797,28 @@ def _spec_list() -> list[OpSpec]:
             writes=True,
             cli=("scale",),
             destructive=True,
+            on_swarm=True,
+        ),
+        OpSpec(
+            "node-drain",
+            "Drain node",
+            "swarm: move every task off a node (docker node update --availability drain)",
+            NodeParams,
+            writes=True,
+            cli=("node", "drain"),
+            destructive=True,
+            on_swarm=True,
+            swarm_only=True,
+        ),
+        OpSpec(
+            "node-activate",
+            "Activate node",
+            "swarm: let a drained node take tasks again (--availability active)",
+            NodeParams,
+            writes=True,
+            cli=("node", "activate"),
+            on_swarm=True,
+            swarm_only=True,
         ),
         OpSpec(
             "restart",
@@ -817,6 +873,7 @@ def _spec_list() -> list[OpSpec]:
             writes=True,
             cli=("silence", "add"),
             locks=False,
+            on_swarm=True,
         ),
         OpSpec(
             "silence-expire",
@@ -826,6 +883,7 @@ def _spec_list() -> list[OpSpec]:
             writes=True,
             cli=("silence", "expire"),
             locks=False,
+            on_swarm=True,
         ),
         OpSpec(
             "silence-list",
@@ -845,6 +903,7 @@ def _spec_list() -> list[OpSpec]:
             cli=("lock", "break"),
             destructive=True,
             locks=False,
+            on_swarm=True,
         ),
     ]
 

@@ -75,11 +75,13 @@ if TYPE_CHECKING:
 __all__ = [
     "CANCEL_BINDING",
     "COMMANDS_BINDING",
+    "COMPOSE_REASON",
     "GRID_MIN_HEIGHT",
     "GRID_MIN_WIDTH",
     "HELP_BINDING",
     "QUIT_BINDING",
     "READ_ONLY_REASON",
+    "SWARM_REASON",
     "DashboardScreen",
     "op_bindings",
     "spec_of",
@@ -92,9 +94,10 @@ GRID_MIN_HEIGHT = 32
 
 READ_ONLY_REASON = "read-only mode: started with --read-only"
 SWARM_REASON = (
-    "a swarm stack: stackdeck's operations act on a compose project and are not "
-    "available here yet (scripts/swarm.sh deploy/push; docker service update on a manager)"
+    "a swarm stack: this operation acts on a compose project; on Swarm stackdeck "
+    "deploys, rolls back, scales and drains or activates nodes"
 )
+COMPOSE_REASON = "a compose project: draining or activating a node is for a swarm stack"
 
 HELP_BINDING = Binding("question_mark", "app.help", "Help", id="help", tooltip="Every key binding")
 QUIT_BINDING = Binding(
@@ -506,10 +509,34 @@ class DashboardScreen(ConsoleScreen[None]):
         """Why writing operations are disabled right now, or None."""
         if self.read_only:
             return READ_ONLY_REASON
-        if self.swarm_mode():
-            return SWARM_REASON
         if self.op_running:
             return f"{self.op_running} is running: wait for it to finish"
+        return None
+
+    def mode_block_reason(self, spec: OpSpec) -> str | None:
+        """Why ``spec`` does not apply to this stack's mode: a compose
+        operation on a swarm stack, a node's on a compose project; or None."""
+        if self.swarm_mode():
+            return None if spec.on_swarm else SWARM_REASON
+        return COMPOSE_REASON if spec.swarm_only else None
+
+    def swarm_backend(self) -> tuple[str | None, str | None]:
+        """The swarm stack's backend image (registry and name) and version."""
+        if self.swarm is not None:
+            for service in self.swarm.services:
+                if service.service == "backend":
+                    return service.image or None, service.tag or None
+        return None, None
+
+    def selected_node(self) -> tuple[str, str] | None:
+        """(id, hostname) of the swarm node under the cursor of the Containers panel."""
+        key = self.selected() or ""
+        if not key.startswith("node:") or self.swarm is None:
+            return None
+        node_id = key.removeprefix("node:")
+        for node in self.swarm.nodes:
+            if node.id == node_id:
+                return node.id, node.hostname
         return None
 
     def lock_block_reason(self) -> str | None:
@@ -523,6 +550,8 @@ class DashboardScreen(ConsoleScreen[None]):
         if not spec.writes:
             return None
         reason = self.write_block_reason()
+        if reason is None:
+            reason = self.mode_block_reason(spec)
         if reason is None and spec.takes_lock:
             reason = self.lock_block_reason()
         return reason

@@ -32,6 +32,8 @@ REQUIRED = {
     "restart": ["worker"],
     "silence": ["ContainerHighCPU", "--comment", "load test"],
     "silence-expire": ["0b8d5c3e-6a3f-4a8e-9d0e-2f6f1f0a9b11"],
+    "node-drain": ["investment-swarm-node-2"],
+    "node-activate": ["investment-swarm-node-2"],
 }
 """The least each command needs to parse."""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 from console.core.ops.context import OpContext
 from console.core.ops.errors import OpFailed
@@ -14,7 +15,25 @@ from console.core.ops.proc import inspect_container
 from console.core.ops.progress import Progress
 from console.core.sources.docker.inspect import container_health, last_health_log
 
-__all__ = ["bake"]
+__all__ = ["HealthWatch", "bake"]
+
+HealthWatch = Callable[[], Awaitable[str | None]]
+"""Checked every 2 s during the bake: None while the new version is
+healthy, else why not (the bake then fails with that reason)."""
+
+
+def container_watch(ctx: OpContext, colour: str) -> HealthWatch:
+    """The compose watch: the new colour's container runs and is not unhealthy."""
+    name = ctx.container(f"backend_{colour}")
+
+    async def watch() -> str | None:
+        info = await inspect_container(ctx, name)
+        state, health = container_health(info)
+        if state != "running" or health == "unhealthy":
+            return f"{colour} became {health or state} during the bake: {last_health_log(info) or state}"
+        return None
+
+    return watch
 
 
 async def bake(
@@ -26,11 +45,14 @@ async def bake(
     seconds: float,
     max_p95_ms: float,
     max_error_rate: float,
+    watch: HealthWatch | None = None,
 ) -> None:
     """Requests through nginx for ``seconds`` (at least 5); the new colour's
-    health check is watched too. Raises OpFailed with the reason."""
+    health check is watched too (``watch``: another check, e.g. a swarm
+    service's tasks; default the colour's container). Raises OpFailed with
+    the reason."""
     stats = BakeStats(expected_version=version)
-    name = ctx.container(f"backend_{colour}")
+    check = watch or container_watch(ctx, colour)
     progress.start(
         "bake",
         f"baking {version} for {seconds:g} s (p95 <= {max_p95_ms:g} ms, errors <= {max_error_rate:.1%})",
@@ -47,14 +69,9 @@ async def bake(
                 break
             if now >= next_health:
                 next_health = now + 2
-                info = await inspect_container(ctx, name)
-                state, health = container_health(info)
-                if state != "running" or health == "unhealthy":
-                    raise OpFailed(
-                        f"{colour} became {health or state} during the bake: {last_health_log(info) or state}",
-                        step="bake",
-                        data=stats.summary(),
-                    )
+                unwell = await check()
+                if unwell:
+                    raise OpFailed(unwell, step="bake", data=stats.summary())
             if now >= next_report:
                 next_report = now + 5
                 s = stats.summary()

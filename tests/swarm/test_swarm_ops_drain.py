@@ -1,0 +1,178 @@
+"""Draining a node from stackdeck (``stackdeck node drain``, what the
+console's "Drain node" runs) under load: the backend's task on that node
+moves to the other, no request fails; then the node is activated again.
+
+Needs two nodes: the module adds a second one to the swarm
+(``scripts/swarm.sh up --nodes 2``; a swarm with more keeps them), spreads
+the backend over two tasks (one per node: Swarm's spread) and drains the
+node that is not the manager (the manager carries the db, redis and edge
+labels, and draining it is refused: test_swarm_ops.py). Marker ``swarm``;
+``bash scripts/swarm.sh test tests/swarm/test_swarm_ops_drain.py`` runs it
+alone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.load import MIXED, LoadLoop
+from tests.swarm.conftest import record_figure
+from tests.swarm.swarm import Swarm
+from tests.swarm.test_swarm_ops import Ops
+
+pytestmark = pytest.mark.swarm
+
+NODES = 2
+
+
+def _hostnames(swarm: Swarm) -> dict[str, str]:
+    return {n.id: n.attrs["Description"]["Hostname"] for n in swarm.client.nodes.list()}
+
+
+def _backend_nodes(swarm: Swarm) -> list[str]:
+    names = _hostnames(swarm)
+    return sorted(names.get(t["NodeID"], "?") for t in swarm.running_tasks("backend"))
+
+
+@pytest.fixture(scope="module")
+def two_nodes(swarm: Swarm, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ops]:
+    r = swarm.script("up", "--nodes", str(NODES), timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    swarm.wait(
+        f"{NODES} ready nodes",
+        lambda: (
+            sum(1 for n in swarm.client.nodes.list() if n.attrs["Status"]["State"] == "ready")
+            >= NODES
+        ),
+        timeout=120,
+    )
+    ops = Ops(swarm, tmp_path_factory.mktemp("swarm-drain-state"))
+    r = ops.run("scale", "backend=2")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    yield ops
+    ops.run("node", "activate", swarm.node(2))
+    ops.run("scale", "backend=1")
+
+
+def test_drain_moves_the_tasks_without_a_failed_request(swarm: Swarm, two_nodes: Ops) -> None:
+    target = swarm.node(2)
+    swarm.wait("a backend task on each node", lambda: len(set(_backend_nodes(swarm))) == 2)
+    before = _backend_nodes(swarm)
+    t0 = time.monotonic()
+    with LoadLoop(
+        swarm.base_url, MIXED, workers=2, pause=0.05, max_requests=8000, max_seconds=300
+    ) as load:
+        time.sleep(2)
+        r = two_nodes.run("node", "drain", target)
+        took = time.monotonic() - t0
+        time.sleep(2)
+    result = load.result()
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    after = _backend_nodes(swarm)
+    record_figure(
+        "swarm_ops_drain",
+        {
+            "nodes": len(_hostnames(swarm)),
+            "backend_before": before,
+            "backend_after": after,
+            "seconds": round(took, 1),
+            "message": r.stdout.strip().splitlines()[-1],
+            "load": result.summary(),
+        },
+    )
+    assert target not in after and len(after) == 2, after
+    assert (
+        f"backend.2 -> {swarm.manager}" in r.stdout or f"backend.1 -> {swarm.manager}" in r.stdout
+    )
+    node = next(
+        n for n in swarm.client.nodes.list() if n.attrs["Description"]["Hostname"] == target
+    )
+    assert node.attrs["Spec"]["Availability"] == "drain"
+    result.assert_clean(reloads=0)
+    audit = [(a["event"], a["op"]) for a in two_nodes.audit()]
+    assert audit[-2:] == [("start", "node-drain"), ("end", "node-drain")]
+
+    r = two_nodes.run("node", "activate", target)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    node.reload()
+    assert node.attrs["Spec"]["Availability"] == "active"
+
+
+async def test_drain_from_the_console_under_load(swarm: Swarm, two_nodes: Ops) -> None:
+    """The real console (run_test) on the swarm: the node under the cursor,
+    "Drain node", confirmed with y; the backend's task there moves, no
+    request fails."""
+    import asyncio
+
+    from console.core.config import Settings
+    from console.ui.app import create_app
+    from console.ui.screens.confirm import ConfirmScreen
+    from console.ui.screens.dashboard import DashboardScreen
+
+    target = swarm.node(2)
+    # a task on node-2 again (Swarm does not rebalance after activate): spread places it there
+    r = two_nodes.run("scale", "backend=3")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    swarm.wait("a backend task on node-2", lambda: target in _backend_nodes(swarm))
+    settings = Settings(
+        project=swarm.stack,
+        docker_host=f"tcp://127.0.0.1:{swarm.api_port}",
+        base_url=swarm.base_url,
+        state_dir=str(two_nodes.state),
+        prometheus_url=None,
+        alertmanager_url=None,
+    )
+    app = create_app(settings, preload=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        dash = app.screen
+        assert isinstance(dash, DashboardScreen)
+        node_id = None
+        for _ in range(300):  # the swarm source's first poll (bounded)
+            await pilot.pause(0.1)
+            if dash.swarm is not None and dash.swarm_mode():
+                node_id = next((n.id for n in dash.swarm.nodes if n.hostname == target), None)
+                if node_id:
+                    break
+        assert node_id, "the console did not show the swarm's nodes"
+        load = LoadLoop(
+            swarm.base_url, MIXED, workers=2, pause=0.05, max_requests=8000, max_seconds=300
+        )
+        async with load:
+            dash.selected_container = f"node:{node_id}"
+            dash.action_op("node-drain")
+            for _ in range(50):
+                await pilot.pause(0.1)
+                if isinstance(app.screen, ConfirmScreen):
+                    break
+            assert isinstance(app.screen, ConfirmScreen), app.screen
+            assert app.screen.title_text == f"Drain {target}?"
+
+            def results() -> list[Any]:
+                return [
+                    e
+                    for e in dash.ops_log.events
+                    if e.op == "node-drain" and e.step == "result" and e.status in ("done", "fail")
+                ]
+
+            seen = len(results())
+            await pilot.press("y")
+            for _ in range(1800):  # the drain (bounded by its own timeout)
+                await pilot.pause(0.1)
+                if len(results()) > seen:
+                    break
+            await asyncio.sleep(1)
+        result = load.result()
+        final = results()[seen:]
+    assert final and final[-1].status == "done", [e.message for e in dash.ops_log.events]
+    after = _backend_nodes(swarm)
+    record_figure(
+        "swarm_ops_drain_console",
+        {"message": final[-1].message, "backend_after": after, "load": result.summary()},
+    )
+    assert target not in after and len(after) == 3, after
+    result.assert_clean(reloads=0)
+    assert ("start", "node-drain") in [(a["event"], a["op"]) for a in two_nodes.audit()][-3:]
