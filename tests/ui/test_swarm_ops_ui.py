@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from console.core.ops.table import OPERATIONS, DeployParams, NodeParams, RollbackParams
+from console.ui.panels.operations import OperationsPanel
 from console.ui.screens.confirm import ConfirmScreen
 from console.ui.screens.dashboard import COMPOSE_REASON, DashboardScreen
 from console.ui.screens.deploy import DeployScreen
@@ -104,3 +105,19 @@ async def test_node_operations_are_greyed_on_a_compose_project() -> None:
             assert dash.block_reason(OPERATIONS[name]) == COMPOSE_REASON
             assert dash.check_action("op", (name,)) is None
         assert dash.block_reason(OPERATIONS["deploy"]) is None
+
+
+async def test_the_idle_operations_line_names_the_keys_that_run_there() -> None:
+    """A swarm stack's Operations panel offers deploy and rollback, not the
+    compose-only vacuum, flush, emergency limit or restart (their keys are
+    greyed there); a compose project's offers all of them."""
+    for mode, shown, hidden in (
+        ("swarm", ["d deploy", "b rollback"], ["v vacuum", "f flush", "r restart"]),
+        ("normal", ["d deploy", "b rollback", "v vacuum", "r restart"], []),
+    ):
+        app = make_app(mode)
+        async with app.run_test(size=BIG) as pilot:
+            await settle(pilot)
+            idle = str(app.screen.query_one(OperationsPanel).query_one(".idle").render())
+            assert all(k in idle for k in shown), (mode, idle)
+            assert not any(k in idle for k in hidden), (mode, idle)

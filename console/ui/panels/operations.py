@@ -207,6 +207,9 @@ class OperationsPanel(Panel):
     others: var[OtherOpsSnapshot | None] = var(None, init=False)
     """Other operators' operations (bound to the dashboard): the title names
     the one that holds the deploy lock."""
+    swarm: var[bool] = var(False, init=False)
+    """A swarm stack (set by the dashboard): the idle text names the keys of
+    the operations that run there, not the compose-only ones."""
 
     def __init__(self, *, cancel_key: str | None = None) -> None:
         super().__init__()
@@ -288,6 +291,9 @@ class OperationsPanel(Panel):
     def watch_read_only(self) -> None:
         self._render_idle()
 
+    def watch_swarm(self) -> None:
+        self._render_idle()
+
     def watch_others(self) -> None:
         self._render_idle()
         self._render_schedule()
@@ -326,7 +332,11 @@ class OperationsPanel(Panel):
                 )
             )
         else:
-            keys = [f"{spec.key.key} {spec.key.words}" for spec in OPERATIONS.values() if spec.key]
+            keys = [
+                f"{spec.key.key} {spec.key.words}"
+                for spec in OPERATIONS.values()
+                if spec.key and (spec.on_swarm if self.swarm else not spec.swarm_only)
+            ]
             idle.update(Content.styled(" · ".join(["no operations yet", *keys]), "dim"))
 
     @property

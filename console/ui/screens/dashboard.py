@@ -393,6 +393,7 @@ class DashboardScreen(ConsoleScreen[None]):
         the engine the console talks to)."""
         if self._mounted:
             self.query_one("#dashboard").set_class(self.swarm_mode(), "-swarm")
+            self.query_one(OperationsPanel).swarm = self.swarm_mode()
 
     def swarm_mode(self) -> bool:
         """Whether the stack is a swarm stack (the swarm source's verdict, or
