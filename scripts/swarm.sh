@@ -188,6 +188,13 @@ ensure_registry() {
   wait_for 60 "registry $REGISTRY" curl -fsS "http://$HOST_REGISTRY/v2/"
 }
 
+network_gateway() {  # the nodes' network's gateway (the host's side of it)
+  local gw
+  gw=$(docker network inspect -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}' "$NETWORK")
+  [ -n "$gw" ] || die "network $NETWORK has no gateway address"
+  printf '%s' "$gw"
+}
+
 # start_node I: node I's container (its engine up), created when missing
 start_node() {
   local i=$1 name
@@ -195,9 +202,12 @@ start_node() {
   if ! docker container inspect "$name" >/dev/null 2>&1; then
     local ports=()
     if [ "$i" = 1 ]; then
-      # the edge, Prometheus and the manager's API, on the host's loopback only
+      # the edge, Prometheus and the manager's API, on the host's loopback
+      # only; the API lets in only the nodes' network gateway, where the
+      # host's connections to the published port come from (entrypoint.sh)
       ports=(-p "127.0.0.1:$SWARM_HTTP_PORT:80" -p "127.0.0.1:$SWARM_HTTPS_PORT:443"
-             -p "127.0.0.1:$SWARM_PROMETHEUS_PORT:9090" -p "127.0.0.1:$SWARM_API_PORT:2375")
+             -p "127.0.0.1:$SWARM_PROMETHEUS_PORT:9090" -p "127.0.0.1:$SWARM_API_PORT:2375"
+             -e "NODE_API_FROM=$(network_gateway)")
     fi
     log "node $name"
     # DESIGN.md: --privileged is refused here; these flags are what works.

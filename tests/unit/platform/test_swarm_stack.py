@@ -78,7 +78,45 @@ def test_render_keeps_what_swarm_takes(tmp_path: Path) -> None:
 
 def test_render_refuses_a_secret_in_the_environment(tmp_path: Path) -> None:
     model = _model(tmp_path, environment={"JWT_SECRET": PLACEHOLDER})
-    with pytest.raises(swarm_stack.RenderError, match="JWT_SECRET would carry a secret"):
+    with pytest.raises(
+        swarm_stack.RenderError, match=r"environment\.JWT_SECRET would carry a secret"
+    ):
+        swarm_stack.render(model, tmp_path / "out", PLACEHOLDER)
+
+
+@pytest.mark.parametrize(
+    ("where", "found"),
+    [
+        ({"labels": {"com.x.token": f"t={PLACEHOLDER}"}}, r"labels\.com\.x\.token"),
+        ({"command": ["serve", f"--password={PLACEHOLDER}"]}, r"command\[1\]"),
+        ({"entrypoint": ["sh", "-c", f"run {PLACEHOLDER}"]}, r"entrypoint\[2\]"),
+        (
+            {"healthcheck": {"test": ["CMD", "redis-cli", "-a", PLACEHOLDER, "ping"]}},
+            r"healthcheck\.test\[3\]",
+        ),
+        (
+            {"deploy": {"labels": {"auth": PLACEHOLDER}}},
+            r"deploy\.labels\.auth",
+        ),
+        ({"logging": {"options": {"token": PLACEHOLDER}}}, r"logging\.options\.token"),
+    ],
+)
+def test_render_refuses_a_secret_anywhere_in_a_service(
+    tmp_path: Path, where: dict[str, Any], found: str
+) -> None:
+    """Not only the environment: any value of the service that would carry
+    it (a label, a command, a health check, a logging option)."""
+    model = _model(tmp_path, **where)
+    with pytest.raises(swarm_stack.RenderError, match=f"service backend: {found} would carry"):
+        swarm_stack.render(model, tmp_path / "out", PLACEHOLDER)
+
+
+def test_render_refuses_a_secret_in_a_network_option(tmp_path: Path) -> None:
+    model = _model(tmp_path)
+    model["networks"]["default"]["driver_opts"] = {"encrypted-key": PLACEHOLDER}
+    with pytest.raises(
+        swarm_stack.RenderError, match=r"networks\.default\.driver_opts\.encrypted-key"
+    ):
         swarm_stack.render(model, tmp_path / "out", PLACEHOLDER)
 
 
