@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -169,3 +170,28 @@ def test_the_real_overlay_renders_to_the_swarm_services(tmp_path: Path) -> None:
         assert svc["deploy"]["endpoint_mode"] == "dnsrr", name
     assert stack["services"]["node_exporter"]["deploy"]["mode"] == "global"
     assert "node.labels.db == true" in stack["services"]["db"]["deploy"]["placement"]["constraints"]
+
+
+def _swarm_test_ports(http_port: int) -> dict[str, int]:
+    """scripts/test.sh's Swarm tier ports: HTTP_PORT + its SWARM_PORT_OFFSETS."""
+    text = (REPO / "scripts" / "test.sh").read_text()
+    match = re.search(r'^SWARM_PORT_OFFSETS="([^"]+)"$', text, re.MULTILINE)
+    assert match, "scripts/test.sh defines no SWARM_PORT_OFFSETS"
+    pairs = (pair.split("=", 1) for pair in match.group(1).split(","))
+    return {name: http_port + int(offset) for name, offset in pairs}
+
+
+def test_the_swarm_tiers_ports_clear_the_compose_test_stacks() -> None:
+    """The Swarm tier of scripts/test.sh runs after the compose tiers, with
+    the compose test stack still up: none of its ports may be one of that
+    stack's, nor in the kernel's ephemeral range (the load loops' outgoing
+    connections hold those)."""
+    from console.core.stack import published_ports
+
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for http_port in (80, 18080, 18090, 18099):  # the default; test.sh's; the fresh machine's
+        swarm = _swarm_test_ports(http_port)
+        assert len(swarm) == 5 and len(set(swarm.values())) == 5, swarm
+        compose = set(published_ports({}, http_port).values()) | {http_port}
+        assert not compose & set(swarm.values()), (http_port, swarm, compose)
+        assert max(swarm.values()) < low, (http_port, swarm, low)
