@@ -399,10 +399,20 @@ PY
   local image
   image=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["services"]["backend"]["image"])' "$dir/stack.json")
   log "migrating the schema (alembic upgrade head, a one-off job of $image)"
-  # the arguments NUL-separated on stdin (values with spaces stay whole)
-  docker exec -i "$MANAGER" sh -c 'xargs -0 docker service create --detach=false --quiet --mode replicated-job --restart-condition none --label com.investment.oneoff=migrate' \
-    <"$dir/migrate.args" >/dev/null 2>&1 || true
-  state=$(mgr service ps --no-trunc --format '{{.CurrentState}}|{{.Error}}' "$MIGRATE_SERVICE" 2>/dev/null | head -n 1)
+  # the arguments NUL-separated on stdin (values with spaces stay whole);
+  # detached, then polled: the CLI's own wait never ends for a job whose
+  # task was rejected (an image that cannot be pulled)
+  docker exec -i "$MANAGER" sh -c 'xargs -0 docker service create --detach --quiet --mode replicated-job --restart-condition none --label com.investment.oneoff=migrate' \
+    <"$dir/migrate.args" >/dev/null || die "creating the migration job failed (above)"
+  local deadline=$((SECONDS + 600))
+  while :; do
+    state=$(mgr service ps --no-trunc --format '{{.CurrentState}}|{{.Error}}' "$MIGRATE_SERVICE" 2>/dev/null | head -n 1)
+    case "$state" in
+      Complete*|Failed*|Rejected*|Shutdown*|Orphaned*|Remove*) break ;;
+    esac
+    [ "$SECONDS" -lt "$deadline" ] || { state="still ${state:-pending} after 600 s"; break; }
+    sleep 1
+  done
   if [[ $state != Complete* ]]; then
     mgr service logs --raw "$MIGRATE_SERVICE" 2>&1 | tail -n 30 >&2 || true
     mgr service rm "$MIGRATE_SERVICE" >/dev/null 2>&1 || true

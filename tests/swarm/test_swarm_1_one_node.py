@@ -9,6 +9,7 @@ Figures (not asserted: timings vary) go to docs/SCALE-OUT.md.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -196,6 +197,27 @@ def test_deploy_refuses_secrets_that_differ_from_the_swarms(swarm: Swarm) -> Non
     finally:
         shutil.rmtree(folder)
         saved.rename(folder)
+
+
+def test_a_failed_migration_stops_the_deploy_before_the_rollout(swarm: Swarm) -> None:
+    """deploy migrates first, as a one-off job of the new image: when that
+    fails (here the version was never pushed), nothing is rolled out and the
+    job is gone."""
+    before = swarm.inspect("backend")
+    r = subprocess.run(
+        ["bash", "scripts/swarm.sh", "deploy"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "BACKEND_VERSION": "v0.0.0-never-pushed"},
+    )
+    assert r.returncode != 0, r.stderr[-2000:]
+    assert "alembic upgrade head failed" in r.stderr, r.stderr[-2000:]
+    assert "nothing was rolled out" in r.stderr and "Traceback" not in r.stderr
+    after = swarm.inspect("backend")
+    assert after["Version"]["Index"] == before["Version"]["Index"]
+    assert swarm.image_of("backend").endswith(f"-backend:{BASE}")
+    assert not swarm.client.services.list(filters={"name": swarm.service("migrate")})
 
 
 def test_rolling_update_v1_to_v2_under_load_without_failed_requests(swarm: Swarm) -> None:
