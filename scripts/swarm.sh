@@ -188,6 +188,13 @@ ensure_registry() {
   wait_for 60 "registry $REGISTRY" curl -fsS "http://$HOST_REGISTRY/v2/"
 }
 
+network_gateway() {  # the nodes' network's gateway (the host's side of it)
+  local gw
+  gw=$(docker network inspect -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}' "$NETWORK")
+  [ -n "$gw" ] || die "network $NETWORK has no gateway address"
+  printf '%s' "$gw"
+}
+
 # start_node I: node I's container (its engine up), created when missing
 start_node() {
   local i=$1 name
@@ -195,9 +202,12 @@ start_node() {
   if ! docker container inspect "$name" >/dev/null 2>&1; then
     local ports=()
     if [ "$i" = 1 ]; then
-      # the edge, Prometheus and the manager's API, on the host's loopback only
+      # the edge, Prometheus and the manager's API, on the host's loopback
+      # only; the API lets in only the nodes' network gateway, where the
+      # host's connections to the published port come from (entrypoint.sh)
       ports=(-p "127.0.0.1:$SWARM_HTTP_PORT:80" -p "127.0.0.1:$SWARM_HTTPS_PORT:443"
-             -p "127.0.0.1:$SWARM_PROMETHEUS_PORT:9090" -p "127.0.0.1:$SWARM_API_PORT:2375")
+             -p "127.0.0.1:$SWARM_PROMETHEUS_PORT:9090" -p "127.0.0.1:$SWARM_API_PORT:2375"
+             -e "NODE_API_FROM=$(network_gateway)")
     fi
     log "node $name"
     # DESIGN.md: --privileged is refused here; these flags are what works.
@@ -286,8 +296,29 @@ cmd_up() {
   log "swarm $SWARM_NAME up: $n node(s), $managers manager(s); the manager's engine: $(cmd_env)"
 }
 
-ensure_secrets() {  # each secret once: random, kept in the state dir (mode 600)
-  local dir="$SWARM_STATE_DIR/secrets" s
+# ensure_secrets: each secret once, random, kept in the state folder (mode
+# 600) and created as a Docker secret labelled with its file's sha256. A
+# secret the swarm has is never replaced (Swarm secrets are immutable and the
+# database's volume was initialised with it): when its file is missing or
+# differs (the state folder lost or replaced while the swarm kept running),
+# the deploy stops and says so, before anything is generated or changed.
+SECRET_SUM_LABEL=com.investment.secret.sha256
+ensure_secrets() {
+  local dir="$SWARM_STATE_DIR/secrets" s have want bad=()
+  for s in "${SECRETS[@]}" tls_cert tls_key; do
+    have=$(mgr secret inspect -f "{{ index .Spec.Labels \"$SECRET_SUM_LABEL\" }}" "${STACK_NAME}_$s" 2>/dev/null) || continue
+    if [ ! -s "$dir/$s" ]; then
+      bad+=("$s (no file)")
+    elif [ -z "$have" ]; then
+      # created before the checksum label: cannot be compared, kept as it is
+      log "note: the secret ${STACK_NAME}_$s has no checksum label; $dir/$s is assumed to match it"
+    elif [ "$have" != "$(sha256sum <"$dir/$s" | cut -d' ' -f1)" ]; then
+      bad+=("$s (differs)")
+    fi
+  done
+  if [ ${#bad[@]} -gt 0 ]; then
+    die "the swarm's secrets differ from $dir: ${bad[*]}. The state folder was lost or replaced while swarm $SWARM_NAME kept the secrets it was deployed with (its database was initialised with them); restore that folder, or start from nothing (scripts/swarm.sh down, then up and deploy: the data goes). Nothing was changed."
+  fi
   mkdir -p "$dir"
   chmod 700 "$dir"
   for s in "${SECRETS[@]}"; do
@@ -303,9 +334,19 @@ ensure_secrets() {  # each secret once: random, kept in the state dir (mode 600)
   fi
   for s in "${SECRETS[@]}" tls_cert tls_key; do
     mgr secret inspect "${STACK_NAME}_$s" >/dev/null 2>&1 && continue
-    docker exec -i "$MANAGER" docker secret create "${STACK_NAME}_$s" - <"$dir/$s" >/dev/null \
+    want=$(sha256sum <"$dir/$s" | cut -d' ' -f1)
+    docker exec -i "$MANAGER" docker secret create --label "$SECRET_SUM_LABEL=$want" \
+      "${STACK_NAME}_$s" - <"$dir/$s" >/dev/null \
       || die "creating the secret ${STACK_NAME}_$s failed"
   done
+  # The market-data providers' keys are not passed to the swarm: the render
+  # runs under `env -i` and the stack's services get the compose default
+  # (offline-sim, the simulator). Said, so that no one expects live prices.
+  local k set=()
+  for k in ALPHA_VANTAGE_API_KEY FINNHUB_API_KEY POLYGON_API_KEY NEWSAPI_KEY; do
+    case "$(_setting "$k" offline-sim)" in offline-sim) ;; *) set+=("$k") ;; esac
+  done
+  [ ${#set[@]} -eq 0 ] || log "note: ${set[*]} not passed to the swarm: its stack runs on the offline price simulator (docs/SCALE-OUT.md)"
 }
 
 render_stack() {  # render_stack DIR: stack.json and configs/ for the manager
@@ -328,13 +369,56 @@ render_stack() {  # render_stack DIR: stack.json and configs/ for the manager
   rm -f "$dir/model.json"
 }
 
-backend_container() {  # -> "NODE CONTAINER" of a running backend task, or nothing
-  local node cid
-  for node in $(nodes); do
-    running "$node" || continue
-    cid=$(in_node "$node" docker ps -q --filter "label=com.docker.swarm.service.name=${STACK_NAME}_backend" 2>/dev/null | head -n 1)
-    if [ -n "$cid" ]; then printf '%s %s\n' "$node" "$cid"; return; fi
+# migrate DIR: `alembic upgrade head` with the backend image and settings of
+# DIR/stack.json (the version about to roll out), as a one-off Swarm job on
+# the stack's networks with its secrets: the schema is migrated before any
+# task of the new version starts, as the compose deploy does (migrations are
+# expand-only, so the running version keeps working on the new schema).
+MIGRATE_SERVICE="${STACK_NAME}_migrate"
+migrate() {
+  local dir=$1 state
+  STACK="$STACK_NAME" python3 - "$dir/stack.json" >"$dir/migrate.args" <<'PY' \
+    || die "reading the backend of the rendered stack failed"
+import json, os, sys
+stack = json.load(open(sys.argv[1]))
+b = stack["services"]["backend"]
+out = ["--name", os.environ["STACK"] + "_migrate"]
+for name in b.get("networks") or {}:
+    out += ["--network", (stack["networks"].get(name) or {}).get("name") or f"{os.environ['STACK']}_{name}"]
+for ref in b.get("secrets") or []:
+    ext = stack["secrets"][ref["source"]]["name"]
+    out += ["--secret", f"source={ext},target={ref.get('target') or ref['source']}"]
+env = b.get("environment") or {}
+for k, v in sorted(env.items()):
+    if v is not None:
+        out += ["--env", f"{k}={v}"]
+out += [b["image"], "python3", "-m", "alembic", "upgrade", "head"]
+print("\0".join(out), end="")
+PY
+  mgr service rm "$MIGRATE_SERVICE" >/dev/null 2>&1 || true
+  local image
+  image=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["services"]["backend"]["image"])' "$dir/stack.json")
+  log "migrating the schema (alembic upgrade head, a one-off job of $image)"
+  # the arguments NUL-separated on stdin (values with spaces stay whole);
+  # detached, then polled: the CLI's own wait never ends for a job whose
+  # task was rejected (an image that cannot be pulled)
+  docker exec -i "$MANAGER" sh -c 'xargs -0 docker service create --detach --quiet --mode replicated-job --restart-condition none --label com.investment.oneoff=migrate' \
+    <"$dir/migrate.args" >/dev/null || die "creating the migration job failed (above)"
+  local deadline=$((SECONDS + 600))
+  while :; do
+    state=$(mgr service ps --no-trunc --format '{{.CurrentState}}|{{.Error}}' "$MIGRATE_SERVICE" 2>/dev/null | head -n 1)
+    case "$state" in
+      Complete*|Failed*|Rejected*|Shutdown*|Orphaned*|Remove*) break ;;
+    esac
+    [ "$SECONDS" -lt "$deadline" ] || { state="still ${state:-pending} after 600 s"; break; }
+    sleep 1
   done
+  if [[ $state != Complete* ]]; then
+    mgr service logs --raw "$MIGRATE_SERVICE" 2>&1 | tail -n 30 >&2 || true
+    mgr service rm "$MIGRATE_SERVICE" >/dev/null 2>&1 || true
+    die "alembic upgrade head failed (${state:-no task}; its log above): nothing was rolled out"
+  fi
+  mgr service rm "$MIGRATE_SERVICE" >/dev/null 2>&1 || true
 }
 
 edge_health() { curl -fsS -o /dev/null --max-time 3 "http://127.0.0.1:$SWARM_HTTP_PORT/api/health"; }
@@ -350,18 +434,17 @@ cmd_deploy() {
   render_stack "$dir"
   in_node "$MANAGER" sh -c 'rm -rf /srv/stack && mkdir -p /srv/stack'
   tar -C "$dir" -cf - . | docker exec -i "$MANAGER" tar -C /srv/stack -xf -
+  # a stack that runs already: its schema first, then the rollout; the first
+  # deploy has no database before the stack, so its migration follows it
+  local first=1
+  mgr service inspect "${STACK_NAME}_db" >/dev/null 2>&1 && first=0
+  [ $first = 1 ] || migrate "$dir"
   log "docker stack deploy $STACK_NAME on $MANAGER (waits for the services)"
   local started=$SECONDS
   in_node "$MANAGER" sh -c "cd /srv/stack && docker stack deploy --detach=false --quiet --prune -c stack.json '$STACK_NAME'" >&2 \
     || die "docker stack deploy failed (above); see: scripts/swarm.sh status"
   log "stack converged in $(( SECONDS - started )) s"
-  local where
-  where=$(backend_container)
-  [ -n "$where" ] || die "no backend task runs; see: scripts/swarm.sh status"
-  log "migrating the schema (alembic upgrade head, in ${where#* } on ${where%% *})"
-  # shellcheck disable=SC2086
-  in_node ${where%% *} docker exec ${where#* } python3 -m alembic upgrade head >&2 \
-    || die "alembic upgrade head failed (above)"
+  [ $first = 0 ] || migrate "$dir"
   wait_for 90 "/api/health through nginx on 127.0.0.1:$SWARM_HTTP_PORT" edge_health
   log "deployed: http://127.0.0.1:$SWARM_HTTP_PORT/api/health answers 200"
 }

@@ -16,9 +16,11 @@ What it does to the model:
 * names each config after its content (``<stack>_<key>_<sha12>``): a Swarm
   config is immutable, so an edited file becomes a new config and the
   services that mount it are updated;
-* refuses (exit 1, one line) a stack in which a secret is still an
-  environment value: scripts/swarm.sh renders with a placeholder for every
-  secret the compose files require, and none may survive.
+* refuses (exit 1, one line) a stack in which a secret still shows
+  anywhere but in a secret: scripts/swarm.sh renders with a placeholder for
+  every secret the compose files require, and none may survive, neither in
+  an environment nor in a label, a command, a health check, a logging or a
+  driver option (every value of the rendered stack is searched).
 """
 
 from __future__ import annotations
@@ -70,13 +72,30 @@ def _octal(mode: Any) -> Any:
     return int(mode, 8) if isinstance(mode, str) else mode
 
 
+def leaks(value: Any, placeholder: str, path: str = "") -> list[str]:
+    """The paths (``services.backend.labels.x``) of every key or value that
+    holds the placeholder, anywhere in ``value``."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            where = f"{path}.{k}" if path else str(k)
+            if placeholder in str(k):
+                found.append(where)
+            found += leaks(v, placeholder, where)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found += leaks(v, placeholder, f"{path}[{i}]")
+    elif value is not None and placeholder in str(value):
+        found.append(path)
+    return found
+
+
 def _service(name: str, svc: dict[str, Any], placeholder: str) -> dict[str, Any]:
     out = {k: v for k, v in svc.items() if k in SERVICE_KEYS and v is not None}
-    env = out.get("environment") or {}
-    leaked = sorted(k for k, v in env.items() if v is not None and placeholder in str(v))
+    leaked = leaks(out, placeholder)
     if leaked:
         raise RenderError(
-            f"service {name}: {', '.join(leaked)} would carry a secret in the environment; "
+            f"service {name}: {', '.join(leaked)} would carry a secret outside a secret; "
             "reset it in compose/docker-compose.swarm.yml and give the service the Docker secret"
         )
     if "ports" in out:
@@ -151,6 +170,9 @@ def render(model: dict[str, Any], out_dir: Path, placeholder: str) -> dict[str, 
         digest = hashlib.sha256(data).hexdigest()[:12]
         configs[name] = {"file": f"./configs/{name}", "name": f"{stack_name}_{name}_{digest}"}
     stack["configs"] = configs
+    leaked = leaks({k: v for k, v in stack.items() if k != "services"}, placeholder)
+    if leaked:
+        raise RenderError(f"{', '.join(leaked)} would carry a secret outside a secret")
     return stack
 
 

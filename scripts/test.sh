@@ -4,6 +4,15 @@
 # uses is never touched), the console's virtualenv, lint and types, then every
 # tier: unit, ui (snapshots), integration (real stack), destructive last.
 # Extra arguments go to pytest (e.g. scripts/test.sh tests/unit -x).
+#
+# Then the single-node Swarm tier (tests/swarm's one-node file and the
+# console on a swarm, tests/integration/console/test_swarm_console.py) on a
+# swarm of its own, "$STACK_NAME-swarm" on ports derived from the test
+# stack's (SWARM_PORT_OFFSETS below), brought up from nothing and removed at
+# the end whatever happened. On a full run (no extra arguments), or with
+# STACKDECK_TEST_SWARM=yes; STACKDECK_TEST_SWARM=no leaves it out. The exit
+# code is non-zero if either tier failed. The multi-node tier is not here
+# (docs/SCALE-OUT.md: `bash scripts/swarm.sh test`, about 12 minutes).
 set -euo pipefail
 export STACK_NAME="${STACKDECK_TEST_STACK:-sdtest}"
 export STACKDECK_TEST_STACK="$STACK_NAME"
@@ -99,4 +108,43 @@ log "mypy"
 .venv/bin/mypy
 
 export TEXTUAL_ANIMATIONS=none
-exec .venv/bin/python -m pytest -ra --durations=15 -p no:cacheprovider "$@"
+
+# The Swarm tier's own swarm: its name, and ports at HTTP_PORT + 1000 + offset
+# (18080: 19080, 19443, 19090, 19375, 19500), clear of the compose test
+# stack's (HTTP_PORT + 0/363/10000/12000/14000) and below the ephemeral range
+# (tests/unit/platform/test_swarm_stack.py checks both).
+SWARM_PORT_OFFSETS="SWARM_HTTP_PORT=1000,SWARM_HTTPS_PORT=1363,SWARM_PROMETHEUS_PORT=1010,SWARM_API_PORT=1295,SWARM_REGISTRY_PORT=1420"
+swarm_down() {
+  bash scripts/swarm.sh down --yes || log "removing swarm $SWARM_NAME failed: remove it with SWARM_NAME=$SWARM_NAME bash scripts/swarm.sh down --yes"
+}
+swarm_tier() {  # the single-node Swarm tier, from nothing to nothing
+  export SWARM_NAME="$STACK_NAME-swarm"
+  local pair
+  IFS=, read -ra _pairs <<<"$SWARM_PORT_OFFSETS"
+  for pair in "${_pairs[@]}"; do
+    export "${pair%%=*}=$(( HTTP_PORT + ${pair#*=} ))"
+  done
+  log "the Swarm tier: swarm $SWARM_NAME on 127.0.0.1:$SWARM_HTTP_PORT (API $SWARM_API_PORT)"
+  swarm_down  # whatever an earlier run left
+  trap swarm_down EXIT
+  local started=$SECONDS rc=0
+  .venv/bin/python -m pytest -ra --durations=10 -p no:cacheprovider -m swarm \
+    tests/swarm/test_swarm_1_one_node.py tests/integration/console/test_swarm_console.py || rc=$?
+  swarm_down
+  trap - EXIT
+  log "the Swarm tier: exit $rc after $(( SECONDS - started )) s"
+  return "$rc"
+}
+
+swarm=${STACKDECK_TEST_SWARM:-}
+[ -n "$swarm" ] || swarm=$([ $# -eq 0 ] && echo yes || echo no)
+if [ "$swarm" != yes ]; then
+  exec .venv/bin/python -m pytest -ra --durations=15 -p no:cacheprovider "$@"
+fi
+compose_rc=0
+.venv/bin/python -m pytest -ra --durations=15 -p no:cacheprovider "$@" || compose_rc=$?
+swarm_rc=0
+swarm_tier || swarm_rc=$?
+log "compose tiers: exit $compose_rc; Swarm tier: exit $swarm_rc"
+[ "$compose_rc" = 0 ] || exit "$compose_rc"
+exit "$swarm_rc"

@@ -141,6 +141,35 @@ class Swarm:
             time.sleep(every)
         raise AssertionError(f"{what}: not within {timeout} s (last: {last!r})")
 
+    def task_container(self, short: str, node: str | None = None) -> str:
+        """The id of a running container of the service on ``node`` (the
+        manager by default), read with that node's own CLI."""
+        cid = self.docker(
+            "ps",
+            "-q",
+            "-f",
+            f"label=com.docker.swarm.service.name={self.service(short)}",
+            node=node,
+        ).split()
+        assert cid, f"no running {short} container on {node or self.manager}"
+        return cid[0]
+
+    def node_address(self, node: str) -> str:
+        """A node container's address on the nodes' network (from the host)."""
+        r = subprocess.run(
+            [
+                "docker",
+                "inspect",
+                "-f",
+                f'{{{{ (index .NetworkSettings.Networks "{self.name}_net").IPAddress }}}}',
+                node,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return r.stdout.strip()
+
     def prometheus_targets(self, job: str) -> list[dict[str, Any]]:
         """Prometheus's active targets of ``job`` (on 127.0.0.1, basic auth)."""
         r = httpx.get(

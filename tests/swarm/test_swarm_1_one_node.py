@@ -9,8 +9,11 @@ Figures (not asserted: timings vary) go to docs/SCALE-OUT.md.
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -26,6 +29,22 @@ pytestmark = pytest.mark.swarm
 BASE = BASE_VERSION
 V2 = "v2.0.0-swarm"
 V3_BROKEN = "v3.0.0-swarm.broken"
+TEST_START_PERIOD = "10s"
+"""The broken v3's health-check start period, set with the update: Swarm
+counts failing probes only after it, so the production value (60 s, the
+compose file's) would spend a minute of the test waiting. The rollback
+restores the production value (asserted)."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fault_images_removed(swarm: Swarm) -> Iterator[None]:
+    """The fault versions built on the host engine go at the end (the
+    registry's copies go with the swarm)."""
+    yield
+    for version in (V2, V3_BROKEN):
+        subprocess.run(
+            ["docker", "rmi", f"{swarm.image_prefix}-backend:{version}"], capture_output=True
+        )
 
 
 def _load(swarm: Swarm) -> LoadLoop:
@@ -127,6 +146,80 @@ def test_secrets_are_docker_secrets_not_environment(swarm: Swarm) -> None:
     assert r.status_code == 200, r.text[:300]
 
 
+def test_the_engine_api_is_not_reachable_from_the_stack(swarm: Swarm) -> None:
+    """The manager's engine API answers the host (the published port on
+    127.0.0.1) and nobody else: a task of the stack reaches the node (its
+    Swarm port 2377 answers on the nodes' network) but not the API, through
+    neither the node's address on the task's gateway nor on the nodes'
+    network."""
+    assert swarm.client.version()["ApiVersion"]  # the host's way in works
+    node_ip = swarm.node_address(swarm.manager)
+    probe = (
+        "import socket, struct, sys\n"
+        "gw = [socket.inet_ntoa(struct.pack('<L', int(f[2], 16)))\n"
+        "      for f in (l.split() for l in open('/proc/net/route').readlines()[1:])\n"
+        "      if f[1] == '00000000']\n"
+        "for host in gw + sys.argv[1:]:\n"
+        "    for port in (2377, 2375):\n"
+        "        try:\n"
+        "            socket.create_connection((host, port), timeout=3).close()\n"
+        "            print(host, port, 'open')\n"
+        "        except OSError as exc:\n"
+        "            print(host, port, type(exc).__name__)\n"
+    )
+    cid = swarm.task_container("backend")
+    out = swarm.docker("exec", cid, "python3", "-c", probe, node_ip)
+    seen = {tuple(line.split()[:2]): line.split()[2] for line in out.splitlines()}
+    hosts = {h for h, _ in seen}
+    assert node_ip in hosts and len(hosts) >= 2, out  # the gateway and the node
+    assert seen[(node_ip, "2377")] == "open", out  # the node is reachable (Swarm's port)...
+    for host in hosts:
+        assert seen[(host, "2375")] != "open", out  # ...its engine API is not
+
+
+def test_deploy_refuses_secrets_that_differ_from_the_swarms(swarm: Swarm) -> None:
+    """The state folder replaced while the swarm keeps the secrets it was
+    deployed with: the deploy stops, names the secret, changes nothing."""
+    folder = swarm.state_dir / "secrets"
+    saved = swarm.state_dir / "secrets.saved-by-test"
+    shutil.copytree(folder, saved)
+    try:
+        (folder / "jwt_secret").write_text("not-the-one-the-swarm-has")
+        (folder / "redis_password").unlink()
+        before = swarm.inspect("backend")["Version"]["Index"]
+        r = swarm.script("deploy", timeout=120)
+        assert r.returncode != 0, r.stderr[-2000:]
+        assert "the swarm's secrets differ from" in r.stderr, r.stderr[-2000:]
+        assert "jwt_secret" in r.stderr and "redis_password (no file)" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
+        assert swarm.inspect("backend")["Version"]["Index"] == before
+        assert not (folder / "redis_password").exists()  # nothing generated
+    finally:
+        shutil.rmtree(folder)
+        saved.rename(folder)
+
+
+def test_a_failed_migration_stops_the_deploy_before_the_rollout(swarm: Swarm) -> None:
+    """deploy migrates first, as a one-off job of the new image: when that
+    fails (here the version was never pushed), nothing is rolled out and the
+    job is gone."""
+    before = swarm.inspect("backend")
+    r = subprocess.run(
+        ["bash", "scripts/swarm.sh", "deploy"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "BACKEND_VERSION": "v0.0.0-never-pushed"},
+    )
+    assert r.returncode != 0, r.stderr[-2000:]
+    assert "alembic upgrade head failed" in r.stderr, r.stderr[-2000:]
+    assert "nothing was rolled out" in r.stderr and "Traceback" not in r.stderr
+    after = swarm.inspect("backend")
+    assert after["Version"]["Index"] == before["Version"]["Index"]
+    assert swarm.image_of("backend").endswith(f"-backend:{BASE}")
+    assert not swarm.client.services.list(filters={"name": swarm.service("migrate")})
+
+
 def test_rolling_update_v1_to_v2_under_load_without_failed_requests(swarm: Swarm) -> None:
     _one_backend_on(swarm, BASE)
     ref = _build_and_push(swarm, BASE, V2, Fault())
@@ -138,8 +231,15 @@ def test_rolling_update_v1_to_v2_under_load_without_failed_requests(swarm: Swarm
             lambda: swarm.update_status("backend").get("State") == "completed",
             timeout=240,
         )
-        # traffic on v2 for a while after the update completed
-        time.sleep(2)
+        # traffic on v2 for a while after the update completed: 40 more
+        # answers of v2 (polled, bounded), so a failure after it shows
+        done = time.monotonic()
+        swarm.wait(
+            "40 answers of v2 after the update completed",
+            lambda: load.result().versions(since=done).get(V2, 0) >= 40,
+            timeout=30,
+            every=0.2,
+        )
     result = load.result()
     figures = {
         "nodes": 1,
@@ -173,9 +273,21 @@ def test_broken_v3_is_rolled_back_by_swarm(swarm: Swarm) -> None:
             seen.append(entry)
         return st.get("State") == "rollback_completed"
 
+    start_period = swarm.inspect("backend")["Spec"]["TaskTemplate"]["ContainerSpec"]["Healthcheck"][
+        "StartPeriod"
+    ]
     t0 = time.monotonic()
     with _load(swarm) as load:
-        swarm.docker("service", "update", "--detach", "--image", ref, swarm.service("backend"))
+        swarm.docker(
+            "service",
+            "update",
+            "--detach",
+            "--image",
+            ref,
+            "--health-start-period",
+            TEST_START_PERIOD,
+            swarm.service("backend"),
+        )
         took = swarm.wait("the automatic rollback of v3", rolled_back, timeout=300, every=1)
     result = load.result()
     reasons = [msg for _, state, msg in seen if state.startswith("rollback")]
@@ -198,6 +310,9 @@ def test_broken_v3_is_rolled_back_by_swarm(swarm: Swarm) -> None:
     assert any("due to failure" in msg or "unhealthy" in msg for msg in reasons), seen
     assert any("unhealthy" in err for err in failed_v3), failed_v3
     _one_backend_on(swarm, V2)
+    # the rollback restored the whole previous spec, the production start period too
+    health = swarm.inspect("backend")["Spec"]["TaskTemplate"]["ContainerSpec"]["Healthcheck"]
+    assert health["StartPeriod"] == start_period, health
     assert V3_BROKEN not in result.versions(), result.versions()
     assert _health(swarm)["version"] == V2
     result.assert_clean(reloads=0)

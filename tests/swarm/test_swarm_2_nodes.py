@@ -14,6 +14,7 @@ one Swarm cannot lose (docs/SCALE-OUT.md). The node killed is another one.
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 import uuid
 from typing import Any
@@ -48,75 +49,120 @@ def _backend_nodes(swarm: Swarm) -> list[str]:
     return sorted(names.get(t["NodeID"], "?") for t in swarm.running_tasks("backend"))
 
 
-class AckedWriter:
-    """Inserts numbered rows into the database, one transaction each, with
-    psql inside the database's task (node 1); a number is printed only once
-    its COMMIT was acknowledged. Bounded in time."""
+WRITER = """
+import asyncio, os, sys, time
+import asyncpg
+from platform_services.settings import get_settings
+tag, seconds, stop = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+async def main():
+    url = get_settings().database_url
+    end = time.monotonic() + seconds
+    conn, i = None, 0
+    while time.monotonic() < end and not os.path.exists(stop):
+        try:
+            if conn is None:
+                conn = await asyncpg.connect(url, timeout=5)
+            i += 1
+            await conn.execute("INSERT INTO swarm_acks VALUES ($1, $2)", tag, i)
+        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+            print("error", type(exc).__name__, file=sys.stderr, flush=True)
+            conn = None
+            await asyncio.sleep(0.5)
+            continue
+        print(i, flush=True)
+        await asyncio.sleep(0.1)
+asyncio.run(main())
+"""
+"""Numbered rows, one autocommitted INSERT each, with the backend's own
+settings (the secret password, ``db`` over the overlay); a number is printed
+only once its INSERT was acknowledged."""
 
-    def __init__(self, swarm: Swarm, seconds: int = 150) -> None:
+
+class AckedWriter:
+    """Inserts numbered rows into the database from a backend task on
+    ``node``, over the overlay network to the database on node 1 (the API
+    has no endpoint that writes numbered rows; this is the path the API's
+    writes take, from a node that is not the database's). The acknowledged
+    numbers are read as they come. Bounded in time."""
+
+    def __init__(self, swarm: Swarm, node: str, seconds: int = 150) -> None:
         self.swarm = swarm
-        self.tag = uuid.uuid4().hex[:12]
+        self.node = node
+        self.tag = f"{node.rsplit('-', 1)[-1]}-{uuid.uuid4().hex[:8]}"
         self.stop_file = f"/tmp/swarm-acks-stop-{self.tag}"
-        loop = (
-            "psql -qAt -h /var/run/postgresql -U postgres -d investment_db -c "
-            "'CREATE TABLE IF NOT EXISTS swarm_acks (tag text NOT NULL, n integer NOT NULL)' "
-            "&& i=0 && end=$((SECONDS + " + str(seconds) + ")) && "
-            f"while [ $SECONDS -lt $end ] && [ ! -e {self.stop_file} ]; do i=$((i + 1)); "
-            "psql -qAt -h /var/run/postgresql -U postgres -d investment_db -c "
-            f"\"INSERT INTO swarm_acks VALUES ('{self.tag}', $i)\" >/dev/null && echo $i; "
-            "sleep 0.1; done"
-        )
+        self.container = swarm.task_container("backend", node=node)
+        self.acked: list[int] = []
         # argv all the way down (docker exec passes it as is): no shell quoting
         self.proc = subprocess.Popen(
             [
                 "docker",
                 "exec",
-                swarm.manager,
+                node,
                 "docker",
                 "exec",
-                self._db_container(),
-                "bash",
+                self.container,
+                "python3",
                 "-c",
-                loop,
+                WRITER,
+                self.tag,
+                str(seconds),
+                self.stop_file,
             ],
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
             text=True,
         )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.strip().isdigit():
+                self.acked.append(int(line))
 
     def stop(self) -> set[int]:
         """Stop writing (a file the loop looks for, so it ends on its own and
-        every acknowledgement it printed is read); the acknowledged numbers."""
-        self.swarm.docker("exec", self._db_container(), "touch", self.stop_file)
+        every acknowledgement it printed is read); the acknowledged numbers.
+        A writer whose node was lost has ended with it."""
+        subprocess.run(
+            [
+                "docker",
+                "exec",
+                self.node,
+                "docker",
+                "exec",
+                self.container,
+                "touch",
+                self.stop_file,
+            ],
+            capture_output=True,
+            timeout=60,
+        )
         try:
-            out, _ = self.proc.communicate(timeout=60)
+            self.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            out, _ = self.proc.communicate()
-        return {int(line) for line in out.splitlines() if line.strip().isdigit()}
+        self._reader.join(timeout=10)
+        return set(self.acked)
 
     def rows(self) -> set[int]:
         """The numbers in the table."""
         out = self.swarm.docker(
             "exec",
-            self._db_container(),
-            "psql",
-            "-qAt",
-            "-h",
-            "/var/run/postgresql",
-            "-U",
-            "postgres",
-            "-d",
-            "investment_db",
+            _db_container(self.swarm),
+            *PSQL,
             "-c",
             f"SELECT n FROM swarm_acks WHERE tag = '{self.tag}'",
         )
         return {int(line) for line in out.split()}
 
-    def _db_container(self) -> str:
-        return self.swarm.docker(
-            "ps", "-q", "-f", f"label=com.docker.swarm.service.name={self.swarm.service('db')}"
-        ).strip()
+
+PSQL = ("psql", "-qAt", "-h", "/var/run/postgresql", "-U", "postgres", "-d", "investment_db")
+
+
+def _db_container(swarm: Swarm) -> str:
+    return swarm.task_container("db")
 
 
 def test_backend_spreads_over_three_nodes(swarm: Swarm) -> None:
@@ -153,13 +199,27 @@ def test_node_loss_reschedules_without_losing_acknowledged_rows(swarm: Swarm) ->
     assert victim in _backend_nodes(swarm), _backend_nodes(swarm)
     names = _node_names(swarm)
     worker_node = [names.get(t["NodeID"]) for t in swarm.running_tasks("worker")]
-    writer = AckedWriter(swarm)
+    swarm.docker(
+        "exec",
+        _db_container(swarm),
+        *PSQL,
+        "-c",
+        "CREATE TABLE IF NOT EXISTS swarm_acks (tag text NOT NULL, n integer NOT NULL)",
+    )
+    # one writer on a node that stays, one on the node that is lost
+    writers = [AckedWriter(swarm, swarm.node(2)), AckedWriter(swarm, victim)]
     load = LoadLoop(
         swarm.base_url, MIXED, workers=2, pause=0.05, max_requests=8000, max_seconds=240
     )
     load.start()
     try:
-        time.sleep(3)  # traffic and writes flow before the loss
+        # traffic and writes flow before the loss (polled, bounded)
+        swarm.wait(
+            "rows acknowledged by both writers and 40 answers before the loss",
+            lambda: all(len(w.acked) >= 10 for w in writers) and load.result().total >= 40,
+            timeout=60,
+            every=0.2,
+        )
         subprocess.run(["docker", "kill", victim], check=True, capture_output=True)
         t_kill = time.monotonic()
         down_s = swarm.wait(
@@ -175,12 +235,18 @@ def test_node_loss_reschedules_without_losing_acknowledged_rows(swarm: Swarm) ->
         swarm.wait("the backend rescheduled on the nodes left", rescheduled, timeout=180)
         resched_s = time.monotonic() - t_kill
         t_back = time.monotonic()
-        time.sleep(5)  # the stack serves on the nodes left
+        # the stack serves on the nodes left: 60 answers after it (polled)
+        swarm.wait(
+            "60 answers after the reschedule",
+            lambda: len(load.result().after(t_back + 1)) >= 60,
+            timeout=60,
+            every=0.2,
+        )
     finally:
         result = load.stop()
-        acked = writer.stop()
-    found = writer.rows()
-    lost = acked - found
+        acked = {w.node: w.stop() for w in writers}
+    found = {w.node: w.rows() for w in writers}
+    lost = {node: sorted(acked[node] - found[node]) for node in acked}
     figures: dict[str, Any] = {
         "nodes": NODES,
         "killed": victim,
@@ -190,12 +256,14 @@ def test_node_loss_reschedules_without_losing_acknowledged_rows(swarm: Swarm) ->
         "load": result.summary(),
         "failed_after_reschedule": len(result.failed(t0=t_back + 1)),
         "slowest_ms": max((s.ms or 0) for s in result.samples),
-        "rows_acked": len(acked),
-        "rows_lost": len(lost),
+        "rows_acked": {node: len(a) for node, a in acked.items()},
+        "rows_lost": {node: len(x) for node, x in lost.items()},
     }
     record_figure("swarm_node_loss", figures)
-    assert acked, "the writer acknowledged nothing"
-    assert not lost, f"{len(lost)} acknowledged rows lost: {sorted(lost)[:10]}"
+    assert all(acked.values()), f"a writer acknowledged nothing: {figures['rows_acked']}"
+    assert not any(lost.values()), (
+        f"acknowledged rows lost: { {n: x[:10] for n, x in lost.items()} }"
+    )
     assert not result.failed(t0=t_back + 1), result.summary()
     assert httpx.get(f"{swarm.base_url}/api/health", timeout=10).status_code == 200
 

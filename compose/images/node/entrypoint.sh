@@ -23,6 +23,22 @@ JSON
 # happens to have a process with the old pid. Only runtime state: the
 # engine's data (/var/lib/docker, the swarm membership) stays.
 rm -rf /var/run/docker /var/run/docker.pid /var/run/docker.sock /run/containerd
-# The API on TCP without TLS: only the manager's is published, and only on
-# 127.0.0.1 of the host (--tls=false says so explicitly: no start-up delay).
-exec dockerd --host unix:///var/run/docker.sock --host tcp://0.0.0.0:2375 --tls=false
+# The engine's API on TCP (plain HTTP) only where NODE_API_FROM is set: the
+# manager, whose port 2375 scripts/swarm.sh publishes on the host's 127.0.0.1.
+# NODE_API_FROM is the only source address let in, the nodes' network gateway
+# (where the host's connections to the published port come from), and only on
+# eth0; everyone else, the stack's own tasks included (they reach the node
+# through its docker_gwbridge or its eth0 address), gets a reset. The rules
+# are in place before the engine listens. The other nodes have no TCP
+# listener at all: their engines are reached with `docker exec`.
+hosts="--host unix:///var/run/docker.sock"
+if [ -n "${NODE_API_FROM:-}" ]; then
+  iptables -w -D INPUT -p tcp --dport 2375 -j REJECT --reject-with tcp-reset 2>/dev/null || true
+  iptables -w -D INPUT -p tcp --dport 2375 -i eth0 -s "$NODE_API_FROM" -j ACCEPT 2>/dev/null || true
+  iptables -w -I INPUT 1 -p tcp --dport 2375 -j REJECT --reject-with tcp-reset
+  iptables -w -I INPUT 1 -p tcp --dport 2375 -i eth0 -s "$NODE_API_FROM" -j ACCEPT
+  hosts="$hosts --host tcp://0.0.0.0:2375"
+fi
+# --tls=false: plain HTTP, said explicitly (no start-up delay)
+# shellcheck disable=SC2086
+exec dockerd $hosts --tls=false

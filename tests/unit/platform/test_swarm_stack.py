@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -78,7 +79,45 @@ def test_render_keeps_what_swarm_takes(tmp_path: Path) -> None:
 
 def test_render_refuses_a_secret_in_the_environment(tmp_path: Path) -> None:
     model = _model(tmp_path, environment={"JWT_SECRET": PLACEHOLDER})
-    with pytest.raises(swarm_stack.RenderError, match="JWT_SECRET would carry a secret"):
+    with pytest.raises(
+        swarm_stack.RenderError, match=r"environment\.JWT_SECRET would carry a secret"
+    ):
+        swarm_stack.render(model, tmp_path / "out", PLACEHOLDER)
+
+
+@pytest.mark.parametrize(
+    ("where", "found"),
+    [
+        ({"labels": {"com.x.token": f"t={PLACEHOLDER}"}}, r"labels\.com\.x\.token"),
+        ({"command": ["serve", f"--password={PLACEHOLDER}"]}, r"command\[1\]"),
+        ({"entrypoint": ["sh", "-c", f"run {PLACEHOLDER}"]}, r"entrypoint\[2\]"),
+        (
+            {"healthcheck": {"test": ["CMD", "redis-cli", "-a", PLACEHOLDER, "ping"]}},
+            r"healthcheck\.test\[3\]",
+        ),
+        (
+            {"deploy": {"labels": {"auth": PLACEHOLDER}}},
+            r"deploy\.labels\.auth",
+        ),
+        ({"logging": {"options": {"token": PLACEHOLDER}}}, r"logging\.options\.token"),
+    ],
+)
+def test_render_refuses_a_secret_anywhere_in_a_service(
+    tmp_path: Path, where: dict[str, Any], found: str
+) -> None:
+    """Not only the environment: any value of the service that would carry
+    it (a label, a command, a health check, a logging option)."""
+    model = _model(tmp_path, **where)
+    with pytest.raises(swarm_stack.RenderError, match=f"service backend: {found} would carry"):
+        swarm_stack.render(model, tmp_path / "out", PLACEHOLDER)
+
+
+def test_render_refuses_a_secret_in_a_network_option(tmp_path: Path) -> None:
+    model = _model(tmp_path)
+    model["networks"]["default"]["driver_opts"] = {"encrypted-key": PLACEHOLDER}
+    with pytest.raises(
+        swarm_stack.RenderError, match=r"networks\.default\.driver_opts\.encrypted-key"
+    ):
         swarm_stack.render(model, tmp_path / "out", PLACEHOLDER)
 
 
@@ -145,3 +184,28 @@ def test_the_real_overlay_renders_to_the_swarm_services(tmp_path: Path) -> None:
         assert svc["deploy"]["endpoint_mode"] == "dnsrr", name
     assert stack["services"]["node_exporter"]["deploy"]["mode"] == "global"
     assert "node.labels.db == true" in stack["services"]["db"]["deploy"]["placement"]["constraints"]
+
+
+def _swarm_test_ports(http_port: int) -> dict[str, int]:
+    """scripts/test.sh's Swarm tier ports: HTTP_PORT + its SWARM_PORT_OFFSETS."""
+    text = (REPO / "scripts" / "test.sh").read_text()
+    match = re.search(r'^SWARM_PORT_OFFSETS="([^"]+)"$', text, re.MULTILINE)
+    assert match, "scripts/test.sh defines no SWARM_PORT_OFFSETS"
+    pairs = (pair.split("=", 1) for pair in match.group(1).split(","))
+    return {name: http_port + int(offset) for name, offset in pairs}
+
+
+def test_the_swarm_tiers_ports_clear_the_compose_test_stacks() -> None:
+    """The Swarm tier of scripts/test.sh runs after the compose tiers, with
+    the compose test stack still up: none of its ports may be one of that
+    stack's, nor in the kernel's ephemeral range (the load loops' outgoing
+    connections hold those)."""
+    from console.core.stack import published_ports
+
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for http_port in (80, 18080, 18090, 18099):  # the default; test.sh's; the fresh machine's
+        swarm = _swarm_test_ports(http_port)
+        assert len(swarm) == 5 and len(set(swarm.values())) == 5, swarm
+        compose = set(published_ports({}, http_port).values()) | {http_port}
+        assert not compose & set(swarm.values()), (http_port, swarm, compose)
+        assert max(swarm.values()) < low, (http_port, swarm, low)
