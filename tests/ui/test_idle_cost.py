@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from textual.app import App, ComposeResult
 from textual.geometry import Region
 
 from console.core.models import StatsSnapshot
@@ -125,13 +126,78 @@ async def test_a_chart_sample_that_moves_no_dot_is_not_drawn() -> None:
         assert calls, "a sample that moves the line was not drawn"
 
 
-def test_snap_to_dots_leaves_time_charts_and_unknown_heights_alone() -> None:
+def test_snap_to_dots_leaves_unknown_sizes_alone() -> None:
     live = ChartData(series=(ChartSeries("cpu", (0.01, 0.02, 3.0)),))
     assert snap_to_dots(live, 0) is live
     timed = ChartData(series=(ChartSeries("cpu", (0.01, 0.02), times=(1.0, 2.0)),), span=(0, 2))
-    assert snap_to_dots(timed, 10) is timed
+    assert snap_to_dots(timed, 10) is timed  # a time chart of unknown width
     # the 0-5 axis on 10 rows: steps of 5 / 80; 0.01 and 0.02 both round to 0
     assert snap_to_dots(live, 10).series[0].values[:2] == (0.0, 0.0)
     assert snap_to_dots(live, 10) == snap_to_dots(
         ChartData(series=(ChartSeries("cpu", (0.0, 0.0, 3.0)),)), 10
     )
+
+
+NOW = 1_800_000_000.0
+"""A clock on the 10 s grid of half a dot of an hour on 90 columns."""
+
+
+def _last_hour(now: float, live: float = 3.0) -> ChartData:
+    """A chart of the last hour as the stats panel draws it: Prometheus'
+    samples every 15 s up to its last poll (before :data:`NOW`), then the
+    live sample at ``now`` on the right edge."""
+    times = tuple(float(t) for t in range(int(NOW) - 3600 + 15, int(NOW) - 30, 15))
+    return ChartData(
+        series=(ChartSeries("cpu", (*[2.0] * len(times), live), times=(*times, now)),),
+        span=(now - 3600, now),
+    )
+
+
+def test_a_time_chart_is_snapped_to_its_dots() -> None:
+    """On 90 columns an hour is 180 dots of 20 s: the window sliding by a
+    second, or the live sample moving by a hair, moves no dot; the window
+    sliding by a dot does."""
+    now = NOW
+    drawn = snap_to_dots(_last_hour(now), 10, 90)
+    assert snap_to_dots(_last_hour(now + 1), 10, 90) == drawn
+    assert snap_to_dots(_last_hour(now + 4), 10, 90) == drawn
+    assert snap_to_dots(_last_hour(now + 1, live=3.01), 10, 90) == drawn
+    assert snap_to_dots(_last_hour(now + 20), 10, 90) != drawn
+    assert snap_to_dots(_last_hour(now, live=4.0), 10, 90) != drawn
+
+
+class _ChartApp(App[None]):
+    """One chart alone: no source publishes into it behind the test's back."""
+
+    def compose(self) -> ComposeResult:
+        yield PlotextChart()
+
+
+async def test_a_time_chart_is_drawn_when_a_dot_moves_not_every_tick() -> None:
+    app = _ChartApp()
+    async with app.run_test(size=(94, 12)) as pilot:
+        chart = app.query_one(PlotextChart)
+
+        def show(now: float, live: float = 3.0) -> None:
+            data = _last_hour(now, live)
+            chart.set_series(data.series, span=data.span)
+
+        now = NOW
+        show(now)
+        await pilot.pause()
+        width = chart.content_size.width
+        assert width > 20
+        calls = _count_refreshes(chart)
+        ticks = 30
+        for second in range(1, ticks + 1):  # a tick a second, as the stats panel
+            show(now + second)
+            await pilot.pause()
+        # half a dot is an hour / (4 x width): ~10 s; a draw per dot moved,
+        # not one per tick
+        half_dot = 3600 / (4 * width)
+        assert 1 <= len(calls) <= ticks / half_dot + 1, (len(calls), half_dot)
+        assert chart.data.span == (now + ticks - 3600, now + ticks)  # the newest, kept
+        calls.clear()
+        show(now + ticks, live=40.0)  # the live sample jumps: drawn at once
+        await pilot.pause()
+        assert len(calls) == 1, calls
