@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from textual.app import App, ComposeResult
 from textual.geometry import Region
 
 from console.core.models import StatsSnapshot
 from console.ui.panels import StatsPanel
+from console.ui.panels import stats as stats_panel
 from console.ui.widgets.chart import ChartData, ChartSeries, PlotextChart, snap_to_dots
 from console.ui.widgets.table import ListTable
 
@@ -201,3 +204,45 @@ async def test_a_time_chart_is_drawn_when_a_dot_moves_not_every_tick() -> None:
         show(now + ticks, live=40.0)  # the live sample jumps: drawn at once
         await pilot.pause()
         assert len(calls) == 1, calls
+
+
+async def test_a_stats_tick_builds_only_the_rows_on_screen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """50 containers, a handful of rows on screen: a tick builds those rows'
+    cells, not 50; a row scrolled into view then shows the newest tick."""
+    app = make_app("normal")
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        stats = app.dashboard.stats
+        assert stats is not None
+        model = stats.containers[0]
+        many = [
+            model.model_copy(update={"name": f"bench_{i:02d}", "service": f"bench_{i:02d}"})
+            for i in range(50)
+        ]
+        monitor = FakeMonitor.instances[-1]
+        monitor.push("stats", stats.model_copy(update={"containers": many}))
+        await settle(pilot)
+        table = app.query_one(StatsPanel).query_one(ListTable)
+        assert table.row_count == 50
+        on_screen = table.size.height - table.header_height
+        assert 0 < on_screen < 20
+
+        built: list[str] = []
+        real = stats_panel.stats_cells
+
+        def counting(s: Any, *args: Any, **kwargs: Any) -> Any:
+            built.append(s.name)
+            return real(s, *args, **kwargs)
+
+        monkeypatch.setattr(stats_panel, "stats_cells", counting)
+        newest = [s.model_copy(update={"cpu_percent": 42.0 + i}) for i, s in enumerate(many)]
+        monitor.push("stats", stats.model_copy(update={"containers": newest}))
+        await settle(pilot)
+        assert 0 < len(built) <= on_screen + 3, built  # the rows on screen, one more each side
+        assert "bench_49" not in built
+
+        table.scroll_end(animate=False, immediate=True)
+        await settle(pilot)
+        assert table.get_cell_at((49, 1)).plain == f"{42.0 + 49:.1f}"  # not the older tick's
