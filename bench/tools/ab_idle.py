@@ -339,6 +339,8 @@ def markdown(runs: list[dict[str, Any]], summary: dict[str, Any], args: argparse
             f"| {name} | **{s['cpu_median']:.2f}** ({runs_s}) | {s['rss_mib_max']:.1f} | "
             f"{r.get('cpu') if r else '–'} | {r.get('rss') if r else '–'} |"
         )
+    lines += ["", "What ran (`NAME=tree` is a console's source tree, `NAME=cmd:...` a peer):", ""]
+    lines += [f"- `{v}`" for v in args.variants]
     lines.append("")
     return "\n".join(lines)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from textual.app import App, ComposeResult
 from textual.geometry import Region
 
