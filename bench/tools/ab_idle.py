@@ -192,7 +192,10 @@ def _peer_command(command: str, args: argparse.Namespace) -> list[str]:
                 check=True,
             ).stdout.split()
         else:
-            words.append(word.replace("{run_dir}", args.run_dir or f"/run/{args.stack}"))
+            from console.core.stack import StackNames
+
+            run_dir = args.run_dir or str(StackNames(args.stack).run_dir)
+            words.append(word.replace("{run_dir}", run_dir))
     return words
 
 
@@ -362,7 +365,10 @@ def main() -> None:
     parser.add_argument(
         "--together", action="store_true", help="run every variant at once (a peer comparison)"
     )
-    parser.add_argument("--run-dir", help="the stack's sockets' folder (default /run/<stack>)")
+    parser.add_argument(
+        "--run-dir",
+        help="the stack's sockets' folder (default: the stack's, console/core/stack.facts)",
+    )
     parser.add_argument("--out")
     parser.add_argument("--md", help="also write the summary as a Markdown table")
     args = parser.parse_args()
