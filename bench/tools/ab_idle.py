@@ -12,6 +12,19 @@ console only reads (no key is sent but the final ``q``).
     python -m bench.tools.ab_idle --stack sdq --http-port 18320 \\
         A=/tmp/base B=. --rounds 3 --out bench/results/x.json
 
+``--together`` starts every variant at once instead, each in its own tmux
+server at the same size, and samples them over the same window: the
+console beside its peers (issue 15: glances' containers view, ``docker
+stats`` of the stack's containers, ``pg_activity`` of its database), with
+the ratios stackdeck ÷ peer (CPU and RSS) in the summary and, with
+``--md``, a Markdown table. A peer's command may name ``{containers}`` (the
+stack's running containers) and ``{run_dir}`` (its sockets' folder)::
+
+    python -m bench.tools.ab_idle --stack sdperf --http-port 18720 --env-file .env --together \
+        stackdeck=. "glances=cmd:glances -t 1" "docker stats=cmd:docker stats {containers}" \
+        "pg_activity=cmd:pg_activity --refresh 5 -h {run_dir}/postgresql -U postgres -d investment_db" \
+        --rounds 3 --out bench/results/x.json --md bench/results/x.md
+
 ``--count`` (in-process, per variant) also counts ``Widget.refresh`` calls
 by widget and caller, the screen's layout passes, and compositor updates
 (frames), per second, through ``bench.tools.replay_idle._count_refreshes``.
@@ -134,15 +147,7 @@ def _thread_ticks(pid: int) -> dict[str, int]:
     return out
 
 
-def run_once(name: str, src: Any, args: argparse.Namespace, index: int) -> dict[str, Any]:
-    counts_out = f"/tmp/ab-idle-counts-{os.getpid()}-{name}-{index}.json"
-    code = RUNNER % {
-        "count": args.count,
-        "warm": args.warm,
-        "measure": args.measure,
-        "counts_out": counts_out,
-        "timed": TIMED,
-    }
+def _env(args: argparse.Namespace, src: Any) -> dict[str, str]:
     env = {
         k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "USER", "DOCKER_HOST")
     }
@@ -161,59 +166,186 @@ def run_once(name: str, src: Any, args: argparse.Namespace, index: int) -> dict[
         from console.core.config import read_env_file
 
         env.update(read_env_file(Path(args.env_file)))
-    Path("/tmp/ab-idle-noconfig").mkdir(exist_ok=True)
-    tmux = Tmux(f"ab-{name}")
-    if str(src).startswith("cmd:"):  # a peer, e.g. cmd:glances -t 1
-        pid = tmux.start(str(src)[4:].split(), env, cwd=REPO)
-    else:
-        pid = tmux.start([sys.executable, "-c", code], env, cwd=src)
+        if "POSTGRES_PASSWORD" in env:  # pg_activity (libpq) reads PGPASSWORD
+            env.setdefault("PGPASSWORD", env["POSTGRES_PASSWORD"])
+    return env
+
+
+def _peer_command(command: str, args: argparse.Namespace) -> list[str]:
+    """A peer's command line with ``{containers}`` and ``{run_dir}`` filled in."""
+    import subprocess
+
+    words: list[str] = []
+    for word in command.split():
+        if word == "{containers}":
+            words += subprocess.run(
+                [
+                    "docker",
+                    "ps",
+                    "--format",
+                    "{{.Names}}",
+                    "--filter",
+                    f"label=com.docker.compose.project={args.stack}",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.split()
+        else:
+            from console.core.stack import StackNames
+
+            run_dir = args.run_dir or str(StackNames(args.stack).run_dir)
+            words.append(word.replace("{run_dir}", run_dir))
+    return words
+
+
+class _Run:
+    """One variant started in its own tmux server."""
+
+    def __init__(self, name: str, src: Any, args: argparse.Namespace, index: int) -> None:
+        self.name, self.args = name, args
+        self.counts_out = f"/tmp/ab-idle-counts-{os.getpid()}-{name.replace(' ', '_')}-{index}.json"
+        code = RUNNER % {
+            "count": args.count,
+            "warm": args.warm,
+            "measure": args.measure,
+            "counts_out": self.counts_out,
+            "timed": TIMED,
+        }
+        Path("/tmp/ab-idle-noconfig").mkdir(exist_ok=True)
+        self.tmux = Tmux(f"ab-{name.replace(' ', '_')}")
+        if str(src).startswith("cmd:"):  # a peer, e.g. cmd:glances -t 1
+            self.pid = self.tmux.start(_peer_command(str(src)[4:], args), _env(args, src), cwd=REPO)
+        else:
+            self.pid = self.tmux.start([sys.executable, "-c", code], _env(args, src), cwd=src)
+
+    def begin(self) -> None:
+        self.tree = [self.pid, *children_of(self.pid)]
+        self.load0 = load_average()[0]
+        self.c0, self.t0, self.th0 = _ticks(self.tree), time.monotonic(), _thread_ticks(self.pid)
+
+    def end(self) -> dict[str, Any]:
+        args, hz = self.args, os.sysconf("SC_CLK_TCK")
+        c1, t1, th1 = _ticks(self.tree), time.monotonic(), _thread_ticks(self.pid)
+        rss = sum(rss_bytes(p) or 0 for p in self.tree)
+        load1 = load_average()[0]
+        screen = self.tmux.capture()
+        dead = self.tmux.pane_dead()
+        try:
+            deadline = time.monotonic() + 10
+            while (
+                args.count
+                and not dead
+                and not Path(self.counts_out).exists()
+                and time.monotonic() < deadline
+            ):
+                time.sleep(0.2)
+            time.sleep(0.5)
+        finally:
+            terminate(self.pid)
+            self.tmux.kill()
+        seconds = t1 - self.t0
+        result: dict[str, Any] = {
+            "variant": self.name,
+            "cpu_percent": round(100 * (c1 - self.c0) / hz / seconds, 2),
+            "rss_mib": round(rss / 2**20, 1),
+            "load": [self.load0, load1],
+            "died": dead,
+            "threads": {
+                k: round(100 * (v - self.th0.get(k, 0)) / hz / seconds, 2)
+                for k, v in sorted(th1.items(), key=lambda kv: -(kv[1] - self.th0.get(kv[0], 0)))
+                if v - self.th0.get(k, 0) > 0
+            },
+        }
+        if args.count and Path(self.counts_out).exists():
+            counts = json.loads(Path(self.counts_out).read_text())
+            result["per_second"] = {
+                k: round(v / args.measure, 2)
+                for k, v in sorted(counts.items(), key=lambda kv: -kv[1])
+                if v / args.measure >= 0.05
+            }
+            Path(self.counts_out).unlink()
+        if dead or "waiting" in screen.lower():
+            result["screen_tail"] = screen[-1500:]
+        return result
+
+
+def run_once(name: str, src: Any, args: argparse.Namespace, index: int) -> dict[str, Any]:
+    run = _Run(name, src, args, index)
     try:
         time.sleep(args.warm)
-        tree = [pid, *children_of(pid)]
-        hz = os.sysconf("SC_CLK_TCK")
-        load0 = load_average()[0]
-        c0, t0, th0 = _ticks(tree), time.monotonic(), _thread_ticks(pid)
+        run.begin()
         time.sleep(args.measure)
-        c1, t1, th1 = _ticks(tree), time.monotonic(), _thread_ticks(pid)
-        rss = sum(rss_bytes(p) or 0 for p in tree)
-        load1 = load_average()[0]
-        screen = tmux.capture()
-        dead = tmux.pane_dead()
-        deadline = time.monotonic() + 10
-        while (
-            args.count
-            and not dead
-            and not Path(counts_out).exists()
-            and time.monotonic() < deadline
-        ):
-            time.sleep(0.2)
-        time.sleep(0.5)
-    finally:
-        terminate(pid)
-        tmux.kill()
-    result: dict[str, Any] = {
-        "variant": name,
-        "cpu_percent": round(100 * (c1 - c0) / hz / (t1 - t0), 2),
-        "rss_mib": round(rss / 2**20, 1),
-        "load": [load0, load1],
-        "died": dead,
-        "threads": {
-            k: round(100 * (v - th0.get(k, 0)) / hz / (t1 - t0), 2)
-            for k, v in sorted(th1.items(), key=lambda kv: -(kv[1] - th0.get(kv[0], 0)))
-            if v - th0.get(k, 0) > 0
-        },
-    }
-    if args.count and Path(counts_out).exists():
-        counts = json.loads(Path(counts_out).read_text())
-        result["per_second"] = {
-            k: round(v / args.measure, 2)
-            for k, v in sorted(counts.items(), key=lambda kv: -kv[1])
-            if v / args.measure >= 0.05
+    except BaseException:
+        terminate(run.pid)
+        run.tmux.kill()
+        raise
+    return run.end()
+
+
+def run_together(
+    variants: list[tuple[str, Any]], args: argparse.Namespace, index: int
+) -> list[dict[str, Any]]:
+    """Every variant at once, sampled over the same window."""
+    started: list[_Run] = []
+    try:
+        for name, src in variants:
+            started.append(_Run(name, src, args, index))
+        time.sleep(args.warm)
+        for run in started:
+            run.begin()
+        time.sleep(args.measure)
+    except BaseException:
+        for run in started:
+            terminate(run.pid)
+            run.tmux.kill()
+        raise
+    return [run.end() for run in started]
+
+
+def ratios(summary: dict[str, dict[str, Any]], first: str) -> dict[str, dict[str, float | None]]:
+    """stackdeck (the first variant) ÷ each other variant, CPU and RSS."""
+
+    def div(a: float, b: float) -> float | None:
+        return round(a / b, 2) if b else None
+
+    head = summary[first]
+    return {
+        name: {
+            "cpu": div(head["cpu_median"], s["cpu_median"]),
+            "rss": div(head["rss_mib_max"], s["rss_mib_max"]),
         }
-        Path(counts_out).unlink()
-    if dead or "waiting" in screen.lower():
-        result["screen_tail"] = screen[-1500:]
-    return result
+        for name, s in summary.items()
+        if name != first
+    }
+
+
+def markdown(runs: list[dict[str, Any]], summary: dict[str, Any], args: argparse.Namespace) -> str:
+    first = next(iter(summary))
+    loads = [x for r in runs for x in r["load"]]
+    lines = [
+        f"# Idle cost beside the peers ({time.strftime('%Y-%m-%d %H:%M', time.localtime())})",
+        "",
+        f"Stack `{args.stack}`, tmux {160}×{48}, {'all variants at once' if args.together else 'alternating'}, "
+        f"{args.rounds} rounds of {args.warm:g} s warm-up + {args.measure:g} s measured; "
+        f"1-minute load average {min(loads):.1f}-{max(loads):.1f} during the windows "
+        "(a shared 2-core machine: not calm).",
+        "",
+        f"| program | CPU % of a core (median; runs) | RSS MiB (max) | {first} ÷ program, CPU | {first} ÷ program, RSS |",
+        "|---|---|---|---|---|",
+    ]
+    rat = ratios(summary, first)
+    for name, s in summary.items():
+        r = rat.get(name, {})
+        runs_s = " / ".join(f"{c:.2f}" for c in s["cpu_runs"])
+        lines.append(
+            f"| {name} | **{s['cpu_median']:.2f}** ({runs_s}) | {s['rss_mib_max']:.1f} | "
+            f"{r.get('cpu') if r else '–'} | {r.get('rss') if r else '–'} |"
+        )
+    lines += ["", "What ran (`NAME=tree` is a console's source tree, `NAME=cmd:...` a peer):", ""]
+    lines += [f"- `{v}`" for v in args.variants]
+    lines.append("")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -230,7 +362,15 @@ def main() -> None:
     parser.add_argument("--warm", type=float, default=15.0)
     parser.add_argument("--measure", type=float, default=30.0)
     parser.add_argument("--count", action="store_true")
+    parser.add_argument(
+        "--together", action="store_true", help="run every variant at once (a peer comparison)"
+    )
+    parser.add_argument(
+        "--run-dir",
+        help="the stack's sockets' folder (default: the stack's, console/core/stack.facts)",
+    )
     parser.add_argument("--out")
+    parser.add_argument("--md", help="also write the summary as a Markdown table")
     args = parser.parse_args()
     variants = [
         (name, value if value.startswith("cmd:") else Path(value).resolve())
@@ -238,8 +378,12 @@ def main() -> None:
     ]
     runs = []
     for i in range(args.rounds):
-        for name, src in variants:
-            r = run_once(name, src, args, i)
+        batch = (
+            run_together(variants, args, i)
+            if args.together
+            else [run_once(name, src, args, i) for name, src in variants]
+        )
+        for r in batch:
             print(json.dumps(r), flush=True)
             runs.append(r)
     summary = {
@@ -250,11 +394,24 @@ def main() -> None:
         }
         for name, _ in variants
     }
+    first = variants[0][0]
     print(json.dumps(summary))
+    print(json.dumps({f"{first} ÷ {k}": v for k, v in ratios(summary, first).items()}))
     if args.out:
         Path(args.out).write_text(
-            json.dumps({"args": vars(args), "runs": runs, "summary": summary}, indent=1) + "\n"
+            json.dumps(
+                {
+                    "args": vars(args),
+                    "runs": runs,
+                    "summary": summary,
+                    "ratios": ratios(summary, first),
+                },
+                indent=1,
+            )
+            + "\n"
         )
+    if args.md:
+        Path(args.md).write_text(markdown(runs, summary, args))
 
 
 if __name__ == "__main__":

@@ -3,14 +3,20 @@
 ``scripts/tls.sh`` installs it in ``<state_dir>/tls/cert.pem`` (the
 operator's, or a self-signed one); ``stackdeck preflight`` warns when fewer
 than :data:`WARN_DAYS` days are left and fails once it has expired; the
-Health panel shows the days left. Parsing is ``cryptography``'s.
+Health panel shows the days left. Parsing is OpenSSL's (``openssl x509``,
+the Debian package set-up already needs for ``scripts/tls.sh``), in a child
+process: importing ``cryptography`` would keep 8 MiB in every console for a
+date read once (docs/PERFORMANCE.md, issue 15).
 """
 
 from __future__ import annotations
 
 import math
+import shutil
+import ssl
+import subprocess
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -65,10 +71,12 @@ def expiry_verdict(left: int, *, warn_days: int = WARN_DAYS) -> Verdict:
     return "ok"
 
 
+OPENSSL_TIMEOUT_S = 10.0
+"""How long ``openssl x509`` may take to read one certificate."""
+
+
 def read_certificate(path: Path) -> CertInfo:
     """The first certificate of a PEM file (the server's own, chain after it)."""
-    from cryptography import x509
-
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -77,14 +85,51 @@ def read_certificate(path: Path) -> CertInfo:
         ) from None
     except OSError as exc:
         raise CertificateError(f"cannot read the certificate {path}: {exc.strerror}") from None
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise CertificateError(
+            f"cannot read {path}: no openssl command (install the Debian package openssl)"
+        )
     try:
-        cert = x509.load_pem_x509_certificate(data)
-    except ValueError:
-        raise CertificateError(f"{path} is not a PEM certificate") from None
-    return CertInfo(
-        path=path,
-        subject=cert.subject.rfc4514_string(),
-        issuer=cert.issuer.rfc4514_string(),
-        not_before=cert.not_valid_before_utc,
-        not_after=cert.not_valid_after_utc,
+        done = subprocess.run(
+            [
+                openssl,
+                "x509",
+                "-noout",
+                "-nameopt",
+                "RFC2253",
+                "-subject",
+                "-issuer",
+                "-startdate",
+                "-enddate",
+            ],
+            input=data,
+            capture_output=True,
+            timeout=OPENSSL_TIMEOUT_S,
+            env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"},
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CertificateError(f"cannot read {path} with openssl: {exc}") from None
+    fields = dict(
+        line.split("=", 1)
+        for line in done.stdout.decode(errors="replace").splitlines()
+        if "=" in line
     )
+    try:
+        if done.returncode != 0:
+            raise ValueError(done.stderr)
+        return CertInfo(
+            path=path,
+            subject=fields["subject"].strip(),
+            issuer=fields["issuer"].strip(),
+            not_before=_openssl_time(fields["notBefore"]),
+            not_after=_openssl_time(fields["notAfter"]),
+        )
+    except (KeyError, ValueError):
+        raise CertificateError(f"{path} is not a PEM certificate") from None
+
+
+def _openssl_time(text: str) -> datetime:
+    """``Dec  7 15:23:21 2027 GMT`` (openssl's and ssl's own format) as UTC."""
+    return datetime.fromtimestamp(ssl.cert_time_to_seconds(text.strip()), UTC)

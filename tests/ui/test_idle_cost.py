@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from textual.app import App, ComposeResult
 from textual.geometry import Region
 
 from console.core.models import StatsSnapshot
 from console.ui.panels import StatsPanel
+from console.ui.panels import stats as stats_panel
 from console.ui.widgets.chart import ChartData, ChartSeries, PlotextChart, snap_to_dots
 from console.ui.widgets.table import ListTable
 
@@ -125,13 +128,120 @@ async def test_a_chart_sample_that_moves_no_dot_is_not_drawn() -> None:
         assert calls, "a sample that moves the line was not drawn"
 
 
-def test_snap_to_dots_leaves_time_charts_and_unknown_heights_alone() -> None:
+def test_snap_to_dots_leaves_unknown_sizes_alone() -> None:
     live = ChartData(series=(ChartSeries("cpu", (0.01, 0.02, 3.0)),))
     assert snap_to_dots(live, 0) is live
     timed = ChartData(series=(ChartSeries("cpu", (0.01, 0.02), times=(1.0, 2.0)),), span=(0, 2))
-    assert snap_to_dots(timed, 10) is timed
+    assert snap_to_dots(timed, 10) is timed  # a time chart of unknown width
     # the 0-5 axis on 10 rows: steps of 5 / 80; 0.01 and 0.02 both round to 0
     assert snap_to_dots(live, 10).series[0].values[:2] == (0.0, 0.0)
     assert snap_to_dots(live, 10) == snap_to_dots(
         ChartData(series=(ChartSeries("cpu", (0.0, 0.0, 3.0)),)), 10
     )
+
+
+NOW = 1_800_000_000.0
+"""A clock on the 10 s grid of half a dot of an hour on 90 columns."""
+
+
+def _last_hour(now: float, live: float = 3.0) -> ChartData:
+    """A chart of the last hour as the stats panel draws it: Prometheus'
+    samples every 15 s up to its last poll (before :data:`NOW`), then the
+    live sample at ``now`` on the right edge."""
+    times = tuple(float(t) for t in range(int(NOW) - 3600 + 15, int(NOW) - 30, 15))
+    return ChartData(
+        series=(ChartSeries("cpu", (*[2.0] * len(times), live), times=(*times, now)),),
+        span=(now - 3600, now),
+    )
+
+
+def test_a_time_chart_is_snapped_to_its_dots() -> None:
+    """On 90 columns an hour is 180 dots of 20 s: the window sliding by a
+    second, or the live sample moving by a hair, moves no dot; the window
+    sliding by a dot does."""
+    now = NOW
+    drawn = snap_to_dots(_last_hour(now), 10, 90)
+    assert snap_to_dots(_last_hour(now + 1), 10, 90) == drawn
+    assert snap_to_dots(_last_hour(now + 4), 10, 90) == drawn
+    assert snap_to_dots(_last_hour(now + 1, live=3.01), 10, 90) == drawn
+    assert snap_to_dots(_last_hour(now + 20), 10, 90) != drawn
+    assert snap_to_dots(_last_hour(now, live=4.0), 10, 90) != drawn
+
+
+class _ChartApp(App[None]):
+    """One chart alone: no source publishes into it behind the test's back."""
+
+    def compose(self) -> ComposeResult:
+        yield PlotextChart()
+
+
+async def test_a_time_chart_is_drawn_when_a_dot_moves_not_every_tick() -> None:
+    app = _ChartApp()
+    async with app.run_test(size=(94, 12)) as pilot:
+        chart = app.query_one(PlotextChart)
+
+        def show(now: float, live: float = 3.0) -> None:
+            data = _last_hour(now, live)
+            chart.set_series(data.series, span=data.span)
+
+        now = NOW
+        show(now)
+        await pilot.pause()
+        width = chart.content_size.width
+        assert width > 20
+        calls = _count_refreshes(chart)
+        ticks = 30
+        for second in range(1, ticks + 1):  # a tick a second, as the stats panel
+            show(now + second)
+            await pilot.pause()
+        # half a dot is an hour / (4 x width): ~10 s; a draw per dot moved,
+        # not one per tick
+        half_dot = 3600 / (4 * width)
+        assert 1 <= len(calls) <= ticks / half_dot + 1, (len(calls), half_dot)
+        assert chart.data.span == (now + ticks - 3600, now + ticks)  # the newest, kept
+        calls.clear()
+        show(now + ticks, live=40.0)  # the live sample jumps: drawn at once
+        await pilot.pause()
+        assert len(calls) == 1, calls
+
+
+async def test_a_stats_tick_builds_only_the_rows_on_screen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """50 containers, a handful of rows on screen: a tick builds those rows'
+    cells, not 50; a row scrolled into view then shows the newest tick."""
+    app = make_app("normal")
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        stats = app.dashboard.stats
+        assert stats is not None
+        model = stats.containers[0]
+        many = [
+            model.model_copy(update={"name": f"bench_{i:02d}", "service": f"bench_{i:02d}"})
+            for i in range(50)
+        ]
+        monitor = FakeMonitor.instances[-1]
+        monitor.push("stats", stats.model_copy(update={"containers": many}))
+        await settle(pilot)
+        table = app.query_one(StatsPanel).query_one(ListTable)
+        assert table.row_count == 50
+        on_screen = table.size.height - table.header_height
+        assert 0 < on_screen < 20
+
+        built: list[str] = []
+        real = stats_panel.stats_cells
+
+        def counting(s: Any, *args: Any, **kwargs: Any) -> Any:
+            built.append(s.name)
+            return real(s, *args, **kwargs)
+
+        monkeypatch.setattr(stats_panel, "stats_cells", counting)
+        newest = [s.model_copy(update={"cpu_percent": 42.0 + i}) for i, s in enumerate(many)]
+        monitor.push("stats", stats.model_copy(update={"containers": newest}))
+        await settle(pilot)
+        assert 0 < len(built) <= on_screen + 3, built  # the rows on screen, one more each side
+        assert "bench_49" not in built
+
+        table.scroll_end(animate=False, immediate=True)
+        await settle(pilot)
+        assert table.get_cell_at((49, 1)).plain == f"{42.0 + 49:.1f}"  # not the older tick's

@@ -10,6 +10,7 @@ down: the border says so, the body keeps the last figures)."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import ClassVar
 
 from rich.text import Text
@@ -39,10 +40,10 @@ from console.ui.panels.swarm import (
 )
 from console.ui.widgets.chart import ChartSeries, PlotextChart
 from console.ui.widgets.sparkline import sparkline
-from console.ui.widgets.table import ListTable, Row
+from console.ui.widgets.table import LazyRow, ListTable, Row
 from console.ui.widgets.text import LiveText
 
-__all__ = ["StatsPanel", "stats_row"]
+__all__ = ["StatsPanel", "stats_cells", "stats_row"]
 
 TREND_WIDTH = 10
 
@@ -50,10 +51,21 @@ TREND_WIDTH = 10
 def stats_row(
     stats: ContainerStats, palette: Palette, *, cpu_alert: float, mem_alert: float
 ) -> Row:
+    return Row(
+        key=stats.name,
+        cells=stats_cells(stats, palette, cpu_alert=cpu_alert, mem_alert=mem_alert),
+        search=f"{stats.name} {stats.service}",
+    )
+
+
+def stats_cells(
+    stats: ContainerStats, palette: Palette, *, cpu_alert: float, mem_alert: float
+) -> tuple[Text, ...]:
+    """One container's cells: what a row shows."""
     cpu_style = palette.level(stats.cpu_percent, cpu_alert * 0.75, cpu_alert)
     mem_style = palette.level(stats.mem_percent, mem_alert * 0.8, mem_alert)
     limit = fmt_bytes(stats.mem_limit) if stats.mem_limit else "∞"
-    cells = (
+    return (
         Text(stats.service or stats.name, style="bold"),
         Text(f"{stats.cpu_percent:.1f}", justify="right", style=cpu_style),
         Text(
@@ -73,7 +85,6 @@ def stats_row(
         ),
         Text(str(stats.pids), justify="right"),
     )
-    return Row(key=stats.name, cells=cells, search=f"{stats.name} {stats.service}")
 
 
 def _rgb(value: str, fallback: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -215,8 +226,15 @@ class StatsPanel(Panel):
             self._render_swarm(snapshot)
             return
         palette = self.palette
+        # built only for the rows on screen (LazyRow): 6 of 50 at 160×48
         rows = [
-            stats_row(s, palette, cpu_alert=self.cpu_alert, mem_alert=self.mem_alert)
+            LazyRow(
+                key=s.name,
+                build=partial(
+                    stats_cells, s, palette, cpu_alert=self.cpu_alert, mem_alert=self.mem_alert
+                ),
+                search=f"{s.name} {s.service}",
+            )
             for s in sorted(snapshot.containers, key=lambda s: (s.service, s.name))
         ]
         self.query_one("#stats-table", ListTable).set_rows(rows)

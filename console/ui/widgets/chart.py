@@ -113,23 +113,54 @@ SNAP_STEPS_PER_ROW = 8
 """Sub-steps of one text row a value is rounded to: a braille cell has 4
 dots in height, so 8 is half a dot."""
 
+SNAP_STEPS_PER_COLUMN = 4
+"""Sub-steps of one text column a time is rounded to: a braille cell has 2
+dots in width, so 4 is half a dot."""
 
-def snap_to_dots(data: ChartData, rows: int) -> ChartData:
-    """``data`` with every value of a sample-indexed chart rounded to half a
-    braille dot of a chart ``rows`` high: what the eye can tell apart. Two
-    data that snap alike look alike within half a dot, so the chart is not
-    drawn again for the second (an idle container's CPU wobbling between 0.01
-    and 0.04 % on a 0-5 % axis, once a second). Time charts (their axis moves
-    with the clock) and charts of unknown height are returned as they are."""
-    if rows <= 0 or data.span is not None or any(s.times for s in data.series):
+
+def snap_to_dots(data: ChartData, rows: int, cols: int = 0) -> ChartData:
+    """``data`` rounded to half a braille dot of a chart ``rows`` high and
+    ``cols`` wide: what the eye can tell apart. Two data that snap alike look
+    alike within half a dot, so the chart is not drawn again for the second.
+
+    - values: to half a dot of the y axis (an idle container's CPU wobbling
+      between 0.01 and 0.04 % on a 0-5 % axis, once a second);
+    - a time chart's times and x span (``cols`` > 0): to half a dot of the x
+      axis, on a grid fixed in time. A chart of the last hour on 90 columns
+      moves by a dot every ~20 s; its window slides every second, its
+      Prometheus samples stay where they are, the live sample at its right
+      edge moves: it is drawn again when one of them moves a dot, not at
+      every tick.
+
+    Charts of unknown height, and time charts of unknown width, are returned
+    as they are."""
+    timed = data.span is not None or any(s.times for s in data.series)
+    if rows <= 0 or (timed and cols <= 0):
         return data
     step = _y_top(data) / (rows * SNAP_STEPS_PER_ROW)
     if step <= 0:
         return data
+    x_step = 0.0
+    if timed and data.span is not None:
+        start, end = data.span
+        x_step = (end - start) / (cols * SNAP_STEPS_PER_COLUMN)
+    if timed and x_step <= 0:
+        return data
+
+    def x(t: float) -> float:
+        return round(t / x_step) * x_step
+
     snapped = tuple(
-        replace(s, values=tuple(round(v / step) * step for v in s.values)) for s in data.series
+        replace(
+            s,
+            values=tuple(round(v / step) * step for v in s.values),
+            times=tuple(x(t) for t in s.times) if timed else s.times,
+        )
+        for s in data.series
     )
-    return replace(data, series=snapped)
+    if not timed or data.span is None:
+        return replace(data, series=snapped)
+    return replace(data, series=snapped, span=(x(data.span[0]), x(data.span[1])))
 
 
 def _tick(value: float) -> str:
@@ -257,7 +288,8 @@ class PlotextChart(Widget):
         )
         # A new sample that moves no dot is kept but not drawn (see
         # snap_to_dots); the next change that does is drawn exactly.
-        seen = snap_to_dots(data, self.content_size.height)
+        size = self.content_size
+        seen = snap_to_dots(data, size.height, size.width)
         if seen is not data and seen == self._drawn:
             self.set_reactive(PlotextChart.data, data)
             return

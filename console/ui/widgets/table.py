@@ -10,12 +10,17 @@ cells a second, so it re-rendered all of them each time: a third of the
 console's idle CPU (docs/PERFORMANCE.md). ``ListTable`` keeps rendered cells
 by what they show instead (text, styles, position, width, cursor), so only
 the cells that changed are rendered again.
+
+A :class:`LazyRow` builds its cells only when the table shows it: a live
+table of 50 containers with 6 rows on screen builds 6 rows a tick, not 50
+(issue 15). Its cells are put in place when it scrolls into view.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from rich.style import Style
@@ -26,7 +31,7 @@ from textual.reactive import var
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
-__all__ = ["ListTable", "Row"]
+__all__ = ["LazyRow", "ListTable", "Row"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,22 @@ class Row:
     key: str
     cells: tuple[Text, ...]
     search: str
+
+
+@dataclass(frozen=True)
+class LazyRow:
+    """A row whose cells are built (once) when the table first needs them."""
+
+    key: str
+    build: Callable[[], tuple[Text, ...]]
+    search: str
+
+    @cached_property
+    def cells(self) -> tuple[Text, ...]:
+        return self.build()
+
+
+AnyRow = Row | LazyRow
 
 
 class ListTable(DataTable[Text]):
@@ -65,8 +86,10 @@ class ListTable(DataTable[Text]):
             show_cursor=True,
         )
         self._column_spec = list(columns)
-        self._rows: list[Row] = []
+        self._rows: list[AnyRow] = []
         self._shown: list[str] = []
+        self._behind: dict[str, LazyRow] = {}
+        """Lazy rows off screen whose newest cells are not in the table yet."""
         self._cells: LRUCache[tuple[Any, ...], Any] = LRUCache(4096)
         """Rendered cells by what they show (see the module docstring)."""
 
@@ -150,10 +173,10 @@ class ListTable(DataTable[Text]):
             return None
         return self._shown[self.cursor_row]
 
-    def set_rows(self, rows: Sequence[Row]) -> None:
+    def set_rows(self, rows: Sequence[AnyRow]) -> None:
         """Show ``rows``; a key given twice keeps its first row (a snapshot
         taken mid-change must never take the table, and the console, down)."""
-        first: dict[str, Row] = {}
+        first: dict[str, AnyRow] = {}
         for row in rows:
             first.setdefault(row.key, row)
         self._rows = list(first.values())
@@ -162,7 +185,7 @@ class ListTable(DataTable[Text]):
     def watch_filter_text(self) -> None:
         self._apply()
 
-    def _visible(self) -> list[Row]:
+    def _visible(self) -> list[AnyRow]:
         needle = self.filter_text.strip().lower()
         if not needle:
             return self._rows
@@ -180,6 +203,7 @@ class ListTable(DataTable[Text]):
         previous = self.cursor_key
         previous_index = self.cursor_row
         self.clear()
+        self._behind.clear()
         for row in visible:
             self.add_row(*row.cells, key=row.key)
         self._shown = keys
@@ -190,14 +214,51 @@ class ListTable(DataTable[Text]):
         )
         self.move_cursor(row=index, animate=False, scroll=True)
 
-    def _update_rows(self, visible: Sequence[Row], column_keys: Sequence[str]) -> None:
+    def _on_screen(self) -> range:
+        """Indexes of the rows on screen (rows are one line high), one more
+        each side."""
+        first = int(self.scroll_y)
+        return range(max(0, first - 1), first + self.size.height + 1)
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        self._catch_up()
+
+    def on_resize(self) -> None:
+        self._catch_up()
+
+    def _catch_up(self) -> None:
+        """Put in place the newest cells of lazy rows that came on screen."""
+        if not self._behind or not self.is_mounted:
+            return
+        window = self._on_screen()
+        index_of = {key: i for i, key in enumerate(self._shown)}
+        due = [row for key, row in self._behind.items() if index_of.get(key, -1) in window]
+        if due:
+            for row in due:
+                del self._behind[row.key]
+            self._update_rows(due, [key for key, _ in self._column_spec], everywhere=True)
+
+    def _update_rows(
+        self,
+        visible: Sequence[AnyRow],
+        column_keys: Sequence[str],
+        *,
+        everywhere: bool = False,
+    ) -> None:
         """Put the changed cells of an unchanged list of rows in place and
         repaint only the rows that changed, and of those only the ones on
         screen. ``DataTable.update_cell`` repaints the whole table once per
-        cell (a live table changes most rows every second)."""
+        cell (a live table changes most rows every second). Lazy rows off
+        screen are kept for when they come on screen, not built."""
         changed: list[RowKey] = []
         widened = False
-        for row in visible:
+        window = self._on_screen()
+        for position, row in enumerate(visible):
+            if isinstance(row, LazyRow) and not everywhere and position not in window:
+                self._behind[row.key] = row
+                continue
+            self._behind.pop(row.key, None)
             row_key = RowKey(row.key)
             data = self._data[row_key]
             row_changed = False

@@ -87,3 +87,32 @@ def test_the_health_panel_title_shows_the_days_left(left: int, shown: str) -> No
     panel = HealthPanel()
     assert panel.title_detail(HealthSnapshot(taken_at=NOW, tls_days_left=left)) == shown
     assert panel.title_detail(HealthSnapshot(taken_at=NOW)) == ""
+
+
+def test_reading_a_certificate_leaves_cryptography_out_of_the_console(tmp_path: Path) -> None:
+    """The console reads the date in every Health poll's process: importing
+    ``cryptography`` for it cost 8 MiB of RSS (docs/PERFORMANCE.md, issue 15)."""
+    import subprocess
+    import sys
+
+    path = make_cert(tmp_path / "cert.pem", NOW - timedelta(days=1), NOW + timedelta(days=400))
+    code = (
+        "import sys; from pathlib import Path\n"
+        "import console.ui.app, console.core.sources.health\n"
+        "from console.core.tls import read_certificate\n"
+        f"info = read_certificate(Path({str(path)!r}))\n"
+        "print(info.not_after.isoformat(), 'cryptography' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
+    assert out == [(NOW + timedelta(days=400)).isoformat(), "False"]
+
+
+def test_read_certificate_without_openssl_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = make_cert(tmp_path / "cert.pem", NOW - timedelta(days=1), NOW + timedelta(days=1))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no openssl there
+    with pytest.raises(CertificateError, match="install the Debian package openssl"):
+        read_certificate(path)
