@@ -5,8 +5,9 @@
 # tier: unit, ui (snapshots), integration (real stack), destructive last.
 # Extra arguments go to pytest (e.g. scripts/test.sh tests/unit -x).
 #
-# Then the single-node Swarm tier (tests/swarm's one-node file and the
-# console on a swarm, tests/integration/console/test_swarm_console.py) on a
+# Then the single-node Swarm tier (tests/swarm's one-node file, stackdeck's
+# operations and the monitoring on a swarm, and the console on a swarm,
+# tests/integration/console/test_swarm_console.py) on a
 # swarm of its own, "$STACK_NAME-swarm" on ports derived from the test
 # stack's (SWARM_PORT_OFFSETS below), brought up from nothing and removed at
 # the end whatever happened. On a full run (no extra arguments), or with
@@ -129,7 +130,8 @@ swarm_tier() {  # the single-node Swarm tier, from nothing to nothing
   trap swarm_down EXIT
   local started=$SECONDS rc=0
   .venv/bin/python -m pytest -ra --durations=10 -p no:cacheprovider -m swarm \
-    tests/swarm/test_swarm_1_one_node.py tests/integration/console/test_swarm_console.py || rc=$?
+    tests/swarm/test_swarm_1_one_node.py tests/swarm/test_swarm_ops.py \
+    tests/swarm/test_swarm_monitoring.py tests/integration/console/test_swarm_console.py || rc=$?
   swarm_down
   trap - EXIT
   log "the Swarm tier: exit $rc after $(( SECONDS - started )) s"
