@@ -36,9 +36,9 @@ REGISTRY = "swopssw-registry:5000/investment-backend"
 class StatefulEngine:
     """A manager's engine for the backend and the worker: an update moves
     the spec to the new image (the old spec becomes the previous one) and
-    ends as ``outcome`` says; Swarm's own rollback and ``service rollback``
-    swap the spec and the previous spec; a rollback while Swarm rolls back
-    (or without a previous spec) is refused as the engine refuses it."""
+    ends as ``outcome`` says; Swarm's own rollback puts the previous spec
+    back and clears it (swarmkit's updater), ``service rollback`` swaps the
+    two; a rollback without a previous spec is refused as the engine does."""
 
     specs: dict[str, dict[str, Any]] = {}
     writes: list[tuple[str, ...]] = []
@@ -115,8 +115,8 @@ class StatefulEngine:
         outcome = self.outcome if short == "backend" else "completed"
         if outcome == "completed":
             self._status(svc, "completed", "update completed")
-        else:  # Swarm's failure_action: rollback; its rollback completed or paused
-            self._swap(svc)
+        else:  # Swarm's failure_action: rollback (it clears the previous spec), completed or paused
+            svc["Spec"] = svc.pop("PreviousSpec")
             message = {
                 "rollback_completed": "update rolled back due to failure or early termination of task x",
                 "rollback_paused": "rollback paused due to failure or early termination of task y",
@@ -125,10 +125,9 @@ class StatefulEngine:
 
     def rollback(self, short: str) -> None:
         svc = self.specs[short]
-        state = (svc.get("UpdateStatus") or {}).get("State", "")
         if "rollback" in self.fail:
             raise self.fail["rollback"]
-        if state.startswith("rollback_") or not svc.get("PreviousSpec"):
+        if not svc.get("PreviousSpec"):
             raise docker.errors.APIError(
                 f"rpc error: code = FailedPrecondition desc = service {short} does not have a previous spec"
             )
