@@ -607,10 +607,12 @@ async def _deploy_steps(
             try:
                 await update  # the update call in flight: did it land?
                 updated = True
-            except Exception:  # noqa: S110 - it did not: nothing to undo
-                pass
+            except Exception:
+                pass  # it did not land: nothing to undo
         if not updated:
-            record.fail("failed", f"cancelled at step {step}; nothing was changed", failed_step=step)
+            record.fail(
+                "failed", f"cancelled at step {step}; nothing was changed", failed_step=step
+            )
             raise
         within = min(timeout, CANCEL_ROLLBACK_S)
         progress.start("rollback", f"cancelled at step {step}: rolling back to {from_version}")
@@ -647,8 +649,8 @@ async def _deploy_steps(
         )
         try:
             served = await _served_version(ctx, from_version)
-        except Exception as exc:
-            served = f"unknown ({_error_line(exc)})"
+        except Exception as err:
+            served = f"unknown ({_error_line(err)})"
         if back.ok:
             progress.ok("rollback", f"backend back on {from_version}; nginx serves {served}")
         else:
@@ -728,7 +730,9 @@ async def _follow(
     try:
         svc = await engine.call(engine.service, short)
     except Exception as exc:
-        progress.warn(short, f"cannot read {engine.full_name(short)} ({_engine_error(exc)}): skipped")
+        progress.warn(
+            short, f"cannot read {engine.full_name(short)} ({_engine_error(exc)}): skipped"
+        )
         return
     if svc is None:
         progress.info(short, f"no {engine.full_name(short)} service: skipped")
@@ -923,7 +927,9 @@ async def _rollback(
             record.fail("failed", reason, failed_step=failed_step)
             raise OpFailed(f"rollback to {version} failed: {reason}", step=failed_step) from None
         try:
-            await _follow(engine, "worker", version, progress, within_s=timeout, only_from=from_version)
+            await _follow(
+                engine, "worker", version, progress, within_s=timeout, only_from=from_version
+            )
         except asyncio.CancelledError:
             record.note(worker=f"cancelled while the worker moved to {version}")
             record.succeed()
