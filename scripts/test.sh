@@ -129,8 +129,10 @@ swarm_tier() {  # the single-node Swarm tier, from nothing to nothing
   swarm_down  # whatever an earlier run left
   trap swarm_down EXIT
   local started=$SECONDS rc=0
+  # the operations first: they start from the stack file's version, as the
+  # fresh swarm has it (after the other files they would redeploy it first)
   .venv/bin/python -m pytest -ra --durations=10 -p no:cacheprovider -m swarm \
-    tests/swarm/test_swarm_1_one_node.py tests/swarm/test_swarm_ops.py \
+    tests/swarm/test_swarm_ops.py tests/swarm/test_swarm_1_one_node.py \
     tests/swarm/test_swarm_monitoring.py tests/integration/console/test_swarm_console.py || rc=$?
   swarm_down
   trap - EXIT

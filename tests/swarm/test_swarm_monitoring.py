@@ -185,12 +185,20 @@ def test_console_shows_stats_per_node_and_health_per_task(swarm: Swarm) -> None:
             and any(t.service == "backend" and t.mem_usage for t in snap.tasks)
             and backend
             and all(h.scrape == "up" and h.health == "healthy" for h in backend)
+            # every task the engine runs has its figures, and a task that
+            # ended (an earlier test's update or scale) has left them: its
+            # series stop, and its node still reports
+            and {t.task for t in snap.tasks if t.service == "backend"}
+            == {h.task for h in backend}
+            == {t["ID"] for t in swarm.running_tasks("backend")}
         )
+        seen[:] = [snap]
         return snap if ok else None
 
-    swarm.wait("the console's swarm stats complete", complete, timeout=120, every=5)
-    snap = poll_stats(swarm)
-    # every task the engine runs has its figures, labelled with its node
+    seen: list[Any] = []
+    # the ended tasks' last samples age out after STALE_AFTER (a scrape is 15 s)
+    swarm.wait("the console's swarm stats complete", complete, timeout=180, every=5)
+    snap = seen[-1]
     running = swarm.running_tasks("backend")
     task_ids = {t["ID"] for t in running}
     backend_stats = [t for t in snap.tasks if t.service == "backend"]

@@ -362,3 +362,19 @@ def test_drain_of_a_plain_node_runs(
     params = asyncio.run(swarm_ops.validate_node_drain(ctx, swarm_ops.NodeParams(node="node-2")))
     assert params.node == "node-2"
     assert fake_engine.writes == []
+
+
+def test_a_drain_refusal_names_the_data_services_first() -> None:
+    """Sorted by name an edge service (alert_sink) came first and the
+    database's constraint got lost in a long line: db and redis lead."""
+    nodes = _nodes()
+    services = _services()
+    db = next(s for s in services if s["Spec"]["Name"] == f"{STACK}_db")
+    sink = copy.deepcopy(db)
+    sink["ID"] = "sink0000"
+    sink["Spec"]["Name"] = f"{STACK}_alert_sink"
+    with pytest.raises(BadInput) as caught:
+        plan.check_drain(nodes, nodes[0], [sink, *services], STACK)
+    message = str(caught.value)
+    assert "last schedulable node that can run db (node.labels.db == true), redis (" in message
+    assert message.index("redis (") < message.index("alert_sink (")

@@ -158,6 +158,15 @@ def find_node(nodes: Iterable[Attrs], name: str) -> Attrs:
     raise BadInput(f"no node '{_shown(wanted)}' in this swarm; its nodes: {names}", field="node")
 
 
+STATEFUL = ("db", "redis")
+"""Services whose data lives on their node's volume: named first in a refusal."""
+
+
+def _state_first(entry: str) -> tuple[int, str]:
+    name = entry.split(" ", 1)[0]
+    return (STATEFUL.index(name) if name in STATEFUL else len(STATEFUL), entry)
+
+
 def check_drain(nodes: Iterable[Attrs], node: Attrs, services: Iterable[Attrs], stack: str) -> None:
     """Refuse to drain ``node`` when a pinned service of the stack (a
     placement constraint: the database, Redis, the edge) could then run on
@@ -178,7 +187,7 @@ def check_drain(nodes: Iterable[Attrs], node: Attrs, services: Iterable[Attrs], 
         hostname = parse_node(node).hostname
         raise BadInput(
             f"refusing to drain {hostname}: it is the last schedulable node that can run "
-            f"{', '.join(sorted(stranded))}; label another node first "
+            f"{', '.join(sorted(stranded, key=_state_first))}; label another node first "
             "(docker node update --label-add), or the service stays down until it is active again",
             field="node",
         )
