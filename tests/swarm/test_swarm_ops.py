@@ -11,7 +11,8 @@ In order, each leaving the backend at one task for the next:
   health checks pass it, the bake fails, stackdeck rolls the service back
   and says why (the bake's figures);
 * rollback (no version): back to the version before v2, under load, no
-  failed request;
+  failed request; its notice reaches the swarm's alert sink, through the
+  swarm's Alertmanager published on the host;
 * scale backend 1 -> 2 -> 1 under load, no failed request;
 * bad input (a node that does not exist, draining the last node that can
   run the database, scaling a pinned service): one line, exit 2, nothing
@@ -207,8 +208,30 @@ def test_rollback_goes_to_the_version_before_v2_under_load(swarm: Swarm, ops: Op
     _one_backend_on(swarm, BASE_VERSION)
     assert V3_ERRORS not in result.versions(), result.versions()
     result.assert_clean(reloads=0)
-    record_figure("swarm_ops_rollback", {"load": result.summary()})
     assert ops.history()[-1]["op"] == "rollback"
+    # its notice, as on compose (tests/integration/ops/test_ops_notify.py):
+    # posted to the swarm's Alertmanager (published on the host, the swarm's
+    # secret), delivered to the team's webhook after the group wait
+    op_id = ops.audit()[-1]["op_id"]
+
+    def delivered() -> list[dict[str, Any]]:
+        hooks = swarm.sink_messages().get("webhooks") or []
+        return [
+            a
+            for w in hooks
+            if w["channel"] == "generic"
+            for a in w["body"].get("alerts", [])
+            if a["labels"].get("op_id") == op_id
+        ]
+
+    at_sink = swarm.wait("the rollback's notice at the sink", delivered, timeout=120, every=2)
+    notice = delivered()[0]
+    assert (notice["labels"]["alertname"], notice["labels"]["op"]) == ("StackOperation", "rollback")
+    assert (notice["labels"]["result"], notice["labels"]["severity"]) == ("ok", "info")
+    assert "reason: swarm ops test" in notice["annotations"]["summary"], notice
+    record_figure(
+        "swarm_ops_rollback", {"load": result.summary(), "notice_at_sink_s": round(at_sink, 1)}
+    )
 
 
 def test_scale_backend_1_2_1_under_load(swarm: Swarm, ops: Ops) -> None:
