@@ -63,9 +63,7 @@ def alertmanager_url(env: Mapping[str, str], http_port: int) -> str:
     return f"http://127.0.0.1:{monitoring_ports(env, http_port)['ALERTMANAGER_PORT']}"
 
 
-def notice_target(
-    ctx: Any, mode: str | None = None
-) -> tuple[str, tuple[str, str]] | None:
+def notice_target(ctx: Any, mode: str | None = None) -> tuple[str, tuple[str, str]] | None:
     """Where an operation's notice goes: ``(Alertmanager URL, basic auth)``,
     or None when this stack has no credential to send it with (logged on a
     swarm, where the secret should be there). ``mode``: the operation's

@@ -12,7 +12,12 @@ from console.core.config import Settings
 
 @pytest.fixture
 def swarm_env(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for key in ("SWARM_NAME", "SWARM_STATE_DIR", "SWARM_PROMETHEUS_PORT", "SWARM_ALERTMANAGER_PORT"):
+    for key in (
+        "SWARM_NAME",
+        "SWARM_STATE_DIR",
+        "SWARM_PROMETHEUS_PORT",
+        "SWARM_ALERTMANAGER_PORT",
+    ):
         monkeypatch.delenv(key, raising=False)
     secrets = clean_env / "swarm-state" / "secrets"
     secrets.mkdir(parents=True)

@@ -119,7 +119,9 @@ def test_notice_target_per_mode(swarm_state: Path) -> None:
     assert notify.notice_target(_ctx("swarm"))[1] == ("stackdeck", "swarm-secret")  # type: ignore[index]
 
 
-def test_swarm_default_alertmanager_port(swarm_state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_swarm_default_alertmanager_port(
+    swarm_state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("SWARM_ALERTMANAGER_PORT")
     assert notify.notice_target(_ctx("swarm"))[0] == "http://127.0.0.1:9093"  # type: ignore[index]
 

@@ -187,7 +187,9 @@ def test_the_real_overlay_renders_to_the_swarm_services(tmp_path: Path) -> None:
     # Prometheus and Alertmanager published on the edge node itself (no
     # routing mesh here), where scripts/swarm.sh maps them to the host
     for name, port in (("prometheus", 9090), ("alertmanager", 9093)):
-        published = [(p["target"], p["published"], p["mode"]) for p in stack["services"][name]["ports"]]
+        published = [
+            (p["target"], p["published"], p["mode"]) for p in stack["services"][name]["ports"]
+        ]
         assert published == [(port, port, "host")], (name, published)
 
 
