@@ -362,8 +362,17 @@ def _confirmations(
         answer = input("Roll back the serving version? [y/N] ").strip().lower()
         if answer not in ("y", "yes"):
             return _die("rollback not confirmed; nothing was changed", 2)
-    if name == "node-drain":
-        node = params.get("node")
+    if name == "node-drain" and not args.force:
+        from console.core.ops.engine import validate_op
+        from console.core.ops.errors import OpError
+
+        try:
+            # an unknown node, or one that may not be drained, is refused
+            # (by the run below, audited) without asking first
+            checked = asyncio.run(validate_op(name, ctx, params))
+        except OpError:
+            return None
+        node = getattr(checked, "node", params.get("node"))
         answer = (
             input(f"Drain {node}: every task on it moves to other nodes? [y/N] ").strip().lower()
         )

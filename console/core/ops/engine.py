@@ -285,6 +285,17 @@ def _log_line(ctx: OpContext, event: OpEvent) -> None:
         pass
 
 
+async def validate_op(name: str, ctx: OpContext, params: dict[str, Any]) -> OpParams:
+    """The checks :func:`run_op` makes before anything changes (the mode,
+    the parameters, the operation's own ``validate``), without the lock or
+    the audit: for a prompt to ask only about what would run. Raises the
+    same :class:`OpError`."""
+    spec = OPERATIONS[name]
+    impl, _ = await _implementation(name, ctx)
+    typed = parse_params(spec, params)
+    return await impl.validate(ctx, typed) if impl.validate is not None else typed
+
+
 async def run_op(
     name: str, ctx: OpContext, params: OpParams | None = None, **kwargs: Any
 ) -> AsyncIterator[OpEvent]:

@@ -384,6 +384,9 @@ class NodeParams(OpParams):
         Arg(positional=True, metavar="NODE"),
         Field(description="the node's hostname (or id), as the Containers panel lists it"),
     ]
+    force: Annotated[bool, Arg(form=False), Field(description="skip the confirmation prompt")] = (
+        False
+    )
 
     @field_validator("node", mode="before")
     @classmethod

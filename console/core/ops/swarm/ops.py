@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -78,6 +79,9 @@ SETTLE_S = 60.0
 """Beyond the health timeout, how long an update, rollback or scale may take
 (Swarm's monitor windows, image pulls)."""
 REGISTRY_TIMEOUT_S = 5.0
+CANCEL_ROLLBACK_S = 30.0
+"""How long a cancelled deploy waits for its rollback to complete before it
+ends saying the rollback is still running (Swarm finishes it)."""
 
 
 # --- the engine ---------------------------------------------------------------------------
@@ -344,7 +348,7 @@ def _tasks_watch(engine: SwarmEngine, short: str, image: str) -> Callable[[], An
             why = plan.update_outcome(svc.get("UpdateStatus"), tasks, image).reason
             return f"no task of {plan.version_of(image)} runs any more during the bake ({why})"
         state = (svc.get("UpdateStatus") or {}).get("State")
-        if state in ("rollback_started", "rollback_completed"):
+        if str(state or "").startswith("rollback_"):
             return f"Swarm started a rollback during the bake: {(svc.get('UpdateStatus') or {}).get('Message')}"
         return None
 
@@ -360,21 +364,40 @@ async def _roll_back(
     within_s: float,
     swarm_did: bool,
     step: str = "rollback",
+    after_update: bool = True,
 ) -> plan.UpdateOutcome:
     """``service rollback`` (unless Swarm rolls back by itself already),
-    then wait for it to complete."""
+    then wait for it to complete. The service is read again first: when
+    its update status is a rollback of Swarm's (``rollback_started``,
+    ``rollback_completed``, ``rollback_paused``), or it has no previous
+    spec, a second rollback would be refused: its state is the outcome
+    (``after_update``: the status is of the update we just made; a
+    rollback the operator asks for reads no meaning into an older one)."""
     svc = await engine.call(engine.service, short)
-    before = _started(svc) if svc else ""
-    if swarm_did:
-        progress.info(step, "Swarm is rolling the update back by itself (failure_action: rollback)")
-        if svc and (svc.get("UpdateStatus") or {}).get("State") == "rollback_completed":
+    if svc is None:
+        return plan.UpdateOutcome("none", True, False, False, f"{engine.full_name(short)} is gone")
+    status = svc.get("UpdateStatus") or {}
+    state = str(status.get("State") or "")
+    before = _started(svc)
+    if swarm_did or (after_update and state.startswith("rollback_")):
+        progress.info(step, f"Swarm is rolling the update back by itself ({state or 'rollback'})")
+        if state in ("rollback_completed", "rollback_paused"):
             tasks = await engine.call(engine.tasks, svc["ID"])
-            return plan.update_outcome(svc.get("UpdateStatus"), tasks, to_image, rollback=True)
+            return plan.update_outcome(status, tasks, to_image, rollback=True)
         before = ""  # the rollback in flight is the one to wait for
+    elif not svc.get("PreviousSpec"):
+        return plan.UpdateOutcome(
+            state or "none",
+            True,
+            False,
+            False,
+            f"{engine.full_name(short)} has no previous spec to roll back to (update status: "
+            f"{state or 'none'})",
+        )
     else:
         progress.start(step, f"docker service rollback {engine.full_name(short)}")
         await engine.call(engine.rollback, short)
-    outcome = await _wait_update(
+    return await _wait_update(
         engine,
         short,
         progress,
@@ -384,9 +407,26 @@ async def _roll_back(
         within_s=within_s,
         rollback=True,
     )
-    if swarm_did and outcome.state == "rollback_completed":
-        return plan.UpdateOutcome(outcome.state, True, True, True, outcome.reason)
-    return outcome
+
+
+async def _roll_back_safely(
+    engine: SwarmEngine,
+    short: str,
+    progress: Progress,
+    *,
+    to_image: str,
+    within_s: float,
+    swarm_did: bool,
+) -> plan.UpdateOutcome:
+    """:func:`_roll_back`, an engine error being its outcome (not finished)."""
+    try:
+        return await _roll_back(
+            engine, short, progress, to_image=to_image, within_s=within_s, swarm_did=swarm_did
+        )
+    except OpError as exc:
+        return plan.UpdateOutcome("error", False, False, False, str(exc))
+    except Exception as exc:
+        return plan.UpdateOutcome("error", False, False, False, _engine_error(exc))
 
 
 # --- deploy ----------------------------------------------------------------------------------
@@ -462,6 +502,20 @@ def _monitor_s(svc: dict[str, Any]) -> float:
     return float((svc["Spec"].get("UpdateConfig") or {}).get("Monitor") or 0) / 1e9
 
 
+def _update_timeout(svc: dict[str, Any], health_timeout: float) -> float:
+    """How long Swarm may take to update (or roll back) the service: each
+    batch of ``Parallelism`` tasks (all at once when 0) gets the health
+    timeout, the monitor window and the delay; then the settling time."""
+    cfg = svc["Spec"].get("UpdateConfig") or {}
+    replicas = svc["Spec"].get("Mode", {}).get("Replicated", {}).get("Replicas")
+    parallelism = int(cfg.get("Parallelism") or 0)
+    batches = 1
+    if isinstance(replicas, int) and replicas > 0 and parallelism > 0:
+        batches = math.ceil(replicas / parallelism)
+    per_batch = health_timeout + _monitor_s(svc) + float(cfg.get("Delay") or 0) / 1e9
+    return batches * per_batch + SETTLE_S
+
+
 async def run_swarm_deploy(
     ctx: OpContext, params: DeployParams, *, op_id: str = ""
 ) -> AsyncIterator[OpEvent]:
@@ -514,13 +568,19 @@ async def _deploy_steps(
         from_colour=None,
     )
     record.note(image=image, services=services, mode="swarm")
-    timeout = h_timeout + _monitor_s(svc) + SETTLE_S
+    timeout = _update_timeout(svc, h_timeout)
     step = "update"
     updated = False
+    update: asyncio.Future[Any] | None = None
     try:
         progress.start(step, f"docker service update --image {image} {engine.full_name('backend')}")
         before = _started(svc)
-        await engine.call(engine.update_image, "backend", image, force=params.force)
+        # the engine call runs on a thread and cannot be stopped: shielded,
+        # so that a cancel finds out whether it landed (see below)
+        update = asyncio.ensure_future(
+            engine.call(engine.update_image, "backend", image, force=params.force)
+        )
+        await asyncio.shield(update)
         updated = True
         outcome = await _wait_update(
             engine, "backend", progress, before=before, image=image, step=step, within_s=timeout
@@ -543,40 +603,71 @@ async def _deploy_steps(
             watch=_tasks_watch(engine, "backend", image),
         )
     except asyncio.CancelledError:
-        if updated:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(engine.call(engine.rollback, "backend"))
-        record.fail("rolled-back" if updated else "failed", f"cancelled at step {step}")
+        if not updated and update is not None:
+            try:
+                await update  # the update call in flight: did it land?
+                updated = True
+            except Exception:
+                pass  # it did not land: nothing to undo
+        if not updated:
+            record.fail(
+                "failed", f"cancelled at step {step}; nothing was changed", failed_step=step
+            )
+            raise
+        within = min(timeout, CANCEL_ROLLBACK_S)
+        progress.start("rollback", f"cancelled at step {step}: rolling back to {from_version}")
+        try:
+            back = await _roll_back(
+                engine, "backend", progress, to_image=from_image, within_s=within, swarm_did=False
+            )
+        except Exception as exc:
+            back = plan.UpdateOutcome("error", True, False, False, _error_line(exc))
+        if back.ok:
+            result, how = "rolled-back", f"rolled back to {from_version}"
+        elif not back.finished:
+            # the rollback was asked for; Swarm finishes it without us
+            result, how = (
+                "rolled-back",
+                f"the rollback to {from_version} is still running after {within:.0f} s "
+                f"(docker service ps {engine.full_name('backend')})",
+            )
+        else:
+            result, how = "failed", f"the rollback did not happen: {back.reason}"
+        progress.info("rollback", how)
+        record.fail(result, f"cancelled at step {step}; {how}", failed_step=step)
         raise
     except Exception as exc:
-        reason = ctx.redact(
-            str(exc) if isinstance(exc, OpError) else f"{type(exc).__name__}: {exc}"
-        )
+        reason = ctx.redact(_error_line(exc))
         progress.fail(step, reason, **(getattr(exc, "data", None) or {}))
         if not updated:
             record.fail("failed", reason, history_reason=f"{step}: {reason}", failed_step=step)
             raise OpFailed(f"deploy of {version} failed at {step}: {reason}", step=step) from None
         swarm_did = isinstance(exc, _SwarmUpdateFailed) and exc.outcome.rolled_back
         progress.start("rollback", f"automatic rollback: {reason}")
-        back = await _roll_back(
+        back = await _roll_back_safely(
             engine, "backend", progress, to_image=from_image, within_s=timeout, swarm_did=swarm_did
         )
-        served = await _served_version(ctx, from_version)
-        if back.ok or back.rolled_back:
+        try:
+            served = await _served_version(ctx, from_version)
+        except Exception as err:
+            served = f"unknown ({_error_line(err)})"
+        if back.ok:
             progress.ok("rollback", f"backend back on {from_version}; nginx serves {served}")
         else:
             progress.fail("rollback", f"the rollback did not complete: {back.reason}")
         record.fail(
-            "rolled-back" if back.ok or back.rolled_back else "failed",
-            reason,
-            history_reason=f"{step}: {reason}",
+            "rolled-back" if back.ok else "failed",
+            reason if back.ok else f"{reason}; the rollback did not complete: {back.reason}",
+            history_reason=f"{step}: {reason}"
+            + ("" if back.ok else f"; the rollback did not complete: {back.reason}"),
             failed_step=step,
             bake=getattr(exc, "data", None) or None,
         )
-        if not (back.ok or back.rolled_back):
+        if not back.ok:
             raise OpFailed(
                 f"deploy of {version} failed at {step} ({reason}) and the rollback did not "
-                f"complete ({back.reason}). Run `stackdeck status` and `stackdeck rollback`",
+                f"complete ({back.state}: {back.reason}). Run `stackdeck status` and "
+                "`stackdeck rollback --version VERSION`",
                 step=step,
             ) from None
         who = "Swarm rolled" if swarm_did else "Rolled"
@@ -588,7 +679,13 @@ async def _deploy_steps(
         ) from None
     record.note(bake_passed=True)
     if "worker" in services:
-        await _follow(engine, "worker", version, progress, within_s=timeout)
+        try:
+            await _follow(engine, "worker", version, progress, within_s=timeout)
+        except asyncio.CancelledError:
+            # the backend serves the new version and passed its bake: that is the deploy
+            record.note(worker=f"cancelled while the worker moved to {version}")
+            record.succeed()
+            raise
     duration = record.succeed()
     progress.done(
         f"deployed {version} to {engine.full_name('backend')} in {duration:.1f} s "
@@ -599,6 +696,11 @@ async def _deploy_steps(
     )
 
 
+def _error_line(exc: BaseException) -> str:
+    """An error's one line: an operation's own message, else the engine's."""
+    return str(exc) if isinstance(exc, OpError) else _engine_error(exc)
+
+
 class _SwarmUpdateFailed(OpFailed):
     """Swarm rolled back, paused, or did not finish the update."""
 
@@ -607,31 +709,50 @@ class _SwarmUpdateFailed(OpFailed):
         what = {
             "rollback_started": "Swarm rolled the update back",
             "rollback_completed": "Swarm rolled the update back",
+            "rollback_paused": "Swarm rolled the update back and its rollback paused",
             "paused": "Swarm paused the update",
         }.get(outcome.state, "the update did not complete")
         super().__init__(f"{what}: {outcome.reason}", step="update")
 
 
 async def _follow(
-    engine: SwarmEngine, short: str, version: str, progress: Progress, *, within_s: float
+    engine: SwarmEngine,
+    short: str,
+    version: str,
+    progress: Progress,
+    *,
+    within_s: float,
+    only_from: str | None = None,
 ) -> None:
     """A service of the same image (the worker) moves to ``version`` after
-    the backend; a failure is reported, the backend stays (it passed its bake)."""
-    svc = await engine.call(engine.service, short)
+    the backend (``only_from``: when it runs that version); a failure, an
+    engine error included, is reported, the backend stays (it passed its bake)."""
+    try:
+        svc = await engine.call(engine.service, short)
+    except Exception as exc:
+        progress.warn(
+            short, f"cannot read {engine.full_name(short)} ({_engine_error(exc)}): skipped"
+        )
+        return
     if svc is None:
         progress.info(short, f"no {engine.full_name(short)} service: skipped")
         return
     current = _image(svc)
+    if only_from is not None and plan.version_of(current) != only_from:
+        return
     if plan.version_of(current) == version:
         progress.ok(short, f"{short} already runs {version}")
         return
     image = plan.image_for_version(current, version)
     progress.start(short, f"docker service update --image {image} {engine.full_name(short)}")
     before = _started(svc)
-    await engine.call(engine.update_image, short, image)
-    outcome = await _wait_update(
-        engine, short, progress, before=before, image=image, step=short, within_s=within_s
-    )
+    try:
+        await engine.call(engine.update_image, short, image)
+        outcome = await _wait_update(
+            engine, short, progress, before=before, image=image, step=short, within_s=within_s
+        )
+    except Exception as exc:
+        outcome = plan.UpdateOutcome("error", True, False, False, _engine_error(exc))
     if outcome.ok:
         progress.ok(short, f"{short} on {version}")
     else:
@@ -652,7 +773,10 @@ async def validate_swarm_rollback(ctx: OpContext, params: RollbackParams) -> Rol
             "stackdeck's backups are of a compose stack; nothing was changed",
             field="restore_db",
         )
-    if params.services and any(s != "backend" for s in str(params.services).split()):
+    from console.core.ops.deploy import parse_services
+
+    named = parse_services(params.services) if params.services else []
+    if any(s not in SWARM_DEPLOYABLE for s in named):
         raise BadInput(
             "on a swarm stack rollback moves the backend (and the worker with it)",
             field="services",
@@ -663,11 +787,7 @@ async def validate_swarm_rollback(ctx: OpContext, params: RollbackParams) -> Rol
         if params.version:
             await _check_version(engine, _image(svc), params.version)
         elif _rollback_plan(ctx, svc) is None:
-            raise BadInput(
-                f"{engine.full_name('backend')} has nothing to roll back to (no previous spec, "
-                "no deploy in the history); name a version: --version",
-                field="version",
-            )
+            raise BadInput(_nowhere(ctx, engine, svc), field="version")
     finally:
         engine.close()
     return params
@@ -680,14 +800,39 @@ def _previous_image(svc: dict[str, Any]) -> str | None:
     return str(image) if image else None
 
 
-def _rollback_plan(ctx: OpContext, svc: dict[str, Any]) -> tuple[str, str] | None:
+def _swarm_history(ctx: OpContext) -> list[dict[str, Any]]:
     from console.core.ops.audit import read_jsonl
 
+    return [r for r in read_jsonl(ctx.history_path) if r.get("mode") == "swarm"]
+
+
+def _rollback_plan(ctx: OpContext, svc: dict[str, Any]) -> tuple[str, str] | None:
     previous = _previous_image(svc)
     return plan.rollback_target(
         plan.version_of(_image(svc)),
         plan.version_of(previous) if previous else None,
-        [r for r in read_jsonl(ctx.history_path) if r.get("mode") == "swarm"],
+        _swarm_history(ctx),
+    )
+
+
+def _nowhere(ctx: OpContext, engine: SwarmEngine, svc: dict[str, Any]) -> str:
+    """Why a rollback without a version has no target, and the versions to name."""
+    current = plan.version_of(_image(svc))
+    previous = _previous_image(svc)
+    if previous is None:
+        why = "no previous spec, no deploy in the history that brought it"
+    elif plan.version_of(previous) == current:
+        why = f"its previous spec is {current} too"
+    else:
+        why = (
+            f"its previous spec {plan.version_of(previous)} is the version a deploy from "
+            f"{current} failed at"
+        )
+    known = plan.rollback_candidates(current, _swarm_history(ctx))
+    hint = f" (the history's: {', '.join(known)})" if known else ""
+    return (
+        f"{engine.full_name('backend')} runs {current} and has nothing to roll back to ({why}); "
+        f"name a version: --version VERSION{hint}; nothing was changed"
     )
 
 
@@ -713,7 +858,7 @@ async def _rollback(
         else:
             planned = _rollback_plan(ctx, svc)
             if planned is None:
-                raise OpFailed("nothing to roll back to any more", step="prepare")
+                raise OpFailed(_nowhere(ctx, engine, svc), step="prepare")
             version, how = planned
             target = plan.image_for_version(current, version)
             if how == "previous-spec":
@@ -728,7 +873,7 @@ async def _rollback(
             from_colour=None,
         )
         record.note(mode="swarm", reason=params.reason)
-        timeout = ctx.health_timeout + _monitor_s(svc) + SETTLE_S
+        timeout = _update_timeout(svc, ctx.health_timeout)
         if params.version and version == from_version:
             record.succeed()
             progress.done(f"{engine.full_name('backend')} already runs {version}", version=version)
@@ -755,7 +900,13 @@ async def _rollback(
                     "prepare", f"previous spec of {engine.full_name('backend')}: {version}"
                 )
                 outcome = await _roll_back(
-                    engine, "backend", progress, to_image=target, within_s=timeout, swarm_did=False
+                    engine,
+                    "backend",
+                    progress,
+                    to_image=target,
+                    within_s=timeout,
+                    swarm_did=False,
+                    after_update=False,
                 )
             if not outcome.ok:
                 raise OpFailed(f"Swarm did not complete it: {outcome.reason}", step="update")
@@ -763,12 +914,26 @@ async def _rollback(
             if served != version:
                 raise OpFailed(f"nginx serves {served}, not {version}", step="verify")
             progress.ok("verify", f"nginx serves {version}")
-        except OpError as exc:
-            record.fail("failed", str(exc), failed_step=exc.step)
-            raise OpFailed(f"rollback to {version} failed: {exc}", step=exc.step) from None
-        worker = await engine.call(engine.service, "worker")
-        if worker is not None and plan.version_of(_image(worker)) == from_version:
-            await _follow(engine, "worker", version, progress, within_s=timeout)
+        except asyncio.CancelledError:
+            record.fail(
+                "failed",
+                f"cancelled; Swarm finishes what it was asked (docker service ps "
+                f"{engine.full_name('backend')})",
+            )
+            raise
+        except Exception as exc:
+            failed_step = exc.step if isinstance(exc, OpError) else "update"
+            reason = ctx.redact(_error_line(exc))
+            record.fail("failed", reason, failed_step=failed_step)
+            raise OpFailed(f"rollback to {version} failed: {reason}", step=failed_step) from None
+        try:
+            await _follow(
+                engine, "worker", version, progress, within_s=timeout, only_from=from_version
+            )
+        except asyncio.CancelledError:
+            record.note(worker=f"cancelled while the worker moved to {version}")
+            record.succeed()
+            raise
         duration = record.succeed()
         progress.done(
             f"rolled {engine.full_name('backend')} back from {from_version} to {version} in {duration:.1f} s",

@@ -31,6 +31,8 @@ __all__ = [
     "image_for_version",
     "node_satisfies",
     "parse_swarm_scale",
+    "rollback_candidates",
+    "rollback_target",
     "update_outcome",
     "version_of",
 ]
@@ -309,9 +311,13 @@ def update_outcome(
         return UpdateOutcome(state, True, not rollback, False, reason)
     if state == "rollback_completed":
         return UpdateOutcome(state, True, rollback, not rollback, reason)
-    if state in ("paused", "rollback_paused"):
+    if state == "paused":
         return UpdateOutcome(state, True, False, False, reason)
-    if state == "rollback_started":
+    if state == "rollback_paused":
+        # Swarm rolled back by itself and its rollback stopped: nothing
+        # more happens, and a second rollback would be refused
+        return UpdateOutcome(state, True, False, not rollback, reason)
+    if state.startswith("rollback_"):  # rollback_started, and any state to come
         return UpdateOutcome(state, False, False, not rollback, reason)
     return UpdateOutcome(state, False, False, False, reason)
 
@@ -362,6 +368,18 @@ def describe_node(node: Attrs) -> SwarmNode:
     return parse_node(node)
 
 
+def _failed_from(current: str, history: Iterable[Mapping[str, Any]]) -> set[str]:
+    """The versions a deploy from ``current`` failed at (or rolled back from)."""
+    return {
+        str(rec.get("version"))
+        for rec in history
+        if rec.get("op") == "deploy"
+        and rec.get("result") in ("failed", "rolled-back")
+        and rec.get("from_version") == current
+        and rec.get("version")
+    }
+
+
 def rollback_target(
     current: str, previous: str | None, history: Iterable[Mapping[str, Any]]
 ) -> tuple[str, str] | None:
@@ -371,16 +389,39 @@ def rollback_target(
 
     The last successful deploy that brought ``current`` names the version
     it replaced: that is the target. Swarm's previous spec alone is not
-    enough: after an automatic rollback it is the version that failed.
-    Without such a deploy in the history (the stack file deployed it), the
-    previous spec, unless it is the current version."""
-    for rec in reversed(list(history)):
+    enough: after a rollback (Swarm's own or stackdeck's, of a failed bake)
+    it is the version that failed. Without such a deploy in the history
+    (the stack file deployed it), the previous spec, unless it is the
+    current version or one a deploy from the current version failed at."""
+    records = list(history)
+    for rec in reversed(records):
         if rec.get("op") != "deploy" or rec.get("result") != "ok":
             continue
         if rec.get("version") == current and rec.get("from_version") not in (None, current):
             target = str(rec["from_version"])
             return (target, "previous-spec" if previous == target else "update")
         break
-    if previous and previous != current:
+    if previous and previous != current and previous not in _failed_from(current, records):
         return previous, "previous-spec"
     return None
+
+
+def rollback_candidates(
+    current: str, history: Iterable[Mapping[str, Any]], limit: int = 5
+) -> list[str]:
+    """Versions the history saw serving (a successful deploy's or rollback's
+    version, the version a deploy replaced), newest first, without
+    ``current`` and without those a deploy from it failed at: what the
+    operator may name when :func:`rollback_target` has nothing."""
+    records = list(history)
+    failed = _failed_from(current, records)
+    out: list[str] = []
+    for rec in reversed(records):
+        if rec.get("op") not in ("deploy", "rollback"):
+            continue
+        seen = [rec.get("version")] if rec.get("result") == "ok" else []
+        seen.append(rec.get("from_version"))
+        for version in seen:
+            if version and version != current and version not in failed and version not in out:
+                out.append(str(version))
+    return out[:limit]
