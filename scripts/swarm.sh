@@ -47,6 +47,8 @@
 #   SWARM_API_PORT        the manager's engine API (default 2375)
 #   SWARM_PROMETHEUS_PORT Prometheus (default 9090; basic auth, user
 #                         stackdeck, password: the secret monitoring_password)
+#   SWARM_ALERTMANAGER_PORT Alertmanager (default 9093; same credential), where
+#                         stackdeck posts its operations' notices
 #   SWARM_REGISTRY_PORT   the registry, for the host's pushes (default 5000)
 #   BACKEND_VERSION       the backend image deployed (default v1.0.0)
 set -euo pipefail
@@ -65,13 +67,15 @@ SWARM_HTTP_PORT=$(_setting SWARM_HTTP_PORT 8080)
 SWARM_HTTPS_PORT=$(_setting SWARM_HTTPS_PORT 8443)
 SWARM_API_PORT=$(_setting SWARM_API_PORT 2375)
 SWARM_PROMETHEUS_PORT=$(_setting SWARM_PROMETHEUS_PORT 9090)
+SWARM_ALERTMANAGER_PORT=$(_setting SWARM_ALERTMANAGER_PORT 9093)
 SWARM_REGISTRY_PORT=$(_setting SWARM_REGISTRY_PORT 5000)
 BACKEND_VERSION=$(_setting BACKEND_VERSION v1.0.0)
 FRONTEND_VERSION=$(_setting FRONTEND_VERSION v1.0.0)
 case "$SWARM_NAME" in
   ''|*[!a-z0-9_-]*) die "SWARM_NAME must be lower-case letters, digits, - or _ (got '$SWARM_NAME')" ;;
 esac
-for _p in SWARM_HTTP_PORT SWARM_HTTPS_PORT SWARM_API_PORT SWARM_PROMETHEUS_PORT SWARM_REGISTRY_PORT; do
+for _p in SWARM_HTTP_PORT SWARM_HTTPS_PORT SWARM_API_PORT SWARM_PROMETHEUS_PORT SWARM_ALERTMANAGER_PORT \
+          SWARM_REGISTRY_PORT; do
   case "${!_p}" in ''|*[!0-9]*) die "$_p must be a port number (got '${!_p}')" ;; esac
 done
 
@@ -202,11 +206,12 @@ start_node() {
   if ! docker container inspect "$name" >/dev/null 2>&1; then
     local ports=()
     if [ "$i" = 1 ]; then
-      # the edge, Prometheus and the manager's API, on the host's loopback
+      # the edge, Prometheus, Alertmanager and the manager's API, on the host's loopback
       # only; the API lets in only the nodes' network gateway, where the
       # host's connections to the published port come from (entrypoint.sh)
       ports=(-p "127.0.0.1:$SWARM_HTTP_PORT:80" -p "127.0.0.1:$SWARM_HTTPS_PORT:443"
-             -p "127.0.0.1:$SWARM_PROMETHEUS_PORT:9090" -p "127.0.0.1:$SWARM_API_PORT:2375"
+             -p "127.0.0.1:$SWARM_PROMETHEUS_PORT:9090" -p "127.0.0.1:$SWARM_ALERTMANAGER_PORT:9093"
+             -p "127.0.0.1:$SWARM_API_PORT:2375"
              -e "NODE_API_FROM=$(network_gateway)")
     fi
     log "node $name"
@@ -220,7 +225,7 @@ start_node() {
       -v "${SWARM_NAME}_node-$i:/var/lib/docker" \
       -e "NODE_REGISTRY=$NODE_REGISTRY" \
       "${ports[@]}" "$IMAGE_PREFIX-node:latest" >/dev/null \
-      || die "starting node $name failed (ports 127.0.0.1:$SWARM_HTTP_PORT/$SWARM_HTTPS_PORT/$SWARM_PROMETHEUS_PORT/$SWARM_API_PORT free?)"
+      || die "starting node $name failed (ports 127.0.0.1:$SWARM_HTTP_PORT/$SWARM_HTTPS_PORT/$SWARM_PROMETHEUS_PORT/$SWARM_ALERTMANAGER_PORT/$SWARM_API_PORT free?)"
   elif ! running "$name"; then
     log "node $name: starting it again"
     docker start "$name" >/dev/null
@@ -473,7 +478,8 @@ cmd_test() {
   cd "$ROOT"
   SWARM_NAME="$SWARM_NAME" SWARM_HTTP_PORT="$SWARM_HTTP_PORT" SWARM_HTTPS_PORT="$SWARM_HTTPS_PORT" \
     SWARM_API_PORT="$SWARM_API_PORT" SWARM_REGISTRY_PORT="$SWARM_REGISTRY_PORT" \
-    SWARM_PROMETHEUS_PORT="$SWARM_PROMETHEUS_PORT" SWARM_STATE_DIR="$SWARM_STATE_DIR" \
+    SWARM_PROMETHEUS_PORT="$SWARM_PROMETHEUS_PORT" SWARM_ALERTMANAGER_PORT="$SWARM_ALERTMANAGER_PORT" \
+    SWARM_STATE_DIR="$SWARM_STATE_DIR" \
     exec "$ROOT/.venv/bin/python" -m pytest -m swarm tests/swarm "$@"
 }
 

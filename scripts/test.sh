@@ -111,10 +111,10 @@ log "mypy"
 export TEXTUAL_ANIMATIONS=none
 
 # The Swarm tier's own swarm: its name, and ports at HTTP_PORT + 1000 + offset
-# (18080: 19080, 19443, 19090, 19375, 19500), clear of the compose test
+# (18080: 19080, 19443, 19090, 19093, 19375, 19500), clear of the compose test
 # stack's (HTTP_PORT + 0/363/10000/12000/14000) and below the ephemeral range
 # (tests/unit/platform/test_swarm_stack.py checks both).
-SWARM_PORT_OFFSETS="SWARM_HTTP_PORT=1000,SWARM_HTTPS_PORT=1363,SWARM_PROMETHEUS_PORT=1010,SWARM_API_PORT=1295,SWARM_REGISTRY_PORT=1420"
+SWARM_PORT_OFFSETS="SWARM_HTTP_PORT=1000,SWARM_HTTPS_PORT=1363,SWARM_PROMETHEUS_PORT=1010,SWARM_ALERTMANAGER_PORT=1013,SWARM_API_PORT=1295,SWARM_REGISTRY_PORT=1420"
 swarm_down() {
   bash scripts/swarm.sh down --yes || log "removing swarm $SWARM_NAME failed: remove it with SWARM_NAME=$SWARM_NAME bash scripts/swarm.sh down --yes"
 }

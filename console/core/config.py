@@ -41,6 +41,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -78,6 +79,7 @@ __all__ = [
     "parse_duration",
     "read_env_file",
     "redact",
+    "swarm_monitoring",
 ]
 
 ENV_PREFIX = "STACKDECK_"
@@ -400,30 +402,70 @@ class _TomlSource(PydanticBaseSettingsSource):
         return dict(self.data)
 
 
-def _swarm_monitoring(
-    merged: Mapping[str, str], out: dict[str, Any], provided: dict[str, str]
-) -> None:
-    """A swarm stack's Prometheus (scripts/swarm.sh): ``127.0.0.1:SWARM_PROMETHEUS_PORT``
-    (default 9090), its credential the secret ``monitoring_password`` in the
-    swarm's state folder (``SWARM_STATE_DIR``, else that of ``SWARM_NAME``,
-    default ``<stack>-swarm``), when this user can read it. STACKDECK_*
-    settings still win (an earlier source)."""
-    env = {**merged, **{k: v for k, v in os.environ.items() if k.startswith("SWARM_")}}
-    port = env.get("SWARM_PROMETHEUS_PORT") or "9090"
-    if port.isdigit():
-        out["prometheus_url"] = f"http://127.0.0.1:{port}"
-        provided["prometheus_url"] = "SWARM_PROMETHEUS_PORT (swarm mode)"
-    stack = str(merged.get("STACK_NAME") or DEFAULT_STACK)
+@dataclass(frozen=True)
+class SwarmMonitoring:
+    """Where a swarm stack's monitoring answers on the host, and its credential."""
+
+    prometheus_url: str | None
+    alertmanager_url: str | None
+    password: str | None
+    """The secret's content; None when it could not be read (``error`` says why)."""
+    password_file: Path
+    error: str | None = None
+
+
+def swarm_monitoring(env: Mapping[str, str], stack: str | None = None) -> SwarmMonitoring:
+    """A swarm stack's Prometheus and Alertmanager (scripts/swarm.sh):
+    ``127.0.0.1:SWARM_PROMETHEUS_PORT`` (default 9090) and
+    ``127.0.0.1:SWARM_ALERTMANAGER_PORT`` (default 9093), their credential the
+    secret ``monitoring_password`` in the swarm's state folder
+    (``SWARM_STATE_DIR``, else that of ``SWARM_NAME``, default
+    ``<stack>-swarm``). ``env``: the stack's variables; the process's
+    ``SWARM_*`` win. Used by the settings and by the operations' notices."""
+    env = {**env, **{k: v for k, v in os.environ.items() if k.startswith("SWARM_")}}
+
+    def url(var: str, default: str) -> str | None:
+        port = env.get(var) or default
+        return f"http://127.0.0.1:{port}" if port.isdigit() else None
+
+    stack = stack or str(env.get("STACK_NAME") or DEFAULT_STACK)
     folder = env.get("SWARM_STATE_DIR") or str(
         StackNames(env.get("SWARM_NAME") or f"{stack}-swarm").state_dir
     )
+    path = Path(folder) / "secrets" / "monitoring_password"
+    password: str | None = None
+    error: str | None = None
     try:
-        password = (Path(folder) / "secrets" / "monitoring_password").read_text().strip()
-    except OSError:
-        return
-    if password:
-        out["monitoring_password"] = password
-        provided["monitoring_password"] = f"{folder}/secrets/monitoring_password"
+        password = path.read_text().strip() or None
+        if password is None:
+            error = f"{path} is empty"
+    except OSError as exc:
+        error = f"cannot read {path} ({exc.strerror or exc})"
+    return SwarmMonitoring(
+        prometheus_url=url("SWARM_PROMETHEUS_PORT", "9090"),
+        alertmanager_url=url("SWARM_ALERTMANAGER_PORT", "9093"),
+        password=password,
+        password_file=path,
+        error=error,
+    )
+
+
+def _swarm_monitoring(
+    merged: Mapping[str, str], out: dict[str, Any], provided: dict[str, str]
+) -> None:
+    """The swarm's monitoring (:func:`swarm_monitoring`) into the settings,
+    the password when this user can read it. STACKDECK_* settings still win
+    (an earlier source)."""
+    found = swarm_monitoring(merged)
+    if found.prometheus_url:
+        out["prometheus_url"] = found.prometheus_url
+        provided["prometheus_url"] = "SWARM_PROMETHEUS_PORT (swarm mode)"
+    if found.alertmanager_url:
+        out["alertmanager_url"] = found.alertmanager_url
+        provided["alertmanager_url"] = "SWARM_ALERTMANAGER_PORT (swarm mode)"
+    if found.password:
+        out["monitoring_password"] = found.password
+        provided["monitoring_password"] = str(found.password_file)
 
 
 class _StackEnvSource(PydanticBaseSettingsSource):

@@ -13,6 +13,7 @@ Settings: the environment with scripts/swarm.sh's names and defaults.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -180,6 +181,21 @@ class Swarm:
         )
         r.raise_for_status()
         return [t for t in r.json()["data"]["activeTargets"] if t["labels"].get("job") == job]
+
+    def sink_messages(self) -> dict[str, Any]:
+        """The alert sink's GET /messages, asked inside its task (no published
+        port; the credential read from the secret there, never on a command
+        line)."""
+        out = self.docker(
+            "exec",
+            self.task_container("alert_sink"),
+            "sh",
+            "-c",
+            'curl -fsS -u "stackdeck:$(cat /run/secrets/monitoring_password)" '
+            "http://127.0.0.1:9099/messages",
+        )
+        result: dict[str, Any] = json.loads(out)
+        return result
 
     def secrets(self) -> dict[str, str]:
         """The secrets scripts/swarm.sh generated (never print them)."""

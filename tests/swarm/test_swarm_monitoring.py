@@ -95,24 +95,6 @@ def poll_stats(s: Swarm) -> SwarmStatsSnapshot:
     return snap
 
 
-def sink_messages(s: Swarm) -> dict[str, Any]:
-    """The alert sink's GET /messages, asked inside its task (no published
-    port; the credential read from the secret there, never on a command line)."""
-    cid = s.docker(
-        "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={s.service('alert_sink')}"
-    ).split()[0]
-    out = s.docker(
-        "exec",
-        cid,
-        "sh",
-        "-c",
-        'curl -fsS -u "stackdeck:$(cat /run/secrets/monitoring_password)" '
-        "http://127.0.0.1:9099/messages",
-    )
-    result: dict[str, Any] = json.loads(out)
-    return result
-
-
 def test_every_exporter_is_a_target_and_up(swarm: Swarm) -> None:
     def all_up() -> Any:
         missing = []
@@ -280,7 +262,7 @@ def test_the_console_app_shows_them(swarm: Swarm) -> None:
 def test_an_alert_from_a_real_fault_reaches_the_sink(swarm: Swarm) -> None:
     """The backend scaled to 0: its targets leave DNS, NoBackendTask fires
     (Swarm's rule), Alertmanager sends it to the sink; scaled back, it resolves."""
-    before = len(sink_messages(swarm).get("webhooks") or [])
+    before = len(swarm.sink_messages().get("webhooks") or [])
     swarm.docker("service", "scale", "--detach", f"{swarm.service('backend')}=0")
     try:
 
@@ -294,7 +276,7 @@ def test_an_alert_from_a_real_fault_reaches_the_sink(swarm: Swarm) -> None:
         fired_after = swarm.wait("NoBackendTask firing", firing, timeout=240, every=5)
 
         def delivered() -> list[dict[str, Any]]:
-            hooks = (sink_messages(swarm).get("webhooks") or [])[before:]
+            hooks = (swarm.sink_messages().get("webhooks") or [])[before:]
             return [
                 h
                 for h in hooks

@@ -312,7 +312,9 @@ async def run_op(
         )
         return
     impl = IMPLEMENTATIONS[name]
-    mode = "compose"
+    # the mode the operation runs in (resolved below; a fixed one before that,
+    # for the notice of an operation refused early)
+    mode = ctx.mode if ctx.mode == "swarm" else "compose"
     op_id = uuid.uuid4().hex[:12]
     t0 = time.monotonic()
     operator = ctx.operator.as_dict()
@@ -433,7 +435,7 @@ async def run_op(
             pass
         if lock is not None:
             lock.release()
-        notify.operation_finished(ctx, name, spec.writes, op_id, result, message, shown)
+        notify.operation_finished(ctx, name, spec.writes, op_id, result, message, shown, mode)
 
 
 async def cancel_op(

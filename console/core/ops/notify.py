@@ -8,8 +8,15 @@ from where. Alertmanager routes it like any alert: the team's webhook, Slack
 and e-mail (README, "Monitoring"). The alert ends by itself after
 :data:`SHOW_FOR_S`, so a notification is sent once, then its resolution.
 
+On a swarm stack (the operation ran in ``swarm`` mode) the notice goes to
+the swarm's Alertmanager instead, published on the host's
+``127.0.0.1:SWARM_ALERTMANAGER_PORT``, with the swarm's secret
+``monitoring_password`` (:func:`console.core.config.swarm_monitoring`, as the
+console's settings find them).
+
 Sending never holds up or fails the operation: it runs in a thread of its
-own, with a short timeout, and a failure is only logged.
+own, with a short timeout, and a failure (Alertmanager away, the secret
+unreadable) is only logged.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ __all__ = [
     "NOTIFIED_OPS",
     "SHOW_FOR_S",
     "alertmanager_url",
+    "notice_target",
     "operation_alert",
     "operation_finished",
 ]
@@ -53,6 +61,32 @@ def alertmanager_url(env: Mapping[str, str], http_port: int) -> str:
     """Alertmanager on 127.0.0.1: ``ALERTMANAGER_PORT``, or derived from
     ``HTTP_PORT`` (``console/core/stack.facts``, as scripts/lib.sh)."""
     return f"http://127.0.0.1:{monitoring_ports(env, http_port)['ALERTMANAGER_PORT']}"
+
+
+def notice_target(ctx: Any, mode: str | None = None) -> tuple[str, tuple[str, str]] | None:
+    """Where an operation's notice goes: ``(Alertmanager URL, basic auth)``,
+    or None when this stack has no credential to send it with (logged on a
+    swarm, where the secret should be there). ``mode``: the operation's
+    resolved mode (default ``ctx.mode``)."""
+    env: Mapping[str, str] = ctx.env
+    user = env.get("MONITORING_USER") or "stackdeck"
+    if (mode or getattr(ctx, "mode", "compose")) == "swarm":
+        from console.core.config import swarm_monitoring
+
+        found = swarm_monitoring(env, ctx.stack)
+        if found.password is None or found.alertmanager_url is None:
+            log.warning(
+                "operation notice not sent: the swarm's monitoring credential: %s",
+                found.error or "SWARM_ALERTMANAGER_PORT is not a port",
+            )
+            return None
+        return found.alertmanager_url, (user, found.password)
+    # A compose stack without monitoring (no credential in its .env) has no
+    # Alertmanager to tell.
+    password = env.get("MONITORING_PASSWORD")
+    if not password:
+        return None
+    return alertmanager_url(env, ctx.http_port), (user, password)
 
 
 def should_notify(name: str, writes: bool, result: str) -> bool:
@@ -121,17 +155,19 @@ def operation_finished(
     result: str,
     message: str,
     params: Mapping[str, Any],
+    mode: str | None = None,
 ) -> threading.Thread | None:
     """Post the notice of a finished operation in the background; returns the
     thread (not a daemon: a CLI run waits up to TIMEOUT_S for it at exit), or
-    None when this operation is not notified."""
-    env: Mapping[str, str] = ctx.env
-    # A stack without monitoring (no credential in its .env) has no
-    # Alertmanager to tell.
-    if not should_notify(name, writes, result) or not env.get("MONITORING_PASSWORD"):
+    None when this operation is not notified. ``mode``: the mode the
+    operation ran in (default ``ctx.mode``)."""
+    if not should_notify(name, writes, result):
         return None
     try:
-        return _start(ctx, env, name, op_id, result, message, params)
+        target = notice_target(ctx, mode)
+        if target is None:
+            return None
+        return _start(ctx, target, name, op_id, result, message, params)
     except Exception as exc:  # a notice must never break the operation's ending
         log.warning("operation notice not sent (%s: %s)", type(exc).__name__, exc)
         return None
@@ -139,7 +175,7 @@ def operation_finished(
 
 def _start(
     ctx: Any,
-    env: Mapping[str, str],
+    target: tuple[str, tuple[str, str]],
     name: str,
     op_id: str,
     result: str,
@@ -156,9 +192,7 @@ def _start(
         operator=ctx.operator.as_dict(),
         secrets=list(ctx.secrets),
     )
-    auth = ((env.get("MONITORING_USER") or "stackdeck"), env["MONITORING_PASSWORD"])
-    t = threading.Thread(
-        target=_post, args=(alertmanager_url(env, ctx.http_port), auth, alert), name=NOTICE_THREAD
-    )
+    url, auth = target
+    t = threading.Thread(target=_post, args=(url, auth, alert), name=NOTICE_THREAD)
     t.start()
     return t

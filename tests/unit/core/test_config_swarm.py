@@ -12,13 +12,19 @@ from console.core.config import Settings
 
 @pytest.fixture
 def swarm_env(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for key in ("SWARM_NAME", "SWARM_STATE_DIR", "SWARM_PROMETHEUS_PORT"):
+    for key in (
+        "SWARM_NAME",
+        "SWARM_STATE_DIR",
+        "SWARM_PROMETHEUS_PORT",
+        "SWARM_ALERTMANAGER_PORT",
+    ):
         monkeypatch.delenv(key, raising=False)
     secrets = clean_env / "swarm-state" / "secrets"
     secrets.mkdir(parents=True)
     (secrets / "monitoring_password").write_text("s3cret-monitoring\n")
     monkeypatch.setenv("SWARM_STATE_DIR", str(clean_env / "swarm-state"))
     monkeypatch.setenv("SWARM_PROMETHEUS_PORT", "30090")
+    monkeypatch.setenv("SWARM_ALERTMANAGER_PORT", "30093")
     return clean_env
 
 
@@ -28,6 +34,7 @@ def test_swarm_mode_reads_the_swarm_prometheus(
     monkeypatch.setenv("STACKDECK_MODE", "swarm")
     s = Settings(repo_root=swarm_env)
     assert s.prometheus_url == "http://127.0.0.1:30090"
+    assert s.alertmanager_url == "http://127.0.0.1:30093"
     assert s.monitoring_password is not None
     assert s.monitoring_password.get_secret_value() == "s3cret-monitoring"
 
@@ -36,6 +43,7 @@ def test_compose_mode_ignores_the_swarm(swarm_env: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("STACKDECK_MODE", "compose")
     s = Settings(repo_root=swarm_env)
     assert s.prometheus_url != "http://127.0.0.1:30090"
+    assert s.alertmanager_url != "http://127.0.0.1:30093"
     assert s.monitoring_password is None
 
 

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
 from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
+
+import pytest
 
 from console.core.ops import notify
 
@@ -74,3 +80,81 @@ def test_alertmanager_url_from_env_or_derived() -> None:
 def test_no_notice_without_a_monitoring_credential() -> None:
     ctx = SimpleNamespace(env={}, stack="s", http_port=1)
     assert notify.operation_finished(ctx, "deploy", True, "x", "ok", "", {}) is None
+
+
+def _ctx(mode: str, **env: str) -> SimpleNamespace:
+    return SimpleNamespace(env=env, stack="s", http_port=18080, mode=mode)
+
+
+@pytest.fixture
+def swarm_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A swarm's state folder with its monitoring secret (scripts/swarm.sh)."""
+    for key in [k for k in os.environ if k.startswith("SWARM_")]:
+        monkeypatch.delenv(key)
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "monitoring_password").write_text("swarm-secret\n")
+    monkeypatch.setenv("SWARM_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("SWARM_ALERTMANAGER_PORT", "29093")
+    return tmp_path
+
+
+def test_notice_target_per_mode(swarm_state: Path) -> None:
+    env = {"MONITORING_PASSWORD": "compose-secret", "ALERTMANAGER_PORT": "9999"}
+    # compose: the .env's Alertmanager and password
+    assert notify.notice_target(_ctx("compose", **env)) == (
+        "http://127.0.0.1:9999",
+        ("stackdeck", "compose-secret"),
+    )
+    # swarm: the swarm's published Alertmanager and its secret, whatever the .env says
+    assert notify.notice_target(_ctx("swarm", **env)) == (
+        "http://127.0.0.1:29093",
+        ("stackdeck", "swarm-secret"),
+    )
+    # the mode the operation resolved to wins over the context's (auto)
+    assert notify.notice_target(_ctx("auto", **env), "swarm") == (
+        "http://127.0.0.1:29093",
+        ("stackdeck", "swarm-secret"),
+    )
+    # a swarm needs no password in the .env
+    assert notify.notice_target(_ctx("swarm"))[1] == ("stackdeck", "swarm-secret")  # type: ignore[index]
+
+
+def test_swarm_default_alertmanager_port(
+    swarm_state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SWARM_ALERTMANAGER_PORT")
+    assert notify.notice_target(_ctx("swarm"))[0] == "http://127.0.0.1:9093"  # type: ignore[index]
+
+
+def test_unreadable_swarm_secret_is_a_warning_not_a_failure(
+    swarm_state: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("SWARM_STATE_DIR", str(swarm_state / "nowhere"))
+    ctx = _ctx("swarm", MONITORING_PASSWORD="compose-secret")
+    with caplog.at_level(logging.WARNING, logger="console.core.ops.notify"):
+        assert notify.operation_finished(ctx, "deploy", True, "x", "ok", "", {}) is None
+    assert "operation notice not sent" in caplog.text
+    assert "nowhere/secrets/monitoring_password" in caplog.text
+
+
+def test_unreachable_swarm_alertmanager_is_a_warning(
+    swarm_state: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("SWARM_ALERTMANAGER_PORT", str(s.getsockname()[1]))
+    ctx = SimpleNamespace(
+        env={},
+        stack="s",
+        http_port=1,
+        mode="swarm",
+        redact=lambda m: m,
+        operator=SimpleNamespace(as_dict=lambda: {"user": "alice"}),
+        secrets=[],
+    )
+    with caplog.at_level(logging.WARNING, logger="console.core.ops.notify"):
+        t = notify.operation_finished(ctx, "deploy", True, "x", "ok", "deployed", {})
+        assert t is not None
+        t.join(timeout=notify.TIMEOUT_S + 2)
+    assert not t.is_alive()
+    assert "operation notice not sent" in caplog.text

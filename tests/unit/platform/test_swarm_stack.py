@@ -184,6 +184,13 @@ def test_the_real_overlay_renders_to_the_swarm_services(tmp_path: Path) -> None:
         assert svc["deploy"]["endpoint_mode"] == "dnsrr", name
     assert stack["services"]["node_exporter"]["deploy"]["mode"] == "global"
     assert "node.labels.db == true" in stack["services"]["db"]["deploy"]["placement"]["constraints"]
+    # Prometheus and Alertmanager published on the edge node itself (no
+    # routing mesh here), where scripts/swarm.sh maps them to the host
+    for name, port in (("prometheus", 9090), ("alertmanager", 9093)):
+        published = [
+            (p["target"], p["published"], p["mode"]) for p in stack["services"][name]["ports"]
+        ]
+        assert published == [(port, port, "host")], (name, published)
 
 
 def _swarm_test_ports(http_port: int) -> dict[str, int]:
@@ -205,7 +212,8 @@ def test_the_swarm_tiers_ports_clear_the_compose_test_stacks() -> None:
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     for http_port in (80, 18080, 18090, 18099):  # the default; test.sh's; the fresh machine's
         swarm = _swarm_test_ports(http_port)
-        assert len(swarm) == 5 and len(set(swarm.values())) == 5, swarm
+        assert len(swarm) == 6 and len(set(swarm.values())) == 6, swarm
+        assert "SWARM_ALERTMANAGER_PORT" in swarm, swarm  # the operations' notices
         compose = set(published_ports({}, http_port).values()) | {http_port}
         assert not compose & set(swarm.values()), (http_port, swarm, compose)
         assert max(swarm.values()) < low, (http_port, swarm, low)
