@@ -450,6 +450,17 @@ def swarm_monitoring(env: Mapping[str, str], stack: str | None = None) -> SwarmM
     )
 
 
+def _at_swarm_manager(env: Mapping[str, str], docker_host: object) -> bool:
+    """``mode = "auto"`` pointed at the manager scripts/swarm.sh publishes
+    (``DOCKER_HOST=tcp://127.0.0.1:SWARM_API_PORT``, what ``swarm.sh env``
+    prints): the swarm's monitoring, not the compose stack's Prometheus (on
+    one host both answer, and the compose one's nodes and containers would
+    be shown as the swarm's)."""
+    env = {**env, **{k: v for k, v in os.environ.items() if k.startswith("SWARM_")}}
+    host = str(docker_host or os.environ.get("DOCKER_HOST") or "").rstrip("/")
+    return host == f"tcp://127.0.0.1:{env.get('SWARM_API_PORT') or 2375}"
+
+
 def _swarm_monitoring(
     merged: Mapping[str, str], out: dict[str, Any], provided: dict[str, str]
 ) -> None:
@@ -505,7 +516,10 @@ class _StackEnvSource(PydanticBaseSettingsSource):
             out["alertmanager_url"] = f"http://127.0.0.1:{ports['ALERTMANAGER_PORT']}"
             provided["prometheus_url"] = f"PROMETHEUS_PORT/HTTP_PORT in {env_path}"
             provided["alertmanager_url"] = f"ALERTMANAGER_PORT/HTTP_PORT in {env_path}"
-        if state.get("mode") == "swarm":
+        if state.get("mode") == "swarm" or (
+            state.get("mode", "auto") == "auto"
+            and _at_swarm_manager(merged, state.get("docker_host"))
+        ):
             _swarm_monitoring(merged, out, provided)
         if root and "repo_root" not in state:
             out["repo_root"] = str(root)

@@ -61,3 +61,19 @@ def test_unreadable_secret_leaves_no_credential(
     monkeypatch.setenv("SWARM_STATE_DIR", str(swarm_env / "nowhere"))
     s = Settings(repo_root=swarm_env)
     assert s.prometheus_url == "http://127.0.0.1:30090" and s.monitoring_password is None
+
+
+def test_auto_mode_at_the_swarm_manager_reads_the_swarm_prometheus(
+    swarm_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`DOCKER_HOST=$(swarm.sh env) stackdeck` (mode auto): the swarm's
+    Prometheus, not the compose stack's of the same host; any other engine:
+    the compose one."""
+    monkeypatch.delenv("STACKDECK_MODE", raising=False)
+    monkeypatch.setenv("SWARM_API_PORT", "30375")
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:30375")
+    s = Settings(repo_root=swarm_env)
+    assert s.prometheus_url == "http://127.0.0.1:30090"
+    assert s.monitoring_password is not None
+    monkeypatch.setenv("DOCKER_HOST", "unix:///var/run/docker.sock")
+    assert Settings(repo_root=swarm_env).prometheus_url != "http://127.0.0.1:30090"
