@@ -245,3 +245,43 @@ async def test_a_stats_tick_builds_only_the_rows_on_screen(
         table.scroll_end(animate=False, immediate=True)
         await settle(pilot)
         assert table.get_cell_at((49, 1)).plain == f"{42.0 + 49:.1f}"  # not the older tick's
+
+
+async def test_a_new_list_of_rows_while_scrolled_down_does_not_crash() -> None:
+    """Lazy rows were waiting off screen, the table scrolled down, then the
+    list of containers changed (one replaced by a deploy, the database
+    restarted): clear() reset the scroll, its watcher caught the old lazy
+    rows up against a table already emptied, and the console died with a
+    KeyError (CI, test_app_live and test_other_operator_live)."""
+    app = make_app("normal")
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        stats = app.dashboard.stats
+        assert stats is not None
+        model = stats.containers[0]
+        monitor = FakeMonitor.instances[-1]
+
+        def push(names: list[str], cpu: float) -> None:
+            rows = [
+                model.model_copy(update={"name": n, "service": n, "cpu_percent": cpu})
+                for n in names
+            ]
+            monitor.push("stats", stats.model_copy(update={"containers": rows}))
+
+        first = [f"bench_{i:02d}" for i in range(50)]
+        push(first, 1.0)
+        await settle(pilot)
+        push(first, 2.0)  # a tick with the same rows: the ones off screen wait, lazy
+        await settle(pilot)
+        table = app.query_one(StatsPanel).query_one(ListTable)
+        table.scroll_end(animate=False, immediate=True)
+        await settle(pilot)
+        push(first, 3.0)
+        await settle(pilot)
+        push([*first[:10], "bench_new", *first[11:]], 4.0)  # one container replaced
+        await settle(pilot)
+        assert app.is_running
+        assert "bench_new" in table.shown_keys and "bench_10" not in table.shown_keys
+        table.scroll_home(animate=False, immediate=True)
+        await settle(pilot)
+        assert table.get_cell_at((0, 1)).plain == "4.0"

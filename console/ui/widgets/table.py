@@ -202,8 +202,11 @@ class ListTable(DataTable[Text]):
             return
         previous = self.cursor_key
         previous_index = self.cursor_row
-        self.clear()
+        # before clear(): it resets the scroll, whose watcher catches lazy
+        # rows up, and the rows behind are of the old list
         self._behind.clear()
+        self._shown = []
+        self.clear()
         for row in visible:
             self.add_row(*row.cells, key=row.key)
         self._shown = keys
@@ -260,7 +263,9 @@ class ListTable(DataTable[Text]):
                 continue
             self._behind.pop(row.key, None)
             row_key = RowKey(row.key)
-            data = self._data[row_key]
+            data = self._data.get(row_key)
+            if data is None:
+                continue  # not a row of the table (any more): nothing to put in place
             row_changed = False
             for column_key, cell in zip(column_keys, row.cells, strict=False):
                 key = ColumnKey(column_key)
