@@ -74,15 +74,29 @@ build() {  # build IMAGE DOCKERFILE HASH [build args...]
   rm -f "$out"
 }
 
+# Two builds at a time (IMAGE_JOBS): a build waits on the archive's downloads
+# and on dpkg as much as on a core, so two share the 2 cores of the reference
+# machine well. A failed build does not stop the others; the script fails at
+# the end, each failure's output above.
+JOBS="${IMAGE_JOBS:-2}"
+case "$JOBS" in ''|*[!0-9]*|0) die "IMAGE_JOBS must be a number of builds, 1 or more (got '$JOBS')" ;; esac
+FAILED_DIR=$(mktemp -d)
+trap 'rm -rf "$FAILED_DIR"' EXIT
+queue() {  # queue IMAGE DOCKERFILE HASH [build args...]: build, in the background
+  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
+  local image=$1
+  ( build "$@" ) || : >"$FAILED_DIR/${image//[\/:]/_}" &
+}
+
 ensure_base
 base_id=$(docker image inspect -f '{{.Id}}' "$BASE_IMAGE" | cut -c8-19)
 
 for svc in db redis nginx; do
-  build "$IMAGE_PREFIX-$svc:latest" "compose/images/$svc/Dockerfile" \
+  queue "$IMAGE_PREFIX-$svc:latest" "compose/images/$svc/Dockerfile" \
     "$base_id-$(inputs_hash "compose/images/$svc")"
 done
 # One image for Prometheus, Alertmanager, the exporters and the alert sink.
-build "$IMAGE_PREFIX-monitoring:latest" compose/images/monitoring/Dockerfile \
+queue "$IMAGE_PREFIX-monitoring:latest" compose/images/monitoring/Dockerfile \
   "$base_id-$(inputs_hash compose/images/monitoring platform_services/monitoring platform_services/__init__.py)"
 
 # The backend's inputs: platform_services without the frontend's files (a
@@ -100,10 +114,10 @@ if [ ${#versions[@]} -eq 0 ]; then
   fi
 fi
 for v in "${versions[@]}"; do
-  build "$IMAGE_PREFIX-backend:$v" compose/images/backend/Dockerfile "$backend_hash-$v" --build-arg "APP_VERSION=$v"
+  queue "$IMAGE_PREFIX-backend:$v" compose/images/backend/Dockerfile "$backend_hash-$v" --build-arg "APP_VERSION=$v"
 done
 # market-sim stands for the outside world: the same code, pinned under its own tag.
-build "$IMAGE_PREFIX-market-sim:latest" compose/images/backend/Dockerfile "$backend_hash-sim" --build-arg "APP_VERSION=$BASE_VERSION"
+queue "$IMAGE_PREFIX-market-sim:latest" compose/images/backend/Dockerfile "$backend_hash-sim" --build-arg "APP_VERSION=$BASE_VERSION"
 # The web frontend: static files served by its own nginx. Its versions are
 # deploy.env's FRONTEND_VERSION and each colour's (FRONTEND_<COLOUR>_VERSION),
 # default the base version; one missing is built from this checkout.
@@ -117,22 +131,26 @@ if [ -f "$STACKDECK_STATE_DIR/deploy.env" ]; then
   done
 fi
 for v in "${frontend_versions[@]}"; do
-  build "$IMAGE_PREFIX-frontend:$v" compose/images/frontend/Dockerfile \
+  queue "$IMAGE_PREFIX-frontend:$v" compose/images/frontend/Dockerfile \
     "$base_id-$(inputs_hash compose/images/frontend platform_services/frontend)-$v" \
     --build-arg "APP_VERSION=$v"
 done
 # Headless Chromium for the browser tests only (BROWSER_IMAGE=yes; scripts/test.sh
 # sets it): the stack never runs it, so a set-up does not build it.
 if [ "${BROWSER_IMAGE:-no}" = yes ]; then
-  build "$IMAGE_PREFIX-browser:latest" compose/images/browser/Dockerfile \
+  queue "$IMAGE_PREFIX-browser:latest" compose/images/browser/Dockerfile \
     "$base_id-$(inputs_hash compose/images/browser)"
 fi
 # A Swarm node (its own dockerd) and the local registry the nodes pull from,
 # for the stack on Swarm only (SWARM_IMAGES=yes; scripts/swarm.sh sets it).
 if [ "${SWARM_IMAGES:-no}" = yes ]; then
   for svc in node registry; do
-    build "$IMAGE_PREFIX-$svc:latest" "compose/images/$svc/Dockerfile" \
+    queue "$IMAGE_PREFIX-$svc:latest" "compose/images/$svc/Dockerfile" \
       "$base_id-$(inputs_hash "compose/images/$svc")"
   done
+fi
+wait
+if [ -n "$(ls -A "$FAILED_DIR")" ]; then
+  die "building failed: $(ls "$FAILED_DIR" | tr '\n' ' ')(each one's output above)"
 fi
 log "images ready in $SECONDS s"

@@ -9,8 +9,9 @@
 # operations and the monitoring on a swarm, and the console on a swarm,
 # tests/integration/console/test_swarm_console.py) on a
 # swarm of its own, "$STACK_NAME-swarm" on ports derived from the test
-# stack's (SWARM_PORT_OFFSETS below), brought up from nothing and removed at
-# the end whatever happened. On a full run (no extra arguments), or with
+# stack's (SWARM_PORT_OFFSETS below), brought up from nothing in the
+# background while the compose stack is set up and the unit and UI tiers run,
+# stopped until its tier, and removed at the end whatever happened. On a full run (no extra arguments), or with
 # STACKDECK_TEST_SWARM=yes; STACKDECK_TEST_SWARM=no leaves it out. The exit
 # code is non-zero if either tier failed. The multi-node tier is not here
 # (docs/SCALE-OUT.md: `bash scripts/swarm.sh test`, about 12 minutes).
@@ -42,6 +43,7 @@ bash scripts/engine.sh
 # What the tests call besides docker and the .venv (curl comes with setup.sh).
 need_cmd git git
 need_cmd ip iproute2
+need_cmd pgrep procps  # the Swarm tier's bring-up is stopped with its processes
 need_cmd tmux tmux  # the real TUI runs in a tmux pane in the fault tests
 # docs/RUNBOOK.md's lines, run by tests/integration/test_runbook_doc.py
 need_cmd jq jq
@@ -99,7 +101,58 @@ for old in $(docker image ls stackdeck-base --format '{{.Tag}}'); do
 done
 docker image prune -f >/dev/null 2>&1 || true
 
-BASE_BUILD=$base_build BROWSER_IMAGE=yes bash scripts/images.sh
+swarm=${STACKDECK_TEST_SWARM:-}
+[ -n "$swarm" ] || swarm=$([ $# -eq 0 ] && echo yes || echo no)
+
+BASE_BUILD=$base_build BROWSER_IMAGE=yes SWARM_IMAGES=$swarm bash scripts/images.sh
+
+# The Swarm tier's own swarm: its name, and ports at HTTP_PORT + 1000 + offset
+# (18080: 19080, 19443, 19090, 19093, 19375, 19500), clear of the compose test
+# stack's (HTTP_PORT + 0/363/10000/12000/14000) and below the ephemeral range
+# (tests/unit/platform/test_swarm_stack.py checks both).
+SWARM_PORT_OFFSETS="SWARM_HTTP_PORT=1000,SWARM_HTTPS_PORT=1363,SWARM_PROMETHEUS_PORT=1010,SWARM_ALERTMANAGER_PORT=1013,SWARM_API_PORT=1295,SWARM_REGISTRY_PORT=1420"
+SWARM_LOG="$RUN_DIR/swarm-bring-up.log"
+swarm_down() {
+  bash scripts/swarm.sh down --yes || log "removing swarm $SWARM_NAME failed: remove it with SWARM_NAME=$SWARM_NAME bash scripts/swarm.sh down --yes"
+}
+swarm_containers() {  # the swarm's node containers and its registry
+  docker ps -aq --filter "label=com.investment.swarm=$SWARM_NAME"
+  docker ps -aq --filter "label=com.investment.swarm.registry=$SWARM_NAME"
+}
+kill_tree() {  # kill_tree PID: it and every process under it
+  local child
+  for child in $(pgrep -P "$1" || true); do kill_tree "$child"; done
+  kill "$1" 2>/dev/null || true
+}
+swarm_cleanup() {  # on exit: a bring-up still going is stopped, then the swarm removed
+  if [ -n "${swarm_prepare_pid:-}" ] && kill -0 "$swarm_prepare_pid" 2>/dev/null; then
+    kill_tree "$swarm_prepare_pid"
+    wait "$swarm_prepare_pid" 2>/dev/null || true
+  fi
+  swarm_down
+}
+swarm_prepare() {  # up, deploy, then stopped: the node's engine keeps every pulled image
+  bash scripts/swarm.sh up --nodes 1 && bash scripts/swarm.sh deploy \
+    && swarm_containers | xargs -r docker stop -t 60 >/dev/null
+}
+if [ "$swarm" = yes ]; then
+  export SWARM_NAME="$STACK_NAME-swarm"
+  IFS=, read -ra _pairs <<<"$SWARM_PORT_OFFSETS"
+  for pair in "${_pairs[@]}"; do
+    export "${pair%%=*}=$(( HTTP_PORT + ${pair#*=} ))"
+  done
+  swarm_down  # whatever an earlier run left
+  trap swarm_cleanup EXIT
+  # Its bring-up (pushing every image to its registry, the node pulling them:
+  # about 4 minutes) runs beside the compose stack's set-up, lint, types and
+  # the unit and UI tiers, which need no swarm; then the node waits, stopped,
+  # until the Swarm tier starts it again (half a minute).
+  mkdir -p "$RUN_DIR"
+  log "the Swarm tier's swarm $SWARM_NAME: bringing it up in the background (log: $SWARM_LOG)"
+  swarm_prepare >"$SWARM_LOG" 2>&1 &
+  swarm_prepare_pid=$!
+fi
+
 bash scripts/setup.sh
 bash scripts/venv.sh test,platform
 
@@ -110,25 +163,31 @@ log "mypy"
 
 export TEXTUAL_ANIMATIONS=none
 
-# The Swarm tier's own swarm: its name, and ports at HTTP_PORT + 1000 + offset
-# (18080: 19080, 19443, 19090, 19093, 19375, 19500), clear of the compose test
-# stack's (HTTP_PORT + 0/363/10000/12000/14000) and below the ephemeral range
-# (tests/unit/platform/test_swarm_stack.py checks both).
-SWARM_PORT_OFFSETS="SWARM_HTTP_PORT=1000,SWARM_HTTPS_PORT=1363,SWARM_PROMETHEUS_PORT=1010,SWARM_ALERTMANAGER_PORT=1013,SWARM_API_PORT=1295,SWARM_REGISTRY_PORT=1420"
-swarm_down() {
-  bash scripts/swarm.sh down --yes || log "removing swarm $SWARM_NAME failed: remove it with SWARM_NAME=$SWARM_NAME bash scripts/swarm.sh down --yes"
+swarm_prepared() {  # the background bring-up's end: 0 if the swarm waits, stopped
+  local rc=0
+  wait "$swarm_prepare_pid" || rc=$?
+  if [ "$rc" != 0 ]; then
+    cat "$SWARM_LOG" >&2
+    log "the swarm's bring-up failed (exit $rc, its log above): the Swarm tier brings it up itself"
+  else
+    log "the Swarm tier's swarm is deployed and stopped ($(grep -c '^\[swarm\] pushed' "$SWARM_LOG") images pushed)"
+  fi
+  return "$rc"
 }
-swarm_tier() {  # the single-node Swarm tier, from nothing to nothing
-  export SWARM_NAME="$STACK_NAME-swarm"
-  local pair
-  IFS=, read -ra _pairs <<<"$SWARM_PORT_OFFSETS"
-  for pair in "${_pairs[@]}"; do
-    export "${pair%%=*}=$(( HTTP_PORT + ${pair#*=} ))"
-  done
+swarm_tier() {  # the single-node Swarm tier; the swarm removed at the end
   log "the Swarm tier: swarm $SWARM_NAME on 127.0.0.1:$SWARM_HTTP_PORT (API $SWARM_API_PORT)"
-  swarm_down  # whatever an earlier run left
-  trap swarm_down EXIT
   local started=$SECONDS rc=0
+  if [ "$swarm_ready" = yes ]; then
+    # its node and registry again: the node's engine starts the stack's tasks
+    # from the images it pulled (the fixture deploys it whole if it does not answer)
+    bash scripts/swarm.sh up --nodes 1 >&2 || log "starting the swarm again failed: the tier brings it up itself"
+    local deadline=$((SECONDS + 180))
+    until curl -fsS -o /dev/null --max-time 3 "http://127.0.0.1:$SWARM_HTTP_PORT/api/health"; do
+      [ "$SECONDS" -lt "$deadline" ] || { log "the swarm does not answer after 180 s: the tier deploys it again"; break; }
+      sleep 1
+    done
+    log "the swarm answers again after $(( SECONDS - started )) s"
+  fi
   # the operations first: they start from the stack file's version, as the
   # fresh swarm has it (after the other files they would redeploy it first)
   .venv/bin/python -m pytest -ra --durations=10 -p no:cacheprovider -m swarm \
@@ -140,13 +199,23 @@ swarm_tier() {  # the single-node Swarm tier, from nothing to nothing
   return "$rc"
 }
 
-swarm=${STACKDECK_TEST_SWARM:-}
-[ -n "$swarm" ] || swarm=$([ $# -eq 0 ] && echo yes || echo no)
 if [ "$swarm" != yes ]; then
   exec .venv/bin/python -m pytest -ra --durations=15 -p no:cacheprovider "$@"
 fi
 compose_rc=0
-.venv/bin/python -m pytest -ra --durations=15 -p no:cacheprovider "$@" || compose_rc=$?
+swarm_ready=no
+if [ $# -eq 0 ]; then
+  # a full run: the unit and UI tiers (no stack, no swarm) beside the swarm's
+  # bring-up, then the rest once it is done (the integration tiers' timings
+  # then have the cores to themselves)
+  .venv/bin/python -m pytest -ra --durations=15 -p no:cacheprovider tests/unit tests/ui || compose_rc=$?
+  swarm_prepared && swarm_ready=yes
+  .venv/bin/python -m pytest -ra --durations=15 -p no:cacheprovider \
+    --ignore=tests/unit --ignore=tests/ui || compose_rc=$?
+else
+  swarm_prepared && swarm_ready=yes
+  .venv/bin/python -m pytest -ra --durations=15 -p no:cacheprovider "$@" || compose_rc=$?
+fi
 swarm_rc=0
 swarm_tier || swarm_rc=$?
 log "compose tiers: exit $compose_rc; Swarm tier: exit $swarm_rc"
