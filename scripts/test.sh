@@ -119,15 +119,13 @@ swarm_containers() {  # the swarm's node containers and its registry
   docker ps -aq --filter "label=com.investment.swarm=$SWARM_NAME"
   docker ps -aq --filter "label=com.investment.swarm.registry=$SWARM_NAME"
 }
-kill_tree() {  # kill_tree PID: it and every process under it
-  local child
-  for child in $(pgrep -P "$1" || true); do kill_tree "$child"; done
-  kill "$1" 2>/dev/null || true
-}
 swarm_cleanup() {  # on exit: a bring-up still going is stopped, then the swarm removed
   if [ -n "${swarm_prepare_pid:-}" ] && kill -0 "$swarm_prepare_pid" 2>/dev/null; then
-    kill_tree "$swarm_prepare_pid"
-    wait "$swarm_prepare_pid" 2>/dev/null || true
+    # its own process group (set -m below): every process of it, so none
+    # keeps swarm.sh's lock open while the swarm is removed
+    kill -TERM -- "-$swarm_prepare_pid" 2>/dev/null || true
+    local deadline=$((SECONDS + 30))
+    while pgrep -g "$swarm_prepare_pid" >/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 1; done
   fi
   swarm_down
 }
@@ -149,8 +147,10 @@ if [ "$swarm" = yes ]; then
   # until the Swarm tier starts it again (half a minute).
   mkdir -p "$RUN_DIR"
   log "the Swarm tier's swarm $SWARM_NAME: bringing it up in the background (log: $SWARM_LOG)"
+  set -m  # a process group of its own, to stop it whole
   swarm_prepare >"$SWARM_LOG" 2>&1 &
   swarm_prepare_pid=$!
+  set +m
 fi
 
 bash scripts/setup.sh
