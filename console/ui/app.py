@@ -45,6 +45,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
+import os
 import socket
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -184,6 +186,25 @@ def _default_log_follower(settings: Settings, container: str, tail: int) -> Asyn
     from console.core.sources.docker.logs import follow_logs
 
     return follow_logs(container, tail=tail, settings=settings)
+
+
+def _terminal_gone() -> None:
+    """After SIGHUP the terminal is usually closed (an SSH session dropped, a
+    tmux server killed): a write to it fails with EIO, which ends Textual's
+    writer thread, and every later write then blocks on its full queue, so
+    the console never exited. The output goes to /dev/null instead (stdin is
+    left: Textual's input thread ends on its own)."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        for fd in (1, 2):
+            os.dup2(null, fd)
+    except OSError:
+        pass
+    finally:
+        os.close(null)
 
 
 class StackdeckApp(App[None]):
@@ -424,12 +445,22 @@ class StackdeckApp(App[None]):
         if self._hanging_up:
             return
         self._hanging_up = True
+        _terminal_gone()
         # kept: the loop holds only a weak reference to a task
         self._hangup_task = asyncio.get_running_loop().create_task(self._finish_after_hangup())
 
     async def _finish_after_hangup(self) -> None:
         await self._stop_operations("after SIGHUP")
         await self._stop_monitor()
+        writer = getattr(self._driver, "_writer_thread", None)
+        if writer is not None and not writer.is_alive():
+            # The terminal closed before its output went to /dev/null: a write
+            # failed (EIO) and ended Textual's writer thread, and Textual's
+            # shutdown would wait forever on that thread's full queue. The
+            # operations are undone and the monitor stopped: nothing is left
+            # that a normal exit would do.
+            logging.shutdown()
+            os._exit(129)
         self.exit(return_code=129)
 
     async def _stop_operations(self, why: str) -> None:

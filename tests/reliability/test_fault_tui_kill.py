@@ -610,3 +610,31 @@ def test_sighup_with_confirmation_open_runs_nothing(stack: Stack, dialog: str) -
             f"{gone_s:.2f} s; no lock, no history or audit line, containers and active.conf unchanged"
         )
         fig.extra = {"dialog": dialog, "group_gone_s": round(gone_s, 2)}
+
+
+# --- 4. the terminal itself gone (an SSH drop closes the pty) -----------------------
+
+
+def test_the_tui_exits_when_its_terminal_closes(stack: Stack) -> None:
+    """The tmux server killed: the pty's other side closes and the kernel sends
+    SIGHUP, as when an SSH session drops. A write to the closed terminal used
+    to end Textual's writer thread, after which the console blocked for ever
+    on its full queue (the signal tests above keep the pane, so they never saw
+    it): the whole group must be gone, bounded."""
+    with figure("the TUI's terminal closed (tmux server killed)") as fig:
+        with tui(stack) as t:
+            t.wait_dashboard()
+            assert t.sighup_not_ignored(), SIGHUP_IGNORED
+            t.wait_ticks(2)
+            pid = t.pid
+            t0 = time.monotonic()
+            t._tmux("kill-server", check=False)
+            wait_until(
+                lambda: not t.group_alive(),
+                timeout=30,
+                interval=0.1,
+                what="the TUI's process group gone after its terminal closed",
+            )
+            gone_s = time.monotonic() - t0
+        fig.operator_saw = f"terminal closed: TUI (pid {pid}) and its group gone in {gone_s:.2f} s"
+        fig.extra = {"group_gone_s": round(gone_s, 2)}
