@@ -113,12 +113,30 @@ def test_every_exporter_is_a_target_and_up(swarm: Swarm) -> None:
             float(r["value"][1]) for r in prom(swarm, "/api/v1/query", query=metric)["result"]
         ]
         assert values and all(v == 1 for v in values), (metric, values)
-    # one node exporter and one stack exporter per node (global services)
-    nodes = {n.attrs["Description"]["Hostname"] for n in swarm.client.nodes.list()}
-    uname = prom(swarm, "/api/v1/query", query="node_uname_info")["result"]
-    assert {r["metric"]["nodename"] for r in uname} == nodes
-    engines = prom(swarm, "/api/v1/query", query="stackdeck_engine_up")["result"]
-    assert {r["metric"]["node"] for r in engines} == nodes
+
+    # one node exporter and one stack exporter per ready node (global
+    # services); polled: a node that rejoined (the multi-node files kill one)
+    # is scraped only once DNS discovery found its new tasks (30 s refresh)
+    def per_node() -> Any:
+        nodes = {
+            n.attrs["Description"]["Hostname"]
+            for n in swarm.client.nodes.list()
+            if n.attrs["Status"]["State"] == "ready"
+        }
+        uname = prom(swarm, "/api/v1/query", query="node_uname_info")["result"]
+        engines = prom(swarm, "/api/v1/query", query="stackdeck_engine_up")["result"]
+        seen = (
+            {r["metric"]["nodename"] for r in uname},
+            {r["metric"]["node"] for r in engines},
+        )
+        return seen == (nodes, nodes) or (False, nodes, seen)
+
+    swarm.wait(
+        "a node exporter and a stack exporter on every node",
+        lambda: per_node() is True,
+        timeout=120,
+        every=3,
+    )
     # Prometheus sends to the Alertmanager it found by DNS
     ams = prom(swarm, "/api/v1/alertmanagers")["activeAlertmanagers"]
     assert len(ams) == 1 and ams[0]["url"].endswith(":9093/api/v2/alerts")
