@@ -79,6 +79,13 @@ SETTLE_S = 60.0
 """Beyond the health timeout, how long an update, rollback or scale may take
 (Swarm's monitor windows, image pulls)."""
 REGISTRY_TIMEOUT_S = 5.0
+HOLD_POLLS = 3
+"""A drain is done when its end check (every service at its count on active,
+ready nodes, nothing still starting or unplaced) holds over this many
+consecutive reads, not on one."""
+UNPLACED_S = 20.0
+"""How long a task may stay pending with the scheduler's reason (``no
+suitable node``) before the drain fails with that reason."""
 CANCEL_ROLLBACK_S = 30.0
 """How long a cancelled deploy waits for its rollback to complete before it
 ends saying the rollback is still running (Swarm finishes it)."""
@@ -1108,26 +1115,32 @@ async def _availability(ctx: OpContext, name: str, availability: str, progress: 
             return
         timeout = ctx.health_timeout + SETTLE_S
         next_report = t0 + REPORT_S
+        held = 0
+        pending_since: dict[str, float] = {}
         while True:
-            services = await engine.call(engine.services)
-            tasks = await engine.call(engine.stack_tasks)
-            left = [t for t in plan.tasks_on(tasks, node["ID"]) if not _global(services, t)]
-            short_of = _short_of(services, tasks, ctx.stack)
-            if not left and not short_of:
-                break
+            services, tasks, nodes = await asyncio.gather(
+                engine.call(engine.services),
+                engine.call(engine.stack_tasks),
+                engine.call(engine.nodes),
+            )
+            check = plan.drain_check(services, tasks, nodes, node["ID"], ctx.stack)
             now = time.monotonic()
-            if now - t0 > timeout:
-                raise OpFailed(
-                    f"{name} drained, but after {timeout:.0f} s {len(left)} task(s) are still on it "
-                    f"and {', '.join(short_of) or 'no service'} runs short (docker service ps)",
-                    step="drain",
-                )
+            # done only when it holds over consecutive reads: a replacement
+            # seen running once can still fail its start, a stale task drop
+            held = held + 1 if check.done else 0
+            if held >= HOLD_POLLS:
+                break
+            pending_since = {tid: pending_since.get(tid, now) for tid in check.unplaced}
+            stuck = sorted(
+                check.unplaced[tid]
+                for tid, since in pending_since.items()
+                if now - since >= UNPLACED_S
+            )
+            if stuck or now - t0 > timeout:
+                raise OpFailed(_not_settled(engine, name, check, stuck, timeout), step="drain")
             if now >= next_report:
                 next_report = now + REPORT_S
-                progress.info(
-                    "drain",
-                    f"{now - t0:.0f} s: {len(left)} task(s) still on {name}; short: {', '.join(short_of) or 'none'}",
-                )
+                progress.info("drain", f"{now - t0:.0f} s: {check.describe(name)}")
             await asyncio.sleep(POLL_S)
         took = time.monotonic() - t0
         moved = _moved(services, tasks, before, nodes, ctx.stack)
@@ -1142,24 +1155,31 @@ async def _availability(ctx: OpContext, name: str, availability: str, progress: 
         engine.close()
 
 
+def _not_settled(
+    engine: SwarmEngine, name: str, check: plan.DrainCheck, stuck: list[str], timeout: float
+) -> str:
+    """The drain's failure: Swarm's reason for the tasks it cannot place (or
+    what still keeps the drain from being done at its timeout) and what the
+    operator can do."""
+    what = (
+        f"Swarm cannot place {'; '.join(stuck)}"
+        if stuck
+        else f"after {timeout:.0f} s: {check.describe(name)}"
+    )
+    labels = [*check.short, *(u.split(".", 1)[0] for u in stuck)]
+    services = " ".join(engine.full_name(s) for s in dict.fromkeys(labels)) or "<service>"
+    return (
+        f"{name} is drained, but {what}; activate it again for Swarm to place them there: "
+        f"stackdeck node activate {name} (or add a node that can run them; "
+        f"docker service ps --no-trunc {services})"
+    )
+
+
 def _global(services: list[dict[str, Any]], task: Mapping[str, Any]) -> bool:
     for svc in services:
         if svc["ID"] == task.get("ServiceID"):
             return "Global" in (svc["Spec"].get("Mode") or {})
     return False
-
-
-def _short_of(services: list[dict[str, Any]], tasks: list[dict[str, Any]], stack: str) -> list[str]:
-    """Replicated services with fewer running tasks than replicas."""
-    out = []
-    for svc in services:
-        want = svc["Spec"].get("Mode", {}).get("Replicated", {}).get("Replicas")
-        if not isinstance(want, int):
-            continue
-        own = [t for t in tasks if t.get("ServiceID") == svc["ID"]]
-        if len(plan.running_of(own)) < want:
-            out.append(short_service_name(str(svc["Spec"]["Name"]), stack))
-    return out
 
 
 def _only_tasks_here(
