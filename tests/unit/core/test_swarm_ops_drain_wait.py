@@ -71,6 +71,11 @@ class ScriptedEngine:
     script: list[list[dict[str, Any]]] = []
     reads_after = 0
     writes: list[tuple[str, str]] = []
+    status: dict[str, Any] | None = None
+    """The backend's UpdateStatus before the drain."""
+    status_after: dict[str, Any] | None = None
+    """... and after it (Swarm's own rollback, say)."""
+    replicas_after: int | None = None
 
     def __init__(self, ctx: OpContext):
         self.ctx = ctx
@@ -81,6 +86,9 @@ class ScriptedEngine:
         cls.nodes_now[0]["Description"]["Hostname"] = "node-1"
         cls.node_ids = {n["Description"]["Hostname"]: n["ID"] for n in cls.nodes_now}
         cls.before, cls.script, cls.reads_after, cls.writes = [], [], 0, []
+        cls.status = {"State": "completed", "StartedAt": "2026-12-07T19:00:00Z"}
+        cls.status_after = None
+        cls.replicas_after = None
 
     async def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(fn, *args, **kwargs)
@@ -92,7 +100,13 @@ class ScriptedEngine:
         return f"{self.ctx.stack}_{short}"
 
     def services(self) -> list[dict[str, Any]]:
-        return [copy.deepcopy(BACKEND)]
+        svc = copy.deepcopy(BACKEND)
+        svc["UpdateStatus"] = copy.deepcopy(
+            self.status_after if self.writes and self.status_after else self.status
+        )
+        if self.writes and self.replicas_after is not None:
+            svc["Spec"]["Mode"]["Replicated"]["Replicas"] = self.replicas_after
+        return [svc]
 
     def nodes(self) -> list[dict[str, Any]]:
         return copy.deepcopy(self.nodes_now)
@@ -232,3 +246,79 @@ def test_drain_check_lists_what_keeps_it_from_done() -> None:
     moved = [tasks[0], _task("t2b", 2, "node-3")]
     done = plan.drain_check([BACKEND], moved, nodes, ScriptedEngine.node_ids["node-2"], STACK)
     assert done.done, done
+
+
+def test_drain_while_swarm_updates_a_service_is_refused_and_changes_nothing(
+    tmp_path: Path, engine: type[ScriptedEngine]
+) -> None:
+    engine.status = {"State": "updating", "StartedAt": "2026-12-07T19:12:33.02Z"}
+    _start(engine)
+    ctx = _quick(tmp_path)
+    last = _drain(ctx)[-1]
+    assert last.status == "fail" and last.data["code"] == "bad-input", last
+    assert last.message.startswith(
+        "refusing to drain while Swarm updates backend (updating since 2026-12-07T19:12:33)"
+    ), last.message
+    assert engine.writes == []
+    lines = [json.loads(line) for line in ctx.audit_path.read_text().splitlines()]
+    assert [a["event"] for a in lines] == ["refused"]
+
+
+def test_a_rollback_by_swarm_during_the_drain_fails_it_with_swarm_s_message(
+    tmp_path: Path, engine: type[ScriptedEngine]
+) -> None:
+    """What the drain after the node-loss file met: a scale's update still
+    in flight, the drain stopped a task of it, Swarm rolled the scale back
+    (one task again). The tasks then look settled; the drain must not say
+    it is done."""
+    _start(engine)
+    engine.status_after = {
+        "State": "rollback_completed",
+        "StartedAt": "2026-12-07T19:12:50Z",
+        "Message": "rollback completed",
+    }
+    engine.replicas_after = 1  # the previous spec's
+    engine.script = [[_task("t1", 1, "node-1"), _old_t2_shut()]]
+    ctx = _quick(tmp_path)
+    last = _drain(ctx)[-1]
+    assert last.status == "fail", last
+    assert "Swarm rolled back backend (rollback_completed: rollback completed)" in last.message
+    assert "stackdeck node activate node-2" in last.message
+    assert _audit_end(ctx)["result"] == "failed"
+
+
+class _Api:
+    """The docker SDK's low-level client, as far as SwarmEngine.scale uses it."""
+
+    def __init__(self, svc: dict[str, Any]) -> None:
+        self.svc = svc
+        self.posted: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+
+    def inspect_service(self, name: str) -> dict[str, Any]:
+        return copy.deepcopy(self.svc)
+
+    def _url(self, path: str, *args: str) -> str:
+        return path.format(*args)
+
+    def _post_json(self, url: str, data: dict[str, Any], params: dict[str, Any]) -> object:
+        self.posted.append((url, data, params))
+        return object()
+
+    def _result(self, resp: object, json: bool = False) -> dict[str, Any]:
+        return {}
+
+
+def test_scale_posts_the_spec_with_only_its_replicas_changed(tmp_path: Path) -> None:
+    """docker-py's Service.scale merges the spec through its model and adds
+    DNSConfig {} to the task template: a rolling update of every task."""
+    svc = copy.deepcopy(BACKEND)
+    svc["Version"] = {"Index": 41}
+    api = _Api(svc)
+    real = swarm_ops.SwarmEngine(_ctx(tmp_path, "swarm"))
+    real._client = type("Client", (), {"api": api})()
+    real.scale("backend", 3)
+    (url, spec, params) = api.posted[0]
+    assert url == f"/services/{svc['ID']}/update" and params == {"version": 41}
+    want = copy.deepcopy(svc["Spec"])
+    want["Mode"]["Replicated"]["Replicas"] = 3
+    assert spec == want

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import math
 import os
 import time
@@ -159,21 +160,32 @@ class SwarmEngine:
         svc = self.client.services.get(self.full_name(short))
         svc.update(image=image, force_update=force or None)
 
+    def _post_spec(self, svc: dict[str, Any], spec: dict[str, Any], **params: Any) -> None:
+        """``POST /services/{id}/update`` with ``spec`` as it is, at the
+        version read (the SDK's model merges the spec through its own fields
+        first, which changes the task template: see :meth:`scale`)."""
+        api = self.client.api
+        url = api._url("/services/{0}/update", svc["ID"])
+        resp = api._post_json(url, data=spec, params={"version": svc["Version"]["Index"], **params})
+        api._result(resp, json=True)
+
     def rollback(self, short: str) -> None:
         """``docker service rollback``: the current spec posted back with
         ``rollback=previous`` (the SDK has no call of its own for it)."""
-        api = self.client.api
-        svc = api.inspect_service(self.full_name(short))
-        url = api._url("/services/{0}/update", svc["ID"])
-        resp = api._post_json(
-            url,
-            data=svc["Spec"],
-            params={"version": svc["Version"]["Index"], "rollback": "previous"},
-        )
-        api._result(resp, json=True)
+        svc = self.client.api.inspect_service(self.full_name(short))
+        self._post_spec(svc, svc["Spec"], rollback="previous")
 
     def scale(self, short: str, n: int) -> None:
-        self.client.services.get(self.full_name(short)).scale(n)
+        """``docker service scale``: the current spec posted back with only its
+        replicas changed. Not the SDK's ``Service.scale``: its merge adds
+        ``DNSConfig: {}`` to a stack-deployed task template, and a changed
+        template is a rolling update of every task (its monitor window and
+        ``failure_action: rollback``): a drain during it stopped a task of
+        that update, and Swarm rolled the scale back."""
+        svc = self.client.api.inspect_service(self.full_name(short))
+        spec = copy.deepcopy(svc["Spec"])
+        spec["Mode"]["Replicated"]["Replicas"] = n
+        self._post_spec(svc, spec)
 
     def set_availability(self, node_id: str, availability: str) -> None:
         node = self.client.nodes.get(node_id)
@@ -1049,6 +1061,7 @@ async def validate_node(ctx: OpContext, params: NodeParams, *, drain: bool) -> N
     node = plan.find_node(nodes, params.node)
     if drain:
         plan.check_drain(nodes, node, services, ctx.stack)
+        plan.check_no_update(services, ctx.stack)
     return params.model_copy(update={"node": plan.describe_node(node).hostname})
 
 
@@ -1103,6 +1116,7 @@ async def _availability(ctx: OpContext, name: str, availability: str, progress: 
                     f"{short}: every running task is on {name}, so its requests fail while Swarm "
                     f"starts it elsewhere (scale it to 2 first for none to fail)",
                 )
+        started = {str(s["ID"]): _started(s) for s in await engine.call(engine.services)}
         verb = "docker node update --availability"
         progress.start(availability, f"{verb} {availability} {name} (was {was})")
         t0 = time.monotonic()
@@ -1123,6 +1137,15 @@ async def _availability(ctx: OpContext, name: str, availability: str, progress: 
                 engine.call(engine.stack_tasks),
                 engine.call(engine.nodes),
             )
+            rolled = plan.rolled_back_since(services, started, ctx.stack)
+            if rolled:
+                raise OpFailed(
+                    f"{name} is drained, but Swarm rolled back {'; '.join(rolled)} while it "
+                    f"drained (a task of an update in flight was stopped); its spec is the "
+                    f"previous one again: check it (docker service ps --no-trunc), and to undo "
+                    f"the drain: stackdeck node activate {name}",
+                    step="drain",
+                )
             check = plan.drain_check(services, tasks, nodes, node["ID"], ctx.stack)
             now = time.monotonic()
             # done only when it holds over consecutive reads: a replacement

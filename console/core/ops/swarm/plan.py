@@ -26,6 +26,7 @@ __all__ = [
     "DrainCheck",
     "UpdateOutcome",
     "check_drain",
+    "check_no_update",
     "check_scale",
     "constraints_of",
     "drain_check",
@@ -35,6 +36,7 @@ __all__ = [
     "parse_swarm_scale",
     "rollback_candidates",
     "rollback_target",
+    "rolled_back_since",
     "update_outcome",
     "version_of",
 ]
@@ -193,6 +195,47 @@ def check_drain(nodes: Iterable[Attrs], node: Attrs, services: Iterable[Attrs], 
             "(docker node update --label-add), or the service stays down until it is active again",
             field="node",
         )
+
+
+IN_FLIGHT = ("updating", "rollback_started")
+"""Update states in which Swarm still replaces tasks and watches them."""
+
+
+def check_no_update(services: Iterable[Attrs], stack: str) -> None:
+    """Refuse a drain while a service of the stack is being updated or
+    rolled back: the drain would stop a task of that update, and Swarm's
+    ``failure_action: rollback`` would undo the update (a scale too: its
+    replicas go back)."""
+    busy = []
+    for svc in services:
+        state = str(_get(svc, "UpdateStatus", "State") or "")
+        if state in IN_FLIGHT:
+            short = short_service_name(str(_get(svc, "Spec", "Name") or ""), stack)
+            since = str(_get(svc, "UpdateStatus", "StartedAt") or "?")[:19]
+            busy.append(f"{short} ({state} since {since})")
+    if busy:
+        raise BadInput(
+            f"refusing to drain while Swarm updates {', '.join(busy)}: the drain would stop "
+            "a task of that update and Swarm would roll it back; wait until docker service "
+            "inspect shows it completed, then drain",
+            field="node",
+        )
+
+
+def rolled_back_since(
+    services: Iterable[Attrs], started: Mapping[str, str], stack: str
+) -> list[str]:
+    """Services Swarm began rolling back after ``started`` (service id ->
+    its ``UpdateStatus.StartedAt`` then), with Swarm's message."""
+    out = []
+    for svc in services:
+        status = _get(svc, "UpdateStatus") or {}
+        state = str(status.get("State") or "")
+        at = str(status.get("StartedAt") or "")
+        if state.startswith("rollback") and at and at != started.get(str(svc.get("ID")), ""):
+            short = short_service_name(str(_get(svc, "Spec", "Name") or ""), stack)
+            out.append(f"{short} ({state}: {_shown(status.get('Message') or state, 200)})")
+    return out
 
 
 # --- scaling ------------------------------------------------------------------------------
