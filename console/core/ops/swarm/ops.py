@@ -1149,7 +1149,7 @@ async def _availability(ctx: OpContext, name: str, availability: str, progress: 
             check = plan.drain_check(services, tasks, nodes, node["ID"], ctx.stack)
             now = time.monotonic()
             # done only when it holds over consecutive reads: a replacement
-            # seen running once can still fail its start, a stale task drop
+            # seen running once can still fail its start, a stale task vanish
             held = held + 1 if check.done else 0
             if held >= HOLD_POLLS:
                 break
