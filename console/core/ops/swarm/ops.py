@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import math
 import os
 import time
@@ -79,6 +80,13 @@ SETTLE_S = 60.0
 """Beyond the health timeout, how long an update, rollback or scale may take
 (Swarm's monitor windows, image pulls)."""
 REGISTRY_TIMEOUT_S = 5.0
+HOLD_POLLS = 3
+"""A drain is done when its end check (every service at its count on active,
+ready nodes, nothing still starting or unplaced) holds over this many
+consecutive reads, not on one."""
+UNPLACED_S = 20.0
+"""How long a task may stay pending with the scheduler's reason (``no
+suitable node``) before the drain fails with that reason."""
 CANCEL_ROLLBACK_S = 30.0
 """How long a cancelled deploy waits for its rollback to complete before it
 ends saying the rollback is still running (Swarm finishes it)."""
@@ -152,21 +160,32 @@ class SwarmEngine:
         svc = self.client.services.get(self.full_name(short))
         svc.update(image=image, force_update=force or None)
 
+    def _post_spec(self, svc: dict[str, Any], spec: dict[str, Any], **params: Any) -> None:
+        """``POST /services/{id}/update`` with ``spec`` as it is, at the
+        version read (the SDK's model merges the spec through its own fields
+        first, which changes the task template: see :meth:`scale`)."""
+        api = self.client.api
+        url = api._url("/services/{0}/update", svc["ID"])
+        resp = api._post_json(url, data=spec, params={"version": svc["Version"]["Index"], **params})
+        api._result(resp, json=True)
+
     def rollback(self, short: str) -> None:
         """``docker service rollback``: the current spec posted back with
         ``rollback=previous`` (the SDK has no call of its own for it)."""
-        api = self.client.api
-        svc = api.inspect_service(self.full_name(short))
-        url = api._url("/services/{0}/update", svc["ID"])
-        resp = api._post_json(
-            url,
-            data=svc["Spec"],
-            params={"version": svc["Version"]["Index"], "rollback": "previous"},
-        )
-        api._result(resp, json=True)
+        svc = self.client.api.inspect_service(self.full_name(short))
+        self._post_spec(svc, svc["Spec"], rollback="previous")
 
     def scale(self, short: str, n: int) -> None:
-        self.client.services.get(self.full_name(short)).scale(n)
+        """``docker service scale``: the current spec posted back with only its
+        replicas changed. Not the SDK's ``Service.scale``: its merge adds
+        ``DNSConfig: {}`` to a stack-deployed task template, and a changed
+        template is a rolling update of every task (its monitor window and
+        ``failure_action: rollback``): a drain during it stopped a task of
+        that update, and Swarm rolled the scale back."""
+        svc = self.client.api.inspect_service(self.full_name(short))
+        spec = copy.deepcopy(svc["Spec"])
+        spec["Mode"]["Replicated"]["Replicas"] = n
+        self._post_spec(svc, spec)
 
     def set_availability(self, node_id: str, availability: str) -> None:
         node = self.client.nodes.get(node_id)
@@ -1042,6 +1061,7 @@ async def validate_node(ctx: OpContext, params: NodeParams, *, drain: bool) -> N
     node = plan.find_node(nodes, params.node)
     if drain:
         plan.check_drain(nodes, node, services, ctx.stack)
+        plan.check_no_update(services, ctx.stack)
     return params.model_copy(update={"node": plan.describe_node(node).hostname})
 
 
@@ -1096,6 +1116,7 @@ async def _availability(ctx: OpContext, name: str, availability: str, progress: 
                     f"{short}: every running task is on {name}, so its requests fail while Swarm "
                     f"starts it elsewhere (scale it to 2 first for none to fail)",
                 )
+        started = {str(s["ID"]): _started(s) for s in await engine.call(engine.services)}
         verb = "docker node update --availability"
         progress.start(availability, f"{verb} {availability} {name} (was {was})")
         t0 = time.monotonic()
@@ -1108,26 +1129,41 @@ async def _availability(ctx: OpContext, name: str, availability: str, progress: 
             return
         timeout = ctx.health_timeout + SETTLE_S
         next_report = t0 + REPORT_S
+        held = 0
+        pending_since: dict[str, float] = {}
         while True:
-            services = await engine.call(engine.services)
-            tasks = await engine.call(engine.stack_tasks)
-            left = [t for t in plan.tasks_on(tasks, node["ID"]) if not _global(services, t)]
-            short_of = _short_of(services, tasks, ctx.stack)
-            if not left and not short_of:
-                break
-            now = time.monotonic()
-            if now - t0 > timeout:
+            services, tasks, nodes = await asyncio.gather(
+                engine.call(engine.services),
+                engine.call(engine.stack_tasks),
+                engine.call(engine.nodes),
+            )
+            rolled = plan.rolled_back_since(services, started, ctx.stack)
+            if rolled:
                 raise OpFailed(
-                    f"{name} drained, but after {timeout:.0f} s {len(left)} task(s) are still on it "
-                    f"and {', '.join(short_of) or 'no service'} runs short (docker service ps)",
+                    f"{name} is drained, but Swarm rolled back {'; '.join(rolled)} while it "
+                    f"drained (a task of an update in flight was stopped); its spec is the "
+                    f"previous one again: check it (docker service ps --no-trunc), and to undo "
+                    f"the drain: stackdeck node activate {name}",
                     step="drain",
                 )
+            check = plan.drain_check(services, tasks, nodes, node["ID"], ctx.stack)
+            now = time.monotonic()
+            # done only when it holds over consecutive reads: a replacement
+            # seen running once can still fail its start, a stale task vanish
+            held = held + 1 if check.done else 0
+            if held >= HOLD_POLLS:
+                break
+            pending_since = {tid: pending_since.get(tid, now) for tid in check.unplaced}
+            stuck = sorted(
+                check.unplaced[tid]
+                for tid, since in pending_since.items()
+                if now - since >= UNPLACED_S
+            )
+            if stuck or now - t0 > timeout:
+                raise OpFailed(_not_settled(engine, name, check, stuck, timeout), step="drain")
             if now >= next_report:
                 next_report = now + REPORT_S
-                progress.info(
-                    "drain",
-                    f"{now - t0:.0f} s: {len(left)} task(s) still on {name}; short: {', '.join(short_of) or 'none'}",
-                )
+                progress.info("drain", f"{now - t0:.0f} s: {check.describe(name)}")
             await asyncio.sleep(POLL_S)
         took = time.monotonic() - t0
         moved = _moved(services, tasks, before, nodes, ctx.stack)
@@ -1142,24 +1178,31 @@ async def _availability(ctx: OpContext, name: str, availability: str, progress: 
         engine.close()
 
 
+def _not_settled(
+    engine: SwarmEngine, name: str, check: plan.DrainCheck, stuck: list[str], timeout: float
+) -> str:
+    """The drain's failure: Swarm's reason for the tasks it cannot place (or
+    what still keeps the drain from being done at its timeout) and what the
+    operator can do."""
+    what = (
+        f"Swarm cannot place {'; '.join(stuck)}"
+        if stuck
+        else f"after {timeout:.0f} s: {check.describe(name)}"
+    )
+    labels = [*check.short, *(u.split(".", 1)[0] for u in stuck)]
+    services = " ".join(engine.full_name(s) for s in dict.fromkeys(labels)) or "<service>"
+    return (
+        f"{name} is drained, but {what}; activate it again for Swarm to place them there: "
+        f"stackdeck node activate {name} (or add a node that can run them; "
+        f"docker service ps --no-trunc {services})"
+    )
+
+
 def _global(services: list[dict[str, Any]], task: Mapping[str, Any]) -> bool:
     for svc in services:
         if svc["ID"] == task.get("ServiceID"):
             return "Global" in (svc["Spec"].get("Mode") or {})
     return False
-
-
-def _short_of(services: list[dict[str, Any]], tasks: list[dict[str, Any]], stack: str) -> list[str]:
-    """Replicated services with fewer running tasks than replicas."""
-    out = []
-    for svc in services:
-        want = svc["Spec"].get("Mode", {}).get("Replicated", {}).get("Replicas")
-        if not isinstance(want, int):
-            continue
-        own = [t for t in tasks if t.get("ServiceID") == svc["ID"]]
-        if len(plan.running_of(own)) < want:
-            out.append(short_service_name(str(svc["Spec"]["Name"]), stack))
-    return out
 
 
 def _only_tasks_here(

@@ -23,16 +23,20 @@ from console.core.sources.docker.swarm import parse_node, service_image, short_s
 __all__ = [
     "MAX_BACKEND_PER_NODE",
     "SINGLETONS",
+    "DrainCheck",
     "UpdateOutcome",
     "check_drain",
+    "check_no_update",
     "check_scale",
     "constraints_of",
+    "drain_check",
     "find_node",
     "image_for_version",
     "node_satisfies",
     "parse_swarm_scale",
     "rollback_candidates",
     "rollback_target",
+    "rolled_back_since",
     "update_outcome",
     "version_of",
 ]
@@ -191,6 +195,47 @@ def check_drain(nodes: Iterable[Attrs], node: Attrs, services: Iterable[Attrs], 
             "(docker node update --label-add), or the service stays down until it is active again",
             field="node",
         )
+
+
+IN_FLIGHT = ("updating", "rollback_started")
+"""Update states in which Swarm still replaces tasks and watches them."""
+
+
+def check_no_update(services: Iterable[Attrs], stack: str) -> None:
+    """Refuse a drain while a service of the stack is being updated or
+    rolled back: the drain would stop a task of that update, and Swarm's
+    ``failure_action: rollback`` would undo the update (a scale too: its
+    replicas go back)."""
+    busy = []
+    for svc in services:
+        state = str(_get(svc, "UpdateStatus", "State") or "")
+        if state in IN_FLIGHT:
+            short = short_service_name(str(_get(svc, "Spec", "Name") or ""), stack)
+            since = str(_get(svc, "UpdateStatus", "StartedAt") or "?")[:19]
+            busy.append(f"{short} ({state} since {since})")
+    if busy:
+        raise BadInput(
+            f"refusing to drain while Swarm updates {', '.join(busy)}: the drain would stop "
+            "a task of that update and Swarm would roll it back; wait until docker service "
+            "inspect shows it completed, then drain",
+            field="node",
+        )
+
+
+def rolled_back_since(
+    services: Iterable[Attrs], started: Mapping[str, str], stack: str
+) -> list[str]:
+    """Services Swarm began rolling back after ``started`` (service id ->
+    its ``UpdateStatus.StartedAt`` then), with Swarm's message."""
+    out = []
+    for svc in services:
+        status = _get(svc, "UpdateStatus") or {}
+        state = str(status.get("State") or "")
+        at = str(status.get("StartedAt") or "")
+        if state.startswith("rollback") and at and at != started.get(str(svc.get("ID")), ""):
+            short = short_service_name(str(_get(svc, "Spec", "Name") or ""), stack)
+            out.append(f"{short} ({state}: {_shown(status.get('Message') or state, 200)})")
+    return out
 
 
 # --- scaling ------------------------------------------------------------------------------
@@ -363,6 +408,96 @@ def running_of(tasks: Iterable[Attrs], image: str | None = None) -> list[Attrs]:
         if image is None or have == want:
             out.append(t)
     return out
+
+
+NOT_YET_RUNNING = frozenset(
+    {"new", "pending", "assigned", "accepted", "ready", "preparing", "starting"}
+)
+"""Task states on the way to ``running`` (a replacement Swarm still starts)."""
+
+
+@dataclass(frozen=True)
+class DrainCheck:
+    """One look at the stack while a node drains: what still keeps it from
+    being done. Done only when nothing is listed (and, in the operation,
+    when that holds over consecutive looks)."""
+
+    left: list[Attrs]
+    """Tasks of replicated services still meant to run on the drained node."""
+    short: list[str]
+    """Replicated services with fewer tasks running on active, ready nodes
+    than their replicas."""
+    starting: dict[str, str]
+    """Task id -> ``backend.2 preparing on node-1``: tasks meant to run that
+    do not run yet."""
+    unplaced: dict[str, str]
+    """Task id -> ``backend.1: no suitable node (…)``: tasks Swarm left
+    pending with its reason (the scheduler found no node for them)."""
+
+    @property
+    def done(self) -> bool:
+        return not (self.left or self.short or self.starting or self.unplaced)
+
+    def describe(self, node: str) -> str:
+        parts = [f"{len(self.left)} task(s) still on {node}"]
+        parts.append(f"short: {', '.join(self.short) or 'none'}")
+        if self.starting:
+            parts.append(f"starting: {', '.join(sorted(self.starting.values()))}")
+        if self.unplaced:
+            parts.append(f"not placed: {'; '.join(sorted(self.unplaced.values()))}")
+        return "; ".join(parts)
+
+
+def _usable(node: Attrs) -> bool:
+    """A node Swarm places tasks on and hears from: active and ready."""
+    return (
+        str(_get(node, "Spec", "Availability") or "active") == "active"
+        and str(_get(node, "Status", "State") or "ready") == "ready"
+    )
+
+
+def drain_check(
+    services: Iterable[Attrs],
+    tasks: Iterable[Attrs],
+    nodes: Iterable[Attrs],
+    node_id: str,
+    stack: str,
+) -> DrainCheck:
+    """What keeps the drain of ``node_id`` from being done, from one read of
+    the services, their tasks and the nodes. A task counts as moved only
+    when it runs on a node that is active and ready: a task that is still
+    starting, one Swarm could not place (pending, with the scheduler's
+    reason) and one on a node that is down do not (a rejoined node's stale
+    task reads ``running`` until its engine reports it gone)."""
+    nodes = list(nodes)
+    tasks = list(tasks)
+    usable = {str(n.get("ID")) for n in nodes if _usable(n)}
+    left: list[Attrs] = []
+    short: list[str] = []
+    starting: dict[str, str] = {}
+    unplaced: dict[str, str] = {}
+    for svc in services:
+        want = _get(svc, "Spec", "Mode", "Replicated", "Replicas")
+        if not isinstance(want, int):
+            continue  # global services follow the nodes by themselves
+        name = short_service_name(str(_get(svc, "Spec", "Name")), stack)
+        own = [t for t in tasks if t.get("ServiceID") == svc.get("ID")]
+        left += tasks_on(own, node_id)
+        placed = [t for t in running_of(own) if str(t.get("NodeID")) in usable]
+        if len(placed) < want:
+            short.append(name)
+        for t in own:
+            state = str(_get(t, "Status", "State") or "")
+            if t.get("DesiredState") != "running" or state not in NOT_YET_RUNNING:
+                continue
+            label = f"{name}.{t.get('Slot') or '?'}"
+            why = _get(t, "Status", "Err") or ""
+            if state == "pending" and why:
+                unplaced[str(t.get("ID"))] = f"{label}: {_shown(why, 200)}"
+            else:
+                where = node_name(nodes, t.get("NodeID")) if t.get("NodeID") else "no node yet"
+                starting[str(t.get("ID"))] = f"{label} {state} on {where}"
+    return DrainCheck(left, sorted(short), starting, unplaced)
 
 
 def node_name(nodes: Iterable[Attrs], node_id: str | None) -> str:
