@@ -75,14 +75,18 @@ class RegionCompositor(Compositor):
                     Region(shown.x - region.x, y1 - region.y, shown.width, y2 - y1)
                 )
                 first_cut, last_cut = shown.column_span
-                for y, strip in zip(range(y1, y2), strips):
+                for y, strip in zip(range(y1, y2), strips, strict=False):
                     line = chops[y]
                     final_cuts = [cut for cut in cuts[y] if last_cut >= cut >= first_cut]
                     pieces = strip.divide([cut - shown.x for cut in final_cuts[1:]])
-                    for cut, piece in zip(final_cuts, pieces):
+                    for cut, piece in zip(final_cuts, pieces, strict=False):
                         # only the cuts this region overlaps (and the one at its
                         # end): elsewhere on the line a widget not asked may be on top
-                        if cut <= right and cut + piece.cell_length > left and line.get(cut) is None:
+                        if (
+                            cut <= right
+                            and cut + piece.cell_length > left
+                            and line.get(cut) is None
+                        ):
                             line[cut] = piece
         chop_ends = [cut_set[1:] for cut_set in cuts]
         return ChopsUpdate(chops, spans, chop_ends)

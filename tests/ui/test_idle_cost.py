@@ -360,7 +360,10 @@ async def test_a_frame_renders_only_the_lines_of_its_dirty_regions() -> None:
                 w, h = rng.randint(1, width - x), rng.randint(1, min(4, height - y))
                 some.add(Region(x, y, w, h))
             outputs = []
-            for render in (RegionCompositor.render_partial_update, Compositor.render_partial_update):
+            for render in (
+                RegionCompositor.render_partial_update,
+                Compositor.render_partial_update,
+            ):
                 compositor._dirty_regions = set(some)
                 outputs.append(_output(render(compositor), width))
             assert outputs[0] == outputs[1], some

@@ -402,9 +402,7 @@ class HealthSource(Source):
             (now - self._slow_at).total_seconds() if self._slow_at is not None else None,
             slow_every=self.settings.refresh.health_slow,
             interval=self.interval,
-            changed=any(
-                self._fast_seen.get(key) != sig for key, sig in _signature(through).items()
-            )
+            changed=any(self._fast_seen.get(key) != sig for key, sig in _signature(through).items())
             or any(key not in self._slow_results for key in slow_keys),
         )
         direct_probes = [self._probe(c, HEALTH_PATHS[0]) for c in asked]
@@ -421,9 +419,7 @@ class HealthSource(Source):
         if any(self._fast_seen.get(key) != sig for key, sig in _signature(fast).items()):
             self._slow_at = None if not slow else self._slow_at
         self._fast_seen = _signature(fast)
-        by_key: dict[tuple[str, str], EndpointResult] = {
-            (r.path, r.target): r for r in fast
-        }
+        by_key: dict[tuple[str, str], EndpointResult] = {(r.path, r.target): r for r in fast}
         by_key.update((key, self._slow_results[key]) for key in slow_keys)
         for colour in asked:
             first = by_key[(HEALTH_PATHS[0], colour)]
