@@ -36,7 +36,9 @@ version, colour or error through nginx or of a colour's ``/api/health``) or a
 colour came back: nginx already asks the serving colour's deep paths every
 interval, so what waits longer is a failure that only the standby colour's
 deep paths or frontend would show (:func:`slow_checks_due`). Between two such
-polls their last results (and the p95) are shown again. A poll so costs 7
+polls their last results (and the p95) are shown again. Until the first p95
+(two scrapes) the scrapes are every poll, so it appears one interval after
+start as before. A poll so costs 7
 requests on a stack with both colours up, and 17 every third poll (it was 17
 every poll: the largest part of the console's idle CPU after the
 compositor's, docs/PERFORMANCE.md "Third pass").
@@ -251,6 +253,8 @@ class HealthSource(Source):
         """The faster checks' last signatures: a change asks the rest at once."""
         self._p95_rate: tuple[float | None, float | None] = (None, None)
         """The last p95 and request rate, shown again between two scrapes."""
+        self._p95_seen = False
+        """Whether two scrapes gave bucket deltas yet (until then every poll scrapes)."""
         self._cert: tuple[tuple[int, int], datetime] | None = None
         """(mtime_ns, size) of nginx's certificate file and its notAfter: the
         file is parsed again only when it changes (scripts/tls.sh)."""
@@ -408,7 +412,10 @@ class HealthSource(Source):
         direct_probes = [self._probe(c, HEALTH_PATHS[0]) for c in asked]
         if slow:
             direct_probes += [self._probe(c, path) for path, c in slow_keys]
-        scrapes = [self._scrape(colour) for colour in up] if slow else []
+        # the scrapes go with the slower checks once a p95 exists; until then
+        # every poll (the first p95 needs two scrapes: one interval, not 15 s)
+        scrape = slow or not self._p95_seen
+        scrapes = [self._scrape(colour) for colour in up] if scrape else []
         direct, scraped = await asyncio.gather(
             asyncio.gather(*direct_probes), asyncio.gather(*scrapes)
         )
@@ -439,8 +446,9 @@ class HealthSource(Source):
             if (path, t) in by_key
         ]
         deltas = [d for d in scraped if d]
-        p95, rate = self._p95_rate if not slow else (None, None)
+        p95, rate = self._p95_rate if not scrape else (None, None)
         if deltas:
+            self._p95_seen = True
             combined = sum_buckets(deltas)
             p95 = histogram_quantile(0.95, combined)
             if last_scrape is not None and math.inf in combined:
