@@ -85,14 +85,21 @@ if %(count)r:
                     counts[key] = counts.get(key, 0) + 1000 * (time.thread_time() - t)
         setattr(klass, meth, wrapper)
     from textual._compositor import Compositor
-    _rpu = Compositor.render_partial_update
-    def _crop(self):
-        if time.monotonic() >= since and self._dirty_regions:
-            for r in self._dirty_regions:
-                key = 'dirty region %%s' %% (tuple(r),)
-                counts[key] = counts.get(key, 0) + 1
-        return _rpu(self)
-    Compositor.render_partial_update = _crop
+    def _counting_dirty(klass):
+        _rpu = klass.render_partial_update
+        def _crop(self):
+            if time.monotonic() >= since and self._dirty_regions:
+                for r in self._dirty_regions:
+                    key = 'dirty region %%s' %% (tuple(r),)
+                    counts[key] = counts.get(key, 0) + 1
+            return _rpu(self)
+        klass.render_partial_update = _crop
+    _counting_dirty(Compositor)
+    try:  # the console's own (a subclass that renders dirty regions apart)
+        from console.ui.compositor import RegionCompositor
+        _counting_dirty(RegionCompositor)
+    except ImportError:
+        pass
     for path in %(timed)r:
         _timed(path)
     def _dump():

@@ -270,7 +270,14 @@ class RefreshSettings(_Section):
     stats: PositiveDuration = 1.0
     """Publishing interval of the streamed docker stats."""
     health: PositiveDuration = 5.0
-    """Health endpoints through nginx and per colour, and the /metrics scrape."""
+    """Health endpoints through nginx (every path) and each colour's
+    ``/api/health``."""
+    health_slow: PositiveDuration = 15.0
+    """The rest of the health checks, at most this far apart: each colour's
+    deep paths and frontend asked directly (nginx asks the serving colour's
+    every ``health`` interval) and the /metrics scrape for the p95. Sooner
+    when a check of the faster set changed. The default is the health
+    panel's staleness at the default interval (3 × 5 s)."""
     database: PositiveDuration = 5.0
     """pg_stat_statements, pg_stat_activity, sizes, dead tuples."""
     quotas: PositiveDuration = 5.0

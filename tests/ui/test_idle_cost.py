@@ -18,7 +18,7 @@ from console.ui.widgets.chart import ChartData, ChartSeries, PlotextChart, snap_
 from console.ui.widgets.table import ListTable
 
 from .fakes import FakeMonitor, make_app
-from .test_app import BIG, settle
+from .test_app import BIG, SMALL, settle
 
 
 def _count_refreshes(widget: Any) -> list[tuple[Region, ...]]:
@@ -285,3 +285,107 @@ async def test_a_new_list_of_rows_while_scrolled_down_does_not_crash() -> None:
         table.scroll_home(animate=False, immediate=True)
         await settle(pilot)
         assert table.get_cell_at((0, 1)).plain == "4.0"
+
+
+# --- a frame renders its dirty regions' lines, not their bounding box ----------
+
+
+def _output(update: Any, width: int) -> list[tuple[str, Any]]:
+    """What a partial frame writes to the terminal: text and style of every
+    segment, cursor moves included."""
+    from rich.console import Console
+
+    console = Console(width=width, force_terminal=True, color_system="truecolor")
+    return [(s.text, s.style) for s in update.__rich_console__(console, console.options)]
+
+
+async def test_a_frame_renders_only_the_lines_of_its_dirty_regions() -> None:
+    """The clock (top right), a quota countdown (right column) and a stats
+    row (left column) dirty in one frame: the terminal gets exactly what
+    Textual's own compositor would send, from a few lines instead of every
+    widget under the three regions' bounding box."""
+    from textual._compositor import Compositor
+
+    from console.ui.compositor import RegionCompositor
+    from console.ui.panels import QuotasPanel
+
+    app = make_app("normal")
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        screen = app.dashboard
+        compositor = screen._compositor
+        assert isinstance(compositor, RegionCompositor)
+        clock = screen.query_one("#header .clock")
+        quotas = screen.query_one(QuotasPanel).query_one(ListTable)
+        stats = screen.query_one(StatsPanel).query_one(ListTable)
+        dirty = {
+            clock.region,
+            Region(quotas.region.x, quotas.region.y + 1, quotas.region.width, 1),
+            Region(stats.region.x, stats.region.y + 2, stats.region.width, 1),
+        }
+        assert all(dirty) and Region.from_union(list(dirty)).height > 15
+
+        lines: dict[str, int] = {}
+        from textual.widget import Widget
+
+        render_lines = Widget.render_lines
+
+        def counting(self: Widget, crop: Region) -> Any:
+            lines["n"] = lines.get("n", 0) + crop.height
+            return render_lines(self, crop)
+
+        results = []
+        for render in (RegionCompositor.render_partial_update, Compositor.render_partial_update):
+            lines["n"] = 0
+            compositor._dirty_regions = set(dirty)
+            Widget.render_lines = counting  # type: ignore[method-assign]
+            try:
+                update = render(compositor)
+            finally:
+                Widget.render_lines = render_lines  # type: ignore[method-assign]
+            assert update is not None
+            results.append((_output(update, BIG[0]), lines["n"]))
+        (ours, our_lines), (textuals, their_lines) = results
+        assert ours == textuals
+        # each region's line of each widget over it (screen, containers,
+        # panel, table): a handful, where the bounding box took hundreds
+        assert our_lines <= 3 * 8, (our_lines, their_lines)
+        assert their_lines > 5 * our_lines
+
+
+@pytest.mark.parametrize("size", [BIG, SMALL])
+async def test_partial_frames_write_what_textuals_compositor_writes(
+    size: tuple[int, int],
+) -> None:
+    """Any few dirty regions anywhere on the screen, at both sizes (panels
+    side by side; tabs at 80×24), with the filter bar open over the stats
+    table: the dashboard's compositor sends the terminal the same bytes as
+    Textual's."""
+    import random
+
+    from textual._compositor import Compositor
+
+    from console.ui.compositor import RegionCompositor
+
+    app = make_app("normal")
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot)
+        await pilot.press("/")
+        await settle(pilot)
+        compositor = app.dashboard._compositor
+        rng = random.Random(15)
+        width, height = size
+        for _ in range(200):
+            some = set()
+            for _ in range(rng.randint(1, 4)):
+                x, y = rng.randrange(width), rng.randrange(height)
+                w, h = rng.randint(1, width - x), rng.randint(1, min(4, height - y))
+                some.add(Region(x, y, w, h))
+            outputs = []
+            for render in (
+                RegionCompositor.render_partial_update,
+                Compositor.render_partial_update,
+            ):
+                compositor._dirty_regions = set(some)
+                outputs.append(_output(render(compositor), width))
+            assert outputs[0] == outputs[1], some

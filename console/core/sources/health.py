@@ -27,6 +27,22 @@ serving colour, told by nginx's ``X-Upstream`` header) and per colour through
 backend's, so they are one more row of the panel. A frontend colour on standby
 and stopped (:func:`~console.core.colours.frontend_roles`) is not asked either.
 
+Not every check is asked every interval (``refresh.health``, 5 s): nginx's
+five paths and each colour's ``/api/health`` are; each colour's three deep
+paths and its frontend asked directly, and the scrapes below, at most
+``refresh.health_slow`` apart (15 s: the panel's staleness at the default
+interval), and at once when a check of the faster set changed (a status,
+version, colour or error through nginx or of a colour's ``/api/health``) or a
+colour came back: nginx already asks the serving colour's deep paths every
+interval, so what waits longer is a failure that only the standby colour's
+deep paths or frontend would show (:func:`slow_checks_due`). Between two such
+polls their last results (and the p95) are shown again. Until the first p95
+(two scrapes) the scrapes are every poll, so it appears one interval after
+start as before. A poll so costs 7
+requests on a stack with both colours up, and 17 every third poll (it was 17
+every poll: the largest part of the console's idle CPU after the
+compositor's, docs/PERFORMANCE.md "Third pass").
+
 The same poll scrapes each colour's Prometheus endpoint and turns the bucket
 deltas of ``http_request_duration_seconds`` between two scrapes into the p95
 the HighAPIResponseTime alert needs (``histogram_quantile(0.95,
@@ -62,6 +78,7 @@ __all__ = [
     "bucket_deltas",
     "histogram_quantile",
     "parse_histogram",
+    "slow_checks_due",
 ]
 
 HEALTH_PATHS = (
@@ -161,6 +178,28 @@ def sum_buckets(parts: Iterable[Mapping[float, float]]) -> dict[float, float]:
     return out
 
 
+# --- which checks a poll asks (pure) ------------------------------------------------
+
+
+def slow_checks_due(
+    elapsed: float | None, *, slow_every: float, interval: float, changed: bool
+) -> bool:
+    """Whether a poll asks the slower checks too (deep paths per colour,
+    frontends per colour, /metrics): on the first poll (``elapsed`` None),
+    when the faster checks saw a change, or when ``slow_every`` seconds have
+    nearly passed since they were last asked. "Nearly": half an interval
+    early, so polls that come a little early (or late) still ask them every
+    ``slow_every / interval`` polls and never one poll later than that."""
+    if elapsed is None or changed:
+        return True
+    return elapsed >= slow_every - interval / 2
+
+
+def _signature(results: Iterable[EndpointResult]) -> dict[tuple[str, str], tuple[Any, ...]]:
+    """What a change of a check means: status, version, colour, error."""
+    return {(r.path, r.target): (r.status, r.version, r.colour, r.error) for r in results}
+
+
 # --- the source ------------------------------------------------------------------------
 
 
@@ -205,6 +244,17 @@ class HealthSource(Source):
         container list): not asked at all."""
         self._fe_skipped: set[str] = set()
         """Frontend colours on standby with their container stopped."""
+        self._slow_at: datetime | None = None
+        """When the slower checks were last asked (None: never, or they must
+        be asked at the next poll)."""
+        self._slow_results: dict[tuple[str, str], EndpointResult] = {}
+        """The slower checks' last results, shown again between their polls."""
+        self._fast_seen: dict[tuple[str, str], tuple[Any, ...]] = {}
+        """The faster checks' last signatures: a change asks the rest at once."""
+        self._p95_rate: tuple[float | None, float | None] = (None, None)
+        """The last p95 and request rate, shown again between two scrapes."""
+        self._p95_seen = False
+        """Whether two scrapes gave bucket deltas yet (until then every poll scrapes)."""
         self._cert: tuple[tuple[int, int], datetime] | None = None
         """(mtime_ns, size) of nginx's certificate file and its notAfter: the
         file is parsed again only when it changes (scripts/tls.sh)."""
@@ -225,6 +275,7 @@ class HealthSource(Source):
             self._down.discard(colour)
             self._scrapes.pop(colour, None)
         self._skipped = skipped
+        self._slow_at = None  # a colour started or stopped: look at all of it now
         self._fe_skipped = fe_skipped
         return True
 
@@ -347,22 +398,36 @@ class HealthSource(Source):
             await self.early(HealthSnapshot(taken_at=self.clock(), results=list(through)))
         asked = [c for c in COLOURS if c not in self._skipped]
         up = [c for c in asked if c not in self._down]
-        direct_probes = [
-            self._probe(c, path)
-            for path in HEALTH_PATHS
-            for c in asked
-            if c in up or path == HEALTH_PATHS[0]
-        ]
-        direct_probes += [
-            self._probe(c, FRONTEND_PATH) for c in COLOURS if c not in self._fe_skipped
-        ]
-        scrapes = [self._scrape(colour) for colour in up]
+        fe_asked = [c for c in COLOURS if c not in self._fe_skipped]
+        slow_keys = [(path, c) for c in up for path in HEALTH_PATHS[1:]]
+        slow_keys += [(FRONTEND_PATH, c) for c in fe_asked]
+        now = self.clock()
+        slow = slow_checks_due(
+            (now - self._slow_at).total_seconds() if self._slow_at is not None else None,
+            slow_every=self.settings.refresh.health_slow,
+            interval=self.interval,
+            changed=any(self._fast_seen.get(key) != sig for key, sig in _signature(through).items())
+            or any(key not in self._slow_results for key in slow_keys),
+        )
+        direct_probes = [self._probe(c, HEALTH_PATHS[0]) for c in asked]
+        if slow:
+            direct_probes += [self._probe(c, path) for path, c in slow_keys]
+        # the scrapes go with the slower checks once a p95 exists; until then
+        # every poll (the first p95 needs two scrapes: one interval, not 15 s)
+        scrape = slow or not self._p95_seen
+        scrapes = [self._scrape(colour) for colour in up] if scrape else []
         direct, scraped = await asyncio.gather(
             asyncio.gather(*direct_probes), asyncio.gather(*scrapes)
         )
-        by_key: dict[tuple[str, str], EndpointResult] = {
-            (r.path, r.target): r for r in (*through, *direct)
-        }
+        if slow:
+            self._slow_at = now
+            self._slow_results = {(r.path, r.target): r for r in direct[len(asked) :]}
+        fast = [*through, *direct[: len(asked)]]
+        if any(self._fast_seen.get(key) != sig for key, sig in _signature(fast).items()):
+            self._slow_at = None if not slow else self._slow_at
+        self._fast_seen = _signature(fast)
+        by_key: dict[tuple[str, str], EndpointResult] = {(r.path, r.target): r for r in fast}
+        by_key.update((key, self._slow_results[key]) for key in slow_keys)
         for colour in asked:
             first = by_key[(HEALTH_PATHS[0], colour)]
             if colour not in up:
@@ -381,13 +446,15 @@ class HealthSource(Source):
             if (path, t) in by_key
         ]
         deltas = [d for d in scraped if d]
-        p95 = rate = None
+        p95, rate = self._p95_rate if not scrape else (None, None)
         if deltas:
+            self._p95_seen = True
             combined = sum_buckets(deltas)
             p95 = histogram_quantile(0.95, combined)
             if last_scrape is not None and math.inf in combined:
                 elapsed = max(1e-6, time.monotonic() - last_scrape)
                 rate = round(combined[math.inf] / elapsed, 3)
+        self._p95_rate = (p95, rate)
         snapshot = HealthSnapshot(
             taken_at=self.clock(),
             results=results,

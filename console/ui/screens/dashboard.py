@@ -50,6 +50,7 @@ from console.core.models import (
     SwarmStatsSnapshot,
 )
 from console.core.ops.table import OPERATIONS, OpSpec
+from console.ui.compositor import RegionCompositor
 from console.ui.format import fmt_range, next_range
 from console.ui.messages import OpProgress, SnapshotArrived, SourceChanged, StatsTick
 from console.ui.panels import PANEL_CLASSES
@@ -272,6 +273,9 @@ class DashboardScreen(ConsoleScreen[None]):
 
     def __init__(self, project: str, hostname: str, *, read_only: bool, now: datetime) -> None:
         super().__init__(id="dashboard-screen")
+        # a frame renders the lines of its dirty regions, not their bounding
+        # box (the clock and a quota countdown widened it over the screen)
+        self._compositor = RegionCompositor()
         self.project = project
         self.hostname = hostname
         self._mounted = False

@@ -184,8 +184,12 @@ async def test_a_stopped_standby_colour_is_not_probed_every_poll(settings: Setti
         snap = await source.poll()
     assert nginx.green() == 0
     assert not [r for r in snap.results if r.target == "green" and r.path in HEALTH_PATHS]
-    # blue (serving) is still asked in full: four paths through nginx and direct.
-    assert all(nginx.asked[f"/direct/blue{p}"] == 5 for p in HEALTH_PATHS)
+    # blue (serving) is still asked: four paths through nginx every poll, its
+    # /api/health directly every poll, its deep paths directly at the slower
+    # cadence (the clock stands still here: the first poll only)
+    assert all(nginx.asked[p] == 5 for p in HEALTH_PATHS)
+    assert nginx.asked["/direct/blue/api/health"] == 5
+    assert all(nginx.asked[f"/direct/blue{p}"] == 1 for p in HEALTH_PATHS[1:])
     assert source.skipped == {"green"}
 
 
