@@ -74,7 +74,7 @@ def console_settings(s: Swarm) -> Settings:
     return Settings(
         project=s.stack,
         mode="swarm",
-        docker_host=f"tcp://127.0.0.1:{s.api_port}",
+        docker_host=s.docker_host,
         base_url=s.base_url,
         prometheus_url=f"http://127.0.0.1:{s.prometheus_port}",
         monitoring_password=SecretStr(s.secrets()["monitoring_password"]),

@@ -102,7 +102,7 @@ def small_stack(one_node: Swarm) -> Iterator[str]:
 def settings_for(s: Swarm, project: str, **kw: Any) -> Settings:
     values: dict[str, Any] = {
         "project": project,
-        "docker_host": f"tcp://127.0.0.1:{s.api_port}",
+        "docker_host": s.docker_host,
         "request_timeout": 2.0,
         "prometheus_url": None,
         "alertmanager_url": None,
