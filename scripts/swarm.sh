@@ -16,16 +16,21 @@
 #                        by scripts/swarm_stack.py) with `docker stack deploy`
 #                        on the manager; secrets created once; migrations;
 #                        waits until /api/health answers 200 through nginx.
+#                        Keeps the running versions unless BACKEND_VERSION /
+#                        FRONTEND_VERSION name others; refused (exit 2) while
+#                        stackdeck's deploy lock is held.
 #   swarm.sh push IMAGE... tag and push host images (IMAGE_PREFIX-backend:v2)
 #                        to the registry, for `docker service update --image`.
 #   swarm.sh status      nodes, services, tasks.
-#   swarm.sh env         the DOCKER_HOST of the manager's engine (for the
-#                        docker SDK / CLI on the host; see below).
+#   swarm.sh env         the DOCKER_HOST of the manager's engine, a unix socket
+#                        only root may use (for the docker SDK / CLI on the
+#                        host; see below).
 #   swarm.sh test [pytest args]   the Swarm tests (tests/swarm, marker swarm).
 #   swarm.sh down [--yes] everything removed: the stack, nodes, their volumes
 #                        (the database's data), the registry and its volume,
 #                        the network, the secrets. Asks to type the swarm's
-#                        name on a terminal; --yes for scripts.
+#                        name on a terminal; --yes for scripts. Checks that
+#                        nothing is left, and fails naming what is.
 #
 # up, deploy, push and down hold a lock (one at a time per swarm) and write
 # a start and an end line to the audit log, $SWARM_STATE_DIR/audit.log (JSON

@@ -111,10 +111,11 @@ log "mypy"
 export TEXTUAL_ANIMATIONS=none
 
 # The Swarm tier's own swarm: its name, and ports at HTTP_PORT + 1000 + offset
-# (18080: 19080, 19443, 19090, 19093, 19375, 19500), clear of the compose test
+# (18080: 19080, 19443, 19090, 19093, 19500; the manager's engine API is a
+# socket in the swarm's state folder, scripts/swarm.sh env), clear of the compose test
 # stack's (HTTP_PORT + 0/363/10000/12000/14000) and below the ephemeral range
 # (tests/unit/platform/test_swarm_stack.py checks both).
-SWARM_PORT_OFFSETS="SWARM_HTTP_PORT=1000,SWARM_HTTPS_PORT=1363,SWARM_PROMETHEUS_PORT=1010,SWARM_ALERTMANAGER_PORT=1013,SWARM_API_PORT=1295,SWARM_REGISTRY_PORT=1420"
+SWARM_PORT_OFFSETS="SWARM_HTTP_PORT=1000,SWARM_HTTPS_PORT=1363,SWARM_PROMETHEUS_PORT=1010,SWARM_ALERTMANAGER_PORT=1013,SWARM_REGISTRY_PORT=1420"
 swarm_down() {
   bash scripts/swarm.sh down --yes || log "removing swarm $SWARM_NAME failed: remove it with SWARM_NAME=$SWARM_NAME bash scripts/swarm.sh down --yes"
 }
@@ -125,7 +126,7 @@ swarm_tier() {  # the single-node Swarm tier, from nothing to nothing
   for pair in "${_pairs[@]}"; do
     export "${pair%%=*}=$(( HTTP_PORT + ${pair#*=} ))"
   done
-  log "the Swarm tier: swarm $SWARM_NAME on 127.0.0.1:$SWARM_HTTP_PORT (API $SWARM_API_PORT)"
+  log "the Swarm tier: swarm $SWARM_NAME on 127.0.0.1:$SWARM_HTTP_PORT"
   swarm_down  # whatever an earlier run left
   trap swarm_down EXIT
   local started=$SECONDS rc=0
