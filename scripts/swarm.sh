@@ -16,16 +16,21 @@
 #                        by scripts/swarm_stack.py) with `docker stack deploy`
 #                        on the manager; secrets created once; migrations;
 #                        waits until /api/health answers 200 through nginx.
+#                        Keeps the running versions unless BACKEND_VERSION /
+#                        FRONTEND_VERSION name others; refused (exit 2) while
+#                        stackdeck's deploy lock is held.
 #   swarm.sh push IMAGE... tag and push host images (IMAGE_PREFIX-backend:v2)
 #                        to the registry, for `docker service update --image`.
 #   swarm.sh status      nodes, services, tasks.
-#   swarm.sh env         the DOCKER_HOST of the manager's engine (for the
-#                        docker SDK / CLI on the host; see below).
+#   swarm.sh env         the DOCKER_HOST of the manager's engine, a unix socket
+#                        only root may use (for the docker SDK / CLI on the
+#                        host; see below).
 #   swarm.sh test [pytest args]   the Swarm tests (tests/swarm, marker swarm).
 #   swarm.sh down [--yes] everything removed: the stack, nodes, their volumes
 #                        (the database's data), the registry and its volume,
 #                        the network, the secrets. Asks to type the swarm's
-#                        name on a terminal; --yes for scripts.
+#                        name on a terminal; --yes for scripts. Checks that
+#                        nothing is left, and fails naming what is.
 #
 # up, deploy, push and down hold a lock (one at a time per swarm) and write
 # a start and an end line to the audit log, $SWARM_STATE_DIR/audit.log (JSON
@@ -35,22 +40,29 @@
 # command runs IN the manager node (`docker exec <node> docker ...`): the
 # node's CLI is Docker 26 like its engine, while the host's CLI and engine may
 # be older, and the stack file and its configs are copied into the node, so
-# nothing depends on the host's CLI version. The manager's engine API is also
-# published on 127.0.0.1:$SWARM_API_PORT (plain HTTP, loopback only), for
-# programs on the host: `DOCKER_HOST=$(swarm.sh env) docker service ls`, or
-# docker.DockerClient(base_url="tcp://127.0.0.1:$SWARM_API_PORT").
+# nothing depends on the host's CLI version. For programs on the host, the
+# manager's engine API is also a unix socket in a root-only folder of the
+# swarm's state folder, $SWARM_STATE_DIR/api/docker.sock (no TCP listener:
+# an engine API is root on this machine, so only root may reach it):
+# `DOCKER_HOST=$(swarm.sh env) docker service ls`, or
+# docker.DockerClient(base_url="unix://$SWARM_STATE_DIR/api/docker.sock").
 #
 # Settings (environment, then .env, then defaults):
 #   SWARM_NAME            names of nodes, network, volumes (default <stack>-swarm)
 #   SWARM_HTTP_PORT       nginx's HTTP on 127.0.0.1 of the host (default 8080)
 #   SWARM_HTTPS_PORT      nginx's HTTPS (default 8443)
-#   SWARM_API_PORT        the manager's engine API (default 2375)
 #   SWARM_PROMETHEUS_PORT Prometheus (default 9090; basic auth, user
 #                         stackdeck, password: the secret monitoring_password)
 #   SWARM_ALERTMANAGER_PORT Alertmanager (default 9093; same credential), where
 #                         stackdeck posts its operations' notices
 #   SWARM_REGISTRY_PORT   the registry, for the host's pushes (default 5000)
-#   BACKEND_VERSION       the backend image deployed (default v1.0.0)
+#   BACKEND_VERSION       the backend image deployed (default: on a stack that
+#                         runs, the running version; else v1.0.0); FRONTEND_VERSION
+#                         likewise
+#   STACKDECK_STATE_DIR   stackdeck's state folder of the stack (default
+#                         /var/lib/stackdeck/<stack>): `deploy` takes its
+#                         deploy lock and writes its audit log, as stackdeck's
+#                         operations on the swarm do
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 # the audit line and the health wait (a bare Debian host may lack them)
@@ -65,16 +77,18 @@ _setting() {  # _setting NAME DEFAULT -> environment, then .env, then DEFAULT
 SWARM_NAME=$(_setting SWARM_NAME "$STACK_NAME-swarm")
 SWARM_HTTP_PORT=$(_setting SWARM_HTTP_PORT 8080)
 SWARM_HTTPS_PORT=$(_setting SWARM_HTTPS_PORT 8443)
-SWARM_API_PORT=$(_setting SWARM_API_PORT 2375)
 SWARM_PROMETHEUS_PORT=$(_setting SWARM_PROMETHEUS_PORT 9090)
 SWARM_ALERTMANAGER_PORT=$(_setting SWARM_ALERTMANAGER_PORT 9093)
 SWARM_REGISTRY_PORT=$(_setting SWARM_REGISTRY_PORT 5000)
-BACKEND_VERSION=$(_setting BACKEND_VERSION v1.0.0)
-FRONTEND_VERSION=$(_setting FRONTEND_VERSION v1.0.0)
+# given (environment or .env), or empty: `deploy` then keeps the running version
+BACKEND_VERSION_GIVEN=$(_setting BACKEND_VERSION "")
+FRONTEND_VERSION_GIVEN=$(_setting FRONTEND_VERSION "")
+BACKEND_VERSION=${BACKEND_VERSION_GIVEN:-v1.0.0}
+FRONTEND_VERSION=${FRONTEND_VERSION_GIVEN:-v1.0.0}
 case "$SWARM_NAME" in
   ''|*[!a-z0-9_-]*) die "SWARM_NAME must be lower-case letters, digits, - or _ (got '$SWARM_NAME')" ;;
 esac
-for _p in SWARM_HTTP_PORT SWARM_HTTPS_PORT SWARM_API_PORT SWARM_PROMETHEUS_PORT SWARM_ALERTMANAGER_PORT \
+for _p in SWARM_HTTP_PORT SWARM_HTTPS_PORT SWARM_PROMETHEUS_PORT SWARM_ALERTMANAGER_PORT \
           SWARM_REGISTRY_PORT; do
   case "${!_p}" in ''|*[!0-9]*) die "$_p must be a port number (got '${!_p}')" ;; esac
 done
@@ -89,6 +103,11 @@ NODE_REGISTRY="$REGISTRY:5000"
 HOST_REGISTRY="127.0.0.1:$SWARM_REGISTRY_PORT"
 # the state folder of the facts file, for the swarm (its secrets)
 SWARM_STATE_DIR="${SWARM_STATE_DIR:-${_state_dir//\{stack\}/$SWARM_NAME}}"
+# the manager's engine API for the host's programs: a unix socket in a folder
+# only root may enter, bind-mounted into node 1 (its dockerd listens there too)
+API_DIR="$SWARM_STATE_DIR/api"
+API_SOCKET="$API_DIR/docker.sock"
+NODE_API_DIR=/run/stackdeck-api
 NODE_LABEL=com.investment.swarm
 # the services whose images the stack pulls (IMAGE_PREFIX-<name>:latest)
 LATEST_IMAGES=(db redis nginx market-sim monitoring)
@@ -122,9 +141,41 @@ print(json.dumps(record))
 }
 
 on_exit() {  # the end line of the audit log, and a deploy's temporary folder
-  local rc=$?
+  local rc=$? result
+  result=$([ "$rc" = 0 ] && echo ok || echo failed)
   [ -z "${CLEANUP_DIR:-}" ] || rm -rf "$CLEANUP_DIR"
-  audit end "$([ "$rc" = 0 ] && echo ok || echo failed)"
+  [ -z "${STACKDECK_LOCKED:-}" ] || release_stackdeck_lock "$result"
+  audit end "$result"
+}
+
+# stackdeck's deploy lock ($STACKDECK_STATE_DIR/lock), the one its operations
+# on the swarm take (console/core/ops/lock.py), held on fd 8 for the whole
+# deploy: the project's own lock code (console/core/ops/script_lock.py, the
+# standard library only) takes it on that descriptor, writes the holder record
+# and the start line of stackdeck's audit log; the kernel drops the flock when
+# this script ends, however it ends.
+STACKDECK_LOCK="$STACKDECK_STATE_DIR/lock"
+script_lock() { PYTHONPATH="$ROOT" python3 -m console.core.ops.script_lock "$@"; }
+take_stackdeck_lock() {
+  mkdir -p "$STACKDECK_STATE_DIR"
+  (umask 027; : >>"$STACKDECK_LOCK") || die "cannot open stackdeck's lock $STACKDECK_LOCK"
+  exec 8<>"$STACKDECK_LOCK"
+  local rc=0
+  script_lock take 8 "$STACKDECK_STATE_DIR" "swarm.$AUDIT_OP" "$AUDIT_OP_ID" \
+    "swarm=$SWARM_NAME" "args=${AUDIT_ARGS[*]}" || rc=$?
+  if [ "$rc" != 0 ]; then
+    exec 8>&-
+    [ "$rc" != 2 ] || { audit refused lock-busy; exit 2; }
+    die "taking stackdeck's deploy lock $STACKDECK_LOCK failed (above)"
+  fi
+  STACKDECK_LOCKED=1
+}
+release_stackdeck_lock() {  # release_stackdeck_lock RESULT
+  script_lock release 8 "$STACKDECK_STATE_DIR" "swarm.$AUDIT_OP" "$AUDIT_OP_ID" "$1" \
+    "swarm=$SWARM_NAME" "backend_version=$BACKEND_VERSION" "frontend_version=$FRONTEND_VERSION" \
+    || log "releasing stackdeck's deploy lock failed: its record stays in $STACKDECK_LOCK (stackdeck lock break)"
+  STACKDECK_LOCKED=
+  exec 8>&-
 }
 
 # guarded OP ARGS...: a changing command, locked and audited
@@ -136,8 +187,15 @@ guarded() {
   mkdir -p "$(dirname "$LOCK_FILE")"
   exec 9>"$LOCK_FILE"
   flock -n 9 || die "another scripts/swarm.sh is changing swarm $SWARM_NAME (lock $LOCK_FILE): wait for it to finish"
+  # a deploy changes what stackdeck's operations change: not while one runs
+  # (refused with its holder, exit 2, nothing changed)
+  [ "$AUDIT_OP" != deploy ] || take_stackdeck_lock
   audit start
   trap on_exit EXIT
+  # a signal ends the script through on_exit (the lock's record cleared)
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  trap 'exit 129' HUP
   "cmd_$AUDIT_OP" "$@"
 }
 
@@ -192,11 +250,10 @@ ensure_registry() {
   wait_for 60 "registry $REGISTRY" curl -fsS "http://$HOST_REGISTRY/v2/"
 }
 
-network_gateway() {  # the nodes' network's gateway (the host's side of it)
-  local gw
-  gw=$(docker network inspect -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}' "$NETWORK")
-  [ -n "$gw" ] || die "network $NETWORK has no gateway address"
-  printf '%s' "$gw"
+ensure_api_dir() {  # the socket's folder: root's only (an engine API is root here)
+  mkdir -p "$SWARM_STATE_DIR"
+  install -d -m 0700 "$API_DIR"
+  chmod 0700 "$API_DIR"  # install -d leaves an existing folder's mode as it was
 }
 
 # start_node I: node I's container (its engine up), created when missing
@@ -206,13 +263,13 @@ start_node() {
   if ! docker container inspect "$name" >/dev/null 2>&1; then
     local ports=()
     if [ "$i" = 1 ]; then
-      # the edge, Prometheus, Alertmanager and the manager's API, on the host's loopback
-      # only; the API lets in only the nodes' network gateway, where the
-      # host's connections to the published port come from (entrypoint.sh)
+      # the edge, Prometheus and Alertmanager on the host's loopback only;
+      # the manager's engine API on a unix socket in a root-only host folder
+      # (entrypoint.sh), never on TCP
+      ensure_api_dir
       ports=(-p "127.0.0.1:$SWARM_HTTP_PORT:80" -p "127.0.0.1:$SWARM_HTTPS_PORT:443"
              -p "127.0.0.1:$SWARM_PROMETHEUS_PORT:9090" -p "127.0.0.1:$SWARM_ALERTMANAGER_PORT:9093"
-             -p "127.0.0.1:$SWARM_API_PORT:2375"
-             -e "NODE_API_FROM=$(network_gateway)")
+             -v "$API_DIR:$NODE_API_DIR" -e "NODE_API_SOCKET=$NODE_API_DIR/docker.sock")
     fi
     log "node $name"
     # DESIGN.md: --privileged is refused here; these flags are what works.
@@ -225,12 +282,16 @@ start_node() {
       -v "${SWARM_NAME}_node-$i:/var/lib/docker" \
       -e "NODE_REGISTRY=$NODE_REGISTRY" \
       "${ports[@]}" "$IMAGE_PREFIX-node:latest" >/dev/null \
-      || die "starting node $name failed (ports 127.0.0.1:$SWARM_HTTP_PORT/$SWARM_HTTPS_PORT/$SWARM_PROMETHEUS_PORT/$SWARM_ALERTMANAGER_PORT/$SWARM_API_PORT free?)"
+      || die "starting node $name failed (ports 127.0.0.1:$SWARM_HTTP_PORT/$SWARM_HTTPS_PORT/$SWARM_PROMETHEUS_PORT/$SWARM_ALERTMANAGER_PORT free?)"
   elif ! running "$name"; then
     log "node $name: starting it again"
+    [ "$i" != 1 ] || ensure_api_dir
     docker start "$name" >/dev/null
   fi
   wait_for 90 "the engine of $name" docker exec "$name" docker info
+  if [ "$i" = 1 ]; then
+    wait_for 30 "the manager's engine on $API_SOCKET" test -S "$API_SOCKET"
+  fi
 }
 
 node_addr() {  # node_addr NAME -> its address on the nodes' network
@@ -426,12 +487,30 @@ PY
   mgr service rm "$MIGRATE_SERVICE" >/dev/null 2>&1 || true
 }
 
+# keep_running_version SERVICE VAR: VAR (BACKEND_VERSION...) not given, the
+# stack's SERVICE runs: its version (the image's tag), so that a deploy
+# without it never rolls a running version back to the default, past
+# stackdeck's bake
+keep_running_version() {
+  local svc="${STACK_NAME}_$1" var=$2 image tag
+  image=$(mgr service inspect -f '{{.Spec.TaskTemplate.ContainerSpec.Image}}' "$svc" 2>/dev/null) || return 0
+  image=${image%%@*}
+  tag=${image##*:}
+  if [ "$tag" = "$image" ] || [[ $tag == */* ]]; then
+    die "$var not given and the running $svc has no version tag ('$image'): set $var; nothing was changed"
+  fi
+  log "$var not given: $svc keeps its running version $tag (set $var to deploy another)"
+  printf -v "$var" '%s' "$tag"
+}
+
 edge_health() { curl -fsS -o /dev/null --max-time 3 "http://127.0.0.1:$SWARM_HTTP_PORT/api/health"; }
 
 cmd_deploy() {
   [ $# -eq 0 ] || usage
   running "$MANAGER" && [ "$(swarm_state "$MANAGER")" = active ] \
     || die "no swarm $SWARM_NAME: run scripts/swarm.sh up first"
+  [ -n "$BACKEND_VERSION_GIVEN" ] || keep_running_version backend BACKEND_VERSION
+  [ -n "$FRONTEND_VERSION_GIVEN" ] || keep_running_version frontend FRONTEND_VERSION
   ensure_secrets
   local dir
   dir=$(mktemp -d)
@@ -471,13 +550,13 @@ cmd_status() {
     | grep -v 'Shutdown' || true
 }
 
-cmd_env() { printf 'tcp://127.0.0.1:%s\n' "$SWARM_API_PORT"; }
+cmd_env() { printf 'unix://%s\n' "$API_SOCKET"; }
 
 cmd_test() {
   [ -x "$ROOT/.venv/bin/python" ] || bash "$ROOT/scripts/venv.sh" test,platform >&2
   cd "$ROOT"
   SWARM_NAME="$SWARM_NAME" SWARM_HTTP_PORT="$SWARM_HTTP_PORT" SWARM_HTTPS_PORT="$SWARM_HTTPS_PORT" \
-    SWARM_API_PORT="$SWARM_API_PORT" SWARM_REGISTRY_PORT="$SWARM_REGISTRY_PORT" \
+    SWARM_REGISTRY_PORT="$SWARM_REGISTRY_PORT" \
     SWARM_PROMETHEUS_PORT="$SWARM_PROMETHEUS_PORT" SWARM_ALERTMANAGER_PORT="$SWARM_ALERTMANAGER_PORT" \
     SWARM_STATE_DIR="$SWARM_STATE_DIR" \
     exec "$ROOT/.venv/bin/python" -m pytest -m swarm tests/swarm "$@"
@@ -496,24 +575,67 @@ cmd_down() {
     read -r -p "Type the swarm name to confirm: " answer
     [ "$answer" = "$SWARM_NAME" ] || die "not confirmed ('$answer' is not '$SWARM_NAME'); nothing removed"
   fi
-  local node
-  for node in $(nodes); do
+  local node listed
+  listed=$(nodes) || die "listing the node containers of swarm $SWARM_NAME failed (is the engine up?); nothing removed"
+  for node in $listed; do
     log "removing node $node and its volume"
-    docker rm -f -v "$node" >/dev/null
+    docker rm -f -v "$node" >/dev/null || log "removing $node failed"
     docker volume rm "${SWARM_NAME}_node-${node##*-node-}" >/dev/null 2>&1 || true
   done
-  # a node volume left by an interrupted run
-  docker volume ls -q --filter "name=^${SWARM_NAME}_node-" | xargs -r docker volume rm >/dev/null 2>&1 || true
+  # node volumes left by an interrupted run
+  local volumes
+  volumes=$(swarm_volumes) || die "listing the volumes of swarm $SWARM_NAME failed"
+  [ -z "$volumes" ] || xargs -r docker volume rm <<<"$volumes" >/dev/null 2>&1 || true
   if docker container inspect "$REGISTRY" >/dev/null 2>&1; then
     log "removing the registry $REGISTRY and its volume"
-    docker rm -f -v "$REGISTRY" >/dev/null
+    docker rm -f -v "$REGISTRY" >/dev/null || log "removing $REGISTRY failed"
   fi
   docker volume rm "$REGISTRY_VOLUME" >/dev/null 2>&1 || true
   if docker network inspect "$NETWORK" >/dev/null 2>&1; then
-    docker network rm "$NETWORK" >/dev/null
+    docker network rm "$NETWORK" >/dev/null || log "removing the network $NETWORK failed"
   fi
-  rm -rf "$SWARM_STATE_DIR/secrets"
+  # checked, not assumed: a removal or a listing that failed above leaves
+  # something, said here (and the secrets stay while a volume initialised
+  # with them does)
+  local left
+  left=$(left_behind)
+  if [ -n "$left" ]; then
+    die "swarm $SWARM_NAME is not fully removed, left: $(paste -sd, <<<"$left" | sed 's/,/, /g'); remove them (docker rm -f / volume rm / network rm) or run down again"
+  fi
+  rm -rf "$SWARM_STATE_DIR/secrets" "$API_DIR"
   log "swarm $SWARM_NAME removed (its audit log stays: $AUDIT_LOG)"
+}
+
+swarm_volumes() {  # this swarm's volumes: its nodes' and the registry's
+  local all
+  all=$(docker volume ls -q) || return 1
+  grep -E "^(${SWARM_NAME}_node-[0-9]+|$REGISTRY_VOLUME)\$" <<<"$all" || true
+}
+
+# left_behind: what of this swarm the engine still has, one "kind name" a
+# line; a listing that fails is named too (never taken for "nothing left")
+left_behind() { _left_behind | sort -u; }
+_left_behind() {
+  local out
+  if out=$( { docker ps -a --filter "label=$NODE_LABEL=$SWARM_NAME" --format '{{.Names}}'
+              docker ps -a --filter "label=$NODE_LABEL.registry=$SWARM_NAME" --format '{{.Names}}'
+              docker ps -a --format '{{.Names}}' | grep -E "^(${SWARM_NAME}-node-[0-9]+|$REGISTRY)\$" || true
+            } ); then
+    [ -z "$out" ] || sed 's/^/container /' <<<"$out"
+  else
+    echo "(the container listing failed)"
+  fi
+  if out=$(swarm_volumes); then
+    [ -z "$out" ] || sed 's/^/volume /' <<<"$out"
+  else
+    echo "(the volume listing failed)"
+  fi
+  if out=$(docker network ls --filter "label=$NODE_LABEL=$SWARM_NAME" --format '{{.Name}}'); then
+    [ -z "$out" ] || sed 's/^/network /' <<<"$out"
+  else
+    echo "(the network listing failed)"
+  fi
+  ! docker network inspect "$NETWORK" >/dev/null 2>&1 || echo "network $NETWORK"
 }
 
 command -v docker >/dev/null 2>&1 || die "no docker CLI: run scripts/engine.sh first"

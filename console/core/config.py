@@ -79,7 +79,9 @@ __all__ = [
     "parse_duration",
     "read_env_file",
     "redact",
+    "swarm_api_socket",
     "swarm_monitoring",
+    "swarm_state_dir",
 ]
 
 ENV_PREFIX = "STACKDECK_"
@@ -421,6 +423,25 @@ class SwarmMonitoring:
     error: str | None = None
 
 
+def swarm_state_dir(env: Mapping[str, str], stack: str | None = None) -> Path:
+    """The state folder scripts/swarm.sh keeps a swarm's secrets and engine
+    socket in: ``SWARM_STATE_DIR``, else that of ``SWARM_NAME`` (default
+    ``<stack>-swarm``). ``env``: the stack's variables; the process's
+    ``SWARM_*`` win."""
+    env = {**env, **{k: v for k, v in os.environ.items() if k.startswith("SWARM_")}}
+    stack = stack or str(env.get("STACK_NAME") or DEFAULT_STACK)
+    folder = env.get("SWARM_STATE_DIR") or str(
+        StackNames(env.get("SWARM_NAME") or f"{stack}-swarm").state_dir
+    )
+    return Path(folder)
+
+
+def swarm_api_socket(env: Mapping[str, str], stack: str | None = None) -> Path:
+    """The manager's engine API of the swarm scripts/swarm.sh runs: a unix
+    socket in a root-only folder of its state folder (``swarm.sh env``)."""
+    return swarm_state_dir(env, stack) / "api" / "docker.sock"
+
+
 def swarm_monitoring(env: Mapping[str, str], stack: str | None = None) -> SwarmMonitoring:
     """A swarm stack's Prometheus and Alertmanager (scripts/swarm.sh):
     ``127.0.0.1:SWARM_PROMETHEUS_PORT`` (default 9090) and
@@ -435,11 +456,7 @@ def swarm_monitoring(env: Mapping[str, str], stack: str | None = None) -> SwarmM
         port = env.get(var) or default
         return f"http://127.0.0.1:{port}" if port.isdigit() else None
 
-    stack = stack or str(env.get("STACK_NAME") or DEFAULT_STACK)
-    folder = env.get("SWARM_STATE_DIR") or str(
-        StackNames(env.get("SWARM_NAME") or f"{stack}-swarm").state_dir
-    )
-    path = Path(folder) / "secrets" / "monitoring_password"
+    path = swarm_state_dir(env, stack) / "secrets" / "monitoring_password"
     password: str | None = None
     error: str | None = None
     try:
@@ -458,14 +475,16 @@ def swarm_monitoring(env: Mapping[str, str], stack: str | None = None) -> SwarmM
 
 
 def _at_swarm_manager(env: Mapping[str, str], docker_host: object) -> bool:
-    """``mode = "auto"`` pointed at the manager scripts/swarm.sh publishes
-    (``DOCKER_HOST=tcp://127.0.0.1:SWARM_API_PORT``, what ``swarm.sh env``
-    prints): the swarm's monitoring, not the compose stack's Prometheus (on
-    one host both answer, and the compose one's nodes and containers would
-    be shown as the swarm's)."""
-    env = {**env, **{k: v for k, v in os.environ.items() if k.startswith("SWARM_")}}
-    host = str(docker_host or os.environ.get("DOCKER_HOST") or "").rstrip("/")
-    return host == f"tcp://127.0.0.1:{env.get('SWARM_API_PORT') or 2375}"
+    """``mode = "auto"`` pointed at the manager of the swarm scripts/swarm.sh
+    runs (``DOCKER_HOST=unix://<its state folder>/api/docker.sock``, what
+    ``swarm.sh env`` prints; the folder exists): the swarm's monitoring, not
+    the compose stack's Prometheus (on one host both answer, and the compose
+    one's nodes and containers would be shown as the swarm's)."""
+    host = str(docker_host or os.environ.get("DOCKER_HOST") or "")
+    if not host.startswith("unix://"):
+        return False
+    socket = swarm_api_socket(env)
+    return Path(host.removeprefix("unix://")) == socket and socket.parent.parent.is_dir()
 
 
 def _swarm_monitoring(

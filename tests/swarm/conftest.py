@@ -73,11 +73,13 @@ def swarm() -> Iterator[Swarm]:
         pytest.fail(f"the swarm stack does not answer on {s.base_url}/api/health")
     if not brought_up and not _as_deployed(s):
         # a kept swarm that an earlier run (or an operator) changed: the stack
-        # file again, declaratively (backend v1.0.0, one task)
-        r = s.script("deploy")
+        # file again, declaratively (backend v1.0.0, one task; named, since
+        # a deploy without a version keeps the running one)
+        r = s.script("deploy", env={"BACKEND_VERSION": BASE_VERSION})
         if r.returncode != 0 or not _as_deployed(s):
             pytest.fail(f"scripts/swarm.sh deploy did not restore the stack:\n{r.stderr[-3000:]}")
     yield s
     if brought_up and not keep:
         r = s.script("down", "--yes")
         assert r.returncode == 0, r.stderr[-2000:]
+        assert not s.left_behind(), r.stderr[-2000:]

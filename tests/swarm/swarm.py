@@ -2,8 +2,9 @@
 reach it from the host (the way the console will).
 
 * HTTP: nginx published on ``127.0.0.1:SWARM_HTTP_PORT`` (node 1).
-* The manager's engine: the docker SDK on ``tcp://127.0.0.1:SWARM_API_PORT``
-  (services, tasks, UpdateStatus), read-only here.
+* The manager's engine: the docker SDK on its unix socket in the swarm's
+  state folder (``unix://<state>/api/docker.sock``, root's only; what
+  ``swarm.sh env`` prints): services, tasks, UpdateStatus, read-only here.
 * Changes (``docker service update/scale``) run the node's own CLI inside
   the manager container (``docker exec <manager> docker ...``), as
   scripts/swarm.sh does: the host engine never enters swarm mode.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -24,10 +26,14 @@ from typing import Any
 import docker
 import httpx
 
+from console.core.config import swarm_api_socket
 from console.core.stack import StackNames
 from tests.stack import REPO
 
 SWARM_SH = REPO / "scripts" / "swarm.sh"
+
+
+_VERSIONS = ("BACKEND_VERSION", "FRONTEND_VERSION")
 
 
 def _env(name: str, default: str) -> str:
@@ -38,7 +44,6 @@ def _env(name: str, default: str) -> str:
 class Swarm:
     name: str
     http_port: int
-    api_port: int
     prometheus_port: int
     stack: str
     image_prefix: str
@@ -52,7 +57,6 @@ class Swarm:
         return cls(
             name=name,
             http_port=int(_env("SWARM_HTTP_PORT", "8080")),
-            api_port=int(_env("SWARM_API_PORT", "2375")),
             prometheus_port=int(_env("SWARM_PROMETHEUS_PORT", "9090")),
             stack=stack,
             image_prefix=_env("IMAGE_PREFIX", "investment"),
@@ -81,19 +85,47 @@ class Swarm:
         return f"{self.stack}_{short}"
 
     @property
+    def api_socket(self) -> Path:
+        """The manager's engine API on the host (scripts/swarm.sh's rule)."""
+        return swarm_api_socket({"SWARM_STATE_DIR": str(self.state_dir)}, self.stack)
+
+    @property
+    def docker_host(self) -> str:
+        """``DOCKER_HOST`` of the manager's engine (``swarm.sh env``)."""
+        return f"unix://{self.api_socket}"
+
+    @property
     def client(self) -> Any:
-        """The docker SDK on the manager's engine (published on 127.0.0.1)."""
+        """The docker SDK on the manager's engine (its socket on the host)."""
         if self._client is None:
-            self._client = docker.DockerClient(
-                base_url=f"tcp://127.0.0.1:{self.api_port}", timeout=30
-            )
+            self._client = docker.DockerClient(base_url=self.docker_host, timeout=30)
         return self._client
 
     # --- doing -----------------------------------------------------------------
 
-    def script(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    @property
+    def stackdeck_state(self) -> Path:
+        """stackdeck's state folder for scripts/swarm.sh here (its deploy
+        lock and audit log), the swarm's own, never the host's default."""
+        return self.state_dir / "stackdeck"
+
+    def script(
+        self, *args: str, timeout: float = 900, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """``scripts/swarm.sh ARGS``; ``env`` added to the environment."""
         return subprocess.run(
-            ["bash", str(SWARM_SH), *args], capture_output=True, text=True, timeout=timeout
+            ["bash", str(SWARM_SH), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={
+                # a version only where a test names one (deploy keeps the running one)
+                **{k: v for k, v in os.environ.items() if k not in _VERSIONS},
+                "SWARM_NAME": self.name,
+                "SWARM_STATE_DIR": str(self.state_dir),
+                "STACKDECK_STATE_DIR": str(self.stackdeck_state),
+                **(env or {}),
+            },
         )
 
     def docker(self, *args: str, node: str | None = None, timeout: float = 300) -> str:
@@ -108,6 +140,18 @@ class Swarm:
             raise AssertionError(
                 f"docker {' '.join(args)} on {node or self.manager}: {r.stderr[-1500:]}"
             )
+        return r.stdout
+
+    def in_node(self, *args: str, node: str | None = None, timeout: float = 60) -> str:
+        """``ARGS`` run in a node container (the manager by default)."""
+        r = subprocess.run(
+            ["docker", "exec", node or self.manager, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if r.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} in {node or self.manager}: {r.stderr[-1500:]}")
         return r.stdout
 
     # --- reading ---------------------------------------------------------------
@@ -196,6 +240,33 @@ class Swarm:
         )
         result: dict[str, Any] = json.loads(out)
         return result
+
+    def left_behind(self) -> list[str]:
+        """What of this swarm the host engine has: containers (nodes, the
+        registry), volumes and networks by its label or its names."""
+
+        def names(*cmd: str) -> list[str]:
+            r = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            return r.stdout.split()
+
+        label = f"com.investment.swarm={self.name}"
+        ours = re.compile(
+            rf"^({re.escape(self.name)}-node-\d+|{re.escape(self.name)}-registry"
+            rf"|{re.escape(self.name)}_node-\d+|{re.escape(self.name)}_registry"
+            rf"|{re.escape(self.name)}_net)$"
+        )
+        found = set(
+            names("docker", "ps", "-a", "--filter", f"label={label}", "--format", "{{.Names}}")
+        )
+        found |= {n for n in names("docker", "ps", "-a", "--format", "{{.Names}}") if ours.match(n)}
+        found |= {n for n in names("docker", "volume", "ls", "-q") if ours.match(n)}
+        found |= set(
+            names("docker", "network", "ls", "--filter", f"label={label}", "--format", "{{.Name}}")
+        )
+        found |= {
+            n for n in names("docker", "network", "ls", "--format", "{{.Name}}") if ours.match(n)
+        }
+        return sorted(found)
 
     def secrets(self) -> dict[str, str]:
         """The secrets scripts/swarm.sh generated (never print them)."""

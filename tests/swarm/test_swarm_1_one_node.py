@@ -147,11 +147,11 @@ def test_secrets_are_docker_secrets_not_environment(swarm: Swarm) -> None:
 
 
 def test_the_engine_api_is_not_reachable_from_the_stack(swarm: Swarm) -> None:
-    """The manager's engine API answers the host (the published port on
-    127.0.0.1) and nobody else: a task of the stack reaches the node (its
-    Swarm port 2377 answers on the nodes' network) but not the API, through
-    neither the node's address on the task's gateway nor on the nodes'
-    network."""
+    """The manager's engine API answers the host (its unix socket in the
+    swarm's state folder; who else may use it: test_swarm_access.py) and no
+    task: a task of the stack reaches the node (its Swarm port 2377 answers
+    on the nodes' network) but no engine API on TCP, through neither the
+    node's address on the task's gateway nor on the nodes' network."""
     assert swarm.client.version()["ApiVersion"]  # the host's way in works
     node_ip = swarm.node_address(swarm.manager)
     probe = (

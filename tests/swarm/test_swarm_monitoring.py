@@ -8,7 +8,7 @@ memory the monitoring takes on the node (``docker stats`` in the node).
 Run with a swarm of its own (names and ports of yours)::
 
     SWARM_NAME=swmonsw SWARM_HTTP_PORT=30088 SWARM_HTTPS_PORT=30443 \\
-    SWARM_API_PORT=30375 SWARM_PROMETHEUS_PORT=30090 SWARM_REGISTRY_PORT=30500 \\
+    SWARM_PROMETHEUS_PORT=30090 SWARM_REGISTRY_PORT=30500 \\
     IMAGE_PREFIX=swmon .venv/bin/pytest -m swarm tests/swarm/test_swarm_monitoring.py
 
 (the ``swarm`` fixture brings up a one-node swarm when none answers and
@@ -74,7 +74,7 @@ def console_settings(s: Swarm) -> Settings:
     return Settings(
         project=s.stack,
         mode="swarm",
-        docker_host=f"tcp://127.0.0.1:{s.api_port}",
+        docker_host=s.docker_host,
         base_url=s.base_url,
         prometheus_url=f"http://127.0.0.1:{s.prometheus_port}",
         monitoring_password=SecretStr(s.secrets()["monitoring_password"]),

@@ -59,7 +59,7 @@ class Ops:
             if not k.startswith("STACKDECK_") and k not in ("DOCKER_HOST", "HTTP_PORT")
         }
         env.update(
-            DOCKER_HOST=f"tcp://127.0.0.1:{self.swarm.api_port}",
+            DOCKER_HOST=self.swarm.docker_host,
             STACK_NAME=self.swarm.stack,
             IMAGE_PREFIX=self.swarm.image_prefix,
             STACKDECK_STATE_DIR=str(self.state),
@@ -123,7 +123,7 @@ def ops(swarm: Swarm, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ops]
         swarm.image_of("backend").endswith(f":{BASE_VERSION}")
         and swarm.inspect("backend")["Spec"]["Mode"]["Replicated"]["Replicas"] == 1
     ):
-        r = swarm.script("deploy")
+        r = swarm.script("deploy", env={"BACKEND_VERSION": BASE_VERSION})
         assert r.returncode == 0, r.stderr[-2000:]
     _push(swarm, BASE_VERSION, V2, Fault())
     _push(swarm, BASE_VERSION, V3_ERRORS, Fault(error_every=4))

@@ -186,7 +186,7 @@ async def test_drain_from_the_console_under_load(swarm: Swarm, two_nodes: Ops, s
     assert target in _backend_nodes(swarm), _backend_nodes(swarm)
     settings = Settings(
         project=swarm.stack,
-        docker_host=f"tcp://127.0.0.1:{swarm.api_port}",
+        docker_host=swarm.docker_host,
         base_url=swarm.base_url,
         state_dir=str(two_nodes.state),
         prometheus_url=None,

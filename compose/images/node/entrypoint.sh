@@ -23,22 +23,17 @@ JSON
 # happens to have a process with the old pid. Only runtime state: the
 # engine's data (/var/lib/docker, the swarm membership) stays.
 rm -rf /var/run/docker /var/run/docker.pid /var/run/docker.sock /run/containerd
-# The engine's API on TCP (plain HTTP) only where NODE_API_FROM is set: the
-# manager, whose port 2375 scripts/swarm.sh publishes on the host's 127.0.0.1.
-# NODE_API_FROM is the only source address let in, the nodes' network gateway
-# (where the host's connections to the published port come from), and only on
-# eth0; everyone else, the stack's own tasks included (they reach the node
-# through its docker_gwbridge or its eth0 address), gets a reset. The rules
-# are in place before the engine listens. The other nodes have no TCP
-# listener at all: their engines are reached with `docker exec`.
+# No TCP listener on any node: every engine is reached with `docker exec`,
+# and the manager's also on NODE_API_SOCKET, a unix socket in a folder
+# scripts/swarm.sh bind-mounts from the host's swarm state folder (mode 0700,
+# root's): the host's programs use it as DOCKER_HOST, and no other local user
+# can reach it (an engine API is root on the host). Its group is root, not
+# this image's docker group (whose id may name another group on the host).
 hosts="--host unix:///var/run/docker.sock"
-if [ -n "${NODE_API_FROM:-}" ]; then
-  iptables -w -D INPUT -p tcp --dport 2375 -j REJECT --reject-with tcp-reset 2>/dev/null || true
-  iptables -w -D INPUT -p tcp --dport 2375 -i eth0 -s "$NODE_API_FROM" -j ACCEPT 2>/dev/null || true
-  iptables -w -I INPUT 1 -p tcp --dport 2375 -j REJECT --reject-with tcp-reset
-  iptables -w -I INPUT 1 -p tcp --dport 2375 -i eth0 -s "$NODE_API_FROM" -j ACCEPT
-  hosts="$hosts --host tcp://0.0.0.0:2375"
+if [ -n "${NODE_API_SOCKET:-}" ]; then
+  rm -f "$NODE_API_SOCKET"
+  hosts="$hosts --host unix://$NODE_API_SOCKET"
 fi
 # --tls=false: plain HTTP, said explicitly (no start-up delay)
 # shellcheck disable=SC2086
-exec dockerd $hosts --tls=false
+exec dockerd $hosts --group root --tls=false

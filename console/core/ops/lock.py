@@ -177,17 +177,25 @@ class DeployLock:
     def held(self) -> bool:
         return self._fd is not None
 
-    def acquire(self, record: dict[str, Any], wait: float = 0.5) -> None:
+    def acquire(self, record: dict[str, Any], wait: float = 0.5, fd: int | None = None) -> None:
+        """``fd``: take it on this open (read-write) descriptor of the lock
+        file, which the caller keeps: a shell script's, so that the lock
+        outlives this process (:mod:`console.core.ops.script_lock`)."""
         if self._fd is not None:
             raise RuntimeError("lock already held by this object")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        own = fd is None
+        if own:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + wait
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+            if own:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+            assert fd is not None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
-                os.close(fd)
+                if own:
+                    os.close(fd)
                 if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
                     raise
                 if time.monotonic() < deadline:
@@ -203,7 +211,8 @@ class DeployLock:
         existing = _read_record_fd(fd)
         if existing:
             fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+            if own:
+                os.close(fd)
             alive = holder_alive(existing)
             why = "its process is gone" if alive is False else "it no longer holds the lock"
             raise LockBusy(
@@ -219,6 +228,14 @@ class DeployLock:
         os.fsync(fd)
         self._fd = fd
         self.record = record
+
+    @classmethod
+    def taken_on(cls, path: Path, fd: int) -> DeployLock:
+        """The lock an earlier :meth:`acquire` took on ``fd`` (a script's
+        descriptor, inherited by this process), to :meth:`release` it."""
+        lock = cls(path)
+        lock._fd = fd
+        return lock
 
     def release(self) -> None:
         fd, self._fd = self._fd, None

@@ -1,9 +1,10 @@
 """The console on a real swarm (issue 14): the swarm source and the Containers
 panel against a one-node swarm of scripts/swarm.sh, read from the host
-through the manager's engine API on 127.0.0.1 (``DOCKER_HOST=tcp://...``).
+through the manager's engine API (``DOCKER_HOST=$(swarm.sh env)``, a unix
+socket in the swarm's state folder).
 
 Marker ``swarm``: deselected unless asked for (``pytest -m swarm``; see
-tests/conftest.py). A one-node swarm that answers on ``SWARM_API_PORT`` is
+tests/conftest.py). A one-node swarm whose manager answers on that socket is
 used as it is; otherwise ``scripts/swarm.sh up --nodes 1`` brings one up, and
 ``down`` removes it at the end (``SWARM_KEEP=1`` keeps it). The tests deploy a
 small stack of their own (``<stack>-console``: the stack's market-sim image,
@@ -102,7 +103,7 @@ def small_stack(one_node: Swarm) -> Iterator[str]:
 def settings_for(s: Swarm, project: str, **kw: Any) -> Settings:
     values: dict[str, Any] = {
         "project": project,
-        "docker_host": f"tcp://127.0.0.1:{s.api_port}",
+        "docker_host": s.docker_host,
         "request_timeout": 2.0,
         "prometheus_url": None,
         "alertmanager_url": None,

@@ -67,13 +67,21 @@ def test_auto_mode_at_the_swarm_manager_reads_the_swarm_prometheus(
     swarm_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`DOCKER_HOST=$(swarm.sh env) stackdeck` (mode auto): the swarm's
-    Prometheus, not the compose stack's of the same host; any other engine:
-    the compose one."""
+    Prometheus, not the compose stack's of the same host; any other engine
+    (or the socket of a swarm whose state folder is gone): the compose one."""
     monkeypatch.delenv("STACKDECK_MODE", raising=False)
-    monkeypatch.setenv("SWARM_API_PORT", "30375")
-    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:30375")
+    state = swarm_env / "swarm-state"
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{state}/api/docker.sock")
     s = Settings(repo_root=swarm_env)
     assert s.prometheus_url == "http://127.0.0.1:30090"
     assert s.monitoring_password is not None
-    monkeypatch.setenv("DOCKER_HOST", "unix:///var/run/docker.sock")
+    for other in (
+        "unix:///var/run/docker.sock",
+        f"unix://{state}/api/other.sock",
+        "tcp://127.0.0.1:2375",
+    ):
+        monkeypatch.setenv("DOCKER_HOST", other)
+        assert Settings(repo_root=swarm_env).prometheus_url != "http://127.0.0.1:30090", other
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{swarm_env}/gone/api/docker.sock")
+    monkeypatch.setenv("SWARM_STATE_DIR", str(swarm_env / "gone"))
     assert Settings(repo_root=swarm_env).prometheus_url != "http://127.0.0.1:30090"

@@ -212,7 +212,8 @@ def test_the_swarm_tiers_ports_clear_the_compose_test_stacks() -> None:
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     for http_port in (80, 18080, 18090, 18099):  # the default; test.sh's; the fresh machine's
         swarm = _swarm_test_ports(http_port)
-        assert len(swarm) == 6 and len(set(swarm.values())) == 6, swarm
+        assert len(swarm) == 5 and len(set(swarm.values())) == 5, swarm
+        assert "SWARM_API_PORT" not in swarm, swarm  # a unix socket, no TCP port
         assert "SWARM_ALERTMANAGER_PORT" in swarm, swarm  # the operations' notices
         compose = set(published_ports({}, http_port).values()) | {http_port}
         assert not compose & set(swarm.values()), (http_port, swarm, compose)
