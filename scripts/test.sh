@@ -131,7 +131,10 @@ swarm_cleanup() {  # on exit: a bring-up still going is stopped, then the swarm 
   swarm_down
 }
 swarm_prepare() {  # up, deploy, then stopped: the node's engine keeps every pulled image
-  bash scripts/swarm.sh up --nodes 1 && bash scripts/swarm.sh deploy \
+  # (the deploy's stackdeck lock and audit log: the swarm's own, as the Swarm
+  # tier's tests keep them, not the compose test stack's of the same name)
+  bash scripts/swarm.sh up --nodes 1 \
+    && STACKDECK_STATE_DIR="${_state_dir//\{stack\}/$SWARM_NAME}/stackdeck" bash scripts/swarm.sh deploy \
     && swarm_containers | xargs -r docker stop -t 60 >/dev/null
 }
 if [ "$swarm" = yes ]; then
