@@ -18,10 +18,12 @@ from console.core.ops.errors import LockBusy
 from console.core.ops.lock import DeployLock, lock_state, make_record
 from tests.stack import REPO
 
-# a script's life: the lock file on fd 8, take, (work), release; $1 the state folder
+# a script's life: the lock file on fd 8, take, (work), release; $1 the state folder.
+# ``-S``: no site-packages, as the host's bare python3 that swarm.sh runs has
+# none of the console's dependencies (an import of one fails the test)
 SCRIPT = """
 exec 8<>"$1/lock"
-lock() { PYTHONPATH="$REPO" "$PY" -m console.core.ops.script_lock "$@"; }
+lock() { PYTHONPATH="$REPO" "$PY" -S -m console.core.ops.script_lock "$@"; }
 lock take 8 "$1" swarm.deploy op-1 swarm=s1 || exit $?
 echo taken
 read -r _  # until the test says go on
