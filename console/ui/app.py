@@ -188,23 +188,55 @@ def _default_log_follower(settings: Settings, container: str, tail: int) -> Asyn
     return follow_logs(container, tail=tail, settings=settings)
 
 
-def _terminal_gone() -> None:
-    """After SIGHUP the terminal is usually closed (an SSH session dropped, a
-    tmux server killed): a write to it fails with EIO, which ends Textual's
-    writer thread, and every later write then blocks on its full queue, so
-    the console never exited. The output goes to /dev/null instead (stdin is
-    left: Textual's input thread ends on its own)."""
+def _terminal_closed(fd: int = 2) -> bool:
+    """Whether the controlling terminal was hung up (its other side closed:
+    an SSH session dropped, a tmux server killed): then every call on it
+    fails with EIO. A SIGHUP sent by hand leaves it open."""
+    import termios
+
+    try:
+        termios.tcgetattr(fd)
+    except (termios.error, OSError):
+        return True
+    return False
+
+
+def _terminal_gone(writer: threading.Thread | None) -> None:
+    """The terminal closed under the console: a write to it fails with EIO,
+    which ends Textual's writer thread, and every later write then blocked on
+    its full queue (30 frames: the clock alone fills it in half a minute), so
+    the console never exited, even in the middle of undoing a deploy. From
+    here on the output goes to /dev/null (stdin is left: Textual's input
+    thread ends on its own), and should the writer thread end all the same
+    (a write already under way on the closed terminal), its queue is drained
+    so that no write waits on it."""
     try:
         null = os.open(os.devnull, os.O_WRONLY)
     except OSError:
+        null = -1
+    if null >= 0:
+        try:
+            for fd in (1, 2):
+                os.dup2(null, fd)
+        except OSError:
+            pass
+        finally:
+            os.close(null)
+    queue = getattr(writer, "_queue", None)
+    if writer is None or queue is None:
         return
-    try:
-        for fd in (1, 2):
-            os.dup2(null, fd)
-    except OSError:
-        pass
-    finally:
-        os.close(null)
+
+    def drain() -> None:
+        writer.join()
+        while queue.get() is not None:  # None: the driver's stop(); its join() returns
+            pass
+
+    threading.Thread(target=drain, name=f"stackdeck-drain-{id(writer)}", daemon=True).start()
+
+
+def _draining(writer: threading.Thread) -> bool:
+    """Whether :func:`_terminal_gone` drains ``writer``'s queue."""
+    return any(t.name == f"stackdeck-drain-{id(writer)}" for t in threading.enumerate())
 
 
 class StackdeckApp(App[None]):
@@ -445,7 +477,8 @@ class StackdeckApp(App[None]):
         if self._hanging_up:
             return
         self._hanging_up = True
-        _terminal_gone()
+        if _terminal_closed():
+            _terminal_gone(getattr(self._driver, "_writer_thread", None))
         # kept: the loop holds only a weak reference to a task
         self._hangup_task = asyncio.get_running_loop().create_task(self._finish_after_hangup())
 
@@ -453,10 +486,10 @@ class StackdeckApp(App[None]):
         await self._stop_operations("after SIGHUP")
         await self._stop_monitor()
         writer = getattr(self._driver, "_writer_thread", None)
-        if writer is not None and not writer.is_alive():
-            # The terminal closed before its output went to /dev/null: a write
-            # failed (EIO) and ended Textual's writer thread, and Textual's
-            # shutdown would wait forever on that thread's full queue. The
+        if writer is not None and not writer.is_alive() and not _draining(writer):
+            # Textual's writer thread ended (a write failed) with no drain
+            # behind it (the terminal seemed open at the hangup): Textual's
+            # shutdown would wait for ever on that thread's full queue. The
             # operations are undone and the monitor stopped: nothing is left
             # that a normal exit would do.
             logging.shutdown()
