@@ -75,29 +75,42 @@ def main(argv: list[str]) -> int:
             )
             print(f"refused: {exc}; nothing was changed", file=sys.stderr)
             return 2
-        audit(
-            state / "audit.log",
-            event="start",
-            op=op,
-            op_id=op_id,
-            operator=operator.as_dict(),
-            params=params,
-        )
+        try:
+            audit(
+                state / "audit.log",
+                event="start",
+                op=op,
+                op_id=op_id,
+                operator=operator.as_dict(),
+                params=params,
+            )
+        except BaseException as exc:
+            # no record left behind that would refuse every operation as stale
+            DeployLock.taken_on(path, fd).release()
+            if not isinstance(exc, OSError):
+                raise
+            print(f"writing the audit log {state / 'audit.log'} failed: {exc}", file=sys.stderr)
+            return 1
         return 0
     if len(argv) < 6:
         print(USAGE, file=sys.stderr)
         return 64
     result = argv[5]
-    audit(
-        state / "audit.log",
-        event="end",
-        op=op,
-        op_id=op_id,
-        operator=operator.as_dict(),
-        params=_params(argv[6:]),
-        result=result,
-    )
-    DeployLock.taken_on(path, fd).release()
+    try:
+        audit(
+            state / "audit.log",
+            event="end",
+            op=op,
+            op_id=op_id,
+            operator=operator.as_dict(),
+            params=_params(argv[6:]),
+            result=result,
+        )
+    except OSError as exc:
+        print(f"writing the audit log {state / 'audit.log'} failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        DeployLock.taken_on(path, fd).release()  # whatever the audit log did
     return 0
 
 

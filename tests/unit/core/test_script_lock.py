@@ -87,3 +87,18 @@ def test_bad_arguments_are_one_usage_line(tmp_path: Path) -> None:
         cwd=REPO,
     )
     assert r.returncode == 64 and r.stderr.startswith("usage:") and "Traceback" not in r.stderr
+
+
+def test_an_audit_log_that_cannot_be_written_leaves_no_stale_lock(tmp_path: Path) -> None:
+    """The start line fails (the audit log a folder here; a full disk in the
+    field): one line, exit 1, and no holder record that would refuse every
+    stackdeck operation as stale until ``lock break``."""
+    (tmp_path / "audit.log").mkdir()
+    script = _script(tmp_path)
+    out, err = script.communicate(timeout=30)
+    assert script.returncode == 1, err
+    assert "taken" not in out
+    assert err.count("\n") == 1 and "writing the audit log" in err, err
+    assert "Traceback" not in err
+    state = lock_state(tmp_path / "lock")
+    assert not state.held and not state.stale, state
