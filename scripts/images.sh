@@ -80,8 +80,22 @@ build() {  # build IMAGE DOCKERFILE HASH [build args...]
 # the end, each failure's output above.
 JOBS="${IMAGE_JOBS:-2}"
 case "$JOBS" in ''|*[!0-9]*|0) die "IMAGE_JOBS must be a number of builds, 1 or more (got '$JOBS')" ;; esac
+need_cmd pgrep procps  # stop_builds below
 FAILED_DIR=$(mktemp -d)
-trap 'rm -rf "$FAILED_DIR"' EXIT
+kill_tree() {  # kill_tree PID: it and every process under it (a build's docker CLI)
+  local child
+  for child in $(pgrep -P "$1" || true); do kill_tree "$child"; done
+  kill "$1" 2>/dev/null || true
+}
+stop_builds() {  # on exit: a build still going (Ctrl-C, a failure here) goes too
+  local job
+  for job in $(jobs -p); do kill_tree "$job"; done
+  wait 2>/dev/null || true
+  rm -rf "$FAILED_DIR"
+}
+trap stop_builds EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 queue() {  # queue IMAGE DOCKERFILE HASH [build args...]: build, in the background
   while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
   local image=$1

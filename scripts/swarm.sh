@@ -145,7 +145,7 @@ on_exit() {  # the end line of the audit log, and a deploy's temporary folder
   result=$([ "$rc" = 0 ] && echo ok || echo failed)
   [ -z "${CLEANUP_DIR:-}" ] || rm -rf "$CLEANUP_DIR"
   [ -z "${STACKDECK_LOCKED:-}" ] || release_stackdeck_lock "$result"
-  audit end "$result"
+  [ -z "${AUDIT_STARTED:-}" ] || audit end "$result"
 }
 
 # stackdeck's deploy lock ($STACKDECK_STATE_DIR/lock), the one its operations
@@ -189,13 +189,15 @@ guarded() {
   flock -n 9 || die "another scripts/swarm.sh is changing swarm $SWARM_NAME (lock $LOCK_FILE): wait for it to finish"
   # a deploy changes what stackdeck's operations change: not while one runs
   # (refused with its holder, exit 2, nothing changed)
-  [ "$AUDIT_OP" != deploy ] || take_stackdeck_lock
-  audit start
+  # the traps first: a signal or a failed audit line after the lock was taken
+  # still ends through on_exit (the lock's record cleared)
   trap on_exit EXIT
-  # a signal ends the script through on_exit (the lock's record cleared)
   trap 'exit 130' INT
   trap 'exit 143' TERM
   trap 'exit 129' HUP
+  [ "$AUDIT_OP" != deploy ] || take_stackdeck_lock
+  audit start
+  AUDIT_STARTED=1
   "cmd_$AUDIT_OP" "$@"
 }
 
@@ -492,8 +494,14 @@ PY
 # without it never rolls a running version back to the default, past
 # stackdeck's bake
 keep_running_version() {
-  local svc="${STACK_NAME}_$1" var=$2 image tag
-  image=$(mgr service inspect -f '{{.Spec.TaskTemplate.ContainerSpec.Image}}' "$svc" 2>/dev/null) || return 0
+  local svc="${STACK_NAME}_$1" var=$2 image tag names
+  # the default only where the service does not exist; a manager that does
+  # not answer stops the deploy (a default would roll a running version back)
+  names=$(mgr service ls -q --filter "name=$svc" --format '{{.Name}}') \
+    || die "listing the swarm's services failed (above): $var not given and the running version unknown; nothing was changed"
+  grep -qx "$svc" <<<"$names" || return 0
+  image=$(mgr service inspect -f '{{.Spec.TaskTemplate.ContainerSpec.Image}}' "$svc") \
+    || die "reading $svc's version failed (above): set $var; nothing was changed"
   image=${image%%@*}
   tag=${image##*:}
   if [ "$tag" = "$image" ] || [[ $tag == */* ]]; then
@@ -616,11 +624,11 @@ swarm_volumes() {  # this swarm's volumes: its nodes' and the registry's
 # line; a listing that fails is named too (never taken for "nothing left")
 left_behind() { _left_behind | sort -u; }
 _left_behind() {
-  local out
-  if out=$( { docker ps -a --filter "label=$NODE_LABEL=$SWARM_NAME" --format '{{.Names}}'
-              docker ps -a --filter "label=$NODE_LABEL.registry=$SWARM_NAME" --format '{{.Names}}'
-              docker ps -a --format '{{.Names}}' | grep -E "^(${SWARM_NAME}-node-[0-9]+|$REGISTRY)\$" || true
-            } ); then
+  local out all
+  # one listing, checked (a group's status would be its last command's only)
+  if all=$(docker ps -a --format '{{.Names}}|{{.Label "'"$NODE_LABEL"'"}}|{{.Label "'"$NODE_LABEL.registry"'"}}'); then
+    out=$(awk -F'|' -v s="$SWARM_NAME" -v r="$REGISTRY" \
+      '$2 == s || $3 == s || $1 == r || $1 ~ ("^" s "-node-[0-9]+$") { print $1 }' <<<"$all")
     [ -z "$out" ] || sed 's/^/container /' <<<"$out"
   else
     echo "(the container listing failed)"

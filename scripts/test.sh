@@ -144,6 +144,9 @@ if [ "$swarm" = yes ]; then
     export "${pair%%=*}=$(( HTTP_PORT + ${pair#*=} ))"
   done
   swarm_down  # whatever an earlier run left
+  # and its stackdeck state (deploy lock, audit log, history): a record left
+  # by a run killed mid-deploy would refuse every deploy of this one
+  rm -rf "${_state_dir//\{stack\}/$SWARM_NAME}/stackdeck"
   trap swarm_cleanup EXIT
   # Its bring-up (pushing every image to its registry, the node pulling them:
   # about 4 minutes) runs beside the compose stack's set-up, lint, types and
@@ -152,7 +155,7 @@ if [ "$swarm" = yes ]; then
   mkdir -p "$RUN_DIR"
   log "the Swarm tier's swarm $SWARM_NAME: bringing it up in the background (log: $SWARM_LOG)"
   set -m  # a process group of its own, to stop it whole
-  swarm_prepare >"$SWARM_LOG" 2>&1 &
+  swarm_prepare </dev/null >"$SWARM_LOG" 2>&1 &
   swarm_prepare_pid=$!
   set +m
 fi
@@ -168,7 +171,13 @@ log "mypy"
 export TEXTUAL_ANIMATIONS=none
 
 swarm_prepared() {  # the background bring-up's end: 0 if the swarm waits, stopped
-  local rc=0
+  local rc=0 deadline=$((SECONDS + 900))
+  # bounded: a push or pull that hangs is stopped after 15 minutes
+  while kill -0 "$swarm_prepare_pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 2; done
+  if kill -0 "$swarm_prepare_pid" 2>/dev/null; then
+    log "the swarm's bring-up still runs after 15 minutes: stopped"
+    kill -TERM -- "-$swarm_prepare_pid" 2>/dev/null || true
+  fi
   wait "$swarm_prepare_pid" || rc=$?
   if [ "$rc" != 0 ]; then
     cat "$SWARM_LOG" >&2

@@ -484,7 +484,12 @@ def _at_swarm_manager(env: Mapping[str, str], docker_host: object) -> bool:
     if not host.startswith("unix://"):
         return False
     socket = swarm_api_socket(env)
-    return Path(host.removeprefix("unix://")) == socket and socket.parent.parent.is_dir()
+    if Path(host.removeprefix("unix://")) != socket:
+        return False
+    try:
+        return socket.parent.parent.is_dir()
+    except OSError:  # a folder this user may not enter (root's state)
+        return False
 
 
 def _swarm_monitoring(
