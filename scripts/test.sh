@@ -195,7 +195,7 @@ swarm_tier() {  # the single-node Swarm tier; the swarm removed at the end
     # from the images it pulled (the fixture deploys it whole if it does not answer)
     bash scripts/swarm.sh up --nodes 1 >&2 || log "starting the swarm again failed: the tier brings it up itself"
     local deadline=$((SECONDS + 180))
-    until curl -fsS -o /dev/null --max-time 3 "http://127.0.0.1:$SWARM_HTTP_PORT/api/health"; do
+    until curl -fs -o /dev/null --max-time 3 "http://127.0.0.1:$SWARM_HTTP_PORT/api/health"; do
       [ "$SECONDS" -lt "$deadline" ] || { log "the swarm does not answer after 180 s: the tier deploys it again"; break; }
       sleep 1
     done

@@ -58,57 +58,48 @@ def main(argv: list[str]) -> int:
     verb, fd, state, op, op_id = argv[0], int(argv[1]), Path(argv[2]), argv[3], argv[4]
     path = state / "lock"
     operator = _script()
+
+    def record(
+        event: str, params: list[str], result: str | None = None, message: str | None = None
+    ) -> None:
+        audit(
+            state / "audit.log",
+            event=event,
+            op=op,
+            op_id=op_id,
+            operator=operator.as_dict(),
+            params=_params(params),
+            result=result,
+            message=message,
+        )
+
+    def audit_failed(exc: OSError) -> int:
+        print(f"writing the audit log {state / 'audit.log'} failed: {exc}", file=sys.stderr)
+        return 1
+
     if verb == "take":
-        params = _params(argv[5:])
         try:
             DeployLock(path).acquire(make_record(operator, op, op_id), fd=fd)
         except LockBusy as exc:
-            audit(
-                state / "audit.log",
-                event="refused",
-                op=op,
-                op_id=op_id,
-                operator=operator.as_dict(),
-                params=params,
-                result=exc.code,
-                message=str(exc),
-            )
+            record("refused", argv[5:], result=exc.code, message=str(exc))
             print(f"refused: {exc}; nothing was changed", file=sys.stderr)
             return 2
         try:
-            audit(
-                state / "audit.log",
-                event="start",
-                op=op,
-                op_id=op_id,
-                operator=operator.as_dict(),
-                params=params,
-            )
+            record("start", argv[5:])
         except BaseException as exc:
             # no record left behind that would refuse every operation as stale
             DeployLock.taken_on(path, fd).release()
             if not isinstance(exc, OSError):
                 raise
-            print(f"writing the audit log {state / 'audit.log'} failed: {exc}", file=sys.stderr)
-            return 1
+            return audit_failed(exc)
         return 0
     if len(argv) < 6:
         print(USAGE, file=sys.stderr)
         return 64
-    result = argv[5]
     try:
-        audit(
-            state / "audit.log",
-            event="end",
-            op=op,
-            op_id=op_id,
-            operator=operator.as_dict(),
-            params=_params(argv[6:]),
-            result=result,
-        )
+        record("end", argv[6:], result=argv[5])
     except OSError as exc:
-        print(f"writing the audit log {state / 'audit.log'} failed: {exc}", file=sys.stderr)
-        return 1
+        return audit_failed(exc)
     finally:
         DeployLock.taken_on(path, fd).release()  # whatever the audit log did
     return 0
