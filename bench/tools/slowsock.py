@@ -7,12 +7,17 @@ that answers, but in 5 s. Requests go through at once.
 ``blackhole``: accepts connections, reads whatever comes, never answers: a
 Docker daemon that hangs (``DOCKER_HOST=unix://<path>``).
 
+An address is a unix socket's path, or ``tcp:HOST:PORT`` (a loopback TCP
+port: Prometheus' HTTP API for the console's history).
+
 Runs as a process of its own so its work never lands on the event loop that
 is being measured. Stops on SIGTERM or after ``--max-seconds``.
 
     python3 -m bench.tools.slowsock delay --listen /tmp/x/.s.PGSQL.5432 \\
         --target /run/sdbench/postgresql/.s.PGSQL.5432 --delay 5
     python3 -m bench.tools.slowsock blackhole --listen /tmp/x/docker.sock
+    python3 -m bench.tools.slowsock delay --listen tcp:127.0.0.1:19090 \\
+        --target tcp:127.0.0.1:28300 --delay 5
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import contextlib
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 
 async def _pump_now(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -62,10 +68,32 @@ async def _pump_late(
         await task
 
 
-async def delay_proxy(listen: Path, target: Path, delay: float) -> asyncio.AbstractServer:
+def tcp_address(address: str) -> tuple[str, int] | None:
+    """``tcp:HOST:PORT`` -> (host, port); a unix socket's path -> None."""
+    if not address.startswith("tcp:"):
+        return None
+    host, _, port = address[4:].rpartition(":")
+    return host or "127.0.0.1", int(port)
+
+
+async def _connect(target: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    tcp = tcp_address(target)
+    if tcp is not None:
+        return await asyncio.open_connection(*tcp)
+    return await asyncio.open_unix_connection(target)
+
+
+async def _serve(handle: Any, listen: str) -> asyncio.AbstractServer:
+    tcp = tcp_address(listen)
+    if tcp is not None:
+        return await asyncio.start_server(handle, *tcp)
+    return await asyncio.start_unix_server(handle, path=listen)
+
+
+async def delay_proxy(listen: str, target: str, delay: float) -> asyncio.AbstractServer:
     async def handle(creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter) -> None:
         try:
-            sreader, swriter = await asyncio.open_unix_connection(str(target))
+            sreader, swriter = await _connect(target)
         except OSError:
             cwriter.close()
             return
@@ -77,10 +105,10 @@ async def delay_proxy(listen: Path, target: Path, delay: float) -> asyncio.Abstr
             cwriter.close()
             swriter.close()
 
-    return await asyncio.start_unix_server(handle, path=str(listen))
+    return await _serve(handle, listen)
 
 
-async def blackhole(listen: Path) -> asyncio.AbstractServer:
+async def blackhole(listen: str) -> asyncio.AbstractServer:
     held: list[asyncio.StreamWriter] = []
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -89,7 +117,7 @@ async def blackhole(listen: Path) -> asyncio.AbstractServer:
             while await reader.read(65536):
                 pass
 
-    return await asyncio.start_unix_server(handle, path=str(listen))
+    return await _serve(handle, listen)
 
 
 def _clear(listen: Path) -> None:
@@ -99,13 +127,16 @@ def _clear(listen: Path) -> None:
 
 
 async def main_async(args: argparse.Namespace) -> None:
+    unix = tcp_address(args.listen) is None
     listen = Path(args.listen)
-    _clear(listen)
+    if unix:
+        _clear(listen)
     if args.mode == "delay":
-        server = await delay_proxy(listen, Path(args.target), args.delay)
+        server = await delay_proxy(args.listen, args.target, args.delay)
     else:
-        server = await blackhole(listen)
-    os.chmod(listen, 0o777)
+        server = await blackhole(args.listen)
+    if unix:
+        os.chmod(listen, 0o777)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -114,7 +145,8 @@ async def main_async(args: argparse.Namespace) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=args.max_seconds)
     server.close()
-    _clear(listen)
+    if unix:
+        _clear(listen)
 
 
 def main() -> None:
