@@ -1,13 +1,16 @@
 """The console's cost when idle: CPU % of one core and RSS of the running
 console (default refresh intervals, real terminal: tmux 160×48), with the
 stack up and 7 (the stack alone), 20 and 50 containers in the project; the
-same for ``docker stats`` of the same containers in the same terminal.
+same, **in the same windows**, for its peers, each in a tmux of its own at
+the same size: glances' containers view at the console's stats interval
+(``glances -t 1``), ``docker stats`` of the same containers (the stats
+panel's share) and ``pg_activity`` at the database interval (the database
+panel's share). Ratios stackdeck ÷ peer for CPU and RSS.
 
 CPU is read from /proc (utime + stime of the process and its children) over
 consecutive windows after a warm-up; the figure is the median window, the
 max window is in the note. Also recorded: dockerd's CPU over the same
-windows (streams cost the daemon too) and the tmux server's (the terminal's
-cost of drawing what the program sends)."""
+windows (streams cost the daemon too)."""
 
 from __future__ import annotations
 
@@ -17,21 +20,17 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.common import (
-    CpuMeter,
+    REPO,
     Stack,
-    Tmux,
-    children_of,
+    Watched,
     console_command,
     console_env,
-    dockerd_pids,
     load_average,
     log,
-    median,
     rnd,
     row,
-    rss_bytes,
     safe_ratio,
-    terminate,
+    sample_together,
 )
 from bench.screen import stack_services, watch
 
@@ -39,7 +38,14 @@ CPU_TARGET = 2.0
 """At 50 containers (issue 15); 1 % at the stack's own 7."""
 RSS_TARGET = 100_000_000  # 100 MB = 95.4 MiB (issue 15)
 STATS_INTERVAL_S = 1
-"""The console's default stats interval (``[refresh] stats``): glances runs at it."""
+"""The console's default stats interval (``[refresh] stats``): glances runs at it
+(checked against the console's defaults by tests/unit/bench)."""
+PACKAGES = {
+    "docker stats": "docker.io",
+    "glances": "glances python3-docker",
+    "pg_activity": "pg-activity",
+}
+"""Debian packages of the peers, for the message when one is missing."""
 DATABASE_INTERVAL_S = 5
 """The console's default database interval (``[refresh] database``): pg_activity runs at it."""
 
@@ -73,162 +79,175 @@ def peers(
     }
 
 
-def _measure(
-    tmux: Tmux,
-    command: list[str],
-    env: dict[str, str],
-    ready: Callable[[float], Any],
-    *,
-    warm_s: float,
-    windows: int,
-    window_s: float,
-) -> dict[str, Any]:
-    t0 = time.monotonic()
-    pid = tmux.start(command, env)
-    times = ready(t0)
-    time.sleep(warm_s)
-    tree = lambda: [pid, *children_of(pid)]  # noqa: E731
-    proc = CpuMeter(tree)
-    daemon = CpuMeter(dockerd_pids)
-    server_pid = tmux.server_pid()
-    term = CpuMeter(lambda: [server_pid] if server_pid else [])
-    cpu, dcpu, tcpu, rss = [], [], [], []
-    for _ in range(windows):
-        time.sleep(window_s)
-        cpu.append(proc.window().cpu_percent)
-        dcpu.append(daemon.window().cpu_percent)
-        tcpu.append(term.window().cpu_percent)
-        rss.append(sum(rss_bytes(p) or 0 for p in tree()))
-    dead = tmux.pane_dead()
-    screen = tmux.capture() if dead else ""
-    terminate(pid)
-    tmux.kill()
-    return {
-        "ready_s": rnd(times.data_s),
-        "cpu_windows": [rnd(c, 2) for c in cpu],
-        "cpu_median": rnd(median(cpu), 2),
-        "cpu_max": rnd(max(cpu), 2),
-        "rss_max_mib": rnd(max(rss) / 2**20, 1),
-        "rss_last_mib": rnd(rss[-1] / 2**20, 1),
-        "dockerd_cpu_median": rnd(median(dcpu), 2),
-        "tmux_cpu_median": rnd(median(tcpu), 2),
-        "died": dead,
-        "screen_if_died": screen[-3000:],
-    }
+def cpu_target(n: int, base: int) -> float | None:
+    """Issue 15's idle CPU target at ``n`` containers: 1 % with the stack's
+    own ``base`` containers, 2 % with 50 (and, between, at most 2 %)."""
+    if n <= base:
+        return 1.0
+    return 2.0
+
+
+def ratio_rows(
+    n: int, console: dict[str, Any], measured: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """One row per peer: the console's CPU beside it, in the same windows,
+    with stackdeck ÷ peer for CPU and RSS (below 1: stackdeck costs less)."""
+    rows = []
+    for name, other in measured.items():
+        metric = f"idle CPU beside {name}, {n} containers"
+        if other.get("missing") or other.get("no_data"):
+            why = other.get("missing") or other.get("no_data")
+            rows.append(
+                row(
+                    metric,
+                    console["cpu_median"],
+                    "% of one core",
+                    peer_name=name,
+                    target="lower than glances" if name == "glances" else None,
+                    met=False if name == "glances" else None,
+                    note=f"PEER NOT MEASURED: {why}",
+                )
+            )
+            continue
+        cpu_ratio = safe_ratio(console["cpu_median"], other["cpu_median"])
+        rss_ratio = safe_ratio(console["rss_max_mib"], other["rss_max_mib"])
+        lower = (
+            console["cpu_median"] is not None
+            and other["cpu_median"] is not None
+            and console["cpu_median"] < other["cpu_median"]
+        )
+        rows.append(
+            row(
+                metric,
+                console["cpu_median"],
+                "% of one core",
+                peer=other["cpu_median"],
+                peer_name=f"{name}, same windows",
+                ratio=rnd(cpu_ratio, 2),
+                ratio_label="× (stackdeck ÷ peer)",
+                target="lower than glances" if name == "glances" else None,
+                met=lower if name == "glances" else None,
+                note=(
+                    f"stackdeck ÷ {name}: CPU {rnd(cpu_ratio, 2)}, RSS {rnd(rss_ratio, 2)} "
+                    f"({console['rss_max_mib']} vs {other['rss_max_mib']} MiB); "
+                    f"windows {other['cpu_windows']}" + ("; PEER DIED" if other.get("died") else "")
+                ),
+            )
+        )
+    return rows
+
+
+def _pg_password() -> dict[str, str]:
+    """pg_activity (libpq) reads PGPASSWORD: the stack's own, from the checkout's .env."""
+    from console.core.config import read_env_file
+
+    password = read_env_file(REPO / ".env").get("POSTGRES_PASSWORD")
+    return {"PGPASSWORD": password} if password else {}
 
 
 def bench(
     stack: Stack, scale: Callable[[int], int], levels: list[int], *, quick: bool = False
 ) -> dict[str, Any]:
+    """Per level: the console and every peer started at once, each in its own
+    tmux at 160×48, and sampled over the same windows."""
     load_before = load_average()
     warm_s, windows, window_s = (3.0, 4, 3.0) if quick else (8.0, 6, 5.0)
-    tmux = Tmux("idle")
-    rows = []
-    raw: dict[str, Any] = {"warm_s": warm_s, "windows": windows, "window_s": window_s}
+    rows: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    raw: dict[str, Any] = {
+        "warm_s": warm_s,
+        "windows": windows,
+        "window_s": window_s,
+        "stats_interval_s": STATS_INTERVAL_S,
+        "together": True,
+    }
     services = stack_services(stack)
-    try:
-        for level in levels:
-            n = scale(level)
-            names = stack.project_containers()
-            time.sleep(2)
-            log(f"idle: {n} containers: console")
-            console = _measure(
-                tmux,
-                console_command(),
-                console_env(stack),
-                lambda t0: watch(tmux, t0, services, timeout=30),
-                warm_s=warm_s,
-                windows=windows,
-                window_s=window_s,
-            )
-            measured: dict[str, dict[str, Any]] = {}
+    base = len([c for c in stack.project_containers() if "_benchidle_" not in c])
+    for level in levels:
+        n = scale(level)
+        names = stack.project_containers()
+        time.sleep(2)
+        env = console_env(stack)
+        programs: list[Watched] = []
+        measured: dict[str, dict[str, Any]] = {}
+        checks: dict[str, Callable[[str, list[str]], list[str]]] = {}
+        try:
+            log(f"idle: {n} containers: the console, {', '.join(peers(stack, names))} together")
+            programs.append(Watched("stackdeck", console_command(), env))
             for name, (command, shows) in peers(stack, names).items():
-                if name == "pg_activity" and level != levels[0]:
-                    continue  # the database's peer: the containers' count is not its load
                 if shutil.which(command[0]) is None:
-                    log(f"idle: {name} is not installed: not measured")
-                    measured[name] = {"missing": True}
+                    why = f"{command[0]} is not installed (bash bench/run.sh installs it as root: {PACKAGES[name]})"
+                    log(f"idle: PEER MISSING: {why}")
+                    warnings.append(why)
+                    measured[name] = {"missing": why}
                     continue
-                log(f"idle: {n} containers: {name}")
-                measured[name] = _measure(
-                    tmux,
-                    command,
-                    console_env(stack),
-                    lambda t0, shows=shows: watch(  # type: ignore[misc]
-                        tmux, t0, [], timeout=20, data_check=shows, paint_check=lambda s: True
-                    ),
-                    warm_s=warm_s,
-                    windows=windows,
-                    window_s=window_s,
+                programs.append(Watched(name, command, {**env, **_pg_password()}))
+                checks[name] = shows
+            t0 = programs[0].t_start
+            console_ready = watch(programs[0].tmux, t0, services, timeout=40)
+            for prog in programs[1:]:
+                seen = watch(
+                    prog.tmux,
+                    prog.t_start,
+                    [],
+                    timeout=25,
+                    data_check=checks[prog.name],
+                    paint_check=lambda _s: True,
                 )
-            peer = measured["docker stats"]
-            raw[str(n)] = {
-                "containers": n,
-                "console": console,
-                "docker_stats": peer,
-                "peers": measured,
-            }
-            for name in ("docker stats", "glances", "pg_activity"):
-                other = measured.get(name)
-                if other is None:
-                    continue
-                if other.get("missing"):
-                    rows.append(
-                        row(
-                            f"idle CPU beside {name}, {n} containers",
-                            console["cpu_median"],
-                            "% of one core",
-                            peer_name=name,
-                            note=f"{name} is not installed here",
-                        )
+                if seen.data_s is None:
+                    why = (
+                        f"{prog.name} never showed its data view in 25 s "
+                        f"(missing {seen.missing}); last screen: {seen.last_screen[-400:]!r}"
                     )
-                    continue
-                rows.append(
-                    row(
-                        f"idle CPU beside {name}, {n} containers",
-                        console["cpu_median"],
-                        "% of one core",
-                        peer=other["cpu_median"],
-                        peer_name=f"{name} (same terminal, same interval)",
-                        ratio=rnd(safe_ratio(console["cpu_median"], other["cpu_median"]), 2),
-                        ratio_label="× (stackdeck ÷ peer)",
-                        target=f"lower than {name}" if name == "glances" else None,
-                        met=(
-                            console["cpu_median"] is not None
-                            and other["cpu_median"] is not None
-                            and console["cpu_median"] < other["cpu_median"]
-                        )
-                        if name == "glances"
-                        else None,
-                        note=(
-                            f"stackdeck ÷ {name} = {rnd(safe_ratio(console['cpu_median'], other['cpu_median']), 2)}; "
-                            f"RSS {console['rss_max_mib']} MiB vs {other['rss_max_mib']} MiB; "
-                            f"{name} max window {other['cpu_max']} %"
-                            + ("; PEER DIED" if other["died"] else "")
-                        ),
-                    )
+                    log(f"idle: PEER NOT READY: {why}")
+                    warnings.append(why)
+                    measured[prog.name] = {"no_data": why}
+            if console_ready.data_s is None:
+                warnings.append(
+                    f"the console never showed live data at {n} containers (missing {console_ready.missing})"
                 )
-            rows.append(
-                row(
-                    f"idle RSS, {n} containers",
-                    console["rss_max_mib"],
-                    "MiB",
-                    peer=peer["rss_max_mib"],
-                    peer_name="docker stats (streaming)",
-                    ratio=rnd(safe_ratio(console["rss_max_mib"], peer["rss_max_mib"]), 2),
-                    ratio_label="× (stackdeck ÷ peer)",
-                    target="< 100 MB (95.4 MiB)",
-                    met=console["rss_max_mib"] is not None
-                    and console["rss_max_mib"] * 2**20 < RSS_TARGET,
-                    note="max over the windows",
-                )
+            time.sleep(warm_s)
+            live = [p for p in programs if p.name not in measured]
+            shared = sample_together(live, windows=windows, window_s=window_s)
+            for prog in live:
+                measured[prog.name] = prog.summary()
+        finally:
+            for prog in programs:
+                prog.stop()
+        console = measured.pop("stackdeck")
+        console["ready_s"] = rnd(console_ready.data_s)
+        raw[str(n)] = {"containers": n, "console": console, "peers": measured, **shared}
+        target = cpu_target(n, base)
+        rows.append(
+            row(
+                f"idle CPU, {n} containers",
+                console["cpu_median"],
+                "% of one core",
+                target=f"< {target:g} %" if target else None,
+                met=console["cpu_median"] is not None and console["cpu_median"] < target
+                if target
+                else None,
+                note=f"median of {windows} windows of {window_s:g} s, max {console['cpu_max']} %; "
+                f"threads {console['threads']}; load {console['load']}",
             )
-    finally:
-        tmux.kill()
+        )
+        rows.extend(ratio_rows(n, console, measured))
+        rows.append(
+            row(
+                f"idle RSS, {n} containers",
+                console["rss_max_mib"],
+                "MiB",
+                target="< 100 MB (95.4 MiB)",
+                met=console["rss_max_mib"] is not None
+                and console["rss_max_mib"] * 2**20 < RSS_TARGET,
+                note="max over the windows",
+            )
+        )
     return {
         "title": "Console cost when idle",
         "rows": rows,
         "raw": raw,
+        "warnings": warnings,
         "load_before": load_before,
         "load_after": load_average(),
     }

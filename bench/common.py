@@ -281,6 +281,102 @@ def terminate(pid: int | None, timeout: float = 5.0) -> None:
         os.kill(pid, 9)
 
 
+# --- programs side by side (issue 15: the console beside its peers) ------------
+
+
+def split_ticks(pid: int) -> dict[str, int]:
+    """CPU ticks of a process's main thread (the UI's event loop, for the
+    console) and of its other threads together."""
+    out: dict[str, int] = {}
+    for tid, ticks in thread_ticks(pid).items():
+        name = "main (UI loop)" if tid == pid else "other threads"
+        out[name] = out.get(name, 0) + ticks
+    return out
+
+
+class Watched:
+    """One program in its own private tmux server (160×48), its process tree
+    sampled from /proc: several of them run at once and are read over the
+    same windows (:func:`sample_together`), so each figure of a peer
+    comparison sees the same load. Used by ``b_idle`` and
+    ``tools/ab_idle.py --together``."""
+
+    def __init__(
+        self, name: str, command: Sequence[str], env: dict[str, str], cwd: Path = REPO
+    ) -> None:
+        self.name = name
+        slug = "".join(c if c.isalnum() else "_" for c in name)
+        self.tmux = Tmux(f"tg-{slug}")
+        self.t_start = time.monotonic()
+        self.pid = self.tmux.start(list(command), env, cwd=cwd)
+        self.cpu: list[float] = []
+        self.rss: list[int] = []
+        self.load: list[float] = []
+
+    def tree(self) -> list[int]:
+        return [self.pid, *children_of(self.pid)]
+
+    def begin(self) -> None:
+        self._meter = CpuMeter(self.tree)
+        self._t0, self._th0 = time.monotonic(), split_ticks(self.pid)
+        self.load.append(load_average()[0])
+
+    def window(self) -> float:
+        """CPU % of one core since the last window (or :meth:`begin`)."""
+        cpu = self._meter.window().cpu_percent
+        self.cpu.append(cpu)
+        self.rss.append(sum(rss_bytes(p) or 0 for p in self.tree()))
+        return cpu
+
+    def threads(self) -> dict[str, float]:
+        """CPU % of one core by thread group since :meth:`begin`."""
+        seconds = time.monotonic() - self._t0
+        now = split_ticks(self.pid)
+        return {
+            k: round(100 * (v - self._th0.get(k, 0)) / CLK_TCK / seconds, 2)
+            for k, v in sorted(now.items())
+            if seconds > 0
+        }
+
+    def summary(self) -> dict[str, Any]:
+        self.load.append(load_average()[0])
+        dead = self.tmux.pane_dead()
+        screen = self.tmux.capture()
+        return {
+            "cpu_windows": [rnd(c, 2) for c in self.cpu],
+            "cpu_median": rnd(median(self.cpu), 2),
+            "cpu_max": rnd(max(self.cpu), 2) if self.cpu else None,
+            "rss_max_mib": rnd(max(self.rss) / 2**20, 1) if self.rss else None,
+            "rss_last_mib": rnd(self.rss[-1] / 2**20, 1) if self.rss else None,
+            "threads": self.threads(),
+            "load": self.load,
+            "died": dead,
+            "screen_if_died": screen[-3000:] if dead else "",
+        }
+
+    def stop(self) -> None:
+        terminate(self.pid)
+        self.tmux.kill()
+
+
+def sample_together(
+    programs: Sequence[Watched], *, windows: int, window_s: float
+) -> dict[str, list[float]]:
+    """Read every program over the same ``windows`` windows of ``window_s``;
+    also dockerd's and the load average over them (returned)."""
+    for prog in programs:
+        prog.begin()
+    daemon = CpuMeter(dockerd_pids)
+    dcpu, load = [], []
+    for _ in range(windows):
+        time.sleep(window_s)
+        for prog in programs:
+            prog.window()
+        dcpu.append(daemon.window().cpu_percent)
+        load.append(load_average()[0])
+    return {"dockerd_cpu": [rnd(x, 2) or 0.0 for x in dcpu], "load1": load}
+
+
 # --- the console as a process -------------------------------------------------
 
 
