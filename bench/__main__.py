@@ -36,7 +36,7 @@ from bench.common import (
     run,
 )
 
-ALL = ["footprint", "startup", "stats", "idle", "stall", "api", "profile", "deploy"]
+ALL = ["footprint", "startup", "stats", "fresh", "idle", "stall", "api", "profile", "deploy"]
 """Order matters: the footprint of a calm stack first; deploys (which change
 the stack) last."""
 
@@ -237,6 +237,10 @@ def _run_one(
         from bench import b_stats
 
         return b_stats.bench(stack, scale, levels, quick=quick)
+    if bench_name == "fresh":
+        from bench import b_fresh
+
+        return b_fresh.bench(stack, scale, levels, quick=quick)
     if bench_name == "idle":
         from bench import b_idle
 

@@ -30,6 +30,15 @@ what a proposed optimisation would save before anyone changes the console:
   whole container on every change (``reactive(..., repaint=False)``); their
   watchers still update the child widgets that show the data.
 
+``--freshness`` (issue 15) adds, from ``--measure-after`` on: every 100 ms,
+the age of the oldest stats sample **on screen**, i.e. in the snapshot the
+stats panel last rendered (``StatsPanel.render_snapshot``): each container's
+sample is aged from when its stream thread received it from the daemon
+(and, beside, from the daemon's own ``read`` stamp); and the CPU the stats
+path's threads used (the per-container stream threads ``stackdeck-stats-*``
+and the event stream ``stackdeck-events``, from ``/proc/self/task``) over
+the same window, to give it per container per second.
+
     python3 -m bench.tools.probe_app --duration 30 --out /tmp/probe.json
 """
 
@@ -81,6 +90,119 @@ def _instrument(args: argparse.Namespace, t_start: float) -> dict[str, Any]:
     Widget.refresh = counting_refresh  # type: ignore[method-assign]
     Screen._refresh_layout = counting_layout  # type: ignore[method-assign]
     return counters
+
+
+def _thread_cpu_s(prefixes: tuple[str, ...]) -> dict[str, float]:
+    """CPU seconds so far of this process's live threads whose name starts
+    with one of ``prefixes``, summed by prefix: ``/proc/self/task/<tid>/schedstat``
+    (nanoseconds on a CPU; the ticks of ``stat`` miss threads that wake for a
+    few microseconds each second, as the stream threads do)."""
+    import threading
+
+    out = dict.fromkeys(prefixes, 0.0)
+    counts = dict.fromkeys(prefixes, 0)
+    for thread in threading.enumerate():
+        prefix = next((p for p in prefixes if thread.name.startswith(p)), None)
+        if prefix is None or thread.native_id is None:
+            continue
+        try:
+            raw = Path(f"/proc/self/task/{thread.native_id}/schedstat").read_text()
+        except OSError:
+            continue
+        out[prefix] += int(raw.split()[0]) / 1e9
+        counts[prefix] += 1
+    return {**out, **{f"{p} threads": float(n) for p, n in counts.items()}}
+
+
+STATS_THREADS = ("stackdeck-stats-", "stackdeck-events")
+
+
+class _Freshness:
+    """The age of the oldest stats sample the stats panel shows."""
+
+    def __init__(self, t_start: float, after: float) -> None:
+        from console.core.sources.docker import stats
+        from console.core.sources.docker.inspect import parse_docker_time
+        from console.ui.panels.stats import StatsPanel
+
+        self.t_start, self.after = t_start, after
+        self.received: dict[int, tuple[Any, float, float | None]] = {}
+        """id(ContainerStats) -> (the object, monotonic receipt, daemon's read stamp as epoch)."""
+        self.shown: Any = None
+        self.ages: list[tuple[float, float, float | None, int]] = []
+        self.cpu0: dict[str, float] | None = None
+        self.t0 = 0.0
+        on_raw = stats._Stream.on_raw
+        me = self
+
+        def recording_on_raw(stream: Any, raw: Any, host_mem_total: int) -> None:
+            on_raw(stream, raw, host_mem_total)
+            latest = stream.latest
+            if latest is not None and id(latest) not in me.received:
+                read = parse_docker_time(raw.get("read"))
+                me.received[id(latest)] = (
+                    latest,
+                    time.monotonic(),
+                    read.timestamp() if read else None,
+                )
+
+        stats._Stream.on_raw = recording_on_raw  # type: ignore[method-assign]
+        render = StatsPanel.render_snapshot
+
+        def recording_render(panel: Any, snapshot: Any) -> None:
+            render(panel, snapshot)
+            if hasattr(snapshot, "containers") and hasattr(snapshot, "host_cpus"):
+                me.shown = snapshot
+
+        StatsPanel.render_snapshot = recording_render  # type: ignore[method-assign]
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(0.1)
+            now = time.monotonic()
+            if hasattr(self, "cpu1"):
+                return  # the window ended: the app is quitting
+            if now - self.t_start < self.after:
+                continue
+            if self.cpu0 is None:
+                self.cpu0, self.t0 = _thread_cpu_s(STATS_THREADS), now
+            snap = self.shown
+            if snap is None or not snap.containers:
+                continue
+            got = [self.received.get(id(c)) for c in snap.containers]
+            if any(g is None or g[0] is not c for g, c in zip(got, snap.containers, strict=True)):
+                continue  # a sample from before the patch: not measurable
+            oldest = min(g[1] for g in got if g is not None)
+            reads = [g[2] for g in got if g is not None and g[2] is not None]
+            daemon_age = time.time() - min(reads) if reads else None
+            self.ages.append(
+                (round(now - self.t_start, 2), round(now - oldest, 3), daemon_age, len(got))
+            )
+            if len(self.received) > 5000:  # keep what is on screen and the newest
+                keep = {id(c) for c in snap.containers}
+                cutoff = now - 10
+                self.received = {
+                    k: v for k, v in self.received.items() if k in keep or v[1] > cutoff
+                }
+
+    def end(self) -> None:
+        """The end of the window: before the app quits and stops the streams."""
+        self.cpu1, self.t1 = _thread_cpu_s(STATS_THREADS), time.monotonic()
+
+    def result(self) -> dict[str, Any]:
+        if not hasattr(self, "cpu1"):
+            self.end()
+        cpu1, t1 = self.cpu1, self.t1
+        cpu0 = self.cpu0 or cpu1
+        seconds = t1 - self.t0 if self.cpu0 else 0.0
+        return {
+            "ages": [(t, a, round(d, 3) if d is not None else None, n) for t, a, d, n in self.ages],
+            "window_s": round(seconds, 2),
+            "thread_cpu_s": {
+                k: round(cpu1[k] - cpu0.get(k, 0.0), 3) for k in cpu1 if not k.endswith("threads")
+            },
+            "threads": {k: cpu1[k] for k in cpu1 if k.endswith("threads")},
+        }
 
 
 class _NoMonitor:
@@ -138,6 +260,11 @@ def main() -> None:
     parser.add_argument(
         "--measure-after", type=float, default=0.0, help="count only after this many seconds"
     )
+    parser.add_argument(
+        "--freshness",
+        action="store_true",
+        help="age of the oldest stats sample on screen every 100 ms, and the stats threads' CPU",
+    )
     args = parser.parse_args()
 
     # monotonic time of the process start, estimated from the kernel's figures
@@ -151,6 +278,7 @@ def main() -> None:
     t_imported = time.monotonic()
     counters = _instrument(args, t_start) if args.count else None
     _what_if(args.what_if)
+    fresh = _Freshness(t_start, args.measure_after) if args.freshness else None
     first: dict[str, float] = {}
     counts: dict[str, int] = {}
     states: list[dict[str, Any]] = []
@@ -198,11 +326,15 @@ def main() -> None:
     async def stop_later() -> None:
         await asyncio.sleep(args.duration)
         mounted["exit_requested"] = time.monotonic() - t_start
+        if fresh is not None:
+            fresh.end()
         app.exit()
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
         tasks = [loop.create_task(probe()), loop.create_task(stop_later())]
+        if fresh is not None:
+            tasks.append(loop.create_task(fresh.run()))
         try:
             await app.run_async()
         finally:
@@ -231,6 +363,7 @@ def main() -> None:
         ],
         "counters": counters,
         "what_if": args.what_if,
+        "freshness": fresh.result() if fresh is not None else None,
     }
     Path(args.out).write_text(json.dumps(out), encoding="utf-8")
 
