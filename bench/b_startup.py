@@ -2,7 +2,12 @@
 screen with live data (see :mod:`bench.screen` for what counts), median of
 10, in a real terminal (tmux, 160×48) polled every 20 ms with
 ``capture-pane``. Peer: ``docker stats`` of the same containers in the same
-terminal, until every container shows a CPU figure."""
+terminal, until every container shows a CPU figure.
+
+Issue 15: once Prometheus holds history of the stack (asked first with the
+console's own history source, as the console would), the full live screen
+also needs the stats chart back-filled from it (:data:`bench.screen.BACKFILL`
+in its caption); the results say whether history existed."""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from bench.common import (
     Tmux,
     console_command,
     console_env,
+    console_settings,
     load_average,
     log,
     median,
@@ -23,7 +29,7 @@ from bench.common import (
     safe_ratio,
     terminate,
 )
-from bench.screen import stack_services, watch
+from bench.screen import missing_live_data, stack_services, watch, with_history
 
 _FIG = re.compile(r"\d+\.\d+%")
 
@@ -44,8 +50,37 @@ def _docker_stats_painted(screen: str) -> bool:
     return "CONTAINER" in screen
 
 
+def history_exists(stack: Stack) -> tuple[bool, str]:
+    """Does Prometheus hold history of the stack's containers? One poll of
+    the console's own history source (its default range), with the console's
+    settings for the stack; (answer, why)."""
+    import asyncio
+
+    from console.core.sources.prometheus import HistorySource
+
+    source = HistorySource(console_settings(stack))
+
+    async def poll() -> Any:
+        try:
+            return await source.poll()
+        finally:
+            await source.aclose()
+
+    try:
+        snap = asyncio.run(poll())
+    except Exception as exc:  # PrometheusUnavailable and kin: no history to show
+        return False, f"Prometheus did not answer: {exc}"
+    cpu = [s for s in snap.series if s.chart == "cpu" and s.points]
+    if not snap.available or not cpu:
+        return False, snap.reason or "no CPU series yet"
+    return True, f"{len(cpu)} CPU series, up to {max(len(s.points) for s in cpu)} points"
+
+
 def bench(stack: Stack, *, runs: int = 10, quick: bool = False) -> dict[str, Any]:
     load_before = load_average()
+    history, history_why = history_exists(stack)
+    log(f"startup: history in Prometheus: {history} ({history_why})")
+    live_check = with_history if history else missing_live_data
     services = stack_services(stack)
     names = [n for n in stack.project_containers() if "_benchidle_" not in n]
     tmux = Tmux("startup")
@@ -58,7 +93,7 @@ def bench(stack: Stack, *, runs: int = 10, quick: bool = False) -> dict[str, Any
         for i in range(runs):
             t0 = time.monotonic()
             pid = tmux.start(console_command(), console_env(stack))
-            times = watch(tmux, t0, services, timeout=30)
+            times = watch(tmux, t0, services, timeout=30, data_check=live_check)
             terminate(pid)
             tmux.kill()
             log(
@@ -123,10 +158,15 @@ def bench(stack: Stack, *, runs: int = 10, quick: bool = False) -> dict[str, Any
                 f"min {rnd(min(data) if data else None)}, max {rnd(max(data) if data else None)}; "
                 f"{len(failures)} run(s) without live data in 30 s; live data = all {len(services)} services, "
                 "a health 200, a CPU figure, no panel waiting"
+                + (
+                    ", the chart back-filled from Prometheus"
+                    if history
+                    else f"; NO HISTORY in Prometheus yet ({history_why}): back-fill not included"
+                )
             ),
         ),
     ]
-    parts = ("containers", "cpu figure", "health 200", "no panel waiting")
+    parts = ("containers", "cpu figure", "health 200", "no panel waiting", "chart back-fill")
     element_medians = {n: rnd(median([e[n] for e in elements if n in e])) for n in parts}
     rows.append(
         row(
@@ -137,6 +177,8 @@ def bench(stack: Stack, *, runs: int = 10, quick: bool = False) -> dict[str, Any
         )
     )
     raw = {
+        "history": history,
+        "history_why": history_why,
         "element_medians_s": element_medians,
         "elements_s": elements,
         "runs_paint_s": [rnd(x) for x in paint],

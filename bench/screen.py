@@ -11,7 +11,12 @@ and does it show live data yet?
 * a CPU figure in the stats panel (fed by the stats streams: it needs two
   daemon samples, about 1-2 s after the streams open);
 
-and no panel still says it is waiting for data.
+and no panel still says it is waiting for data. Once Prometheus holds
+history of the stack (issue 15), also:
+
+* the stats chart back-filled from it: its caption names the range it shows
+  from Prometheus (``· last 1h (Prometheus)``, :data:`BACKFILL`) instead of
+  the live samples counted since start (``· last 3 samples``).
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from bench.common import Stack, Tmux, run
 WAITING = ("waiting for data", "waiting…", "loading")
 _CPU = re.compile(r"\b\d{1,3}\.\d\s?%?")
 _HTTP_OK = re.compile(r"\b200\b")
+BACKFILL = "(Prometheus)"
+"""What the stats chart's caption says once its history came from Prometheus."""
 _ALL_RUNNING = re.compile(r"Containers · (\d+)/(\d+) running")
 
 
@@ -48,8 +55,9 @@ def painted(screen: str) -> bool:
     return "stackdeck" in screen.lower()
 
 
-def missing_live_data(screen: str, services: list[str]) -> list[str]:
-    """What is still missing before the screen counts as full with live data."""
+def missing_live_data(screen: str, services: list[str], *, history: bool = False) -> list[str]:
+    """What is still missing before the screen counts as full with live data
+    (``history``: Prometheus holds history, so the chart must show it)."""
     missing = [s for s in services if s not in screen]
     counted = _ALL_RUNNING.search(screen)
     if counted and counted[1] == counted[2] and int(counted[1]) >= len(services):
@@ -60,7 +68,14 @@ def missing_live_data(screen: str, services: list[str]) -> list[str]:
         missing.append("cpu figure")
     low = screen.lower()
     missing.extend(w for w in WAITING if w in low)
+    if history and BACKFILL not in screen:
+        missing.append("chart back-fill")
     return missing
+
+
+def with_history(screen: str, services: list[str]) -> list[str]:
+    """:func:`missing_live_data` once Prometheus holds history."""
+    return missing_live_data(screen, services, history=True)
 
 
 @dataclass
@@ -73,7 +88,8 @@ class ScreenTimes:
     first_seen: dict[str, float] | None = None
     """When each element of "live data" was first on screen (``containers``:
     every service listed; ``health 200``; ``cpu figure``; ``no panel
-    waiting``), seconds from the start."""
+    waiting``; ``chart back-fill``, counted when not asked for), seconds
+    from the start."""
 
 
 def watch(
@@ -104,6 +120,7 @@ def watch(
                 "health 200": "health 200" in missing,
                 "cpu figure": "cpu figure" in missing,
                 "no panel waiting": any(m in WAITING for m in missing),
+                "chart back-fill": "chart back-fill" in missing,
             }
             for name, absent in groups.items():
                 if not absent and name not in seen:
