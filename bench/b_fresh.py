@@ -46,13 +46,11 @@ FLAT_WITHIN = 1.5
 """Per-container CPU at the largest level at most this many times the smallest's."""
 
 
-def per_container_ms(
-    thread_cpu_s: dict[str, float], containers: int, seconds: float
-) -> float | None:
-    """Milliseconds of CPU of the stats threads per container per second."""
+def per_container_ms(stream_cpu_s: float, containers: int, seconds: float) -> float | None:
+    """Milliseconds of CPU of the stream threads per container per second."""
     if containers <= 0 or seconds <= 0:
         return None
-    return 1000.0 * sum(thread_cpu_s.values()) / containers / seconds
+    return 1000.0 * stream_cpu_s / containers / seconds
 
 
 def flat(per_level: dict[int, float | None]) -> tuple[bool | None, float | None]:
