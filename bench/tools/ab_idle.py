@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO, Tmux, children_of, load_average, rss_bytes, terminate
+from bench.common import REPO, Watched
 
 RUNNER = """
 import json, sys, time, atexit
@@ -128,32 +128,6 @@ TIMED = [
 """Functions whose time is summed with ``--count`` (ms per second)."""
 
 
-def _ticks(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total
-
-
-def _thread_ticks(pid: int) -> dict[str, int]:
-    """CPU ticks of the main thread (the UI's event loop) and of the rest."""
-    out: dict[str, int] = {}
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            comm = (task / "comm").read_text().strip()
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        name = "main (UI loop)" if task.name == str(pid) else "other threads"
-        del comm
-        out[name] = out.get(name, 0) + int(fields[11]) + int(fields[12])
-    return out
-
-
 def _env(args: argparse.Namespace, src: Any) -> dict[str, str]:
     env = {
         k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "USER", "DOCKER_HOST")
@@ -207,7 +181,8 @@ def _peer_command(command: str, args: argparse.Namespace) -> list[str]:
 
 
 class _Run:
-    """One variant started in its own tmux server."""
+    """One variant started in its own tmux server, sampled through
+    :class:`bench.common.Watched` (the same as ``b_idle``'s peer comparison)."""
 
     def __init__(self, name: str, src: Any, args: argparse.Namespace, index: int) -> None:
         self.name, self.args = name, args
@@ -220,24 +195,24 @@ class _Run:
             "timed": TIMED,
         }
         Path("/tmp/ab-idle-noconfig").mkdir(exist_ok=True)
-        self.tmux = Tmux(f"ab-{name.replace(' ', '_')}")
         if str(src).startswith("cmd:"):  # a peer, e.g. cmd:glances -t 1
-            self.pid = self.tmux.start(_peer_command(str(src)[4:], args), _env(args, src), cwd=REPO)
+            command = _peer_command(str(src)[4:], args)
+            self.watched = Watched(name, command, _env(args, src), cwd=REPO)
         else:
-            self.pid = self.tmux.start([sys.executable, "-c", code], _env(args, src), cwd=src)
+            command = [sys.executable, "-c", code]
+            self.watched = Watched(name, command, _env(args, src), cwd=src)
+        self.pid = self.watched.pid
+        self.tmux = self.watched.tmux
 
     def begin(self) -> None:
-        self.tree = [self.pid, *children_of(self.pid)]
-        self.load0 = load_average()[0]
-        self.c0, self.t0, self.th0 = _ticks(self.tree), time.monotonic(), _thread_ticks(self.pid)
+        self.watched.begin()
 
     def end(self) -> dict[str, Any]:
-        args, hz = self.args, os.sysconf("SC_CLK_TCK")
-        c1, t1, th1 = _ticks(self.tree), time.monotonic(), _thread_ticks(self.pid)
-        rss = sum(rss_bytes(p) or 0 for p in self.tree)
-        load1 = load_average()[0]
+        args = self.args
+        cpu = self.watched.window()
+        sampled = self.watched.summary()
         screen = self.tmux.capture()
-        dead = self.tmux.pane_dead()
+        dead = sampled["died"]
         try:
             deadline = time.monotonic() + 10
             while (
@@ -249,20 +224,14 @@ class _Run:
                 time.sleep(0.2)
             time.sleep(0.5)
         finally:
-            terminate(self.pid)
-            self.tmux.kill()
-        seconds = t1 - self.t0
+            self.watched.stop()
         result: dict[str, Any] = {
             "variant": self.name,
-            "cpu_percent": round(100 * (c1 - self.c0) / hz / seconds, 2),
-            "rss_mib": round(rss / 2**20, 1),
-            "load": [self.load0, load1],
+            "cpu_percent": round(cpu, 2),
+            "rss_mib": sampled["rss_last_mib"],
+            "load": sampled["load"],
             "died": dead,
-            "threads": {
-                k: round(100 * (v - self.th0.get(k, 0)) / hz / seconds, 2)
-                for k, v in sorted(th1.items(), key=lambda kv: -(kv[1] - self.th0.get(kv[0], 0)))
-                if v - self.th0.get(k, 0) > 0
-            },
+            "threads": {k: v for k, v in sampled["threads"].items() if v > 0},
         }
         if args.count and Path(self.counts_out).exists():
             counts = json.loads(Path(self.counts_out).read_text())
@@ -284,8 +253,7 @@ def run_once(name: str, src: Any, args: argparse.Namespace, index: int) -> dict[
         run.begin()
         time.sleep(args.measure)
     except BaseException:
-        terminate(run.pid)
-        run.tmux.kill()
+        run.watched.stop()
         raise
     return run.end()
 
@@ -304,8 +272,7 @@ def run_together(
         time.sleep(args.measure)
     except BaseException:
         for run in started:
-            terminate(run.pid)
-            run.tmux.kill()
+            run.watched.stop()
         raise
     return [run.end() for run in started]
 
