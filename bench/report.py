@@ -116,7 +116,8 @@ def judge(value: float | None, target: float, unit: str = "") -> tuple[bool | No
     if value < target:
         return True, f"met, {100 * (1 - value / target):.0f} % under"
     over = value - target
-    return False, f"**{value / target:.1f}× the target** ({over:+.3g}{unit} over)"
+    shown = f"{over:+.0f}" if abs(over) >= 100 else f"{over:+.3g}"
+    return False, f"**{value / target:.1f}× the target** ({shown}{unit} over)"
 
 
 def _goal(
