@@ -146,7 +146,7 @@ class _Freshness:
                     read.timestamp() if read else None,
                 )
 
-        stats._Stream.on_raw = recording_on_raw  # type: ignore[method-assign]
+        stats._Stream.on_raw = recording_on_raw  # type: ignore[method-assign,assignment]
         render = StatsPanel.render_snapshot
 
         def recording_render(panel: Any, snapshot: Any) -> None:
@@ -154,7 +154,7 @@ class _Freshness:
             if hasattr(snapshot, "containers") and hasattr(snapshot, "host_cpus"):
                 me.shown = snapshot
 
-        StatsPanel.render_snapshot = recording_render  # type: ignore[method-assign]
+        StatsPanel.render_snapshot = recording_render  # type: ignore[method-assign,assignment]
 
     async def run(self) -> None:
         while True:
