@@ -32,6 +32,17 @@ def _ratio(r: dict[str, Any]) -> str:
     return f"{r['ratio']:g}{label if label.startswith('×') else ' ' + label}"
 
 
+def calm(results: dict[str, Any]) -> bool:
+    """A run of record needs a calm machine: the 1-minute load average at
+    the start, the end and around every section at most half the cores."""
+    cores = float(results.get("machine", {}).get("cores") or 1)
+    loads = [results.get("load_start"), results.get("load_end")]
+    for section in results.get("sections", {}).values():
+        loads += [section.get("load_before"), section.get("load_after")]
+    known = [x[0] for x in loads if x]
+    return bool(known) and max(known) <= cores / 2
+
+
 def table(rows: list[dict[str, Any]], with_notes: bool = True) -> list[str]:
     head = "| metric | stackdeck | peer | ratio | target | met |" + (
         " note |" if with_notes else ""
@@ -68,6 +79,10 @@ def render(results: dict[str, Any]) -> str:
         f"cgroup {m['cgroup']}; Docker {m['docker']}, Compose {m['compose']}; Python {m['python']}, Textual {m['textual']}.",
         f"Load average (1/5/15 min) at start {results['load_start']}, at end {results['load_end']}. "
         "The machine is shared: compare the ratios, which hold better than the absolute figures.",
+        ""
+        if calm(results)
+        else f"**Not calm** (a 1-minute load above {m['cores'] / 2:g}, half the cores, at some point): "
+        "not a run of record.",
         "",
         'Ratios read "more than 1 = stackdeck better" (peer time / stackdeck time, peer cost / stackdeck cost).',
         "",

@@ -163,3 +163,17 @@ def test_a_section_not_run_is_said_so_not_passed() -> None:
     goals = issue15_goals({"sections": {}})
     assert goals and all(g["met"] is None for g in goals)
     assert any("not measured" in g["by"] for g in goals)
+
+
+def test_a_run_is_calm_only_when_every_load_is_at_most_half_the_cores() -> None:
+    from bench.report import calm
+
+    quiet = {
+        "machine": {"cores": 2},
+        "load_start": [0.4, 0, 0],
+        "load_end": [0.9, 0, 0],
+        "sections": {"idle": {"load_before": [1.0, 0, 0], "load_after": [0.5, 0, 0]}},
+    }
+    assert calm(quiet)
+    quiet["sections"]["stall"] = {"load_before": [1.2, 0, 0], "load_after": [0.5, 0, 0]}
+    assert not calm(quiet)
