@@ -79,6 +79,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="fewer repetitions, shorter windows (for trying the harness, not for the record)",
     )
+    p.add_argument(
+        "--no-what-if",
+        action="store_true",
+        help="profile without its what-if experiments (py-spy and importtime only; ~6 min less)",
+    )
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="results folder")
     p.add_argument(
         "--name",
@@ -256,7 +261,7 @@ def _run_one(
     if bench_name == "profile":
         from bench import b_profile
 
-        return b_profile.bench(stack, out_dir, stamp, quick=quick)
+        return b_profile.bench(stack, out_dir, stamp, quick=quick, what_ifs=not args.no_what_if)
     if bench_name == "deploy":
         from bench import b_deploy
 

@@ -307,7 +307,9 @@ def what_if(stack: Stack, *, warm: float, seconds: float) -> list[dict[str, Any]
     return results
 
 
-def bench(stack: Stack, out_dir: Path, stamp: str, *, quick: bool = False) -> dict[str, Any]:
+def bench(
+    stack: Stack, out_dir: Path, stamp: str, *, quick: bool = False, what_ifs: bool = True
+) -> dict[str, Any]:
     load_before = load_average()
     if shutil.which("py-spy") is None:
         return {
@@ -435,7 +437,8 @@ def bench(stack: Stack, out_dir: Path, stamp: str, *, quick: bool = False) -> di
                 )
             )
         # 3. what-if experiments (Textual patched in the probe's process only)
-        experiments = what_if(stack, warm=10.0, seconds=15.0 if quick else 30.0)
+        # (``--no-what-if``: skipped, e.g. in issue 15's run of record, ~6 min)
+        experiments = what_if(stack, warm=10.0, seconds=15.0 if quick else 30.0) if what_ifs else []
         raw["what_if"] = experiments
         base = experiments[0]["cpu_percent"] if experiments else None
         for e in experiments:
