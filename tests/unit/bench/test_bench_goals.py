@@ -177,3 +177,10 @@ def test_a_run_is_calm_only_when_every_load_is_at_most_half_the_cores() -> None:
     assert calm(quiet)
     quiet["sections"]["stall"] = {"load_before": [1.2, 0, 0], "load_after": [0.5, 0, 0]}
     assert not calm(quiet)
+
+
+def test_docker_stats_is_ready_on_a_figure_even_when_its_header_scrolled_off() -> None:
+    from bench.b_idle import _shows_figure
+
+    assert _shows_figure("1dcf4512a44a   sdh1_worker_prod   0.01%   41.56MiB / 256MiB", []) == []
+    assert _shows_figure("CONTAINER ID   NAME   CPU %", []) == ["a CPU figure"]
