@@ -164,6 +164,10 @@ def _load(section: dict[str, Any] | None) -> str:
     return f"{a[0]:g} → {b[0]:g}" if a and b else "–"
 
 
+def _pct(value: float | None) -> str:
+    return "not measured" if value is None else f"{value} %"
+
+
 def _ratio_text(a: float | None, b: float | None) -> str:
     if a is None or b is None or not b:
         return "–"
@@ -195,7 +199,9 @@ def _idle_goals(section: dict[str, Any] | None) -> list[dict[str, Any]]:
         glances = peers.get("glances", {}).get("cpu_median")
         out.append(
             _goal(
-                f"idle CPU, {label or str(n) + ' containers'} ({n} containers)",
+                f"idle CPU, the stack alone ({n} containers)"
+                if label
+                else f"idle CPU, {n} containers",
                 f"{cpu} %",
                 f"< {limit:g} %",
                 met,
@@ -228,7 +234,7 @@ def _idle_goals(section: dict[str, Any] | None) -> list[dict[str, Any]]:
                 else "**not in** "
                 + ", ".join(f"{n} ({c} vs {g} %)" for n, c, g in measured if c >= g)
             ),
-            peer="glances: " + ", ".join(f"{n}: {g} %" for n, _, g in wins),
+            peer="glances: " + ", ".join(f"{n}: {_pct(g)}" for n, _, g in wins),
             ratio=", ".join(f"{n}: {_ratio_text(c, g)}" for n, c, g in wins),
             load=load,
         )
@@ -248,7 +254,7 @@ def _idle_goals(section: dict[str, Any] | None) -> list[dict[str, Any]]:
                 "ratio reported",
                 None,
                 "–",
-                peer=f"{name}: " + ", ".join(f"{n}: {p} %" for n, _, p in parts),
+                peer=f"{name}: " + ", ".join(f"{n}: {_pct(p)}" for n, _, p in parts),
                 ratio=", ".join(f"{n}: {_ratio_text(c, p)}" for n, c, p in parts),
                 load=load,
             )
