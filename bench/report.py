@@ -433,6 +433,26 @@ def _api_goals(section: dict[str, Any] | None) -> list[dict[str, Any]]:
     ]
 
 
+def _profile_goals(section: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Not a goal: where the remaining idle time goes (py-spy, by thread and
+    the console's heaviest functions, inclusive), beside the goals."""
+    idle = ((section or {}).get("raw") or {}).get("idle") or {}
+    if not idle:
+        return [_goal("where the idle time goes (py-spy)", None, "–", None, GOAL_NOT_MEASURED)]
+    threads = "; ".join(f"{n} {p} %" for n, _m, p in (idle.get("proc_threads") or [])[:4])
+    funcs = "; ".join(f"{f} {p} %" for f, _c, p in (idle.get("inclusive_console") or [])[:5])
+    return [
+        _goal(
+            "where the idle time goes (py-spy, % of one core)",
+            f"threads: {threads or '–'}; console functions (inclusive): {funcs or '–'}",
+            "–",
+            None,
+            "see the profile section and its collapsed stacks",
+            load=_load(section),
+        )
+    ]
+
+
 def issue15_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Every goal of issue 15, from the sections that measure it."""
     sections = results.get("sections", {})
@@ -442,6 +462,7 @@ def issue15_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
         *_stall_goals(sections.get("stall")),
         *_fresh_goals(sections.get("fresh")),
         *_api_goals(sections.get("api")),
+        *_profile_goals(sections.get("profile")),
     ]
 
 
