@@ -80,6 +80,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="fewer repetitions, shorter windows (for trying the harness, not for the record)",
     )
     p.add_argument(
+        "--stall-rounds",
+        type=int,
+        default=1,
+        help="each stall scenario this many times (default 1: seven scenario runs)",
+    )
+    p.add_argument(
         "--no-what-if",
         action="store_true",
         help="profile without its what-if experiments (py-spy and importtime only; ~6 min less)",
@@ -253,7 +259,7 @@ def _run_one(
     if bench_name == "stall":
         from bench import b_stall
 
-        return b_stall.bench(stack, quick=quick)
+        return b_stall.bench(stack, quick=quick, rounds=args.stall_rounds)
     if bench_name == "api":
         from bench import b_api
 

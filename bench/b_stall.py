@@ -208,7 +208,9 @@ def _summarise(data: dict[str, Any], sick: list[str]) -> dict[str, Any]:
     }
 
 
-def bench(stack: Stack, *, quick: bool = False) -> dict[str, Any]:
+def bench(stack: Stack, *, quick: bool = False, rounds: int = 1) -> dict[str, Any]:
+    """Every scenario ``rounds`` times (``--stall-rounds``): the verdict
+    counts scenario runs."""
     load_before = load_average()
     duration = 15.0 if quick else 30.0
     tmp = Path(tempfile.mkdtemp(prefix="sdbench-sick-"))
@@ -297,7 +299,12 @@ def bench(stack: Stack, *, quick: bool = False) -> dict[str, Any]:
     raw: dict[str, Any] = {"duration_s": duration, "prometheus_port": prom_port}
     summaries: list[dict[str, Any]] = []
     try:
-        for name, ctx, env, sick in scenarios:
+        runs = [
+            (f"{name} (run {k + 1})" if rounds > 1 else name, ctx, env, sick)
+            for k in range(rounds)
+            for name, ctx, env, sick in scenarios
+        ]
+        for name, ctx, env, sick in runs:
             log(f"stall: {name} ({duration:.0f} s)")
             with ctx():
                 data = _probe(stack, duration, env)
@@ -352,7 +359,7 @@ def bench(stack: Stack, *, quick: bool = False) -> dict[str, Any]:
             + "; ".join(
                 f"{name} {raw[name].get('max_ms', '?')} ms"
                 + ("" if bit(raw[name]) else " (did not bite)")
-                for name, *_ in scenarios
+                for name, *_ in runs
                 if name in raw
             ),
         )
