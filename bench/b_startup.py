@@ -78,7 +78,15 @@ def history_exists(stack: Stack) -> tuple[bool, str]:
 
 def bench(stack: Stack, *, runs: int = 10, quick: bool = False) -> dict[str, Any]:
     load_before = load_average()
+    # a stack just set up (a clean clone) has no history yet: Prometheus
+    # scrapes every 15-30 s, so wait for it, bounded, rather than measure
+    # a screen without the back-fill
+    deadline = time.monotonic() + (60 if quick else 180)
     history, history_why = history_exists(stack)
+    while not history and time.monotonic() < deadline:
+        log(f"startup: no history in Prometheus yet ({history_why}); waiting for it")
+        time.sleep(10)
+        history, history_why = history_exists(stack)
     log(f"startup: history in Prometheus: {history} ({history_why})")
     live_check = with_history if history else missing_live_data
     services = stack_services(stack)

@@ -84,8 +84,6 @@ def render(results: dict[str, Any]) -> str:
         else f"**Not calm** (a 1-minute load above {m['cores'] / 2:g}, half the cores, at some point): "
         "not a run of record.",
         "",
-        'Ratios read "more than 1 = stackdeck better" (peer time / stackdeck time, peer cost / stackdeck cost).',
-        "",
         "## Issue 15: every goal",
         "",
         "Here a ratio is stackdeck ÷ peer (below 1: stackdeck costs less or is faster); "
@@ -94,6 +92,9 @@ def render(results: dict[str, Any]) -> str:
         *goals_table(results),
         "",
         "## Summary",
+        "",
+        "In this table a ratio is labelled: `stackdeck ÷ peer` (below 1: stackdeck costs less), "
+        "or peer ÷ stackdeck where it says so (more than 1: stackdeck better).",
         "",
     ]
     summary_rows = []
