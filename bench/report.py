@@ -441,7 +441,12 @@ def _profile_goals(section: dict[str, Any] | None) -> list[dict[str, Any]]:
     if not idle:
         return [_goal("where the idle time goes (py-spy)", None, "–", None, GOAL_NOT_MEASURED)]
     threads = "; ".join(f"{n} {p} %" for n, _m, p in (idle.get("proc_threads") or [])[:4])
-    funcs = "; ".join(f"{f} {p} %" for f, _c, p in (idle.get("inclusive_console") or [])[:5])
+    heavy = [
+        (f, p)
+        for f, _c, p in (idle.get("inclusive_console") or [])
+        if "console/cli.py" not in f  # the entry points hold every sample
+    ]
+    funcs = "; ".join(f"{f} {p} %" for f, p in heavy[:5])
     return [
         _goal(
             "where the idle time goes (py-spy, % of one core)",
