@@ -201,10 +201,13 @@ def _recreate(stack: Stack, extra: dict[str, str]) -> None:
     assert r.returncode == 0, r.stderr[-2000:]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def short_for(stack: Stack) -> Iterator[None]:
     """Prometheus with ContainerHighCPU's ``for`` at 15 s and Alertmanager
-    with a 1 s group wait; the stack's own settings back afterwards."""
+    with a 1 s group wait; the stack's own settings back afterwards. Once for
+    the module's two burn tests (the last two): each recreate of Prometheus
+    and Alertmanager waits for both healthy. Each test's burner has a name of
+    its own and every check is of that name."""
     _recreate(stack, OVERRIDES)
     try:
         yield

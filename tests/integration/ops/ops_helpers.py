@@ -53,6 +53,18 @@ def cli_env(stack: Any, **extra: str) -> dict[str, str]:
     return env
 
 
+SHORT_START_PERIOD = "10s"
+"""BACKEND_HEALTH_START_PERIOD for a deploy of a version that never turns
+healthy: the engine calls it unhealthy 10 s + 3 checks after it starts, not
+60 s + 3 checks (test_03 of test_ops_deploy_flow keeps the stack's 60 s)."""
+
+
+def short_start_env(stack: Any) -> dict[str, str]:
+    """:func:`cli_env` whose deploy starts backend containers with
+    :data:`SHORT_START_PERIOD` (only the containers that command creates)."""
+    return cli_env(stack, BACKEND_HEALTH_START_PERIOD=SHORT_START_PERIOD)
+
+
 def run_cli(
     stack: Any, *args: str, timeout: float = 600, env: dict[str, str] | None = None
 ) -> CliResult:

@@ -56,6 +56,7 @@ from tests.integration.ops.ops_helpers import (
     read_events_until,
     record_figure,
     run_cli,
+    short_start_env,
     start_cli,
     wait_healthy,
 )
@@ -929,6 +930,7 @@ def test_12_rolling_deploy_of_a_version_never_healthy_leaves_the_old_serving(
             V3_BROKEN,
             "--services",
             "backend",
+            env=short_start_env(stack),
         )
     assert r.rc == 1, r.text()
     message = r.final["message"]

@@ -26,6 +26,7 @@ from tests.integration.ops.ops_helpers import (
     read_events_until,
     record_figure,
     run_cli,
+    short_start_env,
     start_cli,
     wait_healthy,
 )
@@ -244,9 +245,17 @@ def _long_load(stack: Any) -> LoadLoop:
     )
 
 
-def _rolling(stack: Any, version: str) -> Any:
+def _rolling(stack: Any, version: str, env: dict[str, str] | None = None) -> Any:
     return run_cli(
-        stack, "deploy", "--strategy", "rolling", "--version", version, "--services", "backend"
+        stack,
+        "deploy",
+        "--strategy",
+        "rolling",
+        "--version",
+        version,
+        "--services",
+        "backend",
+        env=env,
     )
 
 
@@ -346,7 +355,7 @@ def test_rolling_deploy_with_3_containers_one_at_a_time_under_load(stack: Any) -
     build_fault_version(stack.backend_image, alt, broken, Fault(unhealthy=True))
     wall0 = time.time()
     with _load(stack) as load:
-        r = _rolling(stack, broken)
+        r = _rolling(stack, broken, env=short_start_env(stack))
     assert r.rc == 1, r.text()
     assert "failed at surge-healthy" in r.final["message"], r.text()
     assert "Traceback" not in r.stderr
