@@ -22,7 +22,7 @@ cancel as quitting or SIGHUP); the key is in the footer only then.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -87,6 +87,8 @@ __all__ = [
     "op_bindings",
     "spec_of",
 ]
+
+PanelT = TypeVar("PanelT", bound=Panel)
 
 GRID_MIN_WIDTH = 120
 """Below this many columns the panels are tabs."""
@@ -317,56 +319,83 @@ class DashboardScreen(ConsoleScreen[None]):
         )
         refresh = settings.refresh
         alerts = settings.alerts
-        bind = {"sources": DashboardScreen.sources, "now": DashboardScreen.now}
+        # ``now`` is not bound: watch_now ticks the panels it moves (Panel.tick)
+        bind = {"sources": DashboardScreen.sources}
         with Container(id="dashboard"):
             with Horizontal(id="columns"):
                 with Vertical(id="left", classes="column"):
-                    yield ContainersPanel(
-                        stale_after=_stale_after(refresh.containers), mode=settings.mode
-                    ).data_bind(
-                        snapshot=DashboardScreen.containers, swarm=DashboardScreen.swarm, **bind
+                    yield self._clocked(
+                        ContainersPanel(
+                            stale_after=_stale_after(refresh.containers), mode=settings.mode
+                        ).data_bind(
+                            snapshot=DashboardScreen.containers, swarm=DashboardScreen.swarm, **bind
+                        )
                     )
-                    yield StatsPanel(
-                        stale_after=_stale_after(refresh.stats),
-                        cpu_alert=alerts.cpu.threshold,
-                        mem_alert=alerts.memory.threshold,
-                        mode=settings.mode,
-                    ).data_bind(
-                        snapshot=DashboardScreen.stats,
-                        swarm=DashboardScreen.swarm,
-                        swarm_stats=DashboardScreen.swarm_stats,
-                        selected=DashboardScreen.selected_container,
-                        history=DashboardScreen.history,
-                        **bind,
+                    yield self._clocked(
+                        StatsPanel(
+                            stale_after=_stale_after(refresh.stats),
+                            cpu_alert=alerts.cpu.threshold,
+                            mem_alert=alerts.memory.threshold,
+                            mode=settings.mode,
+                        ).data_bind(
+                            snapshot=DashboardScreen.stats,
+                            swarm=DashboardScreen.swarm,
+                            swarm_stats=DashboardScreen.swarm_stats,
+                            selected=DashboardScreen.selected_container,
+                            history=DashboardScreen.history,
+                            **bind,
+                        )
                     )
-                    yield DatabasePanel(stale_after=_stale_after(refresh.database)).data_bind(
-                        snapshot=DashboardScreen.database, **bind
+                    yield self._clocked(
+                        DatabasePanel(stale_after=_stale_after(refresh.database)).data_bind(
+                            snapshot=DashboardScreen.database, **bind
+                        )
                     )
                 with Vertical(id="right", classes="column"):
-                    yield HealthPanel(
-                        stale_after=_stale_after(refresh.health), mode=settings.mode
-                    ).data_bind(
-                        snapshot=DashboardScreen.health,
-                        containers=DashboardScreen.containers,
-                        swarm=DashboardScreen.swarm,
-                        swarm_stats=DashboardScreen.swarm_stats,
-                        **bind,
+                    yield self._clocked(
+                        HealthPanel(
+                            stale_after=_stale_after(refresh.health), mode=settings.mode
+                        ).data_bind(
+                            snapshot=DashboardScreen.health,
+                            containers=DashboardScreen.containers,
+                            swarm=DashboardScreen.swarm,
+                            swarm_stats=DashboardScreen.swarm_stats,
+                            **bind,
+                        )
                     )
-                    yield QuotasPanel(stale_after=_stale_after(refresh.quotas)).data_bind(
-                        snapshot=DashboardScreen.quotas, **bind
+                    yield self._clocked(
+                        QuotasPanel(stale_after=_stale_after(refresh.quotas)).data_bind(
+                            snapshot=DashboardScreen.quotas, **bind
+                        )
                     )
-                    yield CostPanel(stale_after=_stale_after(refresh.cost)).data_bind(
-                        snapshot=DashboardScreen.cost, **bind
+                    yield self._clocked(
+                        CostPanel(stale_after=_stale_after(refresh.cost)).data_bind(
+                            snapshot=DashboardScreen.cost, **bind
+                        )
                     )
-                    yield EventsPanel().data_bind(snapshot=DashboardScreen.events, **bind)
-            yield OperationsPanel(cancel_key=CANCEL_BINDING.key).data_bind(
-                snapshot=DashboardScreen.ops_log,
-                running=DashboardScreen.op_running,
-                read_only=DashboardScreen.read_only,
-                others=DashboardScreen.others,
-                **bind,
+                    yield self._clocked(
+                        EventsPanel().data_bind(snapshot=DashboardScreen.events, **bind)
+                    )
+            yield self._clocked(
+                OperationsPanel(cancel_key=CANCEL_BINDING.key).data_bind(
+                    snapshot=DashboardScreen.ops_log,
+                    running=DashboardScreen.op_running,
+                    read_only=DashboardScreen.read_only,
+                    others=DashboardScreen.others,
+                    **bind,
+                )
             )
         yield Footer(compact=True)
+
+    def _clocked(self, panel: PanelT) -> PanelT:
+        """``panel`` with the clock's time before its first render (the
+        clock reaches panels through :meth:`watch_now`, not a binding)."""
+        panel.set_reactive(Panel.now, self.now)
+        return panel
+
+    def watch_now(self, now: datetime) -> None:
+        for panel in self.panels:
+            panel.tick(now)
 
     def on_mount(self) -> None:
         self._mounted = True
