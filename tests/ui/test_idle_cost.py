@@ -389,3 +389,49 @@ async def test_partial_frames_write_what_textuals_compositor_writes(
                 compositor._dirty_regions = set(some)
                 outputs.append(_output(render(compositor), width))
             assert outputs[0] == outputs[1], some
+
+
+async def test_the_clock_redraws_only_the_panels_it_moves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The clock's second reaches the panels through ``DashboardScreen.watch_now``,
+    not a binding of ``now`` to all ten: a panel redraws (``watch_now``) only
+    when something it shows moves with the clock, a countdown of its own or
+    a stale marker; every panel still holds the new time for its next
+    render, and a snapshot that ages past ``stale_after`` is marked stale
+    on the tick it does (issue 15, fourth pass)."""
+    from datetime import timedelta
+
+    from console.ui.panels.base import Panel
+    from console.ui.panels.quotas import QuotasPanel
+
+    app = make_app("normal")
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        dashboard = app.dashboard
+        redrawn: list[str] = []
+        watch_now = Panel.watch_now
+
+        def counting(self: Panel) -> None:
+            redrawn.append(self.PANEL_ID)
+            watch_now(self)
+
+        monkeypatch.setattr(Panel, "watch_now", counting)
+        fresh = [p.PANEL_ID for p in dashboard.panels if not p._moves_with_clock(dashboard.now)]
+        assert len(fresh) >= 5, fresh  # most panels have nothing that moves
+        start = dashboard.now
+        dashboard.now = start + timedelta(seconds=1)
+        await settle(pilot)
+        assert QuotasPanel.PANEL_ID in redrawn  # its "resets 22s" countdown
+        assert not set(fresh) & set(redrawn), redrawn
+        assert len(redrawn) <= len(dashboard.panels) - len(fresh)
+        assert all(p.now == dashboard.now for p in dashboard.panels)
+
+        # a fresh panel whose snapshot ages past stale_after: marked on that tick
+        panel = dashboard.panel(fresh[0])
+        assert panel.stale_after is not None and panel.stale_marker == ""
+        snapshot = panel.shown_snapshot()
+        # (the watchers run in the assignment; the app's own clock may set it back later)
+        dashboard.now = snapshot.taken_at + timedelta(seconds=panel.stale_after + 1)
+        assert panel.PANEL_ID in redrawn
+        assert panel.stale_marker.startswith("stale "), panel.stale_marker
