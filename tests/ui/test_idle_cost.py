@@ -435,3 +435,53 @@ async def test_the_clock_redraws_only_the_panels_it_moves(
         dashboard.now = snapshot.taken_at + timedelta(seconds=panel.stale_after + 1)
         assert panel.PANEL_ID in redrawn
         assert panel.stale_marker.startswith("stale "), panel.stale_marker
+
+
+async def test_a_changed_row_does_not_work_out_the_tables_styles_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DataTable asked for the table's ``rich_style`` and ``background_colors``
+    (a walk over every ancestor's styles) and merged its component styles
+    again for every row it rendered: two thirds of a changed row's cost.
+    ``ListTable`` keeps them until the styles change (issue 15, fourth
+    pass): rendering changed rows walks no ancestor, and a new theme or
+    the table's focus still gives the styles Textual would."""
+    from textual.dom import DOMNode
+
+    app = make_app("normal")
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        stats = app.dashboard.stats
+        assert stats is not None
+        table = app.query_one(StatsPanel).query_one(ListTable)
+        table.render_line(table.header_height)  # the styles once, as any frame does
+        walks: list[str] = []
+        rich_style = DOMNode.rich_style.fget
+        assert rich_style is not None
+
+        def counting(self: DOMNode) -> Any:
+            walks.append(type(self).__name__)
+            return rich_style(self)
+
+        monkeypatch.setattr(DOMNode, "rich_style", property(counting))
+        first = min(stats.containers, key=lambda s: (s.service, s.name))
+        for step in range(1, 4):
+            app.dashboard.stats = _tick(stats, cpu_percent=first.cpu_percent + step)
+            for y in range(table.header_height, table.header_height + 3):
+                table.render_line(y)
+        assert walks == [], walks[:5]
+
+        def fresh() -> Any:
+            return (rich_style(table), DOMNode.background_colors.fget(table))  # type: ignore[attr-defined]
+
+        assert (table.rich_style, table.background_colors) == fresh()
+        before = table.rich_style
+        app.theme = "textual-light" if app.theme != "textual-light" else "textual-dark"
+        await settle(pilot)
+        assert table.rich_style != before
+        assert (table.rich_style, table.background_colors) == fresh()
+        table.focus()
+        await settle(pilot)
+        assert (table.rich_style, table.background_colors) == fresh()
+        header = table.get_component_styles("datatable--header").rich_style
+        assert header == rich_style(table.get_component_styles("datatable--header").node)
