@@ -419,8 +419,17 @@ async def test_the_clock_redraws_only_the_panels_it_moves(
         monkeypatch.setattr(Panel, "watch_now", counting)
         fresh = [p.PANEL_ID for p in dashboard.panels if not p._moves_with_clock(dashboard.now)]
         assert len(fresh) >= 5, fresh  # most panels have nothing that moves
+        listed: list[int] = []
+        panels = type(dashboard).panels
+
+        def listing(self: Any) -> Any:
+            listed.append(1)
+            return panels.fget(self)
+
+        monkeypatch.setattr(type(dashboard), "panels", property(listing))
         start = dashboard.now
         dashboard.now = start + timedelta(seconds=1)
+        assert listed == []  # no DOM query a second: the panels are listed at mount
         await settle(pilot)
         assert QuotasPanel.PANEL_ID in redrawn  # its "resets 22s" countdown
         assert not set(fresh) & set(redrawn), redrawn
