@@ -399,7 +399,10 @@ class DashboardScreen(ConsoleScreen[None]):
         # the panels, listed once at mount: a DOM query a second cost more
         # than the ticks it delivers
         for panel in self._ticked:
-            panel.tick(now)
+            # the rule Textual applies to bound watchers: none for a widget
+            # that is closing (the app's clock still ticks while it quits)
+            if not (panel._closing or panel._pruning):
+                panel.tick(now)
 
     def on_mount(self) -> None:
         self._mounted = True
