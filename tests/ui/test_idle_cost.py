@@ -433,7 +433,8 @@ async def test_the_clock_redraws_only_the_panels_it_moves(
         await settle(pilot)
         assert QuotasPanel.PANEL_ID in redrawn  # its "resets 22s" countdown
         assert not set(fresh) & set(redrawn), redrawn
-        assert len(redrawn) <= len(dashboard.panels) - len(fresh)
+        # (a set: the app's own clock may tick again while the test settles)
+        assert len(set(redrawn)) <= len(dashboard.panels) - len(fresh)
         assert all(p.now == dashboard.now for p in dashboard.panels)
 
         # a fresh panel whose snapshot ages past stale_after: marked on that tick
