@@ -389,3 +389,109 @@ async def test_partial_frames_write_what_textuals_compositor_writes(
                 compositor._dirty_regions = set(some)
                 outputs.append(_output(render(compositor), width))
             assert outputs[0] == outputs[1], some
+
+
+async def test_the_clock_redraws_only_the_panels_it_moves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The clock's second reaches the panels through ``DashboardScreen.watch_now``,
+    not a binding of ``now`` to all ten: a panel redraws (``watch_now``) only
+    when something it shows moves with the clock, a countdown of its own or
+    a stale marker; every panel still holds the new time for its next
+    render, and a snapshot that ages past ``stale_after`` is marked stale
+    on the tick it does (issue 15, fourth pass)."""
+    from datetime import timedelta
+
+    from console.ui.panels.base import Panel
+    from console.ui.panels.quotas import QuotasPanel
+
+    app = make_app("normal")
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        dashboard = app.dashboard
+        redrawn: list[str] = []
+        watch_now = Panel.watch_now
+
+        def counting(self: Panel) -> None:
+            redrawn.append(self.PANEL_ID)
+            watch_now(self)
+
+        monkeypatch.setattr(Panel, "watch_now", counting)
+        fresh = [p.PANEL_ID for p in dashboard.panels if not p._moves_with_clock(dashboard.now)]
+        assert len(fresh) >= 5, fresh  # most panels have nothing that moves
+        listed: list[int] = []
+        panels = type(dashboard).panels
+
+        def listing(self: Any) -> Any:
+            listed.append(1)
+            return panels.fget(self)
+
+        monkeypatch.setattr(type(dashboard), "panels", property(listing))
+        start = dashboard.now
+        dashboard.now = start + timedelta(seconds=1)
+        assert listed == []  # no DOM query a second: the panels are listed at mount
+        await settle(pilot)
+        assert QuotasPanel.PANEL_ID in redrawn  # its "resets 22s" countdown
+        assert not set(fresh) & set(redrawn), redrawn
+        # (a set: the app's own clock may tick again while the test settles)
+        assert len(set(redrawn)) <= len(dashboard.panels) - len(fresh)
+        assert all(p.now == dashboard.now for p in dashboard.panels)
+
+        # a fresh panel whose snapshot ages past stale_after: marked on that tick
+        panel = dashboard.panel(fresh[0])
+        assert panel.stale_after is not None and panel.stale_marker == ""
+        snapshot = panel.shown_snapshot()
+        # (the watchers run in the assignment; the app's own clock may set it back later)
+        dashboard.now = snapshot.taken_at + timedelta(seconds=panel.stale_after + 1)
+        assert panel.PANEL_ID in redrawn
+        assert panel.stale_marker.startswith("stale "), panel.stale_marker
+
+
+async def test_a_changed_row_does_not_work_out_the_tables_styles_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DataTable asked for the table's ``rich_style`` and ``background_colors``
+    (a walk over every ancestor's styles) and merged its component styles
+    again for every row it rendered: two thirds of a changed row's cost.
+    ``ListTable`` keeps them until the styles change (issue 15, fourth
+    pass): rendering changed rows walks no ancestor, and a new theme or
+    the table's focus still gives the styles Textual would."""
+    from textual.dom import DOMNode
+
+    app = make_app("normal")
+    async with app.run_test(size=BIG) as pilot:
+        await settle(pilot)
+        stats = app.dashboard.stats
+        assert stats is not None
+        table = app.query_one(StatsPanel).query_one(ListTable)
+        table.render_line(table.header_height)  # the styles once, as any frame does
+        walks: list[str] = []
+        rich_style = DOMNode.rich_style.fget
+        assert rich_style is not None
+
+        def counting(self: DOMNode) -> Any:
+            walks.append(type(self).__name__)
+            return rich_style(self)
+
+        monkeypatch.setattr(DOMNode, "rich_style", property(counting))
+        first = min(stats.containers, key=lambda s: (s.service, s.name))
+        for step in range(1, 4):
+            app.dashboard.stats = _tick(stats, cpu_percent=first.cpu_percent + step)
+            for y in range(table.header_height, table.header_height + 3):
+                table.render_line(y)
+        assert walks == [], walks[:5]
+
+        def fresh() -> Any:
+            return (rich_style(table), DOMNode.background_colors.fget(table))  # type: ignore[attr-defined]
+
+        assert (table.rich_style, table.background_colors) == fresh()
+        before = table.rich_style
+        app.theme = "textual-light" if app.theme != "textual-light" else "textual-dark"
+        await settle(pilot)
+        assert table.rich_style != before
+        assert (table.rich_style, table.background_colors) == fresh()
+        table.focus()
+        await settle(pilot)
+        assert (table.rich_style, table.background_colors) == fresh()
+        header = table.get_component_styles("datatable--header").rich_style
+        assert header == rich_style(table.get_component_styles("datatable--header").node)

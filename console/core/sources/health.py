@@ -294,7 +294,10 @@ class HealthSource(Source):
             self._client = httpx.AsyncClient(
                 base_url=self.settings.base_url,
                 timeout=httpx.Timeout(self.settings.request_timeout),
-                limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
+                # every connection a poll opens is kept for the next one: a
+                # slow poll asks 12 checks at once, and with 8 kept, 4 were
+                # closed and opened again each time (issue 15, fourth pass)
+                limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
                 headers={"User-Agent": "stackdeck"},
                 follow_redirects=False,
             )

@@ -185,6 +185,29 @@ class Panel(Vertical):
         if self.shown_snapshot() is not None and self.is_mounted:
             self.on_tick()
 
+    def tick(self, now: datetime) -> None:
+        """The clock's second, from the dashboard, which does not bind
+        ``now`` to its panels: ten watchers a second for what moves with the
+        clock on one or two of them (issue 15, fourth pass). ``now`` is
+        kept for the next render either way; the panel redraws only when
+        something it shows moves with the clock: a countdown of its own
+        (a panel that implements :meth:`on_tick`), or its stale marker and
+        placeholder (a source failing, no snapshot yet, a stale marker
+        shown, or the snapshot older than ``stale_after``)."""
+        self.set_reactive(Panel.now, now)
+        if self._moves_with_clock(now):
+            self.watch_now()
+
+    def _moves_with_clock(self, now: datetime) -> bool:
+        if type(self).on_tick is not Panel.on_tick or self.stale_marker:
+            return True
+        snapshot: Snapshot | None = self.shown_snapshot()
+        if snapshot is None or self.failing_source() is not None:
+            return True
+        return self.stale_after is not None and (
+            seconds_between(now, snapshot.taken_at) > self.stale_after
+        )
+
     def watch_stale_marker(self, marker: str) -> None:
         self.set_class(bool(marker), "-stale")
         self.border_subtitle = Content(marker) if marker else ""

@@ -22,7 +22,7 @@ cancel as quitting or SIGHUP); the key is in the footer only then.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -87,6 +87,8 @@ __all__ = [
     "op_bindings",
     "spec_of",
 ]
+
+PanelT = TypeVar("PanelT", bound=Panel)
 
 GRID_MIN_WIDTH = 120
 """Below this many columns the panels are tabs."""
@@ -279,6 +281,8 @@ class DashboardScreen(ConsoleScreen[None]):
         self.project = project
         self.hostname = hostname
         self._mounted = False
+        self._ticked: list[Panel] = []
+        """The panels the clock ticks (listed at mount; they never change)."""
         self._others_seq = 0
         """The ``seq`` of the last event of ``others`` put in ``ops_log``."""
         self.set_reactive(DashboardScreen.read_only, read_only)
@@ -317,59 +321,92 @@ class DashboardScreen(ConsoleScreen[None]):
         )
         refresh = settings.refresh
         alerts = settings.alerts
-        bind = {"sources": DashboardScreen.sources, "now": DashboardScreen.now}
+        # ``now`` is not bound: watch_now ticks the panels it moves (Panel.tick)
+        bind = {"sources": DashboardScreen.sources}
         with Container(id="dashboard"):
             with Horizontal(id="columns"):
                 with Vertical(id="left", classes="column"):
-                    yield ContainersPanel(
-                        stale_after=_stale_after(refresh.containers), mode=settings.mode
-                    ).data_bind(
-                        snapshot=DashboardScreen.containers, swarm=DashboardScreen.swarm, **bind
+                    yield self._clocked(
+                        ContainersPanel(
+                            stale_after=_stale_after(refresh.containers), mode=settings.mode
+                        ).data_bind(
+                            snapshot=DashboardScreen.containers, swarm=DashboardScreen.swarm, **bind
+                        )
                     )
-                    yield StatsPanel(
-                        stale_after=_stale_after(refresh.stats),
-                        cpu_alert=alerts.cpu.threshold,
-                        mem_alert=alerts.memory.threshold,
-                        mode=settings.mode,
-                    ).data_bind(
-                        snapshot=DashboardScreen.stats,
-                        swarm=DashboardScreen.swarm,
-                        swarm_stats=DashboardScreen.swarm_stats,
-                        selected=DashboardScreen.selected_container,
-                        history=DashboardScreen.history,
-                        **bind,
+                    yield self._clocked(
+                        StatsPanel(
+                            stale_after=_stale_after(refresh.stats),
+                            cpu_alert=alerts.cpu.threshold,
+                            mem_alert=alerts.memory.threshold,
+                            mode=settings.mode,
+                        ).data_bind(
+                            snapshot=DashboardScreen.stats,
+                            swarm=DashboardScreen.swarm,
+                            swarm_stats=DashboardScreen.swarm_stats,
+                            selected=DashboardScreen.selected_container,
+                            history=DashboardScreen.history,
+                            **bind,
+                        )
                     )
-                    yield DatabasePanel(stale_after=_stale_after(refresh.database)).data_bind(
-                        snapshot=DashboardScreen.database, **bind
+                    yield self._clocked(
+                        DatabasePanel(stale_after=_stale_after(refresh.database)).data_bind(
+                            snapshot=DashboardScreen.database, **bind
+                        )
                     )
                 with Vertical(id="right", classes="column"):
-                    yield HealthPanel(
-                        stale_after=_stale_after(refresh.health), mode=settings.mode
-                    ).data_bind(
-                        snapshot=DashboardScreen.health,
-                        containers=DashboardScreen.containers,
-                        swarm=DashboardScreen.swarm,
-                        swarm_stats=DashboardScreen.swarm_stats,
-                        **bind,
+                    yield self._clocked(
+                        HealthPanel(
+                            stale_after=_stale_after(refresh.health), mode=settings.mode
+                        ).data_bind(
+                            snapshot=DashboardScreen.health,
+                            containers=DashboardScreen.containers,
+                            swarm=DashboardScreen.swarm,
+                            swarm_stats=DashboardScreen.swarm_stats,
+                            **bind,
+                        )
                     )
-                    yield QuotasPanel(stale_after=_stale_after(refresh.quotas)).data_bind(
-                        snapshot=DashboardScreen.quotas, **bind
+                    yield self._clocked(
+                        QuotasPanel(stale_after=_stale_after(refresh.quotas)).data_bind(
+                            snapshot=DashboardScreen.quotas, **bind
+                        )
                     )
-                    yield CostPanel(stale_after=_stale_after(refresh.cost)).data_bind(
-                        snapshot=DashboardScreen.cost, **bind
+                    yield self._clocked(
+                        CostPanel(stale_after=_stale_after(refresh.cost)).data_bind(
+                            snapshot=DashboardScreen.cost, **bind
+                        )
                     )
-                    yield EventsPanel().data_bind(snapshot=DashboardScreen.events, **bind)
-            yield OperationsPanel(cancel_key=CANCEL_BINDING.key).data_bind(
-                snapshot=DashboardScreen.ops_log,
-                running=DashboardScreen.op_running,
-                read_only=DashboardScreen.read_only,
-                others=DashboardScreen.others,
-                **bind,
+                    yield self._clocked(
+                        EventsPanel().data_bind(snapshot=DashboardScreen.events, **bind)
+                    )
+            yield self._clocked(
+                OperationsPanel(cancel_key=CANCEL_BINDING.key).data_bind(
+                    snapshot=DashboardScreen.ops_log,
+                    running=DashboardScreen.op_running,
+                    read_only=DashboardScreen.read_only,
+                    others=DashboardScreen.others,
+                    **bind,
+                )
             )
         yield Footer(compact=True)
 
+    def _clocked(self, panel: PanelT) -> PanelT:
+        """``panel`` with the clock's time before its first render (the
+        clock reaches panels through :meth:`watch_now`, not a binding)."""
+        panel.set_reactive(Panel.now, self.now)
+        return panel
+
+    def watch_now(self, now: datetime) -> None:
+        # the panels, listed once at mount: a DOM query a second cost more
+        # than the ticks it delivers
+        for panel in self._ticked:
+            # the rule Textual applies to bound watchers: none for a widget
+            # that is closing (the app's clock still ticks while it quits)
+            if not (panel._closing or panel._pruning):
+                panel.tick(now)
+
     def on_mount(self) -> None:
         self._mounted = True
+        self._ticked = self.panels
         self.watch_swarm(self.swarm)
         self.apply_size(self.app.size.width, self.app.size.height)
         self.watch_compact(self.compact)

@@ -21,12 +21,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, cast
 
 from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
 from textual.cache import LRUCache
+from textual.color import Color
+from textual.css.styles import RenderStyles
 from textual.reactive import var
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
@@ -154,7 +156,55 @@ class ListTable(DataTable[Text]):
 
     def notify_style_update(self) -> None:
         self._cells.clear()
+        self._styles_of = None
         super().notify_style_update()
+
+    # --- the table's own style, once per style change -----------------------
+    #
+    # DataTable asks for ``rich_style`` (every ancestor's styles blended) on
+    # every line it renders and for ``background_colors`` (the same walk) on
+    # every row: two thirds of a changed row's cost, for a value that moves
+    # only when styles do (a theme, a pseudo-class). Both are kept until the
+    # next ``notify_style_update``, which Textual sends to every node whose
+    # styles it applies again, or a change of the table's pseudo-classes
+    # (focus, hover) or of its own styles' cache key. Nothing in the
+    # console's CSS gives an ancestor of a table a background that changes
+    # on its own (app.tcss): a theme changes the table's rules too.
+
+    _styles_of: tuple[Any, Style, tuple[Color, Color], dict[Any, Any]] | None = None
+
+    def _kept(self) -> tuple[Any, Style, tuple[Color, Color], dict[Any, Any]]:
+        state = (self.get_pseudo_class_state(), self.styles._cache_key)
+        kept = self._styles_of
+        if kept is None or kept[0] != state:
+            kept = (state, super().rich_style, super().background_colors, {})
+            self._styles_of = kept
+        return kept
+
+    def _own_styles(self) -> tuple[Style, tuple[Color, Color]]:
+        kept = self._kept()
+        return kept[1], kept[2]
+
+    def get_component_styles(self, *names: str) -> RenderStyles:
+        """A component's styles (``datatable--header``...), kept like the
+        table's own: DataTable builds and merges them again for every row
+        it renders, and their ``rich_style`` walks every ancestor."""
+        components = self._kept()[3]
+        # a component's rules change apart from the table's (the stylesheet
+        # applies them to its own node): their cache keys are part of ours
+        key = (names, tuple(self._component_styles[name]._cache_key for name in names))
+        styles = components.get(key)
+        if styles is None:
+            styles = components[key] = _KeptStyles.of(super().get_component_styles(*names))
+        return cast(RenderStyles, styles)
+
+    @property
+    def rich_style(self) -> Style:
+        return self._own_styles()[0]
+
+    @property
+    def background_colors(self) -> tuple[Color, Color]:
+        return self._own_styles()[1]
 
     @property
     def row_count_total(self) -> int:
@@ -292,6 +342,23 @@ class ListTable(DataTable[Text]):
             index = self._row_locations.get(row_key)
             if index is not None:
                 self.refresh_row(index)
+
+
+class _KeptStyles(RenderStyles):
+    """A component's styles whose ``rich_style`` is worked out once."""
+
+    _rich: Style | None = None
+
+    @classmethod
+    def of(cls, styles: RenderStyles) -> _KeptStyles:
+        assert styles.node is not None  # a component's styles have their node
+        return cls(styles.node, styles.base, styles.inline)
+
+    @property
+    def rich_style(self) -> Style:
+        if self._rich is None:
+            self._rich = super().rich_style
+        return self._rich
 
 
 def _same_cell(shown: Any, cell: Text) -> bool:
