@@ -1,0 +1,74 @@
+"""What happens before the first frame (issue 15: first paint), counted.
+
+* The monitor is built after the first frame: building it imports the
+  sources' clients (docker, httpx, asyncpg, redis) in a thread, and that
+  thread took the GIL from the first frame's styling and layout.
+* The first frame does not restyle the dashboard's columns: ``-active`` and
+  ``-holds-active`` only match in compact mode (app.tcss), so the grid sets
+  them without a restyle of every widget under ``#columns``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import pytest
+from textual.css.stylesheet import Stylesheet
+from textual.dom import DOMNode
+
+from console.core.config import Settings
+from tests.ui.fakes import make_app, monitor_factory
+
+
+async def test_the_monitor_is_built_after_the_first_frame() -> None:
+    frames: list[int] = []
+    built_after: list[int] = []
+    fake = monitor_factory("normal")
+
+    def factory(settings: Settings, sink: Any) -> Any:
+        built_after.append(len(frames))
+        return fake(settings, sink)
+
+    app = make_app("normal")
+    app._monitor_factory = factory
+    display = app._display
+
+    def counted(screen: Any, renderable: Any) -> None:
+        if renderable is not None:
+            frames.append(1)
+        display(screen, renderable)
+
+    app._display = counted  # type: ignore[method-assign]
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+    assert built_after, "the monitor was never built"
+    assert built_after[0] >= 1, "the monitor was built before the first frame was written"
+
+
+@pytest.mark.parametrize(("size", "compact"), [((160, 48), False), ((80, 24), True)])
+async def test_the_first_frame_does_not_restyle_the_columns_in_the_grid(
+    size: tuple[int, int], compact: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    roots: list[str] = []
+    update_nodes = Stylesheet.update_nodes
+
+    def watched(self: Stylesheet, nodes: Iterable[DOMNode], animate: bool = False) -> None:
+        nodes = list(nodes)
+        if nodes:
+            roots.append(nodes[0].id or type(nodes[0]).__name__)
+        update_nodes(self, nodes, animate)
+
+    monkeypatch.setattr(Stylesheet, "update_nodes", watched)
+    app = make_app(None)  # no data: the first frame, panels waiting
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        assert app.dashboard.compact is compact
+        whole = [r for r in roots if r in ("dashboard", "columns", "left", "right")]
+        if compact:
+            # the change to compact restyles the dashboard once, with the
+            # active panel's classes already set
+            assert whole == ["dashboard"], roots
+        else:
+            assert whole == [], roots
