@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -72,3 +73,33 @@ async def test_the_first_frame_does_not_restyle_the_columns_in_the_grid(
             assert whole == ["dashboard"], roots
         else:
             assert whole == [], roots
+
+
+async def test_plotext_is_imported_after_the_monitor_is_built(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """plotext's import (a thread, ~0.2 s of CPU) starts once the monitor is
+    built, not beside it: both at once delayed the sources' start."""
+    import gc
+
+    import console.ui.app as app_module
+    from console.ui.widgets import chart
+
+    order: list[str] = []
+    fake = monitor_factory("normal")
+
+    def factory(settings: Settings, sink: Any) -> Any:
+        time.sleep(0.3)  # a thread started beside the factory would run meanwhile
+        order.append("monitor built")
+        return fake(settings, sink)
+
+    monkeypatch.setattr(gc, "freeze", lambda: None)  # not the test process's heap
+    monkeypatch.setattr(chart, "_preloading", type(chart._preloading)())
+    monkeypatch.setattr(app_module, "preload_plotext", lambda: order.append("plotext"))
+    app = make_app("normal")
+    app._monitor_factory = factory
+    app._preload = True
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+    assert order == ["monitor built", "plotext"], order
