@@ -302,11 +302,7 @@ class StackdeckApp(App[None]):
         self._tick()
         self.set_interval(1.0, self._tick, name="clock")
         self._apply_size(self.size.width, self.size.height)
-        # After the first frame: building the monitor imports the sources'
-        # clients (docker, httpx, asyncpg, redis: ~0.25 s of CPU) in a thread,
-        # and that thread took the GIL from the first frame's styling and
-        # layout. The first frame is the real dashboard, its panels waiting.
-        self.call_after_refresh(self._start_monitor)
+        self._start_monitor()
         self._watch_hangup()
         # Once the dashboard is up, the objects that live as long as the app
         # (Textual's DOM and styles, pydantic's schemas, imported modules) are
@@ -363,7 +359,14 @@ class StackdeckApp(App[None]):
         finally:
             if self._plotext_pending:
                 self._plotext_pending = False
-                self.run_worker(preload_plotext, thread=True, group="preload", exit_on_error=False)
+                # and after a frame: never beside the first one
+                self.call_after_refresh(
+                    self.run_worker,
+                    preload_plotext,
+                    thread=True,
+                    group="preload",
+                    exit_on_error=False,
+                )
         if self._history_wish:
             self.set_history(**self._history_wish)
         await self._monitor.start()

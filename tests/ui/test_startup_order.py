@@ -1,8 +1,6 @@
 """What happens before the first frame (issue 15: first paint), counted.
 
-* The monitor is built after the first frame: building it imports the
-  sources' clients (docker, httpx, asyncpg, redis) in a thread, and that
-  thread took the GIL from the first frame's styling and layout.
+* plotext's import thread starts once the monitor is built, not beside it.
 * The first frame does not restyle the dashboard's columns: ``-active`` and
   ``-holds-active`` only match in compact mode (app.tcss), so the grid sets
   them without a restyle of every widget under ``#columns``.
@@ -20,32 +18,6 @@ from textual.dom import DOMNode
 
 from console.core.config import Settings
 from tests.ui.fakes import make_app, monitor_factory
-
-
-async def test_the_monitor_is_built_after_the_first_frame() -> None:
-    frames: list[int] = []
-    built_after: list[int] = []
-    fake = monitor_factory("normal")
-
-    def factory(settings: Settings, sink: Any) -> Any:
-        built_after.append(len(frames))
-        return fake(settings, sink)
-
-    app = make_app("normal")
-    app._monitor_factory = factory
-    display = app._display
-
-    def counted(screen: Any, renderable: Any) -> None:
-        if renderable is not None:
-            frames.append(1)
-        display(screen, renderable)
-
-    app._display = counted  # type: ignore[method-assign]
-    async with app.run_test(size=(160, 48)) as pilot:
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
-    assert built_after, "the monitor was never built"
-    assert built_after[0] >= 1, "the monitor was built before the first frame was written"
 
 
 @pytest.mark.parametrize(("size", "compact"), [((160, 48), False), ((80, 24), True)])
