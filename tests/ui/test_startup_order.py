@@ -61,7 +61,7 @@ async def test_plotext_is_imported_after_the_monitor_is_built(
     fake = monitor_factory("normal")
 
     def factory(settings: Settings, sink: Any) -> Any:
-        time.sleep(0.3)  # a thread started beside the factory would run meanwhile
+        time.sleep(1.5)  # longer than the first frame: a thread started beside it runs meanwhile
         order.append("monitor built")
         return fake(settings, sink)
 
