@@ -286,6 +286,8 @@ class StackdeckApp(App[None]):
         self._hangup_handler = False
         self._hanging_up = False
         self._hangup_task: asyncio.Task[None] | None = None
+        self._plotext_pending = False
+        """plotext's import is due, to start once the monitor is built."""
         self.dashboard = DashboardScreen(
             settings.project,
             self.hostname,
@@ -312,10 +314,10 @@ class StackdeckApp(App[None]):
         if self._preload:
             self.call_after_refresh(gc.freeze)
             self.set_timer(GC_FREEZE_AFTER_S, gc.freeze, name="gc-freeze")
-        if self._preload and begin_plotext_preload():
-            self.call_after_refresh(
-                self.run_worker, preload_plotext, thread=True, group="preload", exit_on_error=False
-            )
+        # plotext (~0.2 s of CPU to import) is loaded in a thread once the
+        # monitor is built (``_start_monitor``): both imports at once made the
+        # sources start later; the charts draw their fallback until then.
+        self._plotext_pending = self._preload and begin_plotext_preload()
 
     def _tick(self) -> None:
         self.dashboard.now = self.clock()
@@ -350,7 +352,21 @@ class StackdeckApp(App[None]):
     @work(group="monitor", exclusive=True, exit_on_error=False)
     async def _start_monitor(self) -> None:
         # Built in a thread: constructing sources must never stall the first frame.
-        self._monitor = await asyncio.to_thread(self._monitor_factory, self.settings, self._sink)
+        try:
+            self._monitor = await asyncio.to_thread(
+                self._monitor_factory, self.settings, self._sink
+            )
+        finally:
+            if self._plotext_pending:
+                self._plotext_pending = False
+                # and after a frame: never beside the first one
+                self.call_after_refresh(
+                    self.run_worker,
+                    preload_plotext,
+                    thread=True,
+                    group="preload",
+                    exit_on_error=False,
+                )
         if self._history_wish:
             self.set_history(**self._history_wish)
         await self._monitor.start()
