@@ -53,6 +53,10 @@ from platform_services.settings import Settings
 
 log = logging.getLogger(__name__)
 
+CACHE_ENTRY_MEMO_MAX = 1024
+"""Raw cache values whose decoded entries a process keeps (a few per symbol
+asked recently; cleared whole when full)."""
+
 
 @dataclass(frozen=True)
 class PriceEntry:
@@ -65,6 +69,23 @@ class PriceEntry:
         data = self.quote.to_json()
         data.update({"source": self.source, "stale": self.stale, "currency": "USD"})
         return data
+
+    @functools.cached_property
+    def json_bytes(self) -> bytes:
+        """``to_json()`` rendered as the API renders JSON (:func:`compact_json`),
+        once per entry: a cached quote's entry is kept per raw cache value
+        (``MarketService``), so the hot cached path serialises it once, not on
+        every request. (``cached_property`` writes the instance ``__dict__``,
+        which a frozen dataclass allows.)"""
+        return compact_json(self.to_json())
+
+
+def compact_json(content: Any) -> bytes:
+    """JSON exactly as Starlette's ``JSONResponse.render`` writes it, so bytes
+    assembled from pieces are the bytes ``JSONResponse`` would have sent."""
+    return json.dumps(
+        content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+    ).encode("utf-8")
 
 
 @dataclass
@@ -108,6 +129,10 @@ class MarketService:
         self.clients = clients
         self.order = settings.price_provider_order()
         self._inflight: dict[str, asyncio.Task[FetchOutcome]] = {}
+        self._from_cache: dict[str, PriceEntry] = {}
+        """Raw cache value → its entry: the same value (a quote is re-cached
+        with a new ``cached_at`` whenever it is fetched again) is decoded,
+        validated and serialised once. Bounded by :data:`CACHE_ENTRY_MEMO_MAX`."""
 
     # --- public ----------------------------------------------------------------------
 
@@ -139,6 +164,10 @@ class MarketService:
                 raw = [None] * len(symbols)
                 count_stats = False
             for symbol, value in zip(symbols, raw, strict=True):
+                known = self._from_cache.get(value) if isinstance(value, str) else None
+                if known is not None:
+                    result.entries[symbol] = known
+                    continue
                 cached = _decode(value)
                 if cached is None:
                     misses.append(symbol)
@@ -150,7 +179,12 @@ class MarketService:
                     except (KeyError, TypeError, ValueError):
                         misses.append(symbol)
                         continue
-                    result.entries[symbol] = PriceEntry(quote, "cache")
+                    entry = PriceEntry(quote, "cache")
+                    result.entries[symbol] = entry
+                    if isinstance(value, str):
+                        if len(self._from_cache) >= CACHE_ENTRY_MEMO_MAX:
+                            self._from_cache.clear()
+                        self._from_cache[value] = entry
             if count_stats:
                 await self._count_cache(hits=len(symbols) - len(misses), misses=len(misses))
         if result.unknown and stop_on_unknown:
