@@ -46,15 +46,14 @@ def test_single_entry_body() -> None:
     entries = [PriceEntry(quote("MSFT", 400.5), "cache")]
     body = prices_body(entries, 0, "t")
     assert json.loads(body)["prices"] == [entries[0].to_json()]
-    assert body == JSONResponse(
-        {
-            "prices": [entries[0].to_json()],
-            "count": 1,
-            "sources": {"cache": 1},
-            "stored": 0,
-            "timestamp": "t",
-        }
-    ).body
+    expected = {
+        "prices": [entries[0].to_json()],
+        "count": 1,
+        "sources": {"cache": 1},
+        "stored": 0,
+        "timestamp": "t",
+    }
+    assert body == JSONResponse(expected).body
 
 
 class _Pipe:
@@ -95,9 +94,8 @@ def test_entry_kept_per_cache_value_and_replaced_when_the_value_changes() -> Non
     assert again is first  # decoded and serialised once
     redis.values["cache:price:AAPL"] = _cached(quote("AAPL", 101.5), "b")
     assert asyncio.run(price()) == 101.5
-    assert json.loads(
-        prices_body([asyncio.run(market.lookup(["AAPL"])).entries["AAPL"]], 0, "t")
-    )["prices"][0]["price"] == 101.5
+    entry = asyncio.run(market.lookup(["AAPL"])).entries["AAPL"]
+    assert json.loads(prices_body([entry], 0, "t"))["prices"][0]["price"] == 101.5
 
 
 def test_memo_is_bounded() -> None:
