@@ -121,8 +121,20 @@ class MarketService:
         store: Store,
         ledger: QuotaLedger,
         clients: dict[str, ProviderClient],
+        *,
+        stats_delay_s: float = 0.0,
     ) -> None:
+        """``stats_delay_s``: how long cache hit/miss counts may wait in this
+        process before they are added to Redis's totals (0: at once, one
+        round trip per lookup). The API batches them (:meth:`flush_cache_stats`
+        runs then, before ``/api/metrics/cache`` answers and at shutdown):
+        the per-request pipeline was a second Redis round trip on every
+        cached request."""
         self.settings = settings
+        self.stats_delay_s = stats_delay_s
+        self._pending_stats = {"hits": 0, "misses": 0}
+        self._stats_flush: asyncio.TimerHandle | None = None
+        self._stats_tasks: set[asyncio.Task[None]] = set()
         self.redis = redis
         self.store = store
         self.ledger = ledger
@@ -337,6 +349,32 @@ class MarketService:
     async def _count_cache(self, *, hits: int, misses: int) -> None:
         telemetry.CACHE_HITS.inc(hits)
         telemetry.CACHE_MISSES.inc(misses)
+        if self.stats_delay_s <= 0:
+            await self._write_cache_stats(hits, misses)
+            return
+        self._pending_stats["hits"] += hits
+        self._pending_stats["misses"] += misses
+        if self._stats_flush is None:
+            self._stats_flush = asyncio.get_running_loop().call_later(
+                self.stats_delay_s, self._flush_soon
+            )
+
+    def _flush_soon(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.flush_cache_stats())
+        self._stats_tasks.add(task)
+        task.add_done_callback(self._stats_tasks.discard)
+
+    async def flush_cache_stats(self) -> None:
+        """Add the counts waiting in this process to Redis's totals now."""
+        if self._stats_flush is not None:
+            self._stats_flush.cancel()
+            self._stats_flush = None
+        hits, misses = self._pending_stats["hits"], self._pending_stats["misses"]
+        self._pending_stats["hits"] = self._pending_stats["misses"] = 0
+        if hits or misses:
+            await self._write_cache_stats(hits, misses)
+
+    async def _write_cache_stats(self, hits: int, misses: int) -> None:
         day = keys.utc_day()
         pipe = self.redis.pipeline(transaction=False)
         for kind, n, total_key in (

@@ -314,6 +314,8 @@ async def metrics_cache(request: Request) -> JSONResponse:
     platform = _platform(request)
     redis = platform.redis
     day = keys.utc_day()
+    # This process's counts not yet in Redis (MarketService batches them).
+    await platform.market.flush_cache_stats()
     try:
         hits, misses, hits_today, misses_today = await redis.mget(
             [

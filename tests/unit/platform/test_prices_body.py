@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse
 
 from platform_services.api.routes import prices_body
 from platform_services.market import CACHE_ENTRY_MEMO_MAX, MarketService, PriceEntry
+from platform_services.providers import keys
 from platform_services.providers.clients import Quote
 from platform_services.settings import Settings
 
@@ -57,9 +58,18 @@ def test_single_entry_body() -> None:
 
 
 class _Pipe:
-    def incrby(self, *_: Any) -> None: ...
+    def __init__(self, totals: dict[str, int]) -> None:
+        self.totals = totals
+        self.queued: list[tuple[str, int]] = []
+
+    def incrby(self, key: str, n: int) -> None:
+        self.queued.append((key, n))
+
     def expire(self, *_: Any) -> None: ...
+
     async def execute(self) -> list[Any]:
+        for key, n in self.queued:
+            self.totals[key] = self.totals.get(key, 0) + n
         return []
 
 
@@ -68,12 +78,16 @@ class _Redis:
 
     def __init__(self) -> None:
         self.values: dict[str, str] = {}
+        self.totals: dict[str, int] = {}
+        self.round_trips = 0
 
     async def mget(self, names: list[str]) -> list[str | None]:
+        self.round_trips += 1
         return [self.values.get(n) for n in names]
 
     def pipeline(self, transaction: bool = False) -> _Pipe:
-        return _Pipe()
+        self.round_trips += 1
+        return _Pipe(self.totals)
 
 
 def _cached(q: Quote, cached_at: str) -> str:
@@ -105,3 +119,40 @@ def test_memo_is_bounded() -> None:
         redis.values["cache:price:AAPL"] = _cached(quote("AAPL", float(i)), str(i))
         asyncio.run(market.lookup(["AAPL"]))
     assert len(market._from_cache) <= CACHE_ENTRY_MEMO_MAX
+
+
+def test_stats_at_once_without_a_delay() -> None:
+    redis = _Redis()
+    market = MarketService(Settings(), redis, None, None, {})  # type: ignore[arg-type]
+    redis.values["cache:price:AAPL"] = _cached(quote("AAPL", 1.0), "a")
+    asyncio.run(market.lookup(["AAPL", "MSFT"]))
+    assert redis.totals[keys.STATS_CACHE_HITS] == 1
+    assert redis.totals[keys.STATS_CACHE_MISSES] == 1
+
+
+def test_stats_batched_then_flushed_by_timer_or_on_demand() -> None:
+    redis = _Redis()
+    market = MarketService(
+        Settings(),
+        redis,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        {},
+        stats_delay_s=0.05,
+    )
+    redis.values["cache:price:AAPL"] = _cached(quote("AAPL", 1.0), "a")
+
+    async def scenario() -> None:
+        for _ in range(5):
+            await market.lookup(["AAPL"])
+        assert redis.round_trips == 5  # the MGETs only: no statistics round trip yet
+        assert keys.STATS_CACHE_HITS not in redis.totals
+        await asyncio.sleep(0.2)  # the timer's flush
+        assert redis.totals[keys.STATS_CACHE_HITS] == 5
+        await market.lookup(["AAPL"])
+        await market.flush_cache_stats()  # on demand (/api/metrics/cache, shutdown)
+        assert redis.totals[keys.STATS_CACHE_HITS] == 6
+        await asyncio.sleep(0.1)  # the cancelled timer adds nothing twice
+        assert redis.totals[keys.STATS_CACHE_HITS] == 6
+
+    asyncio.run(scenario())
