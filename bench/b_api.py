@@ -92,6 +92,28 @@ def _prices_ok(stack: Stack) -> tuple[bool, str]:
     return r.status_code == 200, f"HTTP {r.status_code}"
 
 
+def c50_summary(raw: dict[str, Any]) -> dict[str, Any]:
+    """Issue 15's figures from one run, side by side: req/s and p95 of the
+    cached prices path and of ``/api/health`` at concurrency 50, keep-alive
+    (wrk) when it ran, else ab's. The rows' own keys are left as they are."""
+    out: dict[str, Any] = {}
+    for name, label in (
+        ("prices", "/api/stocks/prices (cached) c50"),
+        ("health", "/api/health c50"),
+    ):
+        for tool, key in (("wrk", f"wrk {label} (keep-alive)"), ("ab", f"ab {label}")):
+            res = raw.get(key)
+            if isinstance(res, dict) and res.get("rps"):
+                out[name] = {
+                    "tool": tool,
+                    "rps": rnd(res["rps"], 1),
+                    "p95_ms": rnd(res.get("p95_ms"), 1),
+                    "errors": res.get("failed", 0) + res.get("non_2xx", 0),
+                }
+                break
+    return out
+
+
 def bench(stack: Stack, *, quick: bool = False) -> dict[str, Any]:
     base = stack.base_url
     load_before = load_average()
@@ -160,6 +182,7 @@ def bench(stack: Stack, *, quick: bool = False) -> dict[str, Any]:
             time.sleep(1)
     else:
         raw["wrk"] = "not installed (apt-get install wrk)"
+    raw["c50"] = c50_summary(raw)
     return {
         "title": "API through nginx",
         "rows": rows,

@@ -53,6 +53,10 @@ from platform_services.settings import Settings
 
 log = logging.getLogger(__name__)
 
+CACHE_ENTRY_MEMO_MAX = 1024
+"""Raw cache values whose decoded entries a process keeps (a few per symbol
+asked recently; cleared whole when full)."""
+
 
 @dataclass(frozen=True)
 class PriceEntry:
@@ -65,6 +69,23 @@ class PriceEntry:
         data = self.quote.to_json()
         data.update({"source": self.source, "stale": self.stale, "currency": "USD"})
         return data
+
+    @functools.cached_property
+    def json_bytes(self) -> bytes:
+        """``to_json()`` rendered as the API renders JSON (:func:`compact_json`),
+        once per entry: a cached quote's entry is kept per raw cache value
+        (``MarketService``), so the hot cached path serialises it once, not on
+        every request. (``cached_property`` writes the instance ``__dict__``,
+        which a frozen dataclass allows.)"""
+        return compact_json(self.to_json())
+
+
+def compact_json(content: Any) -> bytes:
+    """JSON exactly as Starlette's ``JSONResponse.render`` writes it, so bytes
+    assembled from pieces are the bytes ``JSONResponse`` would have sent."""
+    return json.dumps(
+        content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+    ).encode("utf-8")
 
 
 @dataclass
@@ -100,14 +121,30 @@ class MarketService:
         store: Store,
         ledger: QuotaLedger,
         clients: dict[str, ProviderClient],
+        *,
+        stats_delay_s: float = 0.0,
     ) -> None:
+        """``stats_delay_s``: how long cache hit/miss counts may wait in this
+        process before they are added to Redis's totals (0: at once, one
+        round trip per lookup). The API batches them (:meth:`flush_cache_stats`
+        runs then, before ``/api/metrics/cache`` answers and at shutdown):
+        the per-request pipeline was a second Redis round trip on every
+        cached request."""
         self.settings = settings
+        self.stats_delay_s = stats_delay_s
+        self._pending_stats = {"hits": 0, "misses": 0}
+        self._stats_flush: asyncio.TimerHandle | None = None
+        self._stats_tasks: set[asyncio.Task[None]] = set()
         self.redis = redis
         self.store = store
         self.ledger = ledger
         self.clients = clients
         self.order = settings.price_provider_order()
         self._inflight: dict[str, asyncio.Task[FetchOutcome]] = {}
+        self._from_cache: dict[str, PriceEntry] = {}
+        """Raw cache value → its entry: the same value (a quote is re-cached
+        with a new ``cached_at`` whenever it is fetched again) is decoded,
+        validated and serialised once. Bounded by :data:`CACHE_ENTRY_MEMO_MAX`."""
 
     # --- public ----------------------------------------------------------------------
 
@@ -139,6 +176,10 @@ class MarketService:
                 raw = [None] * len(symbols)
                 count_stats = False
             for symbol, value in zip(symbols, raw, strict=True):
+                known = self._from_cache.get(value) if isinstance(value, str) else None
+                if known is not None:
+                    result.entries[symbol] = known
+                    continue
                 cached = _decode(value)
                 if cached is None:
                     misses.append(symbol)
@@ -150,7 +191,12 @@ class MarketService:
                     except (KeyError, TypeError, ValueError):
                         misses.append(symbol)
                         continue
-                    result.entries[symbol] = PriceEntry(quote, "cache")
+                    entry = PriceEntry(quote, "cache")
+                    result.entries[symbol] = entry
+                    if isinstance(value, str):
+                        if len(self._from_cache) >= CACHE_ENTRY_MEMO_MAX:
+                            self._from_cache.clear()
+                        self._from_cache[value] = entry
             if count_stats:
                 await self._count_cache(hits=len(symbols) - len(misses), misses=len(misses))
         if result.unknown and stop_on_unknown:
@@ -303,6 +349,32 @@ class MarketService:
     async def _count_cache(self, *, hits: int, misses: int) -> None:
         telemetry.CACHE_HITS.inc(hits)
         telemetry.CACHE_MISSES.inc(misses)
+        if self.stats_delay_s <= 0:
+            await self._write_cache_stats(hits, misses)
+            return
+        self._pending_stats["hits"] += hits
+        self._pending_stats["misses"] += misses
+        if self._stats_flush is None:
+            self._stats_flush = asyncio.get_running_loop().call_later(
+                self.stats_delay_s, self._flush_soon
+            )
+
+    def _flush_soon(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.flush_cache_stats())
+        self._stats_tasks.add(task)
+        task.add_done_callback(self._stats_tasks.discard)
+
+    async def flush_cache_stats(self) -> None:
+        """Add the counts waiting in this process to Redis's totals now."""
+        if self._stats_flush is not None:
+            self._stats_flush.cancel()
+            self._stats_flush = None
+        hits, misses = self._pending_stats["hits"], self._pending_stats["misses"]
+        self._pending_stats["hits"] = self._pending_stats["misses"] = 0
+        if hits or misses:
+            await self._write_cache_stats(hits, misses)
+
+    async def _write_cache_stats(self, hits: int, misses: int) -> None:
         day = keys.utc_day()
         pipe = self.redis.pipeline(transaction=False)
         for kind, n, total_key in (

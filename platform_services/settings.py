@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     provider_timeout_s: float = 5.0
     price_cache_ttl_s: int = Field(default=300, ge=1)
     """How long a quote is served from Redis before a provider is asked again."""
+    cache_stats_delay_s: float = Field(default=1.0, ge=0)
+    """How long the API may keep cache hit/miss counts before adding them to
+    Redis's totals (``/api/metrics/cache``; the process that answers it adds
+    its own first). 0: on every request, one more Redis round trip each."""
     unknown_symbol_ttl_s: int = Field(default=3600, ge=1)
     """How long "no provider knows this symbol" is remembered (saves quota)."""
     unknown_symbol_consensus: int = Field(default=2, ge=1)

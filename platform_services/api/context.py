@@ -65,7 +65,14 @@ class Platform:
         self.providers = settings.providers()
         self.ledger = QuotaLedger(self.redis, self.providers)
         self.clients: dict[str, ProviderClient] = build_clients(settings, self.http)
-        self.market = MarketService(settings, self.redis, self.store, self.ledger, self.clients)
+        self.market = MarketService(
+            settings,
+            self.redis,
+            self.store,
+            self.ledger,
+            self.clients,
+            stats_delay_s=settings.cache_stats_delay_s,
+        )
         self.hub = PriceHub(settings.ws_max_connections, settings.ws_queue_size)
         self.users_ready = False
         self._probes: dict[str, Probe] = {}
@@ -93,6 +100,8 @@ class Platform:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        with contextlib.suppress(Exception):
+            await self.market.flush_cache_stats()
         await self.http.aclose()
         with contextlib.suppress(Exception):
             await self.redis.aclose()

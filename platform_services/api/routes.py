@@ -30,6 +30,7 @@ from platform_services.api.schemas import (
     responses,
 )
 from platform_services.db.store import StoreUnavailable
+from platform_services.market import PriceEntry, compact_json
 from platform_services.providers import keys
 from platform_services.symbols import SymbolError, parse_symbols
 
@@ -72,7 +73,7 @@ async def stock_prices(
     symbols: Annotated[
         str, Query(min_length=1, max_length=200, description=SYMBOLS_DOC, examples=["AAPL,MSFT"])
     ],
-) -> JSONResponse:
+) -> Response:
     """Quotes for 1-10 symbols: cache, else providers within quota, else stored.
 
     404 when a symbol is unknown to the providers (nothing is stored), 422 when
@@ -107,18 +108,23 @@ async def stock_prices(
             reasons=result.unavailable,
         )
     entries = [result.entries[s] for s in wanted]
+    return Response(
+        prices_body(entries, stored, datetime.now(UTC).isoformat()), media_type="application/json"
+    )
+
+
+def prices_body(entries: list[PriceEntry], stored: int, timestamp: str) -> bytes:
+    """The body ``JSONResponse`` would render for ``{"prices": [...], "count",
+    "sources", "stored", "timestamp"}``, byte for byte, assembled from each
+    entry's own rendering (kept per cached value, so a cached price is not
+    serialised again on every request)."""
     sources: dict[str, int] = {}
     for entry in entries:
         sources[entry.source] = sources.get(entry.source, 0) + 1
-    return JSONResponse(
-        {
-            "prices": [e.to_json() for e in entries],
-            "count": len(entries),
-            "sources": sources,
-            "stored": stored,
-            "timestamp": datetime.now(UTC).isoformat(),
-        }
+    rest = compact_json(
+        {"count": len(entries), "sources": sources, "stored": stored, "timestamp": timestamp}
     )
+    return b'{"prices":[' + b",".join(e.json_bytes for e in entries) + b"]," + rest[1:]
 
 
 # --- auth ----------------------------------------------------------------------------------
@@ -308,6 +314,8 @@ async def metrics_cache(request: Request) -> JSONResponse:
     platform = _platform(request)
     redis = platform.redis
     day = keys.utc_day()
+    # This process's counts not yet in Redis (MarketService batches them).
+    await platform.market.flush_cache_stats()
     try:
         hits, misses, hits_today, misses_today = await redis.mget(
             [
