@@ -20,25 +20,19 @@ the idle section's main-thread figure).
 
 from __future__ import annotations
 
-import json
-import sys
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from bench.common import (
     Stack,
-    Tmux,
-    console_env,
     load_average,
     log,
     median,
     percentile,
     rnd,
     row,
-    terminate,
+    run_probe,
 )
 
 AGE_TARGET_S = 1.5
@@ -66,41 +60,13 @@ def flat(per_level: dict[int, float | None]) -> tuple[bool | None, float | None]
 
 
 def _probe(stack: Stack, duration: float, warm: float) -> dict[str, Any]:
-    out = Path(tempfile.mkstemp(prefix="sdbench-fresh-", suffix=".json")[1])
-    tmux = Tmux("fresh")
-    try:
-        pid = tmux.start(
-            [
-                sys.executable,
-                "-m",
-                "bench.tools.probe_app",
-                "--duration",
-                str(duration),
-                "--measure-after",
-                str(warm),
-                "--freshness",
-                "--out",
-                str(out),
-            ],
-            console_env(stack),
-        )
-        deadline = time.monotonic() + duration + 40
-        while time.monotonic() < deadline and not tmux.pane_dead():
-            time.sleep(0.5)
-        screen = tmux.capture()
-        if not tmux.pane_dead():
-            terminate(pid)
-        try:
-            data = json.loads(out.read_text() or "{}")
-        except json.JSONDecodeError:
-            data = {}
-        fresh = data.get("freshness")
-        if not fresh or not fresh.get("ages"):
-            return {"error": "the probe saw no stats on screen", "screen": screen[-2000:]}
-        return dict(fresh)
-    finally:
-        tmux.kill()
-        out.unlink(missing_ok=True)
+    data, screen = run_probe(
+        stack, "fresh", ["--measure-after", str(warm), "--freshness"], duration, 40
+    )
+    fresh = data.get("freshness")
+    if not fresh or not fresh.get("ages"):
+        return {"error": "the probe saw no stats on screen", "screen": screen[-2000:]}
+    return dict(fresh)
 
 
 def bench(

@@ -32,7 +32,6 @@ start-up stalls (first layout) are reported apart in the raw data.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import socket
@@ -47,14 +46,13 @@ from typing import Any
 from bench.common import (
     REPO,
     Stack,
-    Tmux,
-    console_env,
     load_average,
     log,
     percentile,
     rnd,
     row,
     run,
+    run_probe,
     terminate,
 )
 
@@ -133,37 +131,8 @@ def verdict(summaries: list[dict[str, Any]]) -> tuple[int, int]:
 
 
 def _probe(stack: Stack, duration: float, extra_env: dict[str, str]) -> dict[str, Any]:
-    out = Path(tempfile.mkstemp(prefix="sdbench-probe-", suffix=".json")[1])
-    tmux = Tmux("stall")
-    try:
-        pid = tmux.start(
-            [
-                sys.executable,
-                "-m",
-                "bench.tools.probe_app",
-                "--duration",
-                str(duration),
-                "--out",
-                str(out),
-            ],
-            console_env(stack, **extra_env),
-        )
-        deadline = time.monotonic() + duration + 30
-        while time.monotonic() < deadline and not tmux.pane_dead():
-            time.sleep(0.5)
-        screen = tmux.capture()
-        if not tmux.pane_dead():
-            terminate(pid)
-        try:
-            data = json.loads(out.read_text() or "{}")
-        except json.JSONDecodeError:
-            data = {}
-        if not data:
-            data = {"error": "probe wrote nothing", "screen": screen[-3000:]}
-        return data
-    finally:
-        tmux.kill()
-        out.unlink(missing_ok=True)
+    data, screen = run_probe(stack, "stall", [], duration, 30, **extra_env)
+    return data or {"error": "probe wrote nothing", "screen": screen[-3000:]}
 
 
 def _summarise(data: dict[str, Any], sick: list[str]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -425,6 +426,44 @@ def console_env(stack: Stack, **extra: str) -> dict[str, str]:
 
 IDLE_IMAGE = os.environ.get("BASE_IMAGE") or "debian:trixie-slim"
 """What scripts/images.sh built the stack from (BASE_IMAGE, as there)."""
+
+
+def run_probe(
+    stack: Stack, name: str, args: list[str], duration: float, grace: float, **extra_env: str
+) -> tuple[dict[str, Any], str]:
+    """``bench.tools.probe_app`` with ``args`` for ``duration`` s in a tmux of
+    its own (``name``), waited for ``grace`` s more, then stopped: what it
+    wrote (``{}`` when nothing or not JSON) and the screen it left."""
+    out = Path(tempfile.mkstemp(prefix=f"sdbench-{name}-", suffix=".json")[1])
+    tmux = Tmux(name)
+    try:
+        pid = tmux.start(
+            [
+                sys.executable,
+                "-m",
+                "bench.tools.probe_app",
+                "--duration",
+                str(duration),
+                *args,
+                "--out",
+                str(out),
+            ],
+            console_env(stack, **extra_env),
+        )
+        deadline = time.monotonic() + duration + grace
+        while time.monotonic() < deadline and not tmux.pane_dead():
+            time.sleep(0.5)
+        screen = tmux.capture()
+        if not tmux.pane_dead():
+            terminate(pid)
+        try:
+            data = json.loads(out.read_text() or "{}")
+        except json.JSONDecodeError:
+            data = {}
+        return data, screen
+    finally:
+        tmux.kill()
+        out.unlink(missing_ok=True)
 
 
 def cleanup_idle(stack: Stack) -> int:
