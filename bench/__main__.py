@@ -41,6 +41,37 @@ ALL = ["footprint", "startup", "stats", "fresh", "idle", "stall", "api", "profil
 the stack) last."""
 
 
+def _wait_calm(limit_s: float) -> list[float]:
+    """The load average when the measurements begin, after waiting up to
+    ``limit_s`` for its 1-minute figure to fall to half the cores."""
+    half = (os.cpu_count() or 1) / 2
+    deadline = time.monotonic() + limit_s
+    load = load_average()
+    if limit_s > 0 and load and load[0] > half:
+        log(f"waiting up to {limit_s:g} s for the 1-minute load ({load[0]}) to fall to {half:g}")
+        while load and load[0] > half and time.monotonic() < deadline:
+            time.sleep(5)
+            load = load_average()
+        log(f"load {load} after the wait")
+    return load
+
+
+def _other_containers(stack: Stack) -> list[str]:
+    """Running containers that are not the measured stack's (nor the bench's
+    idle ones, which carry the stack's project label)."""
+    r = run(
+        ["docker", "ps", "--format", '{{.Names}}\t{{.Label "com.docker.compose.project"}}'],
+        timeout=30,
+        check=False,
+    )
+    names = []
+    for line in (r.stdout if r.returncode == 0 else "").splitlines():
+        name, _, project = line.partition("\t")
+        if name and project != stack.name:
+            names.append(name)
+    return names
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python3 -m bench",
@@ -89,6 +120,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--no-what-if",
         action="store_true",
         help="profile without its what-if experiments (py-spy and importtime only; ~6 min less)",
+    )
+    p.add_argument(
+        "--wait-calm",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="before measuring, wait up to SECONDS for the 1-minute load to fall to half the cores (a run of record starts calm)",
     )
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="results folder")
     p.add_argument(
@@ -192,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     # a calm moment: let setup's aftermath settle
     time.sleep(0 if args.quick else 5)
+    results["load_measuring"] = _wait_calm(args.wait_calm)
+    results["other_containers"] = _other_containers(stack)
     try:
         with idle_containers(stack) as scale:
             for bench_name in selected:
